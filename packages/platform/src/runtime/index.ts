@@ -1,0 +1,2 @@
+// The runtime domain: the RuntimeDriver interface and its implementations.
+export * from "./runtime-driver.js";

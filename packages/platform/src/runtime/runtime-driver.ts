@@ -1,0 +1,114 @@
+// The RuntimeDriver interface: how replicas are started, watched and stopped.
+// Implementations: process (default), memory (fake for tests and benchmarks); docker
+// and kubernetes later. Every implementation runs runtime.conformance.ts.
+import type { ReplicaState } from "@keelson/protocol";
+
+export interface ProbeConfig {
+  path: string;
+  intervalMs: number;
+  timeoutMs: number;
+  failureThreshold: number;
+}
+
+/** Everything a driver needs to run one replica. */
+export interface ReplicaSpec {
+  id: string;
+  project: string;
+  service: string;
+  release: string;
+  index: number;
+  /** Working directory (absolute). */
+  cwd: string;
+  /** Shell command line. */
+  command: string;
+  /** Extra environment; PORT is set by the driver. */
+  env: Record<string, string>;
+  port: number;
+  /** Without a readiness probe a replica is ready once its port accepts connections. */
+  readiness: ProbeConfig | undefined;
+  liveness: ProbeConfig | undefined;
+  /** Time allowed between SIGTERM and SIGKILL. */
+  stopTimeoutMs: number;
+  /** Time allowed to become ready before the start counts as failed. */
+  startTimeoutMs: number;
+  /** Folder for this replica's log files (absolute). */
+  logDir: string;
+}
+
+export interface ReplicaExit {
+  code: number | null;
+  signal: string | null;
+  at: string;
+}
+
+/** What a driver knows about a replica right now. */
+export interface ReplicaInfo {
+  spec: ReplicaSpec;
+  state: ReplicaState;
+  pid: number | undefined;
+  pidStartTime: number | undefined;
+  restarts: number;
+  startedAt: string | undefined;
+  lastExit: ReplicaExit | undefined;
+  /** Driver-specific facts to persist (log paths, container id). */
+  details: Record<string, unknown>;
+}
+
+export type ReplicaEventType = "started" | "ready" | "unready" | "exited" | "restarting" | "stopped" | "failed" | "adopted";
+
+export interface ReplicaEvent {
+  type: ReplicaEventType;
+  replica: ReplicaInfo;
+  /** Human-readable reason ("liveness failed 3 times", "exit code 1"). */
+  reason?: string;
+}
+
+export interface RestartPolicy {
+  initialDelayMs: number;
+  multiplier: number;
+  maxDelayMs: number;
+  /** Uptime after which the backoff resets. */
+  resetAfterMs: number;
+}
+
+export const DEFAULT_RESTART_POLICY: RestartPolicy = { initialDelayMs: 100, multiplier: 1.5, maxDelayMs: 15_000, resetAfterMs: 30_000 };
+
+export interface RuntimeDriver {
+  readonly name: string;
+
+  /**
+   * Starts a replica and supervises it (readiness, liveness, restart with backoff).
+   * Resolves once the process is started (not ready); readiness arrives as an event.
+   * Rejects with KEELSON_ERR_PORT_IN_USE if the port is taken, KEELSON_ERR_START_FAILED
+   * if the command cannot be spawned.
+   */
+  start(spec: ReplicaSpec): Promise<ReplicaInfo>;
+
+  /**
+   * Stops a replica gracefully (SIGTERM to its process group, SIGKILL after
+   * stopTimeoutMs) and forgets it. Stopping an unknown replica is a no-op.
+   */
+  stop(id: string): Promise<void>;
+
+  /** Restarts a replica now (keelson restart), resetting its backoff. */
+  restart(id: string): Promise<void>;
+
+  /**
+   * Takes over a replica started by an earlier control plane, if its process is
+   * still the one recorded (pid and start time match). Returns undefined when it is
+   * gone, in which case the caller starts a new one.
+   */
+  adopt(spec: ReplicaSpec, recorded: { pid: number; pidStartTime: number | undefined; restarts: number; startedAt: string | undefined }): Promise<ReplicaInfo | undefined>;
+
+  get(id: string): ReplicaInfo | undefined;
+  list(): ReplicaInfo[];
+
+  /** Subscribes to replica events; returns an unsubscribe function. */
+  onEvent(listener: (event: ReplicaEvent) => void): () => void;
+
+  /**
+   * Stops supervising without stopping replicas (the control plane is exiting and
+   * a later one will adopt them).
+   */
+  detach(): Promise<void>;
+}

@@ -1,0 +1,37 @@
+// Events: every state change is appended to the store's event log with who, what and when.
+
+/** The kinds of event Keelson records; later features add kinds, never change them. */
+export type EventKind =
+  | "manifest.applied"
+  | "service.created"
+  | "service.changed"
+  | "service.removed"
+  | "build.started"
+  | "build.succeeded"
+  | "build.failed"
+  | "release.created"
+  | "replica.started"
+  | "replica.ready"
+  | "replica.unready"
+  | "replica.exited"
+  | "replica.restarting"
+  | "replica.stopped"
+  | "replica.adopted"
+  | "replica.failed"
+  | "service.scaled"
+  | "controlplane.started"
+  | "controlplane.stopped";
+
+export interface KeelsonEvent {
+  /** Monotonic sequence number assigned by the store. */
+  seq: number;
+  /** ISO-8601 time. */
+  at: string;
+  project: string;
+  kind: EventKind;
+  /** Who caused it: "user:<name>", "cli", "reconciler", "runtime". */
+  actor: string;
+  /** What it is about, e.g. "service/orders" or "replica/orders-2f1c-0". */
+  subject: string;
+  details: Record<string, unknown>;
+}

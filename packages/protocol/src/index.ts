@@ -1,0 +1,5 @@
+// @keelson/protocol: what the control plane, gateway, SDK and dashboard agree on.
+export * from "./errors.js";
+export * from "./routing.js";
+export * from "./status.js";
+export * from "./events.js";

@@ -1,0 +1,36 @@
+// The shape of `keelson status --json` and GET /v1/status: a contract scripts rely on.
+
+export type ReplicaState = "starting" | "ready" | "unready" | "backoff" | "stopping" | "stopped" | "failed";
+
+export interface ReplicaStatus {
+  id: string;
+  service: string;
+  release: string;
+  index: number;
+  state: ReplicaState;
+  pid: number | undefined;
+  port: number;
+  url: string;
+  restarts: number;
+  startedAt: string | undefined;
+  lastExit: { code: number | null; signal: string | null; at: string } | undefined;
+}
+
+export interface ServiceStatus {
+  name: string;
+  owner: string;
+  /** The release (content hash) the service is meant to run. */
+  release: string | undefined;
+  replicas: { desired: number; ready: number };
+  /** URL of each ready replica. */
+  endpoints: string[];
+  routes: string[];
+  instances: ReplicaStatus[];
+}
+
+export interface StatusReport {
+  project: string;
+  controlPlane: { url: string; pid: number; version: string; startedAt: string };
+  gateway: { url: string };
+  services: ServiceStatus[];
+}

@@ -1,0 +1,63 @@
+// Helpers shared by tests: polling with a deadline, temp folders, free ports.
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * Polls `check` until it returns a value other than undefined/false, or throws after
+ * `timeoutMs` with the last error seen. Never sleeps longer than `intervalMs` at a time.
+ */
+export async function waitFor<T>(
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<T> {
+  const { timeoutMs = 10_000, intervalMs = 25, what = "condition" } = options;
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** A fresh temp folder; call the returned cleanup in afterEach/afterAll. */
+export async function makeTempDir(prefix = "keelson-test-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      if (addr === null || typeof addr === "string") return reject(new Error("no port"));
+      srv.close(() => resolve(addr.port));
+    });
+  });
+}
+
+/**
+ * Whether an outside component (PostgreSQL, dockerd, Prometheus, Chromium) is there.
+ * Without it the suite is skipped with a printed reason; with KEELSON_REQUIRE_ALL=1
+ * (set by CI) a missing component fails the run instead.
+ */
+export function requireComponent(name: string, available: boolean, reason: string): boolean {
+  if (available) return true;
+  if (process.env.KEELSON_REQUIRE_ALL === "1") {
+    throw new Error(`${name} is required (KEELSON_REQUIRE_ALL=1) but missing: ${reason}`);
+  }
+  process.stderr.write(`SKIP ${name} suite: ${reason}\n`);
+  return false;
+}
