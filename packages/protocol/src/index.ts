@@ -3,3 +3,4 @@ export * from "./errors.js";
 export * from "./routing.js";
 export * from "./status.js";
 export * from "./events.js";
+export * from "./env.js";

@@ -146,7 +146,11 @@ export const ManifestSchema = z.strictObject({
   /** Project name; state is kept per project. */
   project: name("project"),
   controlPlane: Listen.extend({ port: Port.default(7070) }).default({ host: "127.0.0.1", port: 7070 }),
-  gateway: Listen.extend({ port: Port.default(8080) }).default({ host: "127.0.0.1", port: 8080 }),
+  gateway: Listen.extend({
+    port: Port.default(8080),
+    /** Port of the gateway's own health, /metrics and admin endpoints (kept apart from app routes). */
+    adminPort: Port.default(8081),
+  }).default({ host: "127.0.0.1", port: 8080, adminPort: 8081 }),
   runtime: z.enum(["process", "docker", "kubernetes"]).default("process"),
   teams: z.record(name("team"), z.strictObject({ members: z.array(z.string()).default([]), contact: z.string().optional() })).optional(),
   services: z.record(name("service name"), ServiceSpecSchema),

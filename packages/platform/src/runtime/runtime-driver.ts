@@ -50,6 +50,10 @@ export interface ReplicaInfo {
   restarts: number;
   startedAt: string | undefined;
   lastExit: ReplicaExit | undefined;
+  /** Whether this replica has been ready at least once since it was (re)started by the driver. */
+  everReady: boolean;
+  /** Exits since the replica was last ready (a crash loop at start shows here). */
+  exitsSinceReady: number;
   /** Driver-specific facts to persist (log paths, container id). */
   details: Record<string, unknown>;
 }

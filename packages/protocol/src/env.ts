@@ -1,0 +1,18 @@
+// Environment variables Keelson sets in every replica it starts.
+
+export const REPLICA_ENV = {
+  /** Port the replica must listen on. */
+  PORT: "PORT",
+  /** The service's name. */
+  SERVICE: "KEELSON_SERVICE",
+  /** This replica's id. */
+  REPLICA: "KEELSON_REPLICA",
+  /** The release (content hash) this replica runs. */
+  RELEASE: "KEELSON_RELEASE",
+  /** The project's name. */
+  PROJECT: "KEELSON_PROJECT",
+  /** Base URL of the gateway; service-to-service calls go through it. */
+  GATEWAY_URL: "KEELSON_GATEWAY_URL",
+  /** A folder for the service's data that survives restarts and releases (shared by its replicas). */
+  DATA_DIR: "KEELSON_DATA_DIR",
+} as const;
