@@ -1,0 +1,269 @@
+// The control plane's HTTP API: a composition root that wires the store, the runtime
+// driver, the reconciler and the routing publisher to HTTP. No domain rules live here.
+import { join } from "node:path";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { KeelsonError, type EventKind, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
+import { Counter, Registry, collectDefaultMetrics } from "prom-client";
+import type { ApplyProgress, Log, Reconciler } from "../delivery/index.js";
+import { createRoutingPublisher, type RoutingPublisher } from "../gateway/index.js";
+import { loadManifest, type ServiceSpec } from "../manifest/index.js";
+import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
+import type { Store } from "../store/index.js";
+import { readJson, sendError, sendJson } from "./http.js";
+
+export const KEELSON_VERSION = "0.1.0";
+
+export interface ControlPlaneOptions {
+  project: string;
+  /** Folder holding keelson.yaml. */
+  dir: string;
+  /** The project's state folder (.keelson). */
+  stateDir: string;
+  store: Store;
+  driver: RuntimeDriver;
+  reconciler: Reconciler;
+  gatewayUrl: string;
+  log: Log;
+}
+
+export interface ControlPlane {
+  readonly server: Server;
+  readonly routing: RoutingPublisher;
+  listen(host: string, port: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
+
+export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
+  const { project, dir, stateDir, store, driver, reconciler, gatewayUrl, log } = options;
+  const startedAt = new Date().toISOString();
+  let url = "";
+  const routing = createRoutingPublisher({ store, driver, project });
+  const sseClients = new Set<ServerResponse>();
+  let applying = false;
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "keelson_controlplane_" });
+  const apiRequests = new Counter({ name: "keelson_controlplane_api_requests_total", help: "API requests by route and status code.", labelNames: ["route", "code"], registers: [registry] });
+
+  reconciler.onChange(() => {
+    void routing.refresh().catch((err: unknown) => log.error({ err }, "routing refresh failed"));
+  });
+  routing.subscribe((table) => {
+    for (const res of sseClients) writeSse(res, table);
+  });
+  const heartbeat = setInterval(() => {
+    for (const res of sseClients) res.write(": heartbeat\n\n");
+  }, 15_000);
+  heartbeat.unref();
+
+  function actorOf(req: IncomingMessage): string {
+    const a = req.headers["x-keelson-actor"];
+    return typeof a === "string" && a.length > 0 && a.length < 200 ? a : "api";
+  }
+
+  async function status(): Promise<StatusReport> {
+    const services = await store.listServices(project);
+    const replicas = driver.list().filter((r) => r.spec.project === project);
+    const out: ServiceStatus[] = services.map((s) => {
+      const spec = s.spec as unknown as ServiceSpec;
+      const instances: ReplicaStatus[] = replicas
+        .filter((r) => r.spec.service === s.name)
+        .sort((a, b) => a.spec.index - b.spec.index || a.spec.id.localeCompare(b.spec.id))
+        .map((r) => ({
+          id: r.spec.id,
+          service: r.spec.service,
+          release: r.spec.release,
+          index: r.spec.index,
+          state: r.state,
+          pid: r.pid,
+          port: r.spec.port,
+          url: `http://127.0.0.1:${r.spec.port}`,
+          restarts: r.restarts,
+          startedAt: r.startedAt,
+          lastExit: r.lastExit,
+        }));
+      const ready = instances.filter((i) => i.state === "ready" && i.release === s.release);
+      return {
+        name: s.name,
+        owner: spec.owner,
+        release: s.release,
+        replicas: { desired: spec.replicas, ready: ready.length },
+        endpoints: instances.filter((i) => i.state === "ready").map((i) => i.url),
+        routes: (spec.routes ?? []).map((r) => `${r.host ?? ""}${r.path}`),
+        instances,
+      };
+    });
+    return {
+      project,
+      controlPlane: { url, pid: process.pid, version: KEELSON_VERSION, startedAt },
+      gateway: { url: gatewayUrl },
+      services: out.sort((a, b) => a.name.localeCompare(b.name)),
+    };
+  }
+
+  function writeSse(res: ServerResponse, table: RoutingTable): void {
+    res.write(`event: routing\ndata: ${JSON.stringify(table)}\n\n`);
+  }
+
+  async function serviceParam(name: string | undefined): Promise<string> {
+    if (!name || !(await store.getService(project, name))) {
+      throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `service "${name ?? ""}" does not exist in project "${project}"`);
+    }
+    return name;
+  }
+
+  const routes: Array<{ method: string; pattern: RegExp; keys: string[]; name: string; handler: Handler }> = [];
+  function route(method: string, path: string, handler: Handler): void {
+    const keys: string[] = [];
+    const pattern = new RegExp(`^${path.replace(/:(\w+)/g, (_, k: string) => (keys.push(k), "([^/]+)"))}$`);
+    routes.push({ method, pattern, keys, name: path, handler });
+  }
+
+  route("GET", "/healthz", async (_req, res) => sendJson(res, 200, { status: "ok", project, pid: process.pid, version: KEELSON_VERSION }));
+  route("GET", "/metrics", async (_req, res) => {
+    const text = await registry.metrics();
+    res.writeHead(200, { "content-type": registry.contentType });
+    res.end(text);
+  });
+  route("GET", "/v1/status", async (_req, res) => sendJson(res, 200, await status()));
+  route("POST", "/v1/plan", async (_req, res) => {
+    const loaded = await loadManifest(dir);
+    sendJson(res, 200, await reconciler.plan(loaded));
+  });
+  route("POST", "/v1/apply", async (req, res) => {
+    const body = await readJson(req);
+    if (applying) throw new KeelsonError("KEELSON_ERR_CONFLICT", "another apply is running; try again when it has finished");
+    const loaded = await loadManifest(dir);
+    applying = true;
+    // Progress streams as NDJSON so the CLI can show it live.
+    res.writeHead(200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
+    const send = (p: ApplyProgress | { type: "done"; failures: unknown[]; changes: number } | { type: "error"; error: unknown }) => {
+      if (!res.destroyed) res.write(`${JSON.stringify(p)}\n`);
+    };
+    try {
+      const result = await reconciler.apply(loaded, { actor: actorOf(req), rebuild: body.rebuild === true, waitReady: body.wait !== false, onProgress: send });
+      await routing.refresh();
+      send({ type: "done", failures: result.failures, changes: result.plan.changes.length });
+    } catch (err) {
+      send({ type: "error", error: err instanceof KeelsonError ? err.toBody().error : { code: "KEELSON_ERR_INTERNAL", message: String(err) } });
+    } finally {
+      applying = false;
+      res.end();
+    }
+  });
+  route("POST", "/v1/down", async (req, res) => {
+    await reconciler.down(actorOf(req));
+    await routing.refresh();
+    sendJson(res, 200, { stopped: true });
+  });
+  route("POST", "/v1/services/:name/scale", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    const body = await readJson(req);
+    await reconciler.scale(name, body.replicas as number, actorOf(req));
+    sendJson(res, 202, { service: name, replicas: body.replicas });
+  });
+  route("POST", "/v1/services/:name/restart", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    await reconciler.restart(name, actorOf(req));
+    sendJson(res, 200, { service: name, restarted: true });
+  });
+  route("GET", "/v1/services/:name/logs", async (req, res, params, u) => {
+    const name = await serviceParam(params.name);
+    const since = u.searchParams.get("since");
+    const tail = u.searchParams.get("tail");
+    const sinceDate = since ? new Date(since) : undefined;
+    if (sinceDate && Number.isNaN(sinceDate.getTime())) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `since: expected an ISO time, got "${since}"`);
+    const abort = new AbortController();
+    req.once("close", () => abort.abort());
+    res.writeHead(200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
+    const logDir = join(stateDir, "logs", name);
+    try {
+      for await (const line of readReplicaLogs({
+        logDir,
+        ...(sinceDate ? { since: sinceDate } : {}),
+        ...(tail ? { tail: Number(tail) } : {}),
+        follow: u.searchParams.get("follow") === "1",
+        signal: abort.signal,
+      })) {
+        if (!res.write(`${JSON.stringify(line)}\n`)) await new Promise((r) => res.once("drain", r));
+      }
+    } catch (err) {
+      if (!abort.signal.aborted) log.warn({ err }, "log stream failed");
+    }
+    res.end();
+  });
+  route("GET", "/v1/events", async (_req, res, _p, u) => {
+    const after = u.searchParams.get("after");
+    const limit = u.searchParams.get("limit");
+    const kind = u.searchParams.get("kind");
+    sendJson(res, 200, {
+      events: await store.listEvents({
+        project,
+        ...(after ? { afterSeq: Number(after) } : {}),
+        limit: limit ? Math.min(Number(limit), 1000) : 100,
+        ...(kind ? { kinds: kind.split(",") as EventKind[] } : {}),
+        descending: u.searchParams.get("order") === "desc",
+      }),
+    });
+  });
+  route("GET", "/v1/routing", async (_req, res) => sendJson(res, 200, await routing.current()));
+  route("GET", "/v1/watch/routing", async (req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+    res.flushHeaders();
+    sseClients.add(res);
+    req.once("close", () => sseClients.delete(res));
+    writeSse(res, await routing.current());
+  });
+
+  const server = createServer((req, res) => {
+    const u = new URL(req.url ?? "/", "http://localhost");
+    const match = routes.find((r) => r.method === req.method && r.pattern.test(u.pathname));
+    const known = routes.some((r) => r.pattern.test(u.pathname));
+    if (!match) {
+      const err = new KeelsonError(known ? "KEELSON_ERR_INVALID_INPUT" : "KEELSON_ERR_NOT_FOUND", known ? `${req.method} is not allowed on ${u.pathname}` : `no API endpoint ${u.pathname}`);
+      sendJson(res, known ? 405 : 404, err.toBody());
+      return;
+    }
+    const values = match.pattern.exec(u.pathname)?.slice(1) ?? [];
+    const params = Object.fromEntries(match.keys.map((k, i) => [k, decodeURIComponent(values[i] ?? "")]));
+    res.once("finish", () => apiRequests.inc({ route: match.name, code: String(res.statusCode) }));
+    match.handler(req, res, params, u).catch((err: unknown) => {
+      if (!(err instanceof KeelsonError)) log.error({ err, path: u.pathname }, "API request failed");
+      sendError(res, err);
+    });
+  });
+  server.keepAliveTimeout = 5000;
+
+  return {
+    server,
+    routing,
+    listen(host, port) {
+      return new Promise((resolveListen, reject) => {
+        server.once("error", (err: NodeJS.ErrnoException) => {
+          reject(
+            err.code === "EADDRINUSE"
+              ? new KeelsonError("KEELSON_ERR_PORT_IN_USE", `controlPlane.port: ${host}:${port} is already in use by another process`)
+              : err,
+          );
+        });
+        server.listen(port, host, () => {
+          const addr = server.address();
+          const p = addr && typeof addr === "object" ? addr.port : port;
+          url = `http://${host.includes(":") ? `[${host}]` : host}:${p}`;
+          resolveListen(url);
+        });
+      });
+    },
+    async close() {
+      clearInterval(heartbeat);
+      for (const res of sseClients) res.end();
+      sseClients.clear();
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeIdleConnections();
+      });
+    },
+  };
+}

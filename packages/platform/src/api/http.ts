@@ -1,0 +1,41 @@
+// Small HTTP helpers for the control-plane API: JSON in and out, the one error shape.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { KeelsonError } from "@keelson/protocol";
+
+const MAX_BODY = 1024 * 1024;
+
+export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `request body exceeds ${MAX_BODY} bytes`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch (err) {
+    throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", "request body must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, err: unknown): void {
+  const e = err instanceof KeelsonError ? err : new KeelsonError("KEELSON_ERR_INTERNAL", err instanceof Error ? err.message : String(err));
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, e.status, e.toBody());
+}

@@ -1,0 +1,78 @@
+// `keelson serve`: the control-plane process. Opens the store, re-adopts running
+// replicas, serves the API, and on SIGTERM exits leaving replicas running (static stability).
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { KeelsonError } from "@keelson/protocol";
+import { pino } from "pino";
+import { createReconciler } from "../delivery/index.js";
+import { loadManifest, type Manifest } from "../manifest/index.js";
+import { createProcessDriver } from "../runtime/index.js";
+import { createSqliteStore } from "../store/index.js";
+import { createControlPlane } from "./control-plane.js";
+import { stateDirOf, CONTROL_PLANE_FILE } from "./state-files.js";
+
+export interface RunControlPlaneOptions {
+  dir: string;
+  host?: string;
+  port?: number;
+  gatewayUrl?: string;
+}
+
+/** Runs until SIGTERM/SIGINT. Resolves with the URL once serving. */
+export async function runControlPlane(options: RunControlPlaneOptions): Promise<{ url: string; stop: () => Promise<void> }> {
+  const dir = resolve(options.dir);
+  const stateDir = stateDirOf(dir);
+  await mkdir(stateDir, { recursive: true });
+  const log = pino({ name: "keelson-controlplane", base: { pid: process.pid } });
+
+  const store = await createSqliteStore({ path: join(stateDir, "state.db") });
+  let manifest: Manifest | undefined;
+  try {
+    manifest = (await loadManifest(dir)).manifest;
+  } catch (err) {
+    // A broken manifest must not stop the control plane from serving what runs.
+    log.warn({ err: err instanceof Error ? err.message : err }, "manifest not loadable; serving the stored state");
+  }
+  const stored = await store.listProjects();
+  const project = stored[0]?.name ?? manifest?.project;
+  if (!project) {
+    await store.close();
+    throw new KeelsonError("KEELSON_ERR_MANIFEST_NOT_FOUND", `no valid keelson.yaml in ${dir} and no stored project`);
+  }
+  const host = options.host ?? manifest?.controlPlane.host ?? "127.0.0.1";
+  const port = options.port ?? manifest?.controlPlane.port ?? 7070;
+  const gatewayUrl = options.gatewayUrl ?? `http://${manifest?.gateway.host ?? "127.0.0.1"}:${manifest?.gateway.port ?? 8080}`;
+
+  const driver = createProcessDriver({
+    log: (level, msg, fields) => log[level](fields ?? {}, msg),
+  });
+  const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, log });
+  const cp = createControlPlane({ project, dir, stateDir, store, driver, reconciler, gatewayUrl, log });
+  let url: string;
+  try {
+    url = await cp.listen(host, port);
+  } catch (err) {
+    await driver.detach();
+    await store.close();
+    throw err;
+  }
+  const { adopted, lost } = await reconciler.resume();
+  log.info({ adopted: adopted.length, lost: lost.length }, "re-adopted running replicas");
+  await store.appendEvent({ project, kind: "controlplane.started", actor: "controlplane", subject: `project/${project}`, details: { pid: process.pid, url, adopted, lost } });
+  reconciler.start();
+  await cp.routing.refresh();
+  await writeFile(join(stateDir, CONTROL_PLANE_FILE), JSON.stringify({ pid: process.pid, url, project, startedAt: new Date().toISOString() }, null, 2));
+  log.info({ url, project }, "control plane serving");
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info("control plane stopping; replicas keep running");
+      await reconciler.stop();
+      await driver.detach();
+      await cp.close();
+      await store.close();
+      await rm(join(stateDir, CONTROL_PLANE_FILE), { force: true });
+    })());
+  return { url, stop };
+}

@@ -1,0 +1,64 @@
+// A small client for the control-plane API, used by the CLI.
+import { KeelsonError } from "@keelson/protocol";
+
+export interface ApiClient {
+  readonly url: string;
+  get<T>(path: string): Promise<T>;
+  post<T>(path: string, body?: unknown): Promise<T>;
+  /** POST or GET whose answer is NDJSON; yields each parsed line. */
+  stream<T>(path: string, options?: { method?: "GET" | "POST"; body?: unknown; signal?: AbortSignal }): AsyncIterable<T>;
+}
+
+export function createApiClient(url: string, actor = "cli"): ApiClient {
+  const headers = { "content-type": "application/json", "x-keelson-actor": actor };
+
+  async function request(path: string, init: RequestInit): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, url), { ...init, headers });
+    } catch (err) {
+      throw new KeelsonError("KEELSON_ERR_CONTROL_PLANE_UNREACHABLE", `the control plane at ${url} did not answer: ${(err as Error).cause ?? (err as Error).message}`);
+    }
+    if (!res.ok) {
+      const body: unknown = await res.json().catch(() => undefined);
+      throw KeelsonError.fromBody(body) ?? new KeelsonError("KEELSON_ERR_INTERNAL", `${init.method ?? "GET"} ${path} answered ${res.status}`);
+    }
+    return res;
+  }
+
+  return {
+    url,
+    async get<T>(path: string) {
+      return (await (await request(path, { method: "GET" })).json()) as T;
+    },
+    async post<T>(path: string, body?: unknown) {
+      return (await (await request(path, { method: "POST", body: JSON.stringify(body ?? {}) })).json()) as T;
+    },
+    async *stream<T>(path: string, options: { method?: "GET" | "POST"; body?: unknown; signal?: AbortSignal } = {}) {
+      const method = options.method ?? "GET";
+      const res = await request(path, {
+        method,
+        ...(method === "POST" ? { body: JSON.stringify(options.body ?? {}) } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      if (!res.body) return;
+      const decoder = new TextDecoder();
+      let buffer = "";
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buffer += decoder.decode(chunk, { stream: true });
+          let nl: number;
+          while ((nl = buffer.indexOf("\n")) >= 0) {
+            const line = buffer.slice(0, nl).trim();
+            buffer = buffer.slice(nl + 1);
+            if (line) yield JSON.parse(line) as T;
+          }
+        }
+      } catch (err) {
+        if (options.signal?.aborted) return;
+        throw err;
+      }
+      if (buffer.trim()) yield JSON.parse(buffer) as T;
+    },
+  };
+}

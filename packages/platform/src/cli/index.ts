@@ -1,0 +1,2 @@
+// The cli domain: the `keelson` command line.
+export { buildProgram, main } from "./main.js";

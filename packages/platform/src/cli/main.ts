@@ -1,0 +1,429 @@
+// The `keelson` command line: parses input, calls the domains and the control-plane API,
+// formats output. Exit codes: 0 ok, 1 failure, 2 usage error.
+import { existsSync } from "node:fs";
+import { appendFile, readFile, writeFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { KeelsonError, type KeelsonEvent, type StatusReport } from "@keelson/protocol";
+import { runControlPlane, stateDirOf, GATEWAY_DIR } from "../api/index.js";
+import { computePlan, formatPlan, planCounts, planManifest, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
+import { runGateway } from "../gateway/index.js";
+import { loadManifest, manifestJsonSchema, manifestTemplate, type LoadedManifest } from "../manifest/index.js";
+import { createSqliteStore } from "../store/index.js";
+import { createApiClient, type ApiClient } from "./api-client.js";
+import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopProcess } from "./daemons.js";
+import { color, ms, table } from "./output.js";
+
+class UsageError extends Error {}
+
+interface DirOption {
+  dir?: string;
+}
+
+function projectDir(arg: string | undefined, opts: DirOption): string {
+  return resolve(arg ?? opts.dir ?? ".");
+}
+
+function print(text: string): void {
+  process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+}
+
+async function connect(dir: string): Promise<ApiClient> {
+  const cp = await findControlPlane(stateDirOf(dir));
+  if (!cp) throw new KeelsonError("KEELSON_ERR_CONTROL_PLANE_UNREACHABLE", `no control plane is running for ${dir}; start it with \`keelson up ${dir === process.cwd() ? "" : dir}\``.replace(/ `$/, "`"));
+  return createApiClient(cp.url);
+}
+
+function describeProgress(p: ApplyProgress): string | undefined {
+  switch (p.type) {
+    case "plan": {
+      const n = planCounts(p.plan);
+      return p.plan.changes.length === 0 ? color.dim("  no changes to the desired state") : color.dim(`  plan: ${n.create} to create, ${n.change} to change, ${n.remove} to remove`);
+    }
+    case "build":
+      switch (p.status) {
+        case "started":
+          return `  ${color.cyan("▸")} building ${p.service} (${p.release})…`;
+        case "succeeded":
+          return `  ${color.green("✓")} built ${p.service} in ${ms(p.durationMs ?? 0)}`;
+        case "skipped":
+          return `  ${color.green("✓")} ${p.service}: ${p.release} already built`;
+        case "failed":
+          return `  ${color.red("✗")} build of ${p.service} failed\n${p.message ?? ""}`;
+      }
+      return undefined;
+    case "replica":
+      return p.status === "ready" ? `  ${color.green("✓")} ${p.replica} ready` : `  · ${p.replica} ${p.status}${p.message ? `: ${p.message}` : ""}`;
+    case "service":
+      switch (p.status) {
+        case "ready":
+          return `  ${color.green("✓")} ${color.bold(p.service)} ready`;
+        case "removed":
+          return `  ${color.yellow("-")} ${p.service} removed`;
+        case "rolled-back":
+          return `  ${color.yellow("↺")} ${p.service}: new release failed, rolled back\n${p.message ?? ""}`;
+        case "failed":
+          return `  ${color.red("✗")} ${p.service} failed\n${p.message ?? ""}`;
+      }
+  }
+  return undefined;
+}
+
+function formatStatus(s: StatusReport): string {
+  const rows = s.services.map((svc) => {
+    const ok = svc.replicas.ready === svc.replicas.desired;
+    const restarts = svc.instances.reduce((n, i) => n + i.restarts, 0);
+    return [
+      svc.name,
+      svc.owner,
+      svc.release ?? "-",
+      (ok ? color.green : color.yellow)(`${svc.replicas.ready}/${svc.replicas.desired}`),
+      String(restarts),
+      svc.routes.join(" ") || color.dim("(internal)"),
+    ];
+  });
+  return [
+    `${color.bold("project")} ${s.project}   ${color.bold("control plane")} ${s.controlPlane.url}   ${color.bold("gateway")} ${s.gateway.url}`,
+    "",
+    table(["SERVICE", "OWNER", "RELEASE", "READY", "RESTARTS", "ROUTES"], rows),
+  ].join("\n");
+}
+
+async function runApply(api: ApiClient, options: { rebuild: boolean }): Promise<ServiceFailure[]> {
+  let failures: ServiceFailure[] = [];
+  for await (const p of api.stream<ApplyProgress | { type: "done"; failures: ServiceFailure[] } | { type: "error"; error: { code: string; message: string } }>("/v1/apply", {
+    method: "POST",
+    body: { rebuild: options.rebuild },
+  })) {
+    if (p.type === "done") failures = p.failures;
+    else if (p.type === "error") throw new KeelsonError(p.error.code as KeelsonError["code"], p.error.message);
+    else {
+      const text = describeProgress(p);
+      if (text) print(text);
+    }
+  }
+  return failures;
+}
+
+async function followLogs(api: ApiClient, services: string[], signal: AbortSignal, prefix: boolean): Promise<void> {
+  const palette = [color.cyan, color.magenta, color.yellow, color.blue, color.green];
+  const width = Math.max(...services.map((s) => s.length));
+  await Promise.all(
+    services.map(async (service, i) => {
+      const paint = palette[i % palette.length] ?? color.cyan;
+      try {
+        for await (const line of api.stream<{ t: string; replica: string; stream: string; line: string }>(`/v1/services/${service}/logs?follow=1&tail=0`, { signal })) {
+          print(`${prefix ? `${paint(service.padEnd(width))} | ` : ""}${line.line}`);
+        }
+      } catch (err) {
+        if (!signal.aborted) throw err;
+      }
+    }),
+  );
+}
+
+async function down(dir: string): Promise<void> {
+  const stateDir = stateDirOf(dir);
+  const cp = await findControlPlane(stateDir);
+  if (cp) {
+    print(`stopping services…`);
+    await createApiClient(cp.url).post("/v1/down");
+    print(`  ${color.green("✓")} services stopped`);
+  } else if (existsSync(join(stateDir, "state.db"))) {
+    // Replicas may still run without a control plane: start one to adopt and stop them.
+    const loaded = await loadManifest(dir).catch(() => undefined);
+    const m = loaded?.manifest;
+    const started = await ensureControlPlane({
+      dir,
+      stateDir,
+      host: m?.controlPlane.host ?? "127.0.0.1",
+      port: m?.controlPlane.port ?? 7070,
+      gatewayUrl: `http://${m?.gateway.host ?? "127.0.0.1"}:${m?.gateway.port ?? 8080}`,
+      project: m?.project ?? "",
+    });
+    await createApiClient(started.url).post("/v1/down");
+    await stopProcess(started.pid);
+    print(`  ${color.green("✓")} services stopped`);
+  }
+  const gw = await findGateway(stateDir);
+  if (gw) {
+    await stopProcess(gw.pid);
+    print(`  ${color.green("✓")} gateway stopped`);
+  }
+  const cp2 = await findControlPlane(stateDir);
+  if (cp2) {
+    await stopProcess(cp2.pid);
+    print(`  ${color.green("✓")} control plane stopped`);
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command("keelson")
+    .description("Run your team's microservices with DevOps built in.")
+    .version("0.1.0")
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command("init")
+    .description("create a keelson.yaml in a folder")
+    .argument("[dir]", "project folder", ".")
+    .option("--name <project>", "project name (default: the folder's name)")
+    .action(async (dirArg: string, opts: { name?: string }) => {
+      const dir = resolve(dirArg);
+      const file = join(dir, "keelson.yaml");
+      if (existsSync(file)) throw new KeelsonError("KEELSON_ERR_CONFLICT", `${file} already exists`);
+      const name = (opts.name ?? basename(dir)).toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^[^a-z]+/, "") || "app";
+      await writeFile(file, manifestTemplate(name));
+      const gitignore = join(dir, ".gitignore");
+      const current = existsSync(gitignore) ? await readFile(gitignore, "utf8") : "";
+      if (!current.split("\n").includes(".keelson/")) await appendFile(gitignore, `${current && !current.endsWith("\n") ? "\n" : ""}.keelson/\n`);
+      print(`created ${file}\nnext: edit it, then run \`keelson up ${dirArg === "." ? "" : dirArg}\``.trimEnd());
+    });
+
+  program
+    .command("validate")
+    .description("check keelson.yaml and report every problem with its place")
+    .argument("[dir]", "project folder or manifest file", ".")
+    .action(async (dirArg: string) => {
+      const loaded = await loadManifest(resolve(dirArg));
+      const n = Object.keys(loaded.manifest.services).length;
+      print(`${color.green("✓")} ${loaded.file} is valid: project "${loaded.manifest.project}", ${n} service${n === 1 ? "" : "s"}`);
+    });
+
+  program
+    .command("schema")
+    .description("print the JSON Schema of keelson.yaml (for editors)")
+    .action(() => print(JSON.stringify(manifestJsonSchema(), null, 2)));
+
+  program
+    .command("plan")
+    .description("show what `keelson up` would change, without changing anything")
+    .argument("[dir]", "project folder", ".")
+    .option("--json", "print the plan as JSON")
+    .action(async (dirArg: string, opts: { json?: boolean }) => {
+      const dir = resolve(dirArg);
+      const loaded = await loadManifest(dir);
+      const plan = await planFor(dir, loaded);
+      print(opts.json ? JSON.stringify(plan, null, 2) : formatPlan(plan, { color: color.isColorSupported }));
+    });
+
+  program
+    .command("up")
+    .description("build what changed, start every service and the gateway, wait until ready")
+    .argument("[dir]", "project folder", ".")
+    .option("-d, --detach", "return once every service is ready, leaving everything running")
+    .option("--rebuild", "rebuild every service even if its sources did not change")
+    .addOption(new Option("--port <port>", "control-plane port (default: controlPlane.port or 7070)").argParser(parsePort))
+    .addOption(new Option("--gateway-port <port>", "gateway port (default: gateway.port or 8080)").argParser(parsePort))
+    .action(async (dirArg: string, opts: { detach?: boolean; rebuild?: boolean; port?: number; gatewayPort?: number }) => {
+      const dir = resolve(dirArg);
+      const stateDir = stateDirOf(dir);
+      const loaded = await loadManifest(dir);
+      const m = loaded.manifest;
+      const started = Date.now();
+      print(`${color.bold("keelson up")} ${m.project} (${Object.keys(m.services).length} services)`);
+      const gwPort = opts.gatewayPort ?? m.gateway.port;
+      const gatewayUrl = `http://${m.gateway.host}:${gwPort}`;
+      const cp = await ensureControlPlane({ dir, stateDir, host: m.controlPlane.host, port: opts.port ?? m.controlPlane.port, gatewayUrl, project: m.project });
+      print(`  ${color.green("✓")} control plane ${cp.url}${cp.started ? "" : color.dim(" (already running)")}`);
+      const gw = await ensureGateway({ dir, stateDir, host: m.gateway.host, port: gwPort, adminPort: m.gateway.adminPort, controlPlaneUrl: cp.url });
+      print(`  ${color.green("✓")} gateway ${gw.url}${gw.started ? "" : color.dim(" (already running)")}`);
+      const api = createApiClient(cp.url);
+      const failures = await runApply(api, { rebuild: opts.rebuild ?? false });
+      const status = await api.get<StatusReport>("/v1/status");
+      print("");
+      print(formatStatus(status));
+      print("");
+      if (failures.length > 0) {
+        print(color.red(`${failures.length} service${failures.length === 1 ? "" : "s"} failed: ${failures.map((f) => f.service).join(", ")} (the others keep running)`));
+        process.exitCode = 1;
+      } else {
+        print(`${color.green("✓")} all services ready in ${ms(Date.now() - started)}; open ${gw.url}`);
+      }
+      if (opts.detach) return;
+      print(color.dim("following logs; Ctrl-C stops everything (use --detach to leave it running)"));
+      const abort = new AbortController();
+      const onSignal = () => abort.abort();
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      await Promise.race([followLogs(api, status.services.map((s) => s.name), abort.signal, true), new Promise((r) => abort.signal.addEventListener("abort", r))]);
+      print("");
+      await down(dir);
+    });
+
+  program
+    .command("down")
+    .description("stop every service, the gateway and the control plane gracefully")
+    .argument("[dir]", "project folder", ".")
+    .action(async (dirArg: string) => {
+      await down(resolve(dirArg));
+    });
+
+  program
+    .command("status")
+    .description("show services, releases and ready replicas")
+    .argument("[dir]", "project folder", ".")
+    .option("--json", "print JSON (controlPlane, gateway, services[])")
+    .action(async (dirArg: string, opts: { json?: boolean }) => {
+      const api = await connect(resolve(dirArg));
+      const status = await api.get<StatusReport>("/v1/status");
+      print(opts.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+    });
+
+  program
+    .command("logs")
+    .description("show a service's logs (all its replicas, in time order)")
+    .argument("<service>", "service name")
+    .option("-C, --dir <dir>", "project folder", ".")
+    .option("-f, --follow", "keep printing new lines")
+    .option("--since <time>", "only lines since an ISO time or a duration ago (10m, 1h)")
+    .addOption(new Option("-n, --tail <lines>", "only the last N lines").argParser(parseCount))
+    .action(async (service: string, opts: { dir: string; follow?: boolean; since?: string; tail?: number }) => {
+      const api = await connect(resolve(opts.dir));
+      const params = new URLSearchParams();
+      if (opts.follow) params.set("follow", "1");
+      if (opts.since) params.set("since", parseSince(opts.since).toISOString());
+      if (opts.tail !== undefined) params.set("tail", String(opts.tail));
+      const abort = new AbortController();
+      process.once("SIGINT", () => abort.abort());
+      for await (const line of api.stream<{ t: string; replica: string; stream: string; line: string }>(`/v1/services/${encodeURIComponent(service)}/logs?${params}`, { signal: abort.signal })) {
+        print(`${color.dim(line.t)} ${color.cyan(line.replica)} ${line.stream === "stderr" ? color.red(line.line) : line.line}`);
+      }
+    });
+
+  program
+    .command("restart")
+    .description("restart a service's replicas one at a time")
+    .argument("<service>", "service name")
+    .option("-C, --dir <dir>", "project folder", ".")
+    .action(async (service: string, opts: { dir: string }) => {
+      const api = await connect(resolve(opts.dir));
+      await api.post(`/v1/services/${encodeURIComponent(service)}/restart`);
+      print(`${color.green("✓")} ${service} restarted`);
+    });
+
+  program
+    .command("scale")
+    .description("set a service's replica count (until the next `up` applies the manifest again)")
+    .argument("<service>", "service name")
+    .argument("<replicas>", "replica count 0-100", parseCount)
+    .option("-C, --dir <dir>", "project folder", ".")
+    .action(async (service: string, replicas: number, opts: { dir: string }) => {
+      const api = await connect(resolve(opts.dir));
+      await api.post(`/v1/services/${encodeURIComponent(service)}/scale`, { replicas });
+      print(`${color.green("✓")} ${service} scaled to ${replicas}`);
+    });
+
+  program
+    .command("events")
+    .description("show the event log (every state change: who, what, when)")
+    .option("-C, --dir <dir>", "project folder", ".")
+    .addOption(new Option("-n, --limit <n>", "how many, newest last").argParser(parseCount).default(30))
+    .option("--json", "print JSON")
+    .action(async (opts: { dir: string; limit: number; json?: boolean }) => {
+      const api = await connect(resolve(opts.dir));
+      const { events } = await api.get<{ events: KeelsonEvent[] }>(`/v1/events?limit=${opts.limit}&order=desc`);
+      events.reverse();
+      if (opts.json) return print(JSON.stringify(events, null, 2));
+      print(table(["SEQ", "TIME", "ACTOR", "KIND", "SUBJECT"], events.map((e) => [String(e.seq), e.at, e.actor, e.kind, e.subject])));
+    });
+
+  program
+    .command("serve")
+    .description("run the control plane in the foreground (`up` starts it for you)")
+    .argument("[dir]", "project folder", ".")
+    .option("--host <host>", "address to bind")
+    .addOption(new Option("--port <port>", "port").argParser(parsePort))
+    .option("--gateway-url <url>", "gateway URL given to services")
+    .action(async (dirArg: string, opts: { host?: string; port?: number; gatewayUrl?: string }) => {
+      const cp = await runControlPlane({ dir: dirArg, ...opts });
+      await untilSignal();
+      await cp.stop();
+    });
+
+  program
+    .command("gateway")
+    .description("run the gateway in the foreground (`up` starts it for you)")
+    .argument("[dir]", "project folder", ".")
+    .option("--host <host>", "address to bind", "127.0.0.1")
+    .addOption(new Option("--port <port>", "port").argParser(parsePort).default(8080))
+    .addOption(new Option("--admin-port <port>", "port of /healthz, /metrics, /routes").argParser(parsePort).default(8081))
+    .option("--control-plane <url>", "control-plane URL to follow", "http://127.0.0.1:7070")
+    .action(async (dirArg: string, opts: { host: string; port: number; adminPort: number; controlPlane: string }) => {
+      await runGateway({
+        host: opts.host,
+        port: opts.port,
+        adminPort: opts.adminPort,
+        controlPlaneUrl: opts.controlPlane,
+        stateDir: join(stateDirOf(resolve(dirArg)), GATEWAY_DIR),
+      });
+    });
+
+  return program;
+}
+
+/** Plan against the running control plane, or straight from the store when none runs. */
+async function planFor(dir: string, loaded: LoadedManifest): Promise<Plan> {
+  const cp = await findControlPlane(stateDirOf(dir));
+  if (cp) return createApiClient(cp.url).post<Plan>("/v1/plan");
+  const dbFile = join(stateDirOf(dir), "state.db");
+  if (!existsSync(dbFile)) return computePlan({ manifest: loaded.manifest, stored: [] });
+  const store = await createSqliteStore({ path: dbFile, readonly: true });
+  try {
+    return await planManifest(loaded, await store.listServices(loaded.manifest.project));
+  } finally {
+    await store.close();
+  }
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((r) => {
+    process.once("SIGINT", () => r());
+    process.once("SIGTERM", () => r());
+  });
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError(`expected a port 1-65535, got "${value}"`);
+  return n;
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  return n;
+}
+
+function parseSince(value: string): Date {
+  const m = /^(\d+)(s|m|h|d)$/.exec(value);
+  if (m) return new Date(Date.now() - Number(m[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[m[2] as "s" | "m" | "h" | "d"]);
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw new UsageError(`--since: expected an ISO time or a duration like 10m, got "${value}"`);
+  return d;
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return 0;
+      return 2;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`${color.red("error:")} ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof KeelsonError) {
+      process.stderr.write(`${color.red("error:")} ${err.message}\n${color.dim(`(${err.code})`)}\n`);
+      return 1;
+    }
+    process.stderr.write(`${color.red("error:")} ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}

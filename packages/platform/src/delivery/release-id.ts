@@ -1,0 +1,18 @@
+// A release is identified by the content of what runs: the sources and the config the
+// replicas start with. Scaling or routing changes keep the release; env or command changes make a new one.
+import type { ServiceSpec } from "../manifest/index.js";
+import { canonicalJson, sha256 } from "./canonical-json.js";
+
+/** The parts of a service's spec that are baked into a release. */
+export function releaseConfig(spec: ServiceSpec): Record<string, unknown> {
+  return { path: spec.path, build: spec.build, start: spec.start, env: spec.env };
+}
+
+export function configHash(spec: ServiceSpec): string {
+  return sha256(canonicalJson(releaseConfig(spec)));
+}
+
+/** `r-` + 12 hex digits of sha256(sourceHash, configHash). */
+export function releaseId(sourceHash: string, cfgHash: string): string {
+  return `r-${sha256(`${sourceHash}\n${cfgHash}`).slice(0, 12)}`;
+}

@@ -1,0 +1,67 @@
+// Keeps the routing table the gateways follow: rebuilt from the stored services and the
+// driver's ready replicas after every change, versioned (the version survives restarts).
+import type { RoutingTable } from "@keelson/protocol";
+import type { RuntimeDriver } from "../runtime/index.js";
+import type { Store } from "../store/index.js";
+import { buildRoutingTable } from "./routing-table.js";
+
+export interface RoutingPublisher {
+  /** The current table (built on first use). */
+  current(): Promise<RoutingTable>;
+  /** Rebuilds; when anything changed, bumps the version and tells subscribers. */
+  refresh(): Promise<RoutingTable>;
+  subscribe(listener: (table: RoutingTable) => void): () => void;
+}
+
+const VERSION_KEY = "routing.version";
+
+export function createRoutingPublisher(options: { store: Store; driver: RuntimeDriver; project: string }): RoutingPublisher {
+  const { store, driver, project } = options;
+  const listeners = new Set<(t: RoutingTable) => void>();
+  let table: RoutingTable | undefined;
+  let fingerprint = "";
+  let chain: Promise<RoutingTable> | undefined;
+
+  async function rebuild(): Promise<RoutingTable> {
+    const services = await store.listServices(project);
+    const endpoints = driver
+      .list()
+      .filter((r) => r.spec.project === project && r.state === "ready")
+      .map((r) => ({ service: r.spec.service, replicaId: r.spec.id, url: `http://127.0.0.1:${r.spec.port}`, release: r.spec.release }));
+    const routed = services.map((s) => ({
+      name: s.name,
+      routes: ((s.spec as { routes?: Array<{ path: string; host?: string; stripPrefix: boolean }> }).routes ?? []).map((r) => ({
+        path: r.path,
+        ...(r.host === undefined ? {} : { host: r.host }),
+        stripPrefix: r.stripPrefix,
+      })),
+    }));
+    const candidate = buildRoutingTable({ project, version: 0, services: routed, endpoints });
+    const fp = JSON.stringify({ routes: candidate.routes, services: candidate.services });
+    if (table && fp === fingerprint) return table;
+    const version = Number((await store.getSetting(VERSION_KEY)) ?? "0") + 1;
+    await store.setSetting(VERSION_KEY, String(version));
+    table = { ...candidate, version };
+    fingerprint = fp;
+    for (const l of listeners) l(table);
+    return table;
+  }
+
+  function refresh(): Promise<RoutingTable> {
+    // Serialize rebuilds so versions are assigned in order.
+    const next = (chain ?? Promise.resolve(undefined as unknown as RoutingTable)).then(rebuild, rebuild);
+    chain = next.catch(() => table as RoutingTable);
+    return next;
+  }
+
+  return {
+    async current() {
+      return table ?? refresh();
+    },
+    refresh,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
