@@ -1,2 +1,9 @@
 // The manifest domain: keelson.yaml parsing, validation and its JSON Schema.
-export * from "./schema.js";
+export { Duration, ManifestSchema, ServiceSpecSchema, parseDuration } from "./schema.js";
+export type { Manifest, ManifestInput, ProbeSpec, RouteSpecOut, ServiceSpec } from "./schema.js";
+export { MANIFEST_FILE, loadManifest, parseManifest } from "./load-manifest.js";
+export type { LoadedManifest, ParseManifestOptions } from "./load-manifest.js";
+export { formatManifestIssue } from "./manifest-issue.js";
+export type { ManifestIssue } from "./manifest-issue.js";
+export { manifestJsonSchema } from "./json-schema.js";
+export { manifestTemplate } from "./manifest-template.js";

@@ -2,9 +2,25 @@
 // manifest; `keelson schema` prints the JSON Schema generated from it for editors.
 import { z } from "zod";
 
-const NAME = /^[a-z][a-z0-9-]{0,62}$/;
+/**
+ * Plain words for what a value must look like, for error messages where the schema's
+ * structure reads poorly ("duration like …" rather than "integer >= 0 or string matching /…/").
+ * Internal to the manifest domain; error reporting looks schemas up here before describing them.
+ */
+export const expectedText = z.registry<{ expected: string }>();
+
+// RFC 1123 labels, so names also work as Kubernetes object and DNS names (no trailing "-").
+const NAME = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NAME_RULE = 'lowercase letters, digits and "-", starting with a letter, not ending with "-", at most 63 characters';
 const name = (what: string) =>
-  z.string().regex(NAME, { message: `${what} must be lowercase letters, digits and "-", starting with a letter (max 63)` });
+  z.string().regex(NAME, { message: `${what} must be ${NAME_RULE}` }).register(expectedText, { expected: `${what} (${NAME_RULE})` });
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const envName = (what: string) =>
+  z
+    .string()
+    .regex(ENV_NAME, { message: `${what} must be letters, digits and "_", not starting with a digit` })
+    .register(expectedText, { expected: `${what} (letters, digits and "_", not starting with a digit)` });
 
 /**
  * A duration: a number of milliseconds or a string such as "500ms", "10s", "2m", "1h", "30d".
@@ -12,8 +28,15 @@ const name = (what: string) =>
  */
 export const Duration = z
   .union([z.number().int().nonnegative(), z.string().regex(/^\d+(\.\d+)?(ms|s|m|h|d)$/, { message: 'duration like "500ms", "10s", "2m", "1h" or "30d"' })])
-  .transform((v) => (typeof v === "number" ? v : parseDuration(v)));
+  .transform((v) => (typeof v === "number" ? v : parseDuration(v)))
+  .register(expectedText, { expected: 'duration like "500ms", "10s", "2m", "1h" or "30d" (or a number of milliseconds)' });
 
+/**
+ * Milliseconds in a duration string.
+ *
+ * @example
+ * parseDuration("1.5s"); // 1500
+ */
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text);
   if (!m) throw new Error(`not a duration: ${text}`);
@@ -22,138 +45,189 @@ export function parseDuration(text: string): number {
   return Math.round(n * unit);
 }
 
+// Defaults of transformed fields use `prefault` (a default *input*, parsed like any value)
+// so that the JSON Schema, generated from the input side, can still show them to editors.
+
 const Port = z.number().int().min(1).max(65535);
-const HttpPath = z.string().startsWith("/", { message: 'path must start with "/"' });
+const HttpPath = z
+  .string()
+  .startsWith("/", { message: 'path must start with "/"' })
+  .register(expectedText, { expected: 'path starting with "/"' });
 
 const Probe = z.strictObject({
-  path: HttpPath,
-  /** Time between checks. */
-  interval: Duration.default(500),
-  /** Per-check timeout. */
-  timeout: Duration.default(1000),
-  /** Consecutive failures before the replica is considered unready (readiness) or restarted (liveness). */
-  failureThreshold: z.number().int().min(1).max(100).default(3),
+  path: HttpPath.describe("HTTP path to GET; any 2xx answer counts as healthy."),
+  interval: Duration.prefault(500).describe("Time between checks."),
+  timeout: Duration.prefault(1000).describe("Per-check timeout."),
+  failureThreshold: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(3)
+    .describe("Consecutive failures before the replica is considered unready (readiness) or restarted (liveness)."),
 });
 /** A probe may be written as just its path. */
-const ProbeOrPath = z.union([HttpPath.transform((path) => Probe.parse({ path })), Probe]);
+const ProbeOrPath = z
+  .union([HttpPath.transform((path) => Probe.parse({ path })), Probe])
+  .register(expectedText, { expected: 'path like "/health" or a mapping with path, interval, timeout, failureThreshold' });
 
 const RouteSpec = z.strictObject({
-  /** Path prefix, "/" for everything. */
-  path: HttpPath.default("/"),
-  host: z.string().min(1).optional(),
-  /** Remove the prefix before forwarding to the service. */
-  stripPrefix: z.boolean().default(false),
+  path: HttpPath.default("/").describe('Path prefix this service answers; "/" for everything.'),
+  host: z.string().min(1).optional().describe("Only requests for this Host header match; any host when omitted."),
+  stripPrefix: z.boolean().default(false).describe("Remove the prefix before forwarding to the service."),
 });
-const RouteOrPath = z.union([HttpPath.transform((path) => RouteSpec.parse({ path })), RouteSpec]);
+const RouteOrPath = z
+  .union([HttpPath.transform((path) => RouteSpec.parse({ path })), RouteSpec])
+  .register(expectedText, { expected: 'path like "/orders" or a mapping with path, host, stripPrefix' });
 
-const EnvValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+const EnvValue = z
+  .union([z.string(), z.number(), z.boolean()])
+  .transform(String)
+  .register(expectedText, { expected: "string, number or true/false" });
+
+const DeployStep = z
+  .union([
+    z.strictObject({ setWeight: z.number().int().min(0).max(100).describe("Percent of traffic to send to the new version.") }),
+    z.strictObject({ pause: z.union([Duration, z.literal("manual")]).describe('Wait this long, or until promoted by hand ("manual").') }),
+    z.strictObject({
+      analysis: z
+        .strictObject({
+          interval: Duration.optional().describe("How often to compare the new version against the baseline."),
+          metrics: z.array(z.string()).optional().describe("Names of the metrics to compare."),
+        })
+        .describe("Compare the new version against the baseline before going on."),
+    }),
+  ])
+  .register(expectedText, { expected: "mapping with exactly one of setWeight, pause, analysis" });
 
 /** Deploy strategy (acted on by the delivery issue; validated now). */
 const DeploySpec = z.strictObject({
-  strategy: z.enum(["rolling", "blueGreen", "canary"]).default("rolling"),
-  maxSurge: z.number().int().min(0).max(100).optional(),
-  maxUnavailable: z.number().int().min(0).max(100).optional(),
-  steps: z
-    .array(
-      z.union([
-        z.strictObject({ setWeight: z.number().int().min(0).max(100) }),
-        z.strictObject({ pause: z.union([Duration, z.literal("manual")]) }),
-        z.strictObject({ analysis: z.strictObject({ interval: Duration.optional(), metrics: z.array(z.string()).optional() }) }),
-      ]),
-    )
-    .optional(),
+  strategy: z.enum(["rolling", "blueGreen", "canary"]).default("rolling").describe("How a new version replaces the old one."),
+  maxSurge: z.number().int().min(0).max(100).optional().describe("Rolling: percent of extra replicas allowed during the rollout."),
+  maxUnavailable: z.number().int().min(0).max(100).optional().describe("Rolling: percent of replicas that may be unavailable during the rollout."),
+  steps: z.array(DeployStep).optional().describe("Canary: the steps of the rollout, in order."),
 });
 
 /** Autoscaling (acted on by the autoscaling issue; validated now). */
 const AutoscaleSpec = z
   .strictObject({
-    min: z.number().int().min(0).max(1000),
-    max: z.number().int().min(1).max(1000),
+    min: z.number().int().min(0).max(1000).describe("Fewest replicas."),
+    max: z.number().int().min(1).max(1000).describe("Most replicas; with `port`, the service reserves ports port .. port+max-1."),
     target: z
       .strictObject({
-        inflight: z.number().positive().optional(),
-        rps: z.number().positive().optional(),
-        p95: Duration.optional(),
-        cpu: z.number().positive().max(100).optional(),
+        inflight: z.number().positive().optional().describe("Target concurrent requests per replica."),
+        rps: z.number().positive().optional().describe("Target requests per second per replica."),
+        p95: Duration.optional().describe("Target 95th percentile latency."),
+        cpu: z.number().positive().max(100).optional().describe("Target CPU percent per replica."),
       })
-      .optional(),
-    tolerance: z.number().min(0).max(1).optional(),
-    scaleDownStabilization: Duration.optional(),
+      .optional()
+      .describe("Per-replica load to aim for."),
+    tolerance: z.number().min(0).max(1).optional().describe("Relative deviation from the target ignored before scaling (0.1 = 10%)."),
+    scaleDownStabilization: Duration.optional().describe("How long load must stay low before replicas are removed."),
   })
-  .refine((a) => a.min <= a.max, { message: "autoscale.min must not exceed autoscale.max", path: ["min"] });
+  .refine((a) => a.min <= a.max, { message: "must not exceed autoscale.max", path: ["min"] });
 
 /** Resilience policies (acted on by the gateway issue; validated now). */
 const ResilienceSpec = z.strictObject({
-  timeout: Duration.optional(),
-  perTryTimeout: Duration.optional(),
-  retries: z.strictObject({ attempts: z.number().int().min(0).max(10), budgetPercent: z.number().min(0).max(100).optional() }).optional(),
+  timeout: Duration.optional().describe("Deadline for a whole request, retries included."),
+  perTryTimeout: Duration.optional().describe("Deadline for each attempt."),
+  retries: z
+    .strictObject({
+      attempts: z.number().int().min(0).max(10).describe("Retries after the first attempt."),
+      budgetPercent: z.number().min(0).max(100).optional().describe("Retries may add at most this percent to the request load."),
+    })
+    .optional()
+    .describe("Retry failed idempotent requests."),
   circuitBreaker: z
-    .strictObject({ failureRatio: z.number().min(0).max(1), minRequests: z.number().int().min(1).optional(), window: Duration.optional() })
-    .optional(),
-  outlierEjection: z.strictObject({ consecutiveFailures: z.number().int().min(1), maxEjectedPercent: z.number().min(0).max(100).optional() }).optional(),
-  maxConcurrent: z.number().int().min(1).optional(),
-  loadBalancer: z.enum(["p2c-ewma", "round-robin", "least-request"]).optional(),
+    .strictObject({
+      failureRatio: z.number().min(0).max(1).describe("Open the circuit when this share of requests fails."),
+      minRequests: z.number().int().min(1).optional().describe("Fewest requests in the window before the ratio counts."),
+      window: Duration.optional().describe("Window the failure ratio is measured over."),
+    })
+    .optional()
+    .describe("Stop sending requests to a failing service for a while."),
+  outlierEjection: z
+    .strictObject({
+      consecutiveFailures: z.number().int().min(1).describe("Failures in a row that eject a replica from load balancing."),
+      maxEjectedPercent: z.number().min(0).max(100).optional().describe("Never eject more than this percent of replicas."),
+    })
+    .optional()
+    .describe("Take misbehaving replicas out of load balancing."),
+  maxConcurrent: z.number().int().min(1).optional().describe("Most requests in flight to the service; more are refused at once."),
+  loadBalancer: z.enum(["p2c-ewma", "round-robin", "least-request"]).optional().describe("How the gateway picks a replica."),
 });
 
 /** Service level objectives (acted on by the telemetry issue; validated now). */
-const SloSpec = z.strictObject({
-  name: name("SLO name"),
-  availability: z.number().gt(0).lt(100).optional(),
-  latency: z.strictObject({ threshold: Duration, percentile: z.number().gt(0).lt(100) }).optional(),
-  window: Duration.default(30 * 24 * 3_600_000),
-});
+const SloSpec = z
+  .strictObject({
+    name: name("SLO name").describe("Name of the objective, unique within the service."),
+    availability: z.number().gt(0).lt(100).optional().describe("Percent of requests that must succeed, e.g. 99.9."),
+    latency: z
+      .strictObject({
+        threshold: Duration.describe("Requests faster than this are good."),
+        percentile: z.number().gt(0).lt(100).describe("Percent of requests that must be faster than the threshold, e.g. 95."),
+      })
+      .optional()
+      .describe("Latency objective."),
+    window: Duration.prefault(30 * 24 * 3_600_000).describe("Rolling window the objective is measured over."),
+  })
+  // An SLO with neither objective would measure nothing.
+  .refine((s) => s.availability !== undefined || s.latency !== undefined, { message: "an SLO needs availability, latency or both" });
 
 export const ServiceSpecSchema = z.strictObject({
-  /** Team that owns the service. */
-  owner: name("owner"),
-  description: z.string().optional(),
-  /** Folder of the service, relative to the manifest. */
-  path: z.string().min(1),
-  /** Command that builds the service (run in `path` with a shell); skipped when the sources did not change. */
-  build: z.string().min(1).optional(),
-  /** Command that runs the service's tests. */
-  test: z.string().min(1).optional(),
-  /** Command that starts one replica; it must listen on $PORT. */
-  start: z.string().min(1),
-  /** First port; replica i listens on port + i. Omit to let Keelson pick free ports. */
-  port: Port.optional(),
-  replicas: z.number().int().min(0).max(100).default(1),
-  readiness: ProbeOrPath.optional(),
-  liveness: ProbeOrPath.optional(),
-  routes: z.array(RouteOrPath).default([]),
-  /** Services this one may call (through the gateway). */
-  calls: z.array(name("service name")).default([]),
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: "environment variable name" }), EnvValue).default({}),
-  /** How long a replica may take to stop after SIGTERM before it is killed. */
-  stopTimeout: Duration.default(10_000),
-  /** How long a new replica may take to become ready. */
-  startTimeout: Duration.default(30_000),
-  deploy: DeploySpec.optional(),
-  autoscale: AutoscaleSpec.optional(),
-  resilience: ResilienceSpec.optional(),
-  slos: z.array(SloSpec).optional(),
-  secrets: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).optional(),
+  owner: name("team name").describe("Team that owns the service (a key of `teams` when teams are declared)."),
+  description: z.string().optional().describe("What the service does, for the catalog."),
+  path: z.string().min(1).describe("Folder of the service, relative to the manifest."),
+  build: z.string().min(1).optional().describe("Command that builds the service (run in `path` with a shell); skipped when the sources did not change."),
+  test: z.string().min(1).optional().describe("Command that runs the service's tests (run in `path` with a shell)."),
+  start: z.string().min(1).describe("Command that starts one replica (run in `path` with a shell); it must listen on $PORT."),
+  port: Port.optional().describe("First port; replica i listens on port + i. Omit to let Keelson pick free ports."),
+  replicas: z.number().int().min(0).max(100).default(1).describe("How many replicas to run."),
+  readiness: ProbeOrPath.optional().describe("HTTP check that a replica is ready for traffic."),
+  liveness: ProbeOrPath.optional().describe("HTTP check that a replica is alive; failing replicas are restarted."),
+  routes: z.array(RouteOrPath).prefault([]).describe("Gateway routes that reach this service."),
+  calls: z.array(name("service name")).default([]).describe("Services this one may call (through the gateway)."),
+  env: z.record(envName("environment variable name"), EnvValue).prefault({}).describe("Environment variables for each replica."),
+  stopTimeout: Duration.prefault(10_000).describe("How long a replica may take to stop after SIGTERM before it is killed."),
+  startTimeout: Duration.prefault(30_000).describe("How long a new replica may take to become ready."),
+  deploy: DeploySpec.optional().describe("How new versions roll out (acted on by progressive delivery)."),
+  autoscale: AutoscaleSpec.optional().describe("Replica counts driven by load (acted on by the autoscaler)."),
+  resilience: ResilienceSpec.optional().describe("Timeouts, retries and circuit breaking in the gateway."),
+  slos: z.array(SloSpec).optional().describe("Service level objectives."),
+  secrets: z.array(envName("secret name")).optional().describe("Names of secrets from the vault, given to replicas as environment variables."),
 });
 
 const Listen = z.strictObject({
-  host: z.string().default("127.0.0.1"),
+  host: z.string().default("127.0.0.1").describe("Address to listen on."),
   port: Port,
 });
 
 export const ManifestSchema = z.strictObject({
-  /** Schema version of this file. */
-  version: z.literal(1).default(1),
-  /** Project name; state is kept per project. */
-  project: name("project"),
-  controlPlane: Listen.extend({ port: Port.default(7070) }).default({ host: "127.0.0.1", port: 7070 }),
+  version: z.literal(1).default(1).describe("Schema version of this file."),
+  project: name("project").describe("Project name; state is kept per project."),
+  controlPlane: Listen.extend({ port: Port.default(7070).describe("Port of the control plane's HTTP API and dashboard.") })
+    .default({ host: "127.0.0.1", port: 7070 })
+    .describe("Where `keelson serve` listens."),
   gateway: Listen.extend({
-    port: Port.default(8080),
-    /** Port of the gateway's own health, /metrics and admin endpoints (kept apart from app routes). */
-    adminPort: Port.default(8081),
-  }).default({ host: "127.0.0.1", port: 8080, adminPort: 8081 }),
-  runtime: z.enum(["process", "docker", "kubernetes"]).default("process"),
-  teams: z.record(name("team"), z.strictObject({ members: z.array(z.string()).default([]), contact: z.string().optional() })).optional(),
-  services: z.record(name("service name"), ServiceSpecSchema),
+    port: Port.default(8080).describe("Port clients send requests to."),
+    adminPort: Port.default(8081).describe("Port of the gateway's own health, /metrics and admin endpoints (kept apart from app routes)."),
+  })
+    .default({ host: "127.0.0.1", port: 8080, adminPort: 8081 })
+    .describe("Where the gateway listens."),
+  runtime: z.enum(["process", "docker", "kubernetes"]).default("process").describe("How replicas are run."),
+  teams: z
+    .record(
+      name("team name"),
+      z
+        .strictObject({
+          members: z.array(z.string()).default([]).describe("People in the team."),
+          contact: z.string().optional().describe("Where to reach the team (chat channel, email)."),
+        })
+        .describe("A team."),
+    )
+    .optional()
+    .describe("Teams that own services; when declared, every service's owner must be one of them."),
+  services: z.record(name("service name"), ServiceSpecSchema.describe("A service.")).describe("The services of the project, by name."),
 });
 
 /** The manifest as written (before defaults). */

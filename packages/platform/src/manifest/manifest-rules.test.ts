@@ -1,0 +1,167 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTempDir } from "#test-support";
+import { checkManifestRules } from "./manifest-rules.js";
+
+const base = { owner: "commerce", path: "services/x", start: "node server.js" };
+const rules = (data: unknown) => checkManifestRules(data, { dir: "/nowhere", checkPaths: false });
+const lines = (data: unknown) => rules(data).map((i) => `${i.path.join(".")}: ${i.message}${i.hint === undefined ? "" : `; ${i.hint}`}`);
+
+describe("checkManifestRules", () => {
+  it("finds nothing wrong in a consistent manifest", () => {
+    expect(
+      rules({
+        project: "shop",
+        teams: { commerce: {} },
+        services: {
+          orders: { ...base, port: 9000, replicas: 2, routes: ["/orders"], calls: ["payments"] },
+          payments: { ...base, port: 9002, routes: ["/payments", { path: "/orders", host: "admin.test" }] },
+        },
+      }),
+    ).toEqual([]);
+  });
+
+  it("reports a route claimed by two services, ignoring a trailing slash and host case", () => {
+    expect(
+      lines({
+        services: {
+          a: { ...base, routes: ["/api", { path: "/shop", host: "Shop.test" }] },
+          b: { ...base, routes: ["/api/", { path: "/shop", host: "shop.TEST" }, "/b"] },
+          c: { ...base, routes: ["/b", "/c", "/c"] },
+        },
+      }),
+    ).toEqual([
+      'services.b.routes.0: route "/api/" is already claimed by services.a.routes[0]',
+      'services.b.routes.1: route "/shop" on host shop.test is already claimed by services.a.routes[1]',
+      'services.c.routes.0: route "/b" is already claimed by services.b.routes[2]',
+      'services.c.routes.2: route "/c" is listed twice (also routes[1])',
+    ]);
+  });
+
+  it("still checks the valid routes of a service with a bad one", () => {
+    expect(lines({ services: { a: { ...base, routes: ["/x"] }, b: { ...base, routes: [42, "/x"] } } })).toEqual([
+      'services.b.routes.1: route "/x" is already claimed by services.a.routes[0]',
+    ]);
+  });
+
+  it("reports calls to unknown services and to itself", () => {
+    expect(lines({ services: { orders: { ...base, calls: ["orders", "payment", "zzz"] }, payments: base } })).toEqual([
+      'services.orders.calls.0: service "orders" lists itself; calls names the other services it calls',
+      'services.orders.calls.1: no service named "payment"; did you mean `payments`?',
+      'services.orders.calls.2: no service named "zzz"; services: payments',
+    ]);
+  });
+
+  it("counts a badly written service as existing for calls", () => {
+    expect(lines({ services: { orders: { ...base, calls: ["payments"] }, payments: { port: "x" } } })).toEqual([]);
+  });
+
+  it("checks owners only when teams are declared", () => {
+    expect(lines({ services: { orders: { ...base, owner: "anyone" } } })).toEqual([]);
+    expect(lines({ teams: { commerce: {}, platform: {} }, services: { a: { ...base, owner: "platfrom" }, b: { ...base, owner: "ops" } } })).toEqual([
+      'services.a.owner: team "platfrom" is not declared in teams; did you mean `platform`?',
+      'services.b.owner: team "ops" is not declared in teams; declared teams: commerce, platform',
+    ]);
+    expect(lines({ teams: {}, services: { a: base } })).toEqual(['services.a.owner: team "commerce" is not declared in teams; teams is empty']);
+  });
+
+  it("reports overlapping port ranges between services, counting replicas and autoscale", () => {
+    expect(
+      lines({
+        services: {
+          a: { ...base, port: 9000, replicas: 3 },
+          b: { ...base, port: 9002 },
+          c: { ...base, port: 9010, replicas: 1, autoscale: { min: 1, max: 5 } },
+          d: { ...base, port: 9014, replicas: 2 },
+          e: { ...base, port: 9020, replicas: 0 },
+          f: { ...base, port: 9020 },
+        },
+      }),
+    ).toEqual([
+      "services.b.port: port 9002 is also used by services.a (ports 9000-9002)",
+      "services.d.port: ports 9014-9015 (2 replicas) overlap services.c (ports 9010-9014)",
+      "services.f.port: port 9020 is also used by services.e (port 9020)",
+    ]);
+  });
+
+  it("reports service ports that hit the control plane or gateway, defaults included", () => {
+    expect(
+      lines({
+        controlPlane: { port: 7000 },
+        services: { a: { ...base, port: 7000 }, b: { ...base, port: 8079, replicas: 3 }, c: { ...base, port: 9000 } },
+      }),
+    ).toEqual([
+      "services.a.port: port 7000 is also controlPlane.port",
+      "services.b.port: ports 8079-8081 (3 replicas) include gateway.port 8080 (default), gateway.adminPort 8081 (default)",
+    ]);
+  });
+
+  it("reports control plane and gateway ports that collide, blaming the one written", () => {
+    expect(lines({ gateway: { adminPort: 7070 }, services: {} })).toEqual(["gateway.adminPort: port 7070 is also controlPlane.port (default)"]);
+    expect(lines({ controlPlane: { port: 9000 }, gateway: { port: 9000 }, services: {} })).toEqual(["gateway.port: port 9000 is also controlPlane.port"]);
+  });
+
+  it("reports a port range that runs past 65535", () => {
+    expect(lines({ services: { a: { ...base, port: 65534, replicas: 3 } } })).toEqual(["services.a.port: ports 65534-65536 (3 replicas) go past 65535"]);
+  });
+
+  it("tolerates data of any shape", () => {
+    expect(rules(undefined)).toEqual([]);
+    expect(rules([])).toEqual([]);
+    expect(rules({ services: [1, 2], teams: "x" })).toEqual([]);
+    expect(rules({ services: { a: null, b: { calls: "x", routes: {} } } })).toEqual([]);
+  });
+});
+
+describe("checkManifestRules with checkPaths", () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  beforeAll(async () => {
+    ({ dir, cleanup } = await makeTempDir("keelson-rules-"));
+    await mkdir(join(dir, "services", "orders"), { recursive: true });
+    await mkdir(join(dir, "services", "payments"), { recursive: true });
+    await writeFile(join(dir, "services", "readme.md"), "a file");
+  });
+  afterAll(async () => {
+    await cleanup();
+  });
+
+  const services = {
+    orders: { ...base, path: "services/orders" },
+    payments: { ...base, path: "./services/payments/" },
+    shipping: { ...base, path: "services/paymets" },
+    readme: { ...base, path: "services/readme.md" },
+    gone: { ...base, path: "elsewhere/gone" },
+  };
+
+  it("reports service folders that are missing or are files", () => {
+    const issues = checkManifestRules({ services }, { dir, checkPaths: true });
+    expect(issues).toEqual([
+      {
+        path: ["services", "shipping", "path"],
+        message: 'folder "services/paymets" does not exist',
+        expected: "folder beside the manifest",
+        found: '"services/paymets"',
+        hint: "did you mean `services/payments`?",
+      },
+      {
+        path: ["services", "readme", "path"],
+        message: '"services/readme.md" is a file, expected a folder',
+        expected: "folder beside the manifest",
+        found: '"services/readme.md"',
+      },
+      {
+        path: ["services", "gone", "path"],
+        message: 'folder "elsewhere/gone" does not exist',
+        expected: "folder beside the manifest",
+        found: '"elsewhere/gone"',
+        hint: `looked for ${join(dir, "elsewhere", "gone")}`,
+      },
+    ]);
+  });
+
+  it("does not touch the disk when checkPaths is off", () => {
+    expect(checkManifestRules({ services }, { dir, checkPaths: false })).toEqual([]);
+  });
+});

@@ -1,0 +1,241 @@
+// Rules across fields and services that a schema cannot express: routes claimed twice, calls
+// to unknown services, owners outside `teams`, overlapping ports, service folders that are
+// not there. Each rule looks only at the fields it needs, so one bad field elsewhere in a
+// service does not hide these problems until the next run.
+import { readdirSync, statSync } from "node:fs";
+import { dirname, posix, resolve, sep } from "node:path";
+import type { z } from "zod";
+import { schemaAt } from "./describe-schema.js";
+import { didYouMean } from "./did-you-mean.js";
+import { formatIssuePath, type PathIssue, type PathSegment } from "./manifest-issue.js";
+import { ManifestSchema, ServiceSpecSchema } from "./schema.js";
+
+export interface ManifestRuleOptions {
+  /** Folder of the manifest; service paths are relative to it. */
+  dir: string;
+  /** Check that every service `path` is an existing folder (off for text not on disk yet). */
+  checkPaths: boolean;
+}
+
+type Shape = typeof ServiceSpecSchema.shape;
+type FieldValue<K extends keyof Shape> = z.output<Shape[K]>;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** One field of a raw service, validated (defaults applied) on its own; undefined when invalid. */
+function field<K extends keyof Shape>(service: unknown, key: K): FieldValue<K> | undefined {
+  if (!isRecord(service)) return undefined;
+  const schema: z.ZodType = ServiceSpecSchema.shape[key];
+  const result = schema.safeParse(service[key]);
+  return result.success ? (result.data as FieldValue<K>) : undefined;
+}
+
+/** The valid entries of a list field, with their indexes: one bad route must not hide another's clash. */
+function validItems<K extends "routes" | "calls">(service: unknown, key: K): { index: number; value: FieldValue<K>[number] }[] {
+  const list = isRecord(service) ? service[key] : undefined;
+  if (!Array.isArray(list)) return [];
+  const element = schemaAt(ServiceSpecSchema, [key, 0]) as z.ZodType | undefined;
+  if (element === undefined) return [];
+  return list.flatMap((item, index) => {
+    const result = element.safeParse(item);
+    return result.success ? [{ index, value: result.data as FieldValue<K>[number] }] : [];
+  });
+}
+
+/**
+ * Checks the cross-field rules on raw manifest data (as read from YAML, before the schema),
+ * returning every violation with its path.
+ */
+export function checkManifestRules(data: unknown, options: ManifestRuleOptions): PathIssue[] {
+  const root = isRecord(data) ? data : {};
+  const services = isRecord(root.services) ? root.services : {};
+  return [
+    ...checkOwners(root, services),
+    ...checkCalls(services),
+    ...checkRoutes(services),
+    ...checkPorts(root, services),
+    ...(options.checkPaths ? checkPaths(services, options.dir) : []),
+  ];
+}
+
+function checkOwners(root: Record<string, unknown>, services: Record<string, unknown>): PathIssue[] {
+  // Without a `teams` section owners are free text; with one, they must name a team.
+  if (!isRecord(root.teams)) return [];
+  const teams = Object.keys(root.teams);
+  const issues: PathIssue[] = [];
+  for (const [name, raw] of Object.entries(services)) {
+    const owner = field(raw, "owner");
+    if (owner === undefined || teams.includes(owner)) continue;
+    const close = didYouMean(owner, teams);
+    issues.push({
+      path: ["services", name, "owner"],
+      message: `team "${owner}" is not declared in teams`,
+      found: JSON.stringify(owner),
+      hint: close !== undefined ? `did you mean \`${close}\`?` : teams.length > 0 ? `declared teams: ${teams.join(", ")}` : "teams is empty",
+    });
+  }
+  return issues;
+}
+
+function checkCalls(services: Record<string, unknown>): PathIssue[] {
+  const names = Object.keys(services);
+  const issues: PathIssue[] = [];
+  for (const [name, raw] of Object.entries(services)) {
+    for (const { index: i, value: target } of validItems(raw, "calls")) {
+      const path = ["services", name, "calls", i];
+      if (target === name) {
+        issues.push({ path, message: `service "${name}" lists itself; calls names the other services it calls`, found: JSON.stringify(target) });
+      } else if (!names.includes(target)) {
+        const others = names.filter((n) => n !== name);
+        const close = didYouMean(target, others);
+        issues.push({
+          path,
+          message: `no service named "${target}"`,
+          found: JSON.stringify(target),
+          hint: close !== undefined ? `did you mean \`${close}\`?` : others.length > 0 ? `services: ${others.join(", ")}` : "this is the only service",
+        });
+      }
+    }
+  }
+  return issues;
+}
+
+function checkRoutes(services: Record<string, unknown>): PathIssue[] {
+  const claims = new Map<string, { service: string; index: number }>();
+  const issues: PathIssue[] = [];
+  for (const [name, raw] of Object.entries(services)) {
+    for (const { index, value: route } of validItems(raw, "routes")) {
+      // "/api" and "/api/" are the same prefix; hosts are case-insensitive.
+      const prefix = route.path.length > 1 ? route.path.replace(/\/+$/, "") : route.path;
+      const host = route.host?.toLowerCase();
+      const claim = `${host ?? "*"} ${prefix}`;
+      const shown = host === undefined ? `"${route.path}"` : `"${route.path}" on host ${host}`;
+      const first = claims.get(claim);
+      if (first === undefined) {
+        claims.set(claim, { service: name, index });
+      } else if (first.service === name) {
+        issues.push({ path: ["services", name, "routes", index], message: `route ${shown} is listed twice (also routes[${first.index}])` });
+      } else {
+        const other = formatIssuePath(["services", first.service, "routes", first.index]);
+        issues.push({ path: ["services", name, "routes", index], message: `route ${shown} is already claimed by ${other}` });
+      }
+    }
+  }
+  return issues;
+}
+
+interface ReservedPort {
+  label: string;
+  port: number;
+  path: PathSegment[];
+  /** Written in the manifest, rather than taken from the default. */
+  explicit: boolean;
+}
+
+function reservedPorts(root: Record<string, unknown>): ReservedPort[] {
+  const out: ReservedPort[] = [];
+  const cp = ManifestSchema.shape.controlPlane.safeParse(root.controlPlane);
+  const gw = ManifestSchema.shape.gateway.safeParse(root.gateway);
+  const written = (section: string, key: string): boolean => {
+    const s = root[section];
+    return isRecord(s) && s[key] !== undefined;
+  };
+  if (cp.success) out.push({ label: "controlPlane.port", port: cp.data.port, path: ["controlPlane", "port"], explicit: written("controlPlane", "port") });
+  if (gw.success) {
+    out.push({ label: "gateway.port", port: gw.data.port, path: ["gateway", "port"], explicit: written("gateway", "port") });
+    out.push({ label: "gateway.adminPort", port: gw.data.adminPort, path: ["gateway", "adminPort"], explicit: written("gateway", "adminPort") });
+  }
+  return out;
+}
+
+const MAX_PORT = 65535;
+
+function checkPorts(root: Record<string, unknown>, services: Record<string, unknown>): PathIssue[] {
+  const issues: PathIssue[] = [];
+  const reserved = reservedPorts(root);
+  const label = (r: ReservedPort, withPort = false): string => `${r.label}${withPort ? ` ${r.port}` : ""}${r.explicit ? "" : " (default)"}`;
+
+  // The control plane and the gateway's two ports must differ too; blame the one that was written.
+  reserved.forEach((b, j) => {
+    for (const a of reserved.slice(0, j)) {
+      if (a.port !== b.port || (!a.explicit && !b.explicit)) continue;
+      const [blamed, other] = b.explicit ? [b, a] : [a, b];
+      issues.push({ path: blamed.path, message: `port ${blamed.port} is also ${label(other)}` });
+    }
+  });
+
+  const ranges: { service: string; first: number; last: number }[] = [];
+  for (const [name, raw] of Object.entries(services)) {
+    const port = field(raw, "port");
+    if (port === undefined) continue;
+    const replicas = field(raw, "replicas") ?? 1;
+    const autoscaleMax = field(raw, "autoscale")?.max ?? 0;
+    // Replica i listens on port + i, so the service owns as many ports as it may ever have replicas.
+    const count = Math.max(1, replicas, autoscaleMax);
+    const last = port + count - 1;
+    const path = ["services", name, "port"];
+    const why = autoscaleMax > replicas ? `up to ${count} replicas with autoscale` : `${count} replicas`;
+    const subject = count === 1 ? `port ${port}` : `ports ${port}-${last} (${why})`;
+    const span = (first: number, end: number): string => (first === end ? `port ${first}` : `ports ${first}-${end}`);
+
+    if (last > MAX_PORT) issues.push({ path, message: `${subject} go past ${MAX_PORT}` });
+    const hit = reserved.filter((r) => r.port >= port && r.port <= last);
+    if (hit.length > 0) {
+      const taken = hit.map((r) => label(r, count > 1)).join(", ");
+      issues.push({ path, message: count === 1 ? `${subject} is also ${taken}` : `${subject} include ${taken}` });
+    }
+    for (const other of ranges) {
+      if (other.first > last || port > other.last) continue;
+      const theirs = `services.${other.service} (${span(other.first, other.last)})`;
+      issues.push({ path, message: count === 1 ? `${subject} is also used by ${theirs}` : `${subject} overlap ${theirs}` });
+    }
+    ranges.push({ service: name, first: port, last });
+  }
+  return issues;
+}
+
+function checkPaths(services: Record<string, unknown>, dir: string): PathIssue[] {
+  const issues: PathIssue[] = [];
+  for (const [name, raw] of Object.entries(services)) {
+    const path = field(raw, "path");
+    if (path === undefined) continue;
+    const abs = resolve(dir, path);
+    const at = ["services", name, "path"];
+    const found = JSON.stringify(path);
+    let isDir: boolean | undefined;
+    try {
+      isDir = statSync(abs).isDirectory();
+    } catch {
+      isDir = undefined;
+    }
+    if (isDir === true) continue;
+    if (isDir === false) {
+      issues.push({ path: at, message: `"${path}" is a file, expected a folder`, expected: "folder beside the manifest", found });
+      continue;
+    }
+    const close = didYouMean(abs.split(sep).pop() ?? "", siblingFolders(abs));
+    // Suggest the path as it would be written in YAML, with "/" whatever the platform.
+    const suggestion = close === undefined ? undefined : posix.join(posix.dirname(path.split(sep).join("/")), close);
+    issues.push({
+      path: at,
+      message: `folder "${path}" does not exist`,
+      expected: "folder beside the manifest",
+      found,
+      hint: suggestion !== undefined ? `did you mean \`${suggestion}\`?` : `looked for ${abs}`,
+    });
+  }
+  return issues;
+}
+
+function siblingFolders(abs: string): string[] {
+  try {
+    return readdirSync(dirname(abs), { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,114 @@
+import { describe, expect, it } from "vitest";
+import { Duration, ManifestSchema, ServiceSpecSchema, parseDuration } from "./schema.js";
+
+const service = { owner: "commerce", path: "services/orders", start: "node server.js" };
+
+describe("parseDuration", () => {
+  it("turns every unit into milliseconds", () => {
+    expect(parseDuration("500ms")).toBe(500);
+    expect(parseDuration("10s")).toBe(10_000);
+    expect(parseDuration("1.5s")).toBe(1500);
+    expect(parseDuration("2m")).toBe(120_000);
+    expect(parseDuration("1h")).toBe(3_600_000);
+    expect(parseDuration("30d")).toBe(2_592_000_000);
+    expect(parseDuration("0.0005s")).toBe(1);
+  });
+
+  it("rejects anything else", () => {
+    expect(() => parseDuration("10")).toThrow("not a duration: 10");
+    expect(() => parseDuration("10 s")).toThrow("not a duration: 10 s");
+    expect(() => parseDuration("-1s")).toThrow("not a duration: -1s");
+    expect(() => parseDuration("1w")).toThrow("not a duration: 1w");
+  });
+});
+
+describe("Duration", () => {
+  it("accepts milliseconds as a number and strings with a unit", () => {
+    expect(Duration.parse(250)).toBe(250);
+    expect(Duration.parse("2m")).toBe(120_000);
+  });
+
+  it("rejects negative, fractional and unitless values", () => {
+    expect(Duration.safeParse(-1).success).toBe(false);
+    expect(Duration.safeParse(1.5).success).toBe(false);
+    expect(Duration.safeParse("15").success).toBe(false);
+  });
+});
+
+describe("ServiceSpecSchema", () => {
+  it("fills in defaults", () => {
+    expect(ServiceSpecSchema.parse(service)).toEqual({
+      ...service,
+      replicas: 1,
+      routes: [],
+      calls: [],
+      env: {},
+      stopTimeout: 10_000,
+      startTimeout: 30_000,
+    });
+  });
+
+  it("expands probe and route shorthands", () => {
+    const spec = ServiceSpecSchema.parse({ ...service, readiness: "/ready", liveness: { path: "/live", timeout: "2s" }, routes: ["/orders", { host: "shop.test" }] });
+    expect(spec.readiness).toEqual({ path: "/ready", interval: 500, timeout: 1000, failureThreshold: 3 });
+    expect(spec.liveness).toEqual({ path: "/live", interval: 500, timeout: 2000, failureThreshold: 3 });
+    expect(spec.routes).toEqual([
+      { path: "/orders", stripPrefix: false },
+      { path: "/", host: "shop.test", stripPrefix: false },
+    ]);
+  });
+
+  it("turns env values into strings", () => {
+    expect(ServiceSpecSchema.parse({ ...service, env: { A: 1, B: false, C: "x" } }).env).toEqual({ A: "1", B: "false", C: "x" });
+  });
+
+  it("defaults the deploy strategy and the SLO window", () => {
+    const spec = ServiceSpecSchema.parse({ ...service, deploy: {}, slos: [{ name: "avail", availability: 99.9 }] });
+    expect(spec.deploy).toEqual({ strategy: "rolling" });
+    expect(spec.slos).toEqual([{ name: "avail", availability: 99.9, window: 30 * 86_400_000 }]);
+  });
+
+  it("requires an SLO to have an objective", () => {
+    const result = ServiceSpecSchema.safeParse({ ...service, slos: [{ name: "empty" }] });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues[0]?.message).toBe("an SLO needs availability, latency or both");
+  });
+
+  it("requires autoscale.min <= autoscale.max", () => {
+    const result = ServiceSpecSchema.safeParse({ ...service, autoscale: { min: 3, max: 2 } });
+    expect(result.error?.issues.map((i) => [i.path.join("."), i.message])).toEqual([["autoscale.min", "must not exceed autoscale.max"]]);
+  });
+
+  it("rejects names that are not DNS labels", () => {
+    for (const owner of ["Commerce", "1team", "team-", "a_b", "x".repeat(64)]) {
+      expect(ServiceSpecSchema.safeParse({ ...service, owner }).success, owner).toBe(false);
+    }
+    for (const owner of ["a", "team-2", "x".repeat(63)]) {
+      expect(ServiceSpecSchema.safeParse({ ...service, owner }).success, owner).toBe(true);
+    }
+  });
+});
+
+describe("ManifestSchema", () => {
+  it("fills in top-level defaults", () => {
+    expect(ManifestSchema.parse({ project: "shop", services: {} })).toEqual({
+      version: 1,
+      project: "shop",
+      controlPlane: { host: "127.0.0.1", port: 7070 },
+      gateway: { host: "127.0.0.1", port: 8080, adminPort: 8081 },
+      runtime: "process",
+      services: {},
+    });
+  });
+
+  it("fills in defaults inside partly written sections", () => {
+    const m = ManifestSchema.parse({ project: "shop", gateway: { port: 9080 }, teams: { web: {} }, services: {} });
+    expect(m.gateway).toEqual({ host: "127.0.0.1", port: 9080, adminPort: 8081 });
+    expect(m.teams).toEqual({ web: { members: [] } });
+  });
+
+  it("rejects unknown keys and other versions", () => {
+    expect(ManifestSchema.safeParse({ project: "shop", services: {}, extra: 1 }).success).toBe(false);
+    expect(ManifestSchema.safeParse({ version: 2, project: "shop", services: {} }).success).toBe(false);
+  });
+});
