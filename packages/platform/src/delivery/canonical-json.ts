@@ -1,22 +1,7 @@
-// Canonical JSON (sorted keys) so equal specs hash and compare equal whatever their key order.
+// Content hashing for releases; canonical JSON itself is the store's (one definition of "same spec").
 import { createHash } from "node:crypto";
 
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value !== null && typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) out[key] = sortKeys(v);
-    }
-    return out;
-  }
-  return value;
-}
+export { canonicalJson } from "../store/index.js";
 
 export function sha256(text: string | Buffer): string {
   return createHash("sha256").update(text).digest("hex");

@@ -1,2 +1,7 @@
 // The store domain: the Store interface and its implementations.
 export type * from "./store.js";
+export { createSqliteStore } from "./sqlite-store.js";
+export type { SqliteStoreOptions } from "./sqlite-store.js";
+export { createMemoryStore } from "./memory-store.js";
+export type { MemoryStoreOptions } from "./memory-store.js";
+export { canonicalJson } from "./canonical-json.js";

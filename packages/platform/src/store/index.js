@@ -1,0 +1,3 @@
+export { createSqliteStore } from "./sqlite-store.js";
+export { createMemoryStore } from "./memory-store.js";
+export { canonicalJson } from "./canonical-json.js";
