@@ -1,0 +1,661 @@
+// Tests for the gateway's proxy and admin listeners against real upstream node:http servers
+// (and raw TCP servers for broken upstreams) on 127.0.0.1.
+import { createHash } from "node:crypto";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { connect, createServer as createTcpServer } from "node:net";
+import type { Server as TcpServer, Socket } from "node:net";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Agent, request } from "undici";
+import type { ErrorBody, RoutingTable } from "@keelson/protocol";
+import { KeelsonError } from "@keelson/protocol";
+import { freePort, makeTempDir, waitFor } from "#test-support";
+import type { Gateway, GatewayOptions } from "./gateway-server.js";
+import { createGateway } from "./gateway-server.js";
+import { buildRoutingTable } from "./routing-table.js";
+
+// --- fixtures ---
+
+interface Upstream {
+  name: string;
+  url: string;
+  server: Server;
+  /** Requests seen, in order. */
+  seen: Array<{ method: string; url: string; headers: IncomingMessage["headers"] }>;
+  /** TCP connections accepted. */
+  connections: number;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, up: Upstream) => void;
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+let stateDir = "";
+
+beforeEach(async () => {
+  const tmp = await makeTempDir("keelson-gateway-");
+  stateDir = tmp.dir;
+  cleanups.push(tmp.cleanup);
+});
+
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+/** An upstream replica answering `{ name, method, url, headers }`, unless `handler` says otherwise. */
+async function startUpstream(name: string, handler?: Handler): Promise<Upstream> {
+  const up: Upstream = { name, url: "", server: undefined as unknown as Server, seen: [], connections: 0 };
+  const server = createServer((req, res) => {
+    up.seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
+    if (handler) return handler(req, res, up);
+    req.resume();
+    const body = JSON.stringify({ name, method: req.method, url: req.url, headers: req.headers });
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(body);
+  });
+  // Longer than the gateway pool's idle time, as MACHINE.md advises.
+  server.keepAliveTimeout = 10_000;
+  server.on("connection", () => up.connections++);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const addr = server.address();
+  up.url = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+  up.server = server;
+  cleanups.push(() => new Promise((r) => (server.closeAllConnections(), server.close(r))));
+  return up;
+}
+
+/** A raw TCP upstream for answers node:http would refuse to write. */
+async function startTcpUpstream(onSocket: (socket: Socket) => void): Promise<{ url: string; server: TcpServer }> {
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => undefined);
+    onSocket(socket);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const addr = server.address();
+  cleanups.push(() => new Promise((r) => (sockets.forEach((s) => s.destroy()), server.close(r))));
+  return { url: `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`, server };
+}
+
+async function startGateway(options: Partial<GatewayOptions> = {}): Promise<Gateway> {
+  const gw = createGateway({ host: "127.0.0.1", port: 0, adminPort: 0, stateDir, processMetrics: false, ...options });
+  await gw.start();
+  cleanups.push(() => gw.stop({ drainMs: 100 }));
+  return gw;
+}
+
+let version = 0;
+/** A table with the given services (name → replica URLs) and routes. */
+function table(
+  services: Record<string, string[]>,
+  routes: Array<{ service: string; path: string; host?: string; stripPrefix?: boolean }> = [],
+): RoutingTable {
+  return buildRoutingTable({
+    project: "test",
+    version: ++version,
+    services: Object.keys(services).map((name) => ({
+      name,
+      routes: routes.filter((r) => r.service === name).map((r) => ({ path: r.path, host: r.host, stripPrefix: r.stripPrefix ?? false })),
+    })),
+    endpoints: Object.entries(services).flatMap(([service, urls]) => urls.map((url, i) => ({ service, replicaId: `${service}-${i + 1}`, url, release: "r1" }))),
+  });
+}
+
+const client = new Agent({ keepAliveTimeout: 1_000 });
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json<T = Record<string, unknown>>(): T;
+}
+
+async function send(url: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Reply> {
+  const res = await request(url, { dispatcher: client, method: (init.method ?? "GET") as "GET", headers: init.headers, body: init.body });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: <T,>() => JSON.parse(text) as T };
+}
+
+/** Sends bytes exactly as written and returns the whole answer (the request must ask to close). */
+async function raw(url: string, text: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.write(text);
+  const chunks: Buffer[] = [];
+  socket.on("data", (c: Buffer) => chunks.push(c));
+  await once(socket, "close");
+  return Buffer.concat(chunks).toString("latin1");
+}
+
+async function canConnect(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  return new Promise((resolve) => {
+    socket.once("connect", () => (socket.destroy(), resolve(true)));
+    socket.once("error", () => resolve(false));
+  });
+}
+
+function gate(): { wait: Promise<void>; open(): void } {
+  let open!: () => void;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
+}
+
+// --- tests ---
+
+describe("routing", () => {
+  it("round-robins across two replicas over reused keep-alive connections", async () => {
+    const a = await startUpstream("a");
+    const b = await startUpstream("b");
+    const gw = await startGateway();
+    gw.setTable(table({ web: [a.url, b.url] }, [{ service: "web", path: "/" }]));
+    const names: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await send(`${gw.url}/hello`);
+      expect(r.status).toBe(200);
+      names.push(r.json<{ name: string }>().name);
+    }
+    expect(names).toEqual(["a", "b", "a", "b", "a", "b", "a", "b", "a", "b"]);
+    expect(a.connections).toBe(1);
+    expect(b.connections).toBe(1);
+  });
+
+  it("routes by exact host before any-host routes", async () => {
+    const shop = await startUpstream("shop");
+    const web = await startUpstream("web");
+    const gw = await startGateway();
+    gw.setTable(table({ shop: [shop.url], web: [web.url] }, [{ service: "shop", path: "/", host: "shop.example.com" }, { service: "web", path: "/" }]));
+    expect((await send(`${gw.url}/x`, { headers: { host: "Shop.Example.com:8080" } })).json().name).toBe("shop");
+    expect((await send(`${gw.url}/x`, { headers: { host: "other.example.com" } })).json().name).toBe("web");
+    expect((await send(`${gw.url}/x`)).json().name).toBe("web");
+  });
+
+  it("strips the route prefix when the route says so and keeps it otherwise", async () => {
+    const api = await startUpstream("api");
+    const docs = await startUpstream("docs");
+    const gw = await startGateway();
+    gw.setTable(table({ api: [api.url], docs: [docs.url] }, [{ service: "api", path: "/api", stripPrefix: true }, { service: "docs", path: "/docs" }]));
+    expect((await send(`${gw.url}/api/users?page=2`)).json().url).toBe("/users?page=2");
+    expect((await send(`${gw.url}/api`)).json().url).toBe("/");
+    expect((await send(`${gw.url}/docs/intro`)).json().url).toBe("/docs/intro");
+  });
+
+  it("sends a request with x-keelson-service straight to that service, without a public route", async () => {
+    const internal = await startUpstream("internal");
+    const web = await startUpstream("web");
+    const gw = await startGateway();
+    gw.setTable(table({ internal: [internal.url], web: [web.url] }, [{ service: "web", path: "/" }]));
+    const r = await send(`${gw.url}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-caller": "web" } });
+    expect(r.status).toBe(200);
+    expect(r.json()).toMatchObject({ name: "internal", url: "/orders/1" });
+    expect(r.json<{ headers: Record<string, string> }>().headers["x-keelson-caller"]).toBe("web");
+    expect(web.seen).toHaveLength(0);
+  });
+
+  it("keeps the pools of unchanged endpoints when a new table arrives", async () => {
+    const a = await startUpstream("a");
+    const gw = await startGateway();
+    gw.setTable(table({ web: [a.url] }, [{ service: "web", path: "/" }]));
+    await send(`${gw.url}/`);
+    gw.setTable(table({ web: [a.url] }, [{ service: "web", path: "/" }, { service: "web", path: "/more" }]));
+    await send(`${gw.url}/more`);
+    expect(a.seen).toHaveLength(2);
+    expect(a.connections).toBe(1);
+  });
+
+  it("stops sending to a removed endpoint and lets its in-flight request finish", async () => {
+    const release = gate();
+    const a = await startUpstream("a");
+    const b = await startUpstream("b", (req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.write("started;");
+      void release.wait.then(() => res.end("finished"));
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ web: [b.url] }, [{ service: "web", path: "/" }]));
+    const slow = send(`${gw.url}/slow`);
+    await waitFor(() => b.seen.length === 1, { what: "the slow request to reach b" });
+
+    gw.setTable(table({ web: [a.url] }, [{ service: "web", path: "/" }]));
+    for (let i = 0; i < 6; i++) expect((await send(`${gw.url}/fast`)).json().name).toBe("a");
+    expect(b.seen).toHaveLength(1);
+
+    release.open();
+    const r = await slow;
+    expect(r.status).toBe(200);
+    expect(r.text).toBe("started;finished");
+  });
+});
+
+describe("streaming", () => {
+  it("passes the first chunk of a response on before the upstream has finished", async () => {
+    const rest = gate();
+    let upstreamEnded = false;
+    const up = await startUpstream("stream", (req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.write("first chunk\n");
+      void rest.wait.then(() => {
+        res.end("the rest\n");
+        upstreamEnded = true;
+      });
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ s: [up.url] }, [{ service: "s", path: "/" }]));
+    const res = await request(`${gw.url}/stream`, { dispatcher: client });
+    const it = res.body[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(Buffer.from(first.value as Buffer).toString()).toBe("first chunk\n");
+    expect(upstreamEnded).toBe(false);
+    rest.open();
+    let tail = "";
+    for (let next = await it.next(); !next.done; next = await it.next()) tail += Buffer.from(next.value as Buffer).toString();
+    expect(tail).toBe("the rest\n");
+  });
+
+  it("streams a large upload to the upstream while the client is still sending", async () => {
+    let received = 0;
+    const hash = createHash("sha256");
+    const up = await startUpstream("sink", (req, res) => {
+      req.on("data", (c: Buffer) => {
+        received += c.length;
+        hash.update(c);
+      });
+      req.on("end", () => res.end(JSON.stringify({ received, sha256: hash.digest("hex") })));
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ sink: [up.url] }, [{ service: "sink", path: "/" }]));
+
+    const chunk = Buffer.alloc(1024 * 1024, 7);
+    const total = 16;
+    const expected = createHash("sha256");
+    const { port } = new URL(gw.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    socket.write(`POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n`);
+    const writeChunk = (c: Buffer) => {
+      socket.write(`${c.length.toString(16)}\r\n`);
+      socket.write(c);
+      return socket.write("\r\n");
+    };
+    writeChunk(chunk);
+    expected.update(chunk);
+    // The upstream holds the first MiB while the client has not sent the rest: nothing waits for the whole body.
+    await waitFor(() => received >= chunk.length, { what: "the first MiB at the upstream" });
+    for (let i = 1; i < total; i++) {
+      expected.update(chunk);
+      if (!writeChunk(chunk)) await once(socket, "drain");
+    }
+    socket.write("0\r\n\r\n");
+    const replyChunks: Buffer[] = [];
+    socket.on("data", (c: Buffer) => replyChunks.push(c));
+    await once(socket, "close");
+    const reply = Buffer.concat(replyChunks).toString();
+    expect(reply).toMatch(/^HTTP\/1\.1 200/);
+    const body = JSON.parse(reply.slice(reply.indexOf("\r\n\r\n") + 4).replace(/^[0-9a-f]+\r\n/, "").replace(/\r\n0\r\n\r\n$/, "")) as { received: number; sha256: string };
+    expect(body).toEqual({ received: total * chunk.length, sha256: expected.digest("hex") });
+  });
+
+  it("applies backpressure: a client that stops reading stops the upstream", async () => {
+    const total = 64 * 1024 * 1024;
+    let written = 0;
+    let blocked = false;
+    const up = await startUpstream("big", (req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(total) });
+      const block = Buffer.alloc(64 * 1024, 1);
+      const pump = () => {
+        while (written < total) {
+          written += block.length;
+          if (!res.write(block)) {
+            blocked = true;
+            res.once("drain", () => {
+              blocked = false;
+              pump();
+            });
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ big: [up.url] }, [{ service: "big", path: "/" }]));
+    const res = await request(`${gw.url}/big`, { dispatcher: client, highWaterMark: 64 * 1024 });
+    // The client reads nothing: the upstream must end up blocked with most of the body unsent.
+    await waitFor(
+      async () => {
+        const before = written;
+        await new Promise((r) => setTimeout(r, 50));
+        return blocked && written === before;
+      },
+      { what: "the upstream to block on a full pipe" },
+    );
+    expect(written).toBeLessThan(total / 2);
+    let got = 0;
+    for await (const c of res.body) got += (c as Buffer).length;
+    expect(got).toBe(total);
+  });
+});
+
+describe("headers", () => {
+  it("strips hop-by-hop request headers and sets x-forwarded-* and x-request-id", async () => {
+    const up = await startUpstream("echo");
+    const gw = await startGateway();
+    gw.setTable(table({ echo: [up.url] }, [{ service: "echo", path: "/" }]));
+    const answer = await raw(
+      gw.url,
+      [
+        "GET /h HTTP/1.1",
+        "Host: shop.example.com:8080",
+        "Connection: close, X-Private-Hop",
+        "X-Private-Hop: secret",
+        "Keep-Alive: timeout=99",
+        "TE: trailers",
+        "Trailer: x-checksum",
+        "Proxy-Authorization: Basic abc",
+        "Proxy-Connection: keep-alive",
+        "Upgrade: h2c",
+        "X-Forwarded-For: 203.0.113.9",
+        "X-Forwarded-Proto: https",
+        "X-Custom: kept",
+        "",
+        "",
+      ].join("\r\n"),
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    const seen = up.seen[0]!.headers;
+    for (const h of ["x-private-hop", "keep-alive", "te", "trailer", "proxy-authorization", "proxy-connection", "upgrade"]) expect(seen[h], h).toBeUndefined();
+    expect(seen["connection"]).toBe("keep-alive");
+    expect(seen["x-custom"]).toBe("kept");
+    expect(seen["x-forwarded-for"]).toBe("203.0.113.9, 127.0.0.1");
+    expect(seen["x-forwarded-proto"]).toBe("http");
+    expect(seen["x-forwarded-host"]).toBe("shop.example.com:8080");
+    expect(seen["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(answer.toLowerCase()).toContain(`x-request-id: ${seen["x-request-id"] as string}`);
+  });
+
+  it("keeps a request id the client sent and echoes it", async () => {
+    const up = await startUpstream("echo");
+    const gw = await startGateway();
+    gw.setTable(table({ echo: [up.url] }, [{ service: "echo", path: "/" }]));
+    const r = await send(`${gw.url}/`, { headers: { "x-request-id": "abc-123" } });
+    expect(r.headers["x-request-id"]).toBe("abc-123");
+    expect(up.seen[0]!.headers["x-request-id"]).toBe("abc-123");
+  });
+
+  it("strips hop-by-hop response headers, including those the upstream's Connection names", async () => {
+    const up = await startTcpUpstream((socket) => {
+      socket.once("data", () =>
+        socket.end(
+          [
+            "HTTP/1.1 200 OK",
+            "Content-Length: 2",
+            "Connection: close, X-Upstream-Hop",
+            "X-Upstream-Hop: secret",
+            "Keep-Alive: timeout=999",
+            "Proxy-Authenticate: Basic",
+            "Trailer: x-sum",
+            "Upgrade: h2c",
+            "X-Request-Id: upstream-made-this",
+            "Set-Cookie: a=1",
+            "Set-Cookie: b=2",
+            "X-Kept: yes",
+            "",
+            "ok",
+          ].join("\r\n"),
+        ),
+      );
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ t: [up.url] }, [{ service: "t", path: "/" }]));
+    const r = await send(`${gw.url}/`, { headers: { "x-request-id": "mine" } });
+    expect(r.status).toBe(200);
+    expect(r.text).toBe("ok");
+    expect(r.headers["x-upstream-hop"]).toBeUndefined();
+    expect(r.headers["proxy-authenticate"]).toBeUndefined();
+    expect(r.headers["trailer"]).toBeUndefined();
+    expect(r.headers["upgrade"]).toBeUndefined();
+    // Node's own keep-alive header for the client connection, not the upstream's.
+    expect(r.headers["keep-alive"]).not.toBe("timeout=999");
+    expect(r.headers["x-request-id"]).toBe("mine");
+    expect(r.headers["set-cookie"]).toEqual(["a=1", "b=2"]);
+    expect(r.headers["x-kept"]).toBe("yes");
+  });
+});
+
+describe("errors", () => {
+  const errorOf = (r: Reply) => r.json<ErrorBody>().error;
+
+  it("answers 503 before any table is loaded", async () => {
+    const gw = await startGateway();
+    const r = await send(`${gw.url}/`);
+    expect(r.status).toBe(503);
+    expect(errorOf(r).code).toBe("KEELSON_ERR_NO_ENDPOINT");
+  });
+
+  it("answers 404 KEELSON_ERR_NO_ROUTE for a path no route takes and for an unknown service header", async () => {
+    const up = await startUpstream("api");
+    const gw = await startGateway();
+    gw.setTable(table({ api: [up.url] }, [{ service: "api", path: "/api" }]));
+    const r = await send(`${gw.url}/nope?x=1`);
+    expect(r.status).toBe(404);
+    expect(r.headers["content-type"]).toMatch(/^application\/json/);
+    expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_NO_ROUTE", details: { path: "/nope" } });
+    const s = await send(`${gw.url}/api`, { headers: { "x-keelson-service": "ghost" } });
+    expect(s.status).toBe(404);
+    expect(errorOf(s)).toMatchObject({ code: "KEELSON_ERR_NO_ROUTE", details: { service: "ghost" } });
+    expect(errorOf(s).message).toContain('"ghost"');
+  });
+
+  it("answers 503 KEELSON_ERR_NO_ENDPOINT naming a service with no ready replica", async () => {
+    const gw = await startGateway();
+    gw.setTable(table({ orders: [] }, [{ service: "orders", path: "/" }]));
+    const r = await send(`${gw.url}/x`);
+    expect(r.status).toBe(503);
+    expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_NO_ENDPOINT", details: { service: "orders" } });
+    expect(errorOf(r).message).toContain('"orders"');
+  });
+
+  it("answers 502 KEELSON_ERR_UPSTREAM when the only replica refuses connections", async () => {
+    const gw = await startGateway();
+    gw.setTable(table({ orders: [`http://127.0.0.1:${await freePort()}`] }, [{ service: "orders", path: "/" }]));
+    const r = await send(`${gw.url}/x`);
+    expect(r.status).toBe(502);
+    expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_UPSTREAM", details: { service: "orders", reason: "ECONNREFUSED" } });
+    expect(errorOf(r).message).toBe('service "orders" failed: connection refused');
+  });
+
+  it("answers 502 KEELSON_ERR_UPSTREAM for a garbage answer", async () => {
+    const up = await startTcpUpstream((socket) => socket.once("data", () => socket.end("this is not HTTP\r\n\r\n")));
+    const gw = await startGateway();
+    gw.setTable(table({ junk: [up.url] }, [{ service: "junk", path: "/" }]));
+    const r = await send(`${gw.url}/`);
+    expect(r.status).toBe(502);
+    expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_UPSTREAM", details: { service: "junk" } });
+  });
+
+  it("answers 502 when the upstream resets every connection, after one retry of a GET", async () => {
+    let accepted = 0;
+    const up = await startTcpUpstream((socket) => {
+      accepted++;
+      socket.once("data", () => socket.resetAndDestroy());
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ flaky: [up.url] }, [{ service: "flaky", path: "/" }]));
+    const r = await send(`${gw.url}/`);
+    expect(r.status).toBe(502);
+    expect(errorOf(r).code).toBe("KEELSON_ERR_UPSTREAM");
+    expect(accepted).toBe(2);
+  });
+
+  it("answers 504 KEELSON_ERR_UPSTREAM_TIMEOUT when the upstream is too slow", async () => {
+    const up = await startUpstream("slow", (req) => req.resume());
+    const gw = await startGateway({ upstreamTimeoutMs: 200 });
+    gw.setTable(table({ slow: [up.url] }, [{ service: "slow", path: "/" }]));
+    const r = await send(`${gw.url}/`);
+    expect(r.status).toBe(504);
+    expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_UPSTREAM_TIMEOUT", details: { service: "slow" } });
+    expect(up.seen).toHaveLength(1);
+  });
+
+  it("cuts the client response when the upstream dies mid-body", async () => {
+    const up = await startUpstream("dies", (req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-length": "100" });
+      res.write("partial");
+      setImmediate(() => res.socket?.destroy());
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ dies: [up.url] }, [{ service: "dies", path: "/" }]));
+    await expect(send(`${gw.url}/`)).rejects.toThrow();
+  });
+
+  it("answers 400 to a malformed request and keeps serving", async () => {
+    const up = await startUpstream("ok");
+    const gw = await startGateway();
+    gw.setTable(table({ ok: [up.url] }, [{ service: "ok", path: "/" }]));
+    expect(await raw(gw.url, "NOT HTTP AT ALL\r\n\r\n")).toMatch(/^HTTP\/1\.1 400/);
+    expect(await raw(gw.url, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")).toMatch(/^HTTP\/1\.1 400/);
+    expect((await send(`${gw.url}/`)).status).toBe(200);
+  });
+
+  it("aborts the upstream request when the client goes away", async () => {
+    let upstreamClosed = false;
+    const up = await startUpstream("hold", (req, res) => {
+      req.resume();
+      res.on("close", () => (upstreamClosed = true));
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ hold: [up.url] }, [{ service: "hold", path: "/" }]));
+    const { port } = new URL(gw.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    socket.write("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+    await waitFor(() => up.seen.length === 1, { what: "the request at the upstream" });
+    socket.destroy();
+    await waitFor(() => upstreamClosed, { what: "the upstream request to be aborted" });
+  });
+});
+
+describe("retries", () => {
+  it("retries on the next replica when one refuses connections: no GET and no POST fails", async () => {
+    const live = await startUpstream("live");
+    const gw = await startGateway();
+    gw.setTable(table({ web: [`http://127.0.0.1:${await freePort()}`, live.url] }, [{ service: "web", path: "/" }]));
+    for (let i = 0; i < 20; i++) expect((await send(`${gw.url}/get/${i}`)).status).toBe(200);
+    // A refused connection means the request never left: even a POST is safe to send again.
+    const post = await send(`${gw.url}/post`, { method: "POST", body: "payload", headers: { "content-type": "text/plain" } });
+    expect(post.status).toBe(200);
+    expect(live.seen.length).toBeGreaterThanOrEqual(21);
+  });
+
+  it("retries a GET once when a reused keep-alive connection is reset, but not a POST", async () => {
+    // Every second request on a connection finds it reset: the stale keep-alive race.
+    const perSocket = new WeakMap<object, number>();
+    const up = await startUpstream("racy", (req, res) => {
+      const n = (perSocket.get(req.socket) ?? 0) + 1;
+      perSocket.set(req.socket, n);
+      if (n >= 2) {
+        req.socket.resetAndDestroy();
+        return;
+      }
+      req.resume();
+      res.end("ok");
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ racy: [up.url] }, [{ service: "racy", path: "/" }]));
+    for (let i = 0; i < 6; i++) expect((await send(`${gw.url}/`)).status).toBe(200);
+    expect(up.seen.length).toBeGreaterThan(6);
+
+    expect((await send(`${gw.url}/`)).status).toBe(200);
+    const post = await send(`${gw.url}/`, { method: "POST", body: "x" });
+    expect(post.status).toBe(502);
+  });
+});
+
+describe("admin listener", () => {
+  it("serves /healthz, /readyz (503 until a table), /routes and /metrics with process metrics", async () => {
+    const up = await startUpstream("web");
+    const gw = await startGateway({ processMetrics: true });
+    expect((await send(`${gw.adminUrl}/healthz`)).json()).toEqual({ status: "ok" });
+    expect((await send(`${gw.adminUrl}/readyz`)).status).toBe(503);
+    expect((await send(`${gw.adminUrl}/routes`)).status).toBe(404);
+
+    const t = table({ web: [up.url] }, [{ service: "web", path: "/" }]);
+    gw.setTable(t);
+    const ready = await send(`${gw.adminUrl}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(ready.json()).toMatchObject({ status: "ready", version: t.version, controlPlane: "none" });
+    expect((await send(`${gw.adminUrl}/routes`)).json()).toEqual(t);
+
+    const metrics = await send(`${gw.adminUrl}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.text).toContain(`keelson_gateway_routing_table_version ${t.version}`);
+    expect(metrics.text).toContain("process_cpu_user_seconds_total");
+    expect((await send(`${gw.adminUrl}/nope`)).status).toBe(404);
+    expect((await send(`${gw.adminUrl}/healthz`, { method: "POST" })).status).toBe(405);
+  });
+
+  it("counts requests by service and status class", async () => {
+    const up = await startUpstream("web");
+    const gw = await startGateway();
+    gw.setTable(table({ web: [up.url], empty: [] }, [{ service: "web", path: "/" }]));
+    const scrape = async () => (await send(`${gw.adminUrl}/metrics`)).text;
+    const count = (text: string, labels: string) => {
+      const line = text.split("\n").find((l) => l.startsWith(`keelson_gateway_requests_total{${labels}}`));
+      return line === undefined ? 0 : Number(line.split(" ").pop());
+    };
+    const before = await scrape();
+    for (let i = 0; i < 3; i++) await send(`${gw.url}/`);
+    await send(`${gw.url}/`, { headers: { "x-keelson-service": "empty" } });
+    await send(`${gw.url}/`, { headers: { "x-keelson-service": "not-a-service" } });
+    const after = await scrape();
+    expect(count(after, 'service="web",code_class="2xx"') - count(before, 'service="web",code_class="2xx"')).toBe(3);
+    expect(count(after, 'service="empty",code_class="5xx"')).toBe(1);
+    expect(count(after, 'service="_unrouted",code_class="4xx"')).toBe(1);
+    expect(after).not.toContain("not-a-service");
+    expect(after).toMatch(/keelson_gateway_request_duration_seconds_count\{service="web"\} 3/);
+  });
+});
+
+describe("lifecycle", () => {
+  it("rejects a taken port with KEELSON_ERR_PORT_IN_USE naming the field", async () => {
+    const first = await startGateway();
+    const port = Number(new URL(first.url).port);
+    const second = createGateway({ host: "127.0.0.1", port, adminPort: 0, stateDir, processMetrics: false });
+    const err = await second.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(KeelsonError);
+    expect((err as KeelsonError).code).toBe("KEELSON_ERR_PORT_IN_USE");
+    expect((err as KeelsonError).message).toBe(`gateway.port: 127.0.0.1:${port} is already in use`);
+  });
+
+  it("drains: stops accepting but lets an in-flight request finish", async () => {
+    const release = gate();
+    const up = await startUpstream("slow", (req, res) => {
+      req.resume();
+      void release.wait.then(() => res.end("done"));
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ slow: [up.url] }, [{ service: "slow", path: "/" }]));
+    const inflight = send(`${gw.url}/`);
+    await waitFor(() => up.seen.length === 1, { what: "the request at the upstream" });
+    const stopped = gw.stop({ drainMs: 10_000 });
+    await waitFor(() => send(`${gw.adminUrl}/readyz`).then((r) => r.status === 503, () => false), { what: "readyz to report draining" });
+    expect(await canConnect(gw.url)).toBe(false);
+    release.open();
+    const r = await inflight;
+    expect(r.status).toBe(200);
+    expect(r.text).toBe("done");
+    expect(r.headers["connection"]).toBe("close");
+    await stopped;
+  });
+});

@@ -1,0 +1,127 @@
+// Tests for the gateway's composition root: pid file, JSON logs, drain on SIGTERM/SIGINT and a
+// clear error for a taken port. Signals and exit are injected, so the test process stays alive.
+import { EventEmitter, once } from "node:events";
+import { readFile, stat } from "node:fs/promises";
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { request } from "undici";
+import { KeelsonError } from "@keelson/protocol";
+import { makeTempDir, waitFor } from "#test-support";
+import { buildRoutingTable } from "./routing-table.js";
+import type { RunningGateway } from "./run-gateway.js";
+import { GATEWAY_PID_FILE, runGateway } from "./run-gateway.js";
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+let stateDir = "";
+
+beforeEach(async () => {
+  const tmp = await makeTempDir("keelson-run-gateway-");
+  stateDir = tmp.dir;
+  cleanups.push(tmp.cleanup);
+});
+
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+/** Collects pino's JSON lines. */
+function logSink() {
+  const lines: Array<Record<string, unknown>> = [];
+  return { lines, write: (msg: string) => void lines.push(JSON.parse(msg) as Record<string, unknown>) };
+}
+
+async function start(overrides: { port?: number } = {}) {
+  const signals = new EventEmitter();
+  const exits: number[] = [];
+  const log = logSink();
+  const running = await runGateway({
+    host: "127.0.0.1",
+    port: overrides.port ?? 0,
+    adminPort: 0,
+    stateDir,
+    processMetrics: false,
+    drainMs: 5_000,
+    logDestination: log,
+    signals,
+    exit: (code) => void exits.push(code),
+  });
+  cleanups.push(() => running.gateway.stop({ drainMs: 100 }));
+  return { running, signals, exits, log };
+}
+
+async function pidFileOf(running: RunningGateway): Promise<Record<string, unknown>> {
+  return JSON.parse(await readFile(running.pidFile, "utf8")) as Record<string, unknown>;
+}
+
+describe("runGateway", () => {
+  it("writes gateway.pid.json and logs JSON lines", async () => {
+    const { running, log } = await start();
+    expect(running.pidFile).toBe(join(stateDir, GATEWAY_PID_FILE));
+    const info = await pidFileOf(running);
+    expect(info).toEqual({ pid: process.pid, url: running.gateway.url, adminUrl: running.gateway.adminUrl, startedAt: expect.any(String) });
+    expect(Number.isNaN(Date.parse(info["startedAt"] as string))).toBe(false);
+    expect(log.lines.find((l) => l["msg"] === "gateway listening")).toMatchObject({ component: "gateway", level: 30 });
+  });
+
+  it("on SIGTERM drains the in-flight request, removes the pid file and exits 0", async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let seen = 0;
+    const upstream = createServer((req, res) => {
+      seen++;
+      req.resume();
+      void released.then(() => res.end("finished"));
+    });
+    upstream.listen(0, "127.0.0.1");
+    await once(upstream, "listening");
+    cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
+    const port = (upstream.address() as { port: number }).port;
+
+    const { running, signals, exits } = await start();
+    running.gateway.setTable(
+      buildRoutingTable({
+        project: "p",
+        version: 1,
+        services: [{ name: "slow", routes: [{ path: "/", stripPrefix: false }] }],
+        endpoints: [{ service: "slow", replicaId: "slow-1", url: `http://127.0.0.1:${port}`, release: "r" }],
+      }),
+    );
+    const inflight = request(`${running.gateway.url}/`).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }));
+    await waitFor(() => seen === 1, { what: "the request at the upstream" });
+
+    signals.emit("SIGTERM");
+    // Draining waits for the request: no exit yet.
+    await waitFor(async () => (await request(`${running.gateway.adminUrl}/readyz`).then((r) => (r.body.dump(), r.statusCode))) === 503, {
+      what: "readyz to report draining",
+    });
+    expect(exits).toEqual([]);
+    release();
+    expect(await inflight).toEqual({ status: 200, text: "finished" });
+    await running.stopped;
+    expect(exits).toEqual([0]);
+    await expect(stat(running.pidFile)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("exits 1 at once on a second signal during the drain", async () => {
+    const { running, signals, exits } = await start();
+    void running.shutdown("test");
+    signals.emit("SIGINT");
+    expect(exits).toEqual([1]);
+    await running.stopped;
+  });
+
+  it("rejects a taken port with KEELSON_ERR_PORT_IN_USE and logs it without a stack", async () => {
+    const { running } = await start();
+    const port = Number(new URL(running.gateway.url).port);
+    const log = logSink();
+    const err = await runGateway({ host: "127.0.0.1", port, adminPort: 0, stateDir, processMetrics: false, logDestination: log, signals: new EventEmitter(), exit: () => undefined }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(KeelsonError);
+    expect((err as KeelsonError).message).toBe(`gateway.port: 127.0.0.1:${port} is already in use`);
+    const line = log.lines.find((l) => l["msg"] === "gateway failed to start");
+    expect(line).toMatchObject({ code: "KEELSON_ERR_PORT_IN_USE", err: `gateway.port: 127.0.0.1:${port} is already in use`, level: 50 });
+  });
+});
