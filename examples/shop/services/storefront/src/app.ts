@@ -1,0 +1,79 @@
+// The storefront's HTTP handler: the shop page, order receipts and the catalog API. It
+// reads inventory and orders through the gateway; the page's order form posts straight to
+// /api/orders, which the gateway routes to the orders service.
+import { randomBytes } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import { createRouter, HttpError, json, ServiceCallError } from "@keelson/sdk";
+import type { Handler, Logger, ServiceClient } from "@keelson/sdk";
+import { loadCatalog } from "./catalog.js";
+import type { CatalogProduct } from "./catalog.js";
+import { messagePage, orderPage, shopPage } from "./pages.js";
+import type { OrderView } from "./pages.js";
+
+export interface StorefrontAppOptions {
+  client: ServiceClient;
+  logger: Logger;
+  shopName: string;
+}
+
+const ORDER_ID = /^ord_[a-z0-9]{8,40}$/;
+
+/**
+ * GET /             → the shop page (200 even when inventory is down: it says so)
+ * GET /orders/:id   → the order receipt page, 404 page for an unknown order
+ * GET /api/catalog  → 200 { products: [{ sku, name, description, price, stock, inStock }] }, 502 when inventory is down
+ */
+export function createApp(options: StorefrontAppOptions): Handler {
+  const { client, logger, shopName } = options;
+
+  return createRouter()
+    .get("/", async ({ res }) => {
+      let products: CatalogProduct[] | undefined;
+      try {
+        products = await loadCatalog(client);
+      } catch (err) {
+        // The page still renders: a shop window with a notice beats an error page.
+        logger.warn("catalog unavailable; rendering the page without stock", { err });
+      }
+      sendPage(res, 200, (nonce) => shopPage({ shopName, nonce, products }));
+    })
+    .get("/orders/:id", async ({ res, params }) => {
+      const notFound = (nonce: string) => messagePage({ shopName, nonce, title: "Order not found", message: `There is no order ${params.id}.` });
+      if (!ORDER_ID.test(params.id)) return sendPage(res, 404, notFound);
+      try {
+        const order = await client.json<OrderView>("orders", `/api/orders/${params.id}`);
+        sendPage(res, 200, (nonce) => orderPage({ shopName, nonce, order }));
+      } catch (err) {
+        if (err instanceof ServiceCallError && err.status === 404) return sendPage(res, 404, notFound);
+        logger.warn("order lookup failed", { orderId: params.id, err });
+        sendPage(res, 502, (nonce) =>
+          messagePage({ shopName, nonce, title: "Orders are unavailable", message: "Your order is safe; please look again in a moment." }),
+        );
+      }
+    })
+    .get("/api/catalog", async ({ res }) => {
+      try {
+        json(res, 200, { products: await loadCatalog(client) });
+      } catch (err) {
+        if (!(err instanceof ServiceCallError)) throw err;
+        logger.warn("catalog unavailable", { err });
+        throw new HttpError(502, "INVENTORY_UNAVAILABLE", "prices and stock are unavailable right now");
+      }
+    }).handle;
+}
+
+/** Sends a page with a fresh CSP nonce: only our own inline style and script may run. */
+function sendPage(res: ServerResponse, status: number, render: (nonce: string) => string): void {
+  const nonce = randomBytes(16).toString("base64");
+  const body = render(nonce);
+  res.statusCode = status;
+  res.setHeader("content-type", "text/html; charset=utf-8");
+  res.setHeader(
+    "content-security-policy",
+    `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'`,
+  );
+  res.setHeader("x-content-type-options", "nosniff");
+  res.setHeader("cache-control", "no-store");
+  res.setHeader("content-length", Buffer.byteLength(body));
+  res.end(body);
+}

@@ -1,0 +1,168 @@
+// Tests for the storefront over real HTTP with stand-in inventory and orders behind a
+// gateway stub: the shop page, the catalog join, receipts, escaping and degraded modes.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createClient, createLogger, createRouter, HttpError, json, serve, startGatewayStub } from "@keelson/sdk";
+import type { GatewayStub, ServiceHandle } from "@keelson/sdk";
+import { createApp } from "../src/app.js";
+import { loadConfig } from "../src/config.js";
+import { html } from "../src/html.js";
+
+const logger = createLogger({ level: "silent" });
+let inventoryItems: { sku: string; price: number; stock: number }[];
+let orders: Record<string, unknown>;
+let gateway: GatewayStub;
+let storefront: ServiceHandle;
+
+beforeEach(async () => {
+  inventoryItems = [
+    { sku: "BEAN-ETH-250", price: 1450, stock: 25 },
+    { sku: "GRINDER-HAND", price: 5900, stock: 0 },
+    // Inventory knows it, the storefront has no words for it: not shown.
+    { sku: "SECRET-PROTOTYPE", price: 100, stock: 1 },
+  ];
+  orders = {};
+  gateway = await startGatewayStub({
+    inventory: createRouter().get("/api/inventory", ({ res }) => json(res, 200, { items: inventoryItems })).handle,
+    orders: createRouter().get("/api/orders/:id", ({ res, params }) => {
+      const order = orders[params.id];
+      if (!order) throw new HttpError(404, "ORDER_NOT_FOUND", "no such order");
+      json(res, 200, order);
+    }).handle,
+  });
+  const client = createClient({ gatewayUrl: gateway.url, self: "storefront", timeoutMs: 2000, logger });
+  storefront = await serve({ handler: createApp({ client, logger, shopName: "Bean & Burr" }), port: 0, signals: [], logger });
+});
+afterEach(async () => {
+  await storefront.close();
+  await gateway.close();
+});
+
+describe("GET /api/catalog", () => {
+  it("joins the product copy with inventory's prices and stock", async () => {
+    const res = await fetch(`${storefront.url}/api/catalog`, { headers: { "x-request-id": "req-cat" } });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      products: [
+        { sku: "BEAN-ETH-250", name: "Ethiopia Yirgacheffe, 250 g", description: "Washed, light roast: jasmine, lemon, black tea.", price: 1450, stock: 25, inStock: true },
+        { sku: "GRINDER-HAND", name: "Hand grinder", description: "Steel conical burrs, 40 steps of adjustment.", price: 5900, stock: 0, inStock: false },
+      ],
+    });
+    expect(gateway.calls.map((c) => [c.service, c.path, c.headers["x-keelson-caller"], c.headers["x-request-id"]])).toEqual([
+      ["inventory", "/api/inventory", "storefront", "req-cat"],
+    ]);
+  });
+
+  it("answers 502 when inventory cannot answer", async () => {
+    // A gateway with no inventory replica behind it.
+    const stub = await startGatewayStub({});
+    const client = createClient({ gatewayUrl: stub.url, self: "storefront", logger });
+    const lonely = await serve({ handler: createApp({ client, logger, shopName: "x" }), port: 0, signals: [], logger });
+    try {
+      const res = await fetch(`${lonely.url}/api/catalog`);
+      expect(res.status).toBe(502);
+      expect(await res.json()).toEqual({ error: { code: "INVENTORY_UNAVAILABLE", message: "prices and stock are unavailable right now" } });
+    } finally {
+      await lonely.close();
+      await stub.close();
+    }
+  });
+});
+
+describe("GET /", () => {
+  it("renders products with price and stock, the order form and a CSP nonce on the script", async () => {
+    const res = await fetch(`${storefront.url}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    const page = await res.text();
+    expect(page).toContain("<title>Bean &amp; Burr</title>");
+    expect(page).toContain("<strong>Ethiopia Yirgacheffe, 250 g</strong>");
+    expect(page).toContain("€14.50");
+    expect(page).toContain('data-stock="BEAN-ETH-250">25 left</td>');
+    expect(page).toMatch(/data-stock="GRINDER-HAND">Sold out<\/td>/);
+    expect(page).toMatch(/data-sku="GRINDER-HAND" min="0" max="0" value="0" disabled/);
+    expect(page).not.toContain("SECRET-PROTOTYPE");
+    expect(page).toContain('fetch("/api/orders"');
+    const nonce = /script-src 'nonce-([^']+)'/.exec(res.headers.get("content-security-policy") ?? "")?.[1];
+    expect(nonce).toBeDefined();
+    expect(page).toContain(`<script nonce="${nonce}">`);
+    // A fresh nonce per page.
+    const again = await fetch(`${storefront.url}/`);
+    expect(again.headers.get("content-security-policy")).not.toContain(String(nonce));
+  });
+
+  it("still renders, with a notice and no order form, when inventory is down", async () => {
+    const stub = await startGatewayStub({});
+    const client = createClient({ gatewayUrl: stub.url, self: "storefront", logger });
+    const lonely = await serve({ handler: createApp({ client, logger, shopName: "x" }), port: 0, signals: [], logger });
+    try {
+      const res = await fetch(`${lonely.url}/`);
+      expect(res.status).toBe(200);
+      const page = await res.text();
+      expect(page).toContain("Prices and stock are unavailable right now");
+      expect(page).toContain("<li>Hand grinder</li>");
+      expect(page).not.toContain('<form id="order">');
+      expect(page).not.toContain("<script");
+    } finally {
+      await lonely.close();
+      await stub.close();
+    }
+  });
+});
+
+describe("GET /orders/:id", () => {
+  it("renders the receipt with product names, prices and total", async () => {
+    orders.ord_0000000001 = {
+      id: "ord_0000000001",
+      status: "confirmed",
+      items: [{ sku: "BEAN-ETH-250", qty: 2, price: 1450 }],
+      total: 2900,
+      cardLast4: "4242",
+      createdAt: "2025-03-01T10:00:00.000Z",
+    };
+    const res = await fetch(`${storefront.url}/orders/ord_0000000001`);
+    expect(res.status).toBe(200);
+    const page = await res.text();
+    expect(page).toContain("<h2>Order ord_0000000001</h2>");
+    expect(page).toContain('<strong class="status-confirmed">confirmed</strong>');
+    expect(page).toContain("<td>Ethiopia Yirgacheffe, 250 g</td><td class=\"num\">2</td><td class=\"num\">€14.50</td>");
+    expect(page).toContain('<th class="num">€29.00</th>');
+    expect(page).toContain("card ending 4242");
+  });
+
+  it("escapes what the orders service says", async () => {
+    orders.ord_0000000002 = {
+      id: "ord_0000000002",
+      status: "rejected",
+      reason: '<script>alert("x")</script>',
+      items: [{ sku: "<img src=x onerror=alert(1)>", qty: 1 }],
+      createdAt: "2025-03-01T10:00:00.000Z",
+    };
+    const page = await (await fetch(`${storefront.url}/orders/ord_0000000002`)).text();
+    expect(page).toContain("(&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;)");
+    expect(page).toContain("<td>&lt;img src=x onerror=alert(1)&gt;</td>");
+    expect(page).not.toContain("<img");
+  });
+
+  it("answers a 404 page for an unknown order, and for an impossible id without asking orders", async () => {
+    const unknown = await fetch(`${storefront.url}/orders/ord_0000000404`);
+    expect(unknown.status).toBe(404);
+    expect(await unknown.text()).toContain("There is no order ord_0000000404.");
+    const impossible = await fetch(`${storefront.url}/orders/..%2Fadmin`);
+    expect(impossible.status).toBe(404);
+    expect(gateway.calls.map((c) => c.path)).toEqual(["/api/orders/ord_0000000404"]);
+  });
+});
+
+describe("html and loadConfig", () => {
+  it("escapes interpolations but not nested html", () => {
+    const name = `O'Brien & <Co>`;
+    expect(html`<p title="${name}">${html`<b>${name}</b>`}${[1, 2]}${undefined}${false}</p>`.value).toBe(
+      `<p title="O&#39;Brien &amp; &lt;Co&gt;"><b>O&#39;Brien &amp; &lt;Co&gt;</b>12</p>`,
+    );
+  });
+
+  it("defaults the shop name and rejects a bad timeout", () => {
+    expect(loadConfig({})).toEqual({ shopName: "Keelson Coffee", callTimeoutMs: 2000 });
+    expect(() => loadConfig({ CALL_TIMEOUT_MS: "-1" })).toThrow(/CALL_TIMEOUT_MS/);
+  });
+});

@@ -1,0 +1,291 @@
+// serve(): runs a service's HTTP handler the way Keelson expects a replica to behave:
+// listens on $PORT, answers readiness and liveness probes, gives every request a context
+// with its request id, answers errors as JSON, and drains gracefully on SIGTERM/SIGINT.
+import { randomUUID } from "node:crypto";
+import { createServer } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { CALLER_SERVICE_HEADER, KeelsonError, REPLICA_ENV, REQUEST_ID_HEADER } from "@keelson/protocol";
+import { createLogger } from "./logger.js";
+import type { Logger } from "./logger.js";
+import { runWithRequestContext } from "./request-context.js";
+import { HttpError, json, sendHttpError } from "./respond.js";
+
+/** A request handler; a thrown or rejected error becomes a JSON error answer. */
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+export interface ServeOptions {
+  handler: Handler;
+  /** Defaults to $PORT; 0 picks a free port. */
+  port?: number;
+  /** Defaults to 127.0.0.1. */
+  host?: string;
+  /** Defaults to "/ready". */
+  readinessPath?: string;
+  /** Defaults to "/healthz". */
+  livenessPath?: string;
+  /** Whether the service can take traffic; the readiness probe answers 503 while it says no. */
+  ready?: () => boolean | Promise<boolean>;
+  /** Runs after the last request has finished (close databases, flush buffers). */
+  onShutdown?: () => Promise<void>;
+  /** How long to wait for in-flight requests when shutting down; defaults to 5000 ms. */
+  shutdownTimeoutMs?: number;
+  logger?: Logger;
+  /** Log one line per request (method, path, status, duration), probes left out; defaults to true. */
+  accessLog?: boolean;
+  /** Signals that start a graceful shutdown and then exit; defaults to SIGTERM and SIGINT, [] for none. */
+  signals?: readonly NodeJS.Signals[];
+  /** Called with the exit code after a signal-initiated shutdown; defaults to process.exit. */
+  exit?: (code: number) => void;
+}
+
+export interface ServiceHandle {
+  /** Base URL, e.g. http://127.0.0.1:41234 */
+  readonly url: string;
+  readonly port: number;
+  /**
+   * Shuts down gracefully (readiness 503, stop accepting, drain, onShutdown) without exiting
+   * the process. Calling it again returns the same promise.
+   */
+  close(): Promise<void>;
+}
+
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
+/** Request ids we take from the caller: visible ASCII, bounded, so they are safe to log and echo. */
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * Starts the service's HTTP server.
+ *
+ * @example
+ * const router = createRouter().get("/api/hello", ({ res }) => json(res, 200, { hello: "world" }));
+ * await serve({ handler: router.handle, onShutdown: () => db.close() });
+ */
+export async function serve(options: ServeOptions): Promise<ServiceHandle> {
+  const log = options.logger ?? createLogger();
+  const port = resolvePort(options.port);
+  const host = options.host ?? "127.0.0.1";
+  const readinessPath = options.readinessPath ?? "/ready";
+  const livenessPath = options.livenessPath ?? "/healthz";
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
+  const signals = options.signals ?? ["SIGTERM", "SIGINT"];
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const accessLog = options.accessLog ?? true;
+
+  let started = false;
+  let draining = false;
+  /** Requests for the handler, which shutdown waits for. */
+  const inFlight = new Set<ServerResponse>();
+  /** Every unfinished response, probes included. */
+  const openResponses = new Set<ServerResponse>();
+  let onIdle: (() => void) | undefined;
+  let readyFailureLogged = false;
+
+  const answerReadiness = async (res: ServerResponse) => {
+    res.setHeader("cache-control", "no-store");
+    if (draining) return json(res, 503, { status: "draining" });
+    if (!started) return json(res, 503, { status: "starting" });
+    let ok = true;
+    if (options.ready) {
+      try {
+        ok = await options.ready();
+        readyFailureLogged = false;
+      } catch (err) {
+        ok = false;
+        // Probes come every half second; one line per failure streak is enough.
+        if (!readyFailureLogged) log.warn("ready() threw; answering 503", { err });
+        readyFailureLogged = true;
+      }
+    }
+    // Shutdown may have started while ready() was running.
+    if (draining) return json(res, 503, { status: "draining" });
+    json(res, ok ? 200 : 503, { status: ok ? "ready" : "unready" });
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    // Tell keep-alive clients not to reuse this connection once we are on our way out.
+    if (draining) res.setHeader("connection", "close");
+    openResponses.add(res);
+    res.once("close", () => {
+      openResponses.delete(res);
+      // The connection becomes idle only after this event; close it once it has, so it
+      // cannot hold the shutdown until its keep-alive timeout.
+      if (draining) setImmediate(() => server.closeIdleConnections());
+    });
+    const path = pathOf(req.url);
+    if (path === readinessPath) return answerReadiness(res);
+    if (path === livenessPath) {
+      // Alive while draining too: a liveness failure would get the replica killed mid-drain.
+      res.setHeader("cache-control", "no-store");
+      return json(res, 200, { status: "alive" });
+    }
+
+    const requestId = pickRequestId(req.headers[REQUEST_ID_HEADER]);
+    const callerHeader = req.headers[CALLER_SERVICE_HEADER];
+    const caller = typeof callerHeader === "string" && callerHeader !== "" ? callerHeader : undefined;
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+
+    const startedAt = performance.now();
+    inFlight.add(res);
+    res.once("close", () => {
+      inFlight.delete(res);
+      if (accessLog) {
+        // Runs outside the request's async context, so the request id is passed along explicitly.
+        log.info("request", {
+          requestId,
+          caller,
+          method: req.method,
+          path,
+          status: res.writableFinished ? res.statusCode : undefined,
+          aborted: res.writableFinished ? undefined : true,
+          durationMs: Math.round((performance.now() - startedAt) * 10) / 10,
+        });
+      }
+      if (draining && inFlight.size === 0) onIdle?.();
+    });
+
+    await runWithRequestContext({ requestId, caller }, async () => {
+      try {
+        await options.handler(req, res);
+      } catch (err) {
+        answerError(req, res, err, requestId, log);
+      }
+    });
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      // Only reached if answering itself failed; the process must keep serving others.
+      log.error("request handling failed", { err });
+      res.destroy();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  }).catch((err: unknown) => {
+    if ((err as { code?: unknown }).code === "EADDRINUSE") {
+      throw new KeelsonError("KEELSON_ERR_PORT_IN_USE", `port ${port} on ${host} is already in use`, { cause: err });
+    }
+    throw err;
+  });
+  server.on("error", (err) => log.error("server error", { err }));
+
+  const address = server.address();
+  const boundPort = typeof address === "object" && address !== null ? address.port : port;
+  const url = `http://${urlHost(host)}:${boundPort}`;
+  started = true;
+  log.info("listening", { url });
+
+  const waitForIdle = (ms: number): Promise<boolean> => {
+    if (inFlight.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        onIdle = undefined;
+        resolve(false);
+      }, ms);
+      onIdle = () => {
+        clearTimeout(timer);
+        onIdle = undefined;
+        resolve(true);
+      };
+    });
+  };
+
+  const drain = async () => {
+    draining = true;
+    const deadline = Date.now() + shutdownTimeoutMs;
+    log.info("shutting down", { inFlight: inFlight.size, timeoutMs: shutdownTimeoutMs });
+    for (const res of openResponses) if (!res.headersSent) res.setHeader("connection", "close");
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    if (!(await waitForIdle(shutdownTimeoutMs))) {
+      log.warn("shutdown timeout reached; closing unfinished requests", { inFlight: inFlight.size });
+      server.closeAllConnections();
+    }
+    // A connection that went idle without us noticing must not hold the exit until its keep-alive timeout.
+    const leftover = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
+    await closed;
+    clearTimeout(leftover);
+    if (options.onShutdown) await options.onShutdown();
+    log.info("shut down");
+  };
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= drain().finally(() => {
+      for (const signal of signals) process.off(signal, onSignal);
+    });
+    return closing;
+  };
+
+  function onSignal(signal: NodeJS.Signals): void {
+    if (closing) {
+      // A second Ctrl-C means "now".
+      log.warn("second signal during shutdown; exiting at once", { signal });
+      exit(1);
+      return;
+    }
+    log.info("signal received", { signal });
+    close().then(
+      () => exit(0),
+      (err: unknown) => {
+        log.error("shutdown failed", { err });
+        exit(1);
+      },
+    );
+  }
+  for (const signal of signals) process.on(signal, onSignal);
+
+  return { url, port: boundPort, close };
+}
+
+function answerError(req: IncomingMessage, res: ServerResponse, err: unknown, requestId: string, log: Logger): void {
+  if (err instanceof HttpError && err.status < 500) {
+    log.info("request rejected", { method: req.method, path: pathOf(req.url), status: err.status, code: err.code });
+  } else {
+    log.error("request failed", { method: req.method, path: pathOf(req.url), err });
+  }
+  if (res.headersSent) {
+    // Part of the answer is out; cutting the connection is the only honest signal left.
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
+  if (err instanceof HttpError) return sendHttpError(res, err);
+  // The error's own message may carry internals; the request id lets an operator find it in the logs.
+  json(res, 500, { error: { code: "INTERNAL", message: `internal error (request id ${requestId})` } });
+}
+
+function resolvePort(port: number | undefined): number {
+  const fromEnv = process.env[REPLICA_ENV.PORT];
+  const value = port ?? (fromEnv === undefined || fromEnv.trim() === "" ? Number.NaN : Number(fromEnv));
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    throw new KeelsonError(
+      "KEELSON_ERR_INVALID_INPUT",
+      port === undefined
+        ? `serve(): $${REPLICA_ENV.PORT} must be a port number 0-65535 (${fromEnv === undefined ? "it is not set" : `got ${JSON.stringify(fromEnv)}`}); set it or pass options.port`
+        : `serve(): options.port must be a port number 0-65535, got ${String(port)}`,
+    );
+  }
+  return value;
+}
+
+function pickRequestId(header: string | string[] | undefined): string {
+  return typeof header === "string" && REQUEST_ID.test(header) ? header : randomUUID();
+}
+
+/** The path of a request target without its query string. */
+function pathOf(url: string | undefined): string {
+  const target = url ?? "/";
+  const q = target.indexOf("?");
+  return q === -1 ? target : target.slice(0, q);
+}
+
+function urlHost(host: string): string {
+  if (host === "0.0.0.0" || host === "") return "127.0.0.1";
+  if (host === "::") return "[::1]";
+  return host.includes(":") ? `[${host}]` : host;
+}
