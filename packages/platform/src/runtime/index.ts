@@ -1,2 +1,10 @@
-// The runtime domain: the RuntimeDriver interface and its implementations.
+// The runtime domain: the RuntimeDriver interface and its implementations (process, the
+// default; memory, the fake for tests and benchmarks) and the replica log files.
 export * from "./runtime-driver.js";
+export { createProcessDriver, isPortFree } from "./process-driver.js";
+export type { ProcessDriverOptions } from "./process-driver.js";
+export { createMemoryDriver, createMemoryHost } from "./memory-driver.js";
+export type { MemoryDriver, MemoryDriverOptions, MemoryHost, MemoryReplicaBehavior } from "./memory-driver.js";
+export { readReplicaLogs, lastLogLines, replicaLogPaths, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES } from "./replica-logs.js";
+export type { LogLine, LogStream, ReadReplicaLogsOptions } from "./replica-logs.js";
+export type { RuntimeLog } from "./replica-supervisor.js";

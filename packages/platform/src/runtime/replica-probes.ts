@@ -1,0 +1,138 @@
+// Readiness and liveness probes for replicas that listen on a local port: HTTP GET (2xx
+// passes) or, without a readiness probe, a TCP connect. Probe loops count consecutive
+// failures and report state changes; they never overlap checks of one replica.
+import { get } from "node:http";
+import { connect } from "node:net";
+import type { ProbeConfig, ReplicaSpec } from "./runtime-driver.js";
+
+export type ProbeResult = { ok: true } | { ok: false; reason: string };
+
+/** GET http://127.0.0.1:<port><path>; passes on 2xx within timeoutMs. */
+export function checkHttp(port: number, path: string, timeoutMs: number): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (result: ProbeResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      req.destroy();
+      resolve(result);
+    };
+    // agent: false so that no pooled keep-alive socket outlives the check or hides a dead server.
+    const req = get({ host: "127.0.0.1", port, path, agent: false, headers: { "user-agent": "keelson-probe" } }, (res) => {
+      res.resume();
+      const status = res.statusCode ?? 0;
+      settle(status >= 200 && status < 300 ? { ok: true } : { ok: false, reason: `GET ${path} answered ${status}` });
+    });
+    req.on("error", (err) => settle({ ok: false, reason: `GET ${path}: ${err.message}` }));
+    const timer = setTimeout(() => settle({ ok: false, reason: `GET ${path}: no answer within ${timeoutMs} ms` }), timeoutMs);
+  });
+}
+
+/** Passes when 127.0.0.1:<port> accepts a TCP connection within timeoutMs. */
+export function checkTcp(port: number, timeoutMs: number): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (result: ProbeResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    };
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => settle({ ok: true }));
+    socket.once("error", (err) => settle({ ok: false, reason: `port ${port}: ${err.message}` }));
+    const timer = setTimeout(() => settle({ ok: false, reason: `port ${port}: no connection within ${timeoutMs} ms` }), timeoutMs);
+  });
+}
+
+/**
+ * The probe used when a spec has no readiness probe: a TCP connect, quick until the
+ * first success so a fresh replica is published soon, then at the manifest's default pace.
+ */
+export const PORT_PROBE = { firstIntervalMs: 100, intervalMs: 500, timeoutMs: 1000, failureThreshold: 3 } as const;
+
+export interface ProbeLoopOptions {
+  spec: ReplicaSpec;
+  /** Readiness passed (the first time, or again after "unready"). */
+  onReady: () => void;
+  /** Readiness failed failureThreshold times in a row after having passed. */
+  onUnready: (reason: string) => void;
+  /** Liveness failed failureThreshold times in a row; the loops stop. */
+  onLivenessFailed: (reason: string) => void;
+}
+
+/** Starts readiness (and, after the first ready, liveness) checks; returns a stop function. */
+export function startProbeLoops(options: ProbeLoopOptions): () => void {
+  const { spec } = options;
+  let stopped = false;
+  const timers = new Set<NodeJS.Timeout>();
+  const later = (fn: () => void, ms: number): void => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      if (!stopped) fn();
+    }, ms);
+    timer.unref();
+    timers.add(timer);
+  };
+
+  const readiness: ProbeConfig | undefined = spec.readiness;
+  const checkReady = (): Promise<ProbeResult> =>
+    readiness === undefined ? checkTcp(spec.port, PORT_PROBE.timeoutMs) : checkHttp(spec.port, readiness.path, readiness.timeoutMs);
+  const threshold = readiness?.failureThreshold ?? PORT_PROBE.failureThreshold;
+  let ready = false;
+  let everReady = false;
+  let failures = 0;
+
+  const readinessTick = async (): Promise<void> => {
+    const result = await checkReady();
+    if (stopped) return;
+    if (result.ok) {
+      failures = 0;
+      if (!ready) {
+        ready = true;
+        options.onReady();
+        if (!everReady) {
+          everReady = true;
+          // Liveness only starts once the replica was ready: a slow start is not a dead process.
+          if (spec.liveness !== undefined) later(() => void livenessTick(spec.liveness as ProbeConfig), spec.liveness.intervalMs);
+        }
+      }
+    } else {
+      failures += 1;
+      if (ready && failures >= threshold) {
+        ready = false;
+        options.onUnready(`readiness failed ${failures} times: ${result.reason}`);
+      }
+    }
+    const interval = readiness?.intervalMs ?? (everReady ? PORT_PROBE.intervalMs : PORT_PROBE.firstIntervalMs);
+    later(() => void readinessTick(), interval);
+  };
+
+  let livenessFailures = 0;
+  const livenessTick = async (probe: ProbeConfig): Promise<void> => {
+    const result = await checkHttp(spec.port, probe.path, probe.timeoutMs);
+    if (stopped) return;
+    if (result.ok) {
+      livenessFailures = 0;
+    } else {
+      livenessFailures += 1;
+      if (livenessFailures >= probe.failureThreshold) {
+        stop();
+        options.onLivenessFailed(`liveness failed ${livenessFailures} times: ${result.reason}`);
+        return;
+      }
+    }
+    later(() => void livenessTick(probe), probe.intervalMs);
+  };
+
+  const stop = (): void => {
+    stopped = true;
+    for (const timer of timers) clearTimeout(timer);
+    timers.clear();
+  };
+
+  void readinessTick();
+  return stop;
+}

@@ -1,0 +1,500 @@
+// The supervision core shared by the drivers that run replicas on a host (process, memory):
+// replica states and events, restart with backoff, stop, restart, adopt and detach.
+// A ReplicaHost only launches, watches and signals runs; it reports back through a RunContext.
+import { KeelsonError } from "@keelson/protocol";
+import type { ReplicaState } from "@keelson/protocol";
+import { DEFAULT_RESTART_POLICY } from "./runtime-driver.js";
+import type { ReplicaEvent, ReplicaEventType, ReplicaExit, ReplicaInfo, ReplicaSpec, RestartPolicy, RuntimeDriver } from "./runtime-driver.js";
+
+/** Structured log sink of the runtime (the control plane passes its logger). */
+export type RuntimeLog = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
+
+/** How a run ended, as far as the host can tell. */
+export interface RunExit {
+  code: number | null;
+  signal: string | null;
+  /** Said instead of the code when the host cannot know it (an adopted process is not our child). */
+  reason?: string;
+}
+
+/** How a host reports on one run (one process); reports about a run that is over are ignored. */
+export interface RunContext {
+  /** Readiness passed (the first time, or again after unready). */
+  ready(): void;
+  /** Readiness failed its threshold after having passed. */
+  unready(reason: string): void;
+  /** Liveness failed its threshold: the supervisor restarts the replica. */
+  livenessFailed(reason: string): void;
+  /** The run's process is gone. Called exactly once per run, also when the supervisor stopped it. */
+  exited(exit: RunExit): void;
+}
+
+/** One run of a replica on a host: a process (group), a fake process, a container. */
+export interface HostedRun {
+  readonly pid: number | undefined;
+  readonly pidStartTime: number | undefined;
+  /**
+   * Graceful stop: SIGTERM, SIGKILL after timeoutMs. Resolves once everything the run
+   * started is gone. Calling it again returns the same promise.
+   */
+  terminate(timeoutMs: number): Promise<void>;
+  /** Stops probes and watchers and leaves the process alone (after exit, or on detach). */
+  release(): void;
+}
+
+/** What a driver's recorded facts about a replica look like when a new control plane adopts it. */
+export type AdoptRecord = Parameters<RuntimeDriver["adopt"]>[1];
+
+/** Where runs happen. Implemented by the process driver and the memory driver. */
+export interface ReplicaHost {
+  /**
+   * Starts a run. Rejects with KEELSON_ERR_PORT_IN_USE or KEELSON_ERR_START_FAILED; may
+   * report through ctx before it resolves (the supervisor holds reports until it has
+   * announced the run).
+   */
+  launch(spec: ReplicaSpec, ctx: RunContext): Promise<HostedRun>;
+  /** Takes over a run recorded by an earlier driver, or undefined when it is gone. */
+  attach(spec: ReplicaSpec, recorded: AdoptRecord, ctx: RunContext): Promise<HostedRun | undefined>;
+  /** Driver-specific facts for ReplicaInfo.details (log paths, ...). */
+  details(spec: ReplicaSpec): Record<string, unknown>;
+  /** A replica is no longer supervised here: stopped (final log collection) or detached. */
+  release(id: string, why: "stopped" | "detached"): Promise<void>;
+}
+
+export interface SupervisorOptions {
+  name: string;
+  host: ReplicaHost;
+  restartPolicy?: RestartPolicy;
+  log?: RuntimeLog;
+}
+
+/** What the supervisor is doing to a replica's current run; it decides what an exit means. */
+type Intent = "run" | "liveness-restart" | "restart" | "stop";
+
+interface Entry {
+  spec: ReplicaSpec;
+  state: ReplicaState;
+  pid: number | undefined;
+  pidStartTime: number | undefined;
+  restarts: number;
+  startedAt: string | undefined;
+  lastExit: ReplicaExit | undefined;
+  everReady: boolean;
+  exitsSinceReady: number;
+  intent: Intent;
+  run: HostedRun | undefined;
+  /** Identity of the run whose reports are current. */
+  runToken: symbol | undefined;
+  /** When the current run started (ms), to reset the backoff after resetAfterMs of uptime. */
+  runStartedMs: number;
+  nextDelayMs: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  exitWaiters: Array<() => void>;
+  launching: Promise<unknown> | undefined;
+  restarting: Promise<void> | undefined;
+  stopping: Promise<void> | undefined;
+  stopRequested: boolean;
+}
+
+/** How long to wait for a host's exit report once it said the process group is gone. */
+const EXIT_REPORT_GRACE_MS = 2_000;
+
+/**
+ * Builds a RuntimeDriver from a host. Event order per run: "started" (or "adopted"),
+ * "ready" / "unready", then "exited" (state "backoff") and, after the backoff delay,
+ * "restarting" and "started" again; a liveness failure announces "restarting" first,
+ * then "exited". Every "restarting" event counts one restart.
+ */
+export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
+  const { host } = options;
+  const policy = options.restartPolicy ?? DEFAULT_RESTART_POLICY;
+  const log: RuntimeLog = options.log ?? (() => undefined);
+  const entries = new Map<string, Entry>();
+  const listeners = new Set<(event: ReplicaEvent) => void>();
+  let detached = false;
+
+  const now = (): string => new Date().toISOString();
+
+  function snapshot(entry: Entry): ReplicaInfo {
+    return {
+      spec: entry.spec,
+      state: entry.state,
+      pid: entry.pid,
+      pidStartTime: entry.pidStartTime,
+      restarts: entry.restarts,
+      startedAt: entry.startedAt,
+      lastExit: entry.lastExit === undefined ? undefined : { ...entry.lastExit },
+      everReady: entry.everReady,
+      exitsSinceReady: entry.exitsSinceReady,
+      details: host.details(entry.spec),
+    };
+  }
+
+  function emit(entry: Entry, type: ReplicaEventType, reason?: string): void {
+    if (detached) return;
+    const event: ReplicaEvent = reason === undefined ? { type, replica: snapshot(entry) } : { type, replica: snapshot(entry), reason };
+    log(type === "exited" ? "warn" : "info", `replica ${type}`, { replica: entry.spec.id, state: entry.state, pid: entry.pid, reason });
+    for (const listener of [...listeners]) {
+      try {
+        listener(event);
+      } catch (err) {
+        // One broken subscriber must not stop the others or the supervision.
+        log("error", "replica event listener threw", { error: String(err) });
+      }
+    }
+  }
+
+  function isCurrent(entry: Entry): boolean {
+    return !detached && entries.get(entry.spec.id) === entry;
+  }
+
+  function newEntry(spec: ReplicaSpec): Entry {
+    return {
+      spec,
+      state: "starting",
+      pid: undefined,
+      pidStartTime: undefined,
+      restarts: 0,
+      startedAt: undefined,
+      lastExit: undefined,
+      everReady: false,
+      exitsSinceReady: 0,
+      intent: "run",
+      run: undefined,
+      runToken: undefined,
+      runStartedMs: Date.now(),
+      nextDelayMs: policy.initialDelayMs,
+      restartTimer: undefined,
+      exitWaiters: [],
+      launching: undefined,
+      restarting: undefined,
+      stopping: undefined,
+      stopRequested: false,
+    };
+  }
+
+  /** A context for a new run; reports are held until `activate` (after "started"/"adopted"). */
+  function beginRun(entry: Entry): RunContext & { activate(): void } {
+    const token = Symbol(entry.spec.id);
+    entry.runToken = token;
+    let active = false;
+    const held: Array<() => void> = [];
+    const deliver = (fn: () => void): void => {
+      if (!isCurrent(entry) || entry.runToken !== token) return;
+      if (active) fn();
+      else held.push(fn);
+    };
+    return {
+      ready: () => deliver(() => onReady(entry)),
+      unready: (reason) => deliver(() => onUnready(entry, reason)),
+      livenessFailed: (reason) => deliver(() => onLivenessFailed(entry, reason)),
+      exited: (exit) => deliver(() => onExited(entry, exit)),
+      activate: () => {
+        active = true;
+        for (const fn of held.splice(0)) if (isCurrent(entry) && entry.runToken === token) fn();
+      },
+    };
+  }
+
+  function onReady(entry: Entry): void {
+    if (entry.intent !== "run" || entry.state === "ready") return;
+    entry.state = "ready";
+    entry.everReady = true;
+    entry.exitsSinceReady = 0;
+    emit(entry, "ready");
+  }
+
+  function onUnready(entry: Entry, reason: string): void {
+    if (entry.intent !== "run" || entry.state !== "ready") return;
+    entry.state = "unready";
+    emit(entry, "unready", reason);
+  }
+
+  function onLivenessFailed(entry: Entry, reason: string): void {
+    if (entry.intent !== "run" || entry.run === undefined) return;
+    entry.intent = "liveness-restart";
+    entry.state = "stopping";
+    entry.restarts += 1;
+    emit(entry, "restarting", reason);
+    void terminate(entry);
+  }
+
+  function describeExit(pid: number | undefined, exit: RunExit): string {
+    const what = pid === undefined ? "process" : `pid ${pid}`;
+    if (exit.reason !== undefined) return `${what} ${exit.reason}`;
+    if (exit.signal !== null) return `${what} was killed by ${exit.signal}`;
+    return `${what} exited with code ${exit.code ?? "unknown"}`;
+  }
+
+  function onExited(entry: Entry, exit: RunExit): void {
+    const run = entry.run;
+    const pid = entry.pid;
+    entry.run = undefined;
+    entry.runToken = undefined;
+    run?.release();
+    entry.pid = undefined;
+    entry.pidStartTime = undefined;
+    entry.lastExit = { code: exit.code, signal: exit.signal, at: now() };
+    for (const wake of entry.exitWaiters.splice(0)) wake();
+    // A stop or a requested restart is waiting for this exit and carries on from there.
+    if (entry.intent === "stop" || entry.intent === "restart") return;
+    const afterLiveness = entry.intent === "liveness-restart";
+    entry.intent = "run";
+    entry.exitsSinceReady += 1;
+    entry.state = "backoff";
+    const delay = nextBackoff(entry);
+    const what = describeExit(pid, exit) + (afterLiveness ? " (stopped for failing liveness)" : "");
+    emit(entry, "exited", `${what}; restarting in ${delay} ms`);
+    // A liveness restart was announced when the probe failed; a crash is announced when the delay is over.
+    scheduleRespawn(entry, delay, afterLiveness ? undefined : `${what}; restarting after ${delay} ms backoff`);
+  }
+
+  function nextBackoff(entry: Entry): number {
+    if (Date.now() - entry.runStartedMs >= policy.resetAfterMs) entry.nextDelayMs = policy.initialDelayMs;
+    const delay = entry.nextDelayMs;
+    entry.nextDelayMs = Math.min(delay * policy.multiplier, policy.maxDelayMs);
+    return Math.round(delay);
+  }
+
+  function scheduleRespawn(entry: Entry, delay: number, announce: string | undefined): void {
+    clearTimeout(entry.restartTimer);
+    entry.restartTimer = setTimeout(() => {
+      entry.restartTimer = undefined;
+      if (!isCurrent(entry) || entry.intent !== "run") return;
+      if (announce !== undefined) {
+        entry.restarts += 1;
+        emit(entry, "restarting", announce);
+        // A listener may have stopped it while hearing that.
+        if (!isCurrent(entry) || entry.intent !== "run") return;
+      }
+      // A failure is already turned into an "exited" event and another backoff.
+      respawn(entry).catch(() => undefined);
+    }, delay);
+  }
+
+  async function launchRun(entry: Entry): Promise<void> {
+    const ctx = beginRun(entry);
+    const token = entry.runToken;
+    entry.everReady = false;
+    entry.state = "starting";
+    entry.runStartedMs = Date.now();
+    let run: HostedRun;
+    try {
+      run = await host.launch(entry.spec, ctx);
+    } catch (err) {
+      if (entry.runToken === token) entry.runToken = undefined;
+      throw err;
+    }
+    if (!isCurrent(entry)) {
+      run.release();
+      if (detached) {
+        // Detached while the process was being spawned: it keeps running, but nobody recorded it.
+        log("warn", "replica started while the driver detached; it is not supervised", { replica: entry.spec.id, pid: run.pid });
+      } else {
+        // Stopped and forgotten while it was being spawned: it must not outlive that.
+        await run.terminate(entry.spec.stopTimeoutMs).catch(() => undefined);
+      }
+      return;
+    }
+    entry.run = run;
+    entry.pid = run.pid;
+    entry.pidStartTime = run.pidStartTime;
+    entry.startedAt = now();
+    // A stop that arrived during the spawn kills this run at once; no need to announce it.
+    if (!entry.stopRequested) emit(entry, "started");
+    ctx.activate();
+  }
+
+  /** Launches the next run; a failed launch counts as an exit at once and backs off again. */
+  async function respawn(entry: Entry): Promise<void> {
+    const launching = launchRun(entry);
+    entry.launching = launching;
+    try {
+      await launching;
+    } catch (err) {
+      if (isCurrent(entry) && !entry.stopRequested) {
+        entry.lastExit = { code: null, signal: null, at: now() };
+        entry.exitsSinceReady += 1;
+        entry.state = "backoff";
+        const delay = nextBackoff(entry);
+        const message = err instanceof Error ? err.message : String(err);
+        emit(entry, "exited", `${message}; retrying in ${delay} ms`);
+        scheduleRespawn(entry, delay, `retrying the start after ${delay} ms backoff`);
+      }
+      throw err;
+    } finally {
+      if (entry.launching === launching) entry.launching = undefined;
+    }
+  }
+
+  function waitExit(entry: Entry): Promise<void> {
+    if (entry.run === undefined) return Promise.resolve();
+    return new Promise((resolve) => entry.exitWaiters.push(resolve));
+  }
+
+  /** Stops the current run gracefully and waits for its exit report. */
+  async function terminate(entry: Entry): Promise<void> {
+    const run = entry.run;
+    if (run === undefined) return;
+    const exited = waitExit(entry);
+    try {
+      await run.terminate(entry.spec.stopTimeoutMs);
+    } catch (err) {
+      log("error", "replica could not be stopped", { replica: entry.spec.id, pid: run.pid, error: String(err) });
+    }
+    // The host says the group is gone; its exit report (a child "exit" event) may trail a little.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, EXIT_REPORT_GRACE_MS)))]);
+    clearTimeout(timer);
+    if (entry.run === run && isCurrent(entry)) onExited(entry, { code: null, signal: null, reason: "is gone (no exit status reported)" });
+  }
+
+  function assertAttached(): void {
+    if (detached) throw new KeelsonError("KEELSON_ERR_RUNTIME", `the ${options.name} runtime driver is detached; create a new one`);
+  }
+
+  function asStartError(spec: ReplicaSpec, err: unknown): KeelsonError {
+    if (err instanceof KeelsonError) return err;
+    return new KeelsonError("KEELSON_ERR_START_FAILED", `services.${spec.service}: replica ${spec.id} could not be started: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+
+  return {
+    name: options.name,
+
+    async start(spec) {
+      assertAttached();
+      if (entries.has(spec.id)) throw new KeelsonError("KEELSON_ERR_CONFLICT", `replica ${spec.id} is already running`);
+      const entry = newEntry(spec);
+      entries.set(spec.id, entry);
+      const launching = launchRun(entry);
+      entry.launching = launching;
+      try {
+        await launching;
+      } catch (err) {
+        if (entries.get(spec.id) === entry) entries.delete(spec.id);
+        throw asStartError(spec, err);
+      } finally {
+        if (entry.launching === launching) entry.launching = undefined;
+      }
+      return snapshot(entry);
+    },
+
+    stop(id) {
+      const entry = entries.get(id);
+      if (entry === undefined) return Promise.resolve();
+      entry.stopping ??= (async () => {
+        entry.stopRequested = true;
+        entry.intent = "stop";
+        clearTimeout(entry.restartTimer);
+        entry.restartTimer = undefined;
+        entry.state = "stopping";
+        // A spawn or restart in flight settles first, so that its process is the one we stop.
+        await entry.launching?.catch(() => undefined);
+        await entry.restarting?.catch(() => undefined);
+        entry.intent = "stop";
+        entry.state = "stopping";
+        await terminate(entry);
+        if (entries.get(id) !== entry) return;
+        entries.delete(id);
+        await host.release(id, "stopped").catch((err: unknown) => log("warn", "replica resources not released", { replica: id, error: String(err) }));
+        entry.state = "stopped";
+        if (!detached) emit(entry, "stopped");
+      })();
+      return entry.stopping;
+    },
+
+    restart(id) {
+      if (detached) return Promise.reject(new KeelsonError("KEELSON_ERR_RUNTIME", `the ${options.name} runtime driver is detached; create a new one`));
+      const entry = entries.get(id);
+      if (entry === undefined) return Promise.reject(new KeelsonError("KEELSON_ERR_NOT_FOUND", `replica ${id} does not exist`));
+      if (entry.stopRequested) return Promise.reject(new KeelsonError("KEELSON_ERR_CONFLICT", `replica ${id} is being stopped`));
+      entry.restarting ??= (async () => {
+        clearTimeout(entry.restartTimer);
+        entry.restartTimer = undefined;
+        await entry.launching?.catch(() => undefined);
+        if (!isCurrent(entry) || entry.stopRequested) return;
+        entry.intent = "restart";
+        if (entry.run !== undefined) entry.state = "stopping";
+        entry.restarts += 1;
+        emit(entry, "restarting", "restart requested");
+        await terminate(entry);
+        if (!isCurrent(entry) || entry.stopRequested) return;
+        entry.intent = "run";
+        entry.nextDelayMs = policy.initialDelayMs;
+        await respawn(entry);
+      })().finally(() => {
+        entry.restarting = undefined;
+      });
+      return entry.restarting;
+    },
+
+    async adopt(spec, recorded) {
+      assertAttached();
+      const existing = entries.get(spec.id);
+      if (existing !== undefined) return snapshot(existing);
+      const entry = newEntry(spec);
+      entry.restarts = recorded.restarts;
+      entry.startedAt = recorded.startedAt;
+      entries.set(spec.id, entry);
+      const ctx = beginRun(entry);
+      const attaching = host.attach(spec, recorded, ctx);
+      entry.launching = attaching;
+      let run: HostedRun | undefined;
+      try {
+        run = await attaching;
+      } catch (err) {
+        if (entries.get(spec.id) === entry) entries.delete(spec.id);
+        throw err;
+      } finally {
+        entry.launching = undefined;
+      }
+      if (run === undefined || !isCurrent(entry)) {
+        run?.release();
+        if (entries.get(spec.id) === entry) entries.delete(spec.id);
+        if (run === undefined) return undefined;
+        throw new KeelsonError("KEELSON_ERR_RUNTIME", `the ${options.name} runtime driver was detached while adopting ${spec.id}`);
+      }
+      entry.run = run;
+      entry.pid = run.pid;
+      entry.pidStartTime = run.pidStartTime;
+      const started = recorded.startedAt === undefined ? Number.NaN : Date.parse(recorded.startedAt);
+      entry.runStartedMs = Number.isFinite(started) ? started : Date.now();
+      const info = snapshot(entry);
+      if (!entry.stopRequested) emit(entry, "adopted");
+      ctx.activate();
+      return info;
+    },
+
+    get(id) {
+      const entry = entries.get(id);
+      return entry === undefined ? undefined : snapshot(entry);
+    },
+
+    list() {
+      return [...entries.values()].map(snapshot);
+    },
+
+    onEvent(listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+
+    async detach() {
+      if (detached) return;
+      detached = true;
+      const ids = [...entries.keys()];
+      for (const entry of entries.values()) {
+        clearTimeout(entry.restartTimer);
+        entry.restartTimer = undefined;
+        entry.run?.release();
+        for (const wake of entry.exitWaiters.splice(0)) wake();
+      }
+      entries.clear();
+      listeners.clear();
+      await Promise.all(ids.map((id) => host.release(id, "detached").catch((err: unknown) => log("warn", "replica resources not released", { replica: id, error: String(err) }))));
+      log("info", "runtime driver detached; replicas keep running", { driver: options.name, replicas: ids.length });
+    },
+  };
+}
