@@ -12,6 +12,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Suites start real processes and bind ports; two workers fit a 2-core machine.
     maxWorkers: 2,
-    reporters: ["default", "./scripts/summary-reporter.ts"],
+    reporters: ["default", fileURLToPath(new URL("./scripts/summary-reporter.ts", import.meta.url))],
   },
 });

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { KeelsonError } from "@keelson/protocol";
 import { CONTROL_PLANE_FILE, GATEWAY_DIR } from "../api/index.js";
+import { GATEWAY_PID_FILE } from "../gateway/index.js";
 
 const BIN = fileURLToPath(new URL("../../bin/keelson.js", import.meta.url));
 
@@ -52,7 +53,7 @@ export async function findControlPlane(stateDir: string): Promise<DaemonInfo | u
 }
 
 export async function findGateway(stateDir: string): Promise<DaemonInfo | undefined> {
-  const info = await readJsonFile<DaemonInfo>(join(stateDir, GATEWAY_DIR, "gateway.pid.json"));
+  const info = await readJsonFile<DaemonInfo>(join(stateDir, GATEWAY_DIR, GATEWAY_PID_FILE));
   if (!info || !isAlive(info.pid) || !info.adminUrl) return undefined;
   return (await healthy(info.adminUrl)) ? info : undefined;
 }

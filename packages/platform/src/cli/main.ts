@@ -340,6 +340,8 @@ export function buildProgram(): Command {
       const cp = await runControlPlane({ dir: dirArg, ...opts });
       await untilSignal();
       await cp.stop();
+      // Replicas were detached, not stopped; nothing else should keep this process alive.
+      setTimeout(() => process.exit(0), 2000).unref();
     });
 
   program
