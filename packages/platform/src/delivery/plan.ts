@@ -83,7 +83,7 @@ function diff(prefix: string, from: unknown, to: unknown): FieldChange[] {
     const keys = [...new Set([...Object.keys(from), ...Object.keys(to)])].sort();
     return keys.flatMap((k) => diff(prefix ? `${prefix}.${k}` : k, from[k], to[k]));
   }
-  if (canonicalJson(from) === canonicalJson(to)) return [];
+  if (from === undefined || to === undefined ? from === to : canonicalJson(from) === canonicalJson(to)) return [];
   return [{ path: prefix, from, to }];
 }
 

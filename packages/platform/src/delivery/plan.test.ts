@@ -1,0 +1,83 @@
+import { describe, expect, it } from "vitest";
+import { parseManifest } from "../manifest/index.js";
+import type { ServiceRecord } from "../store/index.js";
+import { computePlan, formatPlan, toPlain } from "./plan.js";
+
+const yaml = (services: string) => `project: shop\nservices:\n${services}`;
+const svc = (name: string, extra = "") => `  ${name}:\n    owner: web\n    path: ${name}\n    start: node main.js\n${extra}`;
+
+function load(text: string) {
+  return parseManifest(text, "keelson.yaml", { checkPaths: false });
+}
+
+function stored(text: string, release = "r-000000000001"): ServiceRecord[] {
+  const m = load(text).manifest;
+  return Object.entries(m.services).map(([name, spec]) => ({ project: "shop", name, spec: toPlain(spec), generation: 1, release, updatedAt: "2026-11-26T00:00:00.000Z" }));
+}
+
+describe("computePlan", () => {
+  it("creates every service of a first apply, listing the fields it sets", () => {
+    const plan = computePlan({ manifest: load(yaml(svc("orders") + svc("payments"))).manifest, stored: [] });
+    expect(plan.changes.map((c) => [c.action, c.service])).toEqual([
+      ["create", "orders"],
+      ["create", "payments"],
+    ]);
+    expect(plan.changes[0]?.fields).toContainEqual({ path: "replicas", from: undefined, to: 1 });
+    expect(plan.changes[0]?.fields).toContainEqual({ path: "start", from: undefined, to: "node main.js" });
+  });
+
+  it("shows only the changed fields, with nested paths, and nothing for unchanged services", () => {
+    const before = yaml(svc("orders", "    replicas: 2\n    env: { LOG_LEVEL: info, A: x }\n") + svc("payments"));
+    const after = yaml(svc("orders", "    replicas: 3\n    env: { LOG_LEVEL: debug, A: x, B: y }\n") + svc("payments"));
+    const plan = computePlan({ manifest: load(after).manifest, stored: stored(before) });
+    expect(plan.unchanged).toEqual(["payments"]);
+    expect(plan.changes).toEqual([
+      {
+        action: "change",
+        service: "orders",
+        sourcesChanged: false,
+        fields: [
+          { path: "env.B", from: undefined, to: "y" },
+          { path: "env.LOG_LEVEL", from: "info", to: "debug" },
+          { path: "replicas", from: 2, to: 3 },
+        ],
+      },
+    ]);
+  });
+
+  it("removes services no longer in the manifest", () => {
+    const plan = computePlan({ manifest: load(yaml(svc("orders"))).manifest, stored: stored(yaml(svc("orders") + svc("legacy"))) });
+    expect(plan.changes).toEqual([{ action: "remove", service: "legacy", fields: [], sourcesChanged: false }]);
+  });
+
+  it("is empty when the manifest matches the stored state, whatever the key order", () => {
+    const a = yaml(svc("orders", "    env: { A: '1', B: '2' }\n"));
+    const b = yaml(svc("orders", "    env: { B: '2', A: '1' }\n"));
+    const plan = computePlan({ manifest: load(b).manifest, stored: stored(a) });
+    expect(plan.changes).toEqual([]);
+    expect(formatPlan(plan)).toBe('No changes. Project "shop" matches the manifest.\n');
+  });
+
+  it("marks a service whose sources changed (a new candidate release) as changed", () => {
+    const text = yaml(svc("orders") + svc("payments"));
+    const plan = computePlan({
+      manifest: load(text).manifest,
+      stored: stored(text, "r-000000000001"),
+      candidateReleases: new Map([
+        ["orders", "r-000000000002"],
+        ["payments", "r-000000000001"],
+      ]),
+    });
+    expect(plan.changes).toEqual([{ action: "change", service: "orders", fields: [], sourcesChanged: true }]);
+  });
+
+  it("formats Terraform-style with a summary line", () => {
+    const before = yaml(svc("orders", "    replicas: 2\n") + svc("legacy"));
+    const after = yaml(svc("orders", "    replicas: 3\n") + svc("payments"));
+    const text = formatPlan(computePlan({ manifest: load(after).manifest, stored: stored(before) }));
+    expect(text).toContain('  ~ service "orders" will be changed\n      ~ replicas: 2 → 3\n');
+    expect(text).toContain('  + service "payments" will be created\n');
+    expect(text).toContain('  - service "legacy" will be removed\n');
+    expect(text).toMatch(/Plan: 1 to create, 1 to change, 1 to remove\.\n$/);
+  });
+});

@@ -1,0 +1,183 @@
+// End to end: the real keelson binary runs the example shop. An order placed through the
+// gateway touches several services; a SIGKILLed replica is restarted while the gateway
+// routes around it; the gateway and services keep serving while the control plane is
+// down, and a restarted control plane re-adopts them without restarts.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { StatusReport } from "@keelson/protocol";
+import { freePort, makeTempDir, waitFor } from "#test-support";
+import { keelson, pidAlive } from "./cli.js";
+import { writeShopCopy } from "./shop-copy.js";
+
+describe.sequential("the example shop on keelson", () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let gateway: string;
+
+  async function status(): Promise<StatusReport> {
+    const r = await keelson(["status", dir, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as StatusReport;
+  }
+
+  function pids(s: StatusReport): Record<string, number | undefined> {
+    return Object.fromEntries(s.services.flatMap((svc) => svc.instances.map((i) => [i.id, i.pid])));
+  }
+
+  beforeAll(async () => {
+    ({ dir, cleanup } = await makeTempDir("keelson-e2e-shop-"));
+    const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort() };
+    gateway = `http://127.0.0.1:${ports.gateway}`;
+    await writeShopCopy(dir, ports);
+  });
+
+  afterAll(async () => {
+    await keelson(["down", dir]);
+    await cleanup();
+  });
+
+  it("plans five services to create", async () => {
+    const r = await keelson(["plan", dir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Plan: 5 to create, 0 to change, 0 to remove\./);
+    for (const s of ["storefront", "orders", "payments", "inventory", "notifications"]) expect(r.stdout).toContain(`+ service "${s}" will be created`);
+  });
+
+  it("up --detach returns once every replica is ready", async () => {
+    const r = await keelson(["up", dir, "--detach"], { timeoutMs: 180_000 });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toMatch(/all services ready/);
+    const s = await status();
+    expect(s.gateway.url).toBe(gateway);
+    expect(s.services.map((x) => x.name).sort()).toEqual(["inventory", "notifications", "orders", "payments", "storefront"]);
+    for (const svc of s.services) {
+      expect(svc.replicas.ready, svc.name).toBe(svc.replicas.desired);
+      expect(svc.endpoints).toHaveLength(svc.replicas.desired);
+      expect(svc.release).toMatch(/^r-[0-9a-f]{12}$/);
+    }
+  });
+
+  it("serves the storefront page and places an order end to end through the gateway", async () => {
+    const page = await fetch(`${gateway}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/text\/html/);
+    expect(page.headers.get("x-request-id")).toBeTruthy();
+
+    const catalog = (await (await fetch(`${gateway}/api/catalog`)).json()) as { products: Array<{ sku: string; price: number; stock: number }> };
+    const product = catalog.products.find((p) => p.stock >= 2);
+    expect(product).toBeDefined();
+
+    const res = await fetch(`${gateway}/api/orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ items: [{ sku: product!.sku, qty: 2 }], card: "4242424242424242", email: "ada@example.com" }),
+    });
+    expect(res.status).toBe(201);
+    const order = (await res.json()) as { id: string; status: string };
+    expect(order.status).toBe("confirmed");
+
+    // Both orders replicas see it (stored in the service's data folder).
+    for (let i = 0; i < 4; i++) {
+      const got = await fetch(`${gateway}/api/orders/${order.id}`);
+      expect(got.status).toBe(200);
+      expect(((await got.json()) as { status: string }).status).toBe("confirmed");
+    }
+    const after = (await (await fetch(`${gateway}/api/catalog`)).json()) as { products: Array<{ sku: string; stock: number }> };
+    expect(after.products.find((p) => p.sku === product!.sku)?.stock).toBe(product!.stock - 2);
+    const sent = await waitFor(async () => {
+      const list = (await (await fetch(`${gateway}/api/notifications`)).json()) as { notifications: Array<{ to: string; subject: string }> };
+      return list.notifications.find((n) => n.subject.includes(order.id));
+    });
+    expect(sent.to).toBe("a***@example.com");
+  });
+
+  it("rejects a declined card and gives the stock back", async () => {
+    const catalog = (await (await fetch(`${gateway}/api/catalog`)).json()) as { products: Array<{ sku: string; stock: number }> };
+    const product = catalog.products.find((p) => p.stock >= 1)!;
+    const res = await fetch(`${gateway}/api/orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ items: [{ sku: product.sku, qty: 1 }], card: "4000000000000000", email: "bob@example.com" }),
+    });
+    expect(res.status).toBe(402);
+    const after = (await (await fetch(`${gateway}/api/catalog`)).json()) as { products: Array<{ sku: string; stock: number }> };
+    expect(after.products.find((p) => p.sku === product.sku)?.stock).toBe(product.stock);
+  });
+
+  it("applying the same manifest twice changes nothing and restarts nothing", async () => {
+    const before = pids(await status());
+    const plan = await keelson(["plan", dir]);
+    expect(plan.stdout).toMatch(/No changes/);
+    const r = await keelson(["up", dir, "--detach"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/no changes to the desired state/);
+    expect(pids(await status())).toEqual(before);
+  });
+
+  it("restarts a SIGKILLed replica while the gateway routes around it", async () => {
+    const s = await status();
+    const orders = s.services.find((x) => x.name === "orders")!;
+    expect(orders.instances.length).toBe(2);
+    const victim = orders.instances[0]!;
+    process.kill(victim.pid!, "SIGKILL");
+    // Every request during the restart still succeeds: the other replica answers.
+    const codes: number[] = [];
+    for (let i = 0; i < 40; i++) codes.push((await fetch(`${gateway}/api/orders`)).status);
+    expect(codes.filter((c) => c !== 200)).toEqual([]);
+    const back = await waitFor(async () => {
+      const o = (await status()).services.find((x) => x.name === "orders")!;
+      const inst = o.instances.find((i) => i.id === victim.id);
+      return inst && inst.state === "ready" && inst.pid !== victim.pid ? inst : undefined;
+    }, { timeoutMs: 20_000, what: "the killed replica to be ready again" });
+    expect(back.restarts).toBe(victim.restarts + 1);
+    expect(back.lastExit?.signal).toBe("SIGKILL");
+  });
+
+  it("keeps serving with the control plane down, and a new control plane re-adopts without restarts", async () => {
+    const before = await status();
+    const cp = JSON.parse(await readFile(join(dir, ".keelson", "controlplane.json"), "utf8")) as { pid: number };
+    process.kill(cp.pid, "SIGKILL");
+    await waitFor(() => !pidAlive(cp.pid), { what: "the control plane to die" });
+
+    const codes: number[] = [];
+    for (let i = 0; i < 20; i++) codes.push((await fetch(`${gateway}/api/catalog`)).status);
+    expect(codes.every((c) => c === 200)).toBe(true);
+    for (const [id, pid] of Object.entries(pids(before))) expect(pidAlive(pid!), id).toBe(true);
+
+    const r = await keelson(["up", dir, "--detach"]);
+    expect(r.code, r.stderr).toBe(0);
+    const after = await status();
+    expect(pids(after)).toEqual(pids(before));
+    for (const svc of after.services) {
+      const was = before.services.find((x) => x.name === svc.name)!;
+      expect(svc.instances.map((i) => i.restarts)).toEqual(was.instances.map((i) => i.restarts));
+    }
+  });
+
+  it("scales a service and shows its logs", async () => {
+    const r = await keelson(["scale", "orders", "3", "-C", dir]);
+    expect(r.code, r.stderr).toBe(0);
+    await waitFor(async () => (await status()).services.find((x) => x.name === "orders")!.replicas.ready === 3, { timeoutMs: 20_000, what: "3 orders replicas" });
+    const logs = await keelson(["logs", "orders", "-C", dir, "-n", "5"]);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout.trim().split("\n").length).toBeGreaterThanOrEqual(1);
+    expect(logs.stdout).toMatch(/orders-[0-9a-f]{6}-\d/);
+    const events = await keelson(["events", "-C", dir, "-n", "200", "--json"]);
+    const kinds = (JSON.parse(events.stdout) as Array<{ kind: string }>).map((e) => e.kind);
+    expect(kinds).toContain("service.scaled");
+    expect(kinds).toContain("replica.exited");
+    expect(kinds).toContain("controlplane.started");
+  });
+
+  it("down stops every replica, the gateway and the control plane", async () => {
+    const s = await status();
+    const all = Object.values(pids(s));
+    const cp = s.controlPlane.pid;
+    const r = await keelson(["down", dir]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const pid of all) expect(pidAlive(pid!)).toBe(false);
+    expect(pidAlive(cp)).toBe(false);
+    await expect(fetch(`${gateway}/`)).rejects.toThrow();
+  });
+});
