@@ -262,7 +262,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       sseClients.clear();
       await new Promise<void>((r) => {
         server.close(() => r());
-        server.closeIdleConnections();
+        // Watch streams and idle keep-alive sockets would hold close() open.
+        server.closeAllConnections();
       });
     },
   };

@@ -16,14 +16,6 @@ import { color, ms, table } from "./output.js";
 
 class UsageError extends Error {}
 
-interface DirOption {
-  dir?: string;
-}
-
-function projectDir(arg: string | undefined, opts: DirOption): string {
-  return resolve(arg ?? opts.dir ?? ".");
-}
-
 function print(text: string): void {
   process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
 }
@@ -225,12 +217,18 @@ export function buildProgram(): Command {
       print(`${color.bold("keelson up")} ${m.project} (${Object.keys(m.services).length} services)`);
       const gwPort = opts.gatewayPort ?? m.gateway.port;
       const gatewayUrl = `http://${m.gateway.host}:${gwPort}`;
-      const cp = await ensureControlPlane({ dir, stateDir, host: m.controlPlane.host, port: opts.port ?? m.controlPlane.port, gatewayUrl, project: m.project });
+      const cpHost = m.controlPlane.host;
+      const cpPort = opts.port ?? m.controlPlane.port;
+      // Both start at once: the gateway retries until the control plane answers.
+      const [cp, gw] = await Promise.all([
+        ensureControlPlane({ dir, stateDir, host: cpHost, port: cpPort, gatewayUrl, project: m.project }),
+        ensureGateway({ dir, stateDir, host: m.gateway.host, port: gwPort, adminPort: m.gateway.adminPort, controlPlaneUrl: `http://${cpHost.includes(":") ? `[${cpHost}]` : cpHost}:${cpPort}` }),
+      ]);
       print(`  ${color.green("✓")} control plane ${cp.url}${cp.started ? "" : color.dim(" (already running)")}`);
-      const gw = await ensureGateway({ dir, stateDir, host: m.gateway.host, port: gwPort, adminPort: m.gateway.adminPort, controlPlaneUrl: cp.url });
       print(`  ${color.green("✓")} gateway ${gw.url}${gw.started ? "" : color.dim(" (already running)")}`);
       const api = createApiClient(cp.url);
       const failures = await runApply(api, { rebuild: opts.rebuild ?? false });
+      await waitForGatewayTable(api, gw.adminUrl);
       const status = await api.get<StatusReport>("/v1/status");
       print("");
       print(formatStatus(status));
@@ -363,6 +361,26 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/**
+ * Waits until the gateway serves the control plane's current routing table, so that
+ * when `up` returns, what is ready is also reachable.
+ */
+async function waitForGatewayTable(api: ApiClient, adminUrl: string | undefined, timeoutMs = 15_000): Promise<void> {
+  if (!adminUrl) return;
+  const { version } = await api.get<{ version: number }>("/v1/routing");
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(new URL("/routes", adminUrl), { signal: AbortSignal.timeout(1000) });
+      if (res.ok && ((await res.json()) as { version: number }).version >= version) return;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  print(color.yellow(`  ! the gateway has not picked up routing table ${version} yet; see .keelson/gateway/gateway.log`));
 }
 
 /** Plan against the running control plane, or straight from the store when none runs. */

@@ -328,7 +328,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       }
     }
     if (!existing) {
-      await store.putRelease({ id, project, service: name, sourceHash, configHash: cfgHash, gitCommit: await gitCommit(dir), createdAt: new Date().toISOString(), details });
+      await store.putRelease({ id, project, service: name, sourceHash, configHash: cfgHash, gitCommit: options.skipBuilds ? undefined : await gitCommit(dir), createdAt: new Date().toISOString(), details });
       await event("release.created", `service/${name}`, { release: id, sourceHash, configHash: cfgHash }, opts.actor);
     }
     return id;
@@ -408,14 +408,23 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     const reportedReady = new Set<string>();
     const started = Date.now();
     while (open.size > 0) {
+      // One read of the store and the driver per round, whatever the number of services.
+      const records = new Map((await store.listServices(project)).map((r) => [r.name, r]));
+      const byService = new Map<string, ReplicaInfo[]>();
+      for (const r of driver.list()) {
+        if (r.spec.project !== project) continue;
+        const list = byService.get(r.spec.service);
+        if (list) list.push(r);
+        else byService.set(r.spec.service, [r]);
+      }
       for (const name of [...open]) {
-        const record = await store.getService(project, name);
+        const record = records.get(name);
         if (!record?.release) {
           open.delete(name);
           continue;
         }
         const spec = record.spec as unknown as ServiceSpec;
-        const mine = driver.list().filter((r) => r.spec.project === project && r.spec.service === name);
+        const mine = byService.get(name) ?? [];
         const target = mine.filter((r) => r.spec.release === record.release);
         for (const r of target) {
           if (r.state === "ready" && !reportedReady.has(r.spec.id)) {

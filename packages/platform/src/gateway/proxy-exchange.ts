@@ -138,13 +138,13 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
         case "content-length":
           if (value !== "0") hasBody = true;
           break;
+        // Hop-by-hop; Expect: Node's server has already answered any 100-continue and undici
+        // refuses to send it; x-forwarded-proto/host: set below from what this gateway saw.
         case "keep-alive":
         case "te":
         case "trailer":
         case "upgrade":
-        // Node's server has already answered any 100-continue; undici refuses to send Expect.
         case "expect":
-        // Set below from what this gateway saw; a client cannot supply them.
         case "x-forwarded-proto":
         case "x-forwarded-host":
           continue;

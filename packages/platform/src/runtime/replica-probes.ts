@@ -106,7 +106,11 @@ export function startProbeLoops(options: ProbeLoopOptions): () => void {
         options.onUnready(`readiness failed ${failures} times: ${result.reason}`);
       }
     }
-    const interval = readiness?.intervalMs ?? (everReady ? PORT_PROBE.intervalMs : PORT_PROBE.firstIntervalMs);
+    // Quick until the first success so a fresh replica is published soon (a deploy waits on
+    // it), then at the configured pace.
+    const interval = everReady
+      ? (readiness?.intervalMs ?? PORT_PROBE.intervalMs)
+      : Math.min(readiness?.intervalMs ?? PORT_PROBE.firstIntervalMs, PORT_PROBE.firstIntervalMs);
     later(() => void readinessTick(), interval);
   };
 

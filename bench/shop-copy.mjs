@@ -1,0 +1,36 @@
+// Writes a copy of the example shop's manifest with free ports and absolute service paths,
+// so a benchmark runs the real shop without touching examples/shop/.keelson.
+import { readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { parseDocument } from "yaml";
+
+export const ROOT = join(import.meta.dirname, "..");
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function writeShopCopy(dir) {
+  const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort() };
+  const shop = join(ROOT, "examples/shop");
+  const doc = parseDocument(await readFile(join(shop, "keelson.yaml"), "utf8"));
+  doc.setIn(["controlPlane"], doc.createNode({ host: "127.0.0.1", port: ports.controlPlane }));
+  doc.setIn(["gateway"], doc.createNode({ host: "127.0.0.1", port: ports.gateway, adminPort: ports.admin }));
+  const services = [];
+  for (const item of doc.getIn(["services"]).items) {
+    const name = item.key.value;
+    const path = join(shop, String(doc.getIn(["services", name, "path"])));
+    doc.setIn(["services", name, "path"], path);
+    services.push({ name, path, start: String(doc.getIn(["services", name, "start"])), replicas: Number(doc.getIn(["services", name, "replicas"]) ?? 1) });
+  }
+  await writeFile(join(dir, "keelson.yaml"), doc.toString());
+  return { ports, services };
+}
