@@ -23,9 +23,9 @@ export default tseslint.config(
     rules: {
       "@typescript-eslint/consistent-type-imports": ["error", { fixStyle: "inline-type-imports" }],
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
-      "no-empty": ["error", { allowEmptyCatch: true }],
     },
   },
+  { rules: { "no-empty": ["error", { allowEmptyCatch: true }] } },
   {
     files: ["**/*.js", "**/*.mjs"],
     languageOptions: {
