@@ -1,14 +1,14 @@
 // The `keelson` command line: parses input, calls the domains and the control-plane API,
 // formats output. Exit codes: 0 ok, 1 failure, 2 usage error.
 import { existsSync } from "node:fs";
-import { appendFile, readFile, writeFile } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { KeelsonError, type KeelsonEvent, type StatusReport } from "@keelson/protocol";
 import { runControlPlane, stateDirOf, GATEWAY_DIR } from "../api/index.js";
 import { computePlan, formatPlan, planCounts, planManifest, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
 import { runGateway } from "../gateway/index.js";
-import { loadManifest, manifestJsonSchema, manifestTemplate, type LoadedManifest } from "../manifest/index.js";
+import { STARTER_SERVICE_PATH, loadManifest, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
 import { createSqliteStore } from "../store/index.js";
 import { createApiClient, type ApiClient } from "./api-client.js";
 import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopProcess } from "./daemons.js";
@@ -165,12 +165,17 @@ export function buildProgram(): Command {
       const dir = resolve(dirArg);
       const file = join(dir, "keelson.yaml");
       if (existsSync(file)) throw new KeelsonError("KEELSON_ERR_CONFLICT", `${file} already exists`);
-      const name = (opts.name ?? basename(dir)).toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^[^a-z]+/, "") || "app";
+      const name = opts.name ?? basename(dir); // manifestTemplate makes it a valid project name
       await writeFile(file, manifestTemplate(name));
+      const starter = join(dir, STARTER_SERVICE_PATH, "server.mjs");
+      if (!existsSync(starter)) {
+        await mkdir(dirname(starter), { recursive: true });
+        await writeFile(starter, starterServiceSource(name));
+      }
       const gitignore = join(dir, ".gitignore");
       const current = existsSync(gitignore) ? await readFile(gitignore, "utf8") : "";
       if (!current.split("\n").includes(".keelson/")) await appendFile(gitignore, `${current && !current.endsWith("\n") ? "\n" : ""}.keelson/\n`);
-      print(`created ${file}\nnext: edit it, then run \`keelson up ${dirArg === "." ? "" : dirArg}\``.trimEnd());
+      print(`created ${file} and a starter service in ${join(dir, STARTER_SERVICE_PATH)}\nnext: \`keelson up${dirArg === "." ? "" : ` ${dirArg}`}\`, then open the gateway's URL`);
     });
 
   program

@@ -7,3 +7,4 @@ export { formatManifestIssue } from "./manifest-issue.js";
 export type { ManifestIssue } from "./manifest-issue.js";
 export { manifestJsonSchema } from "./json-schema.js";
 export { manifestTemplate } from "./manifest-template.js";
+export * from "./starter-service.js";

@@ -12,7 +12,7 @@ describe("manifestTemplate", () => {
     expect(manifest.services.web).toMatchObject({
       owner: "shop-team",
       path: "services/web",
-      start: "node server.js",
+      start: "node server.mjs",
       replicas: 1,
       readiness: { path: "/health", interval: 500, timeout: 1000, failureThreshold: 3 },
       routes: [{ path: "/", stripPrefix: false }],

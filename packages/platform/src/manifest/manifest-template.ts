@@ -48,12 +48,12 @@ services:
   web:
     owner: ${team}
     description: The first service of ${project}.
-    # Folder of the service, relative to this file; create it before \`keelson up\`.
+    # Folder of the service, relative to this file (keelson init writes a starter there).
     path: services/web
     # Shell commands run in that folder. build and test are optional.
     # build: npm run build
     # test: npm test
-    start: node server.js   # must listen on the port given in $PORT
+    start: node server.mjs  # must listen on the port given in $PORT
     # port: 9000            # first port (replica i gets port + i); omitted: Keelson picks free ports
     replicas: 1
     readiness: /health      # a GET here must answer 2xx before the replica gets traffic

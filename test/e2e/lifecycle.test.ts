@@ -1,0 +1,83 @@
+// End to end: `init` writes a project that runs as it is; `up` in the foreground follows
+// logs and Ctrl-C (SIGINT) stops everything gracefully; a taken replica port is a clear error.
+import { spawn } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { StatusReport } from "@keelson/protocol";
+import { freePort, makeTempDir, waitFor } from "#test-support";
+import { BIN, keelson, pidAlive } from "./cli.js";
+
+describe.sequential("project lifecycle", () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let gateway: string;
+
+  beforeAll(async () => {
+    ({ dir, cleanup } = await makeTempDir("keelson-e2e-life-"));
+  });
+  afterAll(async () => {
+    await keelson(["down", dir]);
+    await cleanup();
+  });
+
+  it("init writes a manifest and a starter service that validate", async () => {
+    const r = await keelson(["init", dir, "--name", "My Project"]);
+    expect(r.code, r.stderr).toBe(0);
+    const text = await readFile(join(dir, "keelson.yaml"), "utf8");
+    expect(text).toMatch(/^project: my-project$/m);
+    expect(await readFile(join(dir, ".gitignore"), "utf8")).toContain(".keelson/");
+    // Our own ports, so the test never meets a real project on the defaults.
+    const [cp, gw, admin] = [await freePort(), await freePort(), await freePort()];
+    gateway = `http://127.0.0.1:${gw}`;
+    await writeFile(
+      join(dir, "keelson.yaml"),
+      text
+        .replace("# controlPlane: { host: 127.0.0.1, port: 7070 }", `controlPlane: { host: 127.0.0.1, port: ${cp} }`)
+        .replace("# gateway: { host: 127.0.0.1, port: 8080, adminPort: 8081 }", `gateway: { host: 127.0.0.1, port: ${gw}, adminPort: ${admin} }`),
+    );
+    const v = await keelson(["validate", dir]);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/is valid: project "my-project", 1 service/);
+    expect((await keelson(["init", dir])).code).toBe(1); // never overwrites
+  });
+
+  it("up in the foreground serves, follows logs, and Ctrl-C stops everything", async () => {
+    const child = spawn(process.execPath, [BIN, "up", dir], { env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    await waitFor(() => out.includes("following logs"), { timeoutMs: 60_000, what: `up to be ready; output so far:\n${out}` });
+    const res = await fetch(`${gateway}/`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/^hello from web \(web-[0-9a-f]{6}-0\)/);
+    const status = JSON.parse((await keelson(["status", dir, "--json"])).stdout) as StatusReport;
+    const replicaPid = status.services[0]!.instances[0]!.pid!;
+    expect(pidAlive(replicaPid)).toBe(true);
+    // The replica's own output reaches the terminal through the log follower.
+    await waitFor(() => /web\s+\| listening on 127\.0\.0\.1:\d+/.test(out), { what: "the replica's log line in the output" });
+
+    child.kill("SIGINT");
+    expect(await exited).toBe(0);
+    expect(out).toContain("control plane stopped");
+    expect(pidAlive(replicaPid)).toBe(false);
+    await expect(fetch(`${gateway}/`)).rejects.toThrow();
+  });
+
+  it("a taken replica port fails up with the field named", async () => {
+    const port = await freePort();
+    const blocker = createServer((_q, s) => s.end("someone else"));
+    await new Promise<void>((r) => blocker.listen(port, "127.0.0.1", r));
+    try {
+      const text = await readFile(join(dir, "keelson.yaml"), "utf8");
+      await writeFile(join(dir, "keelson.yaml"), text.replace(/# port: 9000 .*$/m, `port: ${port}`));
+      const r = await keelson(["up", dir, "--detach"]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain(`services.web: port ${port} is already in use`);
+    } finally {
+      blocker.close();
+    }
+  });
+});
