@@ -1,5 +1,6 @@
 // Runs the real `keelson` binary for end-to-end tests.
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 export const ROOT = join(import.meta.dirname, "../..");
@@ -25,10 +26,16 @@ export function keelson(args: string[], options: { cwd?: string; timeoutMs?: num
   });
 }
 
+/** Whether a process runs; an exited process that init has not reaped yet (a zombie) does not. */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }

@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { StatusReport } from "@keelson/protocol";
 import { freePort, makeTempDir, waitFor } from "#test-support";
 import { BIN, keelson, pidAlive } from "./cli.js";
@@ -49,6 +49,9 @@ describe.sequential("project lifecycle", () => {
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    onTestFinished(() => {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    });
     await waitFor(() => out.includes("following logs"), { timeoutMs: 60_000, what: `up to be ready; output so far:\n${out}` });
     const res = await fetch(`${gateway}/`);
     expect(res.status).toBe(200);

@@ -170,6 +170,17 @@ describe.sequential("the example shop on keelson", () => {
     expect(kinds).toContain("controlplane.started");
   });
 
+  it("the control plane and the gateway expose Prometheus metrics and health", async () => {
+    const s = await status();
+    const cpMetrics = await (await fetch(`${s.controlPlane.url}/metrics`)).text();
+    expect(cpMetrics).toMatch(/^keelson_controlplane_api_requests_total\{route="\/v1\/status",code="200"\} \d+$/m);
+    const gw = JSON.parse(await readFile(join(dir, ".keelson", "gateway", "gateway.pid.json"), "utf8")) as { adminUrl: string };
+    expect((await fetch(`${gw.adminUrl}/healthz`)).status).toBe(200);
+    const gwMetrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    const served = /^keelson_gateway_requests_total\{service="orders",code_class="2xx"\} (\d+)$/m.exec(gwMetrics);
+    expect(Number(served?.[1])).toBeGreaterThan(40);
+  });
+
   it("down stops every replica, the gateway and the control plane", async () => {
     const s = await status();
     const all = Object.values(pids(s));

@@ -97,14 +97,14 @@ async function runApply(api: ApiClient, options: { rebuild: boolean }): Promise<
   return failures;
 }
 
-async function followLogs(api: ApiClient, services: string[], signal: AbortSignal, prefix: boolean): Promise<void> {
+async function followLogs(api: ApiClient, services: string[], since: Date, signal: AbortSignal, prefix: boolean): Promise<void> {
   const palette = [color.cyan, color.magenta, color.yellow, color.blue, color.green];
   const width = Math.max(...services.map((s) => s.length));
   await Promise.all(
     services.map(async (service, i) => {
       const paint = palette[i % palette.length] ?? color.cyan;
       try {
-        for await (const line of api.stream<{ t: string; replica: string; stream: string; line: string }>(`/v1/services/${service}/logs?follow=1&tail=0`, { signal })) {
+        for await (const line of api.stream<{ t: string; replica: string; stream: string; line: string }>(`/v1/services/${service}/logs?follow=1&since=${encodeURIComponent(since.toISOString())}`, { signal })) {
           print(`${prefix ? `${paint(service.padEnd(width))} | ` : ""}${line.line}`);
         }
       } catch (err) {
@@ -250,7 +250,7 @@ export function buildProgram(): Command {
       const onSignal = () => abort.abort();
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
-      await Promise.race([followLogs(api, status.services.map((s) => s.name), abort.signal, true), new Promise((r) => abort.signal.addEventListener("abort", r))]);
+      await Promise.race([followLogs(api, status.services.map((s) => s.name), new Date(started), abort.signal, true), new Promise((r) => abort.signal.addEventListener("abort", r))]);
       print("");
       await down(dir);
     });
