@@ -3,7 +3,7 @@
 import { writeFile, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, makeTempDir } from "#test-support";
+import { freePort, makeTempDir, waitFor } from "#test-support";
 import { keelson, pidAlive } from "./cli.js";
 
 describe("keelson CLI on bad input", () => {
@@ -87,10 +87,20 @@ describe("keelson CLI on bad input", () => {
     try {
       const other = join(dir, "other");
       await mkdir(other, { recursive: true });
-      await writeFile(join(other, "keelson.yaml"), `project: other\ncontrolPlane: { port: ${port} }\nservices: {}\n`);
+      const [gw, admin] = [await freePort(), await freePort()];
+      await writeFile(join(other, "keelson.yaml"), `project: other\ncontrolPlane: { port: ${port} }\ngateway: { port: ${gw}, adminPort: ${admin} }\nservices: {}\n`);
       const r = await keelson(["up", other, "--detach"]);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(new RegExp(`controlPlane\\.port: 127\\.0\\.0\\.1:${port} is already in use`));
+      // The gateway it started alongside is stopped again, not left behind.
+      await waitFor(async () => {
+        try {
+          await fetch(`http://127.0.0.1:${admin}/healthz`);
+          return false;
+        } catch {
+          return true;
+        }
+      }, { what: "the gateway to be stopped" });
     } finally {
       blocker.close();
     }

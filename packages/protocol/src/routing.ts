@@ -1,6 +1,21 @@
 // The routing table the control plane streams to every gateway: routes and ready endpoints.
 import { z } from "zod";
 
+/** Token-bucket rate limit of a route: `rps` tokens per second, bursts up to `burst`. */
+export const RateLimitSchema = z.strictObject({
+  rps: z.number().positive(),
+  burst: z.number().int().positive(),
+});
+export type RateLimit = z.infer<typeof RateLimitSchema>;
+
+/** What a route answers instead of an error while its service's circuit is open (or it has no endpoint). */
+export const FallbackSchema = z.strictObject({
+  status: z.number().int().min(200).max(599),
+  contentType: z.string(),
+  body: z.string(),
+});
+export type Fallback = z.infer<typeof FallbackSchema>;
+
 /** One externally reachable route: requests whose host and path match go to `service`. */
 export const RouteSchema = z.strictObject({
   service: z.string(),
@@ -10,6 +25,10 @@ export const RouteSchema = z.strictObject({
   host: z.string().optional(),
   /** Remove the prefix before forwarding. */
   stripPrefix: z.boolean().default(false),
+  rateLimit: RateLimitSchema.optional(),
+  /** Largest request body accepted (413 beyond). */
+  maxBodyBytes: z.number().int().positive().optional(),
+  fallback: FallbackSchema.optional(),
 });
 export type Route = z.infer<typeof RouteSchema>;
 
@@ -22,9 +41,98 @@ export const EndpointSchema = z.strictObject({
 });
 export type Endpoint = z.infer<typeof EndpointSchema>;
 
+/**
+ * How the gateway treats a service's traffic, every default resolved by the control
+ * plane (durations in milliseconds). Absent in a table: the gateway uses DEFAULT_SERVICE_POLICY.
+ */
+export const ServicePolicySchema = z.strictObject({
+  loadBalancer: z.enum(["p2c-ewma", "round-robin", "least-request"]),
+  /** Deadline of a whole request, retries included; what is left is propagated downstream in DEADLINE_HEADER. */
+  timeoutMs: z.number().int().positive(),
+  /** Deadline of each attempt. */
+  perTryTimeoutMs: z.number().int().positive(),
+  retries: z.strictObject({
+    /** Retries after the first attempt (idempotent requests, or any request that never reached an upstream). */
+    attempts: z.number().int().min(0).max(10),
+    /** Retries may add at most this percent of the service's request rate... */
+    budgetPercent: z.number().min(0).max(100),
+    /** ...plus this many retries per second, so low-traffic services can still retry. */
+    minPerSecond: z.number().min(0),
+    backoffBaseMs: z.number().int().min(0),
+    backoffMaxMs: z.number().int().min(0),
+  }),
+  outlierEjection: z.strictObject({
+    /** 5xx answers or connect failures in a row that eject a replica. */
+    consecutiveFailures: z.number().int().min(1),
+    /** First ejection time; each further ejection of the same replica doubles it, up to maxEjectionMs. */
+    baseEjectionMs: z.number().int().positive(),
+    maxEjectionMs: z.number().int().positive(),
+    /** Never eject more than this share of a service's replicas. */
+    maxEjectedPercent: z.number().min(0).max(100),
+  }),
+  /** Undefined: no breaker. */
+  circuitBreaker: z
+    .strictObject({
+      /** Open when this share of requests in the window failed... */
+      failureRatio: z.number().gt(0).max(1),
+      /** ...and the window holds at least this many requests. */
+      minRequests: z.number().int().min(1),
+      windowMs: z.number().int().positive(),
+      /** How long it stays open before letting probes through (half-open). */
+      openMs: z.number().int().positive(),
+      /** Successful probes in a row that close it again. */
+      halfOpenProbes: z.number().int().min(1),
+    })
+    .optional(),
+  /** Undefined: no limit. */
+  bulkhead: z
+    .strictObject({
+      maxConcurrent: z.number().int().min(1),
+      /** Requests that may wait for a slot; more are refused (503) at once. */
+      maxQueue: z.number().int().min(0),
+      queueTimeoutMs: z.number().int().positive(),
+    })
+    .optional(),
+});
+export type ServicePolicy = z.infer<typeof ServicePolicySchema>;
+
+/** The policy of a service that declares no `resilience:` (Linkerd/Envoy-like defaults). */
+export const DEFAULT_SERVICE_POLICY: ServicePolicy = {
+  loadBalancer: "p2c-ewma",
+  timeoutMs: 30_000,
+  perTryTimeoutMs: 30_000,
+  retries: { attempts: 2, budgetPercent: 20, minPerSecond: 10, backoffBaseMs: 25, backoffMaxMs: 250 },
+  outlierEjection: { consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 },
+  circuitBreaker: { failureRatio: 0.5, minRequests: 20, windowMs: 10_000, openMs: 5_000, halfOpenProbes: 3 },
+  bulkhead: undefined,
+};
+
+/**
+ * Weighted traffic split across a service's releases (canary, blue-green). Without a
+ * split, every ready endpoint of every release takes traffic.
+ */
+export const TrafficSplitSchema = z.strictObject({
+  weights: z
+    .array(
+      z.strictObject({
+        release: z.string(),
+        /** Share of requests, 0-100; the weights of a split add up to 100. */
+        weight: z.number().min(0).max(100),
+        /** A name a request can ask for with VERSION_HEADER (e.g. "stable", "canary"). */
+        label: z.string().optional(),
+      }),
+    )
+    .min(1),
+  /** Pin each client to the release it first got, with a cookie (VERSION_COOKIE_PREFIX + service). */
+  sticky: z.boolean(),
+});
+export type TrafficSplit = z.infer<typeof TrafficSplitSchema>;
+
 export const RoutingServiceSchema = z.strictObject({
   name: z.string(),
   endpoints: z.array(EndpointSchema),
+  policy: ServicePolicySchema.optional(),
+  split: TrafficSplitSchema.optional(),
 });
 export type RoutingService = z.infer<typeof RoutingServiceSchema>;
 
@@ -47,3 +155,12 @@ export const TARGET_SERVICE_HEADER = "x-keelson-service";
 export const CALLER_SERVICE_HEADER = "x-keelson-caller";
 /** Request id header, set by the gateway when absent and propagated by the SDK. */
 export const REQUEST_ID_HEADER = "x-request-id";
+/** Header that pins a request to a release by label or release id (`x-keelson-version: canary`). */
+export const VERSION_HEADER = "x-keelson-version";
+/** Cookie name prefix of sticky splits: `keelson-v-<service>=<release>`. */
+export const VERSION_COOKIE_PREFIX = "keelson-v-";
+/**
+ * Time a request has left, in milliseconds, propagated to every hop (relative, like
+ * grpc-timeout, so the hosts' clocks need not agree). A hop never waits longer than this.
+ */
+export const DEADLINE_HEADER = "x-keelson-timeout-ms";

@@ -225,10 +225,18 @@ export function buildProgram(): Command {
       const cpHost = m.controlPlane.host;
       const cpPort = opts.port ?? m.controlPlane.port;
       // Both start at once: the gateway retries until the control plane answers.
-      const [cp, gw] = await Promise.all([
+      const [cpResult, gwResult] = await Promise.allSettled([
         ensureControlPlane({ dir, stateDir, host: cpHost, port: cpPort, gatewayUrl, project: m.project }),
         ensureGateway({ dir, stateDir, host: m.gateway.host, port: gwPort, adminPort: m.gateway.adminPort, controlPlaneUrl: `http://${cpHost.includes(":") ? `[${cpHost}]` : cpHost}:${cpPort}` }),
       ]);
+      if (cpResult.status === "rejected" || gwResult.status === "rejected") {
+        // Leave nothing half-started behind: stop what this command itself started.
+        if (cpResult.status === "fulfilled" && cpResult.value.started) await stopProcess(cpResult.value.pid);
+        if (gwResult.status === "fulfilled" && gwResult.value.started) await stopProcess(gwResult.value.pid);
+        throw cpResult.status === "rejected" ? cpResult.reason : (gwResult as PromiseRejectedResult).reason;
+      }
+      const cp = cpResult.value;
+      const gw = gwResult.value;
       print(`  ${color.green("✓")} control plane ${cp.url}${cp.started ? "" : color.dim(" (already running)")}`);
       print(`  ${color.green("✓")} gateway ${gw.url}${gw.started ? "" : color.dim(" (already running)")}`);
       const api = createApiClient(cp.url);
