@@ -19,6 +19,7 @@ export type EventKind =
   | "replica.adopted"
   | "replica.failed"
   | "service.scaled"
+  | "traffic.changed"
   | "controlplane.started"
   | "controlplane.stopped";
 

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { KeelsonError, type EventKind, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
 import { Counter, Registry, collectDefaultMetrics } from "prom-client";
 import type { ApplyProgress, Log, Reconciler } from "../delivery/index.js";
-import { createRoutingPublisher, type RoutingPublisher } from "../gateway/index.js";
+import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
 import { loadManifest, type ServiceSpec } from "../manifest/index.js";
 import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
@@ -193,6 +193,22 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       if (!abort.signal.aborted) log.warn({ err }, "log stream failed");
     }
     res.end();
+  });
+  route("GET", "/v1/services/:name/traffic", async (_req, res, params) => {
+    const name = await serviceParam(params.name);
+    sendJson(res, 200, { service: name, split: (await readTrafficSplit(store, project, name)) ?? null });
+  });
+  route("PUT", "/v1/services/:name/traffic", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    const split = await writeTrafficSplit({ store, project, service: name, split: await readJson(req), actor: actorOf(req) });
+    await routing.refresh();
+    sendJson(res, 200, { service: name, split });
+  });
+  route("DELETE", "/v1/services/:name/traffic", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    await writeTrafficSplit({ store, project, service: name, split: undefined, actor: actorOf(req) });
+    await routing.refresh();
+    sendJson(res, 200, { service: name, split: null });
   });
   route("GET", "/v1/events", async (_req, res, _p, u) => {
     const after = u.searchParams.get("after");

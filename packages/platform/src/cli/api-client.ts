@@ -5,6 +5,7 @@ export interface ApiClient {
   readonly url: string;
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
+  request<T>(method: "PUT" | "DELETE" | "POST" | "GET", path: string, body?: unknown): Promise<T>;
   /** POST or GET whose answer is NDJSON; yields each parsed line. */
   stream<T>(path: string, options?: { method?: "GET" | "POST"; body?: unknown; signal?: AbortSignal }): AsyncIterable<T>;
 }
@@ -33,6 +34,10 @@ export function createApiClient(url: string, actor = "cli"): ApiClient {
     },
     async post<T>(path: string, body?: unknown) {
       return (await (await request(path, { method: "POST", body: JSON.stringify(body ?? {}) })).json()) as T;
+    },
+    async request<T>(method: "PUT" | "DELETE" | "POST" | "GET", path: string, body?: unknown) {
+      const init: RequestInit = { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) };
+      return (await (await request(path, init)).json()) as T;
     },
     async *stream<T>(path: string, options: { method?: "GET" | "POST"; body?: unknown; signal?: AbortSignal } = {}) {
       const method = options.method ?? "GET";

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { KeelsonError, type KeelsonEvent, type StatusReport } from "@keelson/protocol";
+import { KeelsonError, type KeelsonEvent, type StatusReport, type TrafficSplit } from "@keelson/protocol";
 import { runControlPlane, stateDirOf, GATEWAY_DIR } from "../api/index.js";
 import { computePlan, formatPlan, planCounts, planManifest, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
 import { runGateway } from "../gateway/index.js";
@@ -324,6 +324,36 @@ export function buildProgram(): Command {
       const api = await connect(resolve(opts.dir));
       await api.post(`/v1/services/${encodeURIComponent(service)}/scale`, { replicas });
       print(`${color.green("✓")} ${service} scaled to ${replicas}`);
+    });
+
+  program
+    .command("traffic")
+    .description("show or set how a service's traffic is split across its releases")
+    .argument("<service>", "service name")
+    .argument("[weights...]", "release=weight[:label] pairs adding up to 100, e.g. r-3f9a1c2b7d4e=90:stable r-77aa01bc23de=10:canary")
+    .option("-C, --dir <dir>", "project folder", ".")
+    .option("--sticky", "pin each client to the release it first got (cookie)")
+    .option("--clear", "remove the split: every ready replica takes traffic again")
+    .action(async (service: string, weights: string[], opts: { dir: string; sticky?: boolean; clear?: boolean }) => {
+      const api = await connect(resolve(opts.dir));
+      const path = `/v1/services/${encodeURIComponent(service)}/traffic`;
+      if (opts.clear) {
+        await api.request("DELETE", path);
+        return print(`${color.green("✓")} ${service}: split removed`);
+      }
+      if (weights.length === 0) {
+        const { split } = await api.get<{ split: TrafficSplit | null }>(path);
+        if (!split) return print(`${service}: no split; every ready replica takes traffic`);
+        print(table(["RELEASE", "WEIGHT", "LABEL"], split.weights.map((w) => [w.release, `${w.weight}%`, w.label ?? ""])));
+        return print(split.sticky ? "sticky: yes (cookie)" : "sticky: no");
+      }
+      const parsed = weights.map((w) => {
+        const m = /^(r-[0-9a-f]{12})=(\d+(?:\.\d+)?)(?::([A-Za-z0-9_.-]+))?$/.exec(w);
+        if (!m) throw new InvalidArgumentError(`expected release=weight[:label] like r-3f9a1c2b7d4e=90:stable, got "${w}"`);
+        return { release: m[1] as string, weight: Number(m[2]), ...(m[3] ? { label: m[3] } : {}) };
+      });
+      await api.request("PUT", path, { weights: parsed, sticky: opts.sticky ?? false });
+      print(`${color.green("✓")} ${service}: ${parsed.map((w) => `${w.release} ${w.weight}%`).join(", ")}${opts.sticky ? " (sticky)" : ""}`);
     });
 
   program

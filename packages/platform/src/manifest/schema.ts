@@ -71,14 +71,59 @@ const ProbeOrPath = z
   .union([HttpPath.transform((path) => Probe.parse({ path })), Probe])
   .register(expectedText, { expected: 'path like "/health" or a mapping with path, interval, timeout, failureThreshold' });
 
+/**
+ * A size: a number of bytes or a string such as "512kb", "10mb", "1gb" (binary units).
+ * Parsed to bytes.
+ */
+export const ByteSize = z
+  .union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?(b|kb|mb|gb)$/i, { message: 'size like "512kb", "10mb" or "1gb"' })])
+  .transform((v) => (typeof v === "number" ? v : parseByteSize(v)))
+  .register(expectedText, { expected: 'size like "512kb", "10mb" or "1gb" (or a number of bytes)' });
+
+/**
+ * Bytes in a size string (binary units: 1kb = 1024 bytes).
+ *
+ * @example
+ * parseByteSize("10mb"); // 10485760
+ */
+export function parseByteSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(b|kb|mb|gb)$/i.exec(text);
+  if (!m) throw new Error(`not a size: ${text}`);
+  const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] as string).toLowerCase() as "b" | "kb" | "mb" | "gb"];
+  return Math.round(Number(m[1]) * unit);
+}
+
+const FallbackSpec = z
+  .strictObject({
+    status: z.number().int().min(200).max(599).default(200).describe("HTTP status of the fallback answer."),
+    contentType: z.string().min(1).optional().describe('Content type; default "application/json" for a mapping or list body, else "text/plain; charset=utf-8".'),
+    body: z
+      .union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())])
+      .describe("Static body: a string, or a mapping/list sent as JSON."),
+  })
+  .transform((f) => ({
+    status: f.status,
+    contentType: f.contentType ?? (typeof f.body === "string" ? "text/plain; charset=utf-8" : "application/json"),
+    body: typeof f.body === "string" ? f.body : JSON.stringify(f.body),
+  }));
+
 const RouteSpec = z.strictObject({
   path: HttpPath.default("/").describe('Path prefix this service answers; "/" for everything.'),
   host: z.string().min(1).optional().describe("Only requests for this Host header match; any host when omitted."),
   stripPrefix: z.boolean().default(false).describe("Remove the prefix before forwarding to the service."),
+  rateLimit: z
+    .strictObject({
+      rps: z.number().positive().describe("Requests per second allowed on average."),
+      burst: z.number().int().positive().optional().describe("Requests allowed at once above the average (default: rps rounded up)."),
+    })
+    .optional()
+    .describe("Token-bucket rate limit for this route; excess requests get 429 with retry-after."),
+  maxBodySize: ByteSize.optional().describe('Largest request body accepted, e.g. "1mb"; larger ones get 413 (default 10mb).'),
+  fallback: FallbackSpec.optional().describe("Static answer served while the service's circuit is open or it has no ready replica."),
 });
 const RouteOrPath = z
   .union([HttpPath.transform((path) => RouteSpec.parse({ path })), RouteSpec])
-  .register(expectedText, { expected: 'path like "/orders" or a mapping with path, host, stripPrefix' });
+  .register(expectedText, { expected: 'path like "/orders" or a mapping with path, host, stripPrefix, rateLimit, maxBodySize, fallback' });
 
 const EnvValue = z
   .union([z.string(), z.number(), z.boolean()])
@@ -127,34 +172,46 @@ const AutoscaleSpec = z
   })
   .refine((a) => a.min <= a.max, { message: "must not exceed autoscale.max", path: ["min"] });
 
-/** Resilience policies (acted on by the gateway issue; validated now). */
+/** Resilience policies the gateway applies to every request to the service (defaults in docs/manifest.md). */
 const ResilienceSpec = z.strictObject({
-  timeout: Duration.optional().describe("Deadline for a whole request, retries included."),
-  perTryTimeout: Duration.optional().describe("Deadline for each attempt."),
+  timeout: Duration.optional().describe("Deadline for a whole request, retries included (default 30s)."),
+  perTryTimeout: Duration.optional().describe("Deadline for each attempt (default: the timeout)."),
   retries: z
     .strictObject({
-      attempts: z.number().int().min(0).max(10).describe("Retries after the first attempt."),
-      budgetPercent: z.number().min(0).max(100).optional().describe("Retries may add at most this percent to the request load."),
+      attempts: z.number().int().min(0).max(10).describe("Retries after the first attempt (default 2)."),
+      budgetPercent: z.number().min(0).max(100).optional().describe("Retries may add at most this percent to the request load (default 20)."),
+      minPerSecond: z.number().min(0).optional().describe("Retries always allowed per second on top of the budget (default 10)."),
+      backoff: Duration.optional().describe("First backoff before a retry, doubled each time, with jitter (default 25ms)."),
+      maxBackoff: Duration.optional().describe("Longest backoff (default 250ms)."),
     })
     .optional()
-    .describe("Retry failed idempotent requests."),
+    .describe("Retry failed idempotent requests, and any request that never reached a replica."),
   circuitBreaker: z
-    .strictObject({
-      failureRatio: z.number().min(0).max(1).describe("Open the circuit when this share of requests fails."),
-      minRequests: z.number().int().min(1).optional().describe("Fewest requests in the window before the ratio counts."),
-      window: Duration.optional().describe("Window the failure ratio is measured over."),
-    })
+    .union([
+      z.literal(false),
+      z.strictObject({
+        failureRatio: z.number().gt(0).max(1).describe("Open the circuit when this share of requests fails (default 0.5)."),
+        minRequests: z.number().int().min(1).optional().describe("Fewest requests in the window before the ratio counts (default 20)."),
+        window: Duration.optional().describe("Window the failure ratio is measured over (default 10s)."),
+        openFor: Duration.optional().describe("How long the circuit stays open before probing (default 5s)."),
+        halfOpenProbes: z.number().int().min(1).optional().describe("Successful probes that close it again (default 3)."),
+      }),
+    ])
     .optional()
-    .describe("Stop sending requests to a failing service for a while."),
+    .describe("Stop sending requests to a failing service for a while (on by default; false turns it off)."),
   outlierEjection: z
     .strictObject({
-      consecutiveFailures: z.number().int().min(1).describe("Failures in a row that eject a replica from load balancing."),
-      maxEjectedPercent: z.number().min(0).max(100).optional().describe("Never eject more than this percent of replicas."),
+      consecutiveFailures: z.number().int().min(1).describe("Failures in a row that eject a replica from load balancing (default 5)."),
+      baseEjectionTime: Duration.optional().describe("First ejection time, doubled on each further ejection (default 30s)."),
+      maxEjectionTime: Duration.optional().describe("Longest ejection (default 5m)."),
+      maxEjectedPercent: z.number().min(0).max(100).optional().describe("Never eject more than this percent of replicas (default 50)."),
     })
     .optional()
     .describe("Take misbehaving replicas out of load balancing."),
-  maxConcurrent: z.number().int().min(1).optional().describe("Most requests in flight to the service; more are refused at once."),
-  loadBalancer: z.enum(["p2c-ewma", "round-robin", "least-request"]).optional().describe("How the gateway picks a replica."),
+  maxConcurrent: z.number().int().min(1).optional().describe("Most requests in flight to the service (no limit by default)."),
+  maxQueue: z.number().int().min(0).optional().describe("With maxConcurrent: requests that may wait for a slot; more get 503 (default 0)."),
+  queueTimeout: Duration.optional().describe("With maxConcurrent: longest wait for a slot (default 1s)."),
+  loadBalancer: z.enum(["p2c-ewma", "round-robin", "least-request"]).optional().describe("How the gateway picks a replica (default p2c-ewma)."),
 });
 
 /** Service level objectives (acted on by the telemetry issue; validated now). */
@@ -237,3 +294,4 @@ export type Manifest = z.output<typeof ManifestSchema>;
 export type ServiceSpec = z.output<typeof ServiceSpecSchema>;
 export type ProbeSpec = z.output<typeof Probe>;
 export type RouteSpecOut = z.output<typeof RouteSpec>;
+export type ResilienceSpecOut = z.output<typeof ResilienceSpec>;
