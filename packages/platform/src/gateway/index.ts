@@ -15,3 +15,5 @@ export { GATEWAY_PID_FILE, runGateway } from "./run-gateway.js";
 export type { GatewayPidFile, RunGatewayOptions, RunningGateway, SignalSource } from "./run-gateway.js";
 export { createRoutingPublisher } from "./routing-publisher.js";
 export type { RoutingPublisher } from "./routing-publisher.js";
+export { readTrafficSplit, writeTrafficSplit } from "./traffic-splits.js";
+export { routeExtras, servicePolicy } from "./service-policy.js";
