@@ -20,6 +20,7 @@ export type EventKind =
   | "replica.failed"
   | "service.scaled"
   | "traffic.changed"
+  | "project.stopped"
   | "controlplane.started"
   | "controlplane.stopped";
 

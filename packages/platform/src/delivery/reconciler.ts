@@ -556,7 +556,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     async down(actor) {
       await serial(async () => {
         await store.setSetting(RUNNING_KEY(project), "false");
-        await event("controlplane.stopped", `project/${project}`, { reason: "down" }, actor);
+        await event("project.stopped", `project/${project}`, { reason: "down" }, actor);
         await Promise.all(driver.list().filter((r) => r.spec.project === project).map((r) => driver.stop(r.spec.id)));
       });
       notify();
