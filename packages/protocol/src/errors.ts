@@ -19,6 +19,13 @@ export const ERRORS = {
   KEELSON_ERR_NO_ENDPOINT: { status: 503, summary: "The service has no ready replica to take the request." },
   KEELSON_ERR_UPSTREAM: { status: 502, summary: "The upstream replica failed: connection refused or reset, or an invalid response." },
   KEELSON_ERR_UPSTREAM_TIMEOUT: { status: 504, summary: "The upstream replica did not answer in time." },
+  KEELSON_ERR_METRICS_UNAVAILABLE: { status: 503, summary: "The metrics source (the control plane's own store or Prometheus) did not answer or rejected the query." },
+  KEELSON_ERR_CIRCUIT_OPEN: { status: 503, summary: "The service's circuit breaker is open after too many failures; retry after the time in the retry-after header." },
+  KEELSON_ERR_OVERLOADED: { status: 503, summary: "The service already has as many requests in flight and waiting as its bulkhead allows; retry after the time in the retry-after header." },
+  KEELSON_ERR_RATE_LIMITED: { status: 429, summary: "The route's rate limit is used up; retry after the time in the retry-after header." },
+  KEELSON_ERR_PAYLOAD_TOO_LARGE: { status: 413, summary: "The request body is larger than the route allows (maxBodySize)." },
+  KEELSON_ERR_HEADERS_TOO_LARGE: { status: 431, summary: "The request headers are larger than the gateway accepts." },
+  KEELSON_ERR_REQUEST_TIMEOUT: { status: 408, summary: "The client took too long to send its request headers or body." },
   KEELSON_ERR_INTERNAL: { status: 500, summary: "An unexpected error; please report it with the logs." },
 } as const satisfies Record<string, { status: number; summary: string }>;
 

@@ -22,7 +22,9 @@ export type EventKind =
   | "traffic.changed"
   | "project.stopped"
   | "controlplane.started"
-  | "controlplane.stopped";
+  | "controlplane.stopped"
+  | "incident.opened"
+  | "incident.resolved";
 
 export interface KeelsonEvent {
   /** Monotonic sequence number assigned by the store. */

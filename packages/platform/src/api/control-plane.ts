@@ -9,6 +9,7 @@ import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type Routi
 import { loadManifest, type ServiceSpec } from "../manifest/index.js";
 import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
+import { summarizeRed, type GatewayScraper, type IncidentMonitor, type MetricStore, type MetricWindow } from "../telemetry/index.js";
 import { readJson, sendError, sendJson } from "./http.js";
 
 export const KEELSON_VERSION = "0.1.0";
@@ -24,6 +25,14 @@ export interface ControlPlaneOptions {
   reconciler: Reconciler;
   gatewayUrl: string;
   log: Log;
+  /** Registry for the control plane's own metrics (default: a new one). */
+  registry?: Registry;
+  /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
+  telemetry?: {
+    metricStore: MetricStore;
+    scraper: GatewayScraper;
+    incidents: IncidentMonitor;
+  };
 }
 
 export interface ControlPlane {
@@ -43,8 +52,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const sseClients = new Set<ServerResponse>();
   let applying = false;
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "keelson_controlplane_" });
+  const registry = options.registry ?? new Registry();
+  if (!options.registry) collectDefaultMetrics({ register: registry, prefix: "keelson_controlplane_" });
   const apiRequests = new Counter({ name: "keelson_controlplane_api_requests_total", help: "API requests by route and status code.", labelNames: ["route", "code"], registers: [registry] });
 
   reconciler.onChange(() => {
@@ -224,6 +233,23 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       }),
     });
   });
+  function requireTelemetry(): NonNullable<ControlPlaneOptions["telemetry"]> {
+    if (!options.telemetry) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", "this control plane runs without telemetry");
+    return options.telemetry;
+  }
+  route("GET", "/v1/metrics", async (_req, res, _p, u) => {
+    const t = requireTelemetry();
+    const window = u.searchParams.get("window") ?? "5m";
+    const by = (u.searchParams.get("by") ?? "service").split(",").filter(Boolean);
+    const where: Record<string, string> = {};
+    for (const k of ["service", "version", "route", "replica"] as const) {
+      const v = u.searchParams.get(k);
+      if (v) where[k] = v;
+    }
+    sendJson(res, 200, { window, rows: summarizeRed(t.metricStore, { window: window as MetricWindow, by, where }), targets: t.scraper.targets() });
+  });
+  route("GET", "/v1/slo", async (_req, res) => sendJson(res, 200, { slos: await requireTelemetry().incidents.status() }));
+  route("GET", "/v1/incidents", async (_req, res) => sendJson(res, 200, { open: await requireTelemetry().incidents.openIncidents() }));
   route("GET", "/v1/routing", async (_req, res) => sendJson(res, 200, await routing.current()));
   route("GET", "/v1/watch/routing", async (req, res) => {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });

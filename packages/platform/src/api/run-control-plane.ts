@@ -8,6 +8,15 @@ import { createReconciler } from "../delivery/index.js";
 import { loadManifest, type Manifest } from "../manifest/index.js";
 import { createProcessDriver } from "../runtime/index.js";
 import { createSqliteStore } from "../store/index.js";
+import {
+  createBuiltinMetricsSource,
+  createGatewayScraper,
+  createIncidentMonitor,
+  createMetricStore,
+  createPrometheusMetricsSource,
+  objectivesFromServices,
+} from "../telemetry/index.js";
+import { Registry, collectDefaultMetrics } from "prom-client";
 import { createControlPlane } from "./control-plane.js";
 import { stateDirOf, CONTROL_PLANE_FILE } from "./state-files.js";
 
@@ -47,7 +56,25 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
   const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, log });
-  const cp = createControlPlane({ project, dir, stateDir, store, driver, reconciler, gatewayUrl, log });
+  // Telemetry: the gateway's RED metrics scraped into the built-in store (or read from
+  // Prometheus when the manifest names one), and SLO burn-rate alerting over them.
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "keelson_controlplane_" });
+  const metricStore = createMetricStore();
+  const gatewayAdmin = `http://${manifest?.gateway.host ?? "127.0.0.1"}:${manifest?.gateway.adminPort ?? 8081}`;
+  const scraper = createGatewayScraper({ urls: () => [gatewayAdmin], store: metricStore, registry, log });
+  const prometheusUrl = manifest?.telemetry?.prometheus?.url;
+  const source = prometheusUrl ? createPrometheusMetricsSource({ url: prometheusUrl }) : createBuiltinMetricsSource(metricStore);
+  const incidents = createIncidentMonitor({
+    store,
+    project,
+    source,
+    objectives: async () => objectivesFromServices(await store.listServices(project)),
+    ...(manifest?.telemetry?.incidentWebhooks?.length ? { webhooks: { urls: manifest.telemetry.incidentWebhooks } } : {}),
+    registry,
+    log,
+  });
+  const cp = createControlPlane({ project, dir, stateDir, store, driver, reconciler, gatewayUrl, log, registry, telemetry: { metricStore, scraper, incidents } });
   let url: string;
   try {
     url = await cp.listen(host, port);
@@ -60,6 +87,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   log.info({ adopted: adopted.length, lost: lost.length }, "re-adopted running replicas");
   await store.appendEvent({ project, kind: "controlplane.started", actor: "controlplane", subject: `project/${project}`, details: { pid: process.pid, url, adopted, lost } });
   reconciler.start();
+  scraper.start();
+  incidents.start();
   await cp.routing.refresh();
   await writeFile(join(stateDir, CONTROL_PLANE_FILE), JSON.stringify({ pid: process.pid, url, project, startedAt: new Date().toISOString() }, null, 2));
   log.info({ url, project }, "control plane serving");
@@ -68,6 +97,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const stop = () =>
     (stopping ??= (async () => {
       log.info("control plane stopping; replicas keep running");
+      await incidents.stop({ graceMs: 2000 });
+      await scraper.stop();
       await reconciler.stop();
       await driver.detach();
       await cp.close();

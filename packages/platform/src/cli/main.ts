@@ -7,7 +7,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { KeelsonError, type KeelsonEvent, type StatusReport, type TrafficSplit } from "@keelson/protocol";
 import { runControlPlane, stateDirOf, GATEWAY_DIR } from "../api/index.js";
 import { computePlan, formatPlan, planCounts, planManifest, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
-import { runGateway } from "../gateway/index.js";
+import { DEFAULT_GATEWAY_WORKERS, runGateway } from "../gateway/index.js";
 import { STARTER_SERVICE_PATH, loadManifest, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
 import { createSqliteStore } from "../store/index.js";
 import { createApiClient, type ApiClient } from "./api-client.js";
@@ -79,6 +79,70 @@ function formatStatus(s: StatusReport): string {
     "",
     table(["SERVICE", "OWNER", "RELEASE", "READY", "RESTARTS", "ROUTES"], rows),
   ].join("\n");
+}
+
+/** What the gateway's admin `/state` says of one service (single process or first worker). */
+interface GatewayServiceView {
+  loadBalancer?: string;
+  inflight?: number;
+  policy?: { timeoutMs: number; retries: { attempts: number; budgetPercent: number } };
+  endpoints?: Array<{ replicaId: string; release: string; inflight: number; ewmaMs: number; consecutiveFailures: number; ejected: boolean; ejectedUntil?: string }>;
+  split?: TrafficSplit;
+  breaker?: { state: string; requests: number; failures: number };
+  bulkhead?: { active: number; queued: number; maxConcurrent: number };
+  retryBudget?: { available: number };
+}
+
+async function gatewayServiceState(adminUrl: string, service: string): Promise<GatewayServiceView | undefined> {
+  try {
+    const res = await fetch(new URL("/state", adminUrl), { signal: AbortSignal.timeout(2000) });
+    if (!res.ok) return undefined;
+    const body = (await res.json()) as { services?: Array<{ name: string }>; workers?: Array<{ state?: { services?: Array<{ name: string }> } }> };
+    const services = body.services ?? body.workers?.[0]?.state?.services ?? [];
+    return services.find((x) => x.name === service) as GatewayServiceView | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function formatServiceStatus(svc: StatusReport["services"][number], gw: GatewayServiceView | undefined): string {
+  const lines = [
+    `${color.bold(svc.name)}  owner ${svc.owner}  release ${svc.release ?? "-"}  ${svc.replicas.ready}/${svc.replicas.desired} ready`,
+    `routes: ${svc.routes.join(" ") || "(internal)"}`,
+  ];
+  if (gw) {
+    const p = gw.policy;
+    lines.push(
+      `gateway: ${gw.loadBalancer ?? "?"}, ${gw.inflight ?? 0} in flight${p ? `, timeout ${ms(p.timeoutMs)}, ${p.retries.attempts} retries (budget ${p.retries.budgetPercent}%, ${Math.floor(gw.retryBudget?.available ?? 0)} available)` : ""}`,
+      `circuit breaker: ${gw.breaker ? `${gw.breaker.state} (${gw.breaker.failures}/${gw.breaker.requests} failed in window)` : "off"}${gw.bulkhead ? `   bulkhead: ${gw.bulkhead.active}/${gw.bulkhead.maxConcurrent} active, ${gw.bulkhead.queued} queued` : ""}`,
+      `split: ${gw.split ? gw.split.weights.map((w) => `${w.release}${w.label ? ` (${w.label})` : ""} ${w.weight}%`).join(", ") + (gw.split.sticky ? ", sticky" : "") : "none (every ready replica)"}`,
+    );
+  } else {
+    lines.push(color.dim("gateway: not reachable"));
+  }
+  lines.push("");
+  const byId = new Map((gw?.endpoints ?? []).map((e) => [e.replicaId, e]));
+  lines.push(
+    table(
+      ["REPLICA", "RELEASE", "STATE", "PID", "PORT", "RESTARTS", "IN-FLIGHT", "EWMA", "FAILS", "EJECTED"],
+      svc.instances.map((i) => {
+        const e = byId.get(i.id);
+        return [
+          i.id,
+          i.release,
+          i.state === "ready" ? color.green(i.state) : color.yellow(i.state),
+          String(i.pid ?? "-"),
+          String(i.port),
+          String(i.restarts),
+          e ? String(e.inflight) : "-",
+          e ? `${e.ewmaMs.toFixed(1)} ms` : "-",
+          e ? String(e.consecutiveFailures) : "-",
+          e?.ejected ? color.red(`until ${e.ejectedUntil ?? "?"}`) : "-",
+        ];
+      }),
+    ),
+  );
+  return lines.join("\n");
 }
 
 async function runApply(api: ApiClient, options: { rebuild: boolean }): Promise<ServiceFailure[]> {
@@ -273,13 +337,22 @@ export function buildProgram(): Command {
 
   program
     .command("status")
-    .description("show services, releases and ready replicas")
-    .argument("[dir]", "project folder", ".")
+    .description("show services, releases and ready replicas; with a service name, its replicas and what the gateway sees")
+    .argument("[dir-or-service]", "project folder (default .), or the name of a service", ".")
+    .option("-C, --dir <dir>", "project folder, when the argument is a service")
     .option("--json", "print JSON (controlPlane, gateway, services[])")
-    .action(async (dirArg: string, opts: { json?: boolean }) => {
-      const api = await connect(resolve(dirArg));
+    .action(async (target: string, opts: { dir?: string; json?: boolean }) => {
+      // A folder with a manifest is a project; anything else names a service.
+      const isProject = opts.dir === undefined && (target === "." || existsSync(join(resolve(target), "keelson.yaml")));
+      const dir = resolve(isProject ? target : (opts.dir ?? "."));
+      const api = await connect(dir);
       const status = await api.get<StatusReport>("/v1/status");
-      print(opts.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+      if (isProject) return print(opts.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+      const service = status.services.find((x) => x.name === target);
+      if (!service) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `service "${target}" does not exist in project "${status.project}"`);
+      const gw = await findGateway(stateDirOf(dir));
+      const gatewayView = gw?.adminUrl ? await gatewayServiceState(gw.adminUrl, target) : undefined;
+      print(opts.json ? JSON.stringify({ service, gateway: gatewayView ?? null }, null, 2) : formatServiceStatus(service, gatewayView));
     });
 
   program
@@ -357,6 +430,70 @@ export function buildProgram(): Command {
     });
 
   program
+    .command("metrics")
+    .description("request rate, error ratio and latency per service (from the gateway), over a window")
+    .argument("[service]", "only this service")
+    .option("-C, --dir <dir>", "project folder", ".")
+    .option("--window <window>", "how far back: 1m, 5m, 1h…", "5m")
+    .option("--by <labels>", "group by: service, version, route, replica (comma-separated)", "service")
+    .option("--json", "print JSON")
+    .action(async (service: string | undefined, opts: { dir: string; window: string; by: string; json?: boolean }) => {
+      const api = await connect(resolve(opts.dir));
+      const params = new URLSearchParams({ window: opts.window, by: opts.by });
+      if (service) params.set("service", service);
+      const r = await api.get<{ window: string; rows: Array<{ labels: Record<string, string>; requestRate: number; errorRatio?: number; p50?: number; p90?: number; p99?: number }> }>(`/v1/metrics?${params}`);
+      if (opts.json) return print(JSON.stringify(r, null, 2));
+      if (r.rows.length === 0) return print(`no requests in the last ${r.window}`);
+      const by = opts.by.split(",").filter(Boolean);
+      const msOf = (v: number | undefined) => (v === undefined ? "-" : `${(v * 1000).toFixed(1)}`);
+      print(
+        table(
+          [...by.map((b) => b.toUpperCase()), "RPS", "ERRORS", "P50 MS", "P90 MS", "P99 MS"],
+          r.rows.map((row) => [
+            ...by.map((b) => row.labels[b] ?? ""),
+            row.requestRate.toFixed(2),
+            row.errorRatio === undefined ? "-" : `${(row.errorRatio * 100).toFixed(2)}%`,
+            msOf(row.p50),
+            msOf(row.p90),
+            msOf(row.p99),
+          ]),
+        ),
+      );
+    });
+
+  program
+    .command("slo")
+    .description("service level objectives: SLI, error budget left, burn rates and open incidents")
+    .option("-C, --dir <dir>", "project folder", ".")
+    .option("--json", "print JSON")
+    .action(async (opts: { dir: string; json?: boolean }) => {
+      const api = await connect(resolve(opts.dir));
+      const { slos } = await api.get<{
+        slos: Array<{ service: string; slo: string; objective: string; target: number; measuredWindow: string; sli?: number; budgetRemaining?: number; burnRates: Record<string, number>; incident?: { id: number; severity: string } }>;
+      }>("/v1/slo");
+      if (opts.json) return print(JSON.stringify(slos, null, 2));
+      if (slos.length === 0) return print("no SLOs declared (services.<name>.slos in keelson.yaml)");
+      const pct = (v: number | undefined) => (v === undefined ? "-" : `${(v * 100).toFixed(3)}%`);
+      print(
+        table(
+          ["SERVICE", "SLO", "OBJECTIVE", "TARGET", "WINDOW", "SLI", "BUDGET LEFT", "BURN 1H", "BURN 6H", "INCIDENT"],
+          slos.map((x) => [
+            x.service,
+            x.slo,
+            x.objective,
+            `${+(x.target * 100).toFixed(4)}%`,
+            x.measuredWindow,
+            pct(x.sli),
+            x.budgetRemaining === undefined ? "-" : (x.budgetRemaining < 0 ? color.red : x.budgetRemaining < 0.25 ? color.yellow : color.green)(`${(x.budgetRemaining * 100).toFixed(1)}%`),
+            (x.burnRates["1h"] ?? 0).toFixed(2),
+            (x.burnRates["6h"] ?? 0).toFixed(2),
+            x.incident ? color.red(`#${x.incident.id} ${x.incident.severity}`) : "-",
+          ]),
+        ),
+      );
+    });
+
+  program
     .command("events")
     .description("show the event log (every state change: who, what, when)")
     .option("-C, --dir <dir>", "project folder", ".")
@@ -393,13 +530,15 @@ export function buildProgram(): Command {
     .addOption(new Option("--port <port>", "port").argParser(parsePort).default(8080))
     .addOption(new Option("--admin-port <port>", "port of /healthz, /metrics, /routes").argParser(parsePort).default(8081))
     .option("--control-plane <url>", "control-plane URL to follow", "http://127.0.0.1:7070")
-    .action(async (dirArg: string, opts: { host: string; port: number; adminPort: number; controlPlane: string }) => {
+    .addOption(new Option("--workers <n|auto>", `processes serving the port; auto = one per CPU (default: ${DEFAULT_GATEWAY_WORKERS})`).argParser(parseWorkers))
+    .action(async (dirArg: string, opts: { host: string; port: number; adminPort: number; controlPlane: string; workers?: number | "auto" }) => {
       await runGateway({
         host: opts.host,
         port: opts.port,
         adminPort: opts.adminPort,
         controlPlaneUrl: opts.controlPlane,
         stateDir: join(stateDirOf(resolve(dirArg)), GATEWAY_DIR),
+        ...(opts.workers === undefined ? {} : { workers: opts.workers }),
       });
     });
 
@@ -450,6 +589,13 @@ function untilSignal(): Promise<void> {
 function parsePort(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError(`expected a port 1-65535, got "${value}"`);
+  return n;
+}
+
+function parseWorkers(value: string): number | "auto" {
+  if (value === "auto") return value;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a whole number of at least 1 or "auto", got "${value}"`);
   return n;
 }
 

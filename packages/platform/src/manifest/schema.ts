@@ -284,6 +284,19 @@ export const ManifestSchema = z.strictObject({
     )
     .optional()
     .describe("Teams that own services; when declared, every service's owner must be one of them."),
+  telemetry: z
+    .strictObject({
+      prometheus: z
+        .strictObject({ url: z.url({ protocol: /^https?$/ }).describe("Base URL of the Prometheus server, e.g. http://127.0.0.1:9090.") })
+        .optional()
+        .describe("Read metrics (canary analysis, SLOs, autoscaling) from this Prometheus with PromQL instead of the built-in store."),
+      incidentWebhooks: z
+        .array(z.url({ protocol: /^https?$/ }))
+        .optional()
+        .describe("URLs that receive a JSON POST when an incident opens or resolves."),
+    })
+    .optional()
+    .describe("Where metrics come from and where incidents are sent."),
   services: z.record(name("service name"), ServiceSpecSchema.describe("A service.")).describe("The services of the project, by name."),
 });
 
