@@ -92,6 +92,31 @@ describe.sequential("the example shop on keelson", () => {
     expect(sent.to).toBe("a***@example.com");
   });
 
+  it("an order is one trace across orders, inventory, payments and notifications, with parent links", async () => {
+    const traceOf = async () => {
+      const r = await keelson(["traces", "-C", dir, "--service", "payments", "--json"]);
+      const traces = JSON.parse(r.stdout) as Array<{ traceId: string; services: string[]; rootService: string }>;
+      return traces.find((t) => ["inventory", "notifications", "orders", "payments"].every((s) => t.services.includes(s)));
+    };
+    const trace = await waitFor(traceOf, { timeoutMs: 20_000, what: "the order's trace to be stored" });
+    expect(trace.rootService).toBe("orders");
+    const r = await keelson(["trace", trace.traceId, "-C", dir, "--json"]);
+    const spans = JSON.parse(r.stdout) as Array<{ spanId: string; parentSpanId?: string; service: string; kind: string }>;
+    const byId = new Map(spans.map((sp) => [sp.spanId, sp]));
+    // Every span but the root has its parent in the trace, and each downstream server span
+    // hangs under a client span of orders.
+    const roots = spans.filter((sp) => !sp.parentSpanId || !byId.has(sp.parentSpanId));
+    expect(roots).toHaveLength(1);
+    for (const service of ["inventory", "payments", "notifications"]) {
+      const server = spans.find((sp) => sp.service === service && sp.kind === "server");
+      expect(server, service).toBeDefined();
+      expect(byId.get(server!.parentSpanId!)?.service).toBe("orders");
+    }
+    const tree = await keelson(["trace", trace.traceId, "-C", dir]);
+    expect(tree.code, tree.stderr).toBe(0);
+    expect(tree.stdout).toMatch(/orders[\s\S]*payments/);
+  });
+
   it("rejects a declined card and gives the stock back", async () => {
     const catalog = (await (await fetch(`${gateway}/api/catalog`)).json()) as { products: Array<{ sku: string; stock: number }> };
     const product = catalog.products.find((p) => p.stock >= 1)!;
@@ -177,8 +202,9 @@ describe.sequential("the example shop on keelson", () => {
     const gw = JSON.parse(await readFile(join(dir, ".keelson", "gateway", "gateway.pid.json"), "utf8")) as { adminUrl: string };
     expect((await fetch(`${gw.adminUrl}/healthz`)).status).toBe(200);
     const gwMetrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
-    const served = /^keelson_gateway_requests_total\{service="orders",code_class="2xx"\} (\d+)$/m.exec(gwMetrics);
-    expect(Number(served?.[1])).toBeGreaterThan(40);
+    // One series per version, route and replica: sum them.
+    const served = [...gwMetrics.matchAll(/^keelson_gateway_requests_total\{service="orders",[^}]*code_class="2xx"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(served).toBeGreaterThan(40);
   });
 
   it("down stops every replica, the gateway and the control plane", async () => {

@@ -15,4 +15,6 @@ export const REPLICA_ENV = {
   GATEWAY_URL: "KEELSON_GATEWAY_URL",
   /** A folder for the service's data that survives restarts and releases (shared by its replicas). */
   DATA_DIR: "KEELSON_DATA_DIR",
+  /** Where the SDK sends its spans (OTLP/HTTP, the full URL: the control plane's /v1/traces); unset means no export. */
+  OTLP_ENDPOINT: "KEELSON_OTLP_ENDPOINT",
 } as const;

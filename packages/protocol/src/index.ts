@@ -4,3 +4,4 @@ export * from "./routing.js";
 export * from "./status.js";
 export * from "./events.js";
 export * from "./env.js";
+export * from "./tracing.js";

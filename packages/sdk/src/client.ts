@@ -1,10 +1,13 @@
 // The service-to-service client: every call goes to the gateway with the target service in
 // a header, so routing, retries, policy and traces apply to each hop; the current request's
-// id travels along so one user action can be followed across services in the logs.
+// id and trace context (a client span's traceparent) travel along, so one user action can be
+// followed across services in the logs and in the traces.
 import { CALLER_SERVICE_HEADER, REPLICA_ENV, REQUEST_ID_HEADER, TARGET_SERVICE_HEADER } from "@keelson/protocol";
 import { createLogger } from "./logger.js";
 import type { Logger } from "./logger.js";
 import { currentRequest } from "./request-context.js";
+import { defaultTracing, endClientSpan, startClientSpan } from "./tracing.js";
+import type { Tracing } from "./tracing.js";
 
 export interface ClientOptions {
   /** Defaults to $KEELSON_GATEWAY_URL, then (with a warning) http://127.0.0.1:8080. */
@@ -16,6 +19,8 @@ export interface ClientOptions {
   logger?: Logger;
   /** Injectable for tests; defaults to the global fetch. */
   fetch?: typeof fetch;
+  /** Where call spans go; defaults to defaultTracing(). `false` makes no spans and sends no traceparent. */
+  tracing?: Tracing | false;
 }
 
 export interface CallInit extends RequestInit {
@@ -84,6 +89,7 @@ export function createClient(options: ClientOptions = {}): ServiceClient {
   const self = options.self ?? process.env[REPLICA_ENV.SERVICE];
   const defaultTimeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const doFetch = options.fetch ?? ((input, init) => fetch(input, init));
+  const tracing = options.tracing === false ? undefined : (options.tracing ?? defaultTracing());
 
   const call = async (service: string, path: string, init: CallInit = {}): Promise<Response> => {
     if (!path.startsWith("/")) throw new TypeError(`call(${JSON.stringify(service)}, ${JSON.stringify(path)}): path must start with "/"`);
@@ -99,17 +105,22 @@ export function createClient(options: ClientOptions = {}): ServiceClient {
       body = JSON.stringify(jsonBody);
       if (!headers.has("content-type")) headers.set("content-type", "application/json");
     }
+    const span = tracing ? startClientSpan(tracing, { service, method, path: path.split("?")[0] as string, headers }) : undefined;
     const timeout = AbortSignal.timeout(timeoutMs);
     try {
-      return await doFetch(gateway + path, {
+      const res = await doFetch(gateway + path, {
         ...rest,
         method,
         headers,
         body,
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
+      // Ends when the answer's head arrives: the caller may read the body much later, or never.
+      if (span) endClientSpan(span, { status: res.status });
+      return res;
     } catch (err) {
       const timedOut = timeout.aborted;
+      if (span) endClientSpan(span, { error: err, timedOut });
       throw new ServiceCallError({
         service,
         method,

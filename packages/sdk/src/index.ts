@@ -1,5 +1,6 @@
 // @keelson/sdk: what a service needs to run well on Keelson: serve() with health probes and
-// graceful shutdown, a small router, calls to other services through the gateway, JSON logs.
+// graceful shutdown, a small router, calls to other services through the gateway, JSON logs,
+// and OpenTelemetry traces of both.
 export { serve } from "./serve.js";
 export type { Handler, ServeOptions, ServiceHandle } from "./serve.js";
 export { createRouter } from "./router.js";
@@ -10,7 +11,9 @@ export { createClient, ServiceCallError } from "./client.js";
 export type { CallInit, ClientOptions, ServiceClient } from "./client.js";
 export { createLogger } from "./logger.js";
 export type { LogFields, LogLevel, LogThreshold, Logger, LoggerOptions } from "./logger.js";
-export { currentRequest, runWithRequestContext } from "./request-context.js";
+export { activeSpan, activeSpanContext, currentRequest, runWithRequestContext } from "./request-context.js";
 export type { RequestContext } from "./request-context.js";
 export { startGatewayStub } from "./gateway-stub.js";
 export type { GatewayStub, RecordedCall } from "./gateway-stub.js";
+export { createTracing, defaultTracing } from "./tracing.js";
+export type { Tracing, TracingOptions, TracingStats } from "./tracing.js";

@@ -1,7 +1,7 @@
-// A JSON-lines logger for services: one object per line on stdout with time, level,
-// service, replica and the current request id, so the platform can collect and join logs.
+// A JSON-lines logger for services: one object per line on stdout with time, level, service,
+// replica, the current request id and trace/span ids, so the platform can collect and join logs.
 import { REPLICA_ENV } from "@keelson/protocol";
-import { currentRequest } from "./request-context.js";
+import { activeSpanContext, currentRequest } from "./request-context.js";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 /** Levels a logger can be set to; "silent" drops everything (tests). */
@@ -85,12 +85,16 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 function formatLine(parts: { time: string; level: LogLevel; bound: LogFields; msg: string; fields: LogFields | undefined }): string {
   const { service, replica, ...restBound } = parts.bound;
+  const span = activeSpanContext();
   const line: LogFields = {
     time: parts.time,
     level: parts.level,
     service,
     replica,
     requestId: currentRequest()?.requestId,
+    // Joins a log line to its trace: `keelson trace <traceId>` shows the request it belongs to.
+    traceId: span?.traceId,
+    spanId: span?.spanId,
     msg: String(parts.msg),
   };
   for (const source of [restBound, parts.fields ?? {}]) {
@@ -102,7 +106,7 @@ function formatLine(parts: { time: string; level: LogLevel; bound: LogFields; ms
     return JSON.stringify(line, jsonReplacer());
   } catch {
     // A getter that throws, say: keep the line itself rather than lose it.
-    return JSON.stringify({ time: line.time, level: line.level, service, replica, requestId: line.requestId, msg: line.msg, logError: "fields could not be serialized" });
+    return JSON.stringify({ time: line.time, level: line.level, service, replica, requestId: line.requestId, traceId: line.traceId, spanId: line.spanId, msg: line.msg, logError: "fields could not be serialized" });
   }
 }
 

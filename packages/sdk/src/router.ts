@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { HttpError, sendHttpError } from "./respond.js";
 import type { Handler } from "./serve.js";
+import { nameServerSpan } from "./tracing.js";
 
 /** Parameter names in a pattern: "/api/orders/:id" → { id: string }. */
 export type RouteParams<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
@@ -98,6 +99,7 @@ export function createRouter(options: RouterOptions = {}): Router {
         throw new HttpError(405, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${path}; allowed: ${allow}`, undefined, { allow });
       }
 
+      nameServerSpan(method, best.route.pattern);
       let body: Promise<unknown> | undefined;
       await best.route.handler({
         req,

@@ -1,14 +1,18 @@
 // serve(): runs a service's HTTP handler the way Keelson expects a replica to behave:
 // listens on $PORT, answers readiness and liveness probes, gives every request a context
-// with its request id, answers errors as JSON, and drains gracefully on SIGTERM/SIGINT.
+// with its request id and a server span, answers errors as JSON, and drains gracefully
+// on SIGTERM/SIGINT.
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { context } from "@opentelemetry/api";
 import { CALLER_SERVICE_HEADER, KeelsonError, REPLICA_ENV, REQUEST_ID_HEADER } from "@keelson/protocol";
 import { createLogger } from "./logger.js";
 import type { Logger } from "./logger.js";
 import { runWithRequestContext } from "./request-context.js";
 import { HttpError, json, sendHttpError } from "./respond.js";
+import { defaultTracing, endServerSpan, startServerSpan } from "./tracing.js";
+import type { Tracing } from "./tracing.js";
 
 /** A request handler; a thrown or rejected error becomes a JSON error answer. */
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
@@ -36,6 +40,11 @@ export interface ServeOptions {
   signals?: readonly NodeJS.Signals[];
   /** Called with the exit code after a signal-initiated shutdown; defaults to process.exit. */
   exit?: (code: number) => void;
+  /**
+   * Where request spans go; defaults to defaultTracing() (from $KEELSON_OTLP_ENDPOINT).
+   * `false` makes no spans and ignores an incoming traceparent. Probes are never traced.
+   */
+  tracing?: Tracing | false;
 }
 
 export interface ServiceHandle {
@@ -70,6 +79,7 @@ export async function serve(options: ServeOptions): Promise<ServiceHandle> {
   const signals = options.signals ?? ["SIGTERM", "SIGINT"];
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const accessLog = options.accessLog ?? true;
+  const tracing = options.tracing === false ? undefined : (options.tracing ?? defaultTracing());
 
   let started = false;
   let draining = false;
@@ -125,13 +135,20 @@ export async function serve(options: ServeOptions): Promise<ServiceHandle> {
     res.setHeader(REQUEST_ID_HEADER, requestId);
 
     const startedAt = performance.now();
+    const method = (req.method ?? "GET").toUpperCase();
+    const traced = tracing ? startServerSpan(tracing, { method, path, headers: req.headers, caller, port: req.socket.localPort ?? 0 }) : undefined;
+    const spanContext = traced?.span.spanContext();
+    let failure: unknown;
     inFlight.add(res);
     res.once("close", () => {
       inFlight.delete(res);
+      if (traced) endServerSpan(traced.span, res.writableFinished ? res.statusCode : undefined, failure);
       if (accessLog) {
-        // Runs outside the request's async context, so the request id is passed along explicitly.
+        // Runs outside the request's async context, so the request and trace ids are passed along explicitly.
         log.info("request", {
           requestId,
+          traceId: spanContext?.traceId,
+          spanId: spanContext?.spanId,
           caller,
           method: req.method,
           path,
@@ -143,13 +160,22 @@ export async function serve(options: ServeOptions): Promise<ServiceHandle> {
       if (draining && inFlight.size === 0) onIdle?.();
     });
 
-    await runWithRequestContext({ requestId, caller }, async () => {
-      try {
-        await options.handler(req, res);
-      } catch (err) {
-        answerError(req, res, err, requestId, log);
-      }
-    });
+    const run = () =>
+      runWithRequestContext(
+        { requestId, caller },
+        async () => {
+          try {
+            await options.handler(req, res);
+          } catch (err) {
+            // A 4xx HttpError is an answer, not a failure worth an exception on the span.
+            if (!(err instanceof HttpError && err.status < 500)) failure = err;
+            answerError(req, res, err, requestId, log);
+          }
+        },
+        traced?.span,
+      );
+    // The OpenTelemetry context too, so spans the handler starts itself nest under this one.
+    await (traced ? context.with(traced.context, run) : run());
   };
 
   const server = createServer((req, res) => {
@@ -211,6 +237,8 @@ export async function serve(options: ServeOptions): Promise<ServiceHandle> {
     await closed;
     clearTimeout(leftover);
     if (options.onShutdown) await options.onShutdown();
+    // Flushed, not shut down: the tracing may be shared with a client or another server.
+    if (tracing) await tracing.forceFlush();
     log.info("shut down");
   };
 

@@ -9,7 +9,20 @@ import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type Routi
 import { loadManifest, type ServiceSpec } from "../manifest/index.js";
 import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
-import { summarizeRed, type GatewayScraper, type IncidentMonitor, type MetricStore, type MetricWindow } from "../telemetry/index.js";
+import {
+  buildServiceMap,
+  parseDurationMs,
+  parseTraceSearchParams,
+  summarizeRed,
+  summarizeTrace,
+  type GatewayScraper,
+  type IncidentMonitor,
+  type MetricStore,
+  type MetricWindow,
+  type OtlpReceiver,
+  type TraceSearch,
+  type TraceStore,
+} from "../telemetry/index.js";
 import { readJson, sendError, sendJson } from "./http.js";
 
 export const KEELSON_VERSION = "0.1.0";
@@ -32,6 +45,8 @@ export interface ControlPlaneOptions {
     metricStore: MetricStore;
     scraper: GatewayScraper;
     incidents: IncidentMonitor;
+    traces: TraceStore;
+    otlpReceiver: OtlpReceiver;
   };
 }
 
@@ -250,6 +265,27 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   });
   route("GET", "/v1/slo", async (_req, res) => sendJson(res, 200, { slos: await requireTelemetry().incidents.status() }));
   route("GET", "/v1/incidents", async (_req, res) => sendJson(res, 200, { open: await requireTelemetry().incidents.openIncidents() }));
+  route("POST", "/v1/traces", async (req, res) => requireTelemetry().otlpReceiver.handle(req, res));
+  route("GET", "/v1/traces", async (_req, res, _p, u) => {
+    const t = requireTelemetry();
+    let query: TraceSearch;
+    try {
+      query = parseTraceSearchParams(u.searchParams);
+    } catch (err) {
+      throw err instanceof KeelsonError ? err : new KeelsonError("KEELSON_ERR_INVALID_INPUT", (err as Error).message);
+    }
+    sendJson(res, 200, { traces: await t.traces.search(query) });
+  });
+  route("GET", "/v1/traces/:id", async (_req, res, params) => {
+    const spans = await requireTelemetry().traces.getTrace(params.id ?? "");
+    if (spans.length === 0) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no trace "${params.id ?? ""}" is stored`);
+    sendJson(res, 200, { spans, summary: summarizeTrace(spans) });
+  });
+  route("GET", "/v1/service-map", async (_req, res, _p, u) => {
+    const windowMs = parseDurationMs("window", u.searchParams.get("window") ?? "15m");
+    const spans = await requireTelemetry().traces.listSpans({ fromMs: Date.now() - windowMs });
+    sendJson(res, 200, buildServiceMap(spans, { windowMs }));
+  });
   route("GET", "/v1/routing", async (_req, res) => sendJson(res, 200, await routing.current()));
   route("GET", "/v1/watch/routing", async (req, res) => {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });

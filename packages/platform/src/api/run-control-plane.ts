@@ -10,6 +10,8 @@ import { createProcessDriver } from "../runtime/index.js";
 import { createSqliteStore } from "../store/index.js";
 import {
   createBuiltinMetricsSource,
+  createOtlpReceiver,
+  createSqliteTraceStore,
   createGatewayScraper,
   createIncidentMonitor,
   createMetricStore,
@@ -55,7 +57,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const driver = createProcessDriver({
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
-  const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, log });
+  const otlpEndpoint = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${port}/v1/traces`;
+  const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, otlpEndpoint, log });
   // Telemetry: the gateway's RED metrics scraped into the built-in store (or read from
   // Prometheus when the manifest names one), and SLO burn-rate alerting over them.
   const registry = new Registry();
@@ -74,7 +77,24 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     registry,
     log,
   });
-  const cp = createControlPlane({ project, dir, stateDir, store, driver, reconciler, gatewayUrl, log, registry, telemetry: { metricStore, scraper, incidents } });
+  // Traces: services and the gateway export OTLP to this control plane, which keeps them in
+  // .keelson/traces.db (24 h by default).
+  const traces = createSqliteTraceStore({ path: join(stateDir, "traces.db") });
+  const otlpReceiver = createOtlpReceiver({ store: traces, log, registry });
+  const pruneTimer = setInterval(() => void traces.prune().catch((err: unknown) => log.warn({ err }, "trace pruning failed")), 60_000);
+  pruneTimer.unref();
+  const cp = createControlPlane({
+    project,
+    dir,
+    stateDir,
+    store,
+    driver,
+    reconciler,
+    gatewayUrl,
+    log,
+    registry,
+    telemetry: { metricStore, scraper, incidents, traces, otlpReceiver },
+  });
   let url: string;
   try {
     url = await cp.listen(host, port);
@@ -101,7 +121,10 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       await scraper.stop();
       await reconciler.stop();
       await driver.detach();
+      clearInterval(pruneTimer);
+      await otlpReceiver.close();
       await cp.close();
+      await traces.close();
       await store.close();
       await rm(join(stateDir, CONTROL_PLANE_FILE), { force: true });
     })());

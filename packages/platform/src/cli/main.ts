@@ -10,6 +10,7 @@ import { computePlan, formatPlan, planCounts, planManifest, type ApplyProgress, 
 import { DEFAULT_GATEWAY_WORKERS, runGateway } from "../gateway/index.js";
 import { STARTER_SERVICE_PATH, loadManifest, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
 import { createSqliteStore } from "../store/index.js";
+import { buildTraceTree, formatDuration, renderTraceTree, type SpanRecord, type TraceSummary } from "../telemetry/index.js";
 import { createApiClient, type ApiClient } from "./api-client.js";
 import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopProcess } from "./daemons.js";
 import { color, ms, table } from "./output.js";
@@ -363,7 +364,16 @@ export function buildProgram(): Command {
     .option("-f, --follow", "keep printing new lines")
     .option("--since <time>", "only lines since an ISO time or a duration ago (10m, 1h)")
     .addOption(new Option("-n, --tail <lines>", "only the last N lines").argParser(parseCount))
-    .action(async (service: string, opts: { dir: string; follow?: boolean; since?: string; tail?: number }) => {
+    .option("--grep <regex>", "only lines matching this regular expression")
+    .option("--trace <trace-id>", "only lines of this trace (services log their trace id with @keelson/sdk)")
+    .action(async (service: string, opts: { dir: string; follow?: boolean; since?: string; tail?: number; grep?: string; trace?: string }) => {
+      let grep: RegExp | undefined;
+      try {
+        grep = opts.grep === undefined ? undefined : new RegExp(opts.grep);
+      } catch (err) {
+        throw new InvalidArgumentError(`--grep: ${(err as Error).message}`);
+      }
+      const keep = (text: string) => (grep === undefined || grep.test(text)) && (opts.trace === undefined || text.includes(opts.trace));
       const api = await connect(resolve(opts.dir));
       const params = new URLSearchParams();
       if (opts.follow) params.set("follow", "1");
@@ -372,7 +382,7 @@ export function buildProgram(): Command {
       const abort = new AbortController();
       process.once("SIGINT", () => abort.abort());
       for await (const line of api.stream<{ t: string; replica: string; stream: string; line: string }>(`/v1/services/${encodeURIComponent(service)}/logs?${params}`, { signal: abort.signal })) {
-        print(`${color.dim(line.t)} ${color.cyan(line.replica)} ${line.stream === "stderr" ? color.red(line.line) : line.line}`);
+        if (keep(line.line)) print(`${color.dim(line.t)} ${color.cyan(line.replica)} ${line.stream === "stderr" ? color.red(line.line) : line.line}`);
       }
     });
 
@@ -427,6 +437,62 @@ export function buildProgram(): Command {
       });
       await api.request("PUT", path, { weights: parsed, sticky: opts.sticky ?? false });
       print(`${color.green("✓")} ${service}: ${parsed.map((w) => `${w.release} ${w.weight}%`).join(", ")}${opts.sticky ? " (sticky)" : ""}`);
+    });
+
+  program
+    .command("traces")
+    .description("search stored traces (newest first)")
+    .option("-C, --dir <dir>", "project folder", ".")
+    .option("--service <name>", "traces that touch this service")
+    .option("--status <status>", "error: only traces with a failed span")
+    .option("--min-duration <duration>", "only traces at least this long, e.g. 200ms")
+    .option("--since <duration>", "only traces started this long ago or less, e.g. 15m")
+    .addOption(new Option("-n, --limit <n>", "how many").argParser(parseCount).default(20))
+    .option("--json", "print JSON")
+    .action(async (opts: { dir: string; service?: string; status?: string; minDuration?: string; since?: string; limit: number; json?: boolean }) => {
+      const api = await connect(resolve(opts.dir));
+      const params = new URLSearchParams({ limit: String(opts.limit) });
+      if (opts.service) params.set("service", opts.service);
+      if (opts.status) params.set("status", opts.status);
+      if (opts.minDuration) params.set("minDuration", opts.minDuration);
+      if (opts.since) params.set("since", opts.since);
+      const { traces } = await api.get<{ traces: TraceSummary[] }>(`/v1/traces?${params}`);
+      if (opts.json) return print(JSON.stringify(traces, null, 2));
+      if (traces.length === 0) return print("no traces match");
+      print(
+        table(
+          ["TRACE", "START", "ROOT", "SERVICES", "SPANS", "DURATION", "STATUS"],
+          traces.map((t) => [
+            t.traceId,
+            new Date(t.startTimeUs / 1000).toISOString(),
+            `${t.rootService} ${t.rootName}`,
+            t.services.join(","),
+            String(t.spanCount),
+            formatDuration(t.durationUs),
+            t.errorCount > 0 ? color.red(`${t.errorCount} error${t.errorCount === 1 ? "" : "s"}`) : color.green("ok"),
+          ]),
+        ),
+      );
+    });
+
+  program
+    .command("trace")
+    .description("show one trace as a tree of spans with timings")
+    .argument("<trace-id>", "the trace id (32 hex digits)")
+    .option("-C, --dir <dir>", "project folder", ".")
+    .option("--json", "print the spans as JSON")
+    .action(async (id: string, opts: { dir: string; json?: boolean }) => {
+      const api = await connect(resolve(opts.dir));
+      const { spans } = await api.get<{ spans: SpanRecord[] }>(`/v1/traces/${encodeURIComponent(id)}`);
+      const tree = buildTraceTree(spans);
+      if (opts.json || !tree) return print(JSON.stringify(spans, null, 2));
+      // Failed spans stand out in red on a terminal.
+      print(
+        renderTraceTree(tree)
+          .split("\n")
+          .map((l) => (/\bERROR\b/.test(l) ? color.red(l) : l))
+          .join("\n"),
+      );
     });
 
   program

@@ -48,6 +48,8 @@ export interface ReconcilerOptions {
   stateDir: string;
   /** Injected into replicas as KEELSON_GATEWAY_URL. */
   gatewayUrl: string;
+  /** Injected into replicas as KEELSON_OTLP_ENDPOINT (where the SDK exports traces). */
+  otlpEndpoint?: string;
   log?: Log;
   /** How often the background loop converges; driver events trigger it sooner. */
   convergeIntervalMs?: number;
@@ -205,6 +207,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         [REPLICA_ENV.RELEASE]: release.id,
         [REPLICA_ENV.PROJECT]: project,
         [REPLICA_ENV.GATEWAY_URL]: gatewayUrl,
+        ...(options.otlpEndpoint ? { [REPLICA_ENV.OTLP_ENDPOINT]: options.otlpEndpoint } : {}),
         [REPLICA_ENV.DATA_DIR]: join(stateDir, "data", release.service),
       },
       port,

@@ -42,3 +42,25 @@ export { createIncidentMonitor } from "./incidents.js";
 export type { IncidentMonitor, IncidentMonitorOptions, IncidentWebhooks, OpenIncident } from "./incidents.js";
 export { silentTelemetryLog } from "./telemetry-log.js";
 export type { TelemetryLog } from "./telemetry-log.js";
+
+// --- Traces: the OTLP/HTTP receiver (with optional forwarding), the TraceStore (memory and
+// SQLite), trace trees for `keelson trace` and the service map.
+export { createOtlpReceiver, DEFAULT_OTLP_MAX_BODY_BYTES } from "./otlp-receiver.js";
+export type { OtlpOutcome, OtlpReceiver, OtlpReceiverOptions, OtlpReceiverStats } from "./otlp-receiver.js";
+export { createOtlpForwarder } from "./otlp-forwarder.js";
+export type { ForwardPayload, OtlpForwarder, OtlpForwarderOptions, OtlpForwarderStats } from "./otlp-forwarder.js";
+export { decodeOtlpJson, decodeOtlpProtobuf, OtlpDecodeError } from "./otlp-decode.js";
+export type { DecodedTraces } from "./otlp-decode.js";
+export { HTTP_STATUS_ATTRIBUTE, UNKNOWN_SERVICE, httpStatusOf, isFailedCall, replicaOf, targetServiceOf, versionOf } from "./trace-span.js";
+export type { AttributeValue, Attributes, SpanEvent, SpanKind, SpanLink, SpanRecord, SpanStatus } from "./trace-span.js";
+export { DEFAULT_TRACE_MAX_AGE_MS, normalizeTraceId, summarizeTrace } from "./trace-store.js";
+export type { SpanScan, TraceRetention, TraceSearch, TraceStore, TraceSummary } from "./trace-store.js";
+export { createMemoryTraceStore, DEFAULT_MEMORY_MAX_SPANS } from "./trace-store-memory.js";
+export type { MemoryTraceStoreOptions } from "./trace-store-memory.js";
+export { createSqliteTraceStore, DEFAULT_SQLITE_MAX_SPANS } from "./trace-store-sqlite.js";
+export type { SqliteTraceStoreOptions } from "./trace-store-sqlite.js";
+export { parseDurationMs, parseTraceSearchParams } from "./trace-query.js";
+export { buildTraceTree, flattenTraceTree, formatDuration, renderTraceTree } from "./trace-tree.js";
+export type { RenderTraceOptions, TraceNode, TraceTree } from "./trace-tree.js";
+export { buildServiceMap, EXTERNAL_CALLER } from "./service-map.js";
+export type { ServiceMap, ServiceMapEdge, ServiceMapNode, ServiceMapOptions } from "./service-map.js";
