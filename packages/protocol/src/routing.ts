@@ -164,3 +164,5 @@ export const VERSION_COOKIE_PREFIX = "keelson-v-";
  * grpc-timeout, so the hosts' clocks need not agree). A hop never waits longer than this.
  */
 export const DEADLINE_HEADER = "x-keelson-timeout-ms";
+/** Response header set when the gateway answered with a route's fallback: `circuit-open` or `no-endpoint`. */
+export const FALLBACK_HEADER = "x-keelson-fallback";

@@ -8,11 +8,12 @@ import { connect, createServer as createTcpServer } from "node:net";
 import type { Server as TcpServer, Socket } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
-import type { ErrorBody, RoutingTable } from "@keelson/protocol";
-import { KeelsonError } from "@keelson/protocol";
+import type { ErrorBody, RoutingTable, ServicePolicy } from "@keelson/protocol";
+import { DEFAULT_SERVICE_POLICY, KeelsonError } from "@keelson/protocol";
 import { freePort, makeTempDir, waitFor } from "#test-support";
-import type { Gateway, GatewayOptions } from "./gateway-server.js";
+import type { Gateway, GatewayOptions, GatewayState } from "./gateway-server.js";
 import { createGateway } from "./gateway-server.js";
+import type { StatsSnapshot } from "./live-stats.js";
 import { buildRoutingTable } from "./routing-table.js";
 
 // --- fixtures ---
@@ -89,17 +90,21 @@ async function startGateway(options: Partial<GatewayOptions> = {}): Promise<Gate
 }
 
 let version = 0;
-/** A table with the given services (name → replica URLs) and routes. */
+/** A table with the given services (name → replica URLs), routes and policies. */
 function table(
   services: Record<string, string[]>,
-  routes: Array<{ service: string; path: string; host?: string; stripPrefix?: boolean }> = [],
+  routes: Array<{ service: string; path: string; host?: string; stripPrefix?: boolean; maxBodyBytes?: number }> = [],
+  policies: Record<string, ServicePolicy> = {},
 ): RoutingTable {
   return buildRoutingTable({
     project: "test",
     version: ++version,
     services: Object.keys(services).map((name) => ({
       name,
-      routes: routes.filter((r) => r.service === name).map((r) => ({ path: r.path, host: r.host, stripPrefix: r.stripPrefix ?? false })),
+      routes: routes
+        .filter((r) => r.service === name)
+        .map((r) => ({ path: r.path, host: r.host, stripPrefix: r.stripPrefix ?? false, ...(r.maxBodyBytes === undefined ? {} : { maxBodyBytes: r.maxBodyBytes }) })),
+      ...(policies[name] === undefined ? {} : { policy: policies[name] }),
     })),
     endpoints: Object.entries(services).flatMap(([service, urls]) => urls.map((url, i) => ({ service, replicaId: `${service}-${i + 1}`, url, release: "r1" }))),
   });
@@ -149,11 +154,11 @@ function gate(): { wait: Promise<void>; open(): void } {
 // --- tests ---
 
 describe("routing", () => {
-  it("round-robins across two replicas over reused keep-alive connections", async () => {
+  it("round-robins across two replicas over reused keep-alive connections when the policy says so", async () => {
     const a = await startUpstream("a");
     const b = await startUpstream("b");
     const gw = await startGateway();
-    gw.setTable(table({ web: [a.url, b.url] }, [{ service: "web", path: "/" }]));
+    gw.setTable(table({ web: [a.url, b.url] }, [{ service: "web", path: "/" }], { web: { ...DEFAULT_SERVICE_POLICY, loadBalancer: "round-robin" } }));
     const names: string[] = [];
     for (let i = 0; i < 10; i++) {
       const r = await send(`${gw.url}/hello`);
@@ -270,7 +275,7 @@ describe("streaming", () => {
       req.on("end", () => res.end(JSON.stringify({ received, sha256: hash.digest("hex") })));
     });
     const gw = await startGateway();
-    gw.setTable(table({ sink: [up.url] }, [{ service: "sink", path: "/" }]));
+    gw.setTable(table({ sink: [up.url] }, [{ service: "sink", path: "/", maxBodyBytes: 64 * 1024 * 1024 }]));
 
     const chunk = Buffer.alloc(1024 * 1024, 7);
     const total = 16;
@@ -481,7 +486,7 @@ describe("errors", () => {
     expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_UPSTREAM", details: { service: "junk" } });
   });
 
-  it("answers 502 when the upstream resets every connection, after one retry of a GET", async () => {
+  it("answers 502 when the upstream resets every connection, after the policy's two retries of a GET", async () => {
     let accepted = 0;
     const up = await startTcpUpstream((socket) => {
       accepted++;
@@ -492,16 +497,16 @@ describe("errors", () => {
     const r = await send(`${gw.url}/`);
     expect(r.status).toBe(502);
     expect(errorOf(r).code).toBe("KEELSON_ERR_UPSTREAM");
-    expect(accepted).toBe(2);
+    expect(accepted).toBe(3);
   });
 
   it("answers 504 KEELSON_ERR_UPSTREAM_TIMEOUT when the upstream is too slow", async () => {
     const up = await startUpstream("slow", (req) => req.resume());
-    const gw = await startGateway({ upstreamTimeoutMs: 200 });
-    gw.setTable(table({ slow: [up.url] }, [{ service: "slow", path: "/" }]));
+    const gw = await startGateway();
+    gw.setTable(table({ slow: [up.url] }, [{ service: "slow", path: "/" }], { slow: { ...DEFAULT_SERVICE_POLICY, timeoutMs: 200, perTryTimeoutMs: 200 } }));
     const r = await send(`${gw.url}/`);
     expect(r.status).toBe(504);
-    expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_UPSTREAM_TIMEOUT", details: { service: "slow" } });
+    expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_UPSTREAM_TIMEOUT", details: { service: "slow", reason: "deadline" } });
     expect(up.seen).toHaveLength(1);
   });
 
@@ -602,7 +607,7 @@ describe("admin listener", () => {
     expect((await send(`${gw.adminUrl}/healthz`, { method: "POST" })).status).toBe(405);
   });
 
-  it("counts requests by service and status class", async () => {
+  it("counts requests by service, version, route, replica and status class", async () => {
     const up = await startUpstream("web");
     const gw = await startGateway();
     gw.setTable(table({ web: [up.url], empty: [] }, [{ service: "web", path: "/" }]));
@@ -616,11 +621,13 @@ describe("admin listener", () => {
     await send(`${gw.url}/`, { headers: { "x-keelson-service": "empty" } });
     await send(`${gw.url}/`, { headers: { "x-keelson-service": "not-a-service" } });
     const after = await scrape();
-    expect(count(after, 'service="web",code_class="2xx"') - count(before, 'service="web",code_class="2xx"')).toBe(3);
-    expect(count(after, 'service="empty",code_class="5xx"')).toBe(1);
-    expect(count(after, 'service="_unrouted",code_class="4xx"')).toBe(1);
+    const web = 'service="web",version="r1",route="/",replica="web-1",code_class="2xx"';
+    expect(count(after, web) - count(before, web)).toBe(3);
+    expect(count(after, 'service="empty",version="none",route="internal",replica="none",code_class="5xx"')).toBe(1);
+    expect(count(after, 'service="_unrouted",version="none",route="none",replica="none",code_class="4xx"')).toBe(1);
     expect(after).not.toContain("not-a-service");
-    expect(after).toMatch(/keelson_gateway_request_duration_seconds_count\{service="web"\} 3/);
+    expect(after).toMatch(/keelson_gateway_request_duration_seconds_count\{service="web",version="r1",route="\/"\} 3/);
+    expect(after).toMatch(/keelson_gateway_request_duration_seconds_bucket\{service="web",version="r1",route="\/",le="\+Inf"\} 3/);
   });
 });
 
@@ -657,5 +664,225 @@ describe("lifecycle", () => {
     expect(r.text).toBe("done");
     expect(r.headers["connection"]).toBe("close");
     await stopped;
+  });
+});
+
+describe("edge protection", () => {
+  /** Writes `text`, then reads until the gateway closes; errors from writing into a closed socket are expected. */
+  async function exchange(url: string, write: (socket: ReturnType<typeof connect>) => void): Promise<{ text: string; ms: number }> {
+    const { hostname, port } = new URL(url);
+    const socket = connect(Number(port), hostname);
+    socket.on("error", () => undefined);
+    const t0 = performance.now();
+    const chunks: Buffer[] = [];
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    write(socket);
+    await once(socket, "close");
+    return { text: Buffer.concat(chunks).toString("latin1"), ms: performance.now() - t0 };
+  }
+  const bodyOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)) as ErrorBody;
+  const errorOf = (r: Reply) => r.json<ErrorBody>().error;
+
+  it("answers 413 before forwarding anything when Content-Length is over the route's limit", async () => {
+    const up = await startUpstream("sink");
+    const gw = await startGateway();
+    gw.setTable(table({ sink: [up.url] }, [{ service: "sink", path: "/", maxBodyBytes: 1_024 }]));
+    const r = await send(`${gw.url}/upload`, { method: "POST", body: Buffer.alloc(2_000, 1) });
+    expect(r.status).toBe(413);
+    expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_PAYLOAD_TOO_LARGE", details: { limit: 1_024 } });
+    expect(r.headers["connection"]).toBe("close");
+    expect(up.seen).toHaveLength(0);
+    expect((await send(`${gw.url}/upload`, { method: "POST", body: Buffer.alloc(1_024, 1) })).status).toBe(200);
+  });
+
+  it("answers 413 when a chunked body grows past the limit mid-stream", async () => {
+    const up = await startUpstream("sink", (req, res) => {
+      req.resume();
+      req.on("end", () => res.end("read it all"));
+    });
+    const gw = await startGateway();
+    gw.setTable(table({ sink: [up.url] }, [{ service: "sink", path: "/", maxBodyBytes: 1_024 }]));
+    const { text } = await exchange(gw.url, (socket) => {
+      socket.write("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+      for (let i = 0; i < 8; i++) socket.write(`200\r\n${"a".repeat(512)}\r\n`);
+    });
+    expect(text).toMatch(/^HTTP\/1\.1 413/);
+    expect(bodyOf(text).error).toMatchObject({ code: "KEELSON_ERR_PAYLOAD_TOO_LARGE", details: { limit: 1_024 } });
+  });
+
+  it("answers 431 with JSON to headers larger than maxHeaderBytes", async () => {
+    const up = await startUpstream("ok");
+    const gw = await startGateway({ maxHeaderBytes: 8 * 1024 });
+    gw.setTable(table({ ok: [up.url] }, [{ service: "ok", path: "/" }]));
+    const { text } = await exchange(gw.url, (socket) => socket.write(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${"b".repeat(10_000)}\r\n\r\n`));
+    expect(text).toMatch(/^HTTP\/1\.1 431/);
+    expect(bodyOf(text).error.code).toBe("KEELSON_ERR_HEADERS_TOO_LARGE");
+    expect(up.seen).toHaveLength(0);
+    expect((await send(`${gw.url}/`)).status).toBe(200);
+  });
+
+  it("answers 408 and closes a connection that trickles its headers (slowloris)", async () => {
+    const up = await startUpstream("ok");
+    const gw = await startGateway({ headersTimeoutMs: 300, connectionsCheckingIntervalMs: 50 });
+    gw.setTable(table({ ok: [up.url] }, [{ service: "ok", path: "/" }]));
+    let writes = 0;
+    const { text, ms } = await exchange(gw.url, (socket) => {
+      socket.write("GET / HTTP/1.1\r\nHost: x\r\n");
+      const timer = setInterval(() => {
+        // Bounded: the gateway must cut it long before 50 header lines.
+        if (socket.destroyed || ++writes > 50) return clearInterval(timer), socket.destroy();
+        socket.write(`X-Slow-${writes}: 1\r\n`);
+      }, 100);
+      socket.on("close", () => clearInterval(timer));
+    });
+    expect(text).toMatch(/^HTTP\/1\.1 408/);
+    expect(bodyOf(text).error.code).toBe("KEELSON_ERR_REQUEST_TIMEOUT");
+    expect(ms).toBeLessThan(2_000);
+    expect(writes).toBeLessThan(20);
+    expect(up.seen).toHaveLength(0);
+  });
+
+  it("answers malformed requests, a missing Host and CONNECT with JSON errors", async () => {
+    const up = await startUpstream("ok");
+    const gw = await startGateway();
+    gw.setTable(table({ ok: [up.url] }, [{ service: "ok", path: "/" }]));
+    const garbage = await exchange(gw.url, (s) => s.write("NOT HTTP AT ALL\r\n\r\n"));
+    expect(garbage.text).toMatch(/^HTTP\/1\.1 400/);
+    expect(bodyOf(garbage.text).error.code).toBe("KEELSON_ERR_INVALID_INPUT");
+    const noHost = await exchange(gw.url, (s) => s.write("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    expect(noHost.text).toMatch(/^HTTP\/1\.1 400/);
+    expect(bodyOf(noHost.text).error.message).toContain("Host");
+    const http10 = await exchange(gw.url, (s) => s.write("GET / HTTP/1.0\r\n\r\n"));
+    expect(http10.text).toMatch(/^HTTP\/1\.1 200/);
+    const tunnel = await exchange(gw.url, (s) => s.write("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"));
+    expect(tunnel.text).toMatch(/^HTTP\/1\.1 405/);
+    expect(up.seen).toHaveLength(1);
+    const metrics = (await send(`${gw.adminUrl}/metrics`)).text;
+    expect(metrics).toContain('keelson_gateway_client_errors_total{reason="bad_request"} 1');
+  });
+
+  it("keeps other services fast while one hangs behind its bulkhead", async () => {
+    const stuck = await startUpstream("stuck", (req) => req.resume());
+    const fine = await startUpstream("fine");
+    const gw = await startGateway();
+    gw.setTable(
+      table({ stuck: [stuck.url], fine: [fine.url] }, [{ service: "stuck", path: "/stuck" }, { service: "fine", path: "/" }], {
+        stuck: { ...DEFAULT_SERVICE_POLICY, timeoutMs: 1_500, perTryTimeoutMs: 1_500, bulkhead: { maxConcurrent: 5, maxQueue: 0, queueTimeoutMs: 100 } },
+      }),
+    );
+    const hung = Array.from({ length: 20 }, () => send(`${gw.url}/stuck`));
+    const t0 = performance.now();
+    for (let i = 0; i < 100; i++) expect((await send(`${gw.url}/ok`)).status).toBe(200);
+    const fineMs = performance.now() - t0;
+    const statuses = (await Promise.all(hung)).map((r) => r.status).sort();
+    expect(statuses.filter((s) => s === 503)).toHaveLength(15);
+    expect(statuses.filter((s) => s === 504)).toHaveLength(5);
+    // 100 requests to the healthy service did not wait for the stuck one's 1.5 s deadline.
+    expect(fineMs).toBeLessThan(1_500);
+    expect(stuck.seen).toHaveLength(5);
+  });
+
+  it("closes an idle keep-alive connection after keepAliveTimeoutMs", async () => {
+    const up = await startUpstream("ok");
+    const gw = await startGateway({ keepAliveTimeoutMs: 200 });
+    gw.setTable(table({ ok: [up.url] }, [{ service: "ok", path: "/" }]));
+    const { text, ms } = await exchange(gw.url, (s) => s.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    expect(text).toMatch(/^HTTP\/1\.1 200/);
+    expect(text.toLowerCase()).toContain("keep-alive: timeout=");
+    // Closed by the gateway, not by the client (which never closes).
+    expect(ms).toBeGreaterThanOrEqual(150);
+    expect(ms).toBeLessThan(200 + 1_500);
+  });
+
+  it("leaks no sockets or in-flight slots after resets, garbage, aborts and refusals", async () => {
+    const reset = await startTcpUpstream((socket) => socket.once("data", () => socket.resetAndDestroy()));
+    const slow = await startUpstream("slow", (req) => req.resume());
+    const gw = await startGateway();
+    gw.setTable(table({ reset: [reset.url], slow: [slow.url] }, [{ service: "reset", path: "/reset" }, { service: "slow", path: "/slow", maxBodyBytes: 10 }]));
+    const bad = [
+      "GET /reset HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      "BROKEN\r\n\r\n",
+      `GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: ${"b".repeat(20_000)}\r\n\r\n`,
+      "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+    ];
+    for (let round = 0; round < 5; round++) for (const text of bad) await exchange(gw.url, (s) => s.write(text));
+    // Clients that give up mid-request.
+    for (let i = 0; i < 5; i++) {
+      const { port } = new URL(gw.url);
+      const s = connect(Number(port), "127.0.0.1");
+      s.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+      await waitFor(() => slow.seen.length === i + 1, { what: "the request at the slow upstream" });
+      s.destroy();
+    }
+    const state = await waitFor(
+      async () => {
+        const s = JSON.parse((await send(`${gw.adminUrl}/state`)).text) as GatewayState;
+        // The admin request's own connection is not on the public listener.
+        return s.connections.clients === 0 && s.services.every((x) => x.inflight === 0 && x.endpoints.every((e) => e.inflight === 0)) ? s : undefined;
+      },
+      { what: "every client socket closed and nothing in flight" },
+    );
+    expect(state.connections).toEqual({ clients: 0, tunnels: 0 });
+    expect((await send(`${gw.url}/reset`)).status).toBe(502);
+  });
+});
+
+describe("admin state and stats", () => {
+  it("shows endpoints, breaker, bulkhead and split per service on /state", async () => {
+    const a = await startUpstream("a");
+    const gw = await startGateway();
+    const t = buildRoutingTable({
+      project: "test",
+      version: ++version,
+      services: [
+        {
+          name: "web",
+          routes: [{ path: "/", stripPrefix: false }],
+          policy: { ...DEFAULT_SERVICE_POLICY, bulkhead: { maxConcurrent: 10, maxQueue: 5, queueTimeoutMs: 100 } },
+          split: { sticky: false, weights: [{ release: "r1", weight: 100, label: "stable" }] },
+        },
+      ],
+      endpoints: [{ service: "web", replicaId: "web-1", url: a.url, release: "r1" }],
+    });
+    gw.setTable(t);
+    for (let i = 0; i < 4; i++) await send(`${gw.url}/`);
+    const state = JSON.parse((await send(`${gw.adminUrl}/state`)).text) as GatewayState;
+    expect(state.version).toBe(t.version);
+    const web = state.services.find((s) => s.name === "web")!;
+    expect(web).toMatchObject({
+      loadBalancer: "p2c-ewma",
+      inflight: 0,
+      split: { sticky: false, weights: [{ release: "r1", weight: 100, label: "stable" }] },
+      breaker: { state: "closed", requests: 4, failures: 0 },
+      bulkhead: { active: 0, queued: 0, maxConcurrent: 10, maxQueue: 5 },
+      retryBudget: { requests: 4, retries: 0 },
+    });
+    expect(web.endpoints).toEqual([
+      { replicaId: "web-1", url: a.url, release: "r1", inflight: 0, ewmaMs: expect.any(Number), consecutiveFailures: 0, ejected: false, timesEjected: 0 },
+    ]);
+    expect(web.endpoints[0]!.ewmaMs).toBeGreaterThan(0);
+    expect(gw.state()).toMatchObject({ version: t.version, services: [{ name: "web" }] });
+  });
+
+  it("serves the rolling window per service, version and replica on /stats", async () => {
+    const a = await startUpstream("a");
+    const b = await startUpstream("b", (req, res) => (req.resume(), res.writeHead(500).end()));
+    const gw = await startGateway();
+    gw.setTable(
+      table({ web: [a.url, b.url] }, [{ service: "web", path: "/" }], {
+        web: { ...DEFAULT_SERVICE_POLICY, loadBalancer: "round-robin", outlierEjection: { ...DEFAULT_SERVICE_POLICY.outlierEjection, consecutiveFailures: 100 }, circuitBreaker: undefined },
+      }),
+    );
+    for (let i = 0; i < 10; i++) await send(`${gw.url}/`);
+    const stats = JSON.parse((await send(`${gw.adminUrl}/stats?window=10`)).text) as StatsSnapshot;
+    expect(stats.windowSeconds).toBe(10);
+    expect(stats.series.map((s) => [s.replica, s.requests, s.errors])).toEqual([
+      ["web-1", 5, 0],
+      ["web-2", 5, 5],
+    ]);
+    expect(stats.versions).toEqual([expect.objectContaining({ service: "web", version: "r1", replicas: 2, requests: 10, errors: 5, errorRate: 0.5 })]);
+    expect(stats.series[0]!.latencyMs!.p50).toBeGreaterThan(0);
+    expect(gw.stats(10).versions[0]!.requests).toBe(10);
+    expect((await send(`${gw.adminUrl}/stats?window=0`)).status).toBe(400);
   });
 });

@@ -1,22 +1,34 @@
-// The gateway process's server: the public listener that proxies by the routing table, the
-// admin listener (/healthz, /readyz, /metrics, /routes), one keep-alive Pool per endpoint, and
-// the routing watch that keeps the table current.
+// The gateway process's server: the public listener that proxies by the routing table (HTTP and
+// WebSocket upgrades, with edge limits on slow, oversized and malformed input), the admin
+// listener (/healthz, /readyz, /metrics, /routes, /state, /stats), one keep-alive Pool per
+// endpoint, and the routing watch that keeps the table current.
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { Pool } from "undici";
-import type { RoutingTable } from "@keelson/protocol";
-import { KeelsonError } from "@keelson/protocol";
-import type { ErrorCode } from "@keelson/protocol";
+import type { Endpoint, ErrorCode, RoutingTable, ServicePolicy } from "@keelson/protocol";
+import { DEFAULT_SERVICE_POLICY, KeelsonError } from "@keelson/protocol";
+import { handleClientError, writeRawError } from "./client-errors.js";
 import type { GatewayMetrics } from "./gateway-metrics.js";
-import { createGatewayMetrics } from "./gateway-metrics.js";
+import { INTERNAL_ROUTE, createGatewayMetrics } from "./gateway-metrics.js";
+import type { StatsSnapshot } from "./live-stats.js";
+import { LiveStats } from "./live-stats.js";
 import type { GatewayLogger } from "./logger.js";
 import { silentLogger } from "./logger.js";
-import type { ProxyContext, ProxyState, ServiceTarget, Upstream } from "./proxy-exchange.js";
+import type { ProxyContext, ProxyState, RouteRuntime } from "./proxy-exchange.js";
 import { handleProxyRequest } from "./proxy-exchange.js";
+import type { Random } from "./random.js";
 import { compileRoutes } from "./routing-table.js";
 import type { RoutingWatch } from "./routing-watch.js";
 import { createRoutingWatch, loadRoutingTable } from "./routing-watch.js";
+import type { LiveSeries } from "./live-stats.js";
+import type { ServiceState, ServiceTarget } from "./service-target.js";
+import { EndpointState, buildServiceTargets } from "./service-target.js";
+import { TokenBucket } from "./token-bucket.js";
+import type { TunnelContext } from "./websocket-tunnel.js";
+import { handleUpgrade } from "./websocket-tunnel.js";
 
 export interface GatewayOptions {
   /** Public listener (manifest `gateway.host`, `gateway.port`); port 0 picks a free one. */
@@ -29,15 +41,41 @@ export interface GatewayOptions {
   stateDir: string;
   /** Without it the gateway serves the saved table (or nothing) and never reconnects. */
   controlPlaneUrl?: string;
-  /** Longest wait for an upstream's response headers, and longest silence inside its body (default 30 s). */
-  upstreamTimeoutMs?: number;
-  /** How long a client may take to send its request headers (node's `server.headersTimeout`, default 60 s). */
+  /** Policy of a service the routing table gives none (default DEFAULT_SERVICE_POLICY). */
+  defaultPolicy?: ServicePolicy;
+  /** Longest silence inside a response body before it is cut; server-sent events are exempt (default 30 s). */
+  bodyIdleTimeoutMs?: number;
+  /** Body limit of routes that set none and of x-keelson-service calls (default 10 MiB). */
+  maxBodyBytes?: number;
+  /** How long a client may take to send its request headers (node's `headersTimeout`, default 60 s): slowloris. */
   headersTimeoutMs?: number;
+  /** How long a client may take to send its whole request, body included (node's `requestTimeout`, default 300 s). */
+  requestTimeoutMs?: number;
+  /** Largest request head in bytes (node's `maxHeaderSize`, default 16 KiB); 431 beyond. */
+  maxHeaderBytes?: number;
+  /** An idle keep-alive client connection closes after this (default 5 s). */
+  keepAliveTimeoutMs?: number;
+  /** How often node checks the header and request timeouts (default 1 s; node's own is 30 s). */
+  connectionsCheckingIntervalMs?: number;
   log?: GatewayLogger;
   /** Reconnect tuning of the routing watch (defaults: 250 ms doubling to 10 s, 45 s idle). */
   watch?: { initialBackoffMs?: number; maxBackoffMs?: number; idleTimeoutMs?: number };
   /** Collect node's default process metrics (default true). */
   processMetrics?: boolean;
+  /** Monotonic clock in ms for breakers, budgets, ejections and stats (default performance.now). */
+  clock?: () => number;
+  /** Random source of balancing, splits and backoff jitter (default Math.random; seed it in tests). */
+  random?: Random;
+}
+
+/** Admin `GET /state`: what the gateway does with each service now. */
+export interface GatewayState {
+  /** Version of the routing table served; absent before the first. */
+  version?: number;
+  at: string;
+  draining: boolean;
+  connections: { clients: number; tunnels: number };
+  services: ServiceState[];
 }
 
 export interface Gateway {
@@ -45,23 +83,34 @@ export interface Gateway {
   start(): Promise<void>;
   /**
    * Stops accepting, lets in-flight requests finish for up to `drainMs` (default 10 s), then
-   * cuts what is left and closes every pool.
+   * cuts what is left (WebSocket tunnels included) and closes every pool.
    */
   stop(opts?: { drainMs?: number }): Promise<void>;
   /** Base URL of the public listener (its real port once started). */
   readonly url: string;
   readonly adminUrl: string;
-  /** Serves this table from the next request on. Pools of unchanged endpoints are kept. */
+  /**
+   * Serves this table from the next request on. Endpoint state (pools, latency estimates,
+   * ejections) and each service's breaker, bulkhead and retry budget carry over; requests in
+   * flight finish where they were sent.
+   */
   setTable(table: RoutingTable): void;
   table(): RoutingTable | undefined;
+  /** Endpoints, ejections, breakers, bulkheads and splits per service (admin `GET /state`). */
+  state(): GatewayState;
+  /** The rolling window of the last `windowSeconds` (1-60) per service/version/replica (admin `GET /stats`). */
+  stats(windowSeconds?: number): StatsSnapshot;
   /** The gateway's metrics registry and instruments. */
   readonly metrics: GatewayMetrics;
 }
 
-const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000;
+const DEFAULT_BODY_IDLE_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
 const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
-/** Node's default `requestTimeout` (whole request received); raised only if headersTimeout needs it. */
-const NODE_REQUEST_TIMEOUT_MS = 300_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
+const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * Creates the gateway. Nothing listens until `start()`.
@@ -73,26 +122,36 @@ const NODE_REQUEST_TIMEOUT_MS = 300_000;
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const log = options.log ?? silentLogger;
-  const upstreamTimeoutMs = options.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
+  const clock = options.clock ?? (() => performance.now());
+  const random = options.random ?? Math.random;
+  const defaultPolicy = options.defaultPolicy ?? DEFAULT_SERVICE_POLICY;
+  const defaultMaxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   const adminHost = options.adminHost ?? "127.0.0.1";
-  const metrics = createGatewayMetrics({ defaultMetrics: options.processMetrics ?? true });
+  const metrics = createGatewayMetrics({ defaultMetrics: options.processMetrics ?? true, now: clock });
+  const liveStats = new LiveStats({ now: clock });
 
   let current: RoutingTable | undefined;
-  let pools = new Map<string, Upstream>();
+  let endpoints = new Map<string, EndpointState>();
+  let limiters = new Map<string, TokenBucket>();
   const closingPools = new Set<Pool>();
+  const tunnels = new Set<Duplex>();
+  let clientConnections = 0;
   let watch: RoutingWatch | undefined;
   let phase: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   let stopping: Promise<void> | undefined;
   let inflight = 0;
   let onIdle: (() => void) | undefined;
 
-  const ctx: ProxyContext & { state: ProxyState | undefined; draining: boolean } = {
+  const ctx: ProxyContext & TunnelContext & { state: ProxyState | undefined; draining: boolean } = {
     state: undefined,
     draining: false,
-    upstreamTimeoutMs,
+    bodyIdleTimeoutMs: options.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS,
     metrics,
     log,
+    now: clock,
+    random,
+    tunnels,
     requestStarted() {
       inflight++;
     },
@@ -102,15 +161,31 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   };
 
-  const poolFor = (replicaId: string, url: string): Upstream | undefined => {
-    const key = `${replicaId} ${url}`;
-    const existing = pools.get(key);
-    if (existing !== undefined) return existing;
+  metrics.setStateSource(function* () {
+    const services = ctx.state?.services;
+    if (services === undefined) return;
+    const now = clock();
+    for (const s of services.values()) {
+      const circuit = s.breaker?.state(now);
+      yield {
+        service: s.name,
+        circuit: circuit === undefined ? undefined : circuit === "closed" ? 0 : circuit === "open" ? 1 : 2,
+        ejected: s.outliers.ejected,
+        endpoints: s.endpoints.map((e) => ({ version: e.release, replica: e.replicaId, inflight: e.inflight })),
+      };
+    }
+  });
+
+  const createEndpoint = (service: string, e: Endpoint, now: number): EndpointState | undefined => {
     let parsed: URL;
     try {
-      parsed = new URL(url);
+      parsed = new URL(e.url);
     } catch {
-      log.warn({ replicaId, url }, "skipping an endpoint whose URL is not valid");
+      log.warn({ replicaId: e.replicaId, url: e.url }, "skipping an endpoint whose URL is not valid");
+      return undefined;
+    }
+    if (parsed.protocol !== "http:") {
+      log.warn({ replicaId: e.replicaId, url: e.url }, "skipping an endpoint that is not plain http");
       return undefined;
     }
     const pool = new Pool(parsed.origin, {
@@ -120,54 +195,112 @@ export function createGateway(options: GatewayOptions): Gateway {
       keepAliveTimeout: 4_000,
       keepAliveMaxTimeout: 60_000,
       keepAliveTimeoutThreshold: 1_000,
-      connectTimeout: Math.min(upstreamTimeoutMs, 10_000),
-      headersTimeout: upstreamTimeoutMs,
-      bodyTimeout: upstreamTimeoutMs,
+      connectTimeout: UPSTREAM_CONNECT_TIMEOUT_MS,
+      // Deadlines, per-try timeouts and body silence are the exchange's own (one timer per
+      // request), so undici's are off.
+      headersTimeout: 0,
+      bodyTimeout: 0,
     });
-    pool.on("connectionError", (_origin, _targets, err) => log.debug({ replicaId, url, err: err.message }, "cannot connect to replica"));
-    const path = parsed.pathname.replace(/\/+$/, "");
-    return { key, replicaId, pool, basePath: path };
+    pool.on("connectionError", (_origin, _targets, err) => log.debug({ replicaId: e.replicaId, url: e.url, err: err.message }, "cannot connect to replica"));
+    const hostname = parsed.hostname.startsWith("[") ? parsed.hostname.slice(1, -1) : parsed.hostname;
+    return new EndpointState(
+      `${e.replicaId} ${e.url}`,
+      service,
+      e.replicaId,
+      e.url,
+      e.release,
+      pool,
+      parsed.pathname.replace(/\/+$/, ""),
+      hostname,
+      Number(parsed.port || 80),
+      liveStats.series(service, e.release, e.replicaId),
+      now,
+    );
   };
 
-  const closePool = (upstream: Upstream) => {
-    closingPools.add(upstream.pool);
+  const closePool = (pool: Pool, replicaId: string) => {
+    closingPools.add(pool);
     // close() lets requests already on the pool finish; only new ones are refused.
-    upstream.pool
+    pool
       .close()
-      .catch((err: unknown) => log.warn({ replicaId: upstream.replicaId, err }, "closing a replica's pool failed"))
-      .finally(() => closingPools.delete(upstream.pool));
+      .catch((err: unknown) => log.warn({ replicaId, err }, "closing a replica's pool failed"))
+      .finally(() => closingPools.delete(pool));
   };
 
   const setTable = (table: RoutingTable) => {
     if (phase === "stopping" || phase === "stopped") return;
-    const next = new Map<string, Upstream>();
-    const services = new Map<string, ServiceTarget>();
-    for (const s of table.services) {
-      const upstreams: Upstream[] = [];
-      for (const e of s.endpoints) {
-        const upstream = next.get(`${e.replicaId} ${e.url}`) ?? poolFor(e.replicaId, e.url);
-        if (upstream === undefined) continue;
-        next.set(upstream.key, upstream);
-        upstreams.push(upstream);
+    const now = clock();
+    const next = new Map<string, EndpointState>();
+    const services = buildServiceTargets({
+      table,
+      previous: ctx.state?.services,
+      defaultPolicy,
+      random,
+      metrics,
+      stats: liveStats,
+      now,
+      endpoint(service, e) {
+        const key = `${e.replicaId} ${e.url}`;
+        let state = next.get(key) ?? endpoints.get(key);
+        if (state !== undefined && (state.service !== service || state.release !== e.release)) state = undefined;
+        state ??= createEndpoint(service, e, now);
+        if (state !== undefined) next.set(key, state);
+        return state;
+      },
+    });
+
+    const nextLimiters = new Map<string, TokenBucket>();
+    const routes: RouteRuntime[] = table.routes.map((r) => {
+      let limiter: TokenBucket | undefined;
+      if (r.rateLimit !== undefined) {
+        // A table that leaves a route's limit as it was keeps the bucket's tokens.
+        const key = `${r.host ?? "*"} ${r.pathPrefix} ${r.rateLimit.rps} ${r.rateLimit.burst}`;
+        limiter = limiters.get(key) ?? new TokenBucket(r.rateLimit.rps, r.rateLimit.burst, now);
+        nextLimiters.set(key, limiter);
       }
-      const previous = ctx.state?.services.get(s.name);
-      services.set(s.name, { name: s.name, upstreams, cursor: previous?.cursor ?? 0, stats: metrics.statsFor(s.name) });
-    }
+      return {
+        routeId: metrics.routeId(r.pathPrefix),
+        limiter,
+        maxBodyBytes: r.maxBodyBytes ?? defaultMaxBody,
+        fallback: r.fallback === undefined ? undefined : { status: r.fallback.status, contentType: r.fallback.contentType, body: Buffer.from(r.fallback.body) },
+      };
+    });
     const matcher = compileRoutes(table);
-    for (const [key, upstream] of pools) if (!next.has(key)) closePool(upstream);
-    pools = next;
+    for (const [key, e] of endpoints) if (next.get(key) !== e) closePool(e.pool, e.replicaId);
+    const series = new Set<LiveSeries>();
+    for (const e of next.values()) series.add(e.series);
+    liveStats.retire(series);
+    metrics.prune();
+    endpoints = next;
+    limiters = nextLimiters;
     current = table;
-    ctx.state = { matcher, services };
+    ctx.state = { matcher, routes, internal: { routeId: metrics.routeId(INTERNAL_ROUTE), limiter: undefined, maxBodyBytes: defaultMaxBody, fallback: undefined }, services };
     metrics.tableVersion.set(table.version);
   };
 
   const server: Server = createServer(
     {
       headersTimeout: headersTimeoutMs,
-      requestTimeout: Math.max(NODE_REQUEST_TIMEOUT_MS, headersTimeoutMs),
+      requestTimeout: Math.max(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeoutMs),
+      maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: options.connectionsCheckingIntervalMs ?? 1_000,
+      // Checked by the exchange, which answers in JSON (node would send a bare 400).
+      requireHostHeader: false,
     },
     (req, res) => handleProxyRequest(ctx, req, res),
   );
+  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => handleClientError(err, socket, metrics));
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(ctx, req, socket, head));
+  server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
+    socket.on("error", () => socket.destroy());
+    writeRawError(socket, 405, "KEELSON_ERR_INVALID_INPUT", "CONNECT is not supported: the gateway is a reverse proxy");
+  });
+  server.on("connection", (socket: Socket) => {
+    clientConnections++;
+    socket.once("close", () => clientConnections--);
+  });
+
   const admin: Server = createServer((req, res) => {
     handleAdmin(req, res).catch((err: unknown) => {
       log.error({ err }, "admin request failed");
@@ -175,6 +308,23 @@ export function createGateway(options: GatewayOptions): Gateway {
       else res.destroy();
     });
   });
+
+  const state = (): GatewayState => {
+    const now = clock();
+    const wallNow = Date.now();
+    const services: ServiceState[] = [];
+    for (const s of ctx.state?.services.values() ?? ([] as ServiceTarget[])) {
+      s.maybeReturn(now);
+      services.push(s.describe(now, wallNow));
+    }
+    return {
+      ...(current === undefined ? {} : { version: current.version }),
+      at: new Date(wallNow).toISOString(),
+      draining: ctx.draining,
+      connections: { clients: clientConnections, tunnels: tunnels.size / 2 },
+      services,
+    };
+  };
 
   const handleAdmin = async (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? "/";
@@ -209,8 +359,21 @@ export function createGateway(options: GatewayOptions): Gateway {
         if (current === undefined) sendError(res, 404, "KEELSON_ERR_NOT_FOUND", "no routing table loaded yet");
         else sendJson(res, 200, current);
         return;
+      case "/state":
+        sendJson(res, 200, state());
+        return;
+      case "/stats": {
+        const raw = new URLSearchParams(q === -1 ? "" : url.slice(q + 1)).get("window");
+        const seconds = raw === null ? 60 : Number(raw);
+        if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60) {
+          sendError(res, 400, "KEELSON_ERR_INVALID_INPUT", `window: expected whole seconds 1-60, got ${JSON.stringify(raw)}`);
+          return;
+        }
+        sendJson(res, 200, liveStats.snapshot(seconds));
+        return;
+      }
       default:
-        sendError(res, 404, "KEELSON_ERR_NOT_FOUND", `no admin endpoint ${path}; try /healthz, /readyz, /metrics or /routes`);
+        sendError(res, 404, "KEELSON_ERR_NOT_FOUND", `no admin endpoint ${path}; try /healthz, /readyz, /metrics, /routes, /state or /stats`);
     }
   };
 
@@ -229,9 +392,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     const drained = await waitForIdle(drainMs);
     if (!drained) log.warn({ inflight, drainMs }, "drain time is up; cutting the requests still in flight");
     server.closeAllConnections();
+    // Upgraded connections are no longer the server's: close them here.
+    for (const socket of tunnels) socket.destroy();
+    tunnels.clear();
     await serverClosed;
-    const all = [...pools.values()].map((u) => u.pool);
-    pools = new Map();
+    const all = [...endpoints.values()].map((e) => e.pool);
+    endpoints = new Map();
     await Promise.allSettled([...all.map((p) => (drained ? p.close() : p.destroy())), ...[...closingPools].map((p) => p.destroy())]);
     const adminClosed = closeServer(admin);
     admin.closeAllConnections();
@@ -309,6 +475,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     setTable,
     table: () => current,
+    state,
+    stats: (windowSeconds) => liveStats.snapshot(windowSeconds),
     metrics,
   };
 }

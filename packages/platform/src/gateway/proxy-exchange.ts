@@ -1,38 +1,50 @@
-// The gateway's hot path: one ProxyExchange per client request picks the service and replica,
-// forwards the request over the replica's undici Pool and streams the answer back, both bodies
-// flowing with backpressure and nothing buffered.
+// The gateway's hot path: one ProxyExchange per client request. It matches the route, applies
+// the route's rate and body limits and the service's breaker and bulkhead, picks a release
+// (split, pin, sticky cookie) and a replica (balancer, ejection), and forwards over the
+// replica's undici Pool within a deadline, retrying inside the retry budget. Bodies stream both
+// ways with backpressure; nothing is buffered.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
-import type { Dispatcher, Pool } from "undici";
+import type { Dispatcher } from "undici";
 import type { ErrorCode } from "@keelson/protocol";
-import { KeelsonError } from "@keelson/protocol";
-import type { GatewayMetrics, ServiceStats } from "./gateway-metrics.js";
+import { DEADLINE_HEADER, FALLBACK_HEADER, KeelsonError } from "@keelson/protocol";
+import { backoffDelay } from "./backoff.js";
+import { BodyLimit, BodyTooLargeError } from "./body-limit.js";
+import type { Bulkhead, BulkheadWaiter, QueueTicket } from "./bulkhead.js";
+import type { Admission, CircuitBreaker } from "./circuit-breaker.js";
+import { REJECTED } from "./circuit-breaker.js";
+import type { GatewayMetrics, RequestCell, ServiceMetrics } from "./gateway-metrics.js";
+import { NONE_LABEL } from "./gateway-metrics.js";
 import type { GatewayLogger } from "./logger.js";
+import type { Random } from "./random.js";
 import type { RouteMatcher } from "./routing-table.js";
 import { forwardPath } from "./routing-table.js";
+import type { EndpointState, ReleaseGroup, ServiceTarget } from "./service-target.js";
+import type { TokenBucket } from "./token-bucket.js";
+import { readCookie } from "./traffic-split.js";
 
-/** One replica the gateway may send traffic to. */
-export interface Upstream {
-  /** `${replicaId} ${url}`: a replica restarted on the same port gets a fresh pool. */
-  readonly key: string;
-  readonly replicaId: string;
-  readonly pool: Pool;
-  /** Path of the endpoint URL without trailing "/" ("" for a bare origin), put before every forwarded path. */
-  readonly basePath: string;
+/** A route's fallback answer, encoded once per table. */
+export interface PreparedFallback {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: Buffer;
 }
 
-/** A service and its ready replicas, as the hot path sees them. */
-export interface ServiceTarget {
-  readonly name: string;
-  readonly upstreams: readonly Upstream[];
-  /** Round-robin position. */
-  cursor: number;
-  readonly stats: ServiceStats;
+/** Per-route state the hot path needs, indexed by `CompiledRoute.index`. */
+export interface RouteRuntime {
+  /** Metrics route label id. */
+  readonly routeId: number;
+  readonly limiter: TokenBucket | undefined;
+  readonly maxBodyBytes: number;
+  readonly fallback: PreparedFallback | undefined;
 }
 
 /** A compiled routing table. */
 export interface ProxyState {
   readonly matcher: RouteMatcher;
+  readonly routes: readonly RouteRuntime[];
+  /** What calls routed by the x-keelson-service header get (no rate limit, the default body limit). */
+  readonly internal: RouteRuntime;
   readonly services: ReadonlyMap<string, ServiceTarget>;
 }
 
@@ -41,9 +53,13 @@ export interface ProxyContext {
   readonly state: ProxyState | undefined;
   /** While draining, every response closes its connection. */
   readonly draining: boolean;
-  readonly upstreamTimeoutMs: number;
+  /** Longest silence inside a response body (server-sent events exempt) before it is cut. */
+  readonly bodyIdleTimeoutMs: number;
   readonly metrics: GatewayMetrics;
   readonly log: GatewayLogger;
+  /** Monotonic clock, ms. */
+  readonly now: () => number;
+  readonly random: Random;
   requestStarted(): void;
   requestFinished(): void;
 }
@@ -61,40 +77,163 @@ export function handleProxyRequest(ctx: ProxyContext, req: IncomingMessage, res:
 const kExchange = Symbol("keelson.gateway.exchange");
 type ExchangeResponse = ServerResponse & { [kExchange]?: ProxyExchange };
 
-// A module-level listener (the exchange hangs off the response) instead of a closure per request.
+// Module-level listeners and timer callbacks (the exchange hangs off the response or rides as
+// the timer argument) instead of closures per request.
 function onResponseClose(this: ExchangeResponse): void {
   this[kExchange]?.responseClosed();
 }
-
+function onResponseDrain(this: ExchangeResponse): void {
+  this[kExchange]?.drained();
+}
+function onExchangeTimer(exchange: ProxyExchange): void {
+  guarded(exchange, exchange.timerFired);
+}
 function retryExchange(exchange: ProxyExchange): void {
-  exchange.retry();
+  guarded(exchange, exchange.retryNow);
+}
+function proceedExchange(exchange: ProxyExchange): void {
+  guarded(exchange, exchange.proceedAfterQueue);
+}
+/** Runs a step that starts outside node's request handler (a timer, a tick) so a bug there cannot take the process down. */
+function guarded(exchange: ProxyExchange, step: (this: ProxyExchange) => void): void {
+  try {
+    step.call(exchange);
+  } catch (err) {
+    exchange.internalError(err);
+  }
 }
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 const MAX_REQUEST_ID_LENGTH = 200;
+/** A retry needs at least this much of the deadline left to be worth sending. */
+const MIN_ATTEMPT_MS = 2;
+
+/** Where the exchange is; decides what its one timer means when it fires. */
+const QUEUED = 0;
+const TRYING = 1;
+const STREAMING = 2;
+const BACKOFF = 3;
+
+/** Why the gateway gave up on an attempt itself. */
+class AttemptTimeoutError extends Error {
+  readonly code = "KEELSON_ATTEMPT_TIMEOUT";
+}
+const ATTEMPT_TIMEOUT = new AttemptTimeoutError("the attempt timed out");
 
 /**
- * One request on its way through the gateway. It is its own undici dispatch handler: the
- * classic callbacks (onConnect/onHeaders/onData/onComplete/onError) hand over raw header
- * buffers without the per-request wrapper and header object that the controller API builds
- * (the same path undici 7's own `Pool.stream` takes). Revisit when moving to undici 8.
+ * One try of an exchange against one endpoint: the undici dispatch handler. An exchange that
+ * moves on (timeout, retry, client gone) marks it stale, so late callbacks of the abandoned
+ * request are ignored. It uses undici's classic callbacks, which hand over raw header buffers
+ * without the per-request wrapper the controller API builds (the path undici 7's own
+ * `Pool.stream` takes). Revisit when moving to undici 8.
  */
-class ProxyExchange implements Dispatcher.DispatchHandler {
+class Attempt implements Dispatcher.DispatchHandler {
+  abort: ((err?: Error) => void) | undefined = undefined;
+  connected = false;
+  status = 0;
+  /** A retryable answer (502-504) being read and dropped before the retry. */
+  discard = false;
+  stale = false;
+  private settled = false;
+
+  constructor(
+    readonly exchange: ProxyExchange,
+    readonly endpoint: EndpointState,
+    readonly started: number,
+  ) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.stale) {
+      abort();
+      return;
+    }
+    this.abort = abort;
+    this.connected = true;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (this.stale) return false;
+    return this.exchange.attemptHeaders(this, statusCode, rawHeaders, resume);
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.stale) return false;
+    return this.exchange.attemptData(this, chunk);
+  }
+
+  onComplete(): void {
+    if (this.stale) return;
+    try {
+      this.exchange.attemptComplete(this);
+    } catch (err) {
+      this.exchange.internalError(err);
+    }
+  }
+
+  onError(err: Error): void {
+    if (this.stale) return;
+    try {
+      this.exchange.attemptError(this, err);
+    } catch (e) {
+      this.exchange.internalError(e);
+    }
+  }
+
+  /** Ends this attempt's share of the endpoint's in-flight count and live stats, once. */
+  settle(now: number, error: boolean): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.endpoint.inflight--;
+    this.endpoint.series.end(now, now - this.started, error);
+  }
+
+  /** Abandons it; an upstream request in progress is aborted (one not connected yet is aborted on connect). */
+  cancel(err?: Error): void {
+    this.stale = true;
+    this.abort?.(err);
+  }
+}
+
+/** One request on its way through the gateway. */
+class ProxyExchange implements BulkheadWaiter {
   done = false;
-  private readonly started = performance.now();
-  private method: string;
+  private readonly started: number;
+  private readonly method: string;
   private target = "/";
-  private headers: string[] = [];
-  private body: IncomingMessage | null = null;
+  private readonly headers: string[] = [];
+  /** Index in `headers` of the deadline header's value, rewritten per attempt. */
+  private deadlineSlot = -1;
+  private body: NodeJS.ReadableStream | null = null;
+  private hasBody = false;
   private requestId = "";
+  private versionPin: string | undefined = undefined;
+  private cookies: string | undefined = undefined;
+  private route: RouteRuntime | undefined = undefined;
   private service: ServiceTarget | undefined = undefined;
-  private stats: ServiceStats;
-  private upstream: Upstream | undefined = undefined;
-  private index = 0;
-  private retried = false;
-  private connected = false;
+  /** Counters of the service (known even when it has no entry in the table). */
+  private serviceMetrics: ServiceMetrics | undefined = undefined;
+  private group: ReleaseGroup | undefined = undefined;
+  private setCookie: string | undefined = undefined;
+  private deadlineAt = 0;
+  private timeoutMs = 0;
+  /** The client's own deadline is shorter than the policy's: running out of it is nobody else's fault. */
+  private clientBound = false;
+  private breaker: CircuitBreaker | undefined = undefined;
+  private admission: Admission = REJECTED;
+  private bulkhead: Bulkhead | undefined = undefined;
+  private ticket: QueueTicket | undefined = undefined;
+  private slotHeld = false;
+  private attempt: Attempt | undefined = undefined;
+  /** The endpoint of the latest attempt: the replica label of the request. */
+  private endpoint: EndpointState | undefined = undefined;
+  private attempts = 0;
+  private retryDelay = 0;
+  private phase = QUEUED;
+  private timer: NodeJS.Timeout | undefined = undefined;
   private responded = false;
-  private abortUpstream: ((err?: Error) => void) | undefined = undefined;
+  private sse = false;
+  private paused = false;
+  private lastProgressAt = 0;
   private resumeUpstream: (() => void) | undefined = undefined;
 
   constructor(
@@ -102,8 +241,8 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     private readonly req: IncomingMessage,
     private readonly res: ExchangeResponse,
   ) {
+    this.started = ctx.now();
     this.method = req.method ?? "GET";
-    this.stats = ctx.metrics.unrouted;
     ctx.requestStarted();
     res[kExchange] = this;
     res.on("close", onResponseClose);
@@ -119,7 +258,9 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     let requestId: string | undefined;
     let forwardedFor: string | undefined;
     let connection: string | undefined;
-    let hasBody = false;
+    let contentLength: string | undefined;
+    let chunked = false;
+    let clientTimeout: number | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       const value = raw[i + 1]!;
@@ -133,10 +274,10 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
           continue;
         case "transfer-encoding":
           // The body is re-framed on the upstream connection; undici picks the framing.
-          hasBody = true;
+          chunked = true;
           continue;
         case "content-length":
-          if (value !== "0") hasBody = true;
+          contentLength = value;
           break;
         // Hop-by-hop; Expect: Node's server has already answered any 100-continue and undici
         // refuses to send it; x-forwarded-proto/host: set below from what this gateway saw.
@@ -157,6 +298,16 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
         case "x-keelson-service":
           serviceName = value;
           break;
+        case "x-keelson-version":
+          this.versionPin = value;
+          break;
+        case "x-keelson-timeout-ms":
+          // Replaced by what is left of the deadline on every attempt.
+          clientTimeout = parseTimeoutMs(value);
+          continue;
+        case "cookie":
+          this.cookies = this.cookies === undefined ? value : `${this.cookies}; ${value}`;
+          break;
         default:
           if (lower.charCodeAt(0) === 112 /* p */ && lower.startsWith("proxy-")) continue;
       }
@@ -175,14 +326,19 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
       target = parsed.target;
     }
 
+    if (host === undefined && req.httpVersion === "1.1") {
+      this.fail(400, "KEELSON_ERR_INVALID_INPUT", "an HTTP/1.1 request must carry a Host header", undefined);
+      return;
+    }
     if (requestId === undefined || requestId.length === 0 || requestId.length > MAX_REQUEST_ID_LENGTH) requestId = randomUUID();
     this.requestId = requestId;
     const remote = req.socket.remoteAddress;
     out.push("x-forwarded-for", forwardedFor === undefined ? (remote ?? "unknown") : `${forwardedFor}, ${remote ?? "unknown"}`);
     out.push("x-forwarded-proto", "http");
     if (host !== undefined) out.push("x-forwarded-host", host);
-    out.push("x-request-id", requestId);
-    if (hasBody) this.body = req;
+    out.push("x-request-id", requestId, DEADLINE_HEADER, "");
+    this.deadlineSlot = out.length - 1;
+    this.hasBody = chunked || (contentLength !== undefined && contentLength !== "0");
 
     const state = this.ctx.state;
     if (state === undefined) {
@@ -190,165 +346,449 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
       return;
     }
     let service: ServiceTarget | undefined;
+    let route: RouteRuntime;
+    let name: string;
     if (serviceName !== undefined) {
       service = state.services.get(serviceName);
       if (service === undefined) {
         this.fail(404, "KEELSON_ERR_NO_ROUTE", `no service named ${JSON.stringify(serviceName)} (from the x-keelson-service header)`, { service: serviceName });
         return;
       }
+      route = state.internal;
+      name = serviceName;
     } else {
-      const route = state.matcher.match(host, target);
-      if (route === undefined) {
+      const compiled = state.matcher.match(host, target);
+      if (compiled === undefined) {
         const q = target.indexOf("?");
         const path = q === -1 ? target : target.slice(0, q);
         this.fail(404, "KEELSON_ERR_NO_ROUTE", `no route for ${host ?? "(no host)"}${path}`, { host, path });
         return;
       }
-      target = forwardPath(route, target);
-      service = state.services.get(route.service);
-      if (service === undefined) {
-        this.stats = this.ctx.metrics.statsFor(route.service);
-        this.fail(503, "KEELSON_ERR_NO_ENDPOINT", `service "${route.service}" has no ready replica`, { service: route.service });
+      target = forwardPath(compiled, target);
+      route = state.routes[compiled.index]!;
+      service = state.services.get(compiled.service);
+      name = compiled.service;
+    }
+    this.route = route;
+    this.target = target;
+    const metrics = this.ctx.metrics;
+    const sm = service?.metrics ?? metrics.service(name);
+    this.serviceMetrics = sm;
+    sm.inflight++;
+    const now = this.started;
+
+    if (route.limiter !== undefined && !route.limiter.take(now)) {
+      metrics.rejections.inc({ service: name, reason: "rate_limited" });
+      const wait = Math.max(1, Math.ceil(route.limiter.retryAfterMs(now) / 1000));
+      this.fail(429, "KEELSON_ERR_RATE_LIMITED", `too many requests for this route of "${name}"; retry in ${wait} s`, { service: name }, wait);
+      return;
+    }
+    if (this.hasBody) {
+      const limit = route.maxBodyBytes;
+      if (contentLength !== undefined) {
+        if (Number(contentLength) > limit) {
+          metrics.rejections.inc({ service: name, reason: "body_too_large" });
+          this.fail(413, "KEELSON_ERR_PAYLOAD_TOO_LARGE", `the request body (${contentLength} bytes) is larger than the ${limit} bytes this route accepts`, { limit });
+          return;
+        }
+        this.body = req;
+      } else {
+        this.body = req.pipe(new BodyLimit(limit));
+      }
+    }
+
+    if (service === undefined || service.endpoints.length === 0) {
+      this.noEndpoint(name);
+      return;
+    }
+    this.service = service;
+    const policy = service.policy;
+    let timeoutMs = policy.timeoutMs;
+    if (clientTimeout !== undefined && clientTimeout < timeoutMs) {
+      timeoutMs = clientTimeout;
+      this.clientBound = true;
+    }
+    this.timeoutMs = timeoutMs;
+    this.deadlineAt = now + timeoutMs;
+    if (timeoutMs <= 0) {
+      this.fail(504, "KEELSON_ERR_UPSTREAM_TIMEOUT", `the request's deadline (${DEADLINE_HEADER}: 0) had passed when it arrived`, { service: name });
+      return;
+    }
+    service.budget.recordRequest(now);
+
+    const breaker = service.breaker;
+    if (breaker !== undefined) {
+      const admission = breaker.admit(now);
+      if (admission === REJECTED) {
+        this.circuitOpen(service, breaker, now);
+        return;
+      }
+      this.breaker = breaker;
+      this.admission = admission;
+    }
+
+    const bulkhead = service.bulkhead;
+    if (bulkhead !== undefined) {
+      this.bulkhead = bulkhead;
+      if (bulkhead.tryEnter()) {
+        this.slotHeld = true;
+      } else {
+        this.ticket = bulkhead.enqueue(this, Math.min(bulkhead.config.queueTimeoutMs, timeoutMs));
+        if (this.ticket === undefined) {
+          metrics.rejections.inc({ service: service.name, reason: "overloaded" });
+          this.fail(503, "KEELSON_ERR_OVERLOADED", `service "${service.name}" has ${bulkhead.active} requests in flight and ${bulkhead.queued} waiting, its limit`, { service: service.name }, 1);
+        }
         return;
       }
     }
-    this.service = service;
-    this.stats = service.stats;
-    this.target = target;
-    const n = service.upstreams.length;
-    if (n === 0) {
-      this.fail(503, "KEELSON_ERR_NO_ENDPOINT", `service "${service.name}" has no ready replica`, { service: service.name });
-      return;
-    }
-    let i = service.cursor;
-    if (i >= n) i = 0;
-    service.cursor = i + 1;
-    this.index = i;
-    this.upstream = service.upstreams[i];
-    this.dispatch();
+    this.proceed(now);
   }
 
-  private dispatch(): void {
-    const upstream = this.upstream!;
-    this.connected = false;
-    this.abortUpstream = undefined;
-    upstream.pool.dispatch(
+  /** Chooses the release and the endpoint of the first attempt and sends it. */
+  private proceed(now: number): void {
+    const service = this.service!;
+    service.maybeReturn(now);
+    let group: ReleaseGroup | undefined;
+    if (this.versionPin !== undefined) group = service.picker.pinned(this.versionPin);
+    if (group === undefined && service.sticky && this.cookies !== undefined) {
+      const release = readCookie(this.cookies, service.cookieName);
+      if (release !== undefined) group = service.picker.pinned(release);
+    }
+    if (group === undefined) {
+      group = service.weighted(this.ctx.random);
+      if (service.sticky && group !== service.all) this.setCookie = group.cookie;
+    }
+    this.group = group;
+    const endpoint = service.choose(group, undefined, now);
+    if (endpoint === undefined) {
+      this.noEndpoint(service.name);
+      return;
+    }
+    this.dispatch(endpoint, now);
+  }
+
+  private dispatch(endpoint: EndpointState, now: number): void {
+    const remaining = this.deadlineAt - now;
+    if (remaining < 1) {
+      this.deadlinePassed();
+      return;
+    }
+    const attempt = new Attempt(this, endpoint, now);
+    this.attempt = attempt;
+    this.endpoint = endpoint;
+    this.attempts++;
+    this.phase = TRYING;
+    endpoint.inflight++;
+    endpoint.series.begin(now);
+    this.headers[this.deadlineSlot] = String(Math.floor(remaining));
+    const perTry = this.service!.policy.perTryTimeoutMs;
+    this.arm(perTry < remaining ? perTry : remaining);
+    endpoint.pool.dispatch(
       {
-        path: upstream.basePath.length === 0 ? this.target : upstream.basePath + this.target,
+        path: endpoint.basePath.length === 0 ? this.target : endpoint.basePath + this.target,
         method: this.method,
         headers: this.headers,
-        body: this.body,
+        body: this.body as Dispatcher.DispatchOptions["body"],
       },
-      this,
+      attempt,
     );
   }
 
-  /** Second and last attempt, on the service's next replica as of now. */
-  retry(): void {
-    if (this.done) return;
-    const service = this.ctx.state?.services.get(this.service!.name);
-    if (service === undefined || service.upstreams.length === 0) {
-      this.fail(503, "KEELSON_ERR_NO_ENDPOINT", `service "${this.service!.name}" has no ready replica`, { service: this.service!.name });
-      return;
-    }
-    const n = service.upstreams.length;
-    let i = service === this.service ? this.index + 1 : service.cursor;
-    if (i >= n) i = 0;
-    // The failed replica only gets the retry when it is the only one left.
-    if (n > 1 && service.upstreams[i] === this.upstream) i = (i + 1) % n;
-    this.service = service;
-    this.index = i;
-    this.upstream = service.upstreams[i];
-    this.dispatch();
-  }
+  // --- upstream side (called by the current Attempt) ---
 
-  // --- undici dispatch handler ---
-
-  onConnect(abort: (err?: Error) => void): void {
-    this.connected = true;
-    this.abortUpstream = abort;
-    // The client left while this request waited for a connection.
-    if (this.done) abort();
-  }
-
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    // 1xx interim answers (103 Early Hints) are not passed on in v1.
-    if (statusCode < 200) return true;
+  attemptHeaders(attempt: Attempt, status: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    // 1xx interim answers (103 Early Hints) are not passed on.
+    if (status < 200) return true;
     if (this.done) return false;
+    const now = this.ctx.now();
+    const endpoint = attempt.endpoint;
+    attempt.status = status;
+    endpoint.ewma.observe(now - attempt.started, now);
+    if (status >= 500) this.endpointFailed(endpoint, now);
+    else endpoint.consecutiveFailures = 0;
+    if (status >= 502 && status <= 504 && this.mayRetry(true) && this.takeRetry(now)) {
+      // Read and drop this answer (keeping the connection), then retry.
+      attempt.discard = true;
+      return true;
+    }
     this.resumeUpstream = resume;
-    const headers = responseHeaders(rawHeaders, this.requestId, this.ctx.draining);
+    const headers = this.responseHeaders(rawHeaders);
     try {
-      this.res.writeHead(statusCode, headers);
+      this.res.writeHead(status, headers);
     } catch (err) {
-      // A header Node refuses to send (bad characters); answered as an invalid upstream response.
-      this.abortUpstream?.(err as Error);
+      // A header Node refuses to send (bad characters): answered as an invalid upstream response.
+      attempt.abort?.(err as Error);
       return false;
     }
     this.responded = true;
+    if (this.sse) {
+      // Server-sent events may stay silent for as long as they like.
+      this.disarm();
+    } else {
+      // The attempt's timer stays armed and checks for silence when it fires.
+      this.phase = STREAMING;
+      this.lastProgressAt = now;
+    }
     return true;
   }
 
-  onData(chunk: Buffer): boolean {
+  attemptData(attempt: Attempt, chunk: Buffer): boolean {
+    if (attempt.discard) return true;
     const res = this.res;
     if (res.destroyed) return false;
+    if (!this.sse) this.lastProgressAt = this.ctx.now();
     if (res.write(chunk)) return true;
     // Backpressure: the upstream parser stays paused until the client has taken this chunk.
-    res.once("drain", this.resumeUpstream!);
+    this.paused = true;
+    res.once("drain", onResponseDrain);
     return false;
   }
 
-  onComplete(): void {
+  drained(): void {
     if (this.done) return;
-    this.res.end();
-    this.finish(this.res.statusCode);
+    this.paused = false;
+    if (!this.sse) this.lastProgressAt = this.ctx.now();
+    this.resumeUpstream?.();
   }
 
-  onError(err: Error): void {
+  attemptComplete(attempt: Attempt): void {
+    const now = this.ctx.now();
+    attempt.settle(now, attempt.status >= 500);
     if (this.done) return;
-    const service = this.service?.name ?? "";
+    if (attempt.discard) {
+      this.startRetry();
+      return;
+    }
+    this.res.end();
+    this.finish(this.res.statusCode, now);
+  }
+
+  attemptError(attempt: Attempt, err: Error): void {
+    const now = this.ctx.now();
+    if (this.done) {
+      attempt.settle(now, false);
+      return;
+    }
+    const service = this.service!.name;
+    const endpoint = attempt.endpoint;
     if (this.responded) {
       // Mid-body failure: the status line is gone, so the client must see a broken response
       // rather than a short one that looks complete. Counted as 5xx: the request failed.
-      this.ctx.log.warn({ service, replica: this.upstream?.replicaId, err: errorText(err), requestId: this.requestId }, "upstream failed mid-response");
-      this.finish(502);
+      attempt.settle(now, true);
+      this.endpointFailed(endpoint, now);
+      this.ctx.log.warn({ service, replica: endpoint.replicaId, err: errorText(err), requestId: this.requestId }, "upstream failed mid-response");
+      this.finish(502, now);
       this.res.destroy();
       return;
     }
-    if (!this.retried && this.canRetry(err)) {
-      this.retried = true;
-      // Deferred: undici is still unwinding this attempt's failure.
-      process.nextTick(retryExchange, this);
+    if (attempt.discard) {
+      // Failed while dropping a retryable answer: the retry is already paid for.
+      attempt.settle(now, true);
+      this.startRetry();
+      return;
+    }
+    if (err instanceof BodyTooLargeError) {
+      attempt.settle(now, false);
+      this.ctx.metrics.rejections.inc({ service, reason: "body_too_large" });
+      this.fail(413, "KEELSON_ERR_PAYLOAD_TOO_LARGE", `the request body is larger than the ${err.limit} bytes this route accepts`, { limit: err.limit });
+      return;
+    }
+    if (this.body !== null && this.req.destroyed && !this.req.complete) {
+      // The client went away in the middle of its upload: not the replica's failure.
+      attempt.settle(now, false);
+      this.finish(499, now);
       return;
     }
     const code = (err as { code?: unknown }).code;
+    if (code === "UND_ERR_INVALID_ARG" || code === "UND_ERR_NOT_SUPPORTED") {
+      attempt.settle(now, false);
+      this.fail(400, "KEELSON_ERR_INVALID_INPUT", `the request cannot be forwarded: ${err.message}`, { service });
+      return;
+    }
+    attempt.settle(now, true);
+    this.endpointFailed(endpoint, now);
     const reason = typeof code === "string" ? code : err.name;
-    const details = { service, replica: this.upstream?.replicaId, reason };
-    switch (code) {
-      case "UND_ERR_HEADERS_TIMEOUT":
-      case "UND_ERR_BODY_TIMEOUT":
-      case "UND_ERR_CONNECT_TIMEOUT":
-        this.fail(504, "KEELSON_ERR_UPSTREAM_TIMEOUT", `service "${service}" did not answer within ${this.ctx.upstreamTimeoutMs} ms`, details);
+    const details = { service, replica: endpoint.replicaId, reason };
+    if (code === "UND_ERR_CONNECT_TIMEOUT") {
+      this.retryOrFail(now, false, 504, "KEELSON_ERR_UPSTREAM_TIMEOUT", `service "${service}" did not accept a connection in time`, details);
+      return;
+    }
+    this.retryOrFail(now, attempt.connected, 502, "KEELSON_ERR_UPSTREAM", `service "${service}" failed: ${describeFailure(reason)}`, details, err);
+  }
+
+  // --- timers ---
+
+  timerFired(): void {
+    this.timer = undefined;
+    if (this.done) return;
+    const now = this.ctx.now();
+    switch (this.phase) {
+      case BACKOFF:
+        this.retryNow();
         return;
-      case "UND_ERR_INVALID_ARG":
-      case "UND_ERR_NOT_SUPPORTED":
-        this.fail(400, "KEELSON_ERR_INVALID_INPUT", `the request cannot be forwarded: ${err.message}`, { service });
+      case STREAMING: {
+        const idle = now - this.lastProgressAt;
+        const limit = this.ctx.bodyIdleTimeoutMs;
+        if (idle + 1 < limit) {
+          this.arm(limit - idle);
+          return;
+        }
+        const attempt = this.attempt!;
+        attempt.settle(now, !this.paused);
+        attempt.cancel(ATTEMPT_TIMEOUT);
+        // A client that stops reading is not the replica's fault.
+        if (!this.paused) this.endpointFailed(attempt.endpoint, now);
+        this.ctx.log.warn(
+          { service: this.service!.name, replica: attempt.endpoint.replicaId, idleMs: Math.round(idle), requestId: this.requestId },
+          this.paused ? "client stopped reading the response; cutting it" : "upstream went silent mid-response; cutting it",
+        );
+        this.finish(this.paused ? 499 : 504, now);
+        this.res.destroy();
         return;
+      }
+      case TRYING: {
+        const attempt = this.attempt!;
+        const endpoint = attempt.endpoint;
+        const overall = now >= this.deadlineAt - 1;
+        if (!overall && !attempt.discard) {
+          // Per-try timeout. An attempt still connecting may yet start reading the body, and a
+          // body goes out once at most: such a request counts as having reached the replica.
+          const reached = attempt.connected || this.body !== null;
+          if (!(this.mayRetry(reached) && this.takeRetry(now))) {
+            // No retry possible (none left, no budget, no time): this attempt may still answer
+            // within the deadline, so it keeps the rest of it rather than being given up early.
+            this.arm(this.deadlineAt - now);
+            return;
+          }
+        }
+        attempt.settle(now, true);
+        attempt.cancel(ATTEMPT_TIMEOUT);
+        // Running out of a deadline the client shortened itself says nothing about the replica.
+        if (!(overall && this.clientBound)) {
+          endpoint.ewma.observe(now - attempt.started, now);
+          this.endpointFailed(endpoint, now);
+        }
+        if (overall) {
+          const service = this.service!.name;
+          this.fail(504, "KEELSON_ERR_UPSTREAM_TIMEOUT", `service "${service}" did not answer within ${this.timeoutMs} ms`, {
+            service,
+            replica: endpoint.replicaId,
+            reason: "deadline",
+          });
+          return;
+        }
+        this.startRetry();
+        return;
+      }
       default:
-        this.ctx.log.warn({ ...details, err: errorText(err), requestId: this.requestId }, "upstream request failed");
-        this.fail(502, "KEELSON_ERR_UPSTREAM", `service "${service}" failed: ${describeFailure(reason)}`, details);
+        return;
     }
   }
 
+  private arm(ms: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(onExchangeTimer, ms, this);
+  }
+
+  private disarm(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  // --- retries ---
+
   /**
-   * A request that never reached a socket is safe to send again whatever its method (its
-   * body is untouched). Once written, only a bodiless idempotent request is, and only when
-   * the connection dropped before any answer: the stale keep-alive race.
+   * Whether another attempt is allowed: attempts left and, once the request reached a replica,
+   * only for an idempotent request without a body (a body cannot be sent twice). A request that
+   * never reached one is safe to send again whatever its method: its body is untouched.
    */
-  private canRetry(err: Error): boolean {
-    const code = (err as { code?: unknown }).code;
-    if (code === "UND_ERR_INVALID_ARG" || code === "UND_ERR_NOT_SUPPORTED" || code === "UND_ERR_ABORTED") return false;
-    if (!this.connected) return true;
-    return this.body === null && IDEMPOTENT.has(this.method) && (code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET");
+  private mayRetry(reached: boolean): boolean {
+    if (this.attempts > this.service!.policy.retries.attempts) return false;
+    return !reached || (this.body === null && IDEMPOTENT.has(this.method));
+  }
+
+  /** Takes a retry from the budget if there is time for one; counts the outcome. */
+  private takeRetry(now: number): boolean {
+    const service = this.service!;
+    const r = service.policy.retries;
+    const labels = service.metrics.retry;
+    const delay = r.backoffBaseMs > 0 ? backoffDelay(this.attempts, r.backoffBaseMs, r.backoffMaxMs, this.ctx.random) : 0;
+    if (now + delay + MIN_ATTEMPT_MS >= this.deadlineAt) {
+      this.ctx.metrics.retries.inc(labels.noTime);
+      return false;
+    }
+    if (!service.budget.tryRetry(now)) {
+      this.ctx.metrics.retries.inc(labels.budgetExhausted);
+      return false;
+    }
+    this.ctx.metrics.retries.inc(labels.retried);
+    this.retryDelay = delay;
+    return true;
+  }
+
+  private retryOrFail(now: number, reached: boolean, status: number, code: ErrorCode, message: string, details: unknown, err?: Error): void {
+    if (this.mayRetry(reached) && this.takeRetry(now)) {
+      this.startRetry();
+      return;
+    }
+    if (err !== undefined) this.ctx.log.warn({ details, err: errorText(err), requestId: this.requestId }, "upstream request failed");
+    this.fail(status, code, message, details);
+  }
+
+  private startRetry(): void {
+    this.attempt = undefined;
+    this.phase = BACKOFF;
+    this.disarm();
+    if (this.retryDelay < 1) process.nextTick(retryExchange, this);
+    else this.arm(this.retryDelay);
+  }
+
+  /** Sends the next attempt to another endpoint if there is one, as the newest table has it. */
+  retryNow(): void {
+    if (this.done) return;
+    const now = this.ctx.now();
+    let service = this.service!;
+    const newest = this.ctx.state?.services.get(service.name);
+    if (newest !== undefined && newest !== service) {
+      // A table arrived meanwhile: its endpoints, same release if it still has any.
+      this.group = this.group === service.all ? newest.all : (newest.groups.get(this.group!.release) ?? newest.served);
+      service = this.service = newest;
+    }
+    service.maybeReturn(now);
+    const endpoint = service.choose(this.group!, this.endpoint, now);
+    if (endpoint === undefined) {
+      this.noEndpoint(service.name);
+      return;
+    }
+    this.dispatch(endpoint, now);
+  }
+
+  // --- bulkhead queue ---
+
+  admit(): void {
+    this.ticket = undefined;
+    this.slotHeld = true;
+    // Deferred: this runs inside the finish() of the request that freed the slot.
+    process.nextTick(proceedExchange, this);
+  }
+
+  proceedAfterQueue(): void {
+    if (this.done) return;
+    this.proceed(this.ctx.now());
+  }
+
+  expire(): void {
+    this.ticket = undefined;
+    if (this.done) return;
+    const now = this.ctx.now();
+    if (now >= this.deadlineAt - 1) {
+      this.deadlinePassed();
+      return;
+    }
+    const service = this.service!;
+    this.ctx.metrics.rejections.inc({ service: service.name, reason: "overloaded" });
+    this.fail(503, "KEELSON_ERR_OVERLOADED", `service "${service.name}" is at its concurrency limit; waited ${Math.round(now - this.started)} ms for a slot`, { service: service.name }, 1);
   }
 
   // --- client side ---
@@ -356,27 +796,99 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   /** The client connection closed; before the response finished, that means the client left. */
   responseClosed(): void {
     if (this.done) return;
+    const now = this.ctx.now();
+    if (this.ticket !== undefined) {
+      this.bulkhead!.cancel(this.ticket);
+      this.ticket = undefined;
+    }
+    const attempt = this.attempt;
+    if (attempt !== undefined) {
+      attempt.settle(now, false);
+      attempt.cancel();
+    }
     // 499 as nginx logs it: the client closed the request.
-    this.finish(499);
-    this.abortUpstream?.();
+    this.finish(499, now);
   }
 
   internalError(err: unknown): void {
     this.ctx.log.error({ err, requestId: this.requestId }, "gateway bug while handling a request");
     if (this.done) return;
+    const attempt = this.attempt;
+    if (attempt !== undefined) {
+      attempt.settle(this.ctx.now(), false);
+      attempt.cancel();
+    }
     if (this.res.headersSent) {
-      this.finish(500);
+      this.finish(500, this.ctx.now());
       this.res.destroy();
       return;
     }
     this.fail(500, "KEELSON_ERR_INTERNAL", "the gateway failed to handle the request", undefined);
   }
 
-  private fail(status: number, code: ErrorCode, message: string, details: unknown): void {
+  // --- answers ---
+
+  private endpointFailed(endpoint: EndpointState, now: number): void {
+    // The newest table's target, so its pick lists are the ones rebuilt after an ejection.
+    const target = this.ctx.state?.services.get(endpoint.service) ?? this.service!;
+    if (target.failure(endpoint, now)) {
+      this.ctx.metrics.ejections.inc(target.metrics.service);
+      this.ctx.log.warn({ service: endpoint.service, replica: endpoint.replicaId, until: Math.round(endpoint.ejectedUntil - now), times: endpoint.timesEjected }, "replica ejected");
+    }
+  }
+
+  private deadlinePassed(): void {
+    const service = this.service!.name;
+    this.fail(504, "KEELSON_ERR_UPSTREAM_TIMEOUT", `service "${service}" did not answer within ${this.timeoutMs} ms`, { service, reason: "deadline" });
+  }
+
+  private circuitOpen(service: ServiceTarget, breaker: CircuitBreaker, now: number): void {
+    const fallback = this.route?.fallback;
+    if (fallback !== undefined) {
+      this.ctx.metrics.fallbacks.inc({ service: service.name, reason: "circuit_open" });
+      this.answerFallback(fallback, "circuit-open");
+      return;
+    }
+    this.ctx.metrics.rejections.inc({ service: service.name, reason: "circuit_open" });
+    const wait = Math.ceil(breaker.retryAfterMs(now) / 1000);
+    this.fail(503, "KEELSON_ERR_CIRCUIT_OPEN", `service "${service.name}" is failing; its circuit is open`, { service: service.name, state: breaker.state(now) }, wait);
+  }
+
+  private noEndpoint(service: string): void {
+    const fallback = this.route?.fallback;
+    if (fallback !== undefined) {
+      this.ctx.metrics.fallbacks.inc({ service, reason: "no_endpoint" });
+      this.answerFallback(fallback, "no-endpoint");
+      return;
+    }
+    this.ctx.metrics.rejections.inc({ service, reason: "no_endpoint" });
+    this.fail(503, "KEELSON_ERR_NO_ENDPOINT", `service "${service}" has no ready replica`, { service });
+  }
+
+  private answerFallback(fallback: PreparedFallback, reason: string): void {
+    const res = this.res;
+    const headers: string[] = [
+      "content-type",
+      fallback.contentType,
+      "content-length",
+      String(fallback.body.length),
+      "x-request-id",
+      this.requestId || randomUUID(),
+      FALLBACK_HEADER,
+      reason,
+    ];
+    if (this.mustClose()) headers.push("connection", "close");
+    this.finish(fallback.status, this.ctx.now());
+    res.writeHead(fallback.status, headers);
+    res.end(this.method === "HEAD" ? undefined : fallback.body);
+  }
+
+  private fail(status: number, code: ErrorCode, message: string, details: unknown, retryAfterSeconds?: number): void {
     const res = this.res;
     if (this.done) return;
+    const now = this.ctx.now();
     if (res.headersSent) {
-      this.finish(status);
+      this.finish(status, now);
       res.destroy();
       return;
     }
@@ -391,42 +903,92 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
       "x-request-id",
       this.requestId || randomUUID(),
     ];
-    if (this.ctx.draining) headers.push("connection", "close");
-    this.finish(status);
+    if (retryAfterSeconds !== undefined) headers.push("retry-after", String(retryAfterSeconds));
+    if (this.mustClose()) headers.push("connection", "close");
+    this.finish(status, now);
     res.writeHead(status, headers);
     res.end(this.method === "HEAD" ? undefined : body);
   }
 
-  private finish(status: number): void {
+  /**
+   * While draining; or when the request body was not read to the end (a refused upload): the
+   * connection cannot carry another request without reading the rest, so it closes instead.
+   */
+  private mustClose(): boolean {
+    return this.ctx.draining || (this.hasBody && !this.req.complete);
+  }
+
+  private finish(status: number, now: number): void {
     if (this.done) return;
     this.done = true;
-    this.ctx.metrics.record(this.stats, status, (performance.now() - this.started) / 1000);
+    this.disarm();
+    if (this.slotHeld) {
+      this.slotHeld = false;
+      this.bulkhead!.leave();
+    }
+    if (this.admission !== REJECTED) {
+      // No verdict from a request that never reached the service, a client that left, or one
+      // that ran out of a deadline it shortened itself.
+      if (this.attempts === 0 || status === 499 || (this.clientBound && status === 504)) this.breaker!.abandon(this.admission);
+      else this.breaker!.record(this.admission, status < 500, now);
+    }
+    const metrics = this.ctx.metrics;
+    const sm = this.serviceMetrics;
+    let cell: RequestCell;
+    if (sm === undefined) {
+      cell = metrics.unrouted;
+    } else {
+      sm.inflight--;
+      const routeId = this.route!.routeId;
+      const e = this.endpoint;
+      if (e !== undefined) cell = e.cells[routeId] ??= metrics.cell(e.service, e.release, routeId, e.replicaId);
+      else cell = sm.noneCells[routeId] ??= metrics.cell(sm.name, NONE_LABEL, routeId, NONE_LABEL);
+    }
+    metrics.record(cell, status, (now - this.started) / 1000, now);
     this.ctx.requestFinished();
   }
-}
 
-/** Response headers to pass on: hop-by-hop ones dropped, our request id set. */
-function responseHeaders(raw: Buffer[], requestId: string, close: boolean): string[] {
-  const out: string[] = [];
-  let connection: string | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString("latin1");
-    const lower = name.toLowerCase();
-    if (lower === "connection") {
+  /** Response headers to pass on: hop-by-hop ones dropped, our request id and sticky cookie set. */
+  private responseHeaders(raw: Buffer[]): string[] {
+    const out: string[] = [];
+    let connection: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toString("latin1");
+      const lower = name.toLowerCase();
+      if (lower === "connection") {
+        const value = raw[i + 1]!.toString("latin1");
+        connection = connection === undefined ? value : `${connection},${value}`;
+        continue;
+      }
+      if (isHopByHop(lower) || lower === "x-request-id") continue;
       const value = raw[i + 1]!.toString("latin1");
-      connection = connection === undefined ? value : `${connection},${value}`;
-      continue;
+      if (lower === "content-type" && isEventStream(value)) this.sse = true;
+      out.push(name, value);
     }
-    if (isHopByHop(lower) || lower === "x-request-id") continue;
-    out.push(name, raw[i + 1]!.toString("latin1"));
+    if (connection !== undefined) removeNominated(out, connection);
+    out.push("x-request-id", this.requestId);
+    if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
+    if (this.ctx.draining) out.push("connection", "close");
+    return out;
   }
-  if (connection !== undefined) removeNominated(out, connection);
-  out.push("x-request-id", requestId);
-  if (close) out.push("connection", "close");
-  return out;
 }
 
-function isHopByHop(lower: string): boolean {
+function isEventStream(contentType: string): boolean {
+  return contentType.length >= 17 && contentType.slice(0, 17).toLowerCase() === "text/event-stream";
+}
+
+/** The client's remaining time in ms (digits only, at most 9 of them), or undefined to ignore a malformed value. */
+export function parseTimeoutMs(value: string): number | undefined {
+  const n = value.length;
+  if (n === 0 || n > 9) return undefined;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
+  }
+  return Number(value);
+}
+
+export function isHopByHop(lower: string): boolean {
   switch (lower) {
     case "keep-alive":
     case "te":
@@ -440,7 +1002,7 @@ function isHopByHop(lower: string): boolean {
 }
 
 /** Removes from a flat [name, value, …] list every header the Connection header names. */
-function removeNominated(headers: string[], connection: string): void {
+export function removeNominated(headers: string[], connection: string): void {
   // The usual values name no header; skip the split for them.
   if (connection.length <= 10) {
     const v = connection.toLowerCase();
@@ -461,7 +1023,7 @@ function removeNominated(headers: string[], connection: string): void {
   headers.length = w;
 }
 
-function parseAbsoluteTarget(target: string): { host: string; target: string } | undefined {
+export function parseAbsoluteTarget(target: string): { host: string; target: string } | undefined {
   if (!target.startsWith("http://") && !target.startsWith("https://")) return undefined;
   try {
     const url = new URL(target);

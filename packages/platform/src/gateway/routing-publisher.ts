@@ -3,7 +3,10 @@
 import type { RoutingTable } from "@keelson/protocol";
 import type { RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
+import type { ServiceSpec } from "../manifest/index.js";
 import { buildRoutingTable } from "./routing-table.js";
+import { routeExtras, servicePolicy } from "./service-policy.js";
+import { readTrafficSplit } from "./traffic-splits.js";
 
 export interface RoutingPublisher {
   /** The current table (built on first use). */
@@ -28,14 +31,23 @@ export function createRoutingPublisher(options: { store: Store; driver: RuntimeD
       .list()
       .filter((r) => r.spec.project === project && r.state === "ready")
       .map((r) => ({ service: r.spec.service, replicaId: r.spec.id, url: `http://127.0.0.1:${r.spec.port}`, release: r.spec.release }));
-    const routed = services.map((s) => ({
-      name: s.name,
-      routes: ((s.spec as { routes?: Array<{ path: string; host?: string; stripPrefix: boolean }> }).routes ?? []).map((r) => ({
-        path: r.path,
-        ...(r.host === undefined ? {} : { host: r.host }),
-        stripPrefix: r.stripPrefix,
-      })),
-    }));
+    const routed = await Promise.all(
+      services.map(async (s) => {
+        const spec = s.spec as unknown as ServiceSpec;
+        const split = await readTrafficSplit(store, project, s.name);
+        return {
+          name: s.name,
+          routes: (spec.routes ?? []).map((r) => ({
+            path: r.path,
+            ...(r.host === undefined ? {} : { host: r.host }),
+            stripPrefix: r.stripPrefix,
+            ...routeExtras(r),
+          })),
+          policy: servicePolicy(spec.resilience),
+          ...(split ? { split } : {}),
+        };
+      }),
+    );
     const candidate = buildRoutingTable({ project, version: 0, services: routed, endpoints });
     const fp = JSON.stringify({ routes: candidate.routes, services: candidate.services });
     if (table && fp === fingerprint) return table;

@@ -1,7 +1,7 @@
 // Tests for building the routing table and for the compiled route matcher's precedence rules.
 import { describe, expect, it } from "vitest";
 import type { RoutingTable } from "@keelson/protocol";
-import { KeelsonError } from "@keelson/protocol";
+import { DEFAULT_SERVICE_POLICY, KeelsonError } from "@keelson/protocol";
 import { buildRoutingTable, compileRoutes, forwardPath, normalizeHost } from "./routing-table.js";
 
 const at = "2026-01-01T00:00:00.000Z";
@@ -82,6 +82,41 @@ describe("buildRoutingTable", () => {
     expect(build).toThrow(/"a" and "b"/);
   });
 
+  it("passes each service's policy and split and each route's limits and fallback through", () => {
+    const policy = { ...DEFAULT_SERVICE_POLICY, loadBalancer: "round-robin" as const, timeoutMs: 5_000 };
+    const split = { sticky: true, weights: [{ release: "r1", weight: 90, label: "stable" }, { release: "r2", weight: 10, label: "canary" }] };
+    const fallback = { status: 200, contentType: "application/json", body: "[]" };
+    const table = buildRoutingTable({
+      project: "shop",
+      version: 1,
+      generatedAt: at,
+      services: [
+        { name: "web", policy, split, routes: [{ path: "/", stripPrefix: false, rateLimit: { rps: 50, burst: 100 }, maxBodyBytes: 1_024, fallback }] },
+        { name: "plain", routes: [{ path: "/plain", stripPrefix: false }] },
+      ],
+      endpoints: [{ service: "web", replicaId: "web-1", url: "http://127.0.0.1:1", release: "r1" }],
+    });
+    expect(table.routes).toEqual([
+      { service: "plain", pathPrefix: "/plain", stripPrefix: false },
+      { service: "web", pathPrefix: "/", stripPrefix: false, rateLimit: { rps: 50, burst: 100 }, maxBodyBytes: 1_024, fallback },
+    ]);
+    expect(table.services).toEqual([
+      { name: "plain", endpoints: [] },
+      { name: "web", endpoints: [{ replicaId: "web-1", url: "http://127.0.0.1:1", release: "r1" }], policy, split },
+    ]);
+  });
+
+  it("rejects a policy or split the schema does not allow, naming the field", () => {
+    const build = () =>
+      buildRoutingTable({
+        project: "p",
+        version: 1,
+        services: [{ name: "a", routes: [], policy: { ...DEFAULT_SERVICE_POLICY, timeoutMs: -1 } }],
+        endpoints: [],
+      });
+    expect(build).toThrow(/services\.0\.policy\.timeoutMs/);
+  });
+
   it("rejects a path without a leading slash and an endpoint that is not a URL", () => {
     expect(() => buildRoutingTable({ project: "p", version: 1, services: [{ name: "a", routes: [{ path: "api", stripPrefix: false }] }], endpoints: [] })).toThrow(
       /services\.a\.routes\.path/,
@@ -145,7 +180,7 @@ describe("compileRoutes", () => {
 });
 
 describe("forwardPath", () => {
-  const route = { service: "api", host: undefined, prefix: "/api", stripPrefix: true };
+  const route = { service: "api", host: undefined, prefix: "/api", stripPrefix: true, index: 0 };
   it("strips the prefix and keeps the query", () => {
     expect(forwardPath(route, "/api/users?x=1")).toBe("/users?x=1");
     expect(forwardPath(route, "/api")).toBe("/");

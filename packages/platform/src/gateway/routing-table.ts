@@ -1,13 +1,33 @@
 // The routing table: built by the control plane from services, routes and ready endpoints
 // (`buildRoutingTable`), and compiled by the gateway into the matcher it runs on every request.
-import type { RoutingTable } from "@keelson/protocol";
+import type { Fallback, RateLimit, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
 import { KeelsonError, RoutingTableSchema } from "@keelson/protocol";
+
+/** One route of a service as the control plane declares it. */
+export interface RouteInput {
+  path: string;
+  host?: string;
+  stripPrefix: boolean;
+  /** Token bucket per gateway process (429 beyond it). */
+  rateLimit?: RateLimit;
+  /** Largest request body (413 beyond it); the gateway's default when absent. */
+  maxBodyBytes?: number;
+  /** Answer used while the service's circuit is open or it has no ready endpoint. */
+  fallback?: Fallback;
+}
 
 /** What the control plane knows when it publishes a table. */
 export interface RoutingTableInput {
   project: string;
   version: number;
-  services: Array<{ name: string; routes: Array<{ path: string; host?: string; stripPrefix: boolean }> }>;
+  services: Array<{
+    name: string;
+    routes: RouteInput[];
+    /** Resolved resilience policy; absent: the gateway's default (DEFAULT_SERVICE_POLICY). */
+    policy?: ServicePolicy;
+    /** Weighted split across releases; absent: every ready endpoint takes traffic. */
+    split?: TrafficSplit;
+  }>;
   /** Ready replicas. An endpoint of a service missing from `services` still gets a service entry. */
   endpoints: Array<{ service: string; replicaId: string; url: string; release: string }>;
   /** ISO time stamp of the table; defaults to now. Pass it to get byte-identical output. */
@@ -44,13 +64,25 @@ export function buildRoutingTable(input: RoutingTableInput): RoutingTable {
         );
       }
       claimed.set(key, { service: service.name, stripPrefix: r.stripPrefix });
-      routes.push(host === undefined ? { service: service.name, pathPrefix, stripPrefix: r.stripPrefix } : { service: service.name, pathPrefix, host, stripPrefix: r.stripPrefix });
+      routes.push({
+        service: service.name,
+        pathPrefix,
+        ...(host === undefined ? {} : { host }),
+        stripPrefix: r.stripPrefix,
+        ...(r.rateLimit === undefined ? {} : { rateLimit: r.rateLimit }),
+        ...(r.maxBodyBytes === undefined ? {} : { maxBodyBytes: r.maxBodyBytes }),
+        ...(r.fallback === undefined ? {} : { fallback: r.fallback }),
+      });
     }
   }
   routes.sort(compareRoutes);
 
   const byService = new Map<string, RoutingTable["services"][number]["endpoints"]>();
-  for (const s of input.services) byService.set(s.name, []);
+  const extras = new Map<string, { policy?: ServicePolicy; split?: TrafficSplit }>();
+  for (const s of input.services) {
+    byService.set(s.name, []);
+    extras.set(s.name, { ...(s.policy === undefined ? {} : { policy: s.policy }), ...(s.split === undefined ? {} : { split: s.split }) });
+  }
   for (const e of input.endpoints) {
     let url: URL;
     try {
@@ -73,7 +105,11 @@ export function buildRoutingTable(input: RoutingTableInput): RoutingTable {
   }
   const services = [...byService.entries()]
     .sort(([a], [b]) => compareStrings(a, b))
-    .map(([name, endpoints]) => ({ name, endpoints: endpoints.sort((a, b) => compareStrings(a.replicaId, b.replicaId) || compareStrings(a.url, b.url)) }));
+    .map(([name, endpoints]) => ({
+      name,
+      endpoints: endpoints.sort((a, b) => compareStrings(a.replicaId, b.replicaId) || compareStrings(a.url, b.url)),
+      ...extras.get(name),
+    }));
 
   const table = { version: input.version, project: input.project, generatedAt: input.generatedAt ?? new Date().toISOString(), routes, services };
   const parsed = RoutingTableSchema.safeParse(table);
@@ -92,6 +128,8 @@ export interface CompiledRoute {
   readonly host: string | undefined;
   readonly prefix: string;
   readonly stripPrefix: boolean;
+  /** Position of the route in the table's `routes`, to find per-route state in O(1). */
+  readonly index: number;
 }
 
 /** The per-request matcher the gateway builds once per table. */
@@ -108,12 +146,14 @@ export interface RouteMatcher {
 export function compileRoutes(table: Pick<RoutingTable, "routes">): RouteMatcher {
   const byHost = new Map<string, CompiledRoute[]>();
   const anyHost: CompiledRoute[] = [];
-  for (const r of table.routes) {
+  for (let index = 0; index < table.routes.length; index++) {
+    const r = table.routes[index]!;
     const compiled: CompiledRoute = {
       service: r.service,
       host: r.host === undefined ? undefined : normalizeHost(r.host),
       prefix: trimTrailingSlash(r.pathPrefix),
       stripPrefix: r.stripPrefix,
+      index,
     };
     if (compiled.host === undefined) {
       anyHost.push(compiled);

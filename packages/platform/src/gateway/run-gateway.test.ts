@@ -10,7 +10,10 @@ import { KeelsonError } from "@keelson/protocol";
 import { makeTempDir, waitFor } from "#test-support";
 import { buildRoutingTable } from "./routing-table.js";
 import type { RunningGateway } from "./run-gateway.js";
-import { GATEWAY_PID_FILE, runGateway } from "./run-gateway.js";
+import { DEFAULT_GATEWAY_WORKERS, GATEWAY_PID_FILE, resolveGatewayWorkers, runGateway } from "./run-gateway.js";
+
+// Workers of a multi-worker gateway run our TypeScript sources through this loader.
+const TS_LOADER = new URL("../../../../test/support/ts-loader.mjs", import.meta.url).href;
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 let stateDir = "";
@@ -31,7 +34,7 @@ function logSink() {
   return { lines, write: (msg: string) => void lines.push(JSON.parse(msg) as Record<string, unknown>) };
 }
 
-async function start(overrides: { port?: number } = {}) {
+async function start(overrides: { port?: number; workers?: number } = {}) {
   const signals = new EventEmitter();
   const exits: number[] = [];
   const log = logSink();
@@ -45,6 +48,7 @@ async function start(overrides: { port?: number } = {}) {
     logDestination: log,
     signals,
     exit: (code) => void exits.push(code),
+    ...(overrides.workers === undefined ? {} : { workers: overrides.workers, workerExecArgv: ["--import", TS_LOADER] }),
   });
   cleanups.push(() => running.gateway.stop({ drainMs: 100 }));
   return { running, signals, exits, log };
@@ -123,5 +127,53 @@ describe("runGateway", () => {
     expect((err as KeelsonError).message).toBe(`gateway.port: 127.0.0.1:${port} is already in use`);
     const line = log.lines.find((l) => l["msg"] === "gateway failed to start");
     expect(line).toMatchObject({ code: "KEELSON_ERR_PORT_IN_USE", err: `gateway.port: 127.0.0.1:${port} is already in use`, level: 50 });
+  });
+
+  it("by default serves from this process", async () => {
+    expect(DEFAULT_GATEWAY_WORKERS).toBe(1);
+    const { running } = await start();
+    expect("metrics" in running.gateway).toBe(true);
+    expect((await pidFileOf(running))["pid"]).toBe(process.pid);
+  });
+
+  it("with workers: 2 forks two workers whose logs reach the same destination, and stops them on SIGTERM", async () => {
+    const { running, signals, exits, log } = await start({ workers: 2 });
+    expect("workers" in running.gateway).toBe(true);
+    const info = await pidFileOf(running);
+    expect(info).toMatchObject({ pid: process.pid, url: running.gateway.url, adminUrl: running.gateway.adminUrl });
+    // Worker logs travel through a pipe: they may arrive after the workers said they listen.
+    const workerLines = await waitFor(
+      () => {
+        const lines = log.lines.filter((l) => l["msg"] === "gateway listening" && l["worker"] !== undefined);
+        return lines.length === 2 ? lines : undefined;
+      },
+      { what: "both workers' log lines" },
+    );
+    expect(workerLines.map((l) => l["worker"]).sort()).toEqual([0, 1]);
+    expect(workerLines.every((l) => l["pid"] !== process.pid && l["component"] === "gateway")).toBe(true);
+    const ready = await request(`${running.gateway.adminUrl}/readyz`).then((r) => r.body.json());
+    expect(ready).toMatchObject({ draining: false, workers: { listening: 2, configured: 2 } });
+
+    signals.emit("SIGTERM");
+    await running.stopped;
+    expect(exits).toEqual([0]);
+    await expect(stat(running.pidFile)).rejects.toMatchObject({ code: "ENOENT" });
+    await waitFor(() => log.lines.filter((l) => l["msg"] === "gateway stopped" && l["worker"] !== undefined).length === 2, { what: "both workers' last log lines" });
+  });
+});
+
+describe("resolveGatewayWorkers", () => {
+  it("takes a count, 'auto' as one per CPU, and the default when not given", () => {
+    expect(resolveGatewayWorkers(undefined, 8)).toBe(DEFAULT_GATEWAY_WORKERS);
+    expect(resolveGatewayWorkers("auto", 8)).toBe(8);
+    expect(resolveGatewayWorkers("auto", 0)).toBe(1);
+    expect(resolveGatewayWorkers(3, 8)).toBe(3);
+  });
+
+  it("rejects anything but a whole number of at least 1 with KEELSON_ERR_INVALID_INPUT", () => {
+    for (const bad of [0, -1, 1.5, Number.NaN, "all" as unknown as number]) {
+      expect(() => resolveGatewayWorkers(bad)).toThrow(KeelsonError);
+      expect(() => resolveGatewayWorkers(bad)).toThrow(`workers: expected a whole number of at least 1 or "auto", got ${typeof bad === "string" ? `"${bad}"` : String(bad)}`);
+    }
   });
 });

@@ -1,10 +1,15 @@
 // The gateway process's composition root, behind `keelson gateway`: JSON logs to stdout,
-// a pid file, and a graceful drain on SIGTERM/SIGINT. Holds no routing logic.
+// a pid file, and a graceful drain on SIGTERM/SIGINT; one process, or a primary and its workers.
+// Holds no routing logic.
 import { randomBytes } from "node:crypto";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { KeelsonError } from "@keelson/protocol";
 import { pino } from "pino";
 import type { DestinationStream, Level } from "pino";
+import type { GatewayCluster, GatewayClusterOptions } from "./gateway-cluster.js";
+import { createGatewayCluster } from "./gateway-cluster.js";
 import type { Gateway, GatewayOptions } from "./gateway-server.js";
 import { createGateway } from "./gateway-server.js";
 
@@ -25,7 +30,37 @@ export interface SignalSource {
   off(signal: "SIGTERM" | "SIGINT", listener: () => void): unknown;
 }
 
+/**
+ * Worker processes when `workers` is not given. One: measured on a 2-core machine, a second
+ * worker buys throughput only when the gateway has a core to itself, and costs CPU per request
+ * and memory otherwise (docs/adr/0007-gateway-workers.md).
+ */
+export const DEFAULT_GATEWAY_WORKERS = 1;
+
+/**
+ * The number of worker processes `workers` asks for: "auto" is one per CPU this process may run
+ * on (its affinity mask, so `taskset` and container CPU sets count).
+ */
+export function resolveGatewayWorkers(workers: number | "auto" | undefined, cpus: number = availableParallelism()): number {
+  if (workers === undefined) return DEFAULT_GATEWAY_WORKERS;
+  if (workers === "auto") return Math.max(1, cpus);
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `workers: expected a whole number of at least 1 or "auto", got ${typeof workers === "string" ? JSON.stringify(workers) : String(workers)}`);
+  }
+  return workers;
+}
+
 export interface RunGatewayOptions extends Omit<GatewayOptions, "log"> {
+  /**
+   * Processes serving the public port (default `DEFAULT_GATEWAY_WORKERS`). 1 runs the gateway in
+   * this process; more fork that many workers (node:cluster) under this process, which then runs
+   * the control-plane watch and the admin listener for all of them.
+   */
+  workers?: number | "auto";
+  /** Node flags of the worker processes (default: this process's own). */
+  workerExecArgv?: string[];
+  /** Restart delay of a dead worker (see `GatewayClusterOptions.restartBackoff`). */
+  restartBackoff?: GatewayClusterOptions["restartBackoff"];
   /** How long a signal waits for in-flight requests before cutting them (default 10 s). */
   drainMs?: number;
   /** Default "info". */
@@ -38,7 +73,8 @@ export interface RunGatewayOptions extends Omit<GatewayOptions, "log"> {
 }
 
 export interface RunningGateway {
-  readonly gateway: Gateway;
+  /** The in-process gateway (one worker), or the primary's handle on its workers. */
+  readonly gateway: Gateway | GatewayCluster;
   readonly pidFile: string;
   /** Resolves once a signal-triggered (or `shutdown()`) drain has finished. */
   readonly stopped: Promise<void>;
@@ -48,14 +84,38 @@ export interface RunningGateway {
 
 /**
  * Runs a gateway until SIGTERM or SIGINT: then it stops accepting, lets in-flight requests
- * finish for up to `drainMs`, closes the pools, removes the pid file and exits 0. A second
- * signal during the drain exits 1 at once. A taken port rejects with
- * `KEELSON_ERR_PORT_IN_USE` (logged too), never a stack trace.
+ * finish for up to `drainMs` (in every worker), closes the pools, removes the pid file and exits
+ * 0. A second signal during the drain exits 1 at once (workers are killed). A taken port rejects
+ * with `KEELSON_ERR_PORT_IN_USE` (logged too), never a stack trace.
  */
 export async function runGateway(options: RunGatewayOptions): Promise<RunningGateway> {
-  const { drainMs = 10_000, logLevel = "info", logDestination, signals = process, exit = (code: number) => process.exit(code), ...gatewayOptions } = options;
+  const {
+    drainMs = 10_000,
+    logLevel = "info",
+    logDestination,
+    signals = process,
+    exit = (code: number) => process.exit(code),
+    workers: workersOption,
+    workerExecArgv,
+    restartBackoff,
+    ...gatewayOptions
+  } = options;
+  const workers = resolveGatewayWorkers(workersOption);
   const logger = pino({ level: logLevel, base: { component: "gateway", pid: process.pid } }, logDestination ?? pino.destination(1));
-  const gateway = createGateway({ ...gatewayOptions, log: logger });
+  const gateway: Gateway | GatewayCluster =
+    workers === 1
+      ? createGateway({ ...gatewayOptions, log: logger })
+      : createGatewayCluster({
+          ...gatewayOptions,
+          workers,
+          log: logger,
+          workerLogLevel: logLevel,
+          // Workers write to the stdout they inherit, unless logs go somewhere else.
+          workerLogLine: logDestination === undefined ? undefined : (line) => logDestination.write(`${line}\n`),
+          workerDrainMs: drainMs,
+          ...(workerExecArgv === undefined ? {} : { workerExecArgv }),
+          ...(restartBackoff === undefined ? {} : { restartBackoff }),
+        });
   const pidFile = join(options.stateDir, GATEWAY_PID_FILE);
 
   try {
@@ -97,6 +157,7 @@ export async function runGateway(options: RunGatewayOptions): Promise<RunningGat
     if (shuttingDown !== undefined) {
       logger.warn({}, "second signal during drain: exiting now");
       logger.flush();
+      if ("kill" in gateway) gateway.kill();
       exit(1);
       return;
     }

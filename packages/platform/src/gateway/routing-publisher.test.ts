@@ -1,0 +1,73 @@
+import { DEFAULT_SERVICE_POLICY, RoutingTableSchema, type RoutingTable } from "@keelson/protocol";
+import { describe, expect, it } from "vitest";
+import { parseManifest } from "../manifest/index.js";
+import { createMemoryStore } from "../store/index.js";
+import { createMemoryDriver } from "../runtime/index.js";
+import { createRoutingPublisher } from "./routing-publisher.js";
+import { writeTrafficSplit } from "./traffic-splits.js";
+
+const yaml = `project: shop
+services:
+  orders:
+    owner: web
+    path: orders
+    start: node main.js
+    routes:
+      - path: /api/orders
+        rateLimit: { rps: 5 }
+        fallback: { body: { orders: [] } }
+    resilience: { timeout: 2s, loadBalancer: round-robin }
+  payments:
+    owner: web
+    path: payments
+    start: node main.js
+`;
+
+async function setup() {
+  const store = createMemoryStore();
+  const { manifest } = parseManifest(yaml, "/tmp/shop/keelson.yaml", { checkPaths: false });
+  await store.applyDesiredState({
+    project: { name: "shop", manifestPath: "/tmp/shop/keelson.yaml", manifestHash: "h", appliedAt: new Date().toISOString() },
+    upsert: Object.entries(manifest.services).map(([name, spec]) => ({ project: "shop", name, spec: JSON.parse(JSON.stringify(spec)) as Record<string, unknown>, release: "r-aaaaaaaaaaaa" })),
+    remove: [],
+    events: [],
+  });
+  for (const id of ["r-aaaaaaaaaaaa", "r-bbbbbbbbbbbb"]) {
+    await store.putRelease({ id, project: "shop", service: "orders", sourceHash: id, configHash: id, gitCommit: undefined, createdAt: new Date().toISOString(), details: {} });
+  }
+  const publisher = createRoutingPublisher({ store, driver: createMemoryDriver(), project: "shop" });
+  return { store, publisher };
+}
+
+describe("routing publisher", () => {
+  it("puts each service's resolved policy and each route's limits and fallback on the table", async () => {
+    const { publisher } = await setup();
+    const table = await publisher.current();
+    expect(RoutingTableSchema.safeParse(table).success).toBe(true);
+    const orders = table.services.find((s) => s.name === "orders")!;
+    expect(orders.policy).toMatchObject({ timeoutMs: 2000, perTryTimeoutMs: 2000, loadBalancer: "round-robin" });
+    expect(table.services.find((s) => s.name === "payments")!.policy).toEqual(DEFAULT_SERVICE_POLICY);
+    expect(table.routes).toEqual([
+      expect.objectContaining({
+        service: "orders",
+        pathPrefix: "/api/orders",
+        rateLimit: { rps: 5, burst: 5 },
+        fallback: { status: 200, contentType: "application/json", body: '{"orders":[]}' },
+      }),
+    ]);
+  });
+
+  it("publishes a new version when a traffic split changes, and not when nothing did", async () => {
+    const { store, publisher } = await setup();
+    const seen: RoutingTable[] = [];
+    publisher.subscribe((t) => seen.push(t));
+    const first = await publisher.current();
+    expect((await publisher.refresh()).version).toBe(first.version);
+    const split = { weights: [{ release: "r-aaaaaaaaaaaa", weight: 80 }, { release: "r-bbbbbbbbbbbb", weight: 20, label: "canary" }], sticky: true };
+    await writeTrafficSplit({ store, project: "shop", service: "orders", split, actor: "t" });
+    const next = await publisher.refresh();
+    expect(next.version).toBe(first.version + 1);
+    expect(next.services.find((s) => s.name === "orders")!.split).toEqual(split);
+    expect(seen.map((t) => t.version)).toEqual([first.version, next.version]);
+  });
+});
