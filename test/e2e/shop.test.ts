@@ -117,6 +117,21 @@ describe.sequential("the example shop on keelson", () => {
     expect(tree.stdout).toMatch(/orders[\s\S]*payments/);
   });
 
+  it("derives the shop's real call graph from its traces", async () => {
+    const s = await status();
+    // The catalog page makes storefront call inventory; the order above made orders call the rest.
+    expect((await fetch(`${gateway}/api/catalog`)).status).toBe(200);
+    const edges = await waitFor(async () => {
+      const map = (await (await fetch(`${s.controlPlane.url}/v1/service-map?window=15m`)).json()) as { edges: Array<{ from: string; to: string; errors: number }> };
+      const names = map.edges.map((e) => `${e.from}->${e.to}`);
+      return names.includes("storefront->inventory") ? names : undefined;
+    }, { timeoutMs: 20_000, what: "storefront->inventory in the service map" });
+    expect(edges).toEqual(expect.arrayContaining(["orders->inventory", "orders->payments", "orders->notifications", "storefront->inventory"]));
+    // Nothing the shop does not do: every edge is one the manifest allows (`calls`).
+    const allowed = new Set(["storefront->inventory", "storefront->orders", "orders->inventory", "orders->payments", "orders->notifications"]);
+    expect(edges.filter((e) => !allowed.has(e) && !e.startsWith("(external)") && !e.includes("keelson-gateway"))).toEqual([]);
+  });
+
   it("rejects a declined card and gives the stock back", async () => {
     const catalog = (await (await fetch(`${gateway}/api/catalog`)).json()) as { products: Array<{ sku: string; stock: number }> };
     const product = catalog.products.find((p) => p.stock >= 1)!;
