@@ -223,7 +223,7 @@ describe("createGatewayCluster", () => {
 
   it("restarts a killed worker while the other one serves, and keeps counting its requests", async () => {
     const upstream = await startUpstream("a");
-    const gw = await startCluster({ restartBackoff: { initialMs: 1_500, maxMs: 3_000 } });
+    const gw = await startCluster({ restartBackoff: { initialMs: 3_000, maxMs: 6_000 } });
     gw.setTable(tableTo(upstream.url));
     await waitFor(async () => (await adminJson<{ version?: number }>(gw, "/routes")).body.version === version, { what: "every worker to serve the table" });
     for (let i = 0; i < 6; i++) expect((await getFresh(`${gw.url}/`)).status).toBe(200);
@@ -234,7 +234,7 @@ describe("createGatewayCluster", () => {
     process.kill(victim!.pid!, "SIGKILL");
     await waitFor(() => gw.workers()[0]!.state === "restarting", { what: "the primary to see the worker die" });
 
-    // The restart waits 1.5 s: every request meanwhile is the survivor's.
+    // The restart waits 3 s: every request meanwhile is the survivor's.
     for (let i = 0; i < 6; i++) expect(await getFresh(`${gw.url}/`)).toEqual({ status: 200, text: "a" });
     expect(gw.workers()[0]!.state).toBe("restarting");
     expect(await metricValue(gw, "keelson_gateway_requests_total", { service: "web", code_class: "2xx" })).toBe(12);
