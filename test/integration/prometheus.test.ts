@@ -305,9 +305,8 @@ describe.skipIf(!available)("Prometheus", () => {
       await fetch(`${cpUrl}/healthz`);
       const cpText = await (await fetch(`${cpUrl}/metrics`)).text();
       expect(cpText).toContain("keelson_controlplane_api_requests_total");
-      const controlPlane = promtoolCheck(cpText);
-      expect([0, 3], controlPlane.problems.join("\n")).toContain(controlPlane.status);
-      expect(controlPlane.problems.filter((p) => !PROM_CLIENT_DEFAULT_GAUGES.test(p))).toEqual([]);
+      // The control plane leaves out prom-client's three lint-failing gauges: no finding at all.
+      expect(promtoolCheck(cpText)).toEqual({ status: 0, problems: [] });
 
       // What telemetry adds to the control plane's registry passes with no finding at all.
       const ours = await registry.metrics();

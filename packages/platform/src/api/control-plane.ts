@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { KeelsonError, type EventKind, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
-import { Counter, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Registry } from "prom-client";
 import type { ApplyProgress, Log, Reconciler } from "../delivery/index.js";
 import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
 import { loadManifest, type ServiceSpec } from "../manifest/index.js";
@@ -11,6 +11,7 @@ import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
 import {
   buildServiceMap,
+  collectProcessMetrics,
   parseDurationMs,
   parseTraceSearchParams,
   summarizeRed,
@@ -68,7 +69,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   let applying = false;
 
   const registry = options.registry ?? new Registry();
-  if (!options.registry) collectDefaultMetrics({ register: registry, prefix: "keelson_controlplane_" });
+  if (!options.registry) collectProcessMetrics(registry, "keelson_controlplane_");
   const apiRequests = new Counter({ name: "keelson_controlplane_api_requests_total", help: "API requests by route and status code.", labelNames: ["route", "code"], registers: [registry] });
 
   reconciler.onChange(() => {

@@ -9,6 +9,7 @@ import { loadManifest, type Manifest } from "../manifest/index.js";
 import { createProcessDriver } from "../runtime/index.js";
 import { createSqliteStore } from "../store/index.js";
 import {
+  collectProcessMetrics,
   createBuiltinMetricsSource,
   createOtlpReceiver,
   createSqliteTraceStore,
@@ -18,7 +19,7 @@ import {
   createPrometheusMetricsSource,
   objectivesFromServices,
 } from "../telemetry/index.js";
-import { Registry, collectDefaultMetrics } from "prom-client";
+import { Registry } from "prom-client";
 import { createControlPlane } from "./control-plane.js";
 import { stateDirOf, CONTROL_PLANE_FILE } from "./state-files.js";
 
@@ -62,7 +63,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   // Telemetry: the gateway's RED metrics scraped into the built-in store (or read from
   // Prometheus when the manifest names one), and SLO burn-rate alerting over them.
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "keelson_controlplane_" });
+  collectProcessMetrics(registry, "keelson_controlplane_");
   const metricStore = createMetricStore();
   const gatewayAdmin = `http://${manifest?.gateway.host ?? "127.0.0.1"}:${manifest?.gateway.adminPort ?? 8081}`;
   const scraper = createGatewayScraper({ urls: () => [gatewayAdmin], store: metricStore, registry, log });

@@ -64,3 +64,4 @@ export { buildTraceTree, flattenTraceTree, formatDuration, renderTraceTree } fro
 export type { RenderTraceOptions, TraceNode, TraceTree } from "./trace-tree.js";
 export { buildServiceMap, EXTERNAL_CALLER } from "./service-map.js";
 export type { ServiceMap, ServiceMapEdge, ServiceMapNode, ServiceMapOptions } from "./service-map.js";
+export { collectProcessMetrics } from "./process-metrics.js";
