@@ -1,6 +1,6 @@
-// The storefront's HTTP handler: the shop page, order receipts and the catalog API. It
-// reads inventory and orders through the gateway; the page's order form posts straight to
-// /api/orders, which the gateway routes to the orders service.
+// The storefront's HTTP handler: the shop page, order receipts, the catalog API and checkout.
+// It reads inventory and orders through the gateway; the page's order form posts to
+// /checkout, which places the order with the orders service (the web front's backend).
 import { randomBytes } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { createRouter, HttpError, json, ServiceCallError } from "@keelson/sdk";
@@ -22,6 +22,8 @@ const ORDER_ID = /^ord_[a-z0-9]{8,40}$/;
  * GET /             → the shop page (200 even when inventory is down: it says so)
  * GET /orders/:id   → the order receipt page, 404 page for an unknown order
  * GET /api/catalog  → 200 { products: [{ sku, name, description, price, stock, inStock }] }, 502 when inventory is down
+ * POST /checkout    → places the order with the orders service and relays its answer (201, 400, 402, 409…),
+ *                     502 when orders cannot be reached
  */
 export function createApp(options: StorefrontAppOptions): Handler {
   const { client, logger, shopName } = options;
@@ -50,6 +52,22 @@ export function createApp(options: StorefrontAppOptions): Handler {
           messagePage({ shopName, nonce, title: "Orders are unavailable", message: "Your order is safe; please look again in a moment." }),
         );
       }
+    })
+    .post("/checkout", async ({ res, body }) => {
+      const order = await body();
+      let answer: Response;
+      try {
+        answer = await client.call("orders", "/api/orders", { method: "POST", json: order });
+      } catch (err) {
+        logger.warn("checkout: orders unavailable", { err });
+        throw new HttpError(502, "ORDERS_UNAVAILABLE", "orders cannot be placed right now; nothing was charged");
+      }
+      // The orders service's answer is the shopper's answer, status and body alike.
+      const text = await answer.text();
+      res.statusCode = answer.status;
+      res.setHeader("content-type", answer.headers.get("content-type") ?? "application/json; charset=utf-8");
+      res.setHeader("cache-control", "no-store");
+      res.end(text);
     })
     .get("/api/catalog", async ({ res }) => {
       try {

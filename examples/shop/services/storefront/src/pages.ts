@@ -66,7 +66,7 @@ form.addEventListener("submit", async (event) => {
   button.disabled = true;
   show("Placing your order…", "");
   try {
-    const res = await fetch("/api/orders", {
+    const res = await fetch("/checkout", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ items, email: form.elements.email.value, card: form.elements.card.value }),

@@ -10,6 +10,7 @@ import { html } from "../src/html.js";
 const logger = createLogger({ level: "silent" });
 let inventoryItems: { sku: string; price: number; stock: number }[];
 let orders: Record<string, unknown>;
+let ordersDown = false;
 let gateway: GatewayStub;
 let storefront: ServiceHandle;
 
@@ -21,13 +22,21 @@ beforeEach(async () => {
     { sku: "SECRET-PROTOTYPE", price: 100, stock: 1 },
   ];
   orders = {};
+  ordersDown = false;
   gateway = await startGatewayStub({
     inventory: createRouter().get("/api/inventory", ({ res }) => json(res, 200, { items: inventoryItems })).handle,
-    orders: createRouter().get("/api/orders/:id", ({ res, params }) => {
-      const order = orders[params.id];
-      if (!order) throw new HttpError(404, "ORDER_NOT_FOUND", "no such order");
-      json(res, 200, order);
-    }).handle,
+    orders: createRouter()
+      .get("/api/orders/:id", ({ res, params }) => {
+        const order = orders[params.id];
+        if (!order) throw new HttpError(404, "ORDER_NOT_FOUND", "no such order");
+        json(res, 200, order);
+      })
+      .post("/api/orders", async ({ res, body }) => {
+        if (ordersDown) return void res.socket?.destroy();
+        const input = (await body()) as { card?: string };
+        if (input.card?.endsWith("0000")) throw new HttpError(402, "PAYMENT_DECLINED", "the card ending 0000 was declined");
+        json(res, 201, { id: "ord_0000000009", status: "confirmed", placed: input });
+      }).handle,
   });
   const client = createClient({ gatewayUrl: gateway.url, self: "storefront", timeoutMs: 2000, logger });
   storefront = await serve({ handler: createApp({ client, logger, shopName: "Bean & Burr" }), port: 0, signals: [], logger });
@@ -81,7 +90,7 @@ describe("GET /", () => {
     expect(page).toMatch(/data-stock="GRINDER-HAND">Sold out<\/td>/);
     expect(page).toMatch(/data-sku="GRINDER-HAND" min="0" max="0" value="0" disabled/);
     expect(page).not.toContain("SECRET-PROTOTYPE");
-    expect(page).toContain('fetch("/api/orders"');
+    expect(page).toContain('fetch("/checkout"');
     const nonce = /script-src 'nonce-([^']+)'/.exec(res.headers.get("content-security-policy") ?? "")?.[1];
     expect(nonce).toBeDefined();
     expect(page).toContain(`<script nonce="${nonce}">`);
@@ -106,6 +115,31 @@ describe("GET /", () => {
       await lonely.close();
       await stub.close();
     }
+  });
+});
+
+describe("POST /checkout", () => {
+  const checkout = (body: unknown) =>
+    fetch(`${storefront.url}/checkout`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+  it("places the order with the orders service and relays its answer", async () => {
+    const res = await checkout({ items: [{ sku: "BEAN-ETH-250", qty: 1 }], card: "4242424242424242", email: "a@example.com" });
+    expect(res.status).toBe(201);
+    expect(await res.json()).toEqual({ id: "ord_0000000009", status: "confirmed", placed: { items: [{ sku: "BEAN-ETH-250", qty: 1 }], card: "4242424242424242", email: "a@example.com" } });
+    expect(gateway.calls.filter((c) => c.service === "orders" && c.method === "POST").length).toBe(1);
+  });
+
+  it("relays a refusal with its status and body", async () => {
+    const res = await checkout({ items: [], card: "4000000000000000", email: "a@example.com" });
+    expect(res.status).toBe(402);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("PAYMENT_DECLINED");
+  });
+
+  it("answers 502 when orders cannot be reached", async () => {
+    ordersDown = true;
+    const res = await checkout({ items: [] });
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("ORDERS_UNAVAILABLE");
   });
 });
 
