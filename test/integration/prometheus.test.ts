@@ -44,10 +44,17 @@ interface RunningPrometheus {
 }
 
 /** Starts Prometheus on 127.0.0.1 with its own config and storage under `dir`; stops it by pid. */
-async function startPrometheus(dir: string, scrapeTargets: string[]): Promise<RunningPrometheus> {
+/** Starts Prometheus scraping `jobs` (job name → host:port targets) every second. */
+async function startPrometheus(dir: string, jobs: Record<string, string[]>): Promise<RunningPrometheus> {
   const port = await freePort();
   const config = join(dir, "prometheus.yml");
-  const scrape = scrapeTargets.length === 0 ? "scrape_configs: []" : `scrape_configs:\n  - job_name: keelson-gateway\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [${scrapeTargets.map((t) => `"${t}"`).join(", ")}]`;
+  const entries = Object.entries(jobs).filter(([, targets]) => targets.length > 0);
+  const scrape =
+    entries.length === 0
+      ? "scrape_configs: []"
+      : `scrape_configs:\n${entries
+          .map(([job, targets]) => `  - job_name: ${job}\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [${targets.map((t) => `"${t}"`).join(", ")}]`)
+          .join("\n")}`;
   await writeFile(config, `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n${scrape}\n`);
   await mkdir(join(dir, "data"), { recursive: true });
   const child: ChildProcess = spawn(
@@ -141,7 +148,7 @@ describe.skipIf(!available)("Prometheus", () => {
             await writeFile(input, openMetrics(scrapes));
             const r = spawnSync("promtool", ["tsdb", "create-blocks-from", "openmetrics", "--quiet", input, join(tmp.dir, "data")], { encoding: "utf8" });
             if (r.status !== 0) throw new Error(`promtool backfill failed (${r.status}): ${r.stderr}`);
-            const prom = await startPrometheus(tmp.dir, []);
+            const prom = await startPrometheus(tmp.dir, {});
             return {
               source: createPrometheusMetricsSource({ url: prom.url }),
               cleanup: async () => {
@@ -167,6 +174,7 @@ describe.skipIf(!available)("Prometheus", () => {
     let metrics: MetricStore;
     let builtin: MetricsSource;
     let viaPrometheus: MetricsSource;
+    let controlPlaneUrl: string;
     const registry = new Registry();
     const statuses: Record<string, number[]> = { ok: [], flaky: [] };
 
@@ -235,8 +243,23 @@ describe.skipIf(!available)("Prometheus", () => {
       scraper.start();
       cleanups.push(() => scraper.stop());
 
+      // A control plane too, so Prometheus scrapes every kind of Keelson process.
+      const cpStore = createMemoryStore();
+      const cpDriver = createMemoryDriver();
+      const silent = { info() {}, warn() {}, error() {} };
+      const cpReconciler = createReconciler({ store: cpStore, driver: cpDriver, project: "it", stateDir: join(tmp.dir, "cp"), gatewayUrl: gateway.url, log: silent });
+      const cp = createControlPlane({ project: "it", dir: tmp.dir, stateDir: join(tmp.dir, "cp"), store: cpStore, driver: cpDriver, reconciler: cpReconciler, gatewayUrl: gateway.url, log: silent });
+      controlPlaneUrl = await cp.listen("127.0.0.1", 0);
+      cleanups.push(async () => {
+        await cpReconciler.stop();
+        await cp.close();
+      });
+
       await mkdir(join(tmp.dir, "prometheus"));
-      prometheus = await startPrometheus(join(tmp.dir, "prometheus"), [new URL(gateway.adminUrl).host]);
+      prometheus = await startPrometheus(join(tmp.dir, "prometheus"), {
+        "keelson-gateway": [new URL(gateway.adminUrl).host],
+        "keelson-controlplane": [new URL(controlPlaneUrl).host],
+      });
       cleanups.push(() => prometheus.stop());
       viaPrometheus = createPrometheusMetricsSource({ url: prometheus.url });
       await waitFor(async () => (await instant(prometheus.url, 'up{job="keelson-gateway"}'))[0] === 1, { timeoutMs: 20_000, what: "Prometheus to scrape the gateway" });
@@ -244,6 +267,17 @@ describe.skipIf(!available)("Prometheus", () => {
 
     afterAll(async () => {
       while (cleanups.length > 0) await cleanups.pop()?.();
+    });
+
+    it("scrapes every Keelson process: the gateway and the control plane", async () => {
+      await fetch(`${controlPlaneUrl}/healthz`);
+      await waitFor(async () => (await instant(prometheus.url, 'up{job="keelson-controlplane"}'))[0] === 1, { timeoutMs: 20_000, what: "Prometheus to scrape the control plane" });
+      expect((await instant(prometheus.url, 'up{job="keelson-gateway"}'))[0]).toBe(1);
+      const served = await waitFor(
+        async () => (await instant(prometheus.url, 'sum(keelson_controlplane_api_requests_total{route="/healthz"})'))[0],
+        { timeoutMs: 20_000, what: "the control plane's API counter in Prometheus" },
+      );
+      expect(served).toBeGreaterThanOrEqual(1);
     });
 
     it("gives the same error ratio through Prometheus and through the built-in store", async () => {
