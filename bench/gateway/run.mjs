@@ -2,6 +2,7 @@
 // keelson gateway (1 and N workers), @fastify/http-proxy and a bare undici Pool.stream proxy, side
 // by side in one run, wrk pinned to core 0 and upstream + proxy to core 1. Ratios, not absolutes.
 // Usage: node bench/gateway/run.mjs [--duration 10] [--runs 3] [--workers N] [--quick] [--only keelson,undici] [--profile]
+//        [--tracing]: also the keelson gateway (1 worker) with tracing on, exporting to a sink, vs off.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdtempSync, existsSync } from "node:fs";
 import { createServer } from "node:net";
@@ -253,17 +254,17 @@ http {
   return { proc, url, cores: "1" };
 }
 
-async function startNodeProxy(kind, upstreamUrl, cores = "1", workers = 1, extraNodeArgs = []) {
+async function startNodeProxy(kind, upstreamUrl, cores = "1", workers = 1, extraNodeArgs = [], tracesUrl = undefined) {
   const port = await freePort();
   let serverArgs;
   if (kind === "keelson") {
-    const stateDir = join(tmp, `keelson-${workers}-${cores}`);
+    const stateDir = join(tmp, `keelson-${workers}-${cores}${tracesUrl === undefined ? "" : "-traced"}`);
     mkdirSync(stateDir, { recursive: true });
-    serverArgs = ["keelson", String(port), String(await freePort()), stateDir, upstreamUrl, String(workers)];
+    serverArgs = ["keelson", String(port), String(await freePort()), stateDir, upstreamUrl, String(workers), ...(tracesUrl === undefined ? [] : [tracesUrl])];
   } else {
     serverArgs = [kind, String(port), upstreamUrl];
   }
-  const proc = await nodeServer(`${kind}${workers > 1 ? `x${workers}` : ""}`, cores, serverArgs, extraNodeArgs);
+  const proc = await nodeServer(`${kind}${workers > 1 ? `x${workers}` : ""}${tracesUrl === undefined ? "" : "-traced"}`, cores, serverArgs, extraNodeArgs);
   const url = `http://127.0.0.1:${port}/`;
   if (!(await answers(url))) throw new Error(`${kind} does not proxy: ${proc.output}`);
   return { proc, url, cores };
@@ -397,6 +398,13 @@ async function compare() {
     { key: "keelsonN", label: `keelson gateway, ${WORKERS} workers`, start: () => startNodeProxy("keelson", upstream.url, PIN ? "0,1" : "all", WORKERS) },
     { key: "keelsonN1", label: `keelson gateway, ${WORKERS} workers on one core`, start: () => startNodeProxy("keelson", upstream.url, "1", WORKERS) },
   ];
+  if (flag("tracing")) {
+    // The sink shares core 0 with wrk: it takes about one request a second per gateway.
+    const sinkPort = await freePort();
+    await nodeServer("otlp-sink", "0", ["otlp-sink", String(sinkPort)]);
+    const tracesUrl = `http://127.0.0.1:${sinkPort}/v1/traces`;
+    setups.push({ key: "keelsonTraced", label: "keelson gateway, 1 worker, tracing on", start: () => startNodeProxy("keelson", upstream.url, "1", 1, [], tracesUrl) });
+  }
   // --only a,b measures a subset (for looking into one thing; the targets need the full set).
   const only = args.includes("--only") ? new Set(["direct", ...args[args.indexOf("--only") + 1].split(",")]) : undefined;
   const targets = [];
@@ -450,6 +458,14 @@ async function compare() {
     throughputVsFastify: { value: k.c50.rps / results.fastify.c50.rps, target: ">= 1.2", met: k.c50.rps / results.fastify.c50.rps >= 1.2 },
     addedP50At1Ms: { value: k.addedP50MsAt1, target: "< 0.1", met: k.addedP50MsAt1 < 0.1 },
   };
+
+  const traced = results.keelsonTraced;
+  if (traced !== undefined && k !== undefined) {
+    const loss = 1 - traced.c50.rps / k.c50.rps;
+    targetsMet.tracingThroughputLoss = { value: loss, target: "<= 0.10", met: loss <= 0.1 };
+    const lossAt1 = 1 - traced.c1.rps / k.c1.rps;
+    targetsMet.tracingThroughputLossAt1 = { value: lossAt1, target: "<= 0.10", met: lossAt1 <= 0.1 };
+  }
 
   const machine = {
     cpu: cpus()[0]?.model ?? "unknown",

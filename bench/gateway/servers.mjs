@@ -3,7 +3,8 @@
 // it listens; stops on SIGTERM.
 // Usage: node servers.mjs upstream <port>
 //        node servers.mjs undici|fastify <port> <upstream-url>
-//        node servers.mjs keelson <port> <admin-port> <state-dir> <upstream-url> <workers>
+//        node servers.mjs keelson <port> <admin-port> <state-dir> <upstream-url> <workers> [<otlp-traces-url>]
+//        node servers.mjs otlp-sink <port>   (accepts OTLP/HTTP exports and throws them away)
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -75,7 +76,7 @@ switch (mode) {
     break;
   }
   case "keelson": {
-    const [adminPort, stateDir, upstream, workers] = rest;
+    const [adminPort, stateDir, upstream, workers, tracesUrl] = rest;
     const gw = await import(pathToFileURL(join(ROOT, "packages/platform/dist/gateway/index.js")).href);
     // A saved routing table, as a gateway restarted without its control plane would serve it.
     await gw.saveRoutingTable(
@@ -88,8 +89,29 @@ switch (mode) {
       }),
     );
     // runGateway handles SIGTERM itself: drains, then exits 0.
-    await gw.runGateway({ host: "127.0.0.1", port, adminPort: Number(adminPort), stateDir, workers: Number(workers), logLevel: "warn" });
+    await gw.runGateway({
+      host: "127.0.0.1",
+      port,
+      adminPort: Number(adminPort),
+      stateDir,
+      workers: Number(workers),
+      logLevel: "warn",
+      ...(tracesUrl === undefined ? {} : { tracing: { endpoint: tracesUrl } }),
+    });
     ready();
+    break;
+  }
+  case "otlp-sink": {
+    // Stands in for the control plane's receiver: what tracing costs the gateway, not the receiver.
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end("{}");
+      });
+    });
+    listen(server);
+    process.on("SIGTERM", () => server.close(() => process.exit(0)));
     break;
   }
   default:

@@ -15,6 +15,8 @@ import type { GatewayMetrics } from "./gateway-metrics.js";
 import { INTERNAL_ROUTE, createGatewayMetrics } from "./gateway-metrics.js";
 import type { StatsSnapshot } from "./live-stats.js";
 import { LiveStats } from "./live-stats.js";
+import type { GatewayTracing, GatewayTracingConfig } from "./gateway-tracing.js";
+import { createGatewayTracing } from "./gateway-tracing.js";
 import type { GatewayLogger } from "./logger.js";
 import { silentLogger } from "./logger.js";
 import type { ProxyContext, ProxyState, RouteRuntime } from "./proxy-exchange.js";
@@ -66,6 +68,11 @@ export interface GatewayOptions {
   clock?: () => number;
   /** Random source of balancing, splits and backoff jitter (default Math.random; seed it in tests). */
   random?: Random;
+  /**
+   * Spans per request and per upstream try, exported as OTLP/JSON to `endpoint` (default off;
+   * `runGateway` points it at the control plane's `/v1/traces`).
+   */
+  tracing?: GatewayTracingConfig | false;
 }
 
 /** Admin `GET /state`: what the gateway does with each service now. */
@@ -130,6 +137,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const adminHost = options.adminHost ?? "127.0.0.1";
   const metrics = createGatewayMetrics({ defaultMetrics: options.processMetrics ?? true, now: clock });
   const liveStats = new LiveStats({ now: clock });
+  const tracing: GatewayTracing | undefined = options.tracing ? createGatewayTracing({ ...options.tracing, log, registry: metrics.registry }) : undefined;
 
   let current: RoutingTable | undefined;
   let endpoints = new Map<string, EndpointState>();
@@ -151,6 +159,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     log,
     now: clock,
     random,
+    tracing,
     tunnels,
     requestStarted() {
       inflight++;
@@ -402,6 +411,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     const adminClosed = closeServer(admin);
     admin.closeAllConnections();
     await adminClosed;
+    // The drained requests' last spans go out, for two seconds at most.
+    await tracing?.close();
     phase = "stopped";
     log.info({ drained }, "gateway stopped");
   };
@@ -458,6 +469,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     stop(opts = {}) {
       if (phase === "new" || phase === "stopped") {
+        if (phase === "new") void tracing?.close();
         phase = "stopped";
         return stopping ?? Promise.resolve();
       }

@@ -15,6 +15,7 @@ import type { Admission, CircuitBreaker } from "./circuit-breaker.js";
 import { REJECTED } from "./circuit-breaker.js";
 import type { GatewayMetrics, RequestCell, ServiceMetrics } from "./gateway-metrics.js";
 import { NONE_LABEL } from "./gateway-metrics.js";
+import type { GatewaySpan, SpanRecorder } from "./gateway-tracing.js";
 import type { GatewayLogger } from "./logger.js";
 import type { Random } from "./random.js";
 import type { RouteMatcher } from "./routing-table.js";
@@ -60,6 +61,8 @@ export interface ProxyContext {
   /** Monotonic clock, ms. */
   readonly now: () => number;
   readonly random: Random;
+  /** Records server and try spans; undefined when tracing is off (an incoming traceparent then passes through untouched). */
+  readonly tracing: SpanRecorder | undefined;
   requestStarted(): void;
   requestFinished(): void;
 }
@@ -134,6 +137,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   /** A retryable answer (502-504) being read and dropped before the retry. */
   discard = false;
   stale = false;
+  /** The try's client span, when the request is traced; ends when the answer's head arrives or the try fails. */
+  span: GatewaySpan | undefined = undefined;
   private settled = false;
 
   constructor(
@@ -190,6 +195,7 @@ class Attempt implements Dispatcher.DispatchHandler {
   /** Abandons it; an upstream request in progress is aborted (one not connected yet is aborted on connect). */
   cancel(err?: Error): void {
     this.stale = true;
+    this.span?.end(0, err === undefined ? undefined : err.message);
     this.abort?.(err);
   }
 }
@@ -235,6 +241,10 @@ class ProxyExchange implements BulkheadWaiter {
   private paused = false;
   private lastProgressAt = 0;
   private resumeUpstream: (() => void) | undefined = undefined;
+  /** The request's server span, when it is traced. */
+  private span: GatewaySpan | undefined = undefined;
+  /** Index in `headers` of the traceparent value, rewritten per attempt with the try's span. */
+  private traceSlot = -1;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -261,6 +271,9 @@ class ProxyExchange implements BulkheadWaiter {
     let contentLength: string | undefined;
     let chunked = false;
     let clientTimeout: number | undefined;
+    let traceparent: string | undefined;
+    let caller: string | undefined;
+    const tracing = this.ctx.tracing;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       const value = raw[i + 1]!;
@@ -308,12 +321,31 @@ class ProxyExchange implements BulkheadWaiter {
         case "cookie":
           this.cookies = this.cookies === undefined ? value : `${this.cookies}; ${value}`;
           break;
+        case "traceparent":
+          // Replaced by the try's own span when traced; passed on as it is otherwise.
+          if (tracing === undefined) break;
+          traceparent ??= value;
+          continue;
+        case "x-keelson-caller":
+          caller = value;
+          break;
         default:
           if (lower.charCodeAt(0) === 112 /* p */ && lower.startsWith("proxy-")) continue;
       }
       out.push(name, value);
     }
     if (connection !== undefined) removeNominated(out, connection);
+    if (tracing !== undefined) {
+      const span = tracing.startServer(traceparent, this.method);
+      if (span !== undefined) {
+        this.span = span;
+        span.caller = caller;
+        out.push("traceparent", "");
+        this.traceSlot = out.length - 1;
+      } else if (traceparent !== undefined) {
+        out.push("traceparent", traceparent);
+      }
+    }
 
     if (target.charCodeAt(0) !== 47 /* / */) {
       // Absolute form (`GET http://host/path`): its authority replaces the Host header (RFC 9112 §3.2.2).
@@ -371,6 +403,11 @@ class ProxyExchange implements BulkheadWaiter {
     }
     this.route = route;
     this.target = target;
+    if (this.span !== undefined) {
+      this.span.service = name;
+      const q = target.indexOf("?");
+      this.span.path = q === -1 ? target : target.slice(0, q);
+    }
     const metrics = this.ctx.metrics;
     const sm = service?.metrics ?? metrics.service(name);
     this.serviceMetrics = sm;
@@ -481,6 +518,15 @@ class ProxyExchange implements BulkheadWaiter {
     endpoint.inflight++;
     endpoint.series.begin(now);
     this.headers[this.deadlineSlot] = String(Math.floor(remaining));
+    if (this.span !== undefined) {
+      const span = this.ctx.tracing!.startClient(this.span, this.attempts - 1);
+      span.version = endpoint.release;
+      span.replica = endpoint.replicaId;
+      span.serverAddress = endpoint.hostname;
+      span.serverPort = endpoint.port;
+      attempt.span = span;
+      this.headers[this.traceSlot] = span.traceparent();
+    }
     const perTry = this.service!.policy.perTryTimeoutMs;
     this.arm(perTry < remaining ? perTry : remaining);
     endpoint.pool.dispatch(
@@ -499,6 +545,7 @@ class ProxyExchange implements BulkheadWaiter {
   attemptHeaders(attempt: Attempt, status: number, rawHeaders: Buffer[], resume: () => void): boolean {
     // 1xx interim answers (103 Early Hints) are not passed on.
     if (status < 200) return true;
+    attempt.span?.end(status);
     if (this.done) return false;
     const now = this.ctx.now();
     const endpoint = attempt.endpoint;
@@ -564,6 +611,7 @@ class ProxyExchange implements BulkheadWaiter {
   }
 
   attemptError(attempt: Attempt, err: Error): void {
+    attempt.span?.end(0, errorText(err));
     const now = this.ctx.now();
     if (this.done) {
       attempt.settle(now, false);
@@ -922,6 +970,7 @@ class ProxyExchange implements BulkheadWaiter {
     if (this.done) return;
     this.done = true;
     this.disarm();
+    this.span?.end(status);
     if (this.slotHeld) {
       this.slotHeld = false;
       this.bulkhead!.leave();

@@ -6,11 +6,12 @@ import { createServer } from "node:http";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { request } from "undici";
-import { KeelsonError } from "@keelson/protocol";
+import { GATEWAY_SERVICE_NAME, KeelsonError } from "@keelson/protocol";
 import { makeTempDir, waitFor } from "#test-support";
+import { createMemoryTraceStore, createOtlpReceiver } from "../telemetry/index.js";
 import { buildRoutingTable } from "./routing-table.js";
 import type { RunningGateway } from "./run-gateway.js";
-import { DEFAULT_GATEWAY_WORKERS, GATEWAY_PID_FILE, resolveGatewayWorkers, runGateway } from "./run-gateway.js";
+import { DEFAULT_GATEWAY_WORKERS, GATEWAY_PID_FILE, resolveGatewayWorkers, runGateway, tracesEndpoint } from "./run-gateway.js";
 
 // Workers of a multi-worker gateway run our TypeScript sources through this loader.
 const TS_LOADER = new URL("../../../../test/support/ts-loader.mjs", import.meta.url).href;
@@ -34,7 +35,7 @@ function logSink() {
   return { lines, write: (msg: string) => void lines.push(JSON.parse(msg) as Record<string, unknown>) };
 }
 
-async function start(overrides: { port?: number; workers?: number } = {}) {
+async function start(overrides: { port?: number; workers?: number; controlPlaneUrl?: string } = {}) {
   const signals = new EventEmitter();
   const exits: number[] = [];
   const log = logSink();
@@ -49,6 +50,7 @@ async function start(overrides: { port?: number; workers?: number } = {}) {
     signals,
     exit: (code) => void exits.push(code),
     ...(overrides.workers === undefined ? {} : { workers: overrides.workers, workerExecArgv: ["--import", TS_LOADER] }),
+    ...(overrides.controlPlaneUrl === undefined ? {} : { controlPlaneUrl: overrides.controlPlaneUrl }),
   });
   cleanups.push(() => running.gateway.stop({ drainMs: 100 }));
   return { running, signals, exits, log };
@@ -159,6 +161,57 @@ describe("runGateway", () => {
     expect(exits).toEqual([0]);
     await expect(stat(running.pidFile)).rejects.toMatchObject({ code: "ENOENT" });
     await waitFor(() => log.lines.filter((l) => l["msg"] === "gateway stopped" && l["worker"] !== undefined).length === 2, { what: "both workers' last log lines" });
+  });
+});
+
+describe("runGateway tracing", () => {
+  it("sends the workers' spans to the control plane's /v1/traces", async () => {
+    const upstream = createServer((req, res) => {
+      req.resume();
+      res.end("ok");
+    });
+    upstream.listen(0, "127.0.0.1");
+    await once(upstream, "listening");
+    cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
+    const upstreamUrl = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`;
+    const table = buildRoutingTable({
+      project: "test",
+      version: 1,
+      services: [{ name: "orders", routes: [{ path: "/", stripPrefix: false }] }],
+      endpoints: [{ service: "orders", replicaId: "orders-1", url: upstreamUrl, release: "r1" }],
+    });
+    // A control plane as far as the gateway can tell: the routing watch and the OTLP receiver.
+    const store = createMemoryTraceStore();
+    const receiver = createOtlpReceiver({ store });
+    const controlPlane = createServer((req, res) => {
+      if (req.url === "/v1/traces") return void receiver.handle(req, res);
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(`event: routing\ndata: ${JSON.stringify(table)}\n\n`);
+    });
+    controlPlane.listen(0, "127.0.0.1");
+    await once(controlPlane, "listening");
+    cleanups.push(() => new Promise((r) => (controlPlane.closeAllConnections(), controlPlane.close(r))));
+    const controlPlaneUrl = `http://127.0.0.1:${(controlPlane.address() as { port: number }).port}/`;
+
+    const { running } = await start({ workers: 2, controlPlaneUrl });
+    const status = await waitFor(
+      async () => {
+        const res = await request(`${running.gateway.url}/x`);
+        await res.body.dump();
+        return res.statusCode === 200 ? res.statusCode : undefined;
+      },
+      { what: "a routed request" },
+    );
+    expect(status).toBe(200);
+    const spans = await waitFor(
+      async () => {
+        const found = await store.listSpans({});
+        return found.some((s) => s.kind === "server") && found.some((s) => s.kind === "client") ? found : undefined;
+      },
+      { what: "the gateway's spans" },
+    );
+    expect(spans.every((s) => s.service === GATEWAY_SERVICE_NAME)).toBe(true);
+    expect(tracesEndpoint(controlPlaneUrl)).toBe(`${controlPlaneUrl.slice(0, -1)}/v1/traces`);
   });
 });
 

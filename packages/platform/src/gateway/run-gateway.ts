@@ -101,6 +101,10 @@ export async function runGateway(options: RunGatewayOptions): Promise<RunningGat
     ...gatewayOptions
   } = options;
   const workers = resolveGatewayWorkers(workersOption);
+  // Spans go to the control plane's OTLP receiver unless told otherwise; cluster workers get this with their config.
+  if (gatewayOptions.tracing === undefined && gatewayOptions.controlPlaneUrl !== undefined) {
+    gatewayOptions.tracing = { endpoint: tracesEndpoint(gatewayOptions.controlPlaneUrl) };
+  }
   const logger = pino({ level: logLevel, base: { component: "gateway", pid: process.pid } }, logDestination ?? pino.destination(1));
   const gateway: Gateway | GatewayCluster =
     workers === 1
@@ -167,6 +171,11 @@ export async function runGateway(options: RunGatewayOptions): Promise<RunningGat
   signals.on("SIGINT", onSignal);
 
   return { gateway, pidFile, stopped, shutdown };
+}
+
+/** The OTLP/HTTP traces URL of a control plane. */
+export function tracesEndpoint(controlPlaneUrl: string): string {
+  return `${controlPlaneUrl.replace(/\/+$/, "")}/v1/traces`;
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {
