@@ -10,7 +10,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { dirname, extname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import type { ErrorCode, RoutingTable } from "@keelson/protocol";
+import type { RoutingTable } from "@keelson/protocol";
 import { KeelsonError } from "@keelson/protocol";
 import type { Level } from "pino";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
@@ -23,6 +23,7 @@ import type { GatewayLogger } from "./logger.js";
 import { silentLogger } from "./logger.js";
 import type { RoutingWatch } from "./routing-watch.js";
 import { createRoutingWatch, loadRoutingTable } from "./routing-watch.js";
+import { closeServer, listen, sendError, sendJson } from "./admin-http.js";
 
 export interface GatewayClusterOptions extends Omit<GatewayOptions, "log"> {
   /** Worker processes serving the public port (at least 1). */
@@ -584,44 +585,6 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
   };
 }
 
-function listen(server: Server, host: string, port: number, field: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      server.off("listening", onListening);
-      if (err.code === "EADDRINUSE") {
-        reject(new KeelsonError("KEELSON_ERR_PORT_IN_USE", `${field}: ${host}:${port} is already in use`, { details: { host, port }, cause: err }));
-      } else if (err.code === "EACCES" || err.code === "EADDRNOTAVAIL" || err.code === "ENOTFOUND") {
-        reject(new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${field}: cannot listen on ${host}:${port} (${err.code})`, { details: { host, port }, cause: err }));
-      } else {
-        reject(err);
-      }
-    };
-    const onListening = () => {
-      server.off("error", onError);
-      resolve();
-    };
-    server.once("error", onError);
-    server.once("listening", onListening);
-    server.listen(port, host);
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) return resolve();
-    server.close(() => resolve());
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
-  res.end(res.req.method === "HEAD" ? undefined : text);
-}
-
-function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  sendJson(res, status, new KeelsonError(code, message).toBody());
-}
 
 function sum<T>(items: readonly T[], of: (item: T) => number): number {
   let total = 0;

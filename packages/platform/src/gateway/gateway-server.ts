@@ -8,8 +8,8 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { Pool } from "undici";
-import type { Endpoint, ErrorCode, RoutingTable, ServicePolicy } from "@keelson/protocol";
-import { DEFAULT_SERVICE_POLICY, KeelsonError } from "@keelson/protocol";
+import type { Endpoint, RoutingTable, ServicePolicy } from "@keelson/protocol";
+import { DEFAULT_SERVICE_POLICY } from "@keelson/protocol";
 import { handleClientError, writeRawError } from "./client-errors.js";
 import type { GatewayMetrics } from "./gateway-metrics.js";
 import { INTERNAL_ROUTE, createGatewayMetrics } from "./gateway-metrics.js";
@@ -31,6 +31,7 @@ import { EndpointState, buildServiceTargets } from "./service-target.js";
 import { TokenBucket } from "./token-bucket.js";
 import type { TunnelContext } from "./websocket-tunnel.js";
 import { handleUpgrade } from "./websocket-tunnel.js";
+import { closeServer, listen, sendError, sendJson } from "./admin-http.js";
 
 export interface GatewayOptions {
   /** Public listener (manifest `gateway.host`, `gateway.port`); port 0 picks a free one. */
@@ -493,41 +494,3 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
 }
 
-function listen(server: Server, host: string, port: number, field: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      server.off("listening", onListening);
-      if (err.code === "EADDRINUSE") {
-        reject(new KeelsonError("KEELSON_ERR_PORT_IN_USE", `${field}: ${host}:${port} is already in use`, { details: { host, port }, cause: err }));
-      } else if (err.code === "EACCES" || err.code === "EADDRNOTAVAIL" || err.code === "ENOTFOUND") {
-        reject(new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${field}: cannot listen on ${host}:${port} (${err.code})`, { details: { host, port }, cause: err }));
-      } else {
-        reject(err);
-      }
-    };
-    const onListening = () => {
-      server.off("error", onError);
-      resolve();
-    };
-    server.once("error", onError);
-    server.once("listening", onListening);
-    server.listen(port, host);
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) return resolve();
-    server.close(() => resolve());
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
-  res.end(res.req.method === "HEAD" ? undefined : text);
-}
-
-function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  sendJson(res, status, new KeelsonError(code, message).toBody());
-}
