@@ -122,6 +122,15 @@ describe.sequential("the example shop on keelson", () => {
     const tree = await keelson(["trace", trace.traceId, "-C", dir]);
     expect(tree.code, tree.stderr).toBe(0);
     expect(tree.stdout).toMatch(/storefront[\s\S]*orders[\s\S]*payments/);
+    // The services' log lines of this trace, merged across services by time.
+    const logs = await keelson(["logs", "-C", dir, "--trace", trace.traceId]);
+    expect(logs.code, logs.stderr).toBe(0);
+    const lines = logs.stdout.trim().split("\n");
+    expect(lines.every((l) => l.includes(trace.traceId))).toBe(true);
+    const servicesInLogs = new Set(lines.map((l) => l.split(/\s+/)[1]));
+    expect([...servicesInLogs]).toEqual(expect.arrayContaining(["storefront", "orders", "payments", "inventory"]));
+    const times = lines.map((l) => l.split(" ")[0] as string);
+    expect([...times].sort()).toEqual(times);
   });
 
   it("derives the shop's real call graph from its traces", async () => {

@@ -81,7 +81,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   // Traces: services and the gateway export OTLP to this control plane, which keeps them in
   // .keelson/traces.db (24 h by default).
   const traces = createSqliteTraceStore({ path: join(stateDir, "traces.db") });
-  const otlpReceiver = createOtlpReceiver({ store: traces, log, registry });
+  const forwardUrl = manifest?.telemetry?.tracesForwardUrl;
+  const otlpReceiver = createOtlpReceiver({ store: traces, log, registry, ...(forwardUrl ? { forward: { url: forwardUrl } } : {}) });
   const pruneTimer = setInterval(() => void traces.prune().catch((err: unknown) => log.warn({ err }, "trace pruning failed")), 60_000);
   pruneTimer.unref();
   const cp = createControlPlane({

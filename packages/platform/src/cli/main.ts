@@ -358,15 +358,15 @@ export function buildProgram(): Command {
 
   program
     .command("logs")
-    .description("show a service's logs (all its replicas, in time order)")
-    .argument("<service>", "service name")
+    .description("show logs of one or more services (every service by default), all replicas merged in time order")
+    .argument("[services...]", "service names (default: every service)")
     .option("-C, --dir <dir>", "project folder", ".")
     .option("-f, --follow", "keep printing new lines")
     .option("--since <time>", "only lines since an ISO time or a duration ago (10m, 1h)")
-    .addOption(new Option("-n, --tail <lines>", "only the last N lines").argParser(parseCount))
+    .addOption(new Option("-n, --tail <lines>", "only the last N lines of each service").argParser(parseCount))
     .option("--grep <regex>", "only lines matching this regular expression")
     .option("--trace <trace-id>", "only lines of this trace (services log their trace id with @keelson/sdk)")
-    .action(async (service: string, opts: { dir: string; follow?: boolean; since?: string; tail?: number; grep?: string; trace?: string }) => {
+    .action(async (services: string[], opts: { dir: string; follow?: boolean; since?: string; tail?: number; grep?: string; trace?: string }) => {
       let grep: RegExp | undefined;
       try {
         grep = opts.grep === undefined ? undefined : new RegExp(opts.grep);
@@ -375,15 +375,32 @@ export function buildProgram(): Command {
       }
       const keep = (text: string) => (grep === undefined || grep.test(text)) && (opts.trace === undefined || text.includes(opts.trace));
       const api = await connect(resolve(opts.dir));
+      const names = services.length > 0 ? services : (await api.get<StatusReport>("/v1/status")).services.map((x) => x.name);
       const params = new URLSearchParams();
       if (opts.follow) params.set("follow", "1");
       if (opts.since) params.set("since", parseSince(opts.since).toISOString());
       if (opts.tail !== undefined) params.set("tail", String(opts.tail));
       const abort = new AbortController();
       process.once("SIGINT", () => abort.abort());
-      for await (const line of api.stream<{ t: string; replica: string; stream: string; line: string }>(`/v1/services/${encodeURIComponent(service)}/logs?${params}`, { signal: abort.signal })) {
-        if (keep(line.line)) print(`${color.dim(line.t)} ${color.cyan(line.replica)} ${line.stream === "stderr" ? color.red(line.line) : line.line}`);
+      const width = Math.max(...names.map((n) => n.length));
+      type Line = { t: string; replica: string; stream: string; line: string };
+      const show = (service: string, line: Line) =>
+        print(`${color.dim(line.t)} ${names.length > 1 ? `${color.magenta(service.padEnd(width))} ` : ""}${color.cyan(line.replica)} ${line.stream === "stderr" ? color.red(line.line) : line.line}`);
+      const read = (service: string) => api.stream<Line>(`/v1/services/${encodeURIComponent(service)}/logs?${params}`, { signal: abort.signal });
+      if (opts.follow) {
+        // Live lines are printed as they come, from every service at once.
+        await Promise.all(names.map(async (service) => {
+          for await (const line of read(service)) if (keep(line.line)) show(service, line);
+        }));
+        return;
       }
+      const all: Array<{ service: string; line: Line }> = [];
+      await Promise.all(names.map(async (service) => {
+        for await (const line of read(service)) if (keep(line.line)) all.push({ service, line });
+      }));
+      // Each service's lines come in time order; merging sorts across services (stable for equal times).
+      all.sort((a, b) => (a.line.t < b.line.t ? -1 : a.line.t > b.line.t ? 1 : 0));
+      for (const { service, line } of all) show(service, line);
     });
 
   program

@@ -294,6 +294,10 @@ export const ManifestSchema = z.strictObject({
         .array(z.url({ protocol: /^https?$/ }))
         .optional()
         .describe("URLs that receive a JSON POST when an incident opens or resolves."),
+      tracesForwardUrl: z
+        .url({ protocol: /^https?$/ })
+        .optional()
+        .describe("Also send every trace received on to this OTLP/HTTP traces endpoint (Jaeger, Tempo, a collector), e.g. http://127.0.0.1:4318/v1/traces."),
     })
     .optional()
     .describe("Where metrics come from and where incidents are sent."),
