@@ -13,7 +13,8 @@ import { fileURLToPath } from "node:url";
 import type { RoutingTable } from "@keelson/protocol";
 import { KeelsonError } from "@keelson/protocol";
 import type { Level } from "pino";
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
+import { collectProcessMetrics } from "../telemetry/index.js";
 import type { FromWorker, MetricsJson, ToWorker, WorkerAnswers, WorkerConfig, WorkerQuestion } from "./cluster-messages.js";
 import { isClusterMessage } from "./cluster-messages.js";
 import { aggregateClusterMetrics, retireCounts } from "./cluster-metrics.js";
@@ -150,7 +151,7 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
   const maxBackoffMs = restartBackoff.maxMs ?? 10_000;
 
   const registry = new Registry();
-  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+  if (options.processMetrics ?? true) collectProcessMetrics(registry);
   const controlPlaneConnected = new Gauge({
     name: "keelson_gateway_control_plane_connected",
     help: "1 while the gateway follows the control plane's routing stream, else 0.",

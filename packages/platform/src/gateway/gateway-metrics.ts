@@ -2,7 +2,8 @@
 // route, replica) lives in plain counter cells the hot path bumps in O(1), with no label
 // hashing per request, and is written out at scrape time; the resilience counters (retries,
 // rejections, fallbacks, ejections, upgrades) and state gauges sit beside them.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectProcessMetrics } from "../telemetry/index.js";
 
 /** Service label of requests that reached no known service; not a valid service name. */
 export const UNROUTED_SERVICE = "_unrouted";
@@ -179,7 +180,7 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
   const registry = options.registry ?? new Registry();
   const now = options.now ?? (() => performance.now());
   const ttl = options.idleSeriesTtlMs ?? 15 * 60_000;
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics ?? true) collectProcessMetrics(registry);
 
   const requestCells = new Map<string, RequestCell>();
   const durationCells = new Map<string, DurationCell>();
