@@ -1,7 +1,7 @@
 // Runs the real `keelson` binary for end-to-end tests.
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { isProcessRunning } from "../../packages/platform/src/runtime/index.js";
 
 export const ROOT = join(import.meta.dirname, "../..");
 export const BIN = join(ROOT, "packages/platform/bin/keelson.js");
@@ -28,15 +28,5 @@ export function keelson(args: string[], options: { cwd?: string; timeoutMs?: num
 
 /** Whether a process runs; an exited process that init has not reaped yet (a zombie) does not. */
 export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
+  return isProcessRunning(pid, undefined);
 }

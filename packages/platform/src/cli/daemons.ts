@@ -1,13 +1,14 @@
 // Starting, finding and stopping the project's control plane and gateway processes.
 // Both run detached from the CLI, so they outlive it; each writes a file with its pid.
 import { spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { KeelsonError } from "@keelson/protocol";
 import { CONTROL_PLANE_FILE, GATEWAY_DIR } from "../api/index.js";
 import { GATEWAY_PID_FILE } from "../gateway/index.js";
+import { isProcessRunning } from "../runtime/index.js";
 
 const BIN = fileURLToPath(new URL("../../bin/keelson.js", import.meta.url));
 
@@ -27,17 +28,7 @@ async function readJsonFile<T>(file: string): Promise<T | undefined> {
 
 /** Whether a process runs; a zombie (exited, not yet reaped by init) counts as gone. */
 export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return true; // no /proc (macOS): trust kill(0)
-  }
+  return isProcessRunning(pid, undefined);
 }
 
 async function healthy(url: string, project?: string): Promise<boolean> {

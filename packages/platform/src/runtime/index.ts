@@ -2,6 +2,7 @@
 // default; memory, the fake for tests and benchmarks) and the replica log files.
 export * from "./runtime-driver.js";
 export { createProcessDriver, isPortFree } from "./process-driver.js";
+export { isProcessRunning } from "./proc-stat.js";
 export type { ProcessDriverOptions } from "./process-driver.js";
 export { createMemoryDriver, createMemoryHost } from "./memory-driver.js";
 export type { MemoryDriver, MemoryDriverOptions, MemoryHost, MemoryReplicaBehavior } from "./memory-driver.js";
