@@ -19,7 +19,7 @@ import type { FromWorker, MetricsJson, ToWorker, WorkerAnswers, WorkerConfig, Wo
 import { isClusterMessage } from "./cluster-messages.js";
 import { aggregateClusterMetrics, retireCounts } from "./cluster-metrics.js";
 import { mergeStatsSnapshots } from "./cluster-stats.js";
-import type { GatewayOptions } from "./gateway-server.js";
+import type { GatewayLifecycle, GatewayOptions } from "./gateway-server.js";
 import type { GatewayLogger } from "./logger.js";
 import { silentLogger } from "./logger.js";
 import type { RoutingWatch } from "./routing-watch.js";
@@ -65,17 +65,12 @@ export interface WorkerStatus {
 }
 
 /** The primary of a multi-worker gateway; the same lifecycle as `Gateway`. */
-export interface GatewayCluster {
-  /** Loads the saved table, binds the admin listener, starts every worker, follows the control plane. */
-  start(): Promise<void>;
+export interface GatewayCluster extends GatewayLifecycle {
   /**
    * Stops following the control plane and has every worker drain for up to `drainMs` (default
    * 10 s). Rejects when a worker had to be killed because it did not stop in time.
    */
   stop(opts?: { drainMs?: number }): Promise<void>;
-  /** Base URL of the public listener (served by the workers). */
-  readonly url: string;
-  readonly adminUrl: string;
   /** Sends this table to every worker. */
   setTable(table: RoutingTable): void;
   /** The table given last; `/routes` answers with the newest one every listening worker serves. */

@@ -86,24 +86,32 @@ export interface GatewayState {
   services: ServiceState[];
 }
 
-export interface Gateway {
-  /** Loads the saved table, binds both listeners and starts following the control plane. */
+/** What every form of the gateway (one process, or a primary with workers) can do. */
+export interface GatewayLifecycle {
+  /** Loads the saved table, binds the listeners and starts following the control plane. */
   start(): Promise<void>;
+  /** Stops accepting and lets in-flight requests finish for up to `drainMs` (default 10 s). */
+  stop(opts?: { drainMs?: number }): Promise<void>;
+  /** Base URL of the public listener (its real port once started). */
+  readonly url: string;
+  readonly adminUrl: string;
+  /** Serves this table from the next request on. */
+  setTable(table: RoutingTable): void;
+  table(): RoutingTable | undefined;
+}
+
+export interface Gateway extends GatewayLifecycle {
   /**
    * Stops accepting, lets in-flight requests finish for up to `drainMs` (default 10 s), then
    * cuts what is left (WebSocket tunnels included) and closes every pool.
    */
   stop(opts?: { drainMs?: number }): Promise<void>;
-  /** Base URL of the public listener (its real port once started). */
-  readonly url: string;
-  readonly adminUrl: string;
   /**
    * Serves this table from the next request on. Endpoint state (pools, latency estimates,
    * ejections) and each service's breaker, bulkhead and retry budget carry over; requests in
    * flight finish where they were sent.
    */
   setTable(table: RoutingTable): void;
-  table(): RoutingTable | undefined;
   /** Endpoints, ejections, breakers, bulkheads and splits per service (admin `GET /state`). */
   state(): GatewayState;
   /** The rolling window of the last `windowSeconds` (1-60) per service/version/replica (admin `GET /stats`). */

@@ -5,7 +5,7 @@ export { buildRoutingTable, compileRoutes, forwardPath, normalizeHost } from "./
 export type { CompiledRoute, RouteMatcher, RoutingTableInput } from "./routing-table.js";
 export type { RouteInput } from "./routing-table.js";
 export { createGateway } from "./gateway-server.js";
-export type { Gateway, GatewayOptions, GatewayState } from "./gateway-server.js";
+export type { Gateway, GatewayLifecycle, GatewayOptions, GatewayState } from "./gateway-server.js";
 export type { ServiceState } from "./service-target.js";
 export { INTERNAL_ROUTE, NONE_LABEL, UNROUTED_SERVICE } from "./gateway-metrics.js";
 export type { GatewayMetrics } from "./gateway-metrics.js";
