@@ -12,7 +12,7 @@ import { runBuild } from "./build.js";
 import { computePlan, toPlain, type Plan } from "./plan.js";
 import { configHash, releaseConfig, releaseId } from "./release-id.js";
 import { planReplicaSteps, replicaId, type ServiceTarget } from "./replica-plan.js";
-import { hashServiceSource } from "./source-hash.js";
+import { gitCommit, hashServiceSource } from "./source-hash.js";
 
 /** The logging surface the reconciler needs (pino's shape). */
 export interface Log {
@@ -636,11 +636,3 @@ function freePort(): Promise<number> {
     });
   });
 }
-
-async function gitCommit(dir: string): Promise<string | undefined> {
-  const { execFile } = await import("node:child_process");
-  return new Promise((r) => {
-    execFile("git", ["rev-parse", "HEAD"], { cwd: dir }, (err, stdout) => r(err ? undefined : stdout.trim() || undefined));
-  });
-}
-

@@ -51,3 +51,13 @@ export async function hashServiceSource(dir: string): Promise<string> {
   }
   return hash.digest("hex");
 }
+
+/** The commit checked out where `dir` is, or undefined outside a git checkout. */
+export async function gitCommit(dir: string): Promise<string | undefined> {
+  try {
+    const { stdout } = await run("git", ["rev-parse", "HEAD"], { cwd: dir });
+    return stdout.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
