@@ -15,6 +15,8 @@ export async function writeShopCopy(dir: string, ports: { controlPlane: number; 
     const name = item.key.value;
     const path = String(doc.getIn(["services", name, "path"]));
     doc.setIn(["services", name, "path"], join(shop, path));
+    const include = doc.getIn(["services", name, "pipeline", "include"]) as { items: Array<{ value: string }> } | undefined;
+    if (include) doc.setIn(["services", name, "pipeline", "include"], doc.createNode(include.items.map((i) => join(shop, i.value))));
   }
   await writeFile(join(dir, "keelson.yaml"), doc.toString());
 }

@@ -24,7 +24,23 @@ export type EventKind =
   | "controlplane.started"
   | "controlplane.stopped"
   | "incident.opened"
-  | "incident.resolved";
+  | "incident.resolved"
+  | "pipeline.started"
+  | "pipeline.succeeded"
+  | "pipeline.failed"
+  | "stage.started"
+  | "stage.succeeded"
+  | "stage.failed"
+  | "release.deleted"
+  | "deploy.refused"
+  | "rollout.started"
+  | "rollout.step"
+  | "rollout.paused"
+  | "rollout.promoted"
+  | "rollout.succeeded"
+  | "rollout.failed"
+  | "rollback.started"
+  | "rollback.succeeded";
 
 export interface KeelsonEvent {
   /** Monotonic sequence number assigned by the store. */

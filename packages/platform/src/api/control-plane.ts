@@ -1,10 +1,11 @@
 // The control plane's HTTP API: a composition root that wires the store, the runtime
 // driver, the reconciler and the routing publisher to HTTP. No domain rules live here.
+import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { KeelsonError, type EventKind, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
 import { Counter, Registry } from "prom-client";
-import type { ApplyProgress, Log, Reconciler } from "../delivery/index.js";
+import { listPipelineRuns, type ApplyProgress, type Log, type Reconciler } from "../delivery/index.js";
 import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
 import { loadManifest, type ServiceSpec } from "../manifest/index.js";
 import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
@@ -64,7 +65,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const { project, dir, stateDir, store, driver, reconciler, gatewayUrl, log } = options;
   const startedAt = new Date().toISOString();
   let url = "";
-  const routing = createRoutingPublisher({ store, driver, project });
+  const routing = createRoutingPublisher({ store, driver, project, exclude: (id) => reconciler.isDraining(id) });
   const sseClients = new Set<ServerResponse>();
   let applying = false;
 
@@ -218,6 +219,80 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       if (!abort.signal.aborted) log.warn({ err }, "log stream failed");
     }
     res.end();
+  });
+  /** Streams a long operation's progress as NDJSON, then `done` with its result or `error`. */
+  async function streamOperation(res: ServerResponse, run: (send: (p: ApplyProgress) => void) => Promise<unknown>): Promise<void> {
+    res.writeHead(200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
+    const send = (p: unknown) => {
+      if (!res.destroyed) res.write(`${JSON.stringify(p)}\n`);
+    };
+    try {
+      const result = await run(send);
+      await routing.refresh();
+      send({ type: "done", result });
+    } catch (err) {
+      send({ type: "error", error: err instanceof KeelsonError ? err.toBody().error : { code: "KEELSON_ERR_INTERNAL", message: String(err) } });
+    } finally {
+      res.end();
+    }
+  }
+  route("POST", "/v1/services/:name/deploy", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    const body = await readJson(req);
+    if (body.commit !== undefined && (typeof body.commit !== "string" || !/^[\w./~^@{}-]{1,200}$/.test(body.commit))) {
+      throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `commit: expected a commit sha or ref, got ${JSON.stringify(body.commit)}`);
+    }
+    await streamOperation(res, (send) =>
+      reconciler.deploy(name, {
+        actor: actorOf(req),
+        ...(typeof body.commit === "string" ? { commit: body.commit } : {}),
+        rebuild: body.rebuild === true,
+        wait: body.wait !== false,
+        trigger: typeof body.trigger === "string" ? body.trigger : "deploy",
+        onProgress: send,
+      }),
+    );
+  });
+  route("POST", "/v1/services/:name/rollback", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    const body = await readJson(req);
+    if (body.to !== undefined && typeof body.to !== "string") throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", "to: expected a release id");
+    await streamOperation(res, (send) => reconciler.rollback(name, { actor: actorOf(req), ...(typeof body.to === "string" ? { to: body.to } : {}), wait: body.wait !== false, onProgress: send }));
+  });
+  route("POST", "/v1/services/:name/promote", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    const body = await readJson(req);
+    const state = await reconciler.promote(name, actorOf(req), { full: body.full === true });
+    await routing.refresh();
+    sendJson(res, 200, { service: name, rollout: state });
+  });
+  route("GET", "/v1/services/:name/rollout", async (_req, res, params) => {
+    const name = await serviceParam(params.name);
+    sendJson(res, 200, { service: name, rollout: (await reconciler.rolloutOf(name)) ?? null });
+  });
+  route("GET", "/v1/services/:name/releases", async (_req, res, params) => {
+    const name = await serviceParam(params.name);
+    sendJson(res, 200, { service: name, releases: await reconciler.releases(name) });
+  });
+  route("GET", "/v1/services/:name/pipelines", async (_req, res, params, u) => {
+    const name = await serviceParam(params.name);
+    const limit = Number(u.searchParams.get("limit") ?? "20");
+    const active = reconciler.pipelines.active(name)?.run;
+    sendJson(res, 200, { service: name, runs: await listPipelineRuns({ store, project, service: name, limit: Number.isFinite(limit) ? limit : 20, ...(active ? { activeRun: active } : {}) }) });
+  });
+  route("GET", "/v1/pipelines/:run/log", async (_req, res, params) => {
+    const run = params.run ?? "";
+    if (!/^run-[\w-]+$/.test(run)) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `run: expected a run id like run-20261126-221500-ab12cd, got "${run}"`);
+    const base = join(stateDir, "pipelines");
+    for (const service of await readdir(base).catch(() => [] as string[])) {
+      const text = await readFile(join(base, service, `${run}.log`), "utf8").catch(() => undefined);
+      if (text !== undefined) {
+        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+        res.end(text);
+        return;
+      }
+    }
+    throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no log for pipeline run "${run}"`);
   });
   route("GET", "/v1/services/:name/traffic", async (_req, res, params) => {
     const name = await serviceParam(params.name);

@@ -14,53 +14,10 @@ import { buildTraceTree, formatDuration, renderTraceTree, type SpanRecord, type 
 import { createApiClient, type ApiClient } from "./api-client.js";
 import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopProcess } from "./daemons.js";
 import { color, ms, table } from "./output.js";
+import { addDeliveryCommands } from "./delivery-commands.js";
+import { connect, describeProgress, print } from "./progress.js";
 
 class UsageError extends Error {}
-
-function print(text: string): void {
-  process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
-}
-
-async function connect(dir: string): Promise<ApiClient> {
-  const cp = await findControlPlane(stateDirOf(dir));
-  if (!cp) throw new KeelsonError("KEELSON_ERR_CONTROL_PLANE_UNREACHABLE", `no control plane is running for ${dir}; start it with \`keelson up ${dir === process.cwd() ? "" : dir}\``.replace(/ `$/, "`"));
-  return createApiClient(cp.url);
-}
-
-function describeProgress(p: ApplyProgress): string | undefined {
-  switch (p.type) {
-    case "plan": {
-      const n = planCounts(p.plan);
-      return p.plan.changes.length === 0 ? color.dim("  no changes to the desired state") : color.dim(`  plan: ${n.create} to create, ${n.change} to change, ${n.remove} to remove`);
-    }
-    case "build":
-      switch (p.status) {
-        case "started":
-          return `  ${color.cyan("▸")} building ${p.service} (${p.release})…`;
-        case "succeeded":
-          return `  ${color.green("✓")} built ${p.service} in ${ms(p.durationMs ?? 0)}`;
-        case "skipped":
-          return `  ${color.green("✓")} ${p.service}: ${p.release} already built`;
-        case "failed":
-          return `  ${color.red("✗")} build of ${p.service} failed\n${p.message ?? ""}`;
-      }
-      return undefined;
-    case "replica":
-      return p.status === "ready" ? `  ${color.green("✓")} ${p.replica} ready` : `  · ${p.replica} ${p.status}${p.message ? `: ${p.message}` : ""}`;
-    case "service":
-      switch (p.status) {
-        case "ready":
-          return `  ${color.green("✓")} ${color.bold(p.service)} ready`;
-        case "removed":
-          return `  ${color.yellow("-")} ${p.service} removed`;
-        case "rolled-back":
-          return `  ${color.yellow("↺")} ${p.service}: new release failed, rolled back\n${p.message ?? ""}`;
-        case "failed":
-          return `  ${color.red("✗")} ${p.service} failed\n${p.message ?? ""}`;
-      }
-  }
-  return undefined;
-}
 
 function formatStatus(s: StatusReport): string {
   const rows = s.services.map((svc) => {
@@ -589,6 +546,8 @@ export function buildProgram(): Command {
       if (opts.json) return print(JSON.stringify(events, null, 2));
       print(table(["SEQ", "TIME", "ACTOR", "KIND", "SUBJECT"], events.map((e) => [String(e.seq), e.at, e.actor, e.kind, e.subject])));
     });
+
+  addDeliveryCommands(program);
 
   program
     .command("serve")

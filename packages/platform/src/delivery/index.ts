@@ -1,8 +1,13 @@
-// The delivery domain: plans, releases, builds and the reconciler that rolls them out.
+// The delivery domain: plans, pipelines, releases, rollouts and the reconciler that runs them.
 export * from "./plan.js";
 export * from "./reconciler.js";
 export * from "./release-id.js";
 export * from "./replica-plan.js";
 export { hashServiceSource, listSourceFiles } from "./source-hash.js";
-export { runBuild, type BuildOptions, type BuildResult } from "./build.js";
+export * from "./pipeline.js";
+export * from "./rollout.js";
+export { verifyArtifact, hashTree } from "./artifact.js";
+export * from "./git.js";
+export * from "./git-hooks.js";
+export * from "./git-watch.js";
 export { canonicalJson, sha256 } from "./canonical-json.js";

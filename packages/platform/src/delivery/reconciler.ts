@@ -8,11 +8,12 @@ import { KeelsonError, REPLICA_ENV, type EventKind } from "@keelson/protocol";
 import type { LoadedManifest, ProbeSpec, ServiceSpec } from "../manifest/index.js";
 import { lastLogLines, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
 import type { EventInput, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "../store/index.js";
-import { runBuild } from "./build.js";
 import { computePlan, toPlain, type Plan } from "./plan.js";
+import { createPipelineRunner, type PipelineProgress, type PipelineRunner, type PipelineSource, type ScanHook } from "./pipeline.js";
 import { configHash, releaseConfig, releaseId } from "./release-id.js";
-import { planReplicaSteps, replicaId, type ServiceTarget } from "./replica-plan.js";
-import { gitCommit, hashServiceSource } from "./source-hash.js";
+import { candidateRelease } from "./workspace.js";
+import { planReplicaSteps, replicaId, rollingLimits, type ServiceTarget } from "./replica-plan.js";
+import { createRolloutController, isActive, isTerminal, type AnalysisHook, type RolloutController, type RolloutState } from "./rollout.js";
 
 /** The logging surface the reconciler needs (pino's shape). */
 export interface Log {
@@ -25,9 +26,46 @@ const silent: Log = { info() {}, warn() {}, error() {} };
 
 export type ApplyProgress =
   | { type: "plan"; plan: Plan }
-  | { type: "build"; service: string; release: string; status: "started" | "skipped" | "succeeded" | "failed"; durationMs?: number; message?: string }
+  | PipelineProgress
   | { type: "replica"; service: string; replica: string; status: "starting" | "ready" | "stopped" | "exited"; message?: string }
+  | { type: "rollout"; service: string; rollout: string; strategy: string; phase: string; from?: string; to: string; weight: number; ready: number; replicas: number; message?: string }
   | { type: "service"; service: string; status: "ready" | "failed" | "removed" | "rolled-back"; message?: string };
+
+export interface DeployOptions {
+  actor: string;
+  /** Build from this commit (default: the working tree). */
+  commit?: string;
+  rebuild?: boolean;
+  trigger?: string;
+  onProgress?: (p: ApplyProgress) => void;
+  /** Wait until traffic is on the new release (or the rollout failed). Default true. */
+  wait?: boolean;
+}
+
+export interface ReleaseView {
+  id: string;
+  /** live: serving; previous: where a rollback goes; warm: replicas still running; failed: its rollout failed. */
+  status: "live" | "previous" | "warm" | "failed" | "available";
+  createdAt: string;
+  commit: string | undefined;
+  commitTime: string | undefined;
+  pipelineRun: string | undefined;
+  deployedBy: string | undefined;
+  deployedAt: string | undefined;
+  replicas: number;
+  artifact: { hash: string; files: number; bytes: number; dependencies: string } | undefined;
+}
+
+export interface DeployResult {
+  service: string;
+  release: string;
+  previous: string | undefined;
+  run: string | undefined;
+  /** "unchanged" when the service already runs that release. */
+  outcome: "deployed" | "unchanged" | "started" | "rolled-back" | "failed";
+  rollout?: RolloutState;
+  message?: string;
+}
 
 export interface ServiceFailure {
   service: string;
@@ -54,8 +92,12 @@ export interface ReconcilerOptions {
   /** How often the background loop converges; driver events trigger it sooner. */
   convergeIntervalMs?: number;
   buildConcurrency?: number;
-  /** Skip builds and source hashing (benchmarks with a fake driver). */
+  /** Skip pipelines and source hashing (benchmarks with a fake driver). */
   skipBuilds?: boolean;
+  /** The security scanners' hook into every pipeline. */
+  scan?: ScanHook;
+  /** Canary analysis. */
+  analysis?: AnalysisHook;
 }
 
 export interface Reconciler {
@@ -67,6 +109,18 @@ export interface Reconciler {
   /** One converge step now. */
   converge(): Promise<void>;
   scale(service: string, replicas: number, actor: string): Promise<void>;
+  /** Runs one service's pipeline and rolls the release out with the service's strategy. */
+  deploy(service: string, options: DeployOptions): Promise<DeployResult>;
+  /** Goes back to the previous release (or `to`); instant when the old set is still warm. */
+  rollback(service: string, options: { actor: string; to?: string; wait?: boolean; onProgress?: (p: ApplyProgress) => void }): Promise<DeployResult>;
+  /** Ends a manual canary pause, or with `full` skips the remaining steps. */
+  promote(service: string, actor: string, options?: { full?: boolean }): Promise<RolloutState>;
+  rolloutOf(service: string): Promise<RolloutState | undefined>;
+  /** The service's releases, newest first, with what each is now and who deployed it. */
+  releases(service: string): Promise<ReleaseView[]>;
+  /** Replicas taken out of the routing table before they stop. */
+  isDraining(replicaId: string): boolean;
+  readonly pipelines: PipelineRunner;
   restart(service: string, actor: string): Promise<void>;
   /** Stops every replica of the project gracefully; the loop keeps them stopped until the next apply. */
   down(actor: string): Promise<void>;
@@ -88,6 +142,10 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const intervalMs = options.convergeIntervalMs ?? 2000;
   const listeners = new Set<() => void>();
   const reservedPorts = new Set<number>();
+  const pipelines = createPipelineRunner({ store, project, stateDir, concurrency: options.buildConcurrency ?? 2, ...(options.scan ? { scan: options.scan } : {}) });
+  const rollouts: RolloutController = createRolloutController({ store, project, ...(options.analysis ? { analysis: options.analysis } : {}), log });
+  /** Replicas out of the routing table, waiting for requests in flight before they stop. */
+  const draining = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
   let running = false;
   let queue: Promise<unknown> = Promise.resolve();
@@ -123,7 +181,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     if (e.replica.spec.project !== project) return;
     void persistReplicaEvent(e).finally(() => {
       notify();
-      if (e.type === "ready" || e.type === "stopped") scheduleConverge();
+      if (e.type === "ready" || e.type === "stopped" || e.type === "exited") scheduleConverge();
     });
   });
 
@@ -187,10 +245,14 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     return p ? { path: p.path, intervalMs: p.interval, timeoutMs: p.timeout, failureThreshold: p.failureThreshold } : undefined;
   }
 
-  /** The replica spec comes from the release (what was built) and the service (how to run it). */
-  function replicaSpec(input: { dir: string; spec: ServiceSpec; release: ReleaseRecord; index: number; port: number }): ReplicaSpec {
+  /**
+   * The replica spec comes from the release (what was built, and the config it runs with)
+   * and the service (how to run it): its folder is the release's artifact when it has one.
+   */
+  async function replicaSpec(input: { dir: string; spec: ServiceSpec; release: ReleaseRecord; index: number; port: number }): Promise<ReplicaSpec> {
     const { dir, spec, release, index, port } = input;
     const config = (release.details.config ?? releaseConfig(spec)) as { path: string; start: string; env: Record<string, string> };
+    const artifact = await pipelines.artifactOf(release);
     const id = replicaId(release.service, release.id, index);
     return {
       id,
@@ -198,7 +260,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       service: release.service,
       release: release.id,
       index,
-      cwd: resolve(dir, config.path),
+      cwd: artifact?.cwd ?? resolve(dir, config.path),
       command: config.start,
       env: {
         ...config.env,
@@ -235,33 +297,83 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     return (await store.getSetting(RUNNING_KEY(project))) !== "false";
   }
 
-  /** One idempotent converge step: start what is missing, stop what is extra or replaced. */
+  /** Takes a replica out of the routing table, waits for requests in flight, then stops it. */
+  function drainAndStop(id: string, drainMs: number): void {
+    if (draining.has(id)) return;
+    draining.add(id);
+    notify();
+    const stopNow = async () => {
+      try {
+        await driver.stop(id);
+      } catch (err) {
+        log.error({ err, replica: id }, "could not stop replica");
+      } finally {
+        draining.delete(id);
+        scheduleConverge();
+      }
+    };
+    if (drainMs <= 0) void stopNow();
+    else setTimeout(() => void stopNow(), drainMs);
+  }
+
+  /** One idempotent converge step: advance rollouts, start what is missing, drain and stop what is extra or replaced. */
   async function convergeStep(): Promise<void> {
-    const services = (await isRunning()) ? await store.listServices(project) : [];
+    const up = await isRunning();
+    let services = up ? await store.listServices(project) : [];
+    const mine = driver.list().filter((r) => r.spec.project === project);
+    let rolloutMoved = false;
+    if (services.some((s) => s.release !== undefined)) {
+      // Rollouts go first: they decide which releases each service runs (and may roll one back).
+      for (const record of services) {
+        if (!record.release) continue;
+        try {
+          const startError = failedStarts.get(record.name);
+          const before = (await rollouts.get(record.name))?.updatedAt;
+          const state = await rollouts.tick(record, { replicas: mine.filter((r) => r.spec.service === record.name), ...(startError ? { startError } : {}) });
+          if (startError && state && !isActive(state)) failedStarts.delete(record.name);
+          // A rollout step may have moved traffic: the routing table follows at once.
+          if (state && state.updatedAt !== before) rolloutMoved = true;
+        } catch (err) {
+          log.error({ err, service: record.name }, "rollout step failed");
+        }
+      }
+      services = await store.listServices(project);
+    }
     const targets: ServiceTarget[] = [];
     const specs = new Map<string, { record: ServiceRecord; spec: ServiceSpec }>();
     for (const record of services) {
       if (!record.release) continue;
       const spec = record.spec as unknown as ServiceSpec;
       specs.set(record.name, { record, spec });
-      targets.push({ service: record.name, release: record.release, replicas: spec.replicas, fixedPorts: spec.port !== undefined });
+      const t = await rollouts.target(record);
+      const fixedPorts = spec.port !== undefined;
+      const limits = rollingLimits(spec.replicas, spec.deploy?.maxSurge, spec.deploy?.maxUnavailable);
+      targets.push({
+        service: record.name,
+        release: t.release,
+        replicas: t.replicas,
+        fixedPorts,
+        ...(fixedPorts ? { maxSurge: 0, maxUnavailable: Math.max(1, limits.maxUnavailable) } : limits),
+        keep: t.keep,
+      });
     }
-    const mine = driver.list().filter((r) => r.spec.project === project);
     const steps = planReplicaSteps(
       targets,
-      mine.map((r) => ({ id: r.spec.id, service: r.spec.service, release: r.spec.release, index: r.spec.index, state: r.state })),
+      mine.map((r) => ({ id: r.spec.id, service: r.spec.service, release: r.spec.release, index: r.spec.index, state: draining.has(r.spec.id) ? "stopping" : r.state })),
     );
-    if (steps.start.length === 0 && steps.stop.length === 0) return;
+    if (steps.start.length === 0 && steps.stop.length === 0) {
+      if (rolloutMoved) notify();
+      return;
+    }
     const dir = steps.start.length > 0 ? await manifestDir() : "";
-    await Promise.all([
-      ...steps.stop.map(async (id) => {
-        try {
-          await driver.stop(id);
-        } catch (err) {
-          log.error({ err, replica: id }, "could not stop replica");
-        }
-      }),
-      ...steps.start.map(async (s) => {
+    for (const id of steps.stop) {
+      const info = driver.get(id);
+      const spec = info ? specs.get(info.spec.service)?.spec : undefined;
+      // Ready replicas drain first; one that never served (or a stopped project) stops at once.
+      drainAndStop(id, up && info?.state === "ready" ? (spec?.deploy?.drain ?? 1000) : 0);
+    }
+    await Promise.all(
+      steps.start.map(async (s) => {
         const entry = specs.get(s.service);
         if (!entry) return;
         const release = await store.getRelease(s.release);
@@ -269,24 +381,26 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
           log.error({ service: s.service, release: s.release }, "release not found in store");
           return;
         }
-        const port = await allocatePort(entry.spec, s.index);
-        const spec = replicaSpec({ dir, spec: entry.spec, release, index: s.index, port });
+        let port: number | undefined;
         try {
+          await pipelines.verify(release);
+          port = await allocatePort(entry.spec, s.index);
+          const spec = await replicaSpec({ dir, spec: entry.spec, release, index: s.index, port });
           await mkdir(spec.logDir, { recursive: true });
           await mkdir(spec.env[REPLICA_ENV.DATA_DIR] as string, { recursive: true });
           const info = await driver.start(spec);
           await store.upsertReplica(toRecord(info));
         } catch (err) {
-          reservedPorts.delete(port);
+          if (port !== undefined) reservedPorts.delete(port);
           failedStarts.set(s.service, err instanceof Error ? err : new Error(String(err)));
-          log.error({ err, replica: spec.id }, "could not start replica");
+          log.error({ err, service: s.service, release: s.release }, "could not start replica");
         }
       }),
-    ]);
+    );
     notify();
   }
 
-  /** Errors from starting replicas, by service, so apply can report them. */
+  /** Errors from starting replicas, by service, so rollouts and apply can report them. */
   const failedStarts = new Map<string, Error>();
 
   function scheduleConverge(): void {
@@ -298,43 +412,22 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     });
   }
 
+  /** The release for a service's current sources: its pipeline runs when it is new. */
   async function ensureRelease(
     loaded: LoadedManifest,
     name: string,
     spec: ServiceSpec,
-    current: ServiceRecord | undefined,
     opts: { rebuild: boolean; actor: string; onProgress: (p: ApplyProgress) => void },
   ): Promise<string> {
-    const dir = resolve(loaded.dir, spec.path);
-    const sourceHash = options.skipBuilds ? "none" : await hashServiceSource(dir);
-    const cfgHash = configHash(spec);
-    const id = releaseId(sourceHash, cfgHash);
-    const existing = await store.getRelease(id);
-    if (existing && !opts.rebuild) {
-      if (current?.release !== id) opts.onProgress({ type: "build", service: name, release: id, status: "skipped", message: "release already built" });
+    if (options.skipBuilds) {
+      const id = releaseId("none", configHash(spec));
+      if (!(await store.getRelease(id))) {
+        await store.putRelease({ id, project, service: name, sourceHash: "none", configHash: configHash(spec), gitCommit: undefined, createdAt: new Date().toISOString(), details: { config: releaseConfig(spec) } });
+      }
       return id;
     }
-    let details: Record<string, unknown> = { config: releaseConfig(spec) };
-    if (spec.build && !options.skipBuilds) {
-      opts.onProgress({ type: "build", service: name, release: id, status: "started" });
-      await event("build.started", `service/${name}`, { release: id, command: spec.build }, opts.actor);
-      try {
-        const result = await runBuild({ service: name, command: spec.build, cwd: dir, logFile: join(stateDir, "builds", `${name}-${id}.log`) });
-        details = { ...details, buildCommand: spec.build, buildDurationMs: result.durationMs, buildLog: result.logFile };
-        opts.onProgress({ type: "build", service: name, release: id, status: "succeeded", durationMs: result.durationMs });
-        await event("build.succeeded", `service/${name}`, { release: id, durationMs: result.durationMs }, opts.actor);
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        opts.onProgress({ type: "build", service: name, release: id, status: "failed", message });
-        await event("build.failed", `service/${name}`, { release: id, message }, opts.actor);
-        throw err;
-      }
-    }
-    if (!existing) {
-      await store.putRelease({ id, project, service: name, sourceHash, configHash: cfgHash, gitCommit: options.skipBuilds ? undefined : await gitCommit(dir), createdAt: new Date().toISOString(), details });
-      await event("release.created", `service/${name}`, { release: id, sourceHash, configHash: cfgHash }, opts.actor);
-    }
-    return id;
+    const outcome = await pipelines.ensureRelease({ service: name, spec, manifestDir: loaded.dir, source: { kind: "worktree" }, actor: opts.actor, trigger: "up", rebuild: opts.rebuild, onProgress: opts.onProgress });
+    return outcome.release.id;
   }
 
   async function apply(
@@ -350,13 +443,19 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     const storedByName = new Map(stored.map((s) => [s.name, s]));
     const failures: ServiceFailure[] = [];
 
-    // Build what changed, two at a time; a failed build keeps the service's current release.
+    // Pipelines of what changed, two at a time; a failed one keeps the service's current release.
     const names = Object.keys(manifest.services).sort();
     const releases = new Map<string, string | undefined>();
+    const busy = new Set<string>();
     await pool(names, options.buildConcurrency ?? 2, async (name) => {
       const spec = manifest.services[name] as ServiceSpec;
       try {
-        releases.set(name, await ensureRelease(loaded, name, spec, storedByName.get(name), { rebuild: opts.rebuild ?? false, actor: opts.actor, onProgress }));
+        const current = await rollouts.get(name);
+        if (isActive(current) && storedByName.has(name)) {
+          busy.add(name);
+          throw new KeelsonError("KEELSON_ERR_CONFLICT", `${name} is being deployed (rollout ${current?.id}, ${current?.phase}); its release is left as it is`);
+        }
+        releases.set(name, await ensureRelease(loaded, name, spec, { rebuild: opts.rebuild ?? false, actor: opts.actor, onProgress }));
       } catch (err) {
         releases.set(name, storedByName.get(name)?.release);
         failures.push(failure(name, err));
@@ -366,7 +465,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     const plan = computePlan({ manifest, stored, candidateReleases: new Map([...releases].filter((e): e is [string, string] => e[1] !== undefined)) });
     onProgress({ type: "plan", plan });
 
-    // The whole desired-state change in one transaction.
+    // The whole desired-state change in one transaction; new releases roll out right after.
     const events: EventInput[] = plan.changes.map((c) => ({
       project,
       kind: c.action === "create" ? "service.created" : c.action === "change" ? "service.changed" : "service.removed",
@@ -375,14 +474,22 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       details: { fields: c.fields.map((f) => f.path), ...(c.sourcesChanged ? { release: releases.get(c.service) } : {}) },
     }));
     events.push({ project, kind: "manifest.applied", actor: opts.actor, subject: `project/${project}`, details: { hash: loaded.hash, file: loaded.file, changes: plan.changes.length } });
+    const rolloutIds = new Map<string, string>();
     await serial(async () => {
       await store.applyDesiredState({
         project: { name: project, manifestPath: loaded.file, manifestHash: loaded.hash, appliedAt: new Date().toISOString() },
-        upsert: names.map((name) => ({ project, name, spec: toPlain(manifest.services[name] as ServiceSpec), release: releases.get(name) })),
+        upsert: names.map((name) => ({ project, name, spec: toPlain(manifest.services[name] as ServiceSpec), release: storedByName.get(name)?.release ?? undefined })),
         remove: plan.changes.filter((c) => c.action === "remove").map((c) => c.service),
         events,
       });
       await store.setSetting(RUNNING_KEY(project), "true");
+      for (const name of names) {
+        const to = releases.get(name);
+        const record = await store.getService(project, name);
+        if (!record || to === undefined || busy.has(name) || record.release === to) continue;
+        const state = await rollouts.begin({ record, to, actor: opts.actor });
+        rolloutIds.set(name, state.id);
+      }
     });
     for (const c of plan.changes) if (c.action === "remove") onProgress({ type: "service", service: c.service, status: "removed" });
 
@@ -390,28 +497,60 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     await serial(convergeStep);
     if (opts.waitReady !== false) {
       const pending = names.filter((n) => !failures.some((f) => f.service === n) && releases.get(n) !== undefined);
-      failures.push(...(await waitForRollout(pending, storedByName, onProgress)));
+      failures.push(...(await waitForServices(pending, rolloutIds, onProgress)));
+      for (const name of rolloutIds.keys()) await collectReleases(name, opts.actor);
     }
     notify();
     return { plan, failures };
   }
 
+  /** Deletes releases beyond the service's retention, never the live, previous or running ones. */
+  async function collectReleases(service: string, actor: string): Promise<void> {
+    try {
+      const record = await store.getService(project, service);
+      if (!record) return;
+      const spec = record.spec as unknown as ServiceSpec;
+      const keep = new Set<string>();
+      if (record.release) keep.add(record.release);
+      const prev = await previousRelease(service, record.release);
+      if (prev) keep.add(prev);
+      const state = await rollouts.get(service);
+      if (state?.from) keep.add(state.from);
+      for (const r of driver.list()) if (r.spec.project === project && r.spec.service === service) keep.add(r.spec.release);
+      await pipelines.collect(service, spec.pipeline?.retainReleases ?? 10, keep, actor);
+    } catch (err) {
+      log.warn({ err, service }, "could not collect old releases");
+    }
+  }
+
   /**
-   * Waits until each service runs only its target release with every replica ready.
-   * A service whose new replicas crash-loop or miss their start timeout fails; if an
-   * older release was serving, the service goes back to it (automatic rollback).
+   * The release a rollback goes to: where the current rollout came from, else the last
+   * release that served before the current one.
    */
-  async function waitForRollout(
-    services: string[],
-    previous: Map<string, ServiceRecord>,
-    onProgress: (p: ApplyProgress) => void,
-  ): Promise<ServiceFailure[]> {
+  async function previousRelease(service: string, current: string | undefined): Promise<string | undefined> {
+    const state = await rollouts.get(service);
+    if (state && state.to === current && state.from && state.from !== current && (await store.getRelease(state.from))) return state.from;
+    const done = await store.listEvents({ project, subject: `service/${service}`, kinds: ["rollout.succeeded", "rollback.succeeded"], descending: true, limit: 100 });
+    for (const e of done) {
+      for (const candidate of [e.details.to, e.details.from]) {
+        if (typeof candidate === "string" && candidate !== current && (await store.getRelease(candidate))) return candidate;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Waits until each service serves its target release: a service with a rollout until the
+   * rollout puts all traffic on the new release (or fails and rolls back); any other until
+   * every replica is ready. A paused canary ends the wait with a note.
+   */
+  async function waitForServices(services: string[], rolloutIds: Map<string, string>, onProgress: (p: ApplyProgress) => void): Promise<ServiceFailure[]> {
     const failures: ServiceFailure[] = [];
     const open = new Set(services);
     const reportedReady = new Set<string>();
+    const lastReport = new Map<string, string>();
     const started = Date.now();
     while (open.size > 0) {
-      // One read of the store and the driver per round, whatever the number of services.
       const records = new Map((await store.listServices(project)).map((r) => [r.name, r]));
       const byService = new Map<string, ReplicaInfo[]>();
       for (const r of driver.list()) {
@@ -435,6 +574,33 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
             onProgress({ type: "replica", service: name, replica: r.spec.id, status: "ready" });
           }
         }
+        const rolloutId = rolloutIds.get(name);
+        const state = rolloutId ? await rollouts.get(name) : undefined;
+        if (state && state.id === rolloutId) {
+          const ready = mine.filter((r) => r.spec.release === state.to && r.state === "ready").length;
+          const report = `${state.phase}/${state.weight}/${ready}`;
+          if (lastReport.get(name) !== report) {
+            lastReport.set(name, report);
+            onProgress({ type: "rollout", service: name, rollout: state.id, strategy: state.strategy, phase: state.phase, ...(state.from ? { from: state.from } : {}), to: state.to, weight: state.weight, ready, replicas: spec.replicas, ...(state.message ? { message: state.message } : {}) });
+          }
+          const serving = state.phase === "succeeded" || state.phase === "switched" || (state.phase === "finishing" && (state.strategy === "canary" || state.strategy === "rollback"));
+          if (serving) {
+            open.delete(name);
+            onProgress({ type: "service", service: name, status: "ready" });
+          } else if (state.phase === "paused") {
+            open.delete(name);
+            onProgress({ type: "service", service: name, status: "ready", message: `rollout ${state.id} is paused at step ${state.step + 1}; \`keelson promote ${name}\` goes on` });
+          } else if (state.phase === "rolled-back" || state.phase === "failed") {
+            open.delete(name);
+            const message = await failureMessage(name, state.message ?? "rollout failed", mine.filter((r) => r.spec.release === state.to));
+            const code = /artifact/.test(state.message ?? "") ? "KEELSON_ERR_ARTIFACT_INVALID" : "KEELSON_ERR_ROLLOUT_FAILED";
+            if (state.phase === "rolled-back") onProgress({ type: "service", service: name, status: "rolled-back", message: `${message}\n  kept release ${state.from}` });
+            else onProgress({ type: "service", service: name, status: "failed", message });
+            failures.push({ service: name, code, message });
+          }
+          continue;
+        }
+        // No rollout: a scale or config-free change, or a service that was already there.
         const startErr = failedStarts.get(name);
         const crashLooping = target.find((r) => !r.everReady && r.exitsSinceReady >= 3);
         const tooSlow = Date.now() - started > spec.startTimeout && target.some((r) => r.state !== "ready");
@@ -445,23 +611,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
             : crashLooping
               ? `replica ${crashLooping.spec.id} exited ${crashLooping.exitsSinceReady} times before becoming ready (last exit code ${crashLooping.lastExit?.code ?? "?"}${crashLooping.lastExit?.signal ? `, signal ${crashLooping.lastExit.signal}` : ""})`
               : `not ready within ${Math.round(spec.startTimeout / 1000)} s (services.${name}.startTimeout)`;
-          const sample = crashLooping ?? target.find((r) => r.state !== "ready");
-          const lines = sample ? await lastLogLines(sample.spec.logDir, sample.spec.id, 10).catch(() => []) : [];
-          const message = `services.${name}: ${why}${lines.length ? `\n  last log lines of ${sample?.spec.id}:\n${lines.map((l) => `    ${typeof l === "string" ? l : l.line}`).join("\n")}` : ""}`;
-          const prev = previous.get(name)?.release;
-          if (prev && prev !== record.release && !startErr) {
-            await serial(async () => {
-              await store.setServiceRelease(project, name, prev, { project, kind: "service.changed", actor: "reconciler", subject: `service/${name}`, details: { rolledBackFrom: record.release, rolledBackTo: prev, reason: why } });
-              await convergeStep();
-            });
-            onProgress({ type: "service", service: name, status: "rolled-back", message: `${message}\n  kept release ${prev}` });
-          } else {
-            onProgress({ type: "service", service: name, status: "failed", message });
-          }
+          const message = await failureMessage(name, why, target);
+          onProgress({ type: "service", service: name, status: "failed", message });
           failures.push({ service: name, code: startErr instanceof KeelsonError ? startErr.code : "KEELSON_ERR_START_FAILED", message });
           continue;
         }
-        const converged = target.length === spec.replicas && target.every((r) => r.state === "ready") && mine.length === target.length;
+        const converged = target.length === spec.replicas && target.every((r) => r.state === "ready") && mine.filter((r) => !draining.has(r.spec.id) && r.state !== "stopping").length === target.length;
         if (converged) {
           open.delete(name);
           onProgress({ type: "service", service: name, status: "ready" });
@@ -473,6 +628,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       }
     }
     return failures;
+  }
+
+  async function failureMessage(name: string, why: string, replicas: ReplicaInfo[]): Promise<string> {
+    const sample = replicas.find((r) => !r.everReady) ?? replicas.find((r) => r.state !== "ready");
+    const lines = sample ? await lastLogLines(sample.spec.logDir, sample.spec.id, 10).catch(() => []) : [];
+    const prefix = why.startsWith(`services.${name}`) ? why : `services.${name}: ${why}`;
+    return `${prefix}${lines.length ? `\n  last log lines of ${sample?.spec.id}:\n${lines.map((l) => `    ${typeof l === "string" ? l : l.line}`).join("\n")}` : ""}`;
   }
 
   function waitForDriverEvent(maxMs: number): Promise<void> {
@@ -498,7 +660,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const release = await store.getRelease(rec.release);
       let info: ReplicaInfo | undefined;
       if (service && release && rec.pid !== undefined) {
-        const spec = replicaSpec({ dir, spec: service.spec as unknown as ServiceSpec, release, index: rec.index, port: rec.port });
+        const spec = await replicaSpec({ dir, spec: service.spec as unknown as ServiceSpec, release, index: rec.index, port: rec.port });
         try {
           info = await driver.adopt(spec, { pid: rec.pid, pidStartTime: rec.pidStartTime, restarts: rec.restarts, startedAt: rec.startedAt });
         } catch (err) {
@@ -525,15 +687,132 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     return s;
   }
 
+  async function deploy(service: string, opts: DeployOptions): Promise<DeployResult> {
+    const onProgress = opts.onProgress ?? (() => {});
+    const record = await requireService(service);
+    const spec = record.spec as unknown as ServiceSpec;
+    const current = await rollouts.get(service);
+    if (isActive(current)) {
+      await event("deploy.refused", `service/${service}`, { busy: current?.id, phase: current?.phase, commit: opts.commit }, opts.actor);
+      throw new KeelsonError(
+        "KEELSON_ERR_CONFLICT",
+        `${service} is being deployed: rollout ${current?.id} (${current?.strategy} ${current?.from ?? "-"} → ${current?.to}, ${current?.phase}) started by ${current?.actor} at ${current?.startedAt}; wait for it, \`keelson promote ${service}\` or \`keelson rollback ${service}\``,
+      );
+    }
+    const outcome = await pipelines.ensureRelease({
+      service,
+      spec,
+      manifestDir: await manifestDir(),
+      source: opts.commit ? ({ kind: "commit", commit: opts.commit } satisfies PipelineSource) : { kind: "worktree" },
+      actor: opts.actor,
+      trigger: opts.trigger ?? "deploy",
+      rebuild: opts.rebuild ?? false,
+      onProgress,
+    });
+    const to = outcome.release.id;
+    const previous = record.release;
+    if (to === previous && isTerminal(current)) {
+      onProgress({ type: "service", service, status: "ready", message: `already runs ${to}` });
+      return { service, release: to, previous, run: outcome.run, outcome: "unchanged" };
+    }
+    const state = await serial(async () => {
+      const fresh = await requireService(service);
+      const s = await rollouts.begin({ record: fresh, to, actor: opts.actor, ...(outcome.run ? { run: outcome.run } : {}), ...(outcome.release.gitCommit ? { commit: outcome.release.gitCommit } : {}) });
+      failedStarts.delete(service);
+      await convergeStep();
+      return s;
+    });
+    notify();
+    if (opts.wait === false) return { service, release: to, previous, run: outcome.run, outcome: "started", rollout: state };
+    const failures = await waitForServices([service], new Map([[service, state.id]]), onProgress);
+    await collectReleases(service, opts.actor);
+    const final = await rollouts.get(service);
+    const result: DeployResult = { service, release: to, previous, run: outcome.run, outcome: failures.length === 0 ? "deployed" : final?.phase === "rolled-back" ? "rolled-back" : "failed", ...(final ? { rollout: final } : {}) };
+    if (failures[0]) result.message = failures[0].message;
+    return result;
+  }
+
+  async function rollback(service: string, opts: { actor: string; to?: string; wait?: boolean; onProgress?: (p: ApplyProgress) => void }): Promise<DeployResult> {
+    const onProgress = opts.onProgress ?? (() => {});
+    const record = await requireService(service);
+    const spec = record.spec as unknown as ServiceSpec;
+    const current = record.release;
+    const to = opts.to ?? (await previousRelease(service, current));
+    if (to === undefined) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `${service} has no previous release to roll back to; \`keelson releases ${service}\` lists them`);
+    const release = await store.getRelease(to);
+    if (!release || release.service !== service) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `service "${service}" has no release "${to}"; \`keelson releases ${service}\` lists them`);
+    if (to === current) throw new KeelsonError("KEELSON_ERR_CONFLICT", `${service} already runs ${to}`);
+    await pipelines.verify(release, { force: true });
+    const state = await serial(async () => {
+      const fresh = await requireService(service);
+      const ready = driver.list().filter((r) => r.spec.project === project && r.spec.service === service && r.spec.release === to && r.state === "ready" && !draining.has(r.spec.id)).length;
+      const s = await rollouts.rollback({ record: fresh, to, actor: opts.actor, warm: ready >= Math.max(1, spec.replicas) });
+      failedStarts.delete(service);
+      await convergeStep();
+      return s;
+    });
+    notify();
+    if (opts.wait === false) return { service, release: to, previous: current, run: undefined, outcome: "started", rollout: state };
+    const failures = await waitForServices([service], new Map([[service, state.id]]), onProgress);
+    const final = await rollouts.get(service);
+    const result: DeployResult = { service, release: to, previous: current, run: undefined, outcome: failures.length === 0 ? "deployed" : "failed", ...(final ? { rollout: final } : {}) };
+    if (failures[0]) result.message = failures[0].message;
+    return result;
+  }
+
   return {
     get running() {
       return running;
     },
+    pipelines,
     resume: () => serial(resume),
     async plan(loaded) {
-      return planManifest(loaded, await store.listServices(project), { hashSources: !options.skipBuilds });
+      return planManifest(loaded, await store.listServices(project), { hashSources: !options.skipBuilds, pipelines });
     },
     apply,
+    deploy,
+    rollback,
+    async promote(service, actor, promoteOptions) {
+      await requireService(service);
+      const state = await serial(async () => {
+        const s = await rollouts.promote(service, actor, promoteOptions);
+        await convergeStep();
+        return s;
+      });
+      notify();
+      return state;
+    },
+    rolloutOf: (service) => rollouts.get(service),
+    async releases(service) {
+      const record = await requireService(service);
+      const list = await store.listReleases(project, service);
+      const prev = await previousRelease(service, record.release);
+      const events = await store.listEvents({ project, subject: `service/${service}`, kinds: ["rollout.started", "rollback.started", "rollout.failed"], descending: true, limit: 1000 });
+      const running = driver.list().filter((r) => r.spec.project === project && r.spec.service === service);
+      return Promise.all(
+        list.map(async (r): Promise<ReleaseView> => {
+          const deployed = events.find((e) => e.kind !== "rollout.failed" && e.details.to === r.id);
+          const failedAt = events.find((e) => e.kind === "rollout.failed" && e.details.to === r.id);
+          const replicas = running.filter((x) => x.spec.release === r.id && x.state === "ready").length;
+          const status = r.id === record.release ? "live" : r.id === prev ? "previous" : replicas > 0 ? "warm" : failedAt && (!deployed || failedAt.seq > deployed.seq) ? "failed" : "available";
+          const artifact = await pipelines.artifactOf(r);
+          const d = r.details;
+          return {
+            id: r.id,
+            status,
+            createdAt: r.createdAt,
+            commit: r.gitCommit,
+            commitTime: typeof d.commitTime === "string" ? d.commitTime : undefined,
+            pipelineRun: typeof d.pipelineRun === "string" ? d.pipelineRun : undefined,
+            deployedBy: deployed?.actor,
+            deployedAt: deployed?.at,
+            replicas,
+            artifact: artifact ? { hash: artifact.record.hash, files: artifact.record.files, bytes: artifact.record.bytes, dependencies: artifact.record.dependencies.mode } : undefined,
+          };
+        }),
+      );
+    },
+    isDraining: (id) => draining.has(id),
     converge: () => serial(convergeStep),
     async scale(service, replicas, actor) {
       if (!Number.isInteger(replicas) || replicas < 0 || replicas > 100) {
@@ -587,16 +866,15 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
  * The plan for a manifest against stored services, with each service's candidate
  * release computed from its current sources (so a source change shows as a change).
  */
-export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord[], options: { hashSources?: boolean } = {}): Promise<Plan> {
+export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord[], options: { hashSources?: boolean; pipelines?: Pick<PipelineRunner, "candidate"> } = {}): Promise<Plan> {
   const candidates = new Map<string, string>();
   if (options.hashSources !== false) {
+    const hasher = options.pipelines ?? { candidate: candidateRelease };
     await pool(Object.keys(loaded.manifest.services), 4, async (name) => {
       const spec = loaded.manifest.services[name] as ServiceSpec;
-      try {
-        candidates.set(name, releaseId(await hashServiceSource(resolve(loaded.dir, spec.path)), configHash(spec)));
-      } catch {
-        // a missing folder is reported by manifest validation
-      }
+      // undefined: a missing folder, which manifest validation reports
+      const id = await hasher.candidate(name, spec, loaded.dir);
+      if (id !== undefined) candidates.set(name, id);
     });
   }
   return computePlan({ manifest: loaded.manifest, stored, candidateReleases: candidates });

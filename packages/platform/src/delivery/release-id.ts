@@ -3,9 +3,12 @@
 import type { ServiceSpec } from "../manifest/index.js";
 import { canonicalJson, sha256 } from "./canonical-json.js";
 
-/** The parts of a service's spec that are baked into a release. */
+/**
+ * The parts of a service's spec that are baked into a release: how it is built and tested
+ * (path, build, test, pipeline) and what its replicas start with (start, env, secrets).
+ */
 export function releaseConfig(spec: ServiceSpec): Record<string, unknown> {
-  return { path: spec.path, build: spec.build, start: spec.start, env: spec.env };
+  return { path: spec.path, build: spec.build, test: spec.test, pipeline: spec.pipeline, start: spec.start, env: spec.env, secrets: spec.secrets };
 }
 
 export function configHash(spec: ServiceSpec): string {

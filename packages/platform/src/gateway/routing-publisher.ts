@@ -18,7 +18,13 @@ export interface RoutingPublisher {
 
 const VERSION_KEY = "routing.version";
 
-export function createRoutingPublisher(options: { store: Store; driver: RuntimeDriver; project: string }): RoutingPublisher {
+export function createRoutingPublisher(options: {
+  store: Store;
+  driver: RuntimeDriver;
+  project: string;
+  /** Replicas left out although ready (being drained before they stop). */
+  exclude?: (replicaId: string) => boolean;
+}): RoutingPublisher {
   const { store, driver, project } = options;
   const listeners = new Set<(t: RoutingTable) => void>();
   let table: RoutingTable | undefined;
@@ -29,7 +35,7 @@ export function createRoutingPublisher(options: { store: Store; driver: RuntimeD
     const services = await store.listServices(project);
     const endpoints = driver
       .list()
-      .filter((r) => r.spec.project === project && r.state === "ready")
+      .filter((r) => r.spec.project === project && r.state === "ready" && !(options.exclude?.(r.spec.id) ?? false))
       .map((r) => ({ service: r.spec.service, replicaId: r.spec.id, url: `http://127.0.0.1:${r.spec.port}`, release: r.spec.release }));
     const routed = await Promise.all(
       services.map(async (s) => {

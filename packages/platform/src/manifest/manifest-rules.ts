@@ -56,7 +56,8 @@ export function checkManifestRules(data: unknown, options: ManifestRuleOptions):
     ...checkCalls(services),
     ...checkRoutes(services),
     ...checkPorts(root, services),
-    ...(options.checkPaths ? checkPaths(services, options.dir) : []),
+    ...checkDelivery(services),
+    ...(options.checkPaths ? [...checkPaths(services, options.dir), ...checkIncludes(services, options.dir)] : []),
   ];
 }
 
@@ -192,6 +193,62 @@ function checkPorts(root: Record<string, unknown>, services: Record<string, unkn
       issues.push({ path, message: count === 1 ? `${subject} is also used by ${theirs}` : `${subject} overlap ${theirs}` });
     }
     ranges.push({ service: name, first: port, last });
+  }
+  return issues;
+}
+
+/** Pipelines and rollouts: one way to give stages, a rolling update that can progress, free ports for two sets. */
+function checkDelivery(services: Record<string, unknown>): PathIssue[] {
+  const issues: PathIssue[] = [];
+  for (const [name, raw] of Object.entries(services)) {
+    const pipeline = field(raw, "pipeline");
+    if (pipeline?.stages !== undefined) {
+      for (const key of ["build", "test"] as const) {
+        if (field(raw, key) === undefined) continue;
+        issues.push({
+          path: ["services", name, key],
+          message: `${key} and pipeline.stages both say what to run; with stages, put the ${key} command in a stage`,
+        });
+      }
+      const seen = new Set<string>();
+      pipeline.stages.forEach((stage, i) => {
+        if (seen.has(stage.name)) issues.push({ path: ["services", name, "pipeline", "stages", i, "name"], message: `stage "${stage.name}" is listed twice` });
+        seen.add(stage.name);
+      });
+    }
+    const deploy = field(raw, "deploy");
+    if (deploy === undefined) continue;
+    if (deploy.maxSurge === 0 && deploy.maxUnavailable === 0) {
+      issues.push({ path: ["services", name, "deploy", "maxUnavailable"], message: "maxSurge and maxUnavailable are both 0, so a rolling update could never replace a replica" });
+    }
+    if (deploy.strategy !== "rolling" && field(raw, "port") !== undefined) {
+      issues.push({
+        path: ["services", name, "deploy", "strategy"],
+        message: `${deploy.strategy} runs the old and the new release side by side, which needs ports Keelson picks; remove services.${name}.port`,
+      });
+    }
+    if (deploy.strategy === "canary" && (deploy.steps ?? []).length === 0) {
+      issues.push({ path: ["services", name, "deploy", "steps"], message: "a canary rollout needs steps, e.g. [{ setWeight: 10 }, { pause: 1m }, { setWeight: 50 }]" });
+    }
+    if (deploy.strategy !== "canary" && deploy.steps !== undefined) {
+      issues.push({ path: ["services", name, "deploy", "steps"], message: `steps are for strategy canary; strategy is ${deploy.strategy}` });
+    }
+  }
+  return issues;
+}
+
+/** Every pipeline.include path must exist beside the manifest (a file or a folder). */
+function checkIncludes(services: Record<string, unknown>, dir: string): PathIssue[] {
+  const issues: PathIssue[] = [];
+  for (const [name, raw] of Object.entries(services)) {
+    const pipeline = field(raw, "pipeline");
+    pipeline?.include.forEach((path, i) => {
+      try {
+        statSync(resolve(dir, path));
+      } catch {
+        issues.push({ path: ["services", name, "pipeline", "include", i], message: `"${path}" does not exist`, found: JSON.stringify(path), hint: `looked for ${resolve(dir, path)}` });
+      }
+    });
   }
   return issues;
 }

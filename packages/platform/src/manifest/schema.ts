@@ -145,12 +145,41 @@ const DeployStep = z
   ])
   .register(expectedText, { expected: "mapping with exactly one of setWeight, pause, analysis" });
 
-/** Deploy strategy (acted on by the delivery issue; validated now). */
+/** How a new release replaces the running one (rolling, blue-green or canary steps). */
 const DeploySpec = z.strictObject({
   strategy: z.enum(["rolling", "blueGreen", "canary"]).default("rolling").describe("How a new version replaces the old one."),
-  maxSurge: z.number().int().min(0).max(100).optional().describe("Rolling: percent of extra replicas allowed during the rollout."),
-  maxUnavailable: z.number().int().min(0).max(100).optional().describe("Rolling: percent of replicas that may be unavailable during the rollout."),
+  maxSurge: z.number().int().min(0).max(100).optional().describe("Rolling: percent of extra replicas allowed during the rollout (default 25, at least one replica)."),
+  maxUnavailable: z.number().int().min(0).max(100).optional().describe("Rolling: percent of replicas that may be unavailable during the rollout (default 0)."),
   steps: z.array(DeployStep).optional().describe("Canary: the steps of the rollout, in order."),
+  drain: Duration.prefault(1000).describe("Time between taking a replica out of the gateway's table and stopping it, so requests in flight finish."),
+  rollbackWindow: Duration.prefault(600_000).describe("Blue-green: how long the previous set stays running after the switch, for an instant rollback."),
+  timeout: Duration.prefault(600_000).describe("Longest a rollout may take (pauses for approval excluded) before it is rolled back."),
+});
+
+const PipelineStage = z
+  .strictObject({
+    name: name("stage name").describe('Stage name; "install" is cached by lockfile hash, "scan" is where security scanners hook in.'),
+    run: z.string().min(1).describe("Command to run (with a shell, in the service's folder of the run's workspace)."),
+    timeout: Duration.optional().describe("Longest this stage may run (default: the pipeline's stageTimeout)."),
+  })
+  .register(expectedText, { expected: "mapping with name, run and optionally timeout" });
+
+/** The service's own pipeline: stages run in a clean workspace; success makes a release. */
+const PipelineSpec = z.strictObject({
+  stages: z
+    .array(PipelineStage)
+    .optional()
+    .describe("Stages in order. Default: install (with the service's own lockfile), build (`build` or the package.json build script), test (`test` or the package.json test script)."),
+  include: z
+    .array(z.string().min(1))
+    .default([])
+    .describe("Other paths (relative to the manifest) copied into the workspace beside the service, e.g. a shared tsconfig; changes to them trigger this service."),
+  paths: z
+    .array(z.string().min(1))
+    .default([])
+    .describe('More path filters (relative to the manifest, "*" and "**" globs) whose changes trigger this service\'s pipeline.'),
+  stageTimeout: Duration.prefault(600_000).describe("Default longest time per stage."),
+  retainReleases: z.number().int().min(2).max(1000).default(10).describe("Releases kept per service; older ones and their artifacts are deleted (never the live or previous one)."),
 });
 
 /** Autoscaling (acted on by the autoscaling issue; validated now). */
@@ -247,7 +276,8 @@ export const ServiceSpecSchema = z.strictObject({
   env: z.record(envName("environment variable name"), EnvValue).prefault({}).describe("Environment variables for each replica."),
   stopTimeout: Duration.prefault(10_000).describe("How long a replica may take to stop after SIGTERM before it is killed."),
   startTimeout: Duration.prefault(30_000).describe("How long a new replica may take to become ready."),
-  deploy: DeploySpec.optional().describe("How new versions roll out (acted on by progressive delivery)."),
+  pipeline: PipelineSpec.optional().describe("The service's pipeline: stages, shared paths, timeouts and release retention."),
+  deploy: DeploySpec.optional().describe("How new versions roll out: rolling (default), blue-green or canary steps."),
   autoscale: AutoscaleSpec.optional().describe("Replica counts driven by load (acted on by the autoscaler)."),
   resilience: ResilienceSpec.optional().describe("Timeouts, retries and circuit breaking in the gateway."),
   slos: z.array(SloSpec).optional().describe("Service level objectives."),
@@ -312,3 +342,5 @@ export type ServiceSpec = z.output<typeof ServiceSpecSchema>;
 export type ProbeSpec = z.output<typeof Probe>;
 export type RouteSpecOut = z.output<typeof RouteSpec>;
 export type ResilienceSpecOut = z.output<typeof ResilienceSpec>;
+export type DeploySpecOut = z.output<typeof DeploySpec>;
+export type PipelineSpecOut = z.output<typeof PipelineSpec>;

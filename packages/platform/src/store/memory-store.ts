@@ -178,6 +178,11 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
       replicas.set(row.id, row);
     },
 
+    async deleteRelease(id: string): Promise<void> {
+      ensureOpen("deleteRelease");
+      releases.delete(id);
+    },
+
     async deleteReplica(id: string): Promise<void> {
       ensureOpen("deleteReplica");
       replicas.delete(id);

@@ -252,6 +252,7 @@ function sqliteStore(opened: Db, options: SqliteStoreOptions): Store {
              details = excluded.details`,
         ),
         deleteReplica: opened.prepare("DELETE FROM replicas WHERE id = ?"),
+        deleteRelease: opened.prepare("DELETE FROM releases WHERE id = ?"),
         insertEvent: opened.prepare(
           "INSERT INTO events (at, project, kind, actor, subject, details) VALUES (@at, @project, @kind, @actor, @subject, @details)",
         ),
@@ -413,6 +414,10 @@ function sqliteStore(opened: Db, options: SqliteStoreOptions): Store {
           startedAt: row.startedAt ?? null,
         });
       });
+    },
+
+    async deleteRelease(id: string): Promise<void> {
+      transact("deleteRelease", (w) => w.deleteRelease.run(id));
     },
 
     async deleteReplica(id: string): Promise<void> {

@@ -384,6 +384,15 @@ export function describeStoreConformance(name: string, makeStore: MakeStore): vo
         expect(await store.getRelease("r-ghost")).toBeUndefined();
       });
 
+      it("deletes a release by id and ignores an unknown id", async () => {
+        await store.putRelease(release("r-1"));
+        await store.putRelease(release("r-2", { createdAt: T2 }));
+        await store.deleteRelease("r-1");
+        await store.deleteRelease("r-ghost");
+        expect(await store.getRelease("r-1")).toBeUndefined();
+        expect((await store.listReleases("shop", "orders")).map((r) => r.id)).toEqual(["r-2"]);
+      });
+
       it("ignores a second put of the same id", async () => {
         await store.putRelease(release("r-1", { details: { build: 1 } }));
         await store.putRelease(release("r-1", { details: { build: 2 }, createdAt: T2, sourceHash: "other" }));

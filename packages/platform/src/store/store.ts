@@ -113,6 +113,8 @@ export interface Store {
   getRelease(id: string): Promise<ReleaseRecord | undefined>;
   /** Newest first. */
   listReleases(project: string, service: string): Promise<ReleaseRecord[]>;
+  /** Forgets a release (garbage collection); unknown ids are a no-op. */
+  deleteRelease(id: string): Promise<void>;
 
   upsertReplica(replica: ReplicaRecord): Promise<void>;
   deleteReplica(id: string): Promise<void>;

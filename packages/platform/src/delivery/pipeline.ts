@@ -1,0 +1,505 @@
+// Per-service pipelines: each run gets a clean workspace (the service's files from the
+// working tree or a git commit), runs its stages with timeouts and a stored log, caches
+// dependency installs by lockfile hash, and packages the result as an immutable artifact.
+// A release = that artifact + the runtime config; a config-only change re-uses the artifact.
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, rename, stat } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { KeelsonError, type EventKind } from "@keelson/protocol";
+import type { ServiceSpec } from "../manifest/index.js";
+import type { ReleaseRecord, Store } from "../store/index.js";
+import { hashTree, removeTree, sealTree, verifyArtifact } from "./artifact.js";
+import { canonicalJson, sha256 } from "./canonical-json.js";
+import { commitInfo, exportTree, resolveCommit } from "./git.js";
+import { resolveStages, type ResolvedStage } from "./pipeline-stages.js";
+import { configHash, releaseConfig, releaseId } from "./release-id.js";
+import { runStage } from "./stage-runner.js";
+import { candidateRelease, copyFolder, exportWorkingTree, findLockfile, hashLayoutSources, installCacheKey, linkDependencies, sourceLayout, type SourceLayout } from "./workspace.js";
+
+const run = promisify(execFile);
+
+export type PipelineProgress =
+  | { type: "pipeline"; service: string; release: string; run?: string; status: "started" | "skipped" | "reused" | "succeeded" | "failed"; durationMs?: number; message?: string }
+  | { type: "stage"; service: string; run: string; stage: string; status: "started" | "succeeded" | "failed" | "cached"; durationMs?: number; message?: string }
+  | { type: "log"; service: string; run: string; stage: string; line: string };
+
+export type PipelineSource = { kind: "worktree" } | { kind: "commit"; commit: string };
+
+export interface PipelineRequest {
+  service: string;
+  spec: ServiceSpec;
+  /** Folder of the manifest (service paths are relative to it). */
+  manifestDir: string;
+  source: PipelineSource;
+  actor: string;
+  /** What started it: "up", "deploy", "watch". */
+  trigger: string;
+  /** Run the pipeline even when the release exists. */
+  rebuild?: boolean;
+  onProgress?: (p: PipelineProgress) => void;
+}
+
+export interface PipelineOutcome {
+  release: ReleaseRecord;
+  /** The run that built it; undefined when the release or its artifact already existed. */
+  run: string | undefined;
+  /** "built": a pipeline ran; "reused": the artifact existed, the config is new; "existing": nothing to do. */
+  how: "built" | "reused" | "existing";
+}
+
+/** A stored artifact: where it is and what its content hashes to. */
+export interface ArtifactRecord {
+  key: string;
+  /** Relative to the state folder. */
+  dir: string;
+  /** The service folder inside the artifact ("/"-separated). */
+  servicePath: string;
+  hash: string;
+  files: number;
+  bytes: number;
+  run: string;
+  createdAt: string;
+  dependencies: { mode: "installed" | "linked" | "none"; links?: string[]; cacheHit?: boolean };
+}
+
+/** Lets the security scanners run as the "scan" stage does (filled by the security issue). */
+export type ScanHook = (input: { service: string; run: string; workspace: string; serviceDir: string; log: (line: string) => void }) => Promise<void>;
+
+export interface PipelineRunnerOptions {
+  store: Store;
+  project: string;
+  stateDir: string;
+  /** Runs at once across services (one per service at most). Default 2. */
+  concurrency?: number;
+  scan?: ScanHook;
+}
+
+export interface PipelineRunner {
+  /** The release for the service's current sources and config, running the pipeline when needed. */
+  ensureRelease(request: PipelineRequest): Promise<PipelineOutcome>;
+  /** The candidate release id for the working tree (no side effects); undefined when it cannot be hashed. */
+  candidate(service: string, spec: ServiceSpec, manifestDir: string): Promise<string | undefined>;
+  /** The run in progress for a service. */
+  active(service: string): { run: string; startedAt: string; trigger: string } | undefined;
+  /** Where a release's service folder is, when it has an artifact. */
+  artifactOf(release: ReleaseRecord): Promise<{ cwd: string; record: ArtifactRecord } | undefined>;
+  /** Checks a release's artifact against its hash (once per process unless `force`). */
+  verify(release: ReleaseRecord, options?: { force?: boolean }): Promise<void>;
+  /** Deletes releases beyond `retain` (never those in `keep`) and artifacts no release uses. */
+  collect(service: string, retain: number, keep: ReadonlySet<string>, actor: string): Promise<string[]>;
+}
+
+const ARTIFACT_KEY = (project: string, service: string, key: string) => `artifact.${project}.${service}.${key}`;
+
+/** The parts of a spec that decide what a pipeline builds (not how it runs). */
+function buildKey(sourceHash: string, spec: ServiceSpec): string {
+  return sha256(`${sourceHash}\n${canonicalJson({ path: spec.path, build: spec.build, test: spec.test, pipeline: spec.pipeline ?? null })}`).slice(0, 24);
+}
+
+export function newRunId(): string {
+  const t = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+  return `run-${t}-${randomBytes(3).toString("hex")}`;
+}
+
+export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRunner {
+  const { store, project, stateDir } = options;
+  const active = new Map<string, { run: string; startedAt: string; trigger: string }>();
+  const verified = new Set<string>();
+  let slots = options.concurrency ?? 2;
+  const waiting: Array<() => void> = [];
+
+  async function acquire(): Promise<void> {
+    if (slots > 0) {
+      slots--;
+      return;
+    }
+    await new Promise<void>((r) => waiting.push(r));
+  }
+  function release(): void {
+    const next = waiting.shift();
+    if (next) next();
+    else slots++;
+  }
+
+  async function event(kind: EventKind, service: string, actor: string, details: Record<string, unknown>): Promise<void> {
+    await store.appendEvent({ project, kind, actor, subject: `service/${service}`, details });
+  }
+
+  async function readArtifact(service: string, key: string): Promise<ArtifactRecord | undefined> {
+    const text = await store.getSetting(ARTIFACT_KEY(project, service, key));
+    return text ? (JSON.parse(text) as ArtifactRecord) : undefined;
+  }
+
+  async function artifactValid(service: string, key: string): Promise<ArtifactRecord | undefined> {
+    const a = await readArtifact(service, key);
+    if (!a) return undefined;
+    try {
+      await verifyArtifact({ release: key, service, dir: join(stateDir, a.dir), hash: a.hash });
+      return a;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async function ensureRelease(req: PipelineRequest): Promise<PipelineOutcome> {
+    const { service, spec, actor } = req;
+    const progress = req.onProgress ?? (() => {});
+    const current = active.get(service);
+    if (current) {
+      throw new KeelsonError("KEELSON_ERR_CONFLICT", `a pipeline of ${service} is already running (${current.run}, started ${current.startedAt} by ${current.trigger}); wait for it to finish`);
+    }
+    const runId = newRunId();
+    active.set(service, { run: runId, startedAt: new Date().toISOString(), trigger: req.trigger });
+    const workspace = join(stateDir, "work", runId);
+    try {
+      const layout = await sourceLayout({ manifestDir: req.manifestDir, service, path: spec.path, include: spec.pipeline?.include ?? [] });
+      // The source: the commit's files exported now, or the working tree hashed in place.
+      let sourceHash: string;
+      let commit: string | undefined;
+      let dirty = false;
+      let exported = false;
+      if (req.source.kind === "commit") {
+        if (!layout.git) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `--commit needs the service in a git repository; ${join(layout.root, layout.servicePath)} is not in one`);
+        commit = await resolveCommit(layout.root, req.source.commit);
+        await mkdir(workspace, { recursive: true });
+        await exportTree(layout.root, commit, [layout.servicePath || ".", ...layout.includes.map((i) => i.path)], workspace);
+        exported = true;
+        sourceHash = await hashLayoutSources(layout, workspace, { exported: true });
+      } else {
+        sourceHash = await hashLayoutSources(layout, layout.root);
+        if (layout.git) {
+          commit = await resolveCommit(layout.root, "HEAD").catch(() => undefined);
+          dirty = await isDirty(layout);
+        }
+      }
+      const id = releaseId(sourceHash, configHash(spec));
+      const key = buildKey(sourceHash, spec);
+      const existing = await store.getRelease(id);
+      const artifact = req.rebuild ? undefined : await artifactValid(service, key);
+      if (existing && artifact && !req.rebuild) {
+        progress({ type: "pipeline", service, release: id, status: "skipped", message: "release already built" });
+        return { release: existing, run: undefined, how: "existing" };
+      }
+      const info = commit ? await commitInfo(layout.root, commit).catch(() => undefined) : undefined;
+      const source = { source: req.source.kind, commit, ...(info ? { commitTime: info.authorTime, commitAuthor: info.author, commitSubject: info.subject } : {}), ...(dirty ? { dirty } : {}) };
+      if (artifact) {
+        // Same sources and build: only the runtime config changed. No pipeline, a new release.
+        const record = await putRelease({ id, service, spec, sourceHash, key, artifact, source, run: artifact.run, actor, reused: true });
+        progress({ type: "pipeline", service, release: id, status: "reused", message: `config changed; re-uses the artifact built by ${artifact.run}` });
+        return { release: record, run: undefined, how: "reused" };
+      }
+
+      await acquire();
+      const started = Date.now();
+      const logFile = join(stateDir, "pipelines", service, `${runId}.log`);
+      try {
+        progress({ type: "pipeline", service, release: id, run: runId, status: "started" });
+        await event("pipeline.started", service, actor, { run: runId, release: id, trigger: req.trigger, log: relative(stateDir, logFile), ...source });
+        if (!exported) {
+          await mkdir(workspace, { recursive: true });
+          await exportWorkingTree(layout, workspace);
+        }
+        const serviceDir = join(workspace, layout.servicePath);
+        const lockfile = await findLockfile(serviceDir);
+        const links = lockfile === undefined ? await linkDependencies(layout, workspace) : [];
+        const stages = await resolveStages(spec, serviceDir);
+        const env = { KEELSON_SERVICE: service, KEELSON_PIPELINE_RUN: runId, ...(commit ? { KEELSON_COMMIT: commit } : {}) };
+        const stageResults: Array<{ name: string; durationMs: number; cached?: boolean }> = [];
+        let cacheHit = false;
+        for (const stage of stages) {
+          const result = await runOneStage({ service, runId, stage, serviceDir, lockfile, env, logFile, actor, progress });
+          stageResults.push(result);
+          if (result.cached) cacheHit = true;
+        }
+        if (options.scan && !stages.some((s) => s.name === "scan")) {
+          await runScanHook({ service, runId, workspace, serviceDir, logFile, actor, progress });
+        }
+        // Package: seal the workspace, hash it, move it to the artifact store.
+        await sealTree(workspace);
+        const tree = await hashTree(workspace);
+        const artifactDir = join("artifacts", service, key);
+        await removeTree(join(stateDir, artifactDir));
+        await mkdir(join(stateDir, "artifacts", service), { recursive: true });
+        await rename(workspace, join(stateDir, artifactDir));
+        const record: ArtifactRecord = {
+          key,
+          dir: artifactDir,
+          servicePath: layout.servicePath,
+          hash: tree.hash,
+          files: tree.files,
+          bytes: tree.bytes,
+          run: runId,
+          createdAt: new Date().toISOString(),
+          dependencies: lockfile !== undefined ? { mode: "installed", cacheHit } : links.length > 0 ? { mode: "linked", links } : { mode: "none" },
+        };
+        await store.setSetting(ARTIFACT_KEY(project, service, key), JSON.stringify(record));
+        verified.add(id);
+        const durationMs = Date.now() - started;
+        const releaseRecord = existing ?? (await putRelease({ id, service, spec, sourceHash, key, artifact: record, source, run: runId, actor, stages: stageResults, durationMs }));
+        await event("pipeline.succeeded", service, actor, { run: runId, release: id, durationMs, stages: stageResults, artifactHash: tree.hash, ...source });
+        progress({ type: "pipeline", service, release: id, run: runId, status: "succeeded", durationMs });
+        return { release: releaseRecord, run: runId, how: "built" };
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        await event("pipeline.failed", service, actor, { run: runId, release: id, durationMs: Date.now() - started, message, ...source }).catch(() => undefined);
+        progress({ type: "pipeline", service, release: id, run: runId, status: "failed", message });
+        throw err;
+      } finally {
+        release();
+      }
+    } finally {
+      active.delete(service);
+      await removeTree(workspace).catch(() => undefined);
+    }
+  }
+
+  async function runOneStage(input: {
+    service: string;
+    runId: string;
+    stage: ResolvedStage;
+    serviceDir: string;
+    lockfile: string | undefined;
+    env: Record<string, string>;
+    logFile: string;
+    actor: string;
+    progress: (p: PipelineProgress) => void;
+  }): Promise<{ name: string; durationMs: number; cached?: boolean }> {
+    const { service, runId, stage, serviceDir, lockfile, logFile, actor, progress } = input;
+    // The install stage is cached by lockfile: a hit copies node_modules instead of installing.
+    const cacheDir = stage.name === "install" && lockfile !== undefined ? join(stateDir, "cache", "deps", await installCacheKey(serviceDir, lockfile, stage.run)) : undefined;
+    if (cacheDir !== undefined && (await stat(join(cacheDir, "node_modules")).then(() => true, () => false))) {
+      const t = Date.now();
+      await copyFolder(join(cacheDir, "node_modules"), join(serviceDir, "node_modules"));
+      const durationMs = Date.now() - t;
+      progress({ type: "stage", service, run: runId, stage: stage.name, status: "cached", durationMs, message: `dependencies from the cache (${lockfile} unchanged)` });
+      await event("stage.succeeded", service, actor, { run: runId, stage: stage.name, durationMs, cached: true });
+      return { name: stage.name, durationMs, cached: true };
+    }
+    progress({ type: "stage", service, run: runId, stage: stage.name, status: "started", message: stage.run });
+    await event("stage.started", service, actor, { run: runId, stage: stage.name, command: stage.run });
+    const { appendFile } = await import("node:fs/promises");
+    await mkdir(join(logFile, ".."), { recursive: true });
+    await appendFile(logFile, `\n==> stage ${stage.name}: ${stage.run}\n`);
+    const outcome = await runStage(
+      { command: stage.run, cwd: serviceDir, timeoutMs: stage.timeoutMs, env: input.env, onLine: (line) => progress({ type: "log", service, run: runId, stage: stage.name, line }) },
+      logFile,
+    );
+    if (!outcome.ok) {
+      await event("stage.failed", service, actor, { run: runId, stage: stage.name, durationMs: outcome.durationMs, why: outcome.why, tail: outcome.tail.slice(-10) });
+      progress({ type: "stage", service, run: runId, stage: stage.name, status: "failed", durationMs: outcome.durationMs, message: outcome.why });
+      const tail = outcome.tail.slice(-15).map((l) => `  | ${l}`).join("\n");
+      throw new KeelsonError(
+        "KEELSON_ERR_PIPELINE_FAILED",
+        `services.${service}: stage "${stage.name}" (\`${stage.run}\`) ${outcome.why}; no release was made${tail ? `; last log lines:\n${tail}` : ""}`,
+        { details: { service, run: runId, stage: stage.name, log: logFile } },
+      );
+    }
+    await event("stage.succeeded", service, actor, { run: runId, stage: stage.name, durationMs: outcome.durationMs });
+    progress({ type: "stage", service, run: runId, stage: stage.name, status: "succeeded", durationMs: outcome.durationMs });
+    if (cacheDir !== undefined && (await stat(join(serviceDir, "node_modules")).then(() => true, () => false))) {
+      const tmp = `${cacheDir}.tmp-${runId}`;
+      await copyFolder(join(serviceDir, "node_modules"), join(tmp, "node_modules"));
+      await rename(tmp, cacheDir).catch(() => removeTree(tmp)); // another run may have filled it first
+    }
+    return { name: stage.name, durationMs: outcome.durationMs };
+  }
+
+  async function runScanHook(input: { service: string; runId: string; workspace: string; serviceDir: string; logFile: string; actor: string; progress: (p: PipelineProgress) => void }): Promise<void> {
+    const { service, runId, actor, progress } = input;
+    const t = Date.now();
+    progress({ type: "stage", service, run: runId, stage: "scan", status: "started" });
+    await event("stage.started", service, actor, { run: runId, stage: "scan", command: "built-in scanners" });
+    try {
+      await options.scan?.({ service, run: runId, workspace: input.workspace, serviceDir: input.serviceDir, log: (line) => progress({ type: "log", service, run: runId, stage: "scan", line }) });
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      await event("stage.failed", service, actor, { run: runId, stage: "scan", durationMs: Date.now() - t, why });
+      progress({ type: "stage", service, run: runId, stage: "scan", status: "failed", message: why });
+      throw err instanceof KeelsonError ? err : new KeelsonError("KEELSON_ERR_PIPELINE_FAILED", `services.${service}: stage "scan" failed: ${why}; no release was made`);
+    }
+    await event("stage.succeeded", service, actor, { run: runId, stage: "scan", durationMs: Date.now() - t });
+    progress({ type: "stage", service, run: runId, stage: "scan", status: "succeeded", durationMs: Date.now() - t });
+  }
+
+  async function putRelease(input: {
+    id: string;
+    service: string;
+    spec: ServiceSpec;
+    sourceHash: string;
+    key: string;
+    artifact: ArtifactRecord;
+    source: Record<string, unknown>;
+    run: string;
+    actor: string;
+    reused?: boolean;
+    stages?: unknown;
+    durationMs?: number;
+  }): Promise<ReleaseRecord> {
+    const record: ReleaseRecord = {
+      id: input.id,
+      project,
+      service: input.service,
+      sourceHash: input.sourceHash,
+      configHash: configHash(input.spec),
+      gitCommit: typeof input.source.commit === "string" ? input.source.commit : undefined,
+      createdAt: new Date().toISOString(),
+      details: {
+        config: releaseConfig(input.spec),
+        artifact: input.key,
+        pipelineRun: input.run,
+        ...input.source,
+        ...(input.reused ? { reusedArtifact: true } : {}),
+        ...(input.stages ? { stages: input.stages } : {}),
+        ...(input.durationMs !== undefined ? { pipelineDurationMs: input.durationMs } : {}),
+        createdBy: input.actor,
+      },
+    };
+    await store.putRelease(record);
+    await event("release.created", input.service, input.actor, { release: input.id, run: input.run, artifact: input.key, artifactHash: input.artifact.hash, ...input.source });
+    return (await store.getRelease(input.id)) ?? record;
+  }
+
+  async function artifactOf(rel: ReleaseRecord): Promise<{ cwd: string; record: ArtifactRecord } | undefined> {
+    const key = rel.details.artifact;
+    if (typeof key !== "string") return undefined;
+    const record = await readArtifact(rel.service, key);
+    if (!record) return undefined;
+    return { cwd: join(stateDir, record.dir, record.servicePath), record };
+  }
+
+  async function verify(rel: ReleaseRecord, opts: { force?: boolean } = {}): Promise<void> {
+    if (verified.has(rel.id) && !opts.force) return;
+    const key = rel.details.artifact;
+    if (typeof key !== "string") return; // built in place before artifacts existed, or without a pipeline
+    const record = await readArtifact(rel.service, key);
+    if (!record) throw new KeelsonError("KEELSON_ERR_ARTIFACT_INVALID", `release ${rel.id} of ${rel.service}: no artifact is recorded for it; rebuild it with \`keelson deploy ${rel.service} --rebuild\``);
+    await verifyArtifact({ release: rel.id, service: rel.service, dir: join(stateDir, record.dir), hash: record.hash });
+    verified.add(rel.id);
+  }
+
+  async function collect(service: string, retain: number, keep: ReadonlySet<string>, actor: string): Promise<string[]> {
+    const releases = await store.listReleases(project, service);
+    const deleted: string[] = [];
+    const kept = new Set<string>();
+    for (const [i, r] of releases.entries()) {
+      if (i < retain || keep.has(r.id)) {
+        kept.add(r.id);
+        continue;
+      }
+      await store.deleteRelease(r.id);
+      verified.delete(r.id);
+      deleted.push(r.id);
+      await event("release.deleted", service, actor, { release: r.id, reason: `beyond the ${retain} releases kept` });
+    }
+    // Artifacts no kept release refers to go too.
+    const used = new Set(releases.filter((r) => kept.has(r.id)).map((r) => r.details.artifact));
+    const dir = join(stateDir, "artifacts", service);
+    const present = await readdir(dir).catch(() => [] as string[]);
+    for (const key of present) {
+      if (used.has(key) || key.includes(".tmp")) continue;
+      await removeTree(join(dir, key));
+      await store.setSetting(ARTIFACT_KEY(project, service, key), "");
+    }
+    return deleted;
+  }
+
+  return {
+    ensureRelease,
+    candidate: candidateRelease,
+    active: (service) => active.get(service),
+    artifactOf,
+    verify,
+    collect,
+  };
+}
+
+/** Whether the service's files (or its includes) differ from HEAD in the working tree. */
+async function isDirty(layout: SourceLayout): Promise<boolean> {
+  try {
+    const paths = [layout.servicePath || ".", ...layout.includes.map((i) => i.path)];
+    const { stdout } = await run("git", ["status", "--porcelain", "--", ...paths], { cwd: layout.root });
+    return stdout.trim().length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** A pipeline run as its events tell it. */
+export interface PipelineRunView {
+  run: string;
+  service: string;
+  status: "running" | "succeeded" | "failed" | "interrupted";
+  trigger: string | undefined;
+  actor: string;
+  release: string | undefined;
+  commit: string | undefined;
+  startedAt: string;
+  finishedAt: string | undefined;
+  durationMs: number | undefined;
+  stages: Array<{ name: string; status: "running" | "succeeded" | "failed"; durationMs?: number; cached?: boolean; why?: string }>;
+  message: string | undefined;
+  /** The run's log, relative to the state folder. */
+  log: string | undefined;
+}
+
+/**
+ * The service's pipeline runs, newest first, folded from the event log. A run that never
+ * finished and is not running now was cut short (the control plane stopped during it).
+ */
+export async function listPipelineRuns(input: { store: Store; project: string; service: string; limit?: number; activeRun?: string }): Promise<PipelineRunView[]> {
+  const { store, project, service } = input;
+  const events = await store.listEvents({
+    project,
+    subject: `service/${service}`,
+    kinds: ["pipeline.started", "pipeline.succeeded", "pipeline.failed", "stage.started", "stage.succeeded", "stage.failed"],
+    descending: true,
+    limit: 2000,
+  });
+  const runs = new Map<string, PipelineRunView>();
+  for (const e of [...events].reverse()) {
+    const d = e.details as Record<string, unknown>;
+    const id = typeof d.run === "string" ? d.run : undefined;
+    if (!id) continue;
+    let view = runs.get(id);
+    if (e.kind === "pipeline.started") {
+      view = {
+        run: id,
+        service,
+        status: "running",
+        trigger: typeof d.trigger === "string" ? d.trigger : undefined,
+        actor: e.actor,
+        release: typeof d.release === "string" ? d.release : undefined,
+        commit: typeof d.commit === "string" ? d.commit : undefined,
+        startedAt: e.at,
+        finishedAt: undefined,
+        durationMs: undefined,
+        stages: [],
+        message: undefined,
+        log: typeof d.log === "string" ? d.log : undefined,
+      };
+      runs.set(id, view);
+      continue;
+    }
+    if (!view) continue;
+    const stageName = typeof d.stage === "string" ? d.stage : undefined;
+    if (e.kind === "stage.started" && stageName) view.stages.push({ name: stageName, status: "running" });
+    else if ((e.kind === "stage.succeeded" || e.kind === "stage.failed") && stageName) {
+      let stage = view.stages.findLast((s) => s.name === stageName);
+      if (!stage) view.stages.push((stage = { name: stageName, status: "running" }));
+      stage.status = e.kind === "stage.succeeded" ? "succeeded" : "failed";
+      if (typeof d.durationMs === "number") stage.durationMs = d.durationMs;
+      if (d.cached === true) stage.cached = true;
+      if (typeof d.why === "string") stage.why = d.why;
+    } else if (e.kind === "pipeline.succeeded" || e.kind === "pipeline.failed") {
+      view.status = e.kind === "pipeline.succeeded" ? "succeeded" : "failed";
+      view.finishedAt = e.at;
+      view.durationMs = typeof d.durationMs === "number" ? d.durationMs : Date.parse(e.at) - Date.parse(view.startedAt);
+      if (typeof d.message === "string") view.message = d.message;
+    }
+  }
+  const out = [...runs.values()].reverse();
+  for (const r of out) if (r.status === "running" && r.run !== input.activeRun) r.status = "interrupted";
+  return out.slice(0, input.limit ?? 50);
+}
