@@ -56,7 +56,7 @@ describe.sequential("the example shop on keelson", () => {
       expect(svc.endpoints).toHaveLength(svc.replicas.desired);
       expect(svc.release).toMatch(/^r-[0-9a-f]{12}$/);
     }
-  });
+  }, 240_000);
 
   it("serves the storefront page and places an order end to end through the gateway", async () => {
     const page = await fetch(`${gateway}/`);

@@ -1,7 +1,7 @@
 // The delivery commands: deploy, rollback, promote, releases, runs, watch and hooks.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { KeelsonError } from "@keelson/protocol";
 import { stateDirOf } from "../api/index.js";
 import {

@@ -6,7 +6,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { KeelsonError, type KeelsonEvent, type StatusReport, type TrafficSplit } from "@keelson/protocol";
 import { runControlPlane, stateDirOf, GATEWAY_DIR } from "../api/index.js";
-import { computePlan, formatPlan, planCounts, planManifest, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
+import { computePlan, formatPlan, planManifest, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
 import { DEFAULT_GATEWAY_WORKERS, runGateway } from "../gateway/index.js";
 import { STARTER_SERVICE_PATH, loadManifest, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
 import { createSqliteStore } from "../store/index.js";

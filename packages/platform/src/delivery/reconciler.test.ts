@@ -3,9 +3,10 @@ import { makeTempDir, waitFor } from "#test-support";
 import { parseManifest } from "../manifest/index.js";
 import { createMemoryDriver, createMemoryHost, type MemoryDriver, type MemoryHost } from "../runtime/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
+import { readTrafficSplit } from "../gateway/index.js";
 import { createReconciler, type ApplyProgress, type Reconciler } from "./reconciler.js";
 
-const manifest = (services: Record<string, { replicas?: number; env?: string; port?: number }>) =>
+const manifest = (services: Record<string, { replicas?: number; env?: string; port?: number; deploy?: string }>) =>
   parseManifest(
     [
       "project: shop",
@@ -19,6 +20,7 @@ const manifest = (services: Record<string, { replicas?: number; env?: string; po
         "    startTimeout: 5s",
         ...(s.port ? [`    port: ${s.port}`] : []),
         ...(s.env ? [`    env: { VERSION: "${s.env}" }`] : []),
+        ...(s.deploy ? [`    deploy: ${s.deploy}`] : []),
       ]),
       "",
     ].join("\n"),
@@ -152,5 +154,94 @@ describe("reconciler (memory store and driver)", () => {
   it("refuses a manifest for another project", async () => {
     const other = parseManifest("project: other\nservices: {}\n", "/tmp/x/keelson.yaml", { checkPaths: false });
     await expect(reconciler.apply(other, { actor: "test" })).rejects.toMatchObject({ code: "KEELSON_ERR_CONFLICT" });
+  });
+
+  const release = async (service = "orders") => (await store.getService("shop", service))!.release!;
+  const weights = async (service = "orders") => (await readTrafficSplit(store, "shop", service))?.weights.map((w) => [w.release, w.weight]);
+
+  it("rolls with maxSurge and maxUnavailable: never more than one extra replica, never fewer ready than desired", async () => {
+    const deploy = "{ maxSurge: 25, maxUnavailable: 0, drain: 0 }";
+    await reconciler.apply(manifest({ orders: { replicas: 4, env: "1", deploy } }), { actor: "test" });
+    let most = 0;
+    let fewestReady = Infinity;
+    const off = driver.onEvent(() => {
+      const live = running("orders").filter((r) => r.state !== "stopping");
+      most = Math.max(most, live.length);
+      fewestReady = Math.min(fewestReady, live.filter((r) => r.state === "ready").length);
+    });
+    const result = await reconciler.apply(manifest({ orders: { replicas: 4, env: "2", deploy } }), { actor: "test" });
+    off();
+    expect(result.failures).toEqual([]);
+    expect(most).toBe(5);
+    expect(fewestReady).toBeGreaterThanOrEqual(4);
+    expect(running("orders").map((r) => r.release)).toEqual(Array(4).fill(await release()));
+  });
+
+  it("blue-green: starts the whole new set, switches all traffic at once, keeps the old set warm, then stops it", async () => {
+    const deploy = "{ strategy: blueGreen, rollbackWindow: 300ms, drain: 0 }";
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "1", deploy } }), { actor: "test" });
+    const blue = await release();
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "2", deploy } }), { actor: "test" });
+    const green = await release();
+    // The apply returns at the switch: all traffic on green, blue still running.
+    expect(await weights()).toEqual([[green, 100], [blue, 0]]);
+    expect((await reconciler.rolloutOf("orders"))?.phase).toBe("switched");
+    expect(running("orders").map((r) => r.release).sort()).toEqual([blue, blue, green, green].sort());
+    reconciler.start();
+    await waitFor(async () => running("orders").every((r) => r.release === green) && (await weights()) === undefined, { what: "the blue set to stop after the window and the split to clear" });
+    expect((await reconciler.rolloutOf("orders"))?.phase).toBe("succeeded");
+    const kinds = (await store.listEvents({ project: "shop", subject: "service/orders" })).map((e) => e.kind);
+    expect(kinds).toEqual(expect.arrayContaining(["rollout.started", "rollout.step", "rollout.succeeded"]));
+  });
+
+  it("rolls back at once while the old set is warm, and lists releases with their status", async () => {
+    const deploy = "{ strategy: blueGreen, rollbackWindow: 5m, drain: 0 }";
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "1", deploy } }), { actor: "test" });
+    const blue = await release();
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "2", deploy } }), { actor: "test" });
+    const green = await release();
+    const view = await reconciler.releases("orders");
+    expect(view.map((r) => [r.id, r.status])).toEqual([[green, "live"], [blue, "previous"]]);
+    expect(view[1]?.replicas).toBe(2);
+
+    const t = Date.now();
+    const result = await reconciler.rollback("orders", { actor: "alice", wait: false });
+    expect(Date.now() - t).toBeLessThan(1000);
+    // Traffic is back on blue as soon as the call returns; green drains afterwards.
+    expect(result.release).toBe(blue);
+    expect(await release()).toBe(blue);
+    expect(await weights()).toEqual([[blue, 100], [green, 0]]);
+    reconciler.start();
+    await waitFor(() => running("orders").every((r) => r.release === blue), { what: "green to stop" });
+    await expect(reconciler.rollback("orders", { actor: "alice", to: blue })).rejects.toMatchObject({ code: "KEELSON_ERR_CONFLICT" });
+    await expect(reconciler.rollback("orders", { actor: "alice", to: "r-nope" })).rejects.toMatchObject({ code: "KEELSON_ERR_NOT_FOUND" });
+    const started = await store.listEvents({ project: "shop", kinds: ["rollback.started"] });
+    expect(started[0]?.actor).toBe("alice");
+  });
+
+  it("canary: walks its steps, waits for approval, refuses another deploy meanwhile and finishes on promote", async () => {
+    const deploy = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }, { setWeight: 75 }] }";
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "1", deploy } }), { actor: "test" });
+    const stable = await release();
+    const progress: ApplyProgress[] = [];
+    const result = await reconciler.apply(manifest({ orders: { replicas: 2, env: "2", deploy } }), { actor: "test", onProgress: (p) => progress.push(p) });
+    expect(result.failures).toEqual([]);
+    const canary = await release();
+    expect(progress.some((p) => p.type === "service" && /paused at step 2/.test(p.message ?? ""))).toBe(true);
+    expect(await weights()).toEqual([[stable, 50], [canary, 50]]);
+    // One canary replica for half the traffic, the full stable set beside it.
+    expect(running("orders").filter((r) => r.release === canary)).toHaveLength(1);
+    expect(running("orders").filter((r) => r.release === stable)).toHaveLength(2);
+
+    const busy = await reconciler.apply(manifest({ orders: { replicas: 2, env: "3", deploy } }), { actor: "test" });
+    expect(busy.failures[0]).toMatchObject({ service: "orders", code: "KEELSON_ERR_CONFLICT" });
+    expect(await release()).toBe(canary);
+
+    reconciler.start();
+    await reconciler.promote("orders", "bob");
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "succeeded" && running("orders").every((r) => r.release === canary) && (await weights()) === undefined, { what: "the canary to finish" });
+    expect(running("orders")).toHaveLength(2);
+    const steps = (await store.listEvents({ project: "shop", kinds: ["rollout.step"] })).map((e) => e.details.weight);
+    expect(steps).toEqual([50, 75, 100]);
   });
 });

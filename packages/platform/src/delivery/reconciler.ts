@@ -423,6 +423,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const id = releaseId("none", configHash(spec));
       if (!(await store.getRelease(id))) {
         await store.putRelease({ id, project, service: name, sourceHash: "none", configHash: configHash(spec), gitCommit: undefined, createdAt: new Date().toISOString(), details: { config: releaseConfig(spec) } });
+        await event("release.created", `service/${name}`, { release: id, pipeline: "skipped" }, opts.actor);
       }
       return id;
     }

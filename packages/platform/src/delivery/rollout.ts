@@ -193,7 +193,10 @@ export function createRolloutController(options: { store: Store; project: string
       case "promoting":
       case "switched":
         return { release, replicas: n, keep: [{ release: s.from, replicas: n }] };
-      default:
+      case "finishing":
+      case "succeeded":
+      case "failed":
+      case "rolled-back":
         return { release, replicas: n, keep: [] };
     }
   }

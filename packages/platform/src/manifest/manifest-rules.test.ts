@@ -22,6 +22,32 @@ describe("checkManifestRules", () => {
     ).toEqual([]);
   });
 
+  it("checks pipelines and deploy strategies against each other", () => {
+    expect(
+      lines({
+        services: {
+          a: { ...base, build: "npm run build", pipeline: { stages: [{ name: "test", run: "npm test" }, { name: "test", run: "npm test" }] } },
+          b: { ...base, port: 9100, deploy: { strategy: "blueGreen" } },
+          c: { ...base, deploy: { strategy: "canary" } },
+          d: { ...base, deploy: { maxSurge: 0, maxUnavailable: 0, steps: [{ setWeight: 10 }] } },
+          ok: { ...base, deploy: { strategy: "canary", steps: [{ setWeight: 10 }, { pause: "manual" }] }, pipeline: { stages: [{ name: "build", run: "make" }] } },
+        },
+      }),
+    ).toEqual([
+      "services.a.build: build and pipeline.stages both say what to run; with stages, put the build command in a stage",
+      'services.a.pipeline.stages.1.name: stage "test" is listed twice',
+      "services.b.deploy.strategy: blueGreen runs the old and the new release side by side, which needs ports Keelson picks; remove services.b.port",
+      "services.c.deploy.steps: a canary rollout needs steps, e.g. [{ setWeight: 10 }, { pause: 1m }, { setWeight: 50 }]",
+      "services.d.deploy.maxUnavailable: maxSurge and maxUnavailable are both 0, so a rolling update could never replace a replica",
+      "services.d.deploy.steps: steps are for strategy canary; strategy is rolling",
+    ]);
+  });
+
+  it("reports pipeline.include paths that do not exist", () => {
+    const found = checkManifestRules({ services: { a: { ...base, path: ".", pipeline: { include: ["nope.json", "."] } } } }, { dir: "/tmp", checkPaths: true });
+    expect(found.map((i) => `${i.path.join(".")}: ${i.message}`)).toEqual(['services.a.pipeline.include.0: "nope.json" does not exist']);
+  });
+
   it("reports a route claimed by two services, ignoring a trailing slash and host case", () => {
     expect(
       lines({

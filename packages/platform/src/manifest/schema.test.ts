@@ -64,8 +64,13 @@ describe("ServiceSpecSchema", () => {
 
   it("defaults the deploy strategy and the SLO window", () => {
     const spec = ServiceSpecSchema.parse({ ...service, deploy: {}, slos: [{ name: "avail", availability: 99.9 }] });
-    expect(spec.deploy).toEqual({ strategy: "rolling" });
+    expect(spec.deploy).toEqual({ strategy: "rolling", drain: 1000, rollbackWindow: 600_000, timeout: 600_000 });
     expect(spec.slos).toEqual([{ name: "avail", availability: 99.9, window: 30 * 86_400_000 }]);
+  });
+
+  it("defaults the pipeline's include, paths, stage timeout and retention", () => {
+    const spec = ServiceSpecSchema.parse({ ...service, pipeline: { stages: [{ name: "test", run: "npm test", timeout: "2m" }] } });
+    expect(spec.pipeline).toEqual({ stages: [{ name: "test", run: "npm test", timeout: 120_000 }], include: [], paths: [], stageTimeout: 600_000, retainReleases: 10 });
   });
 
   it("requires an SLO to have an objective", () => {
