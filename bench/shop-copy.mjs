@@ -29,6 +29,9 @@ export async function writeShopCopy(dir) {
     const name = item.key.value;
     const path = join(shop, String(doc.getIn(["services", name, "path"])));
     doc.setIn(["services", name, "path"], path);
+    // Shared paths the pipeline copies in are relative to the manifest too.
+    const include = doc.getIn(["services", name, "pipeline", "include"]);
+    if (include) doc.setIn(["services", name, "pipeline", "include"], doc.createNode(include.items.map((i) => join(shop, i.value))));
     services.push({ name, path, start: String(doc.getIn(["services", name, "start"])), replicas: Number(doc.getIn(["services", name, "replicas"]) ?? 1) });
   }
   await writeFile(join(dir, "keelson.yaml"), doc.toString());
