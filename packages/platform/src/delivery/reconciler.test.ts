@@ -244,4 +244,20 @@ describe("reconciler (memory store and driver)", () => {
     const steps = (await store.listEvents({ project: "shop", kinds: ["rollout.step"] })).map((e) => e.details.weight);
     expect(steps).toEqual([50, 75, 100]);
   });
+
+  it("canary: a failed analysis step rolls back and takes every share of traffic off the canary", async () => {
+    await reconciler.stop();
+    reconciler = createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:8080", skipBuilds: true, convergeIntervalMs: 50, analysis: async () => ({ ok: false, message: "error rate 12% against 0.1%" }) });
+    const deploy = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { analysis: {} }, { setWeight: 100 }] }";
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "1", deploy } }), { actor: "test" });
+    const stable = await release();
+    const result = await reconciler.apply(manifest({ orders: { replicas: 2, env: "2", deploy } }), { actor: "test" });
+    expect(result.failures[0]).toMatchObject({ service: "orders", code: "KEELSON_ERR_ROLLOUT_FAILED", message: expect.stringMatching(/canary analysis: error rate 12% against 0.1%/) });
+    expect(await release()).toBe(stable);
+    const split = await weights();
+    expect(split?.[0]).toEqual([stable, 100]);
+    expect(split?.[1]?.[1]).toBe(0);
+    reconciler.start();
+    await waitFor(async () => running("orders").every((r) => r.release === stable) && (await weights()) === undefined, { what: "the canary to stop and the split to clear" });
+  });
 });

@@ -206,8 +206,9 @@ export function createRolloutController(options: { store: Store; project: string
     s.message = why;
     if (from !== undefined && from !== s.to) {
       // Traffic back to the old release at once if it still serves, then the new set goes.
+      // (A canary or blue-green split must stop sending anything to the failed release too.)
       const warm = ctx.replicas.some((r) => r.spec.release === from && r.state === "ready");
-      if (warm) await split(record.name, [{ release: from, weight: 100, label: "stable" }, { release: s.to, weight: 0, label: "failed" }], "reconciler");
+      if (warm || (await readTrafficSplit(store, project, record.name)) !== undefined) await split(record.name, [{ release: from, weight: 100, label: "stable" }, { release: s.to, weight: 0, label: "failed" }], "reconciler");
       await store.setServiceRelease(project, record.name, from, {
         project,
         kind: "service.changed",
