@@ -2,6 +2,8 @@
 import { KeelsonError } from "@keelson/protocol";
 
 export interface ApiClient {
+  /** GET a plain-text answer (a pipeline log). */
+  text(path: string): Promise<string>;
   readonly url: string;
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
@@ -31,6 +33,9 @@ export function createApiClient(url: string, actor = "cli"): ApiClient {
     url,
     async get<T>(path: string) {
       return (await (await request(path, { method: "GET" })).json()) as T;
+    },
+    async text(path: string) {
+      return (await request(path, { method: "GET" })).text();
     },
     async post<T>(path: string, body?: unknown) {
       return (await (await request(path, { method: "POST", body: JSON.stringify(body ?? {}) })).json()) as T;

@@ -8,6 +8,7 @@ import {
   createGitWatcher,
   gitToplevel,
   installPostCommitHook,
+  resolveCommit,
   servicesForChanges,
   uninstallPostCommitHook,
   type ApplyProgress,
@@ -43,6 +44,10 @@ function reportResult(r: DeployResult, what: string, started: number, prefix = "
   const took = ms(Date.now() - started);
   switch (r.outcome) {
     case "deployed":
+      if (r.rollout?.phase === "paused") {
+        print(`${prefix}${color.yellow("‖")} ${r.service}: ${r.release} takes ${r.rollout.weight}% of traffic; rollout ${r.rollout.id} waits at step ${r.rollout.step + 1} for \`keelson promote ${r.service}\` (${took})`);
+        return;
+      }
       print(`${prefix}${color.green("✓")} ${r.service}: ${what} ${r.release} serves all traffic (${took})${r.rollout?.phase === "switched" && r.rollout.warmUntil ? color.dim(`; ${r.previous} stays warm for rollback until ${r.rollout.warmUntil}`) : ""}`);
       return;
     case "unchanged":
@@ -151,8 +156,7 @@ export function addDeliveryCommands(program: Command): void {
     .action(async (service: string, run: string | undefined, opts: { dir: string; json?: boolean }) => {
       const api = await connect(resolve(opts.dir));
       if (run) {
-        const res = await api.request<string>("GET", `/v1/pipelines/${encodeURIComponent(run)}/log`);
-        return print(typeof res === "string" ? res : JSON.stringify(res));
+        return print(await api.text(`/v1/pipelines/${encodeURIComponent(run)}/log`));
       }
       const { runs } = await api.get<{ runs: PipelineRunView[] }>(`/v1/services/${encodeURIComponent(service)}/pipelines`);
       if (opts.json) return print(JSON.stringify(runs, null, 2));
@@ -242,6 +246,14 @@ export function addDeliveryCommands(program: Command): void {
         logFile: join(stateDirOf(dir), "watch.log"),
         force: opts.force === true,
       });
+      // Watching starts here: the next commit is the first the hook deploys.
+      const seenFile = join(stateDirOf(dir), "watch.json");
+      const head = await resolveCommit(repo, "HEAD").catch(() => undefined);
+      const known = await readFile(seenFile, "utf8").then(() => true, () => false);
+      if (head && !known) {
+        await mkdir(stateDirOf(dir), { recursive: true });
+        await writeFile(seenFile, JSON.stringify({ lastSeen: head, at: new Date().toISOString() }));
+      }
       print(`${color.green("✓")} post-commit hook written to ${result.path}${result.replaced ? " (the old hook was kept as a backup)" : ""}`);
       print(color.dim(`  every commit now deploys the services it touches; output goes to ${join(stateDirOf(dir), "watch.log")}`));
     });
@@ -260,11 +272,11 @@ function toRepoPath(repo: string, abs: string): string {
   return relative(repo, abs).split(sep).join("/");
 }
 
-/** Each service's path filters, repo-relative: its folder, its includes and its extra paths. */
+/** Each service's path filters, repo-relative: its folder and the shared paths it includes. */
 export function pathFilters(loaded: LoadedManifest, repo: string): Array<{ name: string; paths: string[] }> {
   return Object.entries(loaded.manifest.services).map(([name, spec]) => ({
     name,
-    paths: [spec.path, ...(spec.pipeline?.include ?? []), ...(spec.pipeline?.paths ?? [])].map((p) => toRepoPath(repo, resolve(loaded.dir, p))),
+    paths: [spec.path, ...(spec.pipeline?.include ?? [])].map((p) => toRepoPath(repo, resolve(loaded.dir, p))),
   }));
 }
 

@@ -95,7 +95,7 @@ const ARTIFACT_KEY = (project: string, service: string, key: string) => `artifac
 
 /** The parts of a spec that decide what a pipeline builds (not how it runs). */
 function buildKey(sourceHash: string, spec: ServiceSpec): string {
-  return sha256(`${sourceHash}\n${canonicalJson({ path: spec.path, build: spec.build, test: spec.test, pipeline: spec.pipeline ?? null })}`).slice(0, 24);
+  return sha256(`${sourceHash}\n${canonicalJson({ path: spec.path, build: spec.build, test: spec.test, stages: spec.pipeline?.stages ?? null, include: spec.pipeline?.include ?? [] })}`).slice(0, 24);
 }
 
 export function newRunId(): string {

@@ -8,7 +8,7 @@ import { canonicalJson, sha256 } from "./canonical-json.js";
  * (path, build, test, pipeline) and what its replicas start with (start, env, secrets).
  */
 export function releaseConfig(spec: ServiceSpec): Record<string, unknown> {
-  return { path: spec.path, build: spec.build, test: spec.test, pipeline: spec.pipeline, start: spec.start, env: spec.env, secrets: spec.secrets };
+  return { path: spec.path, build: spec.build, test: spec.test, stages: spec.pipeline?.stages, include: spec.pipeline?.include, start: spec.start, env: spec.env, secrets: spec.secrets };
 }
 
 export function configHash(spec: ServiceSpec): string {

@@ -38,6 +38,9 @@ export interface RolloutState {
   pausedUntil?: string;
   /** Blue-green: the previous set is kept running until then. */
   warmUntil?: string;
+  /** Time spent waiting for approval (not counted against deploy.timeout), and when the current wait began. */
+  pausedMs?: number;
+  pausedAt?: string;
   /** A terminal rollout still has a traffic split to clear once only one release runs. */
   cleanup?: boolean;
   run?: string;
@@ -271,7 +274,7 @@ export function createRolloutController(options: { store: Store; project: string
       const stepAge = Date.now() - Date.parse(s.stepStartedAt);
       const slow = stepAge > spec.startTimeout && ofTo.some((r) => r.state !== "ready") && s.phase !== "paused";
       const timeout = spec.deploy?.timeout ?? 600_000;
-      const tooLong = s.phase !== "paused" && Date.now() - Date.parse(s.startedAt) > timeout;
+      const tooLong = s.phase !== "paused" && Date.now() - Date.parse(s.startedAt) - (s.pausedMs ?? 0) > timeout;
       if (ctx.startError || crashed || slow || tooLong) {
         const why = ctx.startError
           ? ctx.startError.message
@@ -358,6 +361,7 @@ export function createRolloutController(options: { store: Store; project: string
       } else if (step.pause !== undefined) {
         if (step.pause === "manual") {
           s.phase = "paused";
+          s.pausedAt = now();
           await save(s);
           await event("rollout.paused", s, "reconciler", { step: s.step, until: "promoted" });
           return s;
@@ -393,6 +397,11 @@ export function createRolloutController(options: { store: Store; project: string
     async promote(service, actor, opts = {}) {
       const s = await get(service);
       if (s === undefined || !isActive(s)) throw new KeelsonError("KEELSON_ERR_CONFLICT", `${service} has no rollout in progress to promote`);
+      if (s.strategy !== "canary") throw new KeelsonError("KEELSON_ERR_CONFLICT", `rollout ${s.id} of ${service} is ${s.strategy}; only canary rollouts have steps to promote`);
+      if (s.pausedAt !== undefined) {
+        s.pausedMs = (s.pausedMs ?? 0) + (Date.now() - Date.parse(s.pausedAt));
+        delete s.pausedAt;
+      }
       if (opts.full) {
         s.phase = "promoting";
         s.step = Number.MAX_SAFE_INTEGER;

@@ -68,9 +68,9 @@ describe("ServiceSpecSchema", () => {
     expect(spec.slos).toEqual([{ name: "avail", availability: 99.9, window: 30 * 86_400_000 }]);
   });
 
-  it("defaults the pipeline's include, paths, stage timeout and retention", () => {
+  it("defaults the pipeline's include, stage timeout and retention", () => {
     const spec = ServiceSpecSchema.parse({ ...service, pipeline: { stages: [{ name: "test", run: "npm test", timeout: "2m" }] } });
-    expect(spec.pipeline).toEqual({ stages: [{ name: "test", run: "npm test", timeout: 120_000 }], include: [], paths: [], stageTimeout: 600_000, retainReleases: 10 });
+    expect(spec.pipeline).toEqual({ stages: [{ name: "test", run: "npm test", timeout: 120_000 }], include: [], stageTimeout: 600_000, retainReleases: 10 });
   });
 
   it("requires an SLO to have an objective", () => {

@@ -174,10 +174,6 @@ const PipelineSpec = z.strictObject({
     .array(z.string().min(1))
     .default([])
     .describe("Other paths (relative to the manifest) copied into the workspace beside the service, e.g. a shared tsconfig; changes to them trigger this service."),
-  paths: z
-    .array(z.string().min(1))
-    .default([])
-    .describe('More path filters (relative to the manifest, "*" and "**" globs) whose changes trigger this service\'s pipeline.'),
   stageTimeout: Duration.prefault(600_000).describe("Default longest time per stage."),
   retainReleases: z.number().int().min(2).max(1000).default(10).describe("Releases kept per service; older ones and their artifacts are deleted (never the live or previous one)."),
 });
