@@ -3,8 +3,8 @@
 // dependency installs by lockfile hash, and packages the result as an immutable artifact.
 // A release = that artifact + the runtime config; a config-only change re-uses the artifact.
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rename, stat } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { appendFile, mkdir, readdir, rename, stat } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { KeelsonError, type EventKind } from "@keelson/protocol";
@@ -279,8 +279,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     }
     progress({ type: "stage", service, run: runId, stage: stage.name, status: "started", message: stage.run });
     await event("stage.started", service, actor, { run: runId, stage: stage.name, command: stage.run });
-    const { appendFile } = await import("node:fs/promises");
-    await mkdir(join(logFile, ".."), { recursive: true });
+    await mkdir(dirname(logFile), { recursive: true });
     await appendFile(logFile, `\n==> stage ${stage.name}: ${stage.run}\n`);
     const outcome = await runStage(
       { command: stage.run, cwd: serviceDir, timeoutMs: stage.timeoutMs, env: input.env, onLine: (line) => progress({ type: "log", service, run: runId, stage: stage.name, line }) },
