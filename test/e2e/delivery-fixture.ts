@@ -1,31 +1,12 @@
 // A small git repository with three dependency-free services for the delivery e2e test:
 // alpha, beta and gamma under services/<name>/, each with a `build` and a `test` script, and
 // shared/config.json that only gamma includes in its pipeline.
-import { execFile } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
-
-const run = promisify(execFile);
+import { git } from "#test-support";
 
 export const SERVICES = ["alpha", "beta", "gamma"] as const;
 export type ServiceName = (typeof SERVICES)[number];
-
-const GIT_ENV = {
-  GIT_AUTHOR_NAME: "Keelson Test",
-  GIT_AUTHOR_EMAIL: "test@keelson.invalid",
-  GIT_COMMITTER_NAME: "Keelson Test",
-  GIT_COMMITTER_EMAIL: "test@keelson.invalid",
-};
-
-/** Runs git in `dir` with a fixed identity and no signing; returns trimmed stdout. */
-export async function git(dir: string, args: string[]): Promise<string> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...GIT_ENV, LC_ALL: "C" };
-  // A git run from inside another repository's hook must not be pointed at that one.
-  for (const name of ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX"]) delete env[name];
-  const { stdout } = await run("git", ["-c", "commit.gpgsign=false", ...args], { cwd: dir, env });
-  return stdout.trim();
-}
 
 /** Stages everything and commits; returns the new HEAD's full sha. */
 export async function commitAll(dir: string, message: string): Promise<string> {
@@ -134,6 +115,6 @@ export async function writeDeliveryRepo(dir: string, ports: { controlPlane: numb
     await writeFile(join(d, "test.mjs"), TEST);
     await writeFile(join(d, "package.json"), packageJson(s));
   }
-  await git(dir, ["-c", "init.defaultBranch=main", "init", "-q"]);
+  await git(dir, ["init", "-q"]);
   return commitAll(dir, "initial: alpha, beta, gamma");
 }

@@ -8,9 +8,9 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StatusReport } from "@keelson/protocol";
 import type { PipelineRunView, ReleaseView } from "../../packages/platform/src/delivery/index.js";
-import { freePort, makeTempDir, waitFor } from "#test-support";
+import { freePort, git, makeTempDir, waitFor } from "#test-support";
 import { keelson, pidAlive, type CliResult } from "./cli.js";
-import { commitAll, git, serverSource, SERVICES, writeDeliveryRepo, type ServiceName } from "./delivery-fixture.js";
+import { commitAll, serverSource, SERVICES, writeDeliveryRepo, type ServiceName } from "./delivery-fixture.js";
 
 const LONG = 180_000;
 

@@ -2,14 +2,13 @@
 // back and refuses a broken release of a two-replica service while eight keep-alive loops send
 // GET / through the gateway the whole time. Not one request may fail, and traffic must end up
 // on the release each command says it put there. A second service shows nothing else restarts.
-import { execFile } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { StatusReport } from "@keelson/protocol";
-import { freePort, makeTempDir, waitFor } from "#test-support";
+import { freePort, git, makeTempDir, waitFor } from "#test-support";
 import type { ReleaseView, RolloutState } from "../../packages/platform/src/delivery/index.js";
 import { keelson, pidAlive, type CliResult } from "../e2e/cli.js";
 
@@ -61,12 +60,6 @@ ${echoDeploy ? `    deploy: ${echoDeploy}\n` : ""}  other:
 `;
 }
 
-function git(dir: string, args: string[]): Promise<string> {
-  const env = { ...process.env, GIT_AUTHOR_NAME: "qa", GIT_AUTHOR_EMAIL: "qa@example.invalid", GIT_COMMITTER_NAME: "qa", GIT_COMMITTER_EMAIL: "qa@example.invalid" };
-  return new Promise((resolve, reject) => {
-    execFile("git", ["-c", "commit.gpgsign=false", "-C", dir, ...args], { env }, (err, stdout, stderr) => (err ? reject(new Error(`git ${args.join(" ")}: ${stderr}`)) : resolve(stdout)));
-  });
-}
 
 interface Sample {
   /** When the request was sent and its answer read (performance.now()). */
@@ -221,7 +214,7 @@ describe.sequential("rollouts under load", () => {
     }
     await writeFile(join(dir, ".gitignore"), ".keelson/\n");
     await writeFile(join(dir, "keelson.yaml"), manifestText(ports));
-    await git(dir, ["init", "-q", "-b", "main"]);
+    await git(dir, ["init", "-q"]);
     await git(dir, ["add", "-A"]);
     await git(dir, ["commit", "-q", "-m", "v1"]);
 

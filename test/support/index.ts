@@ -1,8 +1,10 @@
-// Helpers shared by tests: polling with a deadline, temp folders, free ports.
+// Helpers shared by tests: polling with a deadline, temp folders, free ports, git.
+import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterAll, beforeAll, vi } from "vitest";
 
 /**
  * Polls `check` until it returns a value other than undefined/false, or throws after
@@ -60,4 +62,48 @@ export function requireComponent(name: string, available: boolean, reason: strin
   }
   process.stderr.write(`SKIP ${name} suite: ${reason}\n`);
   return false;
+}
+
+const GIT_IDENTITY = {
+  GIT_AUTHOR_NAME: "Ada Author",
+  GIT_AUTHOR_EMAIL: "ada@example.test",
+  GIT_COMMITTER_NAME: "Cy Committer",
+  GIT_COMMITTER_EMAIL: "cy@example.test",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+  GIT_CONFIG_NOSYSTEM: "1",
+};
+/** Variables that point git at one repository (set inside hooks); never inherited by test repositories. */
+const GIT_LOCATION = ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX"];
+
+/**
+ * The environment test repositories are made with: a fixed identity, no user or system git
+ * config, and nothing that points git at another repository.
+ */
+export function gitTestEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...GIT_IDENTITY, LC_ALL: "C", ...extra };
+  for (const name of GIT_LOCATION) if (!(name in extra)) delete env[name];
+  return env;
+}
+
+/**
+ * For a test file whose code under test runs git itself: the same environment for the whole
+ * file, so neither the user's git config nor an enclosing repository changes what git does.
+ */
+export function useGitTestEnv(): void {
+  beforeAll(() => {
+    for (const [name, value] of Object.entries(GIT_IDENTITY)) vi.stubEnv(name, value);
+    for (const name of GIT_LOCATION) vi.stubEnv(name, undefined);
+  });
+  afterAll(() => {
+    vi.unstubAllEnvs();
+  });
+}
+
+/** Runs git in `dir` (main as the default branch, no signing) with gitTestEnv; resolves with trimmed stdout. */
+export function git(dir: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile("git", ["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", ...args], { cwd: dir, env: gitTestEnv(env), maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`git ${args.join(" ")} in ${dir}: ${stderr || err.message}`)) : resolve(stdout.trim()),
+    );
+  });
 }

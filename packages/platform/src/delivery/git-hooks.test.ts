@@ -1,34 +1,14 @@
 // The post-commit hook in real repositories: what it writes, that a real `git commit` runs it
 // without waiting for it, that a foreign hook is refused or kept aside and restored, and
 // that core.hooksPath is followed.
-import { execFile } from "node:child_process";
 import { access, mkdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { makeTempDir, waitFor } from "#test-support";
+import { git, makeTempDir, useGitTestEnv, waitFor } from "#test-support";
 import { isKeelsonError } from "@keelson/protocol";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { POST_COMMIT_HOOK_MARKER, installPostCommitHook, postCommitHookScript, shellQuote, uninstallPostCommitHook } from "./git-hooks.js";
 
-const exec = promisify(execFile);
-
-beforeAll(() => {
-  vi.stubEnv("GIT_AUTHOR_NAME", "Ada Author");
-  vi.stubEnv("GIT_AUTHOR_EMAIL", "ada@example.test");
-  vi.stubEnv("GIT_COMMITTER_NAME", "Cy Committer");
-  vi.stubEnv("GIT_COMMITTER_EMAIL", "cy@example.test");
-  vi.stubEnv("GIT_CONFIG_GLOBAL", "/dev/null");
-  vi.stubEnv("GIT_CONFIG_NOSYSTEM", "1");
-  for (const name of ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"]) vi.stubEnv(name, undefined);
-});
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
-
-async function git(dir: string, args: string[]): Promise<string> {
-  const { stdout } = await exec("git", ["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", ...args], { cwd: dir });
-  return stdout.trim();
-}
+useGitTestEnv();
 
 async function commitFile(repo: string, name: string): Promise<string> {
   await writeFile(join(repo, name), `${name}\n`);

@@ -1,33 +1,13 @@
 // The git watcher against a real repository: what one poll hands over, that a failed
 // handler is retried from the same commit, that polls never overlap, and the polling loop.
-import { execFile } from "node:child_process";
 import { mkdir, realpath, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { promisify } from "node:util";
-import { makeTempDir, waitFor } from "#test-support";
+import { git, makeTempDir, useGitTestEnv, waitFor } from "#test-support";
 import { isKeelsonError } from "@keelson/protocol";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createGitWatcher, type GitCommitBatch, type GitWatcher } from "./git-watch.js";
 
-const exec = promisify(execFile);
-
-beforeAll(() => {
-  vi.stubEnv("GIT_AUTHOR_NAME", "Ada Author");
-  vi.stubEnv("GIT_AUTHOR_EMAIL", "ada@example.test");
-  vi.stubEnv("GIT_COMMITTER_NAME", "Cy Committer");
-  vi.stubEnv("GIT_COMMITTER_EMAIL", "cy@example.test");
-  vi.stubEnv("GIT_CONFIG_GLOBAL", "/dev/null");
-  vi.stubEnv("GIT_CONFIG_NOSYSTEM", "1");
-  for (const name of ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"]) vi.stubEnv(name, undefined);
-});
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
-
-async function git(dir: string, args: string[]): Promise<string> {
-  const { stdout } = await exec("git", ["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", ...args], { cwd: dir });
-  return stdout.trim();
-}
+useGitTestEnv();
 
 async function commit(repo: string, message: string, files: Record<string, string>): Promise<string> {
   for (const [path, content] of Object.entries(files)) {

@@ -1,36 +1,15 @@
 // The git facts against real repositories in temp folders: commits, ranges after a
 // force-push, changed files with renames and deletions, exporting a service's files at a
 // commit, and which services a change set triggers.
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, readdir, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
-import { promisify } from "node:util";
-import { makeTempDir } from "#test-support";
+import { git, makeTempDir, useGitTestEnv } from "#test-support";
 import { isKeelsonError } from "@keelson/protocol";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { changedFiles, commitInfo, commitsBetween, exportTree, gitPath, gitToplevel, matchesPathFilter, resolveCommit, servicesForChanges, tryResolveCommit } from "./git.js";
 
-const exec = promisify(execFile);
-
-// Commits get a fixed identity and no user or system config can change what git does here.
-beforeAll(() => {
-  vi.stubEnv("GIT_AUTHOR_NAME", "Ada Author");
-  vi.stubEnv("GIT_AUTHOR_EMAIL", "ada@example.test");
-  vi.stubEnv("GIT_COMMITTER_NAME", "Cy Committer");
-  vi.stubEnv("GIT_COMMITTER_EMAIL", "cy@example.test");
-  vi.stubEnv("GIT_CONFIG_GLOBAL", "/dev/null");
-  vi.stubEnv("GIT_CONFIG_NOSYSTEM", "1");
-  for (const name of ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"]) vi.stubEnv(name, undefined);
-});
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
-
-async function git(dir: string, args: string[], env: Record<string, string> = {}): Promise<string> {
-  const { stdout } = await exec("git", ["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", ...args], { cwd: dir, env: { ...process.env, ...env } });
-  return stdout.trim();
-}
+useGitTestEnv();
 
 async function put(repo: string, files: Record<string, string | Buffer>): Promise<void> {
   for (const [path, content] of Object.entries(files)) {

@@ -1,8 +1,7 @@
-import { execFileSync } from "node:child_process";
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { makeTempDir } from "#test-support";
+import { git, makeTempDir } from "#test-support";
 import { parseManifest, type ServiceSpec } from "../manifest/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
 import { createPipelineRunner, listPipelineRuns, type PipelineProgress, type PipelineRunner } from "./pipeline.js";
@@ -118,17 +117,16 @@ describe("pipelines", () => {
   });
 
   it("builds a commit's files, not the working tree's", async () => {
-    const git = (...args: string[]) => execFileSync("git", ["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", ...args], { cwd: dir, env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@x", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@x" } }).toString().trim();
-    git("init", "-q");
-    git("add", "api");
-    git("commit", "-qm", "v1");
-    const sha = git("rev-parse", "HEAD");
+    await git(dir, ["init", "-q"]);
+    await git(dir, ["add", "api"]);
+    await git(dir, ["commit", "-qm", "v1"]);
+    const sha = await git(dir, ["rev-parse", "HEAD"]);
     await writeFile(join(dir, "api", "server.js"), "console.log('uncommitted')\n");
     const outcome = await run(spec(["build: 'true'"]), { commit: sha });
     const cwd = (await runner.artifactOf(outcome.release))?.cwd as string;
     expect(await readFile(join(cwd, "server.js"), "utf8")).toBe("console.log('v1')\n");
     expect(outcome.release.gitCommit).toBe(sha);
-    expect(outcome.release.details.commitAuthor).toBe("t");
+    expect(outcome.release.details.commitAuthor).toBe("Ada Author");
     await expect(run(spec(["build: 'true'"]), { commit: "0123456789abcdef" })).rejects.toThrow(/0123456789abcdef/);
   });
 
