@@ -163,20 +163,13 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     if (applying) throw new KeelsonError("KEELSON_ERR_CONFLICT", "another apply is running; try again when it has finished");
     const loaded = await loadManifest(dir);
     applying = true;
-    // Progress streams as NDJSON so the CLI can show it live.
-    res.writeHead(200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
-    const send = (p: ApplyProgress | { type: "done"; failures: unknown[]; changes: number } | { type: "error"; error: unknown }) => {
-      if (!res.destroyed) res.write(`${JSON.stringify(p)}\n`);
-    };
     try {
-      const result = await reconciler.apply(loaded, { actor: actorOf(req), rebuild: body.rebuild === true, waitReady: body.wait !== false, onProgress: send });
-      await routing.refresh();
-      send({ type: "done", failures: result.failures, changes: result.plan.changes.length });
-    } catch (err) {
-      send({ type: "error", error: err instanceof KeelsonError ? err.toBody().error : { code: "KEELSON_ERR_INTERNAL", message: String(err) } });
+      await streamOperation(res, async (send) => {
+        const result = await reconciler.apply(loaded, { actor: actorOf(req), rebuild: body.rebuild === true, waitReady: body.wait !== false, onProgress: send });
+        return { failures: result.failures, changes: result.plan.changes.length };
+      });
     } finally {
       applying = false;
-      res.end();
     }
   });
   route("POST", "/v1/down", async (req, res) => {
@@ -220,7 +213,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     }
     res.end();
   });
-  /** Streams a long operation's progress as NDJSON, then `done` with its result or `error`. */
+  /** Streams a long operation's progress as NDJSON (so the CLI shows it live), then `done` with its result or `error`. */
   async function streamOperation(res: ServerResponse, run: (send: (p: ApplyProgress) => void) => Promise<unknown>): Promise<void> {
     res.writeHead(200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
     const send = (p: unknown) => {

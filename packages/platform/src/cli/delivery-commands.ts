@@ -21,7 +21,7 @@ import {
 import { loadManifest, type LoadedManifest } from "../manifest/index.js";
 import type { ApiClient } from "./api-client.js";
 import { color, ms, table } from "./output.js";
-import { connect, describeProgress, print } from "./progress.js";
+import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 type Streamed = ApplyProgress | { type: "done"; result: DeployResult } | { type: "error"; error: { code: string; message: string } };
 
@@ -221,10 +221,7 @@ export function addDeliveryCommands(program: Command): void {
       }
       if (!first) print(`watching ${repo} (${opts.ref}) from ${lastSeen?.slice(0, 10)}; Ctrl-C stops`);
       watcher.start();
-      await new Promise<void>((r) => {
-        process.once("SIGINT", () => r());
-        process.once("SIGTERM", () => r());
-      });
+      await untilSignal();
       await watcher.stop();
     });
 

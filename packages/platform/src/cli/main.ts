@@ -15,7 +15,7 @@ import { createApiClient, type ApiClient } from "./api-client.js";
 import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopProcess } from "./daemons.js";
 import { color, ms, table } from "./output.js";
 import { addDeliveryCommands } from "./delivery-commands.js";
-import { connect, describeProgress, print } from "./progress.js";
+import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 class UsageError extends Error {}
 
@@ -105,11 +105,11 @@ function formatServiceStatus(svc: StatusReport["services"][number], gw: GatewayS
 
 async function runApply(api: ApiClient, options: { rebuild: boolean }): Promise<ServiceFailure[]> {
   let failures: ServiceFailure[] = [];
-  for await (const p of api.stream<ApplyProgress | { type: "done"; failures: ServiceFailure[] } | { type: "error"; error: { code: string; message: string } }>("/v1/apply", {
+  for await (const p of api.stream<ApplyProgress | { type: "done"; result: { failures: ServiceFailure[] } } | { type: "error"; error: { code: string; message: string } }>("/v1/apply", {
     method: "POST",
     body: { rebuild: options.rebuild },
   })) {
-    if (p.type === "done") failures = p.failures;
+    if (p.type === "done") failures = p.result.failures;
     else if (p.type === "error") throw new KeelsonError(p.error.code as KeelsonError["code"], p.error.message);
     else {
       const text = describeProgress(p);
@@ -619,13 +619,6 @@ async function planFor(dir: string, loaded: LoadedManifest): Promise<Plan> {
   } finally {
     await store.close();
   }
-}
-
-function untilSignal(): Promise<void> {
-  return new Promise((r) => {
-    process.once("SIGINT", () => r());
-    process.once("SIGTERM", () => r());
-  });
 }
 
 function parsePort(value: string): number {

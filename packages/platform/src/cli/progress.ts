@@ -80,3 +80,11 @@ export function describeProgress(p: ApplyProgress, options: { logs?: boolean; pr
 function indent(text: string, pre: string): string {
   return pre ? text.split("\n").map((l) => `${pre}${l}`).join("\n") : text;
 }
+
+/** Resolves on the first SIGINT or SIGTERM (Ctrl-C in a foreground command). */
+export function untilSignal(): Promise<void> {
+  return new Promise((r) => {
+    process.once("SIGINT", () => r());
+    process.once("SIGTERM", () => r());
+  });
+}

@@ -7,7 +7,7 @@ import { dirname, join, relative } from "node:path";
 import { git, makeTempDir, useGitTestEnv } from "#test-support";
 import { isKeelsonError } from "@keelson/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { changedFiles, commitInfo, commitsBetween, exportTree, gitPath, gitToplevel, matchesPathFilter, resolveCommit, servicesForChanges, tryResolveCommit } from "./git.js";
+import { changedFiles, commitInfo, commitsBetween, exportTree, gitPath, gitToplevel, hasUncommittedChanges, matchesPathFilter, resolveCommit, servicesForChanges, tryResolveCommit } from "./git.js";
 
 useGitTestEnv();
 
@@ -157,6 +157,13 @@ describe("git", () => {
     // A commit that no longer exists (pruned after the force-push) counts as rewritten too.
     const gone = await commitsBetween(repo, "0".repeat(40), replacement);
     expect(gone).toEqual({ commits: [await commitInfo(repo, replacement)], rewritten: true });
+  });
+
+  it("tells whether given paths have uncommitted changes, untracked files included", async () => {
+    expect(await hasUncommittedChanges(repo, ["services/a", "shared"])).toBe(false);
+    await put(repo, { "services/a/new.txt": "untracked" });
+    expect(await hasUncommittedChanges(repo, ["services/a"])).toBe(true);
+    expect(await hasUncommittedChanges(repo, ["shared"])).toBe(false);
   });
 
   it("lists changed files: edits, both sides of a rename, deletions", async () => {

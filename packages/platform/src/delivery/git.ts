@@ -103,6 +103,11 @@ async function gitTest(repoDir: string, args: string[]): Promise<boolean> {
   }
 }
 
+/** Whether any of the repo-relative `paths` differ from HEAD in the work tree (changed, staged or untracked). */
+export async function hasUncommittedChanges(repoDir: string, paths: string[]): Promise<boolean> {
+  return (await git(repoDir, ["status", "--porcelain", "--", ...paths])).trim().length > 0;
+}
+
 /** The root of the work tree `dir` is in, or undefined outside a git checkout. */
 export async function gitToplevel(dir: string): Promise<string | undefined> {
   try {

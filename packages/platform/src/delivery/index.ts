@@ -3,7 +3,7 @@ export * from "./plan.js";
 export * from "./reconciler.js";
 export * from "./release-id.js";
 export * from "./replica-plan.js";
-export { hashServiceSource, listSourceFiles } from "./source-hash.js";
+export { listSourceFiles } from "./source-hash.js";
 export * from "./pipeline.js";
 export * from "./rollout.js";
 export { verifyArtifact, hashTree } from "./artifact.js";

@@ -5,20 +5,16 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, mkdir, readdir, rename, stat } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { KeelsonError, type EventKind } from "@keelson/protocol";
 import type { ServiceSpec } from "../manifest/index.js";
 import type { ReleaseRecord, Store } from "../store/index.js";
 import { hashTree, removeTree, sealTree, verifyArtifact } from "./artifact.js";
 import { canonicalJson, sha256 } from "./canonical-json.js";
-import { commitInfo, exportTree, resolveCommit } from "./git.js";
+import { commitInfo, exportTree, hasUncommittedChanges, resolveCommit } from "./git.js";
 import { resolveStages, type ResolvedStage } from "./pipeline-stages.js";
 import { configHash, releaseConfig, releaseId } from "./release-id.js";
 import { runStage } from "./stage-runner.js";
-import { candidateRelease, copyFolder, exportWorkingTree, findLockfile, hashLayoutSources, installCacheKey, linkDependencies, sourceLayout, type SourceLayout } from "./workspace.js";
-
-const run = promisify(execFile);
+import { copyFolder, exportWorkingTree, findLockfile, hashLayoutSources, installCacheKey, linkDependencies, sourceLayout } from "./workspace.js";
 
 export type PipelineProgress =
   | { type: "pipeline"; service: string; release: string; run?: string; status: "started" | "skipped" | "reused" | "succeeded" | "failed"; durationMs?: number; message?: string }
@@ -79,8 +75,6 @@ export interface PipelineRunnerOptions {
 export interface PipelineRunner {
   /** The release for the service's current sources and config, running the pipeline when needed. */
   ensureRelease(request: PipelineRequest): Promise<PipelineOutcome>;
-  /** The candidate release id for the working tree (no side effects); undefined when it cannot be hashed. */
-  candidate(service: string, spec: ServiceSpec, manifestDir: string): Promise<string | undefined>;
   /** The run in progress for a service. */
   active(service: string): { run: string; startedAt: string; trigger: string } | undefined;
   /** Where a release's service folder is, when it has an artifact. */
@@ -171,17 +165,19 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
         sourceHash = await hashLayoutSources(layout, layout.root);
         if (layout.git) {
           commit = await resolveCommit(layout.root, "HEAD").catch(() => undefined);
-          dirty = await isDirty(layout);
+          dirty = await hasUncommittedChanges(layout.root, [layout.servicePath || ".", ...layout.includes.map((i) => i.path)]).catch(() => false);
         }
       }
       const id = releaseId(sourceHash, configHash(spec));
       const key = buildKey(sourceHash, spec);
       const existing = await store.getRelease(id);
-      const artifact = req.rebuild ? undefined : await artifactValid(service, key);
-      if (existing && artifact && !req.rebuild) {
+      // An existing release with a sound artifact needs nothing (checked once per process);
+      // a broken one is built again below.
+      if (existing && !req.rebuild && (await verify(existing).then(() => true, () => false))) {
         progress({ type: "pipeline", service, release: id, status: "skipped", message: "release already built" });
         return { release: existing, run: undefined, how: "existing" };
       }
+      const artifact = req.rebuild ? undefined : await artifactValid(service, key);
       const info = commit ? await commitInfo(layout.root, commit).catch(() => undefined) : undefined;
       const source = { source: req.source.kind, commit, ...(info ? { commitTime: info.authorTime, commitAuthor: info.author, commitSubject: info.subject } : {}), ...(dirty ? { dirty } : {}) };
       if (artifact) {
@@ -406,7 +402,6 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
 
   return {
     ensureRelease,
-    candidate: candidateRelease,
     active: (service) => active.get(service),
     artifactOf,
     verify,
@@ -414,16 +409,6 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
   };
 }
 
-/** Whether the service's files (or its includes) differ from HEAD in the working tree. */
-async function isDirty(layout: SourceLayout): Promise<boolean> {
-  try {
-    const paths = [layout.servicePath || ".", ...layout.includes.map((i) => i.path)];
-    const { stdout } = await run("git", ["status", "--porcelain", "--", ...paths], { cwd: layout.root });
-    return stdout.trim().length > 0;
-  } catch {
-    return false;
-  }
-}
 
 /** A pipeline run as its events tell it. */
 export interface PipelineRunView {

@@ -337,7 +337,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
           log.error({ err, service: record.name }, "rollout step failed");
         }
       }
-      services = await store.listServices(project);
+      // A rollout step may have pointed a service at another release.
+      if (rolloutMoved) services = await store.listServices(project);
     }
     const targets: ServiceTarget[] = [];
     const specs = new Map<string, { record: ServiceRecord; spec: ServiceSpec }>();
@@ -768,7 +769,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     pipelines,
     resume: () => serial(resume),
     async plan(loaded) {
-      return planManifest(loaded, await store.listServices(project), { hashSources: !options.skipBuilds, pipelines });
+      return planManifest(loaded, await store.listServices(project), { hashSources: !options.skipBuilds });
     },
     apply,
     deploy,
@@ -867,14 +868,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
  * The plan for a manifest against stored services, with each service's candidate
  * release computed from its current sources (so a source change shows as a change).
  */
-export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord[], options: { hashSources?: boolean; pipelines?: Pick<PipelineRunner, "candidate"> } = {}): Promise<Plan> {
+export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord[], options: { hashSources?: boolean } = {}): Promise<Plan> {
   const candidates = new Map<string, string>();
   if (options.hashSources !== false) {
-    const hasher = options.pipelines ?? { candidate: candidateRelease };
     await pool(Object.keys(loaded.manifest.services), 4, async (name) => {
       const spec = loaded.manifest.services[name] as ServiceSpec;
       // undefined: a missing folder, which manifest validation reports
-      const id = await hasher.candidate(name, spec, loaded.dir);
+      const id = await candidateRelease(name, spec, loaded.dir);
       if (id !== undefined) candidates.set(name, id);
     });
   }

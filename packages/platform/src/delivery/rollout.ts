@@ -93,8 +93,6 @@ export interface RolloutController {
    * warm, traffic switches at once; otherwise the old release starts again from its artifact.
    */
   rollback(input: { record: ServiceRecord; to: string; actor: string; warm: boolean }): Promise<RolloutState>;
-  /** The release to roll back to: the current rollout's `from`, or the last one's. */
-  previous(service: string): Promise<string | undefined>;
 }
 
 export function createRolloutController(options: { store: Store; project: string; analysis?: AnalysisHook; log?: { warn(o: object, m?: string): void } }): RolloutController {
@@ -446,12 +444,6 @@ export function createRolloutController(options: { store: Store; project: string
       await save(state);
       await event("rollback.started", state, actor, { warm, interrupted: isActive(prev) ? prev?.id : undefined });
       return state;
-    },
-    async previous(service) {
-      const s = await get(service);
-      if (s === undefined) return undefined;
-      // During or after a rollout the way back is where it came from.
-      return s.from !== s.to ? s.from : undefined;
     },
   };
 }

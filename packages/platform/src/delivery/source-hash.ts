@@ -1,8 +1,7 @@
-// Content hash of a service's sources: what git would track in its folder (or, outside a
-// git checkout, every file but dependencies and build output). Equal hash = nothing to rebuild.
+// A service's source files: what git would track in its folder (or, outside a git checkout,
+// every file but dependencies and build output). workspace.ts hashes and copies these.
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import { readFile, readdir } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { promisify } from "node:util";
 
@@ -35,29 +34,4 @@ async function walk(root: string, dir: string): Promise<string[]> {
     }
   }
   return out;
-}
-
-/** sha256 over every source file's path and bytes. */
-export async function hashServiceSource(dir: string): Promise<string> {
-  const hash = createHash("sha256");
-  for (const file of await listSourceFiles(dir)) {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(join(dir, file));
-    } catch {
-      continue; // deleted in the work tree but still in git's index
-    }
-    hash.update(file).update("\0").update(String(bytes.length)).update("\0").update(bytes);
-  }
-  return hash.digest("hex");
-}
-
-/** The commit checked out where `dir` is, or undefined outside a git checkout. */
-export async function gitCommit(dir: string): Promise<string | undefined> {
-  try {
-    const { stdout } = await run("git", ["rev-parse", "HEAD"], { cwd: dir });
-    return stdout.trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }

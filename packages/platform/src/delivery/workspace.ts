@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { KeelsonError } from "@keelson/protocol";
 import type { ServiceSpec } from "../manifest/index.js";
 import { configHash, releaseId } from "./release-id.js";
+import { gitToplevel } from "./git.js";
 import { listSourceFiles } from "./source-hash.js";
 
 const run = promisify(execFile);
@@ -30,7 +31,7 @@ const posixRel = (from: string, to: string): string => relative(from, to).split(
 export async function sourceLayout(input: { manifestDir: string; service: string; path: string; include: readonly string[] }): Promise<SourceLayout> {
   const serviceDir = resolve(input.manifestDir, input.path);
   const includeAbs = input.include.map((p) => resolve(input.manifestDir, p));
-  let root = await gitToplevelOf(serviceDir);
+  let root = await gitToplevel(serviceDir);
   const git = root !== undefined;
   if (root === undefined) root = commonFolder([serviceDir, ...includeAbs]);
   for (const [i, abs] of includeAbs.entries()) {
@@ -45,15 +46,6 @@ export async function sourceLayout(input: { manifestDir: string; service: string
     servicePath: posixRel(root, serviceDir),
     includes: input.include.map((written, i) => ({ written, path: posixRel(root, includeAbs[i] as string) })),
   };
-}
-
-async function gitToplevelOf(dir: string): Promise<string | undefined> {
-  try {
-    const { stdout } = await run("git", ["rev-parse", "--show-toplevel"], { cwd: dir });
-    return stdout.trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function commonFolder(paths: string[]): string {
