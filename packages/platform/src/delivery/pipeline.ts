@@ -163,10 +163,6 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
         sourceHash = await hashLayoutSources(layout, workspace, { exported: true });
       } else {
         sourceHash = await hashLayoutSources(layout, layout.root);
-        if (layout.git) {
-          commit = await resolveCommit(layout.root, "HEAD").catch(() => undefined);
-          dirty = await hasUncommittedChanges(layout.root, [layout.servicePath || ".", ...layout.includes.map((i) => i.path)]).catch(() => false);
-        }
       }
       const id = releaseId(sourceHash, configHash(spec));
       const key = buildKey(sourceHash, spec);
@@ -178,6 +174,11 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
         return { release: existing, run: undefined, how: "existing" };
       }
       const artifact = req.rebuild ? undefined : await artifactValid(service, key);
+      if (req.source.kind === "worktree" && layout.git) {
+        // A release from the working tree records the commit it is on, and whether it differs from it.
+        commit = await resolveCommit(layout.root, "HEAD").catch(() => undefined);
+        dirty = await hasUncommittedChanges(layout.root, [layout.servicePath || ".", ...layout.includes.map((i) => i.path)]).catch(() => false);
+      }
       const info = commit ? await commitInfo(layout.root, commit).catch(() => undefined) : undefined;
       const source = { source: req.source.kind, commit, ...(info ? { commitTime: info.authorTime, commitAuthor: info.author, commitSubject: info.subject } : {}), ...(dirty ? { dirty } : {}) };
       if (artifact) {
