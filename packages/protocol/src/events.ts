@@ -37,6 +37,8 @@ export type EventKind =
   | "rollout.step"
   | "rollout.paused"
   | "rollout.promoted"
+  | "rollout.analysis"
+  | "rollout.aborted"
   | "rollout.succeeded"
   | "rollout.failed"
   | "rollback.started"

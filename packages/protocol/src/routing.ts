@@ -107,11 +107,56 @@ export const DEFAULT_SERVICE_POLICY: ServicePolicy = {
   bulkhead: undefined,
 };
 
+/** An HTTP token (RFC 9110 §5.6.2): what a header or cookie name may be made of. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const nameError = (what: string) => (issue: { code?: string }) =>
+  issue.code === "invalid_key" ? `not a valid ${what} name (letters, digits and !#$%&'*+.^_\`|~-)` : undefined;
+
+/** How a header or cookie value is compared: exactly one of `exact`, `prefix`, `regex`. */
+export const StringMatchSchema = z
+  .strictObject({
+    /** The whole value equals this. */
+    exact: z.string().optional(),
+    /** The value starts with this. */
+    prefix: z.string().optional(),
+    /** The whole value matches this JavaScript regular expression (no flags; anchored at both ends, as in Envoy and Istio). */
+    regex: z.string().optional(),
+  })
+  .refine((m) => (m.exact === undefined ? 0 : 1) + (m.prefix === undefined ? 0 : 1) + (m.regex === undefined ? 0 : 1) === 1, {
+    message: "give exactly one of exact, prefix, regex",
+  });
+export type StringMatch = z.infer<typeof StringMatchSchema>;
+
 /**
- * Weighted traffic split across a service's releases (canary, blue-green). Without a
- * split, every ready endpoint of every release takes traffic.
+ * A rule of an A/B split: a request that carries every listed header and cookie, each
+ * matching, goes to `release` (while it has an available endpoint), whatever the weights.
  */
-export const TrafficSplitSchema = z.strictObject({
+export const MatchRuleSchema = z
+  .strictObject({
+    /** Release id the matching requests go to; it may have weight 0 or be absent from `weights`. */
+    release: z.string().min(1),
+    /** Conditions on request headers; names are matched case-insensitively. */
+    headers: z.record(z.string().regex(TOKEN), StringMatchSchema, { error: nameError("header") }).optional(),
+    /** Conditions on cookies (names are case-sensitive). */
+    cookies: z.record(z.string().regex(TOKEN), StringMatchSchema, { error: nameError("cookie") }).optional(),
+  })
+  .refine((r) => Object.keys(r.headers ?? {}).length + Object.keys(r.cookies ?? {}).length > 0, {
+    message: "a match rule needs at least one header or cookie condition",
+  });
+export type MatchRule = z.infer<typeof MatchRuleSchema>;
+
+/** Where the value that keeps one user on one release comes from: exactly one of a header or a cookie. */
+export const AffinitySchema = z
+  .strictObject({
+    /** Request header (case-insensitive), e.g. "x-user-id". */
+    header: z.string().regex(TOKEN, "not a valid header name").optional(),
+    /** Cookie name, e.g. "uid". */
+    cookie: z.string().regex(TOKEN, "not a valid cookie name").optional(),
+  })
+  .refine((a) => (a.header === undefined) !== (a.cookie === undefined), { message: "give exactly one of header, cookie" });
+export type Affinity = z.infer<typeof AffinitySchema>;
+
+const trafficSplitShape = {
   weights: z
     .array(
       z.strictObject({
@@ -125,14 +170,55 @@ export const TrafficSplitSchema = z.strictObject({
     .min(1),
   /** Pin each client to the release it first got, with a cookie (VERSION_COOKIE_PREFIX + service). */
   sticky: z.boolean(),
+  /**
+   * A/B routes, tried in order before the sticky cookie and the weights: the first rule a
+   * request satisfies sends it to its release (internal testers, a user segment, `canary=always`).
+   */
+  match: z.array(MatchRuleSchema).optional(),
+  /**
+   * Choose by weight from a hash of this header or cookie instead of at random, so one user
+   * stays on one release across requests and gateways. Without the value: at random.
+   */
+  affinity: AffinitySchema.optional(),
+};
+
+/**
+ * Weighted traffic split across a service's releases (canary, blue-green), with optional
+ * A/B routes and user affinity. Without a split, every ready endpoint of every release takes
+ * traffic. Rejects a `regex` that does not compile, naming the rule.
+ */
+export const TrafficSplitSchema = z.strictObject(trafficSplitShape).superRefine((split, ctx) => {
+  split.match?.forEach((rule, i) => {
+    for (const kind of ["headers", "cookies"] as const) {
+      for (const [name, m] of Object.entries(rule[kind] ?? {})) {
+        if (m.regex === undefined) continue;
+        try {
+          new RegExp(m.regex);
+        } catch (err) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["match", i, kind, name, "regex"],
+            message: `match rule ${i}: ${kind === "headers" ? "header" : "cookie"} ${JSON.stringify(name)}: ${(err as Error).message}`,
+          });
+        }
+      }
+    }
+  });
 });
 export type TrafficSplit = z.infer<typeof TrafficSplitSchema>;
+
+/**
+ * The split as a routing table carries it: the same shape, but a pattern this gateway cannot
+ * compile (a table from a control plane on a newer engine) loses only its rule, with a warning
+ * from the gateway, rather than the whole table.
+ */
+const RoutedTrafficSplitSchema = z.strictObject(trafficSplitShape);
 
 export const RoutingServiceSchema = z.strictObject({
   name: z.string(),
   endpoints: z.array(EndpointSchema),
   policy: ServicePolicySchema.optional(),
-  split: TrafficSplitSchema.optional(),
+  split: RoutedTrafficSplitSchema.optional(),
 });
 export type RoutingService = z.infer<typeof RoutingServiceSchema>;
 

@@ -246,6 +246,27 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       }),
     );
   });
+  route("POST", "/v1/deploy", async (req, res) => {
+    const body = await readJson(req);
+    const services = body.services;
+    if (!Array.isArray(services) || services.length === 0 || !services.every((x): x is string => typeof x === "string")) {
+      throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `services: expected a list of service names, got ${JSON.stringify(services)}`);
+    }
+    for (const name of services) await serviceParam(name);
+    if (body.commit !== undefined && (typeof body.commit !== "string" || !/^[\w./~^@{}-]{1,200}$/.test(body.commit))) {
+      throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `commit: expected a commit sha or ref, got ${JSON.stringify(body.commit)}`);
+    }
+    await streamOperation(res, async (send) => ({
+      results: await reconciler.deployTogether(services, {
+        actor: actorOf(req),
+        ...(typeof body.commit === "string" ? { commit: body.commit } : {}),
+        rebuild: body.rebuild === true,
+        wait: body.wait !== false,
+        trigger: typeof body.trigger === "string" ? body.trigger : "deploy",
+        onProgress: send,
+      }),
+    }));
+  });
   route("POST", "/v1/services/:name/rollback", async (req, res, params) => {
     const name = await serviceParam(params.name);
     const body = await readJson(req);
@@ -259,9 +280,17 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     await routing.refresh();
     sendJson(res, 200, { service: name, rollout: state });
   });
+  route("POST", "/v1/services/:name/abort", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    const state = await reconciler.abort(name, actorOf(req));
+    await routing.refresh();
+    sendJson(res, 200, { service: name, rollout: state });
+  });
   route("GET", "/v1/services/:name/rollout", async (_req, res, params) => {
     const name = await serviceParam(params.name);
-    sendJson(res, 200, { service: name, rollout: (await reconciler.rolloutOf(name)) ?? null });
+    const record = await store.getService(project, name);
+    const deploy = (record?.spec as { deploy?: { strategy?: string; steps?: unknown[] } } | undefined)?.deploy;
+    sendJson(res, 200, { service: name, rollout: (await reconciler.rolloutOf(name)) ?? null, strategy: deploy?.strategy ?? "rolling", steps: deploy?.steps ?? [] });
   });
   route("GET", "/v1/services/:name/releases", async (_req, res, params) => {
     const name = await serviceParam(params.name);

@@ -4,7 +4,8 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { KeelsonError } from "@keelson/protocol";
 import { pino } from "pino";
-import { createReconciler } from "../delivery/index.js";
+import type { EventKind } from "@keelson/protocol";
+import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
 import { loadManifest, type Manifest } from "../manifest/index.js";
 import { createProcessDriver } from "../runtime/index.js";
 import { createSqliteStore } from "../store/index.js";
@@ -17,6 +18,7 @@ import {
   createIncidentMonitor,
   createMetricStore,
   createPrometheusMetricsSource,
+  deliverWebhook,
   objectivesFromServices,
 } from "../telemetry/index.js";
 import { Registry } from "prom-client";
@@ -59,7 +61,6 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
   const otlpEndpoint = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${port}/v1/traces`;
-  const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, otlpEndpoint, log });
   // Telemetry: the gateway's RED metrics scraped into the built-in store (or read from
   // Prometheus when the manifest names one), and SLO burn-rate alerting over them.
   const registry = new Registry();
@@ -69,6 +70,24 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const scraper = createGatewayScraper({ urls: () => [gatewayAdmin], store: metricStore, registry, log });
   const prometheusUrl = manifest?.telemetry?.prometheus?.url;
   const source = prometheusUrl ? createPrometheusMetricsSource({ url: prometheusUrl }) : createBuiltinMetricsSource(metricStore);
+  // Canary analysis looks every few seconds: with the built-in store it scrapes the gateway right
+  // before each look, so it never judges numbers older than the look itself.
+  const analysis: AnalysisProvider = {
+    async observe(target, settings, since) {
+      if (!prometheusUrl) await scraper.scrapeOnce();
+      return observe(source, target, settings, since);
+    },
+  };
+  const webhooks = manifest?.notifications?.webhooks ?? [];
+  const notify = (kind: EventKind, details: Record<string, unknown>) => {
+    const body = JSON.stringify({ kind, project, at: new Date().toISOString(), details });
+    for (const url of webhooks) {
+      void deliverWebhook(url, body, { kind }).then((err) => {
+        if (err !== undefined) log.warn({ url, kind, err }, "notification webhook not delivered; giving up");
+      });
+    }
+  };
+  const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, otlpEndpoint, log, analysis, notify });
   const incidents = createIncidentMonitor({
     store,
     project,

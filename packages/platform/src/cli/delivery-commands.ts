@@ -40,6 +40,22 @@ async function streamDeploy(api: ApiClient, path: string, body: unknown, options
   return result;
 }
 
+/** A streamed group deploy (`POST /v1/deploy`). */
+async function streamGroupDeploy(api: ApiClient, body: unknown, options: { logs?: boolean }): Promise<{ results: DeployResult[] }> {
+  let done: { results: DeployResult[] } | undefined;
+  type GroupStreamed = ApplyProgress | { type: "done"; result: { results: DeployResult[] } } | { type: "error"; error: { code: string; message: string } };
+  for await (const p of api.stream<GroupStreamed>("/v1/deploy", { method: "POST", body })) {
+    if (p.type === "done") done = p.result;
+    else if (p.type === "error") throw new KeelsonError(p.error.code as KeelsonError["code"], p.error.message);
+    else {
+      const text = describeProgress(p, options);
+      if (text) print(text);
+    }
+  }
+  if (!done) throw new KeelsonError("KEELSON_ERR_CONTROL_PLANE_UNREACHABLE", "the control plane closed the stream before the deploy finished; `keelson rollout <service>` shows where it got to");
+  return done;
+}
+
 function reportResult(r: DeployResult, what: string, started: number, prefix = ""): void {
   const took = ms(Date.now() - started);
   switch (r.outcome) {
@@ -77,20 +93,26 @@ const dirOption = () => new Option("-C, --dir <dir>", "project folder").default(
 export function addDeliveryCommands(program: Command): void {
   program
     .command("deploy")
-    .description("run a service's pipeline and roll the new release out with its strategy")
-    .argument("<service>", "service name")
+    .description("run services' pipelines and roll the new releases out with their strategies (several services: as one release group)")
+    .argument("<services...>", "service names; several are built first, go live together and roll back together")
     .addOption(dirOption())
     .option("--commit <sha>", "build this git commit instead of the working tree")
     .option("--rebuild", "run the pipeline even if the release is already built")
     .option("--no-wait", "return once the rollout has started")
     .option("--logs", "show the stages' output as they run")
-    .action(async (service: string, opts: { dir: string; commit?: string; rebuild?: boolean; wait: boolean; logs?: boolean }) => {
+    .action(async (services: string[], opts: { dir: string; commit?: string; rebuild?: boolean; wait: boolean; logs?: boolean }) => {
       const api = await connect(resolve(opts.dir));
       const started = Date.now();
-      print(`${color.bold("keelson deploy")} ${service}${opts.commit ? ` at ${opts.commit}` : " from the working tree"}`);
-      const result = await streamDeploy(api, `/v1/services/${encodeURIComponent(service)}/deploy`, { commit: opts.commit, rebuild: opts.rebuild === true, wait: opts.wait }, { logs: opts.logs === true });
-      if (result.outcome !== "failed" && result.outcome !== "rolled-back" && result.message) print(result.message);
-      reportResult(result, "release", started);
+      print(`${color.bold("keelson deploy")} ${services.join(" ")}${opts.commit ? ` at ${opts.commit}` : " from the working tree"}${services.length > 1 ? color.dim(" (one release group)") : ""}`);
+      const body = { commit: opts.commit, rebuild: opts.rebuild === true, wait: opts.wait };
+      const results =
+        services.length === 1
+          ? [await streamDeploy(api, `/v1/services/${encodeURIComponent(services[0] as string)}/deploy`, body, { logs: opts.logs === true })]
+          : (await streamGroupDeploy(api, { ...body, services }, { logs: opts.logs === true })).results;
+      for (const result of results) {
+        if (result.outcome !== "failed" && result.outcome !== "rolled-back" && result.message) print(result.message);
+        reportResult(result, "release", started, services.length > 1 ? "  " : "");
+      }
     });
 
   program

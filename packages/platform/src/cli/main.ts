@@ -15,6 +15,7 @@ import { createApiClient, type ApiClient } from "./api-client.js";
 import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopProcess } from "./daemons.js";
 import { color, ms, table } from "./output.js";
 import { addDeliveryCommands } from "./delivery-commands.js";
+import { addRolloutCommands } from "./rollout-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 class UsageError extends Error {}
@@ -548,6 +549,7 @@ export function buildProgram(): Command {
     });
 
   addDeliveryCommands(program);
+  addRolloutCommands(program);
 
   program
     .command("serve")

@@ -11,3 +11,5 @@ export * from "./git.js";
 export * from "./git-hooks.js";
 export * from "./git-watch.js";
 export { canonicalJson, sha256 } from "./canonical-json.js";
+export * from "./analysis.js";
+export * from "./analysis-stats.js";

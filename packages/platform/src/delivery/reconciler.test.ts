@@ -5,6 +5,7 @@ import { createMemoryDriver, createMemoryHost, type MemoryDriver, type MemoryHos
 import { createMemoryStore, type Store } from "../store/index.js";
 import { readTrafficSplit } from "../gateway/index.js";
 import { createReconciler, type ApplyProgress, type Reconciler } from "./reconciler.js";
+import type { AnalysisProvider } from "./rollout.js";
 
 const manifest = (services: Record<string, { replicas?: number; env?: string; port?: number; deploy?: string }>) =>
   parseManifest(
@@ -228,7 +229,7 @@ describe("reconciler (memory store and driver)", () => {
     expect(result.failures).toEqual([]);
     const canary = await release();
     expect(progress.some((p) => p.type === "service" && /paused at step 2/.test(p.message ?? ""))).toBe(true);
-    expect(await weights()).toEqual([[stable, 50], [canary, 50]]);
+    expect(await weights()).toEqual([[canary, 50], [stable, 50]]);
     // One canary replica for half the traffic, the full stable set beside it.
     expect(running("orders").filter((r) => r.release === canary)).toHaveLength(1);
     expect(running("orders").filter((r) => r.release === stable)).toHaveLength(2);
@@ -245,19 +246,134 @@ describe("reconciler (memory store and driver)", () => {
     expect(steps).toEqual([50, 75, 100]);
   });
 
-  it("canary: a failed analysis step rolls back and takes every share of traffic off the canary", async () => {
+  /** A metrics source stand-in: per look, each version serves 100 more requests, the canary failing `canaryErrors` of them. */
+  function scripted(opts: { canaryErrors?: number; fail?: boolean } = {}) {
+    const looks: Array<{ canary: string; baseline: string }> = [];
+    const provider: AnalysisProvider = {
+      async observe(target) {
+        looks.push({ canary: target.canary, baseline: target.baseline });
+        const k = looks.length;
+        if (opts.fail) return { at: Date.now(), error: "Prometheus at http://127.0.0.1:9: cannot connect (ECONNREFUSED)" };
+        return { at: Date.now(), canary: { requests: 100 * k, errors: (opts.canaryErrors ?? 0) * k }, baseline: { requests: 100 * k, errors: 0 } };
+      },
+    };
+    return { provider, looks };
+  }
+  const withAnalysis = (provider: AnalysisProvider | undefined, notify?: (kind: string, details: Record<string, unknown>) => void) =>
+    createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:8080", skipBuilds: true, convergeIntervalMs: 50, ...(provider ? { analysis: provider } : {}), ...(notify ? { notify } : {}) });
+  const analysisDeploy = (analysis: string) => `{ strategy: canary, drain: 0, steps: [{ setWeight: 20 }, { analysis: { interval: 20ms, duration: 150ms, metrics: [errors], ${analysis} } }, { setWeight: 50 }] }`;
+
+  it("canary analysis: a baseline of the old release gets the canary's share; a good canary passes and is promoted", async () => {
+    const { provider, looks } = scripted();
     await reconciler.stop();
-    reconciler = createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:8080", skipBuilds: true, convergeIntervalMs: 50, analysis: async () => ({ ok: false, message: "error rate 12% against 0.1%" }) });
-    const deploy = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { analysis: {} }, { setWeight: 100 }] }";
+    reconciler = withAnalysis(provider);
+    const deploy = analysisDeploy("");
     await reconciler.apply(manifest({ orders: { replicas: 2, env: "1", deploy } }), { actor: "test" });
     const stable = await release();
-    const result = await reconciler.apply(manifest({ orders: { replicas: 2, env: "2", deploy } }), { actor: "test" });
-    expect(result.failures[0]).toMatchObject({ service: "orders", code: "KEELSON_ERR_ROLLOUT_FAILED", message: expect.stringMatching(/canary analysis: error rate 12% against 0.1%/) });
-    expect(await release()).toBe(stable);
-    const split = await weights();
-    expect(split?.[0]).toEqual([stable, 100]);
-    expect(split?.[1]?.[1]).toBe(0);
     reconciler.start();
-    await waitFor(async () => running("orders").every((r) => r.release === stable) && (await weights()) === undefined, { what: "the canary to stop and the split to clear" });
+    const result = await reconciler.apply(manifest({ orders: { replicas: 2, env: "2", deploy } }), { actor: "test" });
+    expect(result.failures).toEqual([]);
+    const canary = await release();
+    const state = await reconciler.rolloutOf("orders");
+    expect(state?.baseline).toMatch(/^b-[0-9a-f]{12}$/);
+    const baseline = state?.baseline as string;
+    // The analysis compared the canary with the baseline, not with the old fleet.
+    expect(looks.length).toBeGreaterThan(1);
+    expect(looks.every((l) => l.canary === canary && l.baseline === baseline)).toBe(true);
+    const splits = (await store.listEvents({ project: "shop", kinds: ["traffic.changed"] })).map((e) => (e.details.after as { weights?: Array<{ release: string; weight: number }> } | null)?.weights?.map((w) => [w.release, w.weight]));
+    expect(splits).toContainEqual([[canary, 20], [baseline, 20], [stable, 60]]);
+    expect(splits).toContainEqual([[canary, 50], [baseline, 50], [stable, 0]]);
+    expect(state?.analyses?.[0]).toMatchObject({ step: 1, phase: "Successful", dryRun: false });
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "succeeded" && running("orders").every((r) => r.release === canary) && (await weights()) === undefined, { what: "the canary to finish" });
+    // The baseline's replicas and its release record are gone with the rollout.
+    await waitFor(async () => (await store.getRelease(baseline)) === undefined, { what: "the baseline release to be removed" });
+    expect((await store.listEvents({ project: "shop", kinds: ["rollout.analysis"] }))[0]?.details).toMatchObject({ phase: "Successful" });
+  });
+
+  it("canary analysis: a failing canary is rolled back at once, with the evidence in the event and the notification", async () => {
+    const notified: Array<{ kind: string; details: Record<string, unknown> }> = [];
+    await reconciler.stop();
+    reconciler = withAnalysis(scripted({ canaryErrors: 12 }).provider, (kind, details) => notified.push({ kind, details }));
+    const deploy = analysisDeploy("");
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "1", deploy } }), { actor: "test" });
+    const stable = await release();
+    reconciler.start();
+    const result = await reconciler.apply(manifest({ orders: { replicas: 2, env: "2", deploy } }), { actor: "test" });
+    expect(result.failures[0]).toMatchObject({ service: "orders", code: "KEELSON_ERR_ROLLOUT_FAILED", message: expect.stringMatching(/canary analysis failed: error ratio: canary 12\.00% .* vs baseline 0\.00%/) });
+    expect(await release()).toBe(stable);
+    const canary = (await reconciler.rolloutOf("orders"))?.to;
+    // The split right after the failure: everything on the stable release, nothing on canary or baseline.
+    const splits = (await store.listEvents({ project: "shop", kinds: ["traffic.changed"] })).map((e) => (e.details.after as { weights?: Array<{ release: string; weight: number; label?: string }> } | undefined)?.weights);
+    const afterFailure = splits.find((w) => w?.some((x) => x.label === "failed"));
+    expect(afterFailure?.map((w) => [w.release, w.weight])).toEqual([[stable, 100], [canary, 0]]);
+    const failed = (await store.listEvents({ project: "shop", kinds: ["rollout.failed"] }))[0];
+    const evidence = (failed?.details.analysis as { evidence: { canary: { errors: number }; checks: Array<{ name: string; status: string }> } }).evidence;
+    expect(evidence.canary.errors).toBeGreaterThan(0);
+    expect(evidence.checks).toContainEqual(expect.objectContaining({ name: "error ratio", status: "fail" }));
+    expect(notified).toEqual([expect.objectContaining({ kind: "rollout.failed", details: expect.objectContaining({ service: "orders", rolledBackTo: stable }) })]);
+    await waitFor(async () => running("orders").every((r) => r.release === stable) && (await weights()) === undefined, { what: "the canary and baseline to stop and the split to clear" });
+    expect(running("orders")).toHaveLength(2);
+  });
+
+  it("canary analysis: a broken metrics source pauses the rollout (Error) instead of promoting; abort rolls it back", async () => {
+    await reconciler.stop();
+    reconciler = withAnalysis(scripted({ fail: true }).provider);
+    const deploy = analysisDeploy("");
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy } }), { actor: "test" });
+    const stable = await release();
+    reconciler.start();
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "2", deploy } }), { actor: "test" });
+    const canary = await release();
+    const state = await reconciler.rolloutOf("orders");
+    expect(state).toMatchObject({ phase: "paused", step: 1 });
+    expect(state?.message).toMatch(/analysis Error: the metrics source failed 3 times in a row: Prometheus .*ECONNREFUSED/);
+    expect(await release()).toBe(canary);
+    await reconciler.abort("orders", "alice");
+    expect(await release()).toBe(stable);
+    expect((await reconciler.rolloutOf("orders"))?.message).toBe("aborted by alice");
+    await waitFor(async () => running("orders").every((r) => r.release === stable) && (await weights()) === undefined, { what: "the abort to finish" });
+  });
+
+  it("canary analysis: too little traffic is Inconclusive and pauses; promote accepts it; a dry run only reports", async () => {
+    const quiet: AnalysisProvider = { observe: async () => ({ at: Date.now(), canary: { requests: 3, errors: 0 }, baseline: { requests: 3, errors: 0 } }) };
+    await reconciler.stop();
+    reconciler = withAnalysis(quiet);
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy: analysisDeploy("") } }), { actor: "test" });
+    reconciler.start();
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "2", deploy: analysisDeploy("") } }), { actor: "test" });
+    const state = await reconciler.rolloutOf("orders");
+    expect(state?.phase).toBe("paused");
+    expect(state?.message).toMatch(/analysis Inconclusive: too little traffic .* canary 3, baseline 3 requests \(each version needs 50\)/);
+    await reconciler.promote("orders", "bob");
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "succeeded", { what: "the promoted canary to finish" });
+
+    // Dry run: a failing canary is reported, not rolled back.
+    await reconciler.stop();
+    reconciler = withAnalysis(scripted({ canaryErrors: 30 }).provider);
+    reconciler.start();
+    const dry = analysisDeploy("dryRun: true");
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "3", deploy: dry } }), { actor: "test" });
+    const r3 = await release();
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "4", deploy: dry } }), { actor: "test" });
+    const r4 = await release();
+    expect(r4).not.toBe(r3);
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "succeeded", { what: "the dry-run canary to finish" });
+    const done = await reconciler.rolloutOf("orders");
+    expect(done?.analyses?.[0]).toMatchObject({ dryRun: true, phase: "Successful", wouldHave: { phase: "Failed" } });
+    const reported = await store.listEvents({ project: "shop", kinds: ["rollout.analysis"], descending: true, limit: 1 });
+    expect(reported[0]?.details).toMatchObject({ phase: "Failed", dryRun: true });
+  });
+
+  it("canary: a match step sends matching requests to the canary before any weighted traffic", async () => {
+    const deploy = '{ strategy: canary, drain: 0, affinity: { header: x-user-id }, steps: [{ match: { headers: { X-Beta: "1" }, cookies: { canary: { prefix: "yes" } } } }, { pause: manual }, { setWeight: 10 }] }';
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy } }), { actor: "test" });
+    const stable = await release();
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "2", deploy } }), { actor: "test" });
+    const canary = await release();
+    const split = await readTrafficSplit(store, "shop", "orders");
+    expect(split?.weights.map((w) => [w.release, w.weight])).toEqual([[canary, 0], [stable, 100]]);
+    expect(split?.match).toEqual([{ release: canary, headers: { "x-beta": { exact: "1" } }, cookies: { canary: { prefix: "yes" } } }]);
+    expect(split?.affinity).toEqual({ header: "x-user-id" });
   });
 });
+

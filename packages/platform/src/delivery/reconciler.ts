@@ -1,6 +1,7 @@
 // The reconciler: converges what runs (through a RuntimeDriver) to the desired state in
 // the store. `apply` takes a new manifest in (plan, build, store, roll out, wait for ready);
 // a background loop keeps converging afterwards (scale, crashed starts, removed services).
+import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
@@ -9,11 +10,11 @@ import type { LoadedManifest, ProbeSpec, ServiceSpec } from "../manifest/index.j
 import { lastLogLines, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
 import type { EventInput, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "../store/index.js";
 import { computePlan, toPlain, type Plan } from "./plan.js";
-import { createPipelineRunner, type PipelineProgress, type PipelineRunner, type PipelineSource, type ScanHook } from "./pipeline.js";
+import { createPipelineRunner, type PipelineOutcome, type PipelineProgress, type PipelineRunner, type PipelineSource, type ScanHook } from "./pipeline.js";
 import { configHash, releaseConfig, releaseId } from "./release-id.js";
 import { candidateRelease } from "./workspace.js";
 import { planReplicaSteps, replicaId, rollingLimits, type ServiceTarget } from "./replica-plan.js";
-import { createRolloutController, isActive, isTerminal, type AnalysisHook, type RolloutController, type RolloutState } from "./rollout.js";
+import { createRolloutController, isActive, type AnalysisProvider, type RolloutController, type RolloutState } from "./rollout.js";
 
 /** The logging surface the reconciler needs (pino's shape). */
 export interface Log {
@@ -97,7 +98,9 @@ export interface ReconcilerOptions {
   /** The security scanners' hook into every pipeline. */
   scan?: ScanHook;
   /** Canary analysis. */
-  analysis?: AnalysisHook;
+  analysis?: AnalysisProvider;
+  /** Told about rollouts that fail or roll back (with the analysis evidence). */
+  notify?: (kind: EventKind, details: Record<string, unknown>) => void;
 }
 
 export interface Reconciler {
@@ -111,10 +114,14 @@ export interface Reconciler {
   scale(service: string, replicas: number, actor: string): Promise<void>;
   /** Runs one service's pipeline and rolls the release out with the service's strategy. */
   deploy(service: string, options: DeployOptions): Promise<DeployResult>;
+  /** Deploys several services as one release group: built first, live together, rolled back together. */
+  deployTogether(services: string[], options: DeployOptions): Promise<DeployResult[]>;
   /** Goes back to the previous release (or `to`); instant when the old set is still warm. */
   rollback(service: string, options: { actor: string; to?: string; wait?: boolean; onProgress?: (p: ApplyProgress) => void }): Promise<DeployResult>;
   /** Ends a manual canary pause, or with `full` skips the remaining steps. */
   promote(service: string, actor: string, options?: { full?: boolean }): Promise<RolloutState>;
+  /** Stops the service's rollout under way and rolls back to the release before it. */
+  abort(service: string, actor: string): Promise<RolloutState>;
   rolloutOf(service: string): Promise<RolloutState | undefined>;
   /** The service's releases, newest first, with what each is now and who deployed it. */
   releases(service: string): Promise<ReleaseView[]>;
@@ -143,7 +150,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const listeners = new Set<() => void>();
   const reservedPorts = new Set<number>();
   const pipelines = createPipelineRunner({ store, project, stateDir, concurrency: options.buildConcurrency ?? 2, ...(options.scan ? { scan: options.scan } : {}) });
-  const rollouts: RolloutController = createRolloutController({ store, project, ...(options.analysis ? { analysis: options.analysis } : {}), log });
+  const rollouts: RolloutController = createRolloutController({ store, project, ...(options.analysis ? { analysis: options.analysis } : {}), ...(options.notify ? { notify: options.notify } : {}), log });
   /** Replicas out of the routing table, waiting for requests in flight before they stop. */
   const draining = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
@@ -690,48 +697,92 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   }
 
   async function deploy(service: string, opts: DeployOptions): Promise<DeployResult> {
+    return (await deployTogether([service], opts))[0] as DeployResult;
+  }
+
+  /**
+   * Runs the services' pipelines, then rolls all the new releases out at once. With several
+   * services they form a release group: nothing starts unless every pipeline made a release,
+   * they go live together (canaries wait for each other after their steps, blue-green sets
+   * switch together) and they roll back together if any fails.
+   */
+  async function deployTogether(names: string[], opts: DeployOptions): Promise<DeployResult[]> {
     const onProgress = opts.onProgress ?? (() => {});
-    const record = await requireService(service);
-    const spec = record.spec as unknown as ServiceSpec;
-    const current = await rollouts.get(service);
-    if (isActive(current)) {
-      await event("deploy.refused", `service/${service}`, { busy: current?.id, phase: current?.phase, commit: opts.commit }, opts.actor);
+    const services = [...new Set(names)];
+    const records = await Promise.all(services.map((name) => requireService(name)));
+    for (const record of records) {
+      const current = await rollouts.get(record.name);
+      if (!isActive(current)) continue;
+      await event("deploy.refused", `service/${record.name}`, { busy: current?.id, phase: current?.phase, commit: opts.commit }, opts.actor);
       throw new KeelsonError(
         "KEELSON_ERR_CONFLICT",
-        `${service} is being deployed: rollout ${current?.id} (${current?.strategy} ${current?.from ?? "-"} → ${current?.to}, ${current?.phase}) started by ${current?.actor} at ${current?.startedAt}; wait for it, \`keelson promote ${service}\` or \`keelson rollback ${service}\``,
+        `${record.name} is being deployed: rollout ${current?.id} (${current?.strategy} ${current?.from ?? "-"} → ${current?.to}, ${current?.phase}) started by ${current?.actor} at ${current?.startedAt}; wait for it, \`keelson promote ${record.name}\` or \`keelson rollback ${record.name}\``,
       );
     }
-    const outcome = await pipelines.ensureRelease({
-      service,
-      spec,
-      manifestDir: await manifestDir(),
-      source: opts.commit ? ({ kind: "commit", commit: opts.commit } satisfies PipelineSource) : { kind: "worktree" },
-      actor: opts.actor,
-      trigger: opts.trigger ?? "deploy",
-      rebuild: opts.rebuild ?? false,
-      onProgress,
-    });
-    const to = outcome.release.id;
-    const previous = record.release;
-    if (to === previous && isTerminal(current)) {
-      onProgress({ type: "service", service, status: "ready", message: `already runs ${to}` });
-      return { service, release: to, previous, run: outcome.run, outcome: "unchanged" };
+    const dir = await manifestDir();
+    const built = await Promise.allSettled(
+      records.map((record) =>
+        pipelines.ensureRelease({
+          service: record.name,
+          spec: record.spec as unknown as ServiceSpec,
+          manifestDir: dir,
+          source: opts.commit ? ({ kind: "commit", commit: opts.commit } satisfies PipelineSource) : { kind: "worktree" },
+          actor: opts.actor,
+          trigger: opts.trigger ?? "deploy",
+          rebuild: opts.rebuild ?? false,
+          onProgress,
+        }),
+      ),
+    );
+    const broken = built.flatMap((b, i) => (b.status === "rejected" ? [{ service: services[i] as string, err: b.reason as unknown }] : []));
+    if (broken.length > 0) {
+      const first = broken[0] as { service: string; err: unknown };
+      if (services.length === 1) throw first.err;
+      const why = broken.map((b) => `${b.service}: ${b.err instanceof Error ? b.err.message : String(b.err)}`).join("; ");
+      throw new KeelsonError("KEELSON_ERR_PIPELINE_FAILED", `none of ${services.join(", ")} was deployed: ${why}`);
     }
-    const state = await serial(async () => {
-      const fresh = await requireService(service);
-      const s = await rollouts.begin({ record: fresh, to, actor: opts.actor, ...(outcome.run ? { run: outcome.run } : {}), ...(outcome.release.gitCommit ? { commit: outcome.release.gitCommit } : {}) });
-      failedStarts.delete(service);
+    const outcomes = built.map((b) => (b as PromiseFulfilledResult<PipelineOutcome>).value);
+    const results = new Map<string, DeployResult>();
+    const moving: string[] = [];
+    records.forEach((record, i) => {
+      const outcome = outcomes[i] as PipelineOutcome;
+      const to = outcome.release.id;
+      if (to === record.release) {
+        onProgress({ type: "service", service: record.name, status: "ready", message: `already runs ${to}` });
+        results.set(record.name, { service: record.name, release: to, previous: record.release, run: outcome.run, outcome: "unchanged" });
+      } else moving.push(record.name);
+    });
+    const group = moving.length > 1 ? { id: `grp-${randomBytes(4).toString("hex")}`, members: moving } : undefined;
+    const states = await serial(async () => {
+      const begun = new Map<string, RolloutState>();
+      for (const name of moving) {
+        const outcome = outcomes[services.indexOf(name)] as PipelineOutcome;
+        const fresh = await requireService(name);
+        const s = await rollouts.begin({ record: fresh, to: outcome.release.id, actor: opts.actor, ...(outcome.run ? { run: outcome.run } : {}), ...(outcome.release.gitCommit ? { commit: outcome.release.gitCommit } : {}), ...(group ? { group } : {}) });
+        failedStarts.delete(name);
+        begun.set(name, s);
+      }
       await convergeStep();
-      return s;
+      return begun;
     });
     notify();
-    if (opts.wait === false) return { service, release: to, previous, run: outcome.run, outcome: "started", rollout: state };
-    const failures = await waitForServices([service], new Map([[service, state.id]]), onProgress);
-    await collectReleases(service, opts.actor);
-    const final = await rollouts.get(service);
-    const result: DeployResult = { service, release: to, previous, run: outcome.run, outcome: failures.length === 0 ? "deployed" : final?.phase === "rolled-back" ? "rolled-back" : "failed", ...(final ? { rollout: final } : {}) };
-    if (failures[0]) result.message = failures[0].message;
-    return result;
+    const previous = new Map(records.map((r) => [r.name, r.release]));
+    const runOf = new Map(records.map((r, i) => [r.name, (outcomes[i] as PipelineOutcome).run]));
+    if (opts.wait === false) {
+      for (const [name, state] of states) results.set(name, { service: name, release: state.to, previous: previous.get(name), run: runOf.get(name), outcome: "started", rollout: state });
+    } else if (moving.length > 0) {
+      const failures = await waitForServices(moving, new Map([...states].map(([name, st]) => [name, st.id])), onProgress);
+      for (const name of moving) {
+        await collectReleases(name, opts.actor);
+        const final = await rollouts.get(name);
+        const failure = failures.find((f) => f.service === name);
+        const to = (states.get(name) as RolloutState).to;
+        const result: DeployResult = { service: name, release: to, previous: previous.get(name), run: runOf.get(name), outcome: !failure ? "deployed" : final?.phase === "rolled-back" ? "rolled-back" : "failed", ...(final ? { rollout: final } : {}) };
+        if (failure) result.message = failure.message;
+        results.set(name, result);
+      }
+    }
+    return services.map((name) => results.get(name) as DeployResult);
   }
 
   async function rollback(service: string, opts: { actor: string; to?: string; wait?: boolean; onProgress?: (p: ApplyProgress) => void }): Promise<DeployResult> {
@@ -773,11 +824,28 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     },
     apply,
     deploy,
+    deployTogether,
     rollback,
     async promote(service, actor, promoteOptions) {
       await requireService(service);
       const state = await serial(async () => {
         const s = await rollouts.promote(service, actor, promoteOptions);
+        // A release group is promoted together: its other paused members go on too.
+        for (const m of s.group?.members ?? []) {
+          if (m === service) continue;
+          const other = await rollouts.get(m);
+          if (other?.group?.id === s.group?.id && other?.phase === "paused") await rollouts.promote(m, actor, promoteOptions);
+        }
+        await convergeStep();
+        return s;
+      });
+      notify();
+      return state;
+    },
+    async abort(service, actor) {
+      const record = await requireService(service);
+      const state = await serial(async () => {
+        const s = await rollouts.abort(record, actor);
         await convergeStep();
         return s;
       });

@@ -5,7 +5,8 @@
 // restarted control plane carries on where it was. Failures roll back to the previous release.
 import { randomBytes } from "node:crypto";
 import { KeelsonError, type EventKind, type TrafficSplit } from "@keelson/protocol";
-import type { ServiceSpec } from "../manifest/index.js";
+import type { DeployStepOut, ServiceSpec } from "../manifest/index.js";
+import { analysisSettings, judge, startAnalysis, type AnalysisEvidence, type AnalysisObservation, type AnalysisPhase, type AnalysisRun, type AnalysisSettings, type AnalysisTarget } from "./analysis.js";
 import type { ReplicaInfo } from "../runtime/index.js";
 import type { ServiceRecord, Store } from "../store/index.js";
 import { readTrafficSplit, writeTrafficSplit } from "../gateway/index.js";
@@ -46,6 +47,33 @@ export interface RolloutState {
   run?: string;
   commit?: string;
   message?: string;
+  /** Canary with analysis: the release id the baseline replicas (the old release, started afresh) run under. */
+  baseline?: string;
+  /** Canary: the analysis step under way. */
+  analysis?: { step: number; run: AnalysisRun; nextLookAt: string; dryRun: boolean; wouldHave?: { phase: AnalysisPhase; reason: string } };
+  /** Canary: finished analyses, oldest first, with their verdicts and evidence. */
+  analyses?: AnalysisRecord[];
+  /** Released together with other services (`keelson deploy a b c`): they go live together and roll back together. */
+  group?: { id: string; members: string[] };
+  /** In a group: this rollout is ready to go live and waits for the others. */
+  gate?: boolean;
+  /** In a group: this rollout went live, then a member failed, so it was rolled back too. */
+  undone?: boolean;
+  /** Canary: request match rules (A/B, testers) in force, from match steps passed. */
+  match?: Array<Extract<DeployStepOut, { match: unknown }>["match"]>;
+}
+
+/** One finished analysis of a canary rollout: what it decided and why. */
+export interface AnalysisRecord {
+  step: number;
+  phase: AnalysisPhase;
+  reason: string;
+  dryRun: boolean;
+  /** In a dry run: what the analysis would have decided. */
+  wouldHave?: { phase: AnalysisPhase; reason: string };
+  startedAt: string;
+  endedAt: string;
+  evidence?: AnalysisEvidence;
 }
 
 /** The replicas the converge step should aim for, from the service and its rollout. */
@@ -55,8 +83,10 @@ export interface RolloutTarget {
   keep: Array<{ release: string; replicas: number }>;
 }
 
-/** Canary analysis hook (the analysis feature fills it): resolve ok or not, with a reason. */
-export type AnalysisHook = (input: { service: string; baseline: string; canary: string; interval?: number; metrics?: string[] }) => Promise<{ ok: boolean; message: string }>;
+/** Where canary analysis reads its numbers: both versions' totals since `since` (never rejects). */
+export interface AnalysisProvider {
+  observe(target: AnalysisTarget, settings: AnalysisSettings, since: number): Promise<AnalysisObservation>;
+}
 
 export interface RolloutContext {
   /** The service's replicas as the driver has them now. */
@@ -78,24 +108,45 @@ function canaryReplicas(total: number, weight: number): number {
   return Math.max(1, Math.min(total, Math.ceil((total * weight) / 100)));
 }
 
+/** The baseline's share at a canary weight: the same as the canary's, as far as the rest allows. */
+function baselineWeight(weight: number): number {
+  return Math.min(weight, 100 - weight);
+}
+
+function hasAnalysis(spec: ServiceSpec): boolean {
+  return (spec.deploy?.steps ?? []).some((st) => "analysis" in st);
+}
+
 export interface RolloutController {
   get(service: string): Promise<RolloutState | undefined>;
   /** Starts a rollout; refuses while another one of the service is in progress. */
-  begin(input: { record: ServiceRecord; to: string; actor: string; run?: string; commit?: string }): Promise<RolloutState>;
+  begin(input: { record: ServiceRecord; to: string; actor: string; run?: string; commit?: string; group?: { id: string; members: string[] } }): Promise<RolloutState>;
   /** Which replicas the service should have now. */
   target(record: ServiceRecord): Promise<RolloutTarget>;
   /** Advances the service's rollout; returns the state after. */
   tick(record: ServiceRecord, ctx: RolloutContext): Promise<RolloutState | undefined>;
   /** Ends a manual pause (or skips the rest of the steps with `full`). */
   promote(service: string, actor: string, options?: { full?: boolean }): Promise<RolloutState>;
+  /** Stops the rollout under way and goes back to the release before it, as a failure would. */
+  abort(record: ServiceRecord, actor: string): Promise<RolloutState>;
   /**
    * Goes back to `to` (default: the release before the current one). With the old set still
    * warm, traffic switches at once; otherwise the old release starts again from its artifact.
    */
-  rollback(input: { record: ServiceRecord; to: string; actor: string; warm: boolean }): Promise<RolloutState>;
+  rollback(input: { record: ServiceRecord; to: string; actor: string; warm: boolean; why?: string }): Promise<RolloutState>;
 }
 
-export function createRolloutController(options: { store: Store; project: string; analysis?: AnalysisHook; log?: { warn(o: object, m?: string): void } }): RolloutController {
+export interface RolloutControllerOptions {
+  store: Store;
+  project: string;
+  /** Canary analysis reads its numbers here; without it, analysis steps pause the rollout (Error). */
+  analysis?: AnalysisProvider;
+  /** Told about rollouts that fail or roll back (with the evidence), e.g. to post webhooks. */
+  notify?: (kind: EventKind, details: Record<string, unknown>) => void;
+  log?: { warn(o: object, m?: string): void };
+}
+
+export function createRolloutController(options: RolloutControllerOptions): RolloutController {
   const { store, project } = options;
   const cache = new Map<string, RolloutState | undefined>();
 
@@ -124,18 +175,70 @@ export function createRolloutController(options: { store: Store; project: string
     });
   }
 
-  async function split(service: string, weights: Array<{ release: string; weight: number; label: string }> | undefined, actor: string): Promise<void> {
+  /**
+   * Sets the service's split. For canaries the new version's match rules (A/B, testers) and the
+   * service's affinity come along, and the canary is listed first so that users an affinity hash
+   * put on the canary stay there as its weight grows.
+   */
+  async function split(service: string, weights: Array<{ release: string; weight: number; label: string }> | undefined, actor: string, extra: { rollout?: RolloutState; spec?: ServiceSpec } = {}): Promise<void> {
     const current = await readTrafficSplit(store, project, service);
-    const next: TrafficSplit | undefined = weights ? { weights: weights.filter((w, i, all) => all.findIndex((x) => x.release === w.release) === i), sticky: false } : undefined;
+    let next: TrafficSplit | undefined;
+    if (weights) {
+      next = { weights: weights.filter((w, i, all) => all.findIndex((x) => x.release === w.release) === i), sticky: false };
+      const r = extra.rollout;
+      if (r?.match?.length) {
+        next.match = r.match.map((m) => ({
+          release: r.to,
+          ...(m.headers ? { headers: Object.fromEntries(Object.entries(m.headers).map(([k, v]) => [k.toLowerCase(), v])) } : {}),
+          ...(m.cookies ? { cookies: m.cookies } : {}),
+        }));
+      }
+      const affinity = extra.spec?.deploy?.affinity;
+      if (affinity) next.affinity = affinity;
+    }
     if (JSON.stringify(current ?? null) === JSON.stringify(next ?? null)) return;
     await writeTrafficSplit({ store, project, service, split: next, actor });
+  }
+
+  /** The canary's split at `weight`: canary first, then the baseline with the same share, then the rest on stable. */
+  async function canarySplit(record: ServiceRecord, s: RolloutState, weight: number, actor: string): Promise<void> {
+    if (s.from === undefined) return;
+    const b = s.baseline !== undefined ? baselineWeight(weight) : 0;
+    await split(
+      record.name,
+      [
+        { release: s.to, weight, label: "canary" },
+        ...(s.baseline !== undefined ? [{ release: s.baseline, weight: b, label: "baseline" }] : []),
+        { release: s.from, weight: 100 - weight - b, label: "stable" },
+      ],
+      actor,
+      { rollout: s, spec: specOf(record) },
+    );
+  }
+
+  /**
+   * The baseline: the old release under its own id (same artifact, same config), so that its
+   * replicas start afresh beside the canary's, get their own share of traffic and their own
+   * metrics. Removed with the rollout.
+   */
+  async function createBaseline(from: string, rolloutId: string): Promise<string | undefined> {
+    const old = await store.getRelease(from);
+    if (!old) return undefined;
+    const id = `b-${randomBytes(6).toString("hex")}`;
+    await store.putRelease({ ...old, id, createdAt: now(), details: { ...old.details, baselineOf: from, rollout: rolloutId } });
+    return id;
+  }
+
+  async function dropBaseline(s: RolloutState): Promise<void> {
+    if (s.baseline === undefined) return;
+    await store.deleteRelease(s.baseline);
   }
 
   function specOf(record: ServiceRecord): ServiceSpec {
     return record.spec as unknown as ServiceSpec;
   }
 
-  async function begin(input: { record: ServiceRecord; to: string; actor: string; run?: string; commit?: string }): Promise<RolloutState> {
+  async function begin(input: { record: ServiceRecord; to: string; actor: string; run?: string; commit?: string; group?: { id: string; members: string[] } }): Promise<RolloutState> {
     const { record, to, actor } = input;
     const current = await get(record.name);
     if (isActive(current)) {
@@ -166,6 +269,7 @@ export function createRolloutController(options: { store: Store; project: string
       stepStartedAt: t,
       ...(input.run ? { run: input.run } : {}),
       ...(input.commit ? { commit: input.commit } : {}),
+      ...(input.group ? { group: input.group } : {}),
     };
     await store.setServiceRelease(project, record.name, to, { project, kind: "service.changed", actor, subject: `service/${record.name}`, details: { release: to, previous: from, rollout: state.id } });
     await save(state);
@@ -175,9 +279,23 @@ export function createRolloutController(options: { store: Store; project: string
       await split(record.name, [{ release: from, weight: 100, label: "stable" }, { release: to, weight: 0, label: "preview" }], actor);
     }
     if (strategy === "canary" && from !== undefined) {
-      await split(record.name, [{ release: from, weight: 100, label: "stable" }, { release: to, weight: 0, label: "canary" }], actor);
+      if (hasAnalysis(spec)) {
+        const baseline = await createBaseline(from, state.id);
+        if (baseline !== undefined) {
+          state.baseline = baseline;
+          await save(state);
+        }
+      }
+      await canarySplit(record, state, 0, actor);
     }
     return state;
+  }
+
+  /** Baseline replicas: as many as the canary has at the baseline's share, none before it gets traffic. */
+  function baselineKeep(s: RolloutState, n: number): Array<{ release: string; replicas: number }> {
+    if (s.baseline === undefined) return [];
+    const b = baselineWeight(s.weight);
+    return b > 0 ? [{ release: s.baseline, replicas: canaryReplicas(n, b) }] : [];
   }
 
   async function target(record: ServiceRecord): Promise<RolloutTarget> {
@@ -189,9 +307,10 @@ export function createRolloutController(options: { store: Store; project: string
       case "progressing":
       case "paused":
         if (s.strategy === "blueGreen") return { release, replicas: n, keep: [{ release: s.from, replicas: n }] };
-        if (s.strategy === "canary") return { release, replicas: canaryReplicas(n, s.weight), keep: [{ release: s.from, replicas: n }] };
+        if (s.strategy === "canary") return { release, replicas: canaryReplicas(n, s.weight), keep: [{ release: s.from, replicas: n }, ...baselineKeep(s, n)] };
         return { release, replicas: n, keep: [] };
       case "promoting":
+        return { release, replicas: n, keep: [{ release: s.from, replicas: n }, ...baselineKeep(s, n)] };
       case "switched":
         return { release, replicas: n, keep: [{ release: s.from, replicas: n }] };
       case "finishing":
@@ -202,9 +321,10 @@ export function createRolloutController(options: { store: Store; project: string
     }
   }
 
-  async function fail(record: ServiceRecord, s: RolloutState, why: string, ctx: RolloutContext): Promise<RolloutState> {
+  async function fail(record: ServiceRecord, s: RolloutState, why: string, ctx: RolloutContext, evidence: Record<string, unknown> = {}): Promise<RolloutState> {
     const from = s.from;
     s.message = why;
+    delete s.analysis;
     if (from !== undefined && from !== s.to) {
       // Traffic back to the old release at once if it still serves, then the new set goes.
       // (A canary or blue-green split must stop sending anything to the failed release too.)
@@ -221,11 +341,13 @@ export function createRolloutController(options: { store: Store; project: string
       s.cleanup = true;
       s.weight = 0;
       await save(s);
-      await event("rollout.failed", s, "reconciler", { why, rolledBackTo: from });
+      await event("rollout.failed", s, "reconciler", { why, rolledBackTo: from, ...evidence });
+      options.notify?.("rollout.failed", { service: s.service, rollout: s.id, from: s.to, rolledBackTo: from, why, ...evidence });
     } else {
       s.phase = "failed";
       await save(s);
-      await event("rollout.failed", s, "reconciler", { why });
+      await event("rollout.failed", s, "reconciler", { why, ...evidence });
+      options.notify?.("rollout.failed", { service: s.service, rollout: s.id, release: s.to, why, ...evidence });
     }
     return s;
   }
@@ -238,6 +360,38 @@ export function createRolloutController(options: { store: Store; project: string
     await event(s.strategy === "rollback" ? "rollback.succeeded" : "rollout.succeeded", s, actor, { durationMs: Date.now() - Date.parse(s.startedAt) });
   }
 
+  /** A member of the rollout's group whose rollout failed, if any. */
+  async function failedMember(s: RolloutState): Promise<RolloutState | undefined> {
+    for (const m of s.group?.members ?? []) {
+      if (m === s.service) continue;
+      const other = await get(m);
+      if (other?.group?.id === s.group?.id && (other?.phase === "failed" || other?.phase === "rolled-back" || other?.undone)) return other;
+    }
+    return undefined;
+  }
+
+  /**
+   * A grouped rollout may go live once every member is ready to (a canary through its steps, a
+   * blue-green set ready) or live already; rolling members go live replica by replica and do not wait.
+   * Until then this one waits at its gate.
+   */
+  async function groupReady(s: RolloutState): Promise<boolean> {
+    if (s.group === undefined) return true;
+    if (!s.gate) {
+      s.gate = true;
+      await save(s);
+      await event("rollout.step", s, "reconciler", { action: "waiting for its release group", group: s.group.id });
+    }
+    for (const m of s.group.members) {
+      if (m === s.service) continue;
+      const other = await get(m);
+      if (other?.group?.id !== s.group.id) continue;
+      if (other.strategy === "rolling" || other.strategy === "rollback" || other.gate || !ACTIVE.has(other.phase) || other.phase === "promoting") continue;
+      return false;
+    }
+    return true;
+  }
+
   async function tick(record: ServiceRecord, ctx: RolloutContext): Promise<RolloutState | undefined> {
     const s = await get(record.name);
     if (s === undefined) return undefined;
@@ -247,11 +401,23 @@ export function createRolloutController(options: { store: Store; project: string
     const ofTo = mine.filter((r) => r.spec.release === s.to && r.state !== "stopping");
     const readyTo = ofTo.filter((r) => r.state === "ready").length;
     const others = mine.filter((r) => r.spec.release !== s.to && r.state !== "stopping");
+    const readyBaseline = s.baseline === undefined ? 0 : mine.filter((r) => r.spec.release === s.baseline && r.state === "ready").length;
 
+    if (s.group !== undefined && !s.undone && (s.phase === "switched" || s.phase === "finishing" || s.phase === "succeeded") && s.from !== undefined && s.from !== s.to) {
+      // Live already, but a member of its group failed: it goes back too.
+      const failed = await failedMember(s);
+      if (failed !== undefined) {
+        s.undone = true;
+        await save(s);
+        const warm = mine.filter((r) => r.spec.release === s.from && r.state === "ready").length >= Math.max(1, n);
+        return startRollback({ record, to: s.from, actor: "reconciler", warm, why: `its release group ${s.group.id} failed: ${failed.service}: ${failed.message ?? failed.phase}` });
+      }
+    }
     if (TERMINAL.has(s.phase)) {
       // Clear the split once only the service's release runs.
       if (s.cleanup && !mine.some((r) => r.spec.release !== record.release)) {
         await split(record.name, undefined, "reconciler");
+        await dropBaseline(s);
         s.cleanup = false;
         await save(s);
       }
@@ -264,6 +430,11 @@ export function createRolloutController(options: { store: Store; project: string
       s.cleanup = true;
       await save(s);
       return s;
+    }
+
+    if (s.group !== undefined && ACTIVE.has(s.phase)) {
+      const failed = await failedMember(s);
+      if (failed !== undefined) return fail(record, s, `rolled back with its release group ${s.group.id}: ${failed.service} failed (${failed.message ?? failed.phase})`, ctx);
     }
 
     // Failure checks while the new release is not yet serving everything.
@@ -297,6 +468,7 @@ export function createRolloutController(options: { store: Store; project: string
         return s;
       case "blueGreen":
         if (s.phase === "progressing" && readyTo >= n) {
+          if (!(await groupReady(s))) return s;
           if (from !== undefined) await split(record.name, [{ release: s.to, weight: 100, label: "stable" }, { release: from, weight: 0, label: "previous" }], "reconciler");
           s.phase = "switched";
           s.weight = 100;
@@ -312,11 +484,11 @@ export function createRolloutController(options: { store: Store; project: string
         }
         return s;
       case "canary":
-        return tickCanary(record, s, spec, { readyTo, others: others.length });
+        return tickCanary(record, s, spec, { readyTo, readyBaseline, others: others.length });
     }
   }
 
-  async function tickCanary(record: ServiceRecord, s: RolloutState, spec: ServiceSpec, counts: { readyTo: number; others: number }): Promise<RolloutState> {
+  async function tickCanary(record: ServiceRecord, s: RolloutState, spec: ServiceSpec, counts: { readyTo: number; readyBaseline: number; others: number }): Promise<RolloutState> {
     const n = spec.replicas;
     const steps = spec.deploy?.steps ?? [];
     if (s.phase === "promoting") {
@@ -337,26 +509,31 @@ export function createRolloutController(options: { store: Store; project: string
     // Walk as many steps as can complete now.
     for (let guard = 0; guard < 100; guard++) {
       if (s.step >= steps.length) {
+        if (!(await groupReady(s))) return s;
         s.phase = "promoting";
         s.stepStartedAt = now();
         await save(s);
         return s;
       }
-      const step = steps[s.step] as { setWeight?: number; pause?: number | "manual"; analysis?: { interval?: number; metrics?: string[] } };
-      if (step.setWeight !== undefined) {
+      const step = steps[s.step] as DeployStepOut;
+      if ("setWeight" in step) {
         const weight = step.setWeight;
         if (s.weight !== weight) {
           s.weight = weight;
           s.stepStartedAt = now();
           await save(s);
         }
-        // Traffic moves once enough canary replicas are ready for their share.
+        // Traffic moves once enough canary (and baseline) replicas are ready for their share.
         if (counts.readyTo < canaryReplicas(n, weight)) return s;
-        if (s.from !== undefined) {
-          await split(record.name, [{ release: s.from, weight: 100 - weight, label: "stable" }, { release: s.to, weight, label: "canary" }], "reconciler");
-        }
-        await event("rollout.step", s, "reconciler", { step: s.step, action: "setWeight", weight });
-      } else if (step.pause !== undefined) {
+        if (s.baseline !== undefined && baselineWeight(weight) > 0 && counts.readyBaseline < canaryReplicas(n, baselineWeight(weight))) return s;
+        await canarySplit(record, s, weight, "reconciler");
+        await event("rollout.step", s, "reconciler", { step: s.step, action: "setWeight", weight, ...(s.baseline !== undefined ? { baselineWeight: baselineWeight(weight) } : {}) });
+      } else if ("match" in step) {
+        if (counts.readyTo < 1) return s;
+        s.match = [...(s.match ?? []), step.match];
+        await canarySplit(record, s, s.weight, "reconciler");
+        await event("rollout.step", s, "reconciler", { step: s.step, action: "match", match: step.match });
+      } else if ("pause" in step) {
         if (step.pause === "manual") {
           s.phase = "paused";
           s.pausedAt = now();
@@ -372,19 +549,132 @@ export function createRolloutController(options: { store: Store; project: string
         }
         if (Date.now() < Date.parse(s.pausedUntil)) return s;
         delete s.pausedUntil;
-      } else if (step.analysis !== undefined) {
-        const hook = options.analysis;
-        const result = hook
-          ? await hook({ service: record.name, baseline: s.from ?? s.to, canary: s.to, ...(step.analysis.interval !== undefined ? { interval: step.analysis.interval } : {}), ...(step.analysis.metrics ? { metrics: step.analysis.metrics } : {}) }).catch((err: unknown) => ({ ok: false, message: `analysis failed: ${err instanceof Error ? err.message : String(err)}` }))
-          : { ok: true, message: "no analysis provider is configured; the step passes" };
-        await event("rollout.step", s, "reconciler", { step: s.step, action: "analysis", ok: result.ok, message: result.message });
-        if (!result.ok) return fail(record, s, `canary analysis: ${result.message}`, { replicas: [] });
+      } else {
+        const done = await analyze(record, s, spec, analysisSettings(spec, step.analysis));
+        if (done !== "passed") return s;
       }
       s.step++;
       s.stepStartedAt = now();
       await save(s);
     }
     return s;
+  }
+
+  /**
+   * The analysis step: one look every interval (the converge loop calls often; looks that are not
+   * due return at once). Failed rolls back at once; Inconclusive and Error pause the rollout until
+   * someone promotes or aborts it; a dry run only reports what it would have decided.
+   */
+  async function analyze(record: ServiceRecord, s: RolloutState, spec: ServiceSpec, settings: AnalysisSettings): Promise<"passed" | "waiting" | "stopped"> {
+    const t = Date.now();
+    if (s.analysis === undefined || s.analysis.step !== s.step) {
+      s.analysis = { step: s.step, run: startAnalysis(t), nextLookAt: new Date(t + settings.intervalMs).toISOString(), dryRun: settings.dryRun };
+      await save(s);
+      await event("rollout.step", s, "reconciler", {
+        step: s.step,
+        action: "analysis started",
+        baseline: s.baseline,
+        settings: { interval: settings.intervalMs, duration: settings.durationMs, confidence: settings.confidence, minRequests: settings.minRequests, dryRun: settings.dryRun },
+      });
+      return "waiting";
+    }
+    const a = s.analysis;
+    if (t < Date.parse(a.nextLookAt)) return "waiting";
+    const target: AnalysisTarget = { service: record.name, canary: s.to, baseline: s.baseline ?? s.from ?? s.to };
+    const observation: AnalysisObservation = options.analysis
+      ? await options.analysis.observe(target, settings, a.run.startedAt)
+      : { at: t, error: "no metrics source is configured for canary analysis" };
+    a.run = judge(a.run, observation, settings);
+    a.nextLookAt = new Date(Date.now() + settings.intervalMs).toISOString();
+    const verdict = a.run.phase;
+    if (verdict === "Running") {
+      await save(s);
+      return "waiting";
+    }
+    const reason = a.run.reason ?? verdict;
+    const evidence = a.run.evidence;
+    if (a.dryRun) {
+      // Report the first verdict; the step still runs its whole duration, then passes.
+      if (a.wouldHave === undefined) {
+        a.wouldHave = { phase: verdict, reason };
+        await event("rollout.analysis", s, "reconciler", { step: s.step, phase: verdict, dryRun: true, reason, evidence });
+      }
+      if (t - a.run.startedAt < settings.durationMs) {
+        a.run = { ...a.run, phase: "Running" };
+        await save(s);
+        return "waiting";
+      }
+      record_(s, { phase: "Successful", reason: `dry run: the analysis would have ended ${a.wouldHave.phase}: ${a.wouldHave.reason}`, wouldHave: a.wouldHave });
+      await save(s);
+      return "passed";
+    }
+    await event("rollout.analysis", s, "reconciler", { step: s.step, phase: verdict, reason, evidence });
+    record_(s, { phase: verdict, reason });
+    if (verdict === "Successful") {
+      await save(s);
+      return "passed";
+    }
+    if (verdict === "Failed") {
+      await fail(record, s, `canary analysis failed: ${reason}`, { replicas: [] }, { analysis: { step: s.step, phase: verdict, reason, evidence } });
+      return "stopped";
+    }
+    // Inconclusive or Error: wait for a person; promote accepts, abort rolls back.
+    s.phase = "paused";
+    s.pausedAt = now();
+    s.message = `analysis ${verdict}: ${reason}; \`keelson promote ${record.name}\` to go on, \`keelson abort ${record.name}\` to roll back`;
+    await save(s);
+    await event("rollout.paused", s, "reconciler", { step: s.step, until: "promoted", analysis: verdict, reason });
+    return "stopped";
+  }
+
+  /** Moves the analysis under way into the rollout's history. */
+  function record_(s: RolloutState, verdict: { phase: AnalysisPhase; reason: string; wouldHave?: { phase: AnalysisPhase; reason: string } }): void {
+    const a = s.analysis;
+    if (a === undefined) return;
+    s.analyses = [
+      ...(s.analyses ?? []),
+      {
+        step: a.step,
+        phase: verdict.phase,
+        reason: verdict.reason,
+        dryRun: a.dryRun,
+        ...(verdict.wouldHave ? { wouldHave: verdict.wouldHave } : {}),
+        startedAt: new Date(a.run.startedAt).toISOString(),
+        endedAt: now(),
+        ...(a.run.evidence ? { evidence: a.run.evidence } : {}),
+      },
+    ];
+    delete s.analysis;
+  }
+
+  async function startRollback(input: { record: ServiceRecord; to: string; actor: string; warm: boolean; why?: string }): Promise<RolloutState> {
+    const { record, to, actor, warm } = input;
+    const current = record.release;
+    const prev = await get(record.name);
+    const t = now();
+    const state: RolloutState = {
+      id: `rb-${randomBytes(4).toString("hex")}`,
+      service: record.name,
+      strategy: "rollback",
+      from: current,
+      to,
+      phase: warm ? "finishing" : "progressing",
+      step: 0,
+      weight: 100,
+      actor,
+      startedAt: t,
+      updatedAt: t,
+      stepStartedAt: t,
+      ...(input.why ? { message: input.why } : {}),
+    };
+    if (warm) {
+      // The old set is ready: all traffic goes to it in one routing table change.
+      await split(record.name, [{ release: to, weight: 100, label: "stable" }, ...(current ? [{ release: current, weight: 0, label: "rolled-back" }] : [])], actor);
+    }
+    await store.setServiceRelease(project, record.name, to, { project, kind: "service.changed", actor, subject: `service/${record.name}`, details: { release: to, previous: current, rollback: state.id } });
+    await save(state);
+    await event("rollback.started", state, actor, { warm, interrupted: isActive(prev) ? prev?.id : undefined, ...(input.why ? { why: input.why } : {}) });
+    return state;
   }
 
   return {
@@ -399,6 +689,10 @@ export function createRolloutController(options: { store: Store; project: string
       if (s.pausedAt !== undefined) {
         s.pausedMs = (s.pausedMs ?? 0) + (Date.now() - Date.parse(s.pausedAt));
         delete s.pausedAt;
+      }
+      if (s.analysis !== undefined) {
+        // Promoting during an analysis accepts the canary without its verdict: say so in the history.
+        record_(s, { phase: "Inconclusive", reason: `promoted by ${actor} before the analysis decided` });
       }
       if (opts.full) {
         s.phase = "promoting";
@@ -417,33 +711,12 @@ export function createRolloutController(options: { store: Store; project: string
       await event("rollout.promoted", s, actor, { full: opts.full === true });
       return s;
     },
-    async rollback(input) {
-      const { record, to, actor, warm } = input;
-      const current = record.release;
-      const prev = await get(record.name);
-      const t = now();
-      const state: RolloutState = {
-        id: `rb-${randomBytes(4).toString("hex")}`,
-        service: record.name,
-        strategy: "rollback",
-        from: current,
-        to,
-        phase: warm ? "finishing" : "progressing",
-        step: 0,
-        weight: 100,
-        actor,
-        startedAt: t,
-        updatedAt: t,
-        stepStartedAt: t,
-      };
-      if (warm) {
-        // The old set is ready: all traffic goes to it in one routing table change.
-        await split(record.name, [{ release: to, weight: 100, label: "stable" }, ...(current ? [{ release: current, weight: 0, label: "rolled-back" }] : [])], actor);
-      }
-      await store.setServiceRelease(project, record.name, to, { project, kind: "service.changed", actor, subject: `service/${record.name}`, details: { release: to, previous: current, rollback: state.id } });
-      await save(state);
-      await event("rollback.started", state, actor, { warm, interrupted: isActive(prev) ? prev?.id : undefined });
-      return state;
+    async abort(record, actor) {
+      const s = await get(record.name);
+      if (s === undefined || !isActive(s)) throw new KeelsonError("KEELSON_ERR_CONFLICT", `${record.name} has no rollout in progress to abort`);
+      await event("rollout.aborted", s, actor);
+      return fail(record, s, `aborted by ${actor}`, { replicas: [] });
     },
+    rollback: (input) => startRollback(input),
   };
 }

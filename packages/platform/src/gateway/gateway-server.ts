@@ -257,6 +257,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       metrics,
       stats: liveStats,
       now,
+      log,
       endpoint(service, e) {
         const key = `${e.replicaId} ${e.url}`;
         let state = next.get(key) ?? endpoints.get(key);

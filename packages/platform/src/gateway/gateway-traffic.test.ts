@@ -1,6 +1,6 @@
 // Traffic shaping through the gateway against real node:http upstreams on 127.0.0.1: weighted
-// splits across releases (seeded), sticky cookies, version pins, weight changes under load, and
-// the long-lived pass-throughs (WebSocket upgrades, server-sent events).
+// splits across releases (seeded), sticky cookies, version pins, A/B match rules, user affinity,
+// weight changes under load, and the long-lived pass-throughs (WebSocket upgrades, server-sent events).
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createServer } from "node:http";
@@ -16,6 +16,7 @@ import type { Gateway, GatewayOptions } from "./gateway-server.js";
 import { createGateway } from "./gateway-server.js";
 import { createSeededRandom } from "./random.js";
 import { buildRoutingTable } from "./routing-table.js";
+import { affinityHash } from "./traffic-split.js";
 
 // --- fixtures ---
 
@@ -190,6 +191,136 @@ describe("traffic split", () => {
     expect(await slow).toMatchObject({ status: 200, release: "r-stable" });
   });
 });
+
+describe("A/B routes and user affinity", () => {
+  it("sends requests matching a header rule to the canary at weight 0, and nothing else", async () => {
+    const gw = await startGateway();
+    const rules: TrafficSplit = { ...split(false, 100, 0), match: [{ release: "r-canary", headers: { "x-user-group": { exact: "beta" } } }] };
+    gw.setTable(table(await releases(), { split: rules }));
+    for (let i = 0; i < 50; i++) expect((await get(`${gw.url}/`, { "X-User-Group": "beta" })).release).toBe("r-canary");
+    for (let i = 0; i < 50; i++) expect((await get(`${gw.url}/`, { "x-user-group": "beta-2" })).release).toBe("r-stable");
+    for (let i = 0; i < 50; i++) expect((await get(`${gw.url}/`)).release).toBe("r-stable");
+    // The pin still comes first.
+    expect((await get(`${gw.url}/`, { "x-user-group": "beta", "x-keelson-version": "preview" })).release).toBe("r-preview");
+  });
+
+  it("sends requests with a matching cookie to the canary before the sticky cookie, without setting one", async () => {
+    const gw = await startGateway();
+    const rules: TrafficSplit = { ...split(true, 100, 0), match: [{ release: "r-canary", cookies: { canary: { exact: "always" } } }] };
+    gw.setTable(table(await releases(), { split: rules }));
+    for (let i = 0; i < 30; i++) {
+      const r = await get(`${gw.url}/`, { cookie: "theme=dark; keelson-v-web=r-stable; canary=always" });
+      expect(r).toMatchObject({ status: 200, release: "r-canary", setCookie: undefined });
+    }
+    expect(await get(`${gw.url}/`, { cookie: "canary=never" })).toMatchObject({ release: "r-stable", setCookie: "keelson-v-web=r-stable; Path=/; HttpOnly; SameSite=Lax" });
+  });
+
+  it("keeps each user on one release for 20 requests by the affinity header, across gateways, the users' shares following the weights", { timeout: 60_000 }, async () => {
+    const endpoints = await releases();
+    const affine: TrafficSplit = {
+      sticky: false,
+      weights: [
+        { release: "r-canary", weight: 30, label: "canary" },
+        { release: "r-stable", weight: 70, label: "stable" },
+      ],
+      affinity: { header: "x-user-id" },
+    };
+    const gw = await startGateway();
+    gw.setTable(table(endpoints, { split: affine }));
+    const users = Array.from({ length: 200 }, (_, i) => `user-${i}`);
+    const seen = new Map<string, Set<string>>(users.map((u) => [u, new Set()]));
+    let next = 0;
+    const worker = async () => {
+      while (next < users.length * 20) {
+        const user = users[next++ % users.length]!;
+        seen.get(user)!.add((await get(`${gw.url}/`, { "x-user-id": user })).release);
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    const placed = new Map<string, string>();
+    for (const [user, releases] of seen) {
+      expect([...releases]).toHaveLength(1);
+      placed.set(user, [...releases][0]!);
+      // The canary is listed first: users hashing below 30% of the way are on it.
+      expect(placed.get(user)).toBe(affinityHash("web", user) / 2 ** 32 < 0.3 ? "r-canary" : "r-stable");
+    }
+    // 200 users: a binomial spread of about 3 points (the unit tests hold 10,000 users to 2).
+    const onCanary = [...placed.values()].filter((r) => r === "r-canary").length;
+    expect(Math.abs(onCanary / users.length - 0.3)).toBeLessThan(0.1);
+    // Another gateway (another seed, as after a restart) puts every user where the first did.
+    const other = await startGateway({ random: createSeededRandom(99) });
+    other.setTable(table(endpoints, { split: affine }));
+    for (const user of users) expect((await get(`${other.url}/`, { "x-user-id": user })).release).toBe(placed.get(user));
+    // Without the header: weighted random, so both releases show up.
+    const anonymous = new Set<string>();
+    for (let i = 0; i < 60; i++) anonymous.add((await get(`${gw.url}/`)).release);
+    expect([...anonymous].sort()).toEqual(["r-canary", "r-stable"]);
+  });
+
+  it("routes WebSocket upgrades by match rule and affinity too", async () => {
+    const gw = await startGateway();
+    gw.setTable(
+      table(
+        [
+          { release: "r-stable", url: await startUpgradeReplica("r-stable") },
+          { release: "r-canary", url: await startUpgradeReplica("r-canary") },
+        ],
+        {
+          split: {
+            sticky: false,
+            weights: [
+              { release: "r-canary", weight: 50 },
+              { release: "r-stable", weight: 50 },
+            ],
+            match: [{ release: "r-canary", headers: { "x-user-group": { prefix: "beta" } } }],
+            affinity: { cookie: "uid" },
+          },
+        },
+      ),
+    );
+    for (let i = 0; i < 10; i++) expect(await upgradeRelease(gw.url, { "X-User-Group": "beta-testers", cookie: `uid=u${i}` })).toBe("r-canary");
+    for (let i = 0; i < 20; i++) {
+      const expected = affinityHash("web", `u${i}`) / 2 ** 32 < 0.5 ? "r-canary" : "r-stable";
+      expect(await upgradeRelease(gw.url, { cookie: `uid=u${i}` })).toBe(expected);
+    }
+  });
+});
+
+/** A replica that accepts every upgrade, saying its release in the 101 answer, and then stays silent. */
+async function startUpgradeReplica(release: string): Promise<string> {
+  const server = createServer((req, res) => res.writeHead(400).end());
+  const sockets = new Set<Socket>();
+  server.on("upgrade", (req: IncomingMessage, socket: Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Release: ${release}\r\n\r\n`);
+  });
+  const url = await listen(server);
+  // Upgraded sockets are no longer the server's: destroyed before it closes, or close would wait for them.
+  cleanups.push(() => sockets.forEach((s) => s.destroy()));
+  return url;
+}
+
+/** Sends an upgrade through the gateway and returns the release the replica that took it names. */
+async function upgradeRelease(gatewayUrl: string, headers: Record<string, string>): Promise<string> {
+  const { port } = new URL(gatewayUrl);
+  const socket = connect(Number(port), "127.0.0.1");
+  let extra = "";
+  for (const [name, value] of Object.entries(headers)) extra += `${name}: ${value}\r\n`;
+  socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${extra}\r\n`);
+  let head = "";
+  try {
+    for await (const chunk of socket) {
+      head += (chunk as Buffer).toString("latin1");
+      if (head.includes("\r\n\r\n")) break;
+    }
+  } finally {
+    socket.destroy();
+  }
+  expect(head).toMatch(/^HTTP\/1\.1 101/);
+  return /\r\nx-release: ([^\r]+)/i.exec(head)?.[1] ?? "";
+}
 
 describe("WebSocket pass-through", () => {
   it("tunnels an upgrade to the replica and echoes messages both ways, counting the tunnel", async () => {

@@ -1,6 +1,6 @@
 // The gateway's hot path: one ProxyExchange per client request. It matches the route, applies
 // the route's rate and body limits and the service's breaker and bulkhead, picks a release
-// (split, pin, sticky cookie) and a replica (balancer, ejection), and forwards over the
+// (pin, match rules, sticky cookie, affinity, weights) and a replica (balancer, ejection), and forwards over the
 // replica's undici Pool within a deadline, retrying inside the retry budget. Bodies stream both
 // ways with backpressure; nothing is buffered.
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -22,7 +22,6 @@ import type { RouteMatcher } from "./routing-table.js";
 import { forwardPath } from "./routing-table.js";
 import type { EndpointState, ReleaseGroup, ServiceTarget } from "./service-target.js";
 import type { TokenBucket } from "./token-bucket.js";
-import { readCookie } from "./traffic-split.js";
 
 /** A route's fallback answer, encoded once per table. */
 export interface PreparedFallback {
@@ -485,14 +484,11 @@ class ProxyExchange implements BulkheadWaiter {
   private proceed(now: number): void {
     const service = this.service!;
     service.maybeReturn(now);
-    let group: ReleaseGroup | undefined;
-    if (this.versionPin !== undefined) group = service.picker.pinned(this.versionPin);
-    if (group === undefined && service.sticky && this.cookies !== undefined) {
-      const release = readCookie(this.cookies, service.cookieName);
-      if (release !== undefined) group = service.picker.pinned(release);
-    }
+    // Match rules and affinity read the raw headers themselves: only the services that have them pay.
+    const raw = this.req.rawHeaders;
+    let group = service.named(this.versionPin, this.cookies, raw);
     if (group === undefined) {
-      group = service.weighted(this.ctx.random);
+      group = service.weighted(this.ctx.random, raw, this.cookies);
       if (service.sticky && group !== service.all) this.setCookie = group.cookie;
     }
     this.group = group;

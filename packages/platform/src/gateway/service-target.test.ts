@@ -5,6 +5,8 @@ import type { Pool } from "undici";
 import type { RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
 import { DEFAULT_SERVICE_POLICY } from "@keelson/protocol";
 import { createGatewayMetrics } from "./gateway-metrics.js";
+import type { GatewayLogger } from "./logger.js";
+import { silentLogger } from "./logger.js";
 import { LiveStats } from "./live-stats.js";
 import { createSeededRandom } from "./random.js";
 import type { ServiceTarget } from "./service-target.js";
@@ -19,6 +21,7 @@ function build(options: {
   split?: TrafficSplit;
   previous?: Map<string, ServiceTarget>;
   reuse?: Map<string, EndpointState>;
+  log?: GatewayLogger;
 }): { target: ServiceTarget; targets: Map<string, ServiceTarget>; states: Map<string, EndpointState> } {
   const table: RoutingTable = {
     version: 1,
@@ -43,6 +46,7 @@ function build(options: {
     metrics,
     stats,
     now: 0,
+    ...(options.log ? { log: options.log } : {}),
     endpoint(service, e) {
       const reused = options.reuse?.get(e.replicaId);
       const state = reused ?? new EndpointState(`${e.replicaId} ${e.url}`, service, e.replicaId, e.url, e.release, {} as Pool, "", "127.0.0.1", 1, stats.series(service, e.release, e.replicaId), 0);
@@ -143,5 +147,75 @@ describe("ServiceTarget", () => {
     });
     expect(target.weighted(Math.random)).toBe(target.all);
     expect(target.choose(target.weighted(Math.random), undefined, 0)!.replicaId).toBe("x");
+  });
+
+  it("chooses by pin, then match rule, then sticky cookie, then affinity hash, then at random", () => {
+    const { target } = build({
+      endpoints: [
+        ["c", "r-canary"],
+        ["s", "r-stable"],
+        ["p", "r-preview"],
+      ],
+      split: {
+        sticky: true,
+        weights: [
+          { release: "r-canary", weight: 50, label: "canary" },
+          { release: "r-stable", weight: 50, label: "stable" },
+          { release: "r-preview", weight: 0, label: "preview" },
+        ],
+        match: [{ release: "r-preview", headers: { "x-group": { exact: "beta" } } }],
+        affinity: { header: "x-user-id" },
+      },
+    });
+    const zero = () => 0;
+    // A user the hash puts on the stable release (the random source would say canary).
+    let user = 0;
+    while (target.weighted(zero, ["x-user-id", `u${user}`], undefined).release !== "r-stable") user++;
+    const onStable = ["x-user-id", `u${user}`];
+    const beta = ["x-group", "beta"];
+    const cookie = "keelson-v-web=r-canary";
+    const release = (pin: string | undefined, cookies: string | undefined, raw: string[]) => target.groupFor(pin, cookies, zero, raw).release;
+    expect(release("stable", cookie, [...beta, ...onStable])).toBe("r-stable");
+    expect(release(undefined, cookie, [...beta, ...onStable])).toBe("r-preview");
+    expect(release(undefined, cookie, onStable)).toBe("r-canary");
+    expect(release(undefined, undefined, onStable)).toBe("r-stable");
+    expect(release(undefined, undefined, [])).toBe("r-canary");
+    expect(target.groupFor(undefined, undefined, () => 0.99, []).release).toBe("r-stable");
+    // A rule whose release has no available endpoint falls through to the next step.
+    target.groups.get("r-preview")!.available.items = [];
+    expect(release(undefined, cookie, [...beta, ...onStable])).toBe("r-canary");
+    expect(target.named(undefined, undefined, beta)).toBeUndefined();
+  });
+
+  it("compiles nothing for a split without match rules or affinity", () => {
+    const { target } = build({ endpoints: [["a", "r1"]], split: { sticky: false, weights: [{ release: "r1", weight: 100 }] } });
+    expect(target.rules).toBeUndefined();
+    expect(target.affinity).toBeUndefined();
+    expect(target.groupFor(undefined, undefined, Math.random, ["x-user-id", "u1"]).release).toBe("r1");
+  });
+
+  it("ignores a match rule whose regex does not compile, warning once however many tables carry it", () => {
+    const warnings: object[] = [];
+    const log: GatewayLogger = { ...silentLogger, warn: (obj) => void warnings.push(obj) };
+    const split: TrafficSplit = {
+      sticky: false,
+      weights: [{ release: "r1", weight: 100 }],
+      match: [
+        { release: "r2", headers: { "x-g": { regex: "[beta" } } },
+        { release: "r2", cookies: { canary: { exact: "always" } } },
+      ],
+    };
+    const endpoints: Array<[string, string]> = [
+      ["a", "r1"],
+      ["b", "r2"],
+    ];
+    let previous: Map<string, ServiceTarget> | undefined;
+    for (let table = 0; table < 3; table++) {
+      const { target, targets } = build({ endpoints, split, previous, log });
+      expect(target.groupFor(undefined, undefined, Math.random, ["x-g", "[beta"]).release).toBe("r1");
+      expect(target.groupFor(undefined, "canary=always", Math.random, []).release).toBe("r2");
+      previous = targets;
+    }
+    expect(warnings).toEqual([expect.objectContaining({ service: "web", rule: 0, header: "x-g", regex: "[beta" })]);
   });
 });

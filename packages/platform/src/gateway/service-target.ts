@@ -1,6 +1,7 @@
 // What the hot path knows about a service, built once per routing table: its endpoints (each
 // with its pool and balancing and ejection state, kept across tables), pick lists per release,
-// the traffic split, and the breaker, bulkhead and retry budget of its policy. Requests of an
+// the traffic split (weights, compiled match rules, affinity), and the breaker, bulkhead and
+// retry budget of its policy. Requests of an
 // older table keep the objects they started with, so a new table never disturbs them.
 import type { Pool } from "undici";
 import type { Endpoint, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
@@ -11,13 +12,15 @@ import type { GatewayMetrics, RequestCell, ServiceMetrics } from "./gateway-metr
 import type { LiveSeries, LiveStats } from "./live-stats.js";
 import type { Balanceable, LoadBalancer, PickList } from "./load-balancer.js";
 import { createLoadBalancer } from "./load-balancer.js";
+import type { GatewayLogger } from "./logger.js";
+import { silentLogger } from "./logger.js";
 import type { Ejectable } from "./outlier-detector.js";
 import { OutlierDetector } from "./outlier-detector.js";
 import { PeakEwma } from "./peak-ewma.js";
 import type { Random } from "./random.js";
 import { RetryBudget } from "./retry-budget.js";
 import type { ReleaseGroupLike } from "./traffic-split.js";
-import { ReleasePicker, readCookie, splitLabels, stickyCookie, stickyCookieName } from "./traffic-split.js";
+import { MatchRules, PatternCache, ReleasePicker, UserAffinity, readCookie, splitLabels, stickyCookie, stickyCookieName } from "./traffic-split.js";
 
 /** One replica the gateway may send traffic to, with everything the balancer and ejection keep about it. */
 export class EndpointState implements Balanceable, Ejectable {
@@ -72,6 +75,8 @@ export class ReleaseGroup implements ReleaseGroupLike {
   }
 }
 
+const NO_HEADERS: readonly string[] = [];
+
 export class ServiceTarget {
   readonly metrics: ServiceMetrics;
   /** Every endpoint of the service. */
@@ -81,6 +86,12 @@ export class ServiceTarget {
   readonly groups: ReadonlyMap<string, ReleaseGroup>;
   /** Weighted choice and pins (labels, release ids). */
   readonly picker: ReleasePicker<ReleaseGroup>;
+  /** A/B rules of the split; undefined without any (the hot path then reads no extra header). */
+  readonly rules: MatchRules<ReleaseGroup> | undefined;
+  /** Compiled regexes of the rules, handed to the next table's target. */
+  readonly patterns: PatternCache;
+  /** Hash-based weighted choice; undefined: at random. */
+  readonly affinity: UserAffinity | undefined;
   readonly sticky: boolean;
   readonly cookieName: string;
   readonly balancer: LoadBalancer;
@@ -102,6 +113,10 @@ export class ServiceTarget {
       breaker: CircuitBreaker | undefined;
       bulkhead: Bulkhead | undefined;
       budget: RetryBudget;
+      /** The previous table's regexes of this service, reused rather than compiled again. */
+      patterns?: PatternCache;
+      /** Where an unusable match rule is reported. */
+      log?: GatewayLogger;
     },
   ) {
     this.metrics = parts.metrics;
@@ -135,6 +150,13 @@ export class ServiceTarget {
       this.served = this.all;
     }
     this.picker = new ReleasePicker(weights, groups.values(), splitLabels(split));
+    this.patterns = new PatternCache(parts.patterns);
+    this.rules =
+      split?.match === undefined
+        ? undefined
+        : MatchRules.compile({ service: name, rules: split.match, group: (release) => groups.get(release), patterns: this.patterns, log: parts.log ?? silentLogger });
+    this.patterns.seal();
+    this.affinity = split?.affinity === undefined ? undefined : new UserAffinity(name, split.affinity);
     this.sticky = split?.sticky === true;
     this.cookieName = stickyCookieName(name);
   }
@@ -144,21 +166,36 @@ export class ServiceTarget {
     if (now >= this.outliers.nextReturnAt && this.outliers.release(this.endpoints, now)) this.refresh();
   }
 
-  /** The release group of a new request by weight (the whole service without a split). */
-  weighted(random: Random): ReleaseGroup {
+  /**
+   * The release group of a new request by weight (the whole service without a split): from the
+   * hash of its affinity key when the split has one and the request carries it, else at random.
+   */
+  weighted(random: Random, rawHeaders?: readonly string[], cookies?: string): ReleaseGroup {
     if (this.split === undefined) return this.all;
+    const affinity = this.affinity;
+    const fraction = affinity === undefined ? undefined : affinity.fraction(rawHeaders ?? NO_HEADERS, cookies);
+    const group = fraction === undefined ? this.picker.pick(random) : this.picker.at(fraction);
     // No weighted release has a ready endpoint: serving from any release beats refusing.
-    return this.picker.pick(random) ?? this.all;
+    return group ?? this.all;
   }
 
-  /** The release group for a pin (header value) or sticky cookie if they name an available release, else by weight. */
-  groupFor(pin: string | undefined, cookies: string | undefined, random: Random): ReleaseGroup {
+  /**
+   * The release group a request names, if available: its pin (x-keelson-version value), the
+   * first match rule it satisfies, or its sticky cookie, in that order; undefined: choose by weight.
+   */
+  named(pin: string | undefined, cookies: string | undefined, rawHeaders: readonly string[]): ReleaseGroup | undefined {
     let group = pin === undefined ? undefined : this.picker.pinned(pin);
+    if (group === undefined && this.rules !== undefined) group = this.rules.choose(rawHeaders, cookies);
     if (group === undefined && this.sticky && cookies !== undefined) {
       const release = readCookie(cookies, this.cookieName);
       if (release !== undefined) group = this.picker.pinned(release);
     }
-    return group ?? this.weighted(random);
+    return group;
+  }
+
+  /** The release group of a request: the one it names (`named`), else by weight (`weighted`). */
+  groupFor(pin: string | undefined, cookies: string | undefined, random: Random, rawHeaders: readonly string[] = NO_HEADERS): ReleaseGroup {
+    return this.named(pin, cookies, rawHeaders) ?? this.weighted(random, rawHeaders, cookies);
   }
 
   /**
@@ -262,6 +299,8 @@ export interface ServiceTargetsOptions {
   now: number;
   /** The state of an endpoint, reused across tables (pool included); undefined skips an unusable one. */
   endpoint(service: string, endpoint: Endpoint): EndpointState | undefined;
+  /** Where a match rule that cannot be used (its regex does not compile) is reported, once. */
+  log?: GatewayLogger;
 }
 
 /**
@@ -290,6 +329,8 @@ export function buildServiceTargets(options: ServiceTargetsOptions): Map<string,
       breaker: policy.circuitBreaker === undefined ? undefined : same("circuitBreaker") ? before!.breaker : new CircuitBreaker(policy.circuitBreaker),
       bulkhead: policy.bulkhead === undefined ? undefined : same("bulkhead") ? before!.bulkhead : new Bulkhead(policy.bulkhead),
       budget: same("retries") ? before!.budget : new RetryBudget({ budgetPercent: policy.retries.budgetPercent, minPerSecond: policy.retries.minPerSecond }),
+      patterns: before?.patterns,
+      log: options.log,
     });
     // Round-robin carries on where it was rather than starting every table at the first replica.
     if (before !== undefined) target.all.available.cursor = before.all.available.cursor;

@@ -43,4 +43,30 @@ describe("traffic splits", () => {
     await expect(write({ weights: [] })).rejects.toMatchObject({ code: "KEELSON_ERR_INVALID_INPUT" });
     expect(await readTrafficSplit(store, "shop", "orders")).toBeUndefined();
   });
+
+  it("stores match rules and affinity, and rejects a rule naming an unknown release or holding a bad regex, naming the rule", async () => {
+    const store = await storeWithReleases();
+    const write = (split: unknown) => writeTrafficSplit({ store, project: "shop", service: "orders", split, actor: "t" });
+    const weights = [
+      { release: "r-bbbbbbbbbbbb", weight: 0, label: "canary" },
+      { release: "r-aaaaaaaaaaaa", weight: 100, label: "stable" },
+    ];
+    const split = {
+      weights,
+      sticky: false,
+      match: [{ release: "r-bbbbbbbbbbbb", headers: { "x-user-group": { exact: "beta" } }, cookies: { canary: { regex: "always|yes" } } }],
+      affinity: { header: "x-user-id" },
+    };
+    expect(await write(split)).toEqual(split);
+    expect(await readTrafficSplit(store, "shop", "orders")).toEqual(split);
+    await expect(write({ weights, sticky: false, match: [{ release: "r-cccccccccccc", cookies: { canary: { exact: "always" } } }] })).rejects.toThrow(
+      'traffic split match.0: service "orders" has no release "r-cccccccccccc"',
+    );
+    await expect(write({ weights, sticky: false, match: [split.match[0], { release: "r-bbbbbbbbbbbb", headers: { "x-g": { regex: "[" } } }] })).rejects.toThrow(
+      /^traffic split\.match\.1\.headers\.x-g\.regex: match rule 1: header "x-g": Invalid regular expression/,
+    );
+    await expect(write({ weights, sticky: false, affinity: { header: "x-user-id", cookie: "uid" } })).rejects.toThrow("traffic split.affinity: give exactly one of header, cookie");
+    expect(await readTrafficSplit(store, "shop", "orders")).toEqual(split);
+  });
 });
+

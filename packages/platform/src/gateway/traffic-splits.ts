@@ -14,7 +14,8 @@ export async function readTrafficSplit(store: Store, project: string, service: s
 
 /**
  * Validates and stores a split (or clears it with `undefined`), recording who changed
- * what. Weights must add up to 100; every release must be one of the service's.
+ * what. Weights must add up to 100; every release (of a weight or a match rule) must be one
+ * of the service's; a match rule's regex must compile.
  */
 export async function writeTrafficSplit(options: { store: Store; project: string; service: string; split: unknown; actor: string }): Promise<TrafficSplit | undefined> {
   const { store, project, service, actor } = options;
@@ -43,6 +44,9 @@ export async function writeTrafficSplit(options: { store: Store; project: string
       seen.add(`label:${w.label}`);
     }
   }
+  split.match?.forEach((rule, i) => {
+    if (!releases.has(rule.release)) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `traffic split match.${i}: service "${service}" has no release "${rule.release}"`);
+  });
   await store.setSetting(key(project, service), JSON.stringify(split));
   await store.appendEvent({ project, kind: "traffic.changed", actor, subject: `service/${service}`, details: { before, after: split } });
   return split;

@@ -168,7 +168,7 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
   if (host !== undefined) headers.push("x-forwarded-host", host);
   headers.push("x-request-id", requestId, "connection", "Upgrade", "upgrade", upgrade);
 
-  new Tunnel(ctx, service, admission, client, req.method ?? "GET", target, headers, head, requestId).open(service.groupFor(pin, cookies, ctx.random), undefined, now);
+  new Tunnel(ctx, service, admission, client, req.method ?? "GET", target, headers, head, requestId).open(service.groupFor(pin, cookies, ctx.random, raw), undefined, now);
 }
 
 /** One upgraded connection through the gateway. */

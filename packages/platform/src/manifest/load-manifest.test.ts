@@ -262,7 +262,7 @@ services:
       [
         "keelson.yaml:10:22 services.web.deploy.steps[0].setWeight: expected integer 0-100, got 120",
         'keelson.yaml:11:18 services.web.deploy.steps[1].pause: expected duration like "500ms", "10s", "2m", "1h" or "30d" (or a number of milliseconds) or "manual", got "soon"',
-        "keelson.yaml:12:11 services.web.deploy.steps[2]: expected mapping with exactly one of setWeight, pause, analysis, got a mapping",
+        "keelson.yaml:12:11 services.web.deploy.steps[2]: expected mapping with exactly one of setWeight, pause, analysis, match, got a mapping",
         "keelson.yaml:13:23 services.web.autoscale.min: must not exceed autoscale.max",
         "keelson.yaml:15:9 services.web.slos[0]: an SLO needs availability, latency or both",
       ].join("\n"),

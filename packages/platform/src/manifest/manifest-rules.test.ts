@@ -43,6 +43,31 @@ describe("checkManifestRules", () => {
     ]);
   });
 
+  it("checks canary steps: increasing weights within maxWeight, analyses with traffic before them, PromQL with a Prometheus", () => {
+    const analysis = { analysis: { metrics: [{ name: "queue", query: "sum(queue_depth)", max: 10 }] } };
+    expect(
+      lines({
+        services: {
+          a: { ...base, deploy: { strategy: "canary", maxWeight: 40, steps: [{ setWeight: 20 }, { setWeight: 20 }, { setWeight: 10 }, { setWeight: 50 }] } },
+          b: { ...base, deploy: { strategy: "canary", steps: [{ analysis: {} }, { setWeight: 0 }, { analysis: {} }, { match: { headers: { "x-beta": "1" } } }, analysis] } },
+          c: { ...base, deploy: { strategy: "rolling", analysis: {}, affinity: { header: "x-user" } } },
+          ok: { ...base, deploy: { strategy: "canary", maxWeight: 50, analysis: { duration: "2m" }, steps: [{ match: { cookies: { canary: "always" } } }, { analysis: {} }, { setWeight: 10 }, { setWeight: 50 }] } },
+        },
+      }),
+    ).toEqual([
+      "services.a.deploy.steps.1.setWeight: weights must increase: 20 comes after 20 (steps[0])",
+      "services.a.deploy.steps.2.setWeight: weights must increase: 10 comes after 20 (steps[1])",
+      "services.a.deploy.steps.3.setWeight: 50 is above maxWeight 40",
+      "services.b.deploy.steps.0.analysis: this analysis has nothing to measure: no step before it sends traffic to the new version (setWeight above 0 or match)",
+      "services.b.deploy.steps.2.analysis: this analysis has nothing to measure: no step before it sends traffic to the new version (setWeight above 0 or match)",
+      "services.b.deploy.steps.4.analysis.metrics.0.query: a PromQL metric needs a Prometheus server: set telemetry.prometheus.url",
+      "services.c.deploy.analysis: analysis is for strategy canary; strategy is rolling",
+      "services.c.deploy.affinity: affinity is for strategy canary; strategy is rolling",
+    ]);
+    // With a Prometheus, the PromQL metric is fine.
+    expect(lines({ telemetry: { prometheus: { url: "http://127.0.0.1:9090" } }, services: { b: { ...base, deploy: { strategy: "canary", steps: [{ setWeight: 5 }, analysis] } } } })).toEqual([]);
+  });
+
   it("reports pipeline.include paths that do not exist", () => {
     const found = checkManifestRules({ services: { a: { ...base, path: ".", pipeline: { include: ["nope.json", "."] } } } }, { dir: "/tmp", checkPaths: true });
     expect(found.map((i) => `${i.path.join(".")}: ${i.message}`)).toEqual(['services.a.pipeline.include.0: "nope.json" does not exist']);

@@ -56,7 +56,7 @@ export function checkManifestRules(data: unknown, options: ManifestRuleOptions):
     ...checkCalls(services),
     ...checkRoutes(services),
     ...checkPorts(root, services),
-    ...checkDelivery(services),
+    ...checkDelivery(root, services),
     ...(options.checkPaths ? [...checkPaths(services, options.dir), ...checkIncludes(services, options.dir)] : []),
   ];
 }
@@ -198,7 +198,7 @@ function checkPorts(root: Record<string, unknown>, services: Record<string, unkn
 }
 
 /** Pipelines and rollouts: one way to give stages, a rolling update that can progress, free ports for two sets. */
-function checkDelivery(services: Record<string, unknown>): PathIssue[] {
+function checkDelivery(root: Record<string, unknown>, services: Record<string, unknown>): PathIssue[] {
   const issues: PathIssue[] = [];
   for (const [name, raw] of Object.entries(services)) {
     const pipeline = field(raw, "pipeline");
@@ -230,10 +230,56 @@ function checkDelivery(services: Record<string, unknown>): PathIssue[] {
     if (deploy.strategy === "canary" && (deploy.steps ?? []).length === 0) {
       issues.push({ path: ["services", name, "deploy", "steps"], message: "a canary rollout needs steps, e.g. [{ setWeight: 10 }, { pause: 1m }, { setWeight: 50 }]" });
     }
-    if (deploy.strategy !== "canary" && deploy.steps !== undefined) {
-      issues.push({ path: ["services", name, "deploy", "steps"], message: `steps are for strategy canary; strategy is ${deploy.strategy}` });
+    if (deploy.strategy !== "canary") {
+      for (const key of ["steps", "maxWeight", "analysis", "affinity"] as const) {
+        if (deploy[key] !== undefined) issues.push({ path: ["services", name, "deploy", key], message: `${key} ${key === "steps" ? "are" : "is"} for strategy canary; strategy is ${deploy.strategy}` });
+      }
+      continue;
     }
+    issues.push(...checkCanarySteps(root, name, deploy));
   }
+  return issues;
+}
+
+/**
+ * Canary steps that could never work: weights that do not increase or pass maxWeight, an
+ * analysis before any request reaches the new version, PromQL metrics without a Prometheus.
+ */
+function checkCanarySteps(root: Record<string, unknown>, name: string, deploy: NonNullable<FieldValue<"deploy">>): PathIssue[] {
+  const issues: PathIssue[] = [];
+  const at = (...rest: PathSegment[]): PathSegment[] => ["services", name, "deploy", ...rest];
+  const prometheus = isRecord(root.telemetry) && isRecord(root.telemetry.prometheus) && typeof root.telemetry.prometheus.url === "string";
+  const checkMetrics = (metrics: unknown[] | undefined, path: PathSegment[]) => {
+    metrics?.forEach((m, k) => {
+      if (typeof m === "object" && !prometheus) {
+        issues.push({ path: [...path, "metrics", k, "query"], message: "a PromQL metric needs a Prometheus server: set telemetry.prometheus.url" });
+      }
+    });
+  };
+  checkMetrics(deploy.analysis?.metrics, at("analysis"));
+  let weight = -1;
+  let weightStep = -1;
+  let traffic = false;
+  (deploy.steps ?? []).forEach((step, i) => {
+    if ("setWeight" in step) {
+      if (step.setWeight <= weight) {
+        issues.push({ path: at("steps", i, "setWeight"), message: `weights must increase: ${step.setWeight} comes after ${weight} (steps[${weightStep}])` });
+      }
+      if (deploy.maxWeight !== undefined && step.setWeight > deploy.maxWeight) {
+        issues.push({ path: at("steps", i, "setWeight"), message: `${step.setWeight} is above maxWeight ${deploy.maxWeight}` });
+      }
+      weight = Math.max(weight, step.setWeight);
+      weightStep = i;
+      if (step.setWeight > 0) traffic = true;
+    } else if ("match" in step) {
+      traffic = true;
+    } else if ("analysis" in step) {
+      if (!traffic) {
+        issues.push({ path: at("steps", i, "analysis"), message: "this analysis has nothing to measure: no step before it sends traffic to the new version (setWeight above 0 or match)" });
+      }
+      checkMetrics(step.analysis.metrics, at("steps", i, "analysis"));
+    }
+  });
   return issues;
 }
 

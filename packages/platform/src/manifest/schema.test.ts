@@ -36,6 +36,26 @@ describe("Duration", () => {
 });
 
 describe("ServiceSpecSchema", () => {
+  it("parses canary analysis, match and affinity, and rejects an analysis without metrics or bounds", () => {
+    const canary = (deploy: unknown) => ServiceSpecSchema.safeParse({ ...service, deploy: { strategy: "canary", ...(deploy as object) } });
+    const ok = canary({
+      affinity: { header: "x-user-id" },
+      analysis: { interval: "2s", duration: "1m", metrics: ["errors", { name: "q", query: "sum(q)", max: 3 }] },
+      steps: [{ match: { headers: { "X-Beta": "1", "x-group": { prefix: "qa-" } }, cookies: { c: { regex: "a.*" } } } }, { setWeight: 10 }, { analysis: { dryRun: true } }],
+    });
+    expect(ok.success).toBe(true);
+    const deploy = ok.data?.deploy;
+    expect(deploy?.analysis).toEqual({ interval: 2000, duration: 60_000, metrics: ["errors", { name: "q", query: "sum(q)", max: 3, failureLimit: 2 }] });
+    expect(deploy?.steps?.[0]).toEqual({ match: { headers: { "X-Beta": { exact: "1" }, "x-group": { prefix: "qa-" } }, cookies: { c: { regex: "a.*" } } } });
+    const issue = (r: ReturnType<typeof canary>) => r.error?.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    expect(issue(canary({ steps: [{ setWeight: 10 }, { analysis: { metrics: [] } }] }))).toContainEqual(expect.stringMatching(/analysis.metrics: an analysis needs at least one metric/));
+    expect(canary({ steps: [{ setWeight: 10 }, { analysis: { metrics: [{ name: "q", query: "sum(q)" }] } }] }).success).toBe(false);
+    expect(canary({ steps: [{ match: {} }] }).success).toBe(false);
+    expect(canary({ steps: [{ match: { headers: { a: { regex: "(" } } } }] }).success).toBe(false);
+    expect(canary({ steps: [{ setWeight: 101 }] }).success).toBe(false);
+    expect(canary({ affinity: { header: "a", cookie: "b" }, steps: [{ setWeight: 1 }] }).success).toBe(false);
+  });
+
   it("fills in defaults", () => {
     expect(ServiceSpecSchema.parse(service)).toEqual({
       ...service,

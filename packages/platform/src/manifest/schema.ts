@@ -130,20 +130,81 @@ const EnvValue = z
   .transform(String)
   .register(expectedText, { expected: "string, number or true/false" });
 
+/** How a request header or cookie value is matched: exactly one of exact, prefix, regex. */
+const StringMatchSpec = z
+  .union([
+    z.string().transform((exact) => ({ exact })),
+    z.strictObject({ exact: z.string().describe("The whole value, exactly.") }),
+    z.strictObject({ prefix: z.string().describe("The value starts with this.") }),
+    z.strictObject({
+      regex: z
+        .string()
+        .describe("A regular expression the whole value matches.")
+        .refine(
+        (r) => {
+          try {
+            new RegExp(r);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+          { message: "not a valid regular expression" },
+        ),
+    }),
+  ])
+  .register(expectedText, { expected: 'a string (exact match) or a mapping with one of exact, prefix, regex' });
+
+/** A custom analysis metric: a PromQL query about the canary that must stay within bounds. */
+const AnalysisMetricSpec = z
+  .union([
+    z.enum(["errors", "latency"]),
+    z
+      .strictObject({
+        name: name("metric name").describe("Name shown in the analysis result."),
+        query: z.string().min(1).describe("PromQL returning one number; {{service}}, {{canary}} and {{baseline}} are replaced by the service and release ids."),
+        max: z.number().optional().describe("Fail when the value is above this."),
+        min: z.number().optional().describe("Fail when the value is below this."),
+        failureLimit: z.number().int().min(1).max(100).default(2).describe("Looks in a row out of bounds that fail the analysis."),
+      })
+      .refine((m) => m.max !== undefined || m.min !== undefined, { message: "a metric needs max, min or both", path: ["max"] }),
+  ])
+  .register(expectedText, { expected: 'errors, latency, or a mapping with name, query and max and/or min' });
+
+/** Settings of canary analysis; `deploy.analysis` gives defaults that each analysis step may override. */
+const AnalysisSpec = z.strictObject({
+  interval: Duration.optional().describe("How often the canary is compared with the baseline (default 5s)."),
+  duration: Duration.optional().describe("How long the analysis runs before it can pass; it fails as soon as the evidence is enough (default 1m)."),
+  metrics: z
+    .array(AnalysisMetricSpec)
+    .min(1, { message: "an analysis needs at least one metric: errors, latency or a PromQL query" })
+    .optional()
+    .describe("What is compared (default [errors, latency]): error ratio and latency of canary vs baseline, and PromQL metrics with bounds."),
+  confidence: z.number().min(0.5).max(0.9999).optional().describe("1 - the chance of failing a good canary over the whole analysis (default 0.99)."),
+  minRequests: z.number().int().min(1).optional().describe("Requests the canary and the baseline must each serve before the analysis can pass (default 50); fewer is Inconclusive."),
+  maxErrorRatio: z.number().gt(0).lt(1).optional().describe("Absolute limit on the canary's error ratio (default: from the service's availability SLO)."),
+  maxP99: Duration.optional().describe("Absolute limit on the canary's p99 latency (default: from the service's latency SLO)."),
+  dryRun: z.boolean().optional().describe("Report what the analysis would decide, without failing or pausing the rollout."),
+});
+
 const DeployStep = z
   .union([
     z.strictObject({ setWeight: z.number().int().min(0).max(100).describe("Percent of traffic to send to the new version.") }),
     z.strictObject({ pause: z.union([Duration, z.literal("manual")]).describe('Wait this long, or until promoted by hand ("manual").') }),
     z.strictObject({
-      analysis: z
+      analysis: AnalysisSpec.describe("Compare the new version against a baseline of the old one, getting the same traffic, before going on."),
+    }),
+    z.strictObject({
+      match: z
         .strictObject({
-          interval: Duration.optional().describe("How often to compare the new version against the baseline."),
-          metrics: z.array(z.string()).optional().describe("Names of the metrics to compare."),
+          headers: z.record(z.string().min(1), StringMatchSpec).optional().describe("Request headers (case-insensitive names) and how their values must match."),
+          cookies: z.record(z.string().min(1), StringMatchSpec).optional().describe("Cookies and how their values must match."),
         })
-        .describe("Compare the new version against the baseline before going on."),
+        .refine((m) => Object.keys(m.headers ?? {}).length + Object.keys(m.cookies ?? {}).length > 0, { message: "a match needs at least one header or cookie" })
+        .describe("From this step on, requests that match (testers, a user segment) go to the new version, whatever the weights."),
     }),
   ])
-  .register(expectedText, { expected: "mapping with exactly one of setWeight, pause, analysis" });
+  .register(expectedText, { expected: "mapping with exactly one of setWeight, pause, analysis, match" });
 
 /** How a new release replaces the running one (rolling, blue-green or canary steps). */
 const DeploySpec = z.strictObject({
@@ -151,6 +212,15 @@ const DeploySpec = z.strictObject({
   maxSurge: z.number().int().min(0).max(100).optional().describe("Rolling: percent of extra replicas allowed during the rollout (default 25, at least one replica)."),
   maxUnavailable: z.number().int().min(0).max(100).optional().describe("Rolling: percent of replicas that may be unavailable during the rollout (default 0)."),
   steps: z.array(DeployStep).optional().describe("Canary: the steps of the rollout, in order."),
+  maxWeight: z.number().int().min(1).max(100).optional().describe("Canary: the highest weight a step may set; after the last step the new version gets all traffic."),
+  analysis: AnalysisSpec.optional().describe("Canary: defaults for every analysis step."),
+  affinity: z
+    .union([
+      z.strictObject({ header: z.string().min(1).describe("Request header holding the user or session id.") }),
+      z.strictObject({ cookie: z.string().min(1).describe("Cookie holding the user or session id.") }),
+    ])
+    .optional()
+    .describe("Canary: keep each user on one version, by a hash of this header or cookie (a user or session id)."),
   drain: Duration.prefault(1000).describe("Time between taking a replica out of the gateway's table and stopping it, so requests in flight finish."),
   rollbackWindow: Duration.prefault(600_000).describe("Blue-green: how long the previous set stays running after the switch, for an instant rollback."),
   timeout: Duration.prefault(600_000).describe("Longest a rollout may take (pauses for approval excluded) before it is rolled back."),
@@ -327,6 +397,15 @@ export const ManifestSchema = z.strictObject({
     })
     .optional()
     .describe("Where metrics come from and where incidents are sent."),
+  notifications: z
+    .strictObject({
+      webhooks: z
+        .array(z.url({ protocol: /^https?$/ }))
+        .default([])
+        .describe("URLs that receive a JSON POST when a rollout fails or is rolled back (with the canary analysis' evidence)."),
+    })
+    .optional()
+    .describe("Who hears about deployments that went wrong."),
   services: z.record(name("service name"), ServiceSpecSchema.describe("A service.")).describe("The services of the project, by name."),
 });
 
@@ -339,4 +418,6 @@ export type ProbeSpec = z.output<typeof Probe>;
 export type RouteSpecOut = z.output<typeof RouteSpec>;
 export type ResilienceSpecOut = z.output<typeof ResilienceSpec>;
 export type DeploySpecOut = z.output<typeof DeploySpec>;
+export type AnalysisSpecOut = z.output<typeof AnalysisSpec>;
+export type DeployStepOut = z.output<typeof DeployStep>;
 export type PipelineSpecOut = z.output<typeof PipelineSpec>;

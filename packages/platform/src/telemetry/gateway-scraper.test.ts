@@ -134,6 +134,60 @@ describe("createGatewayScraper", () => {
     expect(scraper.failures).toBe(1);
   });
 
+  // Canary analysis calls scrapeOnce() right before each evaluation, while interval rounds go on.
+  it("adds no increase when a target is scraped again at once, or on demand during a round", async () => {
+    let total = 100;
+    let open = 0;
+    let mostOpen = 0;
+    let held: Promise<void> | undefined;
+    const gw = await serve((_req, res) => {
+      open++;
+      mostOpen = Math.max(mostOpen, open);
+      const text = `# TYPE ${GATEWAY_REQUESTS} counter\n${GATEWAY_REQUESTS}{service="orders",code_class="2xx"} ${total}\n`;
+      // Slower than the interval, so rounds and on-demand scrapes overlap.
+      void (held ?? Promise.resolve()).then(() =>
+        setTimeout(() => {
+          open--;
+          res.writeHead(200, { "content-type": "text/plain" });
+          res.end(text);
+        }, 15),
+      );
+    });
+    const store = createMetricStore();
+    const increase = () => store.increase(GATEWAY_REQUESTS, { window: "1m" })[0]?.value;
+    const scraper = createGatewayScraper({ urls: () => [gw.url], store, intervalMs: 10, timeoutMs: 5_000 });
+    await scraper.scrapeOnce();
+    total += 7;
+    await scraper.scrapeOnce();
+    expect(increase()).toBe(7);
+
+    // Two rounds back to back over a counter that did not change.
+    await scraper.scrapeOnce();
+    await scraper.scrapeOnce();
+    expect(increase()).toBe(7);
+
+    // Rounds every 10 ms, and on-demand rounds while one is in flight: they join it.
+    let release = () => {};
+    held = new Promise((r) => (release = r));
+    const before = gw.hits();
+    scraper.start();
+    const onDemand = Promise.all([scraper.scrapeOnce(), scraper.scrapeOnce()]);
+    await waitFor(() => gw.hits() === before + 1, { what: "the first round to reach the gateway" });
+    expect(open).toBe(1);
+    held = undefined;
+    release();
+    const joined = await onDemand;
+    expect(joined[0]?.[0]?.lastScrapeAt).toBe(joined[1]?.[0]?.lastScrapeAt);
+    await waitFor(() => gw.hits() >= before + 4, { what: "three more rounds" });
+    total += 5;
+    const seen = gw.hits();
+    await waitFor(() => gw.hits() >= seen + 3 && scraper.scrapeOnce().then(() => increase() === 12), { what: "the new requests to be scraped" });
+    await scraper.stop();
+    expect(mostOpen).toBe(1);
+    expect(increase()).toBe(12);
+    expect(scraper.failures).toBe(0);
+  });
+
   it("scrapes on its interval once started, skips a gateway still answering, and stop() cuts it uncounted", async () => {
     const gw = await fakeGateway();
     const slow = await serve(() => undefined);

@@ -10,6 +10,7 @@ import type { MetricsSource } from "./metrics-source.js";
 import { alertClear, burnRates, burnRatesJson, BURN_ALERTS, firingAlerts, formatWindow, objectiveKey, round, sloStatus } from "./slo.js";
 import type { BurnAlert, BurnRates, SloObjective, SloStatus } from "./slo.js";
 import { silentTelemetryLog } from "./telemetry-log.js";
+import { deliverWebhook } from "./webhook.js";
 import type { TelemetryLog } from "./telemetry-log.js";
 
 export interface IncidentWebhooks {
@@ -228,28 +229,10 @@ export function createIncidentMonitor(options: IncidentMonitorOptions): Incident
   }
 
   async function deliver(url: string, event: KeelsonEvent): Promise<void> {
-    const body = JSON.stringify({ kind: event.kind, project, event });
-    let lastError = "";
-    for (let attempt = 1; attempt <= hooks.attempts; attempt++) {
-      try {
-        const res = await doFetch(url, {
-          method: "POST",
-          headers: { "content-type": "application/json", "user-agent": "keelson", "x-keelson-event": event.kind },
-          body,
-          signal: AbortSignal.timeout(hooks.timeoutMs),
-        });
-        await res.body?.cancel();
-        if (res.ok) return;
-        lastError = `answered ${res.status}`;
-        // Other client errors will not change on a retry.
-        if (res.status < 500 && res.status !== 429 && res.status !== 408) break;
-      } catch (err) {
-        lastError = err instanceof Error && err.name === "TimeoutError" ? `no answer within ${hooks.timeoutMs} ms` : describeFetchError(err);
-      }
-      if (attempt < hooks.attempts) await sleep(hooks.backoffMs * 2 ** (attempt - 1));
-    }
+    const err = await deliverWebhook(url, JSON.stringify({ kind: event.kind, project, event }), { ...hooks, fetch: doFetch, sleep, kind: event.kind });
+    if (err === undefined) return;
     webhookFailures?.inc();
-    log.warn({ url, event: event.seq, kind: event.kind, err: lastError }, "incident webhook not delivered; giving up");
+    log.warn({ url, event: event.seq, kind: event.kind, err }, "incident webhook not delivered; giving up");
   }
 
   function tick(): void {
@@ -346,8 +329,3 @@ function checkWebhooks(w: IncidentWebhooks | undefined): Required<IncidentWebhoo
   return { urls, attempts, backoffMs: w?.backoffMs ?? 500, timeoutMs: w?.timeoutMs ?? 5_000 };
 }
 
-function describeFetchError(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
-  return err.message === "fetch failed" && cause !== undefined ? `cannot connect (${cause.code ?? cause.message ?? "unknown"})` : err.message;
-}

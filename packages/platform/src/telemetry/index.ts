@@ -16,6 +16,7 @@ export {
   GATEWAY_REQUEST_DURATION,
 } from "./metric-store.js";
 export type {
+  HistogramSample,
   IngestOptions,
   IngestResult,
   LatencySelector,
@@ -29,9 +30,10 @@ export type {
   RetentionTier,
   SelectOptions,
   VectorSample,
+  WindowSteps,
 } from "./metric-store.js";
 export { createBuiltinMetricsSource, createPrometheusMetricsSource, promql } from "./metrics-source.js";
-export type { LatencyMetricsSelector, MetricsSelector, MetricsSource, PrometheusMetricsSourceOptions } from "./metrics-source.js";
+export type { LatencyMetricsSelector, MetricsSelector, MetricsSource, PrometheusMetricsSourceOptions, RequestCounts } from "./metrics-source.js";
 export { summarizeRed } from "./red-summary.js";
 export type { RedRow, RedSummaryOptions } from "./red-summary.js";
 export { createGatewayScraper } from "./gateway-scraper.js";
@@ -65,3 +67,5 @@ export type { RenderTraceOptions, TraceNode, TraceTree } from "./trace-tree.js";
 export { buildServiceMap, EXTERNAL_CALLER } from "./service-map.js";
 export type { ServiceMap, ServiceMapEdge, ServiceMapNode, ServiceMapOptions } from "./service-map.js";
 export { collectProcessMetrics } from "./process-metrics.js";
+export { deliverWebhook } from "./webhook.js";
+export type { WebhookDelivery } from "./webhook.js";

@@ -206,6 +206,33 @@ describe("createMetricStore: RED queries", () => {
     expect(store.labelNames(GATEWAY_REQUESTS)).toEqual(["code_class", "instance", "method", "replica", "route", "service", "version"]);
   });
 
+  it("covers every step from the window's start through `at` with steps: \"cover\", for counts since a moment", () => {
+    const store = redStore();
+    const v1 = { service: "orders", version: "v1" };
+    // Scrapes every 10 s up to T0 + 600 s, 100 v1 requests each. 7 s back from the newest scrape:
+    // the nearest whole number of steps is that scrape's step alone; covering takes the one holding the start too.
+    const at = T0 + 600 * S;
+    expect(values(store.increase(GATEWAY_REQUESTS, { window: 7 * S, at, where: v1 }))).toEqual({ "": 100 });
+    expect(values(store.increase(GATEWAY_REQUESTS, { window: 7 * S, at, where: v1, steps: "cover" }))).toEqual({ "": 200 });
+    // Between two scrapes, 94 s back: 9 steps to the nearest, 10 to cover (scrapes at 510 s … 590 s and 500 s).
+    expect(values(store.increase(GATEWAY_REQUESTS, { window: 94 * S, at: at - 5 * S, where: v1 }))).toEqual({ "": 900 });
+    expect(values(store.increase(GATEWAY_REQUESTS, { window: 94 * S, at: at - 5 * S, where: v1, steps: "cover" }))).toEqual({ "": 1000 });
+    // A whole number of steps from a step boundary still takes the step holding the start.
+    expect(values(store.increase(GATEWAY_REQUESTS, { window: "1m", at, where: v1, steps: "cover" }))).toEqual({ "": 700 });
+    expect(values(store.errorRatio({ ...v1, window: 7 * S, at, steps: "cover" }))).toEqual({ "": 0.1 });
+    expect(invalid(() => store.increase(GATEWAY_REQUESTS, { window: "1m", steps: "round" as "cover" })).message).toBe('steps: expected "nearest" or "cover", got "round"');
+  });
+
+  it("gives the latency histogram's cumulative buckets per group, ascending with +Inf last", () => {
+    const store = redStore();
+    expect(store.latencyBuckets({ window: 7 * S, at: T0 + 600 * S, by: ["service"], steps: "cover" })).toEqual([
+      { labels: { service: "orders" }, buckets: [{ le: 0.05, count: 100 }, { le: 0.1, count: 160 }, { le: 0.25, count: 190 }, { le: 0.5, count: 200 }, { le: Infinity, count: 200 }] },
+      { labels: { service: "users" }, buckets: [{ le: 0.05, count: 0 }, { le: 0.1, count: 40 }, { le: 0.25, count: 80 }, { le: 0.5, count: 80 }, { le: Infinity, count: 80 }] },
+    ]);
+    expect(store.latencyBuckets({ service: "orders", version: "v1", window: "1m" }).map((g) => g.buckets.map((b) => b.count))).toEqual([[300, 480, 570, 600, 600]]);
+    expect(store.latencyBuckets({ service: "orders", version: "v2", window: "5m" })).toEqual([]);
+  });
+
   it("names unknown metrics and labels, wrong kinds and bad windows", () => {
     const store = redStore();
     expect(invalid(() => store.rate("keelson_gateway_request_total", { window: "1m" })).message).toMatch(/^unknown metric "keelson_gateway_request_total" \(known: keelson_gateway_requests_total, /);

@@ -68,7 +68,20 @@ export interface SelectOptions {
   where?: Readonly<Record<string, string>>;
   /** Evaluation time in ms since the epoch (default now). */
   at?: number;
+  /** Which steps a window covers; see `WindowSteps`. */
+  steps?: WindowSteps;
 }
+
+/**
+ * How a window maps onto the store's steps (10 s, or 1 min past 24 h), which matters when the
+ * window is not a whole number of steps or `at` is not on a step boundary:
+ *  - "nearest" (the default): the nearest whole number of steps (at least one), ending at the
+ *    newest scrape: what a rate wants (7 s reads as one step, 95 s as ten).
+ *  - "cover": every step from the one holding the window's start through the one holding `at`,
+ *    so every scrape taken since the start counts: what a count since a moment wants. Whole steps
+ *    still, so up to one step before the window's start is included.
+ */
+export type WindowSteps = "nearest" | "cover";
 
 /** One result per group: the `by` labels (empty values left out, as in PromQL) and the value. */
 export interface VectorSample {
@@ -85,10 +98,18 @@ export interface RedSelector {
   window: MetricWindow;
   by?: readonly string[];
   at?: number;
+  /** Which steps a window covers; see `WindowSteps`. */
+  steps?: WindowSteps;
 }
 
 /** The latency histogram has no replica label. */
 export type LatencySelector = Omit<RedSelector, "replica">;
+
+/** One group's cumulative histogram buckets, ascending by `le` (+Inf last). */
+export interface HistogramSample {
+  labels: Record<string, string>;
+  buckets: Bucket[];
+}
 
 /** PromQL-like queries over the stored series; every answer is a vector of groups. */
 export interface MetricQuery {
@@ -104,6 +125,11 @@ export interface MetricQuery {
   latencyQuantile(options: LatencySelector & { q: number }): VectorSample[];
   /** Share of requests slower than `thresholdSeconds` (interpolated inside its bucket). */
   slowRatio(options: LatencySelector & { thresholdSeconds: number }): VectorSample[];
+  /**
+   * The duration histogram's cumulative buckets per group, each bound's increase over the window:
+   * `sum by (le, …) (increase(duration_bucket[w]))`.
+   */
+  latencyBuckets(options: LatencySelector): HistogramSample[];
   /** Names a query may use, histogram parts (`_bucket`, `_sum`, `_count`) included. */
   metricNames(): string[];
   /** Label names a query on `metric` may use. */
@@ -517,7 +543,8 @@ export function createMetricStore(options: MetricStoreOptions = {}): MetricStore
     endMs: number;
   }
 
-  function rangeOf(window: MetricWindow, at: number | undefined): Range {
+  function rangeOf(window: MetricWindow, at: number | undefined, steps: WindowSteps = "nearest"): Range {
+    if (steps !== "nearest" && steps !== "cover") throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `steps: expected "nearest" or "cover", got ${JSON.stringify(steps)}`);
     const ms = durationMs(window, "window");
     const t = at ?? now();
     // The finest tier still holding the window's start (rings are kept relative to the newest sample).
@@ -525,6 +552,15 @@ export function createMetricStore(options: MetricStoreOptions = {}): MetricStore
     let tier = retention.findIndex((x) => newest - (t - ms) <= x.spanMs);
     if (tier === -1) tier = retention.length - 1;
     const { stepMs, spanMs } = retention[tier] as RetentionTier;
+    if (steps === "cover") {
+      // Ending at the step holding `at` (a later step holds nothing yet) and starting at the step
+      // holding the window's start: rounding the count of steps up is not enough, as `at` rarely
+      // sits on a step boundary (`at` 20.5 s, window 7 s: steps 10-20 s and 20-30 s, not just one).
+      const s1 = Math.floor(t / stepMs);
+      const s0 = Math.min(s1, Math.floor((t - Math.min(ms, spanMs)) / stepMs));
+      const n = s1 - s0 + 1;
+      return { tier, s0, s1, seconds: (n * stepMs) / 1000, startMs: s0 * stepMs, endMs: (s1 + 1) * stepMs };
+    }
     // A step not yet scraped would read as no traffic: end at the newest scrape, at most a step back.
     const end = latest === -Infinity ? t : Math.min(t, Math.max(latest, t - stepMs));
     const s1 = Math.floor(end / stepMs);
@@ -649,7 +685,7 @@ export function createMetricStore(options: MetricStoreOptions = {}): MetricStore
     const by = o.by ?? [];
     const where = checkWhere(o.where);
     checkLabels(metric, q, [...by, ...Object.keys(where)]);
-    const r = rangeOf(o.window, o.at);
+    const r = rangeOf(o.window, o.at, o.steps);
     const groups = aggregate(metric, where, by, r, (s) => sumSlots(s, r));
     return [...groups.values()].map((g) => ({ labels: g.labels, value: perSecond ? g.value / r.seconds : g.value }));
   }
@@ -670,7 +706,7 @@ export function createMetricStore(options: MetricStoreOptions = {}): MetricStore
     const by = o.by ?? [];
     const where = requestsWhere(o);
     checkLabels(metric, q, [...by, ...Object.keys(where)]);
-    const r = rangeOf(o.window, o.at);
+    const r = rangeOf(o.window, o.at, o.steps);
     const groups = new Map<string, { labels: Record<string, string>; buckets: Map<number, number> }>();
     const perLe = aggregate(metric, where, [...by, "le"], r, (s) => sumSlots(s, r));
     for (const [key, g] of perLe) {
@@ -695,7 +731,7 @@ export function createMetricStore(options: MetricStoreOptions = {}): MetricStore
   }
 
   function toBuckets(m: Map<number, number>): Bucket[] {
-    return [...m].map(([le, count]) => ({ le, count }));
+    return [...m].map(([le, count]) => ({ le, count })).sort((a, b) => a.le - b.le);
   }
 
   return {
@@ -716,7 +752,7 @@ export function createMetricStore(options: MetricStoreOptions = {}): MetricStore
       const by = o.by ?? [];
       const where = checkWhere(o.where);
       checkLabels(metric, q, [...by, ...Object.keys(where)]);
-      const r = rangeOf(o.window, o.at);
+      const r = rangeOf(o.window, o.at, o.steps);
       return [...aggregate(metric, where, by, r, (s) => averageSlots(s, r)).values()].map((g) => ({ labels: g.labels, value: g.value }));
     },
     errorRatio(o) {
@@ -725,7 +761,7 @@ export function createMetricStore(options: MetricStoreOptions = {}): MetricStore
       const by = o.by ?? [];
       const where = requestsWhere(o);
       checkLabels(metric, q, [...by, ...Object.keys(where), "code_class"]);
-      const r = rangeOf(o.window, o.at);
+      const r = rangeOf(o.window, o.at, o.steps);
       const all = aggregate(metric, where, by, r, (s) => sumSlots(s, r));
       const errors = aggregate(metric, { ...where, code_class: "5xx" }, by, r, (s) => sumSlots(s, r));
       const out: VectorSample[] = [];
@@ -755,6 +791,9 @@ export function createMetricStore(options: MetricStoreOptions = {}): MetricStore
         if (!Number.isNaN(v)) out.push({ labels: g.labels, value: v });
       }
       return out;
+    },
+    latencyBuckets(o) {
+      return [...bucketGroups(o).groups.values()].map((g) => ({ labels: g.labels, buckets: toBuckets(g.buckets) }));
     },
     metricNames() {
       return [...queryable.keys()];

@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeelsonError } from "@keelson/protocol";
 import { GATEWAY_REQUESTS, GATEWAY_REQUESTS_IN_FLIGHT, GATEWAY_REQUEST_DURATION } from "./metric-store.js";
-import type { MetricsSource } from "./metrics-source.js";
+import type { Bucket } from "./histogram-buckets.js";
+import type { MetricsSource, RequestCounts } from "./metrics-source.js";
 
 /** One scrape of one gateway: exposition text and when it was taken. */
 export interface ConformanceScrape {
@@ -79,6 +80,30 @@ export function conformanceScrapes(start: number): ConformanceScrape[] {
 function expectClose(actual: number | undefined, expected: number, relative = 0.02): void {
   expect(actual, `expected about ${expected}`).toBeTypeOf("number");
   expect(Math.abs((actual as number) - expected), `${actual} is not within ${relative * 100}% of ${expected}`).toBeLessThanOrEqual(Math.abs(expected) * relative + 1e-9);
+}
+
+/**
+ * Counts over a window that is not always whole steps. The built-in store answers exact integers
+ * over the 10 s steps covering the window (`steps`, each scrape's increase counted whole, the
+ * step holding the window's start included); Prometheus extrapolates the samples inside the
+ * window to its edges (`window`: the scenario's traffic is steady, so that is exact up to
+ * tolerance).
+ */
+function expectCounts(source: MetricsSource, actual: RequestCounts | undefined, o: { steps: RequestCounts; window: RequestCounts }): void {
+  if (source.kind === "builtin") {
+    expect(actual).toEqual(o.steps);
+    return;
+  }
+  expectClose(actual?.requests, o.window.requests);
+  expectClose(actual?.errors, o.window.errors);
+}
+
+/** Buckets as `expectCounts` reads counts: `[le, count]` pairs, +Inf last. */
+function expectBuckets(source: MetricsSource, actual: Bucket[] | undefined, o: { steps: Array<[number, number]>; window: Array<[number, number]> }): void {
+  const expected = source.kind === "builtin" ? o.steps : o.window;
+  expect(actual?.map((b) => b.le)).toEqual(expected.map(([le]) => le));
+  if (source.kind === "builtin") expect(actual?.map((b) => b.count)).toEqual(expected.map(([, c]) => c));
+  else for (const [i, [, c]] of expected.entries()) expectClose(actual?.[i]?.count, c);
 }
 
 async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
@@ -158,11 +183,92 @@ export function describeMetricsSourceConformance(name: string, harness: MetricsS
       expect(await source.inflight({ service: "payments", window: "1m", at: END })).toBeUndefined();
     });
 
+    // Per 10 s: orders v1 100 requests (20 5xx), of which orders-2 50 (15); v2 40, 80 (40 5xx) from minute 20.
+    it("counts requests and 5xx over a window, summed over replicas", async () => {
+      // 5 minutes: Prometheus 30 steps of traffic; the store 31, the step holding the start included.
+      expectCounts(source, await source.counts({ service: "orders", version: "v1", window: "5m", at: END }), {
+        steps: { requests: 3100, errors: 620 },
+        window: { requests: 3000, errors: 600 },
+      });
+      // Across a counter reset (payments' gateway restarted at minute 25), with no 5xx series at all.
+      expectCounts(source, await source.counts({ service: "payments", window: "30m", at: END }), {
+        steps: { requests: 3620, errors: 0 },
+        window: { requests: 3600, errors: 0 },
+      });
+      // Before v2's errors began: its 5xx series exists but did not move.
+      expectCounts(source, await source.counts({ service: "orders", version: "v2", window: "1m", at: start + 15 * 60_000 }), {
+        steps: { requests: 280, errors: 0 },
+        window: { requests: 240, errors: 0 },
+      });
+    });
+
+    it("counts everything since a window's start when the window is not whole steps", async () => {
+      // 95 s: Prometheus 9.5 steps of traffic; the store 11 whole steps (not 10, the nearest).
+      expectCounts(source, await source.counts({ service: "orders", window: 95_000, at: END }), {
+        steps: { requests: 1980, errors: 660 },
+        window: { requests: 1710, errors: 570 },
+      });
+      // `at` between two scrapes, 94 s back: the store takes the steps holding `at` and the start
+      // (10 steps, where the nearest whole number would be 9 and miss traffic since the start).
+      expectCounts(source, await source.counts({ service: "orders", version: "v1", replica: "orders-2", window: 94_000, at: END - 4_000 }), {
+        steps: { requests: 500, errors: 150 },
+        window: { requests: 470, errors: 141 },
+      });
+      // Shorter than the scrape interval: the store counts the step holding `at` (the newest
+      // scrape) and the one before; Prometheus's increase() needs two samples inside the window.
+      const short = await source.counts({ service: "orders", version: "v1", window: 7_000, at: END });
+      if (source.kind === "builtin") expect(short).toEqual({ requests: 200, errors: 40 });
+      else expect(short).toBeUndefined();
+    });
+
+    it("counts 0 for idle series and nothing for a selection without series", async () => {
+      expect(await source.counts({ service: "users", window: "5m", at: END })).toEqual({ requests: 0, errors: 0 });
+      expect(await source.counts({ service: "nobody", window: "5m", at: END })).toBeUndefined();
+      expect(await source.counts({ service: "orders", version: "v9", window: 95_000, at: END })).toBeUndefined();
+      // Before the scenario began.
+      expect(await source.counts({ service: "orders", window: "1m", at: start - 5 * 60_000 })).toBeUndefined();
+    });
+
+    // Per 10 s, cumulative up to 50, 100, 250, 500 ms and +Inf: v1 50, 80, 95, 100, 100; v2 0, 0, 20, 40, 40.
+    it("gives the latency histogram's cumulative buckets over a window, ascending with +Inf last", async () => {
+      const les = [0.05, 0.1, 0.25, 0.5, Infinity];
+      const times = (k: number, per: number[]) => les.map((le, i) => [le, k * (per[i] as number)] as [number, number]);
+      expectBuckets(source, await source.latencyBuckets({ service: "orders", version: "v1", window: "5m", at: END }), {
+        steps: times(31, [50, 80, 95, 100, 100]),
+        window: times(30, [50, 80, 95, 100, 100]),
+      });
+      // Both versions, over a window that is not whole steps.
+      expectBuckets(source, await source.latencyBuckets({ service: "orders", window: 95_000, at: END }), {
+        steps: times(11, [50, 80, 115, 140, 140]),
+        window: times(9.5, [50, 80, 115, 140, 140]),
+      });
+      expect(await source.latencyBuckets({ service: "payments", window: "5m", at: END })).toBeUndefined();
+      expect(await source.latencyBuckets({ service: "orders", version: "v9", window: "5m", at: END })).toBeUndefined();
+    });
+
+    it("answers a custom PromQL query with one number, or says why not", async () => {
+      await rejects(source.query("  "), /^query: expected a PromQL expression/);
+      const total = `sum(increase(${GATEWAY_REQUESTS}{service="orders",version="v1"}[5m]))`;
+      if (source.kind === "builtin") {
+        await rejects(source.query(total, { at: END }), /telemetry\.prometheus\.url in keelson\.yaml/);
+        return;
+      }
+      expectClose(await source.query(total, { at: END }), 3000);
+      expect(await source.query("scalar(vector(2.5)) * 2", { at: END })).toBe(5);
+      expect(await source.query(`sum(${GATEWAY_REQUESTS}{service="nobody"})`, { at: END })).toBeUndefined();
+      await rejects(source.query(`${GATEWAY_REQUESTS}{service="orders"}`, { at: END }), /^query "keelson_gateway_requests_total\{service=\\"orders\\"\}": expected one number, got 6 series/);
+      await rejects(source.query(`${GATEWAY_REQUESTS}{service="payments"}[1m]`, { at: END }), /expected one number, got a range vector/);
+      // Prometheus's own words on a malformed query.
+      await rejects(source.query("sum(rate(", { at: END }), /^query "sum\(rate\(": Prometheus at .* rejected it: bad_data: .*parse error/);
+    });
+
     it("rejects bad selectors alike, naming the field", async () => {
       await rejects(source.errorRatio({ service: "", window: "5m" }), /^service: expected a service name/);
       await rejects(source.requestRate({ service: "orders", window: "soon" }), /^window: expected a duration/);
       await rejects(source.latencyQuantile({ service: "orders", q: 99, window: "5m" }), /^q: expected a quantile between 0 and 1, got 99/);
       await rejects(source.slowRatio({ service: "orders", thresholdSeconds: 0, window: "5m" }), /^thresholdSeconds: expected a positive number/);
+      await rejects(source.counts({ service: "orders", window: 0 }), /^window: expected a duration/);
+      await rejects(source.latencyBuckets({ service: "orders", version: "", window: "5m" }), /^version: expected a non-empty string/);
     });
   });
 }

@@ -1,0 +1,439 @@
+// Canary analysis: compares the canary with a baseline (the previous release, started afresh and
+// given the same share of traffic at the same time) every few seconds, and decides as soon as
+// the evidence is enough. `judge` is pure (observations in, verdict out), so the simulation
+// benchmark runs exactly what the control plane runs; `observe` reads the numbers from a
+// MetricsSource (the built-in store or Prometheus).
+//
+// Outcomes, as in Argo Rollouts' AnalysisRuns: Successful, Failed, Inconclusive (too little
+// traffic, or a metric without data: never passes or fails silently) and Error (the metrics
+// source is broken). Every verdict carries its evidence: the numbers per version and each
+// check's statistic against its threshold.
+import type { AnalysisSpecOut, ServiceSpec } from "../manifest/index.js";
+import type { MetricsSource } from "../telemetry/index.js";
+import { bucketCounts, logMixture, mannWhitney, normalQuantile, oneSampleRateUpdate, rejects, twoSampleRateUpdate } from "./analysis-stats.js";
+
+export type AnalysisPhase = "Running" | "Successful" | "Failed" | "Inconclusive" | "Error";
+
+/** A PromQL metric of the canary that must stay within bounds. */
+export interface CustomMetric {
+  name: string;
+  /** PromQL; `{{service}}`, `{{canary}}` and `{{baseline}}` are replaced by the service and release ids. */
+  query: string;
+  max?: number;
+  min?: number;
+  /** Consecutive looks out of bounds that fail the analysis. */
+  failureLimit: number;
+}
+
+/** Everything an analysis run needs to know, resolved from the manifest (see `analysisSettings`). */
+export interface AnalysisSettings {
+  intervalMs: number;
+  durationMs: number;
+  /** 1 - the false-alarm rate of the whole run, shared out over its checks. */
+  confidence: number;
+  /** Requests each version must serve before the run may pass. */
+  minRequests: number;
+  /** Compare error ratios (canary vs baseline). */
+  errors: boolean;
+  /** Compare latency distributions and tails (canary vs baseline). */
+  latency: boolean;
+  /** A canary slower than the baseline by at most this much AUC (0.5 = equal) is not a failure. */
+  latencyMargin: number;
+  custom: CustomMetric[];
+  /** Absolute guard: the canary's error ratio must not be above this. */
+  maxErrorRatio?: number;
+  /** Absolute guard: at most `maxSlowRatio` of the canary's requests may take longer than `seconds`. */
+  latencyLimit?: { seconds: number; maxSlowRatio: number; source: string };
+  /** Report what the run would decide, never act on it. */
+  dryRun: boolean;
+  /** Consecutive failed looks at the metrics source that make the run an Error. */
+  errorLimit: number;
+}
+
+export const DEFAULT_ANALYSIS: AnalysisSettings = Object.freeze({
+  intervalMs: 5_000,
+  durationMs: 60_000,
+  confidence: 0.99,
+  minRequests: 50,
+  errors: true,
+  latency: true,
+  latencyMargin: 0.05,
+  custom: [],
+  dryRun: false,
+  errorLimit: 3,
+}) as AnalysisSettings;
+
+/**
+ * The settings of one analysis step: the defaults, then `deploy.analysis`, then the step's own.
+ * The absolute guards come from the service's SLOs unless the analysis sets them.
+ */
+export function analysisSettings(spec: ServiceSpec, step: AnalysisSpecOut | undefined): AnalysisSettings {
+  const layers = [spec.deploy?.analysis, step].filter((x): x is AnalysisSpecOut => x !== undefined);
+  const pick = <K extends keyof AnalysisSpecOut>(key: K): AnalysisSpecOut[K] | undefined => {
+    let v: AnalysisSpecOut[K] | undefined;
+    for (const l of layers) if (l[key] !== undefined) v = l[key];
+    return v;
+  };
+  const metrics = pick("metrics") ?? ["errors", "latency"];
+  const out: AnalysisSettings = {
+    ...DEFAULT_ANALYSIS,
+    intervalMs: pick("interval") ?? DEFAULT_ANALYSIS.intervalMs,
+    durationMs: pick("duration") ?? DEFAULT_ANALYSIS.durationMs,
+    confidence: pick("confidence") ?? DEFAULT_ANALYSIS.confidence,
+    minRequests: pick("minRequests") ?? DEFAULT_ANALYSIS.minRequests,
+    dryRun: pick("dryRun") ?? false,
+    errors: metrics.includes("errors"),
+    latency: metrics.includes("latency"),
+    custom: metrics.flatMap((m) => (typeof m === "object" ? [{ name: m.name, query: m.query, failureLimit: m.failureLimit, ...(m.max !== undefined ? { max: m.max } : {}), ...(m.min !== undefined ? { min: m.min } : {}) }] : [])),
+  };
+  const slos = spec.slos ?? [];
+  const availability = slos.map((o) => o.availability).filter((a): a is number => a !== undefined);
+  const maxErrorRatio = pick("maxErrorRatio") ?? (availability.length > 0 ? 1 - Math.max(...availability) / 100 : undefined);
+  if (maxErrorRatio !== undefined) out.maxErrorRatio = maxErrorRatio;
+  const maxP99 = pick("maxP99");
+  const latencySlo = slos.find((o) => o.latency !== undefined);
+  if (maxP99 !== undefined) out.latencyLimit = { seconds: maxP99 / 1000, maxSlowRatio: 0.01, source: "analysis.maxP99" };
+  else if (latencySlo?.latency) {
+    out.latencyLimit = { seconds: latencySlo.latency.threshold / 1000, maxSlowRatio: 1 - latencySlo.latency.percentile / 100, source: `SLO ${latencySlo.name}` };
+  }
+  return out;
+}
+
+/** One version's totals since the run began: cumulative, as a metrics source answers. */
+export interface VersionTotals {
+  requests: number;
+  errors: number;
+  /** Cumulative latency buckets `{le (seconds), count}`, ascending, ending with le = Infinity. */
+  buckets?: Array<{ le: number; count: number }>;
+}
+
+export interface AnalysisObservation {
+  /** When the numbers were read (ms since the epoch, or simulated time). */
+  at: number;
+  canary?: VersionTotals;
+  baseline?: VersionTotals;
+  custom?: Record<string, number | undefined>;
+  /** The metrics source failed; the message says how. */
+  error?: string;
+}
+
+export interface CheckResult {
+  name: string;
+  status: "pass" | "fail" | "watching" | "no-data";
+  /** The numbers behind it, in words. */
+  detail: string;
+}
+
+export interface VersionSummary {
+  requests: number;
+  errors: number;
+  errorRatio: number | undefined;
+  /** Seconds, interpolated in histogram buckets. */
+  p50?: number;
+  p99?: number;
+}
+
+export interface AnalysisEvidence {
+  at: number;
+  elapsedMs: number;
+  looks: number;
+  canary: VersionSummary;
+  baseline: VersionSummary;
+  checks: CheckResult[];
+}
+
+/** The state of one run between looks (JSON, kept in the rollout's state). */
+export interface AnalysisRun {
+  startedAt: number;
+  looks: number;
+  phase: AnalysisPhase;
+  reason?: string;
+  prev?: { canary: VersionTotals; baseline: VersionTotals };
+  errorsLLR?: number[];
+  tailLLR?: number[];
+  /** Bucket bound the tail check counts slow requests above, fixed once the baseline has enough requests. */
+  tailLe?: number;
+  guardErrorsLLR?: number[];
+  guardLatencyLLR?: number[];
+  customBreaches: Record<string, number>;
+  customSeen: string[];
+  consecutiveErrors: number;
+  evidence?: AnalysisEvidence;
+}
+
+export function startAnalysis(at: number): AnalysisRun {
+  return { startedAt: at, looks: 0, phase: "Running", customBreaches: {}, customSeen: [], consecutiveErrors: 0 };
+}
+
+/** Baseline requests needed before the tail threshold is chosen from its histogram. */
+const TAIL_MIN_BASELINE = 200;
+/** The tail check counts requests slower than the baseline's p95 bucket bound. */
+const TAIL_SHARE = 0.05;
+
+/** The checks a run performs (each gets an equal share of the false-alarm budget). */
+function activeChecks(s: AnalysisSettings): string[] {
+  const checks: string[] = [];
+  if (s.errors) checks.push("errors");
+  if (s.latency) checks.push("latency", "tail");
+  if (s.maxErrorRatio !== undefined) checks.push("error guard");
+  if (s.latencyLimit !== undefined) checks.push("latency guard");
+  return checks;
+}
+
+const pct = (x: number | undefined, digits = 2) => (x === undefined || Number.isNaN(x) ? "-" : `${(x * 100).toFixed(digits)}%`);
+const ms = (s: number | undefined) => (s === undefined || Number.isNaN(s) ? "-" : `${Math.round(s * 1000)} ms`);
+const pow10 = (logE: number) => `10^${(logE / Math.LN10).toFixed(1)}`;
+
+function minus(now: VersionTotals | undefined, before: VersionTotals | undefined): { n: number; x: number; buckets: number[] | undefined } {
+  const n1 = now?.requests ?? 0;
+  const x1 = now?.errors ?? 0;
+  const n0 = before?.requests ?? 0;
+  const x0 = before?.errors ?? 0;
+  // A counter that went down was reset (a gateway restarted): count what it has now.
+  const reset = n1 < n0 || x1 < x0;
+  const counts = now?.buckets ? bucketCounts(now.buckets) : undefined;
+  const prior = !reset && before?.buckets ? bucketCounts(before.buckets) : undefined;
+  return {
+    n: reset ? n1 : n1 - n0,
+    x: reset ? x1 : x1 - x0,
+    buckets: counts?.map((c, i) => Math.max(0, c - (prior?.[i] ?? 0))),
+  };
+}
+
+/** Requests at or below `le` in cumulative buckets. */
+function atOrBelow(buckets: Array<{ le: number; count: number }> | undefined, le: number): number {
+  let best = 0;
+  for (const b of buckets ?? []) if (b.le <= le) best = Math.max(best, b.count);
+  return best;
+}
+
+function quantile(buckets: Array<{ le: number; count: number }> | undefined, q: number): number | undefined {
+  if (!buckets || buckets.length < 2) return undefined;
+  const total = buckets[buckets.length - 1]!.count;
+  if (!(total > 0)) return undefined;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const b of buckets) {
+    if (b.count >= rank) {
+      if (b.le === Infinity) return prevLe;
+      const inBucket = b.count - prevCount;
+      return inBucket > 0 ? prevLe + (b.le - prevLe) * ((rank - prevCount) / inBucket) : b.le;
+    }
+    prevLe = b.le;
+    prevCount = b.count;
+  }
+  return prevLe;
+}
+
+function summary(t: VersionTotals | undefined): VersionSummary {
+  const requests = t?.requests ?? 0;
+  const errors = t?.errors ?? 0;
+  const out: VersionSummary = { requests, errors, errorRatio: requests > 0 ? errors / requests : undefined };
+  const p50 = quantile(t?.buckets, 0.5);
+  const p99 = quantile(t?.buckets, 0.99);
+  if (p50 !== undefined) out.p50 = p50;
+  if (p99 !== undefined) out.p99 = p99;
+  return out;
+}
+
+/**
+ * One look: folds the observation into the run and returns the run after it. A terminal run
+ * (anything but Running) is returned unchanged.
+ *
+ * @example
+ * let run = startAnalysis(t0);
+ * run = judge(run, { at: t0 + 5000, canary: { requests: 100, errors: 9 }, baseline: { requests: 100, errors: 0 } }, settings);
+ * run.phase; // "Running" until the evidence is enough, then "Failed" with run.reason saying why
+ */
+export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: AnalysisSettings): AnalysisRun {
+  if (prevRun.phase !== "Running") return prevRun;
+  const run: AnalysisRun = structuredClone(prevRun);
+  run.looks++;
+  if (obs.error !== undefined) {
+    run.consecutiveErrors++;
+    if (run.consecutiveErrors >= s.errorLimit) {
+      run.phase = "Error";
+      run.reason = `the metrics source failed ${run.consecutiveErrors} times in a row: ${obs.error}`;
+    } else {
+      run.reason = `the metrics source failed (${run.consecutiveErrors} of ${s.errorLimit} allowed in a row): ${obs.error}`;
+    }
+    return run;
+  }
+  run.consecutiveErrors = 0;
+  delete run.reason;
+
+  const checks = activeChecks(s);
+  const alpha = (1 - s.confidence) / Math.max(1, checks.length + s.custom.length);
+  const needed = Math.log(1 / alpha);
+  const plannedLooks = Math.ceil(s.durationMs / s.intervalMs) + 2;
+  const zCrit = normalQuantile(1 - alpha / plannedLooks);
+
+  const dc = minus(obs.canary, run.prev?.canary);
+  const db = minus(obs.baseline, run.prev?.baseline);
+  const canary = summary(obs.canary);
+  const baseline = summary(obs.baseline);
+  const results: CheckResult[] = [];
+  const failures: string[] = [];
+
+  if (s.errors) {
+    run.errorsLLR = twoSampleRateUpdate(run.errorsLLR, dc, db);
+    const lr = logMixture(run.errorsLLR);
+    const fail = rejects(run.errorsLLR, alpha) && canary.errorRatio !== undefined && canary.errorRatio > (baseline.errorRatio ?? 0);
+    const detail = `canary ${pct(canary.errorRatio)} (${canary.errors}/${canary.requests}) vs baseline ${pct(baseline.errorRatio)} (${baseline.errors}/${baseline.requests}); evidence ${pow10(lr)}, fails at ${pow10(needed)}`;
+    results.push({ name: "error ratio", status: fail ? "fail" : canary.requests > 0 && baseline.requests > 0 ? "watching" : "no-data", detail });
+    if (fail) failures.push(`error ratio: ${detail}`);
+  }
+
+  if (s.latency) {
+    const cb = obs.canary?.buckets;
+    const bb = obs.baseline?.buckets;
+    if (cb && bb && cb.length === bb.length) {
+      const mw = mannWhitney(bucketCounts(cb), bucketCounts(bb), s.latencyMargin);
+      const fail = mw.z > zCrit;
+      const detail = `p50 ${ms(canary.p50)} vs ${ms(baseline.p50)}, p99 ${ms(canary.p99)} vs ${ms(baseline.p99)}; Mann-Whitney U=${Math.round(mw.u)}, P(canary slower)=${mw.auc.toFixed(3)}, z=${mw.z.toFixed(2)}, fails above ${zCrit.toFixed(2)}`;
+      results.push({ name: "latency", status: fail ? "fail" : "watching", detail });
+      if (fail) failures.push(`latency: ${detail}`);
+      // Tail: the share of requests slower than the baseline's p95 bucket bound, compared sequentially.
+      if (run.tailLe !== undefined && dc.buckets && db.buckets) {
+        const le = run.tailLe;
+        const slowC = { n: dc.n, x: Math.max(0, dc.n - sumUpTo(dc.buckets, cb, le)) };
+        const slowB = { n: db.n, x: Math.max(0, db.n - sumUpTo(db.buckets, bb, le)) };
+        run.tailLLR = twoSampleRateUpdate(run.tailLLR, slowC, slowB);
+      }
+      if (run.tailLe === undefined && baseline.requests >= TAIL_MIN_BASELINE) {
+        const total = bb[bb.length - 1]!.count;
+        const bound = bb.find((b) => b.le !== Infinity && total - b.count <= TAIL_SHARE * total);
+        if (bound) run.tailLe = bound.le;
+      }
+      if (run.tailLe !== undefined) {
+        const le = run.tailLe;
+        const shareC = canary.requests > 0 ? 1 - atOrBelow(cb, le) / canary.requests : undefined;
+        const shareB = baseline.requests > 0 ? 1 - atOrBelow(bb, le) / baseline.requests : undefined;
+        const lr = logMixture(run.tailLLR);
+        const tailFail = rejects(run.tailLLR, alpha) && (shareC ?? 0) > (shareB ?? 0);
+        const tdetail = `slower than ${ms(le)}: canary ${pct(shareC)} vs baseline ${pct(shareB)}; evidence ${pow10(lr)}, fails at ${pow10(needed)}`;
+        results.push({ name: "latency tail", status: tailFail ? "fail" : "watching", detail: tdetail });
+        if (tailFail) failures.push(`latency tail: ${tdetail}`);
+      } else {
+        results.push({ name: "latency tail", status: "no-data", detail: `waits for ${TAIL_MIN_BASELINE} baseline requests to fix its threshold (has ${baseline.requests})` });
+      }
+    } else {
+      results.push({ name: "latency", status: "no-data", detail: "no latency histogram for both versions yet" });
+    }
+  }
+
+  if (s.maxErrorRatio !== undefined) {
+    run.guardErrorsLLR = oneSampleRateUpdate(run.guardErrorsLLR, s.maxErrorRatio, dc);
+    const lr = logMixture(run.guardErrorsLLR);
+    const fail = rejects(run.guardErrorsLLR, alpha);
+    const detail = `canary ${pct(canary.errorRatio)} against a limit of ${pct(s.maxErrorRatio)}; evidence ${pow10(lr)}, fails at ${pow10(needed)}`;
+    results.push({ name: "error ratio limit", status: fail ? "fail" : "watching", detail });
+    if (fail) failures.push(`error ratio limit: ${detail}`);
+  }
+
+  if (s.latencyLimit !== undefined) {
+    const { seconds, maxSlowRatio, source } = s.latencyLimit;
+    const cb = obs.canary?.buckets;
+    // Counted above the first bucket bound at or over the limit: never more slow requests than there are.
+    const le = cb?.find((b) => b.le >= seconds)?.le;
+    if (cb && le !== undefined && dc.buckets) {
+      const slow = { n: dc.n, x: Math.max(0, dc.n - sumUpTo(dc.buckets, cb, le)) };
+      run.guardLatencyLLR = oneSampleRateUpdate(run.guardLatencyLLR, maxSlowRatio, slow);
+      const share = canary.requests > 0 ? 1 - atOrBelow(cb, le) / canary.requests : undefined;
+      const lr = logMixture(run.guardLatencyLLR);
+      const fail = rejects(run.guardLatencyLLR, alpha);
+      const detail = `canary requests slower than ${ms(le)}: ${pct(share)}, limit ${pct(maxSlowRatio)} (${source}); evidence ${pow10(lr)}, fails at ${pow10(needed)}`;
+      results.push({ name: "latency limit", status: fail ? "fail" : "watching", detail });
+      if (fail) failures.push(`latency limit: ${detail}`);
+    } else {
+      results.push({ name: "latency limit", status: "no-data", detail: "no latency histogram of the canary yet" });
+    }
+  }
+
+  for (const m of s.custom) {
+    const value = obs.custom?.[m.name];
+    if (value === undefined || Number.isNaN(value)) {
+      results.push({ name: m.name, status: "no-data", detail: `${m.query} returned no data` });
+      continue;
+    }
+    if (!run.customSeen.includes(m.name)) run.customSeen.push(m.name);
+    const out = (m.max !== undefined && value > m.max) || (m.min !== undefined && value < m.min);
+    run.customBreaches[m.name] = out ? (run.customBreaches[m.name] ?? 0) + 1 : 0;
+    const breaches = run.customBreaches[m.name] ?? 0;
+    const fail = breaches >= m.failureLimit;
+    const bounds = [m.min !== undefined ? `>= ${m.min}` : "", m.max !== undefined ? `<= ${m.max}` : ""].filter(Boolean).join(" and ");
+    const detail = `${value} (must be ${bounds}; out of bounds ${breaches} of ${m.failureLimit} looks in a row)`;
+    results.push({ name: m.name, status: fail ? "fail" : "watching", detail });
+    if (fail) failures.push(`${m.name}: ${detail}`);
+  }
+
+  const elapsedMs = obs.at - run.startedAt;
+  run.prev = { canary: obs.canary ?? { requests: 0, errors: 0 }, baseline: obs.baseline ?? { requests: 0, errors: 0 } };
+  run.evidence = { at: obs.at, elapsedMs, looks: run.looks, canary, baseline, checks: results };
+
+  if (failures.length > 0) {
+    run.phase = "Failed";
+    run.reason = failures.join("; ");
+    return run;
+  }
+  if (elapsedMs >= s.durationMs) {
+    const short = [canary.requests < s.minRequests ? `canary ${canary.requests}` : "", baseline.requests < s.minRequests ? `baseline ${baseline.requests}` : ""].filter(Boolean);
+    const silent = s.custom.filter((m) => !run.customSeen.includes(m.name)).map((m) => m.name);
+    if (short.length > 0) {
+      run.phase = "Inconclusive";
+      run.reason = `too little traffic to judge in ${Math.round(elapsedMs / 1000)} s: ${short.join(", ")} requests (each version needs ${s.minRequests})`;
+    } else if (silent.length > 0) {
+      run.phase = "Inconclusive";
+      run.reason = `no data in ${Math.round(elapsedMs / 1000)} s for ${silent.join(", ")}`;
+    } else {
+      run.phase = "Successful";
+      run.reason = `no check failed in ${Math.round(elapsedMs / 1000)} s: canary ${pct(canary.errorRatio)} errors, p99 ${ms(canary.p99)} over ${canary.requests} requests; baseline ${pct(baseline.errorRatio)}, p99 ${ms(baseline.p99)} over ${baseline.requests}`;
+    }
+  }
+  return run;
+}
+
+/**
+ * Requests of an interval at or below bound `le`: the interval's per-bucket counts (not
+ * cumulative) summed over the buckets whose bound (read from `bounds`) is at most `le`.
+ */
+function sumUpTo(perBucket: number[], bounds: Array<{ le: number }>, le: number): number {
+  let sum = 0;
+  for (let i = 0; i < perBucket.length; i++) if ((bounds[i]?.le ?? Infinity) <= le) sum += perBucket[i] ?? 0;
+  return sum;
+}
+
+/** Where to read a run's numbers. */
+export interface AnalysisTarget {
+  service: string;
+  canary: string;
+  baseline: string;
+}
+
+/**
+ * Reads both versions' totals since `since` (and the custom metrics) from a metrics source.
+ * Never rejects: a failing source becomes `error`, which `judge` counts towards Error.
+ */
+export async function observe(source: MetricsSource, target: AnalysisTarget, settings: AnalysisSettings, since: number, at = Date.now()): Promise<AnalysisObservation> {
+  const window = Math.max(1000, at - since);
+  try {
+    const read = async (version: string): Promise<VersionTotals | undefined> => {
+      const [counts, buckets] = await Promise.all([
+        settings.errors || settings.latency || settings.maxErrorRatio !== undefined || settings.latencyLimit !== undefined ? source.counts({ service: target.service, version, window, at }) : undefined,
+        settings.latency || settings.latencyLimit !== undefined ? source.latencyBuckets({ service: target.service, version, window, at }) : undefined,
+      ]);
+      if (counts === undefined) return undefined;
+      return { ...counts, ...(buckets ? { buckets } : {}) };
+    };
+    const [canary, baseline] = await Promise.all([read(target.canary), read(target.baseline)]);
+    const custom: Record<string, number | undefined> = {};
+    for (const m of settings.custom) {
+      const query = m.query.replaceAll("{{service}}", target.service).replaceAll("{{canary}}", target.canary).replaceAll("{{baseline}}", target.baseline);
+      custom[m.name] = await source.query(query, { at });
+    }
+    return { at, ...(canary ? { canary } : {}), ...(baseline ? { baseline } : {}), custom };
+  } catch (err) {
+    return { at, error: err instanceof Error ? err.message : String(err) };
+  }
+}
