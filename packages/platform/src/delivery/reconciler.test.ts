@@ -1,3 +1,5 @@
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { makeTempDir, waitFor } from "#test-support";
 import { parseManifest } from "../manifest/index.js";
@@ -375,5 +377,59 @@ describe("reconciler (memory store and driver)", () => {
     expect(split?.match).toEqual([{ release: canary, headers: { "x-beta": { exact: "1" } }, cookies: { canary: { prefix: "yes" } } }]);
     expect(split?.affinity).toEqual({ header: "x-user-id" });
   });
+
+  it("a release group goes live together and rolls back together when one member fails", async () => {
+    // Real pipelines (no build or test stages) over two dependency-free folders.
+    const project = join(stateDir, "project");
+    for (const name of ["orders", "payments"]) {
+      await mkdir(join(project, name), { recursive: true });
+      await writeFile(join(project, name, "main.js"), "// v1\n");
+    }
+    const text = (deploy: { orders: string; payments: string }) =>
+      parseManifest(
+        ["project: shop", "services:", ...(["orders", "payments"] as const).flatMap((n) => [`  ${n}:`, "    owner: web", `    path: ${n}`, "    start: node main.js", "    startTimeout: 5s", `    deploy: ${deploy[n]}`]), ""].join("\n"),
+        join(project, "keelson.yaml"),
+        { checkPaths: false },
+      );
+    await reconciler.stop();
+    reconciler = createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:8080", convergeIntervalMs: 50 });
+    const strategies = { orders: "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }", payments: "{ strategy: blueGreen, drain: 0, rollbackWindow: 1m }" };
+    await reconciler.apply(text(strategies), { actor: "test" });
+    const v1 = { orders: await release("orders"), payments: await release("payments") };
+    reconciler.start();
+
+    // Together: orders pauses at its manual step; payments' new set is ready but waits for orders to switch.
+    for (const name of ["orders", "payments"]) await writeFile(join(project, name, "main.js"), "// v2\n");
+    const first = await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
+    expect(first.map((r) => r.outcome)).toEqual(["started", "started"]);
+    const group = first[0]?.rollout?.group;
+    expect(group?.members).toEqual(["orders", "payments"]);
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "paused" && (await reconciler.rolloutOf("payments"))?.gate === true, { what: "orders paused, payments at its gate" });
+    expect((await reconciler.rolloutOf("payments"))?.phase).toBe("progressing");
+    expect(await readTrafficSplit(store, "shop", "payments").then((sp) => sp?.weights.find((w) => w.release === v1.payments)?.weight)).toBe(100);
+    // Promoting one member promotes the group: both go live.
+    await reconciler.promote("orders", "bob");
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "switched" && ["finishing", "succeeded"].includes((await reconciler.rolloutOf("orders"))?.phase ?? ""), { what: "both members live" });
+
+    // A second group where orders fails: payments (rolling, so live already) goes back too.
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "succeeded", { what: "orders' first rollout to finish" });
+    const v2 = { orders: await release("orders"), payments: await release("payments") };
+    await reconciler.apply(text({ ...strategies, payments: "{ strategy: rolling, drain: 0 }" }), { actor: "test" });
+    expect(await release("payments")).toBe(v2.payments);
+    for (const name of ["orders", "payments"]) await writeFile(join(project, name, "main.js"), "// v3\n");
+    const second = await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "paused" && (await reconciler.rolloutOf("payments"))?.phase === "succeeded", { what: "orders paused, payments live" });
+    await reconciler.abort("orders", "alice");
+    await waitFor(async () => (await release("payments")) === v2.payments && (await reconciler.rolloutOf("payments"))?.strategy === "rollback", { what: "payments rolled back with its group" });
+    expect(await release("orders")).toBe(v2.orders);
+    expect((await reconciler.rolloutOf("payments"))?.message).toBe(`its release group ${second[0]?.rollout?.group?.id} failed: orders: aborted by alice`);
+    // Nothing starts when one member's pipeline fails.
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "succeeded", { what: "payments' rollback to finish" });
+    await rm(join(project, "payments"), { recursive: true });
+    await writeFile(join(project, "orders", "main.js"), "// v4\n");
+    await expect(reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false })).rejects.toThrow(/none of orders, payments was deployed: payments: /);
+    expect(await release("orders")).toBe(v2.orders);
+  });
+
 });
 

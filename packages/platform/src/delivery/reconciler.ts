@@ -625,7 +625,9 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
           failures.push({ service: name, code: startErr instanceof KeelsonError ? startErr.code : "KEELSON_ERR_START_FAILED", message });
           continue;
         }
-        const converged = target.length === spec.replicas && target.every((r) => r.state === "ready") && mine.filter((r) => !draining.has(r.spec.id) && r.state !== "stopping").length === target.length;
+        // A blue-green set kept warm for rollback is expected beside the live one.
+        const warm = (await rollouts.get(name))?.phase === "switched";
+        const converged = target.length === spec.replicas && target.every((r) => r.state === "ready") && (warm || mine.filter((r) => !draining.has(r.spec.id) && r.state !== "stopping").length === target.length);
         if (converged) {
           open.delete(name);
           onProgress({ type: "service", service: name, status: "ready" });
