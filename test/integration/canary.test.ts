@@ -215,6 +215,10 @@ describe.sequential("canary releases of payments under load", () => {
     const evidence = rolledBack!.details.analysis as { evidence: { canary: { requests: number; errors: number }; baseline: { requests: number; errors: number } } };
     expect(evidence.evidence.canary.errors).toBeGreaterThan(0);
     expect(evidence.evidence.baseline.errors).toBe(0);
+    const view = await keelson(["rollout", "payments", "-C", project]);
+    expect(view.stdout).toMatch(/step 2: analysis Failed — error ratio: canary/);
+    expect(view.stdout).toMatch(/error ratio +FAIL/);
+    console.log(`[canary] keelson rollout payments:\n${view.stdout}`);
     console.log(
       `[canary] broken payments release: rolled back ${detection.toFixed(1)} s after the canary got traffic; ${bad.length} failed of ${samples.length} requests (${during.length} while the canary served); evidence ${JSON.stringify(evidence.evidence.canary)} vs ${JSON.stringify(evidence.evidence.baseline)}`,
     );
