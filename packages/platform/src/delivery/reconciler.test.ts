@@ -366,6 +366,21 @@ describe("reconciler (memory store and driver)", () => {
     expect(reported[0]?.details).toMatchObject({ phase: "Failed", dryRun: true });
   });
 
+  it("canary analysis: promote skips an analysis under way and says so in the history; releases hide the baseline", async () => {
+    await reconciler.stop();
+    reconciler = withAnalysis(scripted().provider);
+    const slow = "{ strategy: canary, drain: 0, steps: [{ setWeight: 20 }, { analysis: { interval: 20ms, duration: 1h } }, { pause: manual }] }";
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy: slow } }), { actor: "test" });
+    reconciler.start();
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "2", deploy: slow } }), { actor: "test", waitReady: false });
+    await waitFor(async () => ((await reconciler.rolloutOf("orders"))?.analysis?.run.looks ?? 0) >= 2, { what: "the analysis to look twice" });
+    expect((await reconciler.releases("orders")).map((r) => r.id).some((id) => id.startsWith("b-"))).toBe(false);
+    const promoted = await reconciler.promote("orders", "bob");
+    expect(promoted.analyses?.[0]).toMatchObject({ step: 1, phase: "Inconclusive", reason: "promoted by bob before the analysis decided" });
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "paused", { what: "the manual pause after the analysis" });
+    expect((await reconciler.rolloutOf("orders"))?.step).toBe(2);
+  });
+
   it("canary: a match step sends matching requests to the canary before any weighted traffic", async () => {
     const deploy = '{ strategy: canary, drain: 0, affinity: { header: x-user-id }, steps: [{ match: { headers: { X-Beta: "1" }, cookies: { canary: { prefix: "yes" } } } }, { pause: manual }, { setWeight: 10 }] }';
     await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy } }), { actor: "test" });

@@ -857,7 +857,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     rolloutOf: (service) => rollouts.get(service),
     async releases(service) {
       const record = await requireService(service);
-      const list = await store.listReleases(project, service);
+      // A canary's baseline is the old release under another id, not a release of its own.
+      const list = (await store.listReleases(project, service)).filter((r) => r.details.baselineOf === undefined);
       const prev = await previousRelease(service, record.release);
       const events = await store.listEvents({ project, subject: `service/${service}`, kinds: ["rollout.started", "rollback.started", "rollout.failed"], descending: true, limit: 1000 });
       const running = driver.list().filter((r) => r.spec.project === project && r.spec.service === service);

@@ -686,6 +686,11 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       const s = await get(service);
       if (s === undefined || !isActive(s)) throw new KeelsonError("KEELSON_ERR_CONFLICT", `${service} has no rollout in progress to promote`);
       if (s.strategy !== "canary") throw new KeelsonError("KEELSON_ERR_CONFLICT", `rollout ${s.id} of ${service} is ${s.strategy}; only canary rollouts have steps to promote`);
+      // An analysis under way is a step that may be promoted past, like a pause.
+      const analysing = s.analysis !== undefined && s.phase === "progressing";
+      if (!opts.full && s.phase !== "paused" && s.pausedUntil === undefined && !analysing) {
+        throw new KeelsonError("KEELSON_ERR_CONFLICT", `rollout ${s.id} of ${service} is not paused (${s.phase}); use --full to skip its remaining steps`);
+      }
       if (s.pausedAt !== undefined) {
         s.pausedMs = (s.pausedMs ?? 0) + (Date.now() - Date.parse(s.pausedAt));
         delete s.pausedAt;
@@ -697,14 +702,10 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       if (opts.full) {
         s.phase = "promoting";
         s.step = Number.MAX_SAFE_INTEGER;
-      } else if (s.phase === "paused") {
+      } else {
         s.phase = "progressing";
-        s.step++;
-      } else if (s.strategy === "canary" && s.pausedUntil !== undefined) {
         delete s.pausedUntil;
         s.step++;
-      } else {
-        throw new KeelsonError("KEELSON_ERR_CONFLICT", `rollout ${s.id} of ${service} is not paused (${s.phase}); use --full to skip its remaining steps`);
       }
       s.stepStartedAt = now();
       await save(s);
