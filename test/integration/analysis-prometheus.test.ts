@@ -173,7 +173,6 @@ async function analyse(
     const obs = await observe(source, target, settings, since, Date.now());
     observations.push(obs);
     run = judge(run, obs, settings);
-    process.stderr.write(JSON.stringify({obs, phase: run.phase, reason: run.reason, ev: run.evidence && {c: run.evidence.canary, b: run.evidence.baseline, el: run.evidence.elapsedMs}})+'\n');
     runs.push(run);
   }
   return { run, runs, observations };
@@ -297,7 +296,7 @@ describe.skipIf(!available)("canary analysis against a real Prometheus", () => {
     expect(evidence.checks.find((c) => c.name === "queue")?.detail).toMatch(/^3 \(must be <= 10; out of bounds 0 of 2/);
   });
 
-  it("returns Prometheus's parse error for a malformed custom query", async () => {
+  it("returns Prometheus's parse error for a malformed custom query, which ends the analysis as Error at once", async () => {
     const target = { service: "payments", canary: "r-canary", baseline: "b-baseline" };
     const broken = { name: "queue", query: 'max(payments_queue_depth{version="{{canary}}"}', max: 10, failureLimit: 2 };
     const settings: AnalysisSettings = { ...DEFAULT_ANALYSIS, intervalMs: 1000, durationMs: 60_000, custom: [broken] };
@@ -307,9 +306,10 @@ describe.skipIf(!available)("canary analysis against a real Prometheus", () => {
     expect(obs.error).toContain('max(payments_queue_depth{version=\\"r-canary\\"}');
     expect(obs.error).toMatch(/rejected it: bad_data: .*parse error/);
     expect(obs).not.toHaveProperty("canary");
+    expect(obs.fatal).toBe(true);
     const run = judge(startAnalysis(countersStartedAt), obs, settings);
-    expect(run.phase).toBe("Running");
-    expect(run.reason).toMatch(/^the metrics source failed \(1 of 3 allowed in a row\): .*parse error/);
+    expect(run.phase).toBe("Error");
+    expect(run.reason).toMatch(/^the analysis cannot be evaluated: .*parse error/);
   });
 });
 

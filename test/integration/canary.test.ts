@@ -3,6 +3,8 @@
 // analyses against a baseline) and is promoted without one failed request; a deliberately broken
 // release is rolled back by the analysis on its own, and only requests the canary served fail.
 import { cp, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Agent, request } from "undici";
@@ -14,11 +16,12 @@ import { keelson, ROOT } from "../e2e/cli.js";
 
 const TEST_TIMEOUT = 240_000;
 
-function manifestText(ports: { cp: number; gw: number; admin: number }): string {
+function manifestText(ports: { cp: number; gw: number; admin: number }, hook: string): string {
   return `version: 1
 project: canary
 controlPlane: { host: 127.0.0.1, port: ${ports.cp} }
 gateway: { host: 127.0.0.1, port: ${ports.gw}, adminPort: ${ports.admin} }
+notifications: { webhooks: ["${hook}"] }
 services:
   payments:
     owner: payments-team
@@ -103,6 +106,8 @@ describe.sequential("canary releases of payments under load", () => {
   let cleanup: () => Promise<void>;
   let controlPlaneUrl: string;
   let gatewayUrl: string;
+  let receiver: Server | undefined;
+  const hooks: Array<{ kind: string; body: Record<string, unknown> }> = [];
   const appFile = () => join(project, "services/payments/src/app.ts");
 
   async function events(kinds: string[]): Promise<KeelsonEvent[]> {
@@ -129,13 +134,26 @@ describe.sequential("canary releases of payments under load", () => {
     const ports = { cp: await freePort(), gw: await freePort(), admin: await freePort() };
     controlPlaneUrl = `http://127.0.0.1:${ports.cp}`;
     gatewayUrl = `http://127.0.0.1:${ports.gw}`;
-    await writeFile(join(project, "keelson.yaml"), manifestText(ports));
+    // A real local receiver for the rollback notification.
+    const server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        hooks.push({ kind: String(req.headers["x-keelson-event"]), body: JSON.parse(body) as Record<string, unknown> });
+        res.end("ok");
+      });
+    });
+    receiver = server;
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const hook = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    await writeFile(join(project, "keelson.yaml"), manifestText(ports, hook));
     const up = await keelson(["up", "-d", project], { timeoutMs: 180_000 });
     expect(up.code, up.stdout + up.stderr).toBe(0);
   }, 200_000);
 
   afterAll(async () => {
     if (project) await keelson(["down", project]);
+    receiver?.close();
     await cleanup?.();
   });
 
@@ -151,6 +169,7 @@ describe.sequential("canary releases of payments under load", () => {
 
     expect(deploy.code, deploy.stdout + deploy.stderr).toBe(0);
     expect(deploy.stdout).toMatch(/release r-[0-9a-f]{12} serves all traffic/);
+    expect(hooks).toEqual([]);
     const bad = samples.filter(failed);
     expect(bad, `${bad.length} of ${samples.length} failed: ${JSON.stringify(bad.slice(0, 5))}`).toEqual([]);
 
@@ -215,6 +234,11 @@ describe.sequential("canary releases of payments under load", () => {
     const evidence = rolledBack!.details.analysis as { evidence: { canary: { requests: number; errors: number }; baseline: { requests: number; errors: number } } };
     expect(evidence.evidence.canary.errors).toBeGreaterThan(0);
     expect(evidence.evidence.baseline.errors).toBe(0);
+    // The team hears about it, with the evidence.
+    await waitFor(() => hooks.some((h) => h.kind === "rollout.failed"), { what: "the rollback notification" });
+    const note = hooks.find((h) => h.kind === "rollout.failed")?.body as { project: string; details: { service: string; rolledBackTo: string; analysis: { phase: string } } };
+    expect(note).toMatchObject({ project: "canary", details: { service: "payments", rolledBackTo: stable, analysis: { phase: "Failed" } } });
+    expect(hooks.filter((h) => h.kind === "rollout.failed")).toHaveLength(1);
     const view = await keelson(["rollout", "payments", "-C", project]);
     expect(view.stdout).toMatch(/step 2: analysis Failed — error ratio: canary/);
     expect(view.stdout).toMatch(/error ratio +FAIL/);

@@ -121,11 +121,22 @@ describe("judge", () => {
     expect(silent.reason).toMatch(/no data in 30 s for queue/);
   });
 
-  it("a counter reset (gateway restart) counts what the counter has, never negative increments", () => {
+  it("totals that dip (Prometheus extrapolates increase()) add nothing, and a later rise counts only past the earlier high", () => {
     let run = startAnalysis(0);
-    run = judge(run, { at: 5000, canary: { requests: 500, errors: 0 }, baseline: { requests: 500, errors: 0 } }, settings);
-    run = judge(run, { at: 10_000, canary: { requests: 40, errors: 20 }, baseline: { requests: 40, errors: 0 } }, settings);
-    expect(run.phase).toBe("Failed");
+    run = judge(run, { at: 5000, canary: { requests: 70, errors: 7 }, baseline: { requests: 70, errors: 0 } }, settings);
+    expect(run.phase).toBe("Running");
+    // No new traffic: the extrapolated totals fall, then come back to where they were.
+    for (const [k, n] of [[2, 60.5], [3, 47.4], [4, 60], [5, 70]] as const) {
+      run = judge(run, { at: k * 5000, canary: { requests: n, errors: n / 10 }, baseline: { requests: n, errors: 0 } }, settings);
+    }
+    expect(run.phase).toBe("Running");
+    expect(run.prev?.canary).toEqual({ requests: 70, errors: 7 });
+  });
+
+  it("a query Prometheus rejects is an Error at once, not after three looks", () => {
+    const run = judge(startAnalysis(0), { at: 5000, error: "Prometheus rejected it: bad_data: parse error", fatal: true }, settings);
+    expect(run.phase).toBe("Error");
+    expect(run.reason).toBe("the analysis cannot be evaluated: Prometheus rejected it: bad_data: parse error");
   });
 
   it("takes its settings from the SLOs, deploy.analysis and the step, in that order", () => {

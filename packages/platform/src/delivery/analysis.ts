@@ -8,6 +8,7 @@
 // traffic, or a metric without data: never passes or fails silently) and Error (the metrics
 // source is broken). Every verdict carries its evidence: the numbers per version and each
 // check's statistic against its threshold.
+import { KeelsonError } from "@keelson/protocol";
 import type { AnalysisSpecOut, ServiceSpec } from "../manifest/index.js";
 import type { MetricsSource } from "../telemetry/index.js";
 import { bucketCounts, logMixture, mannWhitney, normalQuantile, oneSampleRateUpdate, rejects, twoSampleRateUpdate } from "./analysis-stats.js";
@@ -115,6 +116,8 @@ export interface AnalysisObservation {
   custom?: Record<string, number | undefined>;
   /** The metrics source failed; the message says how. */
   error?: string;
+  /** The failure is the analysis' own (a PromQL query Prometheus rejects): retrying will not help. */
+  fatal?: boolean;
 }
 
 export interface CheckResult {
@@ -148,7 +151,7 @@ export interface AnalysisRun {
   looks: number;
   phase: AnalysisPhase;
   reason?: string;
-  prev?: { canary: VersionTotals; baseline: VersionTotals };
+  prev?: { canary: HighWater; baseline: HighWater };
   errorsLLR?: number[];
   tailLLR?: number[];
   /** Bucket bound the tail check counts slow requests above, fixed once the baseline has enough requests. */
@@ -184,19 +187,34 @@ const pct = (x: number | undefined, digits = 2) => (x === undefined || Number.is
 const ms = (s: number | undefined) => (s === undefined || Number.isNaN(s) ? "-" : `${Math.round(s * 1000)} ms`);
 const pow10 = (logE: number) => `10^${(logE / Math.LN10).toFixed(1)}`;
 
-function minus(now: VersionTotals | undefined, before: VersionTotals | undefined): { n: number; x: number; buckets: number[] | undefined } {
+/** The highest totals a run has seen of one version: what later looks are counted from. */
+export interface HighWater {
+  requests: number;
+  errors: number;
+  /** Per bucket (not cumulative). */
+  counts?: number[];
+}
+
+/**
+ * What a look adds over the last ones: totals above the high-water marks. Both sources answer
+ * with increase() since the run began, which already handles counter resets; Prometheus
+ * extrapolates to the window's edges, so its totals may also dip when traffic slows. A dip
+ * adds nothing, and the next rise counts only past the earlier high.
+ */
+function added(now: VersionTotals | undefined, seen: HighWater | undefined): { n: number; x: number; buckets: number[] | undefined; mark: HighWater } {
   const n1 = now?.requests ?? 0;
   const x1 = now?.errors ?? 0;
-  const n0 = before?.requests ?? 0;
-  const x0 = before?.errors ?? 0;
-  // A counter that went down was reset (a gateway restarted): count what it has now.
-  const reset = n1 < n0 || x1 < x0;
+  const n0 = seen?.requests ?? 0;
+  const x0 = seen?.errors ?? 0;
   const counts = now?.buckets ? bucketCounts(now.buckets) : undefined;
-  const prior = !reset && before?.buckets ? bucketCounts(before.buckets) : undefined;
+  const prior = seen?.counts;
+  const mark: HighWater = { requests: Math.max(n0, n1), errors: Math.max(x0, x1) };
+  if (counts || prior) mark.counts = (counts ?? prior ?? []).map((c, i) => Math.max(c, prior?.[i] ?? 0));
   return {
-    n: reset ? n1 : n1 - n0,
-    x: reset ? x1 : x1 - x0,
+    n: Math.max(0, n1 - n0),
+    x: Math.max(0, x1 - x0),
     buckets: counts?.map((c, i) => Math.max(0, c - (prior?.[i] ?? 0))),
+    mark,
   };
 }
 
@@ -252,7 +270,10 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
   run.looks++;
   if (obs.error !== undefined) {
     run.consecutiveErrors++;
-    if (run.consecutiveErrors >= s.errorLimit) {
+    if (obs.fatal) {
+      run.phase = "Error";
+      run.reason = `the analysis cannot be evaluated: ${obs.error}`;
+    } else if (run.consecutiveErrors >= s.errorLimit) {
       run.phase = "Error";
       run.reason = `the metrics source failed ${run.consecutiveErrors} times in a row: ${obs.error}`;
     } else {
@@ -269,8 +290,8 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
   const plannedLooks = Math.ceil(s.durationMs / s.intervalMs) + 2;
   const zCrit = normalQuantile(1 - alpha / plannedLooks);
 
-  const dc = minus(obs.canary, run.prev?.canary);
-  const db = minus(obs.baseline, run.prev?.baseline);
+  const dc = added(obs.canary, run.prev?.canary);
+  const db = added(obs.baseline, run.prev?.baseline);
   const canary = summary(obs.canary);
   const baseline = summary(obs.baseline);
   const results: CheckResult[] = [];
@@ -369,7 +390,7 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
   }
 
   const elapsedMs = obs.at - run.startedAt;
-  run.prev = { canary: obs.canary ?? { requests: 0, errors: 0 }, baseline: obs.baseline ?? { requests: 0, errors: 0 } };
+  run.prev = { canary: dc.mark, baseline: db.mark };
   run.evidence = { at: obs.at, elapsedMs, looks: run.looks, canary, baseline, checks: results };
 
   if (failures.length > 0) {
@@ -434,6 +455,7 @@ export async function observe(source: MetricsSource, target: AnalysisTarget, set
     }
     return { at, ...(canary ? { canary } : {}), ...(baseline ? { baseline } : {}), custom };
   } catch (err) {
-    return { at, error: err instanceof Error ? err.message : String(err) };
+    const fatal = err instanceof KeelsonError && err.code === "KEELSON_ERR_INVALID_INPUT";
+    return { at, error: err instanceof Error ? err.message : String(err), ...(fatal ? { fatal } : {}) };
   }
 }
