@@ -23,6 +23,8 @@ const PHASE_COLOR: Record<string, (t: string) => string> = {
 
 const pct = (x: number | undefined) => (x === undefined ? "-" : `${(x * 100).toFixed(2)}%`);
 const sec = (x: number | undefined) => (x === undefined ? "-" : `${Math.round(x * 1000)} ms`);
+/** Counts from Prometheus' increase() are extrapolated, so not always whole. */
+const count = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(1));
 
 function describeStep(step: Record<string, unknown>): string {
   if ("setWeight" in step) return `setWeight ${String(step.setWeight)}%`;
@@ -40,8 +42,8 @@ function evidenceLines(e: AnalysisEvidence, indent: string): string[] {
   const versions = table(
     ["VERSION", "REQUESTS", "ERRORS", "ERROR RATIO", "P50", "P99"],
     [
-      ["canary", String(e.canary.requests), String(e.canary.errors), pct(e.canary.errorRatio), sec(e.canary.p50), sec(e.canary.p99)],
-      ["baseline", String(e.baseline.requests), String(e.baseline.errors), pct(e.baseline.errorRatio), sec(e.baseline.p50), sec(e.baseline.p99)],
+      ["canary", count(e.canary.requests), count(e.canary.errors), pct(e.canary.errorRatio), sec(e.canary.p50), sec(e.canary.p99)],
+      ["baseline", count(e.baseline.requests), count(e.baseline.errors), pct(e.baseline.errorRatio), sec(e.baseline.p50), sec(e.baseline.p99)],
     ],
   );
   const mark = { pass: color.green("pass"), fail: color.red("FAIL"), watching: "ok so far", "no-data": color.yellow("no data") };

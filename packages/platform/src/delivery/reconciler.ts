@@ -14,6 +14,7 @@ import { createPipelineRunner, type PipelineOutcome, type PipelineProgress, type
 import { configHash, releaseConfig, releaseId } from "./release-id.js";
 import { candidateRelease } from "./workspace.js";
 import { planReplicaSteps, replicaId, rollingLimits, type ServiceTarget } from "./replica-plan.js";
+import type { AnalysisEvidence } from "./analysis.js";
 import { createRolloutController, isActive, type AnalysisProvider, type RolloutController, type RolloutState } from "./rollout.js";
 
 /** The logging surface the reconciler needs (pino's shape). */
@@ -587,10 +588,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         const state = rolloutId ? await rollouts.get(name) : undefined;
         if (state && state.id === rolloutId) {
           const ready = mine.filter((r) => r.spec.release === state.to && r.state === "ready").length;
-          const report = `${state.phase}/${state.weight}/${ready}`;
+          // Each look of a canary analysis is progress too: the numbers so far.
+          const looking = state.analysis?.run.evidence;
+          const report = `${state.phase}/${state.weight}/${ready}/${state.analysis?.step ?? "-"}/${looking?.looks ?? 0}`;
           if (lastReport.get(name) !== report) {
             lastReport.set(name, report);
-            onProgress({ type: "rollout", service: name, rollout: state.id, strategy: state.strategy, phase: state.phase, ...(state.from ? { from: state.from } : {}), to: state.to, weight: state.weight, ready, replicas: spec.replicas, ...(state.message ? { message: state.message } : {}) });
+            const message = looking && state.analysis ? analysisProgress(state.analysis.step, looking) : state.message;
+            onProgress({ type: "rollout", service: name, rollout: state.id, strategy: state.strategy, phase: state.phase, ...(state.from ? { from: state.from } : {}), to: state.to, weight: state.weight, ready, replicas: spec.replicas, ...(message ? { message } : {}) });
           }
           const serving = state.phase === "succeeded" || state.phase === "switched" || (state.phase === "finishing" && (state.strategy === "canary" || state.strategy === "rollback"));
           if (serving) {
@@ -639,6 +643,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       }
     }
     return failures;
+  }
+
+  function analysisProgress(step: number, e: AnalysisEvidence): string {
+    const pct = (x: number | undefined) => (x === undefined ? "-" : `${(x * 100).toFixed(2)}%`);
+    const p99 = (x: number | undefined) => (x === undefined ? "-" : `${Math.round(x * 1000)} ms`);
+    return `analysis at step ${step + 1}, ${Math.round(e.elapsedMs / 1000)} s: canary ${pct(e.canary.errorRatio)} errors, p99 ${p99(e.canary.p99)} over ${Math.round(e.canary.requests)} requests; baseline ${pct(e.baseline.errorRatio)}, p99 ${p99(e.baseline.p99)} over ${Math.round(e.baseline.requests)}`;
   }
 
   async function failureMessage(name: string, why: string, replicas: ReplicaInfo[]): Promise<string> {
