@@ -74,7 +74,8 @@ export function describeRollout(v: RolloutView): string {
     v.steps.forEach((step, i) => {
       const done = i < s.step || s.phase === "succeeded" || s.phase === "finishing" || s.phase === "promoting";
       const current = i === s.step && (s.phase === "progressing" || s.phase === "paused");
-      const marker = current ? color.cyan("▶") : done ? color.green("✓") : " ";
+      const stoppedHere = i === s.step && (s.phase === "rolled-back" || s.phase === "failed");
+      const marker = stoppedHere ? color.red("✗") : current ? color.cyan("▶") : done ? color.green("✓") : " ";
       lines.push(`   ${marker} ${i + 1}. ${describeStep(step)}`);
     });
   }
