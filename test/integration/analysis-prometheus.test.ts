@@ -4,24 +4,17 @@
 // createPrometheusMetricsSource. A failing canary (50% errors, queue depth 42) fails the run, an
 // equal canary passes after the duration, a dead metrics source makes the run an Error, and a
 // malformed custom PromQL query comes back with Prometheus's own parse error.
-import { spawn, spawnSync } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, makeTempDir, requireComponent, waitFor } from "#test-support";
+import { instant, onPath, startPrometheus, type RunningPrometheus } from "../support/prometheus.js";
 import { DEFAULT_ANALYSIS, judge, observe, startAnalysis } from "../../packages/platform/src/delivery/index.js";
 import type { AnalysisObservation, AnalysisRun, AnalysisSettings, AnalysisTarget } from "../../packages/platform/src/delivery/index.js";
 import { createPrometheusMetricsSource } from "../../packages/platform/src/telemetry/index.js";
 import type { MetricsSource } from "../../packages/platform/src/telemetry/index.js";
 
-function onPath(binary: string): boolean {
-  const r = spawnSync(binary, ["--version"], { stdio: "ignore" });
-  return r.error === undefined && r.status === 0;
-}
 
 const available = requireComponent("Prometheus", onPath("prometheus"), "install the Debian package prometheus");
 
@@ -96,64 +89,6 @@ function exposition(versions: VersionTraffic[]): string {
 
 // ---- Prometheus on loopback, stopped by pid ----
 
-interface RunningPrometheus {
-  url: string;
-  pid: number;
-  stop(): Promise<void>;
-}
-
-/** Starts Prometheus on 127.0.0.1, scraping `target` (host:port) every second, storage under `dir`. */
-async function startPrometheus(dir: string, target: string): Promise<RunningPrometheus> {
-  const port = await freePort();
-  const config = join(dir, "prometheus.yml");
-  await writeFile(
-    config,
-    `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fake-gateway\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: ["${target}"]\n`,
-  );
-  await mkdir(join(dir, "data"), { recursive: true });
-  const child: ChildProcess = spawn(
-    "prometheus",
-    [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr?.on("data", (c: Buffer) => {
-    if (stderr.length < 20_000) stderr += c.toString();
-  });
-  const exited = once(child, "exit");
-  const pid = child.pid as number;
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    process.kill(pid, "SIGTERM");
-    const done = await Promise.race([exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 15_000).unref())]);
-    if (!done) {
-      process.kill(pid, "SIGKILL");
-      await exited;
-    }
-  };
-  try {
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`prometheus exited with ${child.exitCode}: ${stderr}`);
-        return (await fetch(`${url}/-/ready`)).ok;
-      },
-      { timeoutMs: 30_000, intervalMs: 100, what: "Prometheus to be ready" },
-    );
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { url, pid, stop };
-}
-
-/** Runs a PromQL instant query; the vector's values. */
-async function instant(url: string, query: string): Promise<number[]> {
-  const res = await fetch(`${url}/api/v1/query?${new URLSearchParams({ query })}`);
-  const body = (await res.json()) as { data?: { result?: Array<{ value: [number, string] }> } };
-  return (body.data?.result ?? []).map((r) => Number(r.value[1]));
-}
-
 /**
  * Looks every `intervalMs` (at most `maxLooks` times) until the run leaves Running; every run
  * and observation along the way.
@@ -212,7 +147,7 @@ describe.skipIf(!available)("canary analysis against a real Prometheus", () => {
     const addr = server.address();
     const target = `127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
 
-    prometheus = await startPrometheus(tmp.dir, target);
+    prometheus = await startPrometheus(tmp.dir, { "fake-gateway": [target] });
     cleanups.push(() => prometheus.stop());
     source = createPrometheusMetricsSource({ url: prometheus.url });
     // A first scrape at zero, so every series' start is known to Prometheus; then traffic flows.

@@ -2,8 +2,7 @@
 // Prometheus and our scraper, must give the same error ratio through either MetricsSource; the
 // MetricsSource conformance suite runs on Prometheus over backfilled data; promtool lints the
 // gateway's, the control plane's and the telemetry's own /metrics text.
-import { spawn, spawnSync } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
@@ -11,7 +10,8 @@ import type { Server } from "node:http";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, makeTempDir, requireComponent, waitFor } from "#test-support";
+import { makeTempDir, requireComponent, waitFor } from "#test-support";
+import { instant, onPath, startPrometheus, type RunningPrometheus } from "../support/prometheus.js";
 import { createControlPlane } from "../../packages/platform/src/api/index.js";
 import { createReconciler } from "../../packages/platform/src/delivery/index.js";
 import { buildRoutingTable, createGateway } from "../../packages/platform/src/gateway/index.js";
@@ -30,75 +30,7 @@ import type { GatewayScraper, MetricsSource, MetricStore } from "../../packages/
 import { describeMetricsSourceConformance } from "../../packages/platform/src/telemetry/metrics-source.conformance.js";
 import type { ConformanceScrape } from "../../packages/platform/src/telemetry/metrics-source.conformance.js";
 
-function onPath(binary: string): boolean {
-  const r = spawnSync(binary, ["--version"], { stdio: "ignore" });
-  return r.error === undefined && r.status === 0;
-}
-
 const available = requireComponent("Prometheus", onPath("prometheus") && onPath("promtool"), "install the Debian package prometheus");
-
-interface RunningPrometheus {
-  url: string;
-  pid: number;
-  stop(): Promise<void>;
-}
-
-/** Starts Prometheus on 127.0.0.1 with its own config and storage under `dir`; stops it by pid. */
-/** Starts Prometheus scraping `jobs` (job name → host:port targets) every second. */
-async function startPrometheus(dir: string, jobs: Record<string, string[]>): Promise<RunningPrometheus> {
-  const port = await freePort();
-  const config = join(dir, "prometheus.yml");
-  const entries = Object.entries(jobs).filter(([, targets]) => targets.length > 0);
-  const scrape =
-    entries.length === 0
-      ? "scrape_configs: []"
-      : `scrape_configs:\n${entries
-          .map(([job, targets]) => `  - job_name: ${job}\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [${targets.map((t) => `"${t}"`).join(", ")}]`)
-          .join("\n")}`;
-  await writeFile(config, `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n${scrape}\n`);
-  await mkdir(join(dir, "data"), { recursive: true });
-  const child: ChildProcess = spawn(
-    "prometheus",
-    [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr?.on("data", (c: Buffer) => {
-    if (stderr.length < 20_000) stderr += c.toString();
-  });
-  const exited = once(child, "exit");
-  const pid = child.pid as number;
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    process.kill(pid, "SIGTERM");
-    const done = await Promise.race([exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 15_000).unref())]);
-    if (!done) {
-      process.kill(pid, "SIGKILL");
-      await exited;
-    }
-  };
-  try {
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`prometheus exited with ${child.exitCode}: ${stderr}`);
-        return (await fetch(`${url}/-/ready`)).ok;
-      },
-      { timeoutMs: 30_000, intervalMs: 100, what: "Prometheus to be ready" },
-    );
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { url, pid, stop };
-}
-
-/** Runs a PromQL instant query; the vector's values. */
-async function instant(url: string, query: string): Promise<number[]> {
-  const res = await fetch(`${url}/api/v1/query?${new URLSearchParams({ query })}`);
-  const body = (await res.json()) as { data?: { result?: Array<{ value: [number, string] }> } };
-  return (body.data?.result ?? []).map((r) => Number(r.value[1]));
-}
 
 /** `promtool check metrics` on exposition text: its exit code and each problem it names. */
 function promtoolCheck(text: string): { status: number | null; problems: string[] } {

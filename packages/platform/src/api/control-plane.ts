@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { KeelsonError, type EventKind, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
 import { Counter, Registry } from "prom-client";
-import { listPipelineRuns, type ApplyProgress, type Log, type Reconciler } from "../delivery/index.js";
+import { listPipelineRuns, type ApplyProgress, type DeployOptions, type Log, type Reconciler } from "../delivery/index.js";
 import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
 import { loadManifest, type ServiceSpec } from "../manifest/index.js";
 import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
@@ -229,22 +229,24 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       res.end();
     }
   }
-  route("POST", "/v1/services/:name/deploy", async (req, res, params) => {
-    const name = await serviceParam(params.name);
-    const body = await readJson(req);
+  /** A deploy request's body (`commit`, `rebuild`, `wait`, `trigger`) as reconciler options. */
+  function deployOptions(req: IncomingMessage, body: Record<string, unknown>): Omit<DeployOptions, "onProgress"> {
     if (body.commit !== undefined && (typeof body.commit !== "string" || !/^[\w./~^@{}-]{1,200}$/.test(body.commit))) {
       throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `commit: expected a commit sha or ref, got ${JSON.stringify(body.commit)}`);
     }
-    await streamOperation(res, (send) =>
-      reconciler.deploy(name, {
-        actor: actorOf(req),
-        ...(typeof body.commit === "string" ? { commit: body.commit } : {}),
-        rebuild: body.rebuild === true,
-        wait: body.wait !== false,
-        trigger: typeof body.trigger === "string" ? body.trigger : "deploy",
-        onProgress: send,
-      }),
-    );
+    return {
+      actor: actorOf(req),
+      ...(typeof body.commit === "string" ? { commit: body.commit } : {}),
+      rebuild: body.rebuild === true,
+      wait: body.wait !== false,
+      trigger: typeof body.trigger === "string" ? body.trigger : "deploy",
+    };
+  }
+  route("POST", "/v1/services/:name/deploy", async (req, res, params) => {
+    const name = await serviceParam(params.name);
+    const body = await readJson(req);
+    const options = deployOptions(req, body);
+    await streamOperation(res, (send) => reconciler.deploy(name, { ...options, onProgress: send }));
   });
   route("POST", "/v1/deploy", async (req, res) => {
     const body = await readJson(req);
@@ -253,19 +255,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `services: expected a list of service names, got ${JSON.stringify(services)}`);
     }
     for (const name of services) await serviceParam(name);
-    if (body.commit !== undefined && (typeof body.commit !== "string" || !/^[\w./~^@{}-]{1,200}$/.test(body.commit))) {
-      throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `commit: expected a commit sha or ref, got ${JSON.stringify(body.commit)}`);
-    }
-    await streamOperation(res, async (send) => ({
-      results: await reconciler.deployTogether(services, {
-        actor: actorOf(req),
-        ...(typeof body.commit === "string" ? { commit: body.commit } : {}),
-        rebuild: body.rebuild === true,
-        wait: body.wait !== false,
-        trigger: typeof body.trigger === "string" ? body.trigger : "deploy",
-        onProgress: send,
-      }),
-    }));
+    const options = deployOptions(req, body);
+    await streamOperation(res, async (send) => ({ results: await reconciler.deployTogether(services, { ...options, onProgress: send }) }));
   });
   route("POST", "/v1/services/:name/rollback", async (req, res, params) => {
     const name = await serviceParam(params.name);
