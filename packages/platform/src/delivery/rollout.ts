@@ -443,7 +443,8 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       const stepAge = Date.now() - Date.parse(s.stepStartedAt);
       const slow = stepAge > spec.startTimeout && ofTo.some((r) => r.state !== "ready") && s.phase !== "paused";
       const timeout = spec.deploy?.timeout ?? 600_000;
-      const tooLong = s.phase !== "paused" && Date.now() - Date.parse(s.startedAt) - (s.pausedMs ?? 0) > timeout;
+      // Waiting for a person (a manual pause, or at a release group's gate for another member) does not count.
+      const tooLong = s.phase !== "paused" && !s.gate && Date.now() - Date.parse(s.startedAt) - (s.pausedMs ?? 0) > timeout;
       if (ctx.startError || crashed || slow || tooLong) {
         const why = ctx.startError
           ? ctx.startError.message
