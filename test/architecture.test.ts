@@ -32,7 +32,8 @@ function sourceFiles(dir: string): string[] {
 }
 
 function importsOf(file: string): string[] {
-  const text = readFileSync(file, "utf8");
+  // Doc comments show imports in their examples; only code counts.
+  const text = readFileSync(file, "utf8").replace(/^\s*(\*|\/\/).*$/gm, "");
   return [...text.matchAll(/(?:from|import)\s*\(?\s*["']([^"']+)["']/g)].map((m) => m[1] as string);
 }
 

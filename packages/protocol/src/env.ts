@@ -17,4 +17,6 @@ export const REPLICA_ENV = {
   DATA_DIR: "KEELSON_DATA_DIR",
   /** Where the SDK sends its spans (OTLP/HTTP, the full URL: the control plane's /v1/traces); unset means no export. */
   OTLP_ENDPOINT: "KEELSON_OTLP_ENDPOINT",
+  /** Base URL of the control plane, where the SDK's flag provider reads flags and their changes. */
+  FLAGS_URL: "KEELSON_FLAGS_URL",
 } as const;

@@ -5,3 +5,4 @@ export * from "./status.js";
 export * from "./events.js";
 export * from "./env.js";
 export * from "./tracing.js";
+export * from "./flags/index.js";

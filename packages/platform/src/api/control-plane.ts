@@ -25,6 +25,8 @@ import {
   type TraceSearch,
   type TraceStore,
 } from "../telemetry/index.js";
+import { createFlagService, type FlagService } from "../flags/index.js";
+import { addFlagRoutes } from "./flag-routes.js";
 import { readJson, sendError, sendJson } from "./http.js";
 
 export const KEELSON_VERSION = "0.1.0";
@@ -42,6 +44,8 @@ export interface ControlPlaneOptions {
   log: Log;
   /** Registry for the control plane's own metrics (default: a new one). */
   registry?: Registry;
+  /** The project's flags (default: a flag service over `store`). */
+  flags?: FlagService;
   /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
   telemetry?: {
     metricStore: MetricStore;
@@ -146,6 +150,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     const pattern = new RegExp(`^${path.replace(/:(\w+)/g, (_, k: string) => (keys.push(k), "([^/]+)"))}$`);
     routes.push({ method, pattern, keys, name: path, handler });
   }
+
+  const flags = options.flags ?? createFlagService({ store, project });
+  const flagRoutes = addFlagRoutes(route, { flags, actorOf });
 
   route("GET", "/healthz", async (_req, res) => sendJson(res, 200, { status: "ok", project, pid: process.pid, version: KEELSON_VERSION }));
   route("GET", "/metrics", async (_req, res) => {
@@ -425,6 +432,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     },
     async close() {
       clearInterval(heartbeat);
+      flagRoutes.close();
       for (const res of sseClients) res.end();
       sseClients.clear();
       await new Promise<void>((r) => {

@@ -60,7 +60,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const driver = createProcessDriver({
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
-  const otlpEndpoint = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${port}/v1/traces`;
+  const selfUrl = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${port}`;
+  const otlpEndpoint = `${selfUrl}/v1/traces`;
   // Telemetry: the gateway's RED metrics scraped into the built-in store (or read from
   // Prometheus when the manifest names one), and SLO burn-rate alerting over them.
   const registry = new Registry();
@@ -87,7 +88,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       });
     }
   };
-  const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, otlpEndpoint, log, analysis, notify });
+  const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, otlpEndpoint, flagsUrl: selfUrl, log, analysis, notify });
   const incidents = createIncidentMonitor({
     store,
     project,

@@ -16,6 +16,7 @@ import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopP
 import { color, ms, table } from "./output.js";
 import { addDeliveryCommands } from "./delivery-commands.js";
 import { addRolloutCommands } from "./rollout-commands.js";
+import { addFlagsCommands } from "./flags-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 class UsageError extends Error {}
@@ -550,6 +551,7 @@ export function buildProgram(): Command {
 
   addDeliveryCommands(program);
   addRolloutCommands(program);
+  addFlagsCommands(program);
 
   program
     .command("serve")

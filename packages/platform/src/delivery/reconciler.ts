@@ -90,6 +90,8 @@ export interface ReconcilerOptions {
   gatewayUrl: string;
   /** Injected into replicas as KEELSON_OTLP_ENDPOINT (where the SDK exports traces). */
   otlpEndpoint?: string;
+  /** Injected into replicas as KEELSON_FLAGS_URL (where the SDK's flag provider reads flags). */
+  flagsUrl?: string;
   log?: Log;
   /** How often the background loop converges; driver events trigger it sooner. */
   convergeIntervalMs?: number;
@@ -278,6 +280,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         [REPLICA_ENV.PROJECT]: project,
         [REPLICA_ENV.GATEWAY_URL]: gatewayUrl,
         ...(options.otlpEndpoint ? { [REPLICA_ENV.OTLP_ENDPOINT]: options.otlpEndpoint } : {}),
+        ...(options.flagsUrl ? { [REPLICA_ENV.FLAGS_URL]: options.flagsUrl } : {}),
         [REPLICA_ENV.DATA_DIR]: join(stateDir, "data", release.service),
       },
       port,

@@ -1,0 +1,138 @@
+// The flag endpoints of the control-plane API: CRUD with history and rollback, the kill
+// switch, evaluation, the change stream (Server-Sent Events) and OFREP.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { importFlagd, KeelsonError, exportFlagd } from "@keelson/protocol";
+import { ofrepContext, ofrepEvaluate, ofrepEvaluateAll, type FlagService, type FlagSnapshot } from "../flags/index.js";
+import { readJson, sendJson } from "./http.js";
+
+type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
+type Route = (method: string, path: string, handler: Handler) => void;
+
+/** What a client sees of a snapshot. */
+function view(s: FlagSnapshot) {
+  return { revision: s.revision, etag: s.etag, updatedAt: s.updatedAt ?? null, flags: s.set.flags, ...(s.set.$evaluators ? { $evaluators: s.set.$evaluators } : {}) };
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (body === undefined) {
+    res.writeHead(status, headers);
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": String(Buffer.byteLength(text)), ...headers });
+  res.end(text);
+}
+
+/**
+ * Registers the flag routes; returns a function that ends every open stream (for close()).
+ */
+export function addFlagRoutes(route: Route, deps: { flags: FlagService; actorOf(req: IncomingMessage): string }): { close(): void } {
+  const { flags, actorOf } = deps;
+  const streams = new Set<ServerResponse>();
+  const write = (res: ServerResponse, s: FlagSnapshot) => res.write(`event: flags\nid: ${s.revision}\ndata: ${JSON.stringify(view(s))}\n\n`);
+  const unsubscribe = flags.subscribe((s) => {
+    for (const res of streams) write(res, s);
+  });
+  const heartbeat = setInterval(() => {
+    for (const res of streams) res.write(": heartbeat\n\n");
+  }, 15_000);
+  heartbeat.unref();
+
+  route("GET", "/v1/flags", async (req, res) => {
+    // Pollers send the last ETag back and get 304 while nothing changed.
+    const s = await flags.snapshot();
+    const etag = `"${s.etag}"`;
+    const inm = req.headers["if-none-match"];
+    if (typeof inm === "string" && inm.split(",").some((t) => t.trim() === etag)) return send(res, 304, undefined, { etag });
+    send(res, 200, view(s), { etag });
+  });
+  route("PUT", "/v1/flags", async (req, res) => {
+    // A whole set: a Keelson set ({ flags, $evaluators }) or a flagd file, which has the same shape.
+    const body = await readJson(req);
+    const imported = importFlagd(JSON.stringify(body));
+    if (!imported.ok) {
+      const lines = imported.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`);
+      throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `invalid flag set:\n  ${lines.join("\n  ")}`, { details: { issues: imported.issues } });
+    }
+    sendJson(res, 200, view(await flags.replace(imported.set, actorOf(req), { source: "import" })));
+  });
+  route("GET", "/v1/flags/export", async (_req, res) => {
+    const text = exportFlagd((await flags.snapshot()).set);
+    res.writeHead(200, { "content-type": "application/json; charset=utf-8" });
+    res.end(text);
+  });
+  route("GET", "/v1/flags/stream", async (req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+    res.flushHeaders();
+    streams.add(res);
+    req.once("close", () => streams.delete(res));
+    write(res, await flags.snapshot());
+  });
+  route("GET", "/v1/flags/:key", async (_req, res, params) => {
+    const s = await flags.snapshot();
+    const key = params.key as string;
+    const flag = s.set.flags[key];
+    if (!flag) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `flag "${key}" does not exist; \`keelson flags list\` shows the flags`);
+    sendJson(res, 200, { key, revision: s.revision, flag });
+  });
+  route("PUT", "/v1/flags/:key", async (req, res, params) => {
+    const key = params.key as string;
+    const s = await flags.put(key, await readJson(req), actorOf(req));
+    sendJson(res, 200, { key, revision: s.revision, flag: s.set.flags[key] });
+  });
+  route("DELETE", "/v1/flags/:key", async (req, res, params) => {
+    const s = await flags.remove(params.key as string, actorOf(req));
+    sendJson(res, 200, { key: params.key, revision: s.revision });
+  });
+  route("POST", "/v1/flags/:key/kill", async (req, res, params) => {
+    const key = params.key as string;
+    const s = await flags.kill(key, actorOf(req));
+    sendJson(res, 200, { key, revision: s.revision, flag: s.set.flags[key] });
+  });
+  route("GET", "/v1/flags/:key/history", async (_req, res, params, u) => {
+    const limit = Number(u.searchParams.get("limit") ?? "50");
+    sendJson(res, 200, { key: params.key, changes: await flags.history(params.key as string, Number.isInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 50) });
+  });
+  route("POST", "/v1/flags/:key/rollback", async (req, res, params) => {
+    const key = params.key as string;
+    const body = await readJson(req);
+    if (typeof body.to !== "number" || !Number.isInteger(body.to) || body.to < 1) {
+      throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `to: expected the sequence number of a change (from \`keelson flags history ${key}\`), got ${JSON.stringify(body.to)}`);
+    }
+    const s = await flags.rollback(key, body.to, actorOf(req));
+    sendJson(res, 200, { key, revision: s.revision, flag: s.set.flags[key] ?? null });
+  });
+  route("POST", "/v1/flags/:key/evaluate", async (req, res, params) => {
+    const parsed = ofrepContext(await readJson(req));
+    if (!parsed.ok) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${parsed.failure.errorCode}: ${parsed.failure.errorDetails}`);
+    sendJson(res, 200, (await flags.snapshot()).compiled.evaluate(params.key as string, parsed.context));
+  });
+
+  // OFREP: errors in its own shape, never the Keelson error envelope.
+  const ofrepBody = async (req: IncomingMessage): Promise<unknown> => {
+    try {
+      return await readJson(req);
+    } catch {
+      return "unparseable";
+    }
+  };
+  route("POST", "/ofrep/v1/evaluate/flags/:key", async (req, res, params) => {
+    const answer = ofrepEvaluate(await flags.snapshot(), params.key as string, await ofrepBody(req));
+    send(res, answer.status, answer.body, answer.headers);
+  });
+  route("POST", "/ofrep/v1/evaluate/flags", async (req, res) => {
+    const inm = req.headers["if-none-match"];
+    const answer = ofrepEvaluateAll(await flags.snapshot(), await ofrepBody(req), typeof inm === "string" ? inm : undefined);
+    send(res, answer.status, answer.body, answer.headers);
+  });
+
+  return {
+    close() {
+      clearInterval(heartbeat);
+      unsubscribe();
+      for (const res of streams) res.end();
+      streams.clear();
+    },
+  };
+}

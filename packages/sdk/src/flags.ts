@@ -1,0 +1,226 @@
+// The OpenFeature provider for Keelson flags (`@keelson/sdk/flags`): evaluates locally from a
+// snapshot of the project's flag set, kept current over the control plane's change stream
+// (Server-Sent Events), falling back to polling with an ETag. When the control plane is
+// unreachable it keeps serving the last snapshot and says so (STALE). Evaluation never throws
+// into the service: a failure is the caller's default value with an error code.
+import { compileFlagSet, REPLICA_ENV, type CompiledFlagSet, type EvaluationResult, type FlagSet } from "@keelson/protocol";
+import { ErrorCode, OpenFeatureEventEmitter, ProviderEvents, type EvaluationContext, type JsonValue, type Provider, type ResolutionDetails } from "@openfeature/server-sdk";
+
+export interface KeelsonFlagProviderOptions {
+  /** Base URL of the control plane (default: $KEELSON_FLAGS_URL, set in every replica). */
+  url?: string;
+  /** Poll this often while the stream is down (default 5 s). */
+  pollMs?: number;
+  /** Wait this long before reconnecting the stream, doubled up to 30 s (default 500 ms). */
+  reconnectMs?: number;
+  /** How long initialize() waits for a first snapshot before failing (default 5 s). */
+  initTimeoutMs?: number;
+  fetch?: typeof globalThis.fetch;
+}
+
+interface SetView {
+  revision: number;
+  etag: string;
+  flags: FlagSet["flags"];
+  $evaluators?: FlagSet["$evaluators"];
+}
+
+const CODES: Record<string, ErrorCode> = {
+  FLAG_NOT_FOUND: ErrorCode.FLAG_NOT_FOUND,
+  TYPE_MISMATCH: ErrorCode.TYPE_MISMATCH,
+  PARSE_ERROR: ErrorCode.PARSE_ERROR,
+  TARGETING_KEY_MISSING: ErrorCode.TARGETING_KEY_MISSING,
+  INVALID_CONTEXT: ErrorCode.INVALID_CONTEXT,
+  GENERAL: ErrorCode.GENERAL,
+};
+
+/**
+ * An OpenFeature provider over the project's Keelson flags.
+ *
+ * @example
+ * import { OpenFeature } from "@openfeature/server-sdk";
+ * import { KeelsonFlagProvider } from "@keelson/sdk/flags";
+ * await OpenFeature.setProviderAndWait(new KeelsonFlagProvider());
+ * const newCheckout = await OpenFeature.getClient().getBooleanValue("new-checkout", false, { targetingKey: userId });
+ */
+export class KeelsonFlagProvider implements Provider {
+  readonly metadata = { name: "keelson" } as const;
+  readonly runsOn = "server" as const;
+  readonly events = new OpenFeatureEventEmitter();
+  private readonly url: string;
+  private readonly doFetch: typeof globalThis.fetch;
+  private readonly pollMs: number;
+  private readonly reconnectMs: number;
+  private readonly initTimeoutMs: number;
+  private compiled: CompiledFlagSet | undefined;
+  private view: SetView | undefined;
+  private closed = false;
+  private stale = false;
+  private stream: AbortController | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: KeelsonFlagProviderOptions = {}) {
+    const url = options.url ?? process.env[REPLICA_ENV.FLAGS_URL];
+    if (!url) throw new Error(`KeelsonFlagProvider: no control-plane URL; pass { url } or set ${REPLICA_ENV.FLAGS_URL}`);
+    this.url = url.replace(/\/+$/, "");
+    this.doFetch = options.fetch ?? globalThis.fetch;
+    this.pollMs = options.pollMs ?? 5_000;
+    this.reconnectMs = options.reconnectMs ?? 500;
+    this.initTimeoutMs = options.initTimeoutMs ?? 5_000;
+  }
+
+  /** The revision of the snapshot being served (undefined before the first). */
+  get revision(): number | undefined {
+    return this.view?.revision;
+  }
+
+  async initialize(): Promise<void> {
+    const first = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`KeelsonFlagProvider: no flag snapshot from ${this.url} within ${this.initTimeoutMs} ms`)), this.initTimeoutMs);
+      timer.unref();
+      this.onFirst = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.connect(this.reconnectMs);
+    await first;
+  }
+
+  async onClose(): Promise<void> {
+    this.closed = true;
+    this.stream?.abort();
+    clearTimeout(this.pollTimer);
+    clearTimeout(this.reconnectTimer);
+  }
+
+  resolveBooleanEvaluation(key: string, defaultValue: boolean, context: EvaluationContext): Promise<ResolutionDetails<boolean>> {
+    return Promise.resolve(this.resolve(key, defaultValue, context, "boolean"));
+  }
+  resolveStringEvaluation(key: string, defaultValue: string, context: EvaluationContext): Promise<ResolutionDetails<string>> {
+    return Promise.resolve(this.resolve(key, defaultValue, context, "string"));
+  }
+  resolveNumberEvaluation(key: string, defaultValue: number, context: EvaluationContext): Promise<ResolutionDetails<number>> {
+    return Promise.resolve(this.resolve(key, defaultValue, context, "number"));
+  }
+  resolveObjectEvaluation<T extends JsonValue>(key: string, defaultValue: T, context: EvaluationContext): Promise<ResolutionDetails<T>> {
+    return Promise.resolve(this.resolve(key, defaultValue, context, "object"));
+  }
+
+  private resolve<T>(key: string, defaultValue: T, context: EvaluationContext, type: "boolean" | "string" | "number" | "object"): ResolutionDetails<T> {
+    if (!this.compiled) return { value: defaultValue, reason: "ERROR", errorCode: ErrorCode.PROVIDER_NOT_READY, errorMessage: "no flag snapshot yet" };
+    let r: EvaluationResult;
+    try {
+      r = this.compiled.evaluate(key, context as Record<string, unknown>, type);
+    } catch (err) {
+      return { value: defaultValue, reason: "ERROR", errorCode: ErrorCode.GENERAL, errorMessage: err instanceof Error ? err.message : String(err) };
+    }
+    if (r.errorCode !== undefined || r.value === undefined) {
+      return { value: defaultValue, reason: "ERROR", errorCode: CODES[r.errorCode ?? "GENERAL"] ?? ErrorCode.GENERAL, ...(r.errorMessage ? { errorMessage: r.errorMessage } : {}) };
+    }
+    return { value: r.value as T, reason: r.reason, ...(r.variant !== undefined ? { variant: r.variant } : {}), ...(r.metadata ? { flagMetadata: r.metadata } : {}) };
+  }
+
+  private onFirst: () => void = () => {};
+
+  /** Takes a new snapshot; tells OpenFeature which flags changed. */
+  private apply(view: SetView): void {
+    if (this.view && view.revision <= this.view.revision && view.etag === this.view.etag) {
+      if (this.stale) this.fresh();
+      return;
+    }
+    let compiled: CompiledFlagSet;
+    try {
+      compiled = compileFlagSet({ flags: view.flags, ...(view.$evaluators ? { $evaluators: view.$evaluators } : {}) });
+    } catch (err) {
+      // A set this SDK cannot compile (a newer operator?) leaves the last good one serving.
+      this.events.emit(ProviderEvents.Error, { message: `flag set revision ${view.revision} not usable: ${err instanceof Error ? err.message : String(err)}` });
+      return;
+    }
+    const before = this.view;
+    this.view = view;
+    this.compiled = compiled;
+    if (before === undefined) {
+      this.onFirst();
+      return;
+    }
+    const keys = [...new Set([...Object.keys(before.flags), ...Object.keys(view.flags)])];
+    const flagsChanged = keys.filter((k) => JSON.stringify(before.flags[k]) !== JSON.stringify(view.flags[k]));
+    if (this.stale) this.fresh();
+    this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged, metadata: { revision: view.revision } });
+  }
+
+  private fresh(): void {
+    this.stale = false;
+    this.events.emit(ProviderEvents.Ready, { message: "flag stream reconnected" });
+  }
+
+  private goStale(why: string): void {
+    if (this.stale || this.view === undefined) return;
+    this.stale = true;
+    this.events.emit(ProviderEvents.Stale, { message: `serving flag revision ${this.view.revision} from memory: ${why}` });
+  }
+
+  /** Opens the change stream; on failure polls and retries with backoff. */
+  private connect(delay: number): void {
+    if (this.closed) return;
+    const ac = new AbortController();
+    this.stream = ac;
+    void (async () => {
+      try {
+        const res = await this.doFetch(`${this.url}/v1/flags/stream`, { signal: ac.signal, headers: { accept: "text/event-stream" } });
+        if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
+        clearTimeout(this.pollTimer);
+        this.pollTimer = undefined;
+        const reader = res.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "";
+        delay = this.reconnectMs;
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += decoder.decode(value, { stream: true });
+          let end: number;
+          while ((end = buffer.indexOf("\n\n")) !== -1) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const data = block
+              .split("\n")
+              .filter((l) => l.startsWith("data: "))
+              .map((l) => l.slice(6))
+              .join("\n");
+            if (data) this.apply(JSON.parse(data) as SetView);
+          }
+        }
+        throw new Error("stream ended");
+      } catch (err) {
+        if (this.closed) return;
+        this.goStale(err instanceof Error ? err.message : String(err));
+        this.poll();
+        clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = setTimeout(() => this.connect(Math.min(30_000, delay * 2)), delay);
+        this.reconnectTimer.unref();
+      }
+    })();
+  }
+
+  /** GET /v1/flags with If-None-Match while the stream is down. */
+  private poll(): void {
+    if (this.closed || this.pollTimer !== undefined) return;
+    const once = async () => {
+      try {
+        const res = await this.doFetch(`${this.url}/v1/flags`, { headers: this.view ? { "if-none-match": `"${this.view.etag}"` } : {} });
+        if (res.status === 200) this.apply((await res.json()) as SetView);
+        else await res.body?.cancel();
+      } catch {
+        // Still unreachable: keep serving what we have.
+      }
+      if (this.closed || this.pollTimer === undefined) return;
+      this.pollTimer = setTimeout(() => void once(), this.pollMs);
+      this.pollTimer.unref();
+    };
+    this.pollTimer = setTimeout(() => void once(), 0);
+    this.pollTimer.unref();
+  }
+}

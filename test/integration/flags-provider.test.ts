@@ -1,0 +1,112 @@
+// The SDK's OpenFeature provider against a real control plane (HTTP, memory store): it serves
+// from a local snapshot, hears changes over the stream, keeps serving when the control plane is
+// gone (STALE), recovers when it is back, and a kill switch reaches 100 connected providers fast.
+import { ProviderEvents, OpenFeature } from "@openfeature/server-sdk";
+import { afterEach, describe, expect, it } from "vitest";
+import { freePort, makeTempDir, waitFor } from "#test-support";
+import { KeelsonFlagProvider } from "../../packages/sdk/src/flags.js";
+import { createControlPlane, type ControlPlane } from "../../packages/platform/src/api/index.js";
+import { createReconciler } from "../../packages/platform/src/delivery/index.js";
+import { createMemoryDriver } from "../../packages/platform/src/runtime/index.js";
+import { createMemoryStore, type Store } from "../../packages/platform/src/store/index.js";
+
+const silent = { info() {}, warn() {}, error() {} };
+const checkout = { state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "off", safeVariant: "off", targeting: { fractional: [["on", 50], ["off", 50]] } };
+
+async function startControlPlane(store: Store, dir: string, port: number): Promise<{ cp: ControlPlane; url: string; stop(): Promise<void> }> {
+  const driver = createMemoryDriver();
+  const reconciler = createReconciler({ store, driver, project: "shop", stateDir: dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
+  const cp = createControlPlane({ project: "shop", dir, stateDir: dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent });
+  const url = await cp.listen("127.0.0.1", port);
+  return {
+    cp,
+    url,
+    async stop() {
+      await reconciler.stop();
+      await cp.close();
+    },
+  };
+}
+
+async function put(url: string, key: string, body: unknown): Promise<void> {
+  const res = await fetch(`${url}/v1/flags/${key}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  expect(res.status, await res.clone().text()).toBe(200);
+}
+
+describe("KeelsonFlagProvider", () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()?.();
+  });
+
+  it("evaluates locally, hears changes, goes STALE without the control plane and recovers when it is back", async () => {
+    const tmp = await makeTempDir("keelson-flags-provider-");
+    cleanups.push(tmp.cleanup);
+    const store = createMemoryStore();
+    const port = await freePort();
+    let plane = await startControlPlane(store, tmp.dir, port);
+    cleanups.push(() => plane.stop());
+    await put(plane.url, "new-checkout", checkout);
+
+    const provider = new KeelsonFlagProvider({ url: plane.url, pollMs: 200, reconnectMs: 100 });
+    const events: string[] = [];
+    for (const e of [ProviderEvents.Ready, ProviderEvents.ConfigurationChanged, ProviderEvents.Stale, ProviderEvents.Error]) provider.events.addHandler(e, () => events.push(e));
+    await OpenFeature.setProviderAndWait("keelson-test", provider);
+    cleanups.push(() => OpenFeature.clearProviders());
+    const client = OpenFeature.getClient("keelson-test");
+
+    const users = Array.from({ length: 100 }, (_, i) => `user-${i}`);
+    const first = await Promise.all(users.map((u) => client.getBooleanDetails("new-checkout", false, { targetingKey: u })));
+    expect(first.every((d) => d.reason === "SPLIT" && d.errorCode === undefined)).toBe(true);
+    const on = first.filter((d) => d.value).length;
+    expect(on).toBeGreaterThan(30);
+    expect(on).toBeLessThan(70);
+    // A wrong type or a missing flag is the caller's default with an error code, never a throw.
+    expect(await client.getStringDetails("new-checkout", "x", { targetingKey: "u" })).toMatchObject({ value: "x", errorCode: "TYPE_MISMATCH" });
+    expect(await client.getBooleanDetails("nope", true, { targetingKey: "u" })).toMatchObject({ value: true, errorCode: "FLAG_NOT_FOUND" });
+
+    // A change arrives over the stream.
+    const rev = provider.revision as number;
+    await put(plane.url, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "on" });
+    await waitFor(() => (provider.revision ?? 0) > rev, { what: "the change to reach the provider" });
+    expect(events).toContain(ProviderEvents.ConfigurationChanged);
+    expect(await client.getBooleanValue("new-checkout", false, { targetingKey: "user-1" })).toBe(true);
+
+    // The control plane goes away: the provider says STALE and keeps serving its snapshot.
+    await plane.stop();
+    await waitFor(() => events.includes(ProviderEvents.Stale), { what: "STALE" });
+    const cached = await client.getBooleanDetails("new-checkout", false, { targetingKey: "user-1" });
+    expect(cached.value).toBe(true);
+    expect(cached.errorCode).toBeUndefined();
+
+    // Back (same store, same port, a change made meanwhile): READY again with the newer set.
+    plane = await startControlPlane(store, tmp.dir, port);
+    await put(plane.url, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "off" });
+    await waitFor(async () => (await client.getBooleanValue("new-checkout", true, { targetingKey: "user-1" })) === false, { timeoutMs: 15_000, what: "the provider to catch up after the restart" });
+    expect(events.lastIndexOf(ProviderEvents.Ready)).toBeGreaterThan(events.indexOf(ProviderEvents.Stale));
+  }, 60_000);
+
+  it("a kill switch reaches 100 connected providers: p99 of the time from the API call to each one serving it", async () => {
+    const tmp = await makeTempDir("keelson-flags-fanout-");
+    cleanups.push(tmp.cleanup);
+    const plane = await startControlPlane(createMemoryStore(), tmp.dir, 0);
+    cleanups.push(() => plane.stop());
+    await put(plane.url, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "on" });
+    const providers = Array.from({ length: 100 }, () => new KeelsonFlagProvider({ url: plane.url }));
+    await Promise.all(providers.map((p) => p.initialize()));
+    cleanups.push(async () => void (await Promise.all(providers.map((p) => p.onClose()))));
+    const seen: number[] = [];
+    let t0 = 0;
+    for (const p of providers) p.events.addHandler(ProviderEvents.ConfigurationChanged, () => seen.push(performance.now() - t0));
+    t0 = performance.now();
+    const res = await fetch(`${plane.url}/v1/flags/new-checkout/kill`, { method: "POST" });
+    expect(res.status).toBe(200);
+    await waitFor(() => seen.length === 100, { what: "all 100 providers to hear the kill" });
+    for (const p of providers) expect((await p.resolveBooleanEvaluation("new-checkout", true, { targetingKey: "u" })).value).toBe(false);
+    const sorted = [...seen].sort((a, b) => a - b);
+    const p99 = sorted[98] as number;
+    console.log(`[flags] kill switch reached 100 providers: p50 ${(sorted[49] as number).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${(sorted[99] as number).toFixed(1)} ms`);
+    // The target is p99 under 100 ms; a loose bound here, the figure goes to docs/benchmarks.md.
+    expect(p99).toBeLessThan(1000);
+  }, 60_000);
+});
