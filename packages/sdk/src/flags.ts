@@ -132,7 +132,8 @@ export class KeelsonFlagProvider implements Provider {
     }
     let compiled: CompiledFlagSet;
     try {
-      compiled = compileFlagSet({ flags: view.flags, ...(view.$evaluators ? { $evaluators: view.$evaluators } : {}) });
+      // The control plane checked the set when it was written.
+      compiled = compileFlagSet({ flags: view.flags, ...(view.$evaluators ? { $evaluators: view.$evaluators } : {}) }, { checked: true });
     } catch (err) {
       // A set this SDK cannot compile (a newer operator?) leaves the last good one serving.
       this.events.emit(ProviderEvents.Error, { message: `flag set revision ${view.revision} not usable: ${err instanceof Error ? err.message : String(err)}` });

@@ -30,9 +30,11 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 export function addFlagRoutes(route: Route, deps: { flags: FlagService; actorOf(req: IncomingMessage): string }): { close(): void } {
   const { flags, actorOf } = deps;
   const streams = new Set<ServerResponse>();
-  const write = (res: ServerResponse, s: FlagSnapshot) => res.write(`event: flags\nid: ${s.revision}\ndata: ${JSON.stringify(view(s))}\n\n`);
+  const frame = (s: FlagSnapshot) => `event: flags\nid: ${s.revision}\ndata: ${JSON.stringify(view(s))}\n\n`;
   const unsubscribe = flags.subscribe((s) => {
-    for (const res of streams) write(res, s);
+    // One serialization per change, whatever the number of listeners.
+    const text = frame(s);
+    for (const res of streams) res.write(text);
   });
   const heartbeat = setInterval(() => {
     for (const res of streams) res.write(": heartbeat\n\n");
@@ -67,7 +69,7 @@ export function addFlagRoutes(route: Route, deps: { flags: FlagService; actorOf(
     res.flushHeaders();
     streams.add(res);
     req.once("close", () => streams.delete(res));
-    write(res, await flags.snapshot());
+    res.write(frame(await flags.snapshot()));
   });
   route("GET", "/v1/flags/:key", async (_req, res, params) => {
     const s = await flags.snapshot();

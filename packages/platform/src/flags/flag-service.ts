@@ -115,7 +115,8 @@ export function createFlagService(options: { store: Store; project: string; now?
   let queue: Promise<unknown> = Promise.resolve();
 
   function build(set: FlagSet, revision: number, updatedAt: string | undefined): FlagSnapshot {
-    return { revision, set, compiled: compileFlagSet(set), etag: createHash("sha256").update(`${revision}\n${stableJson(set)}`).digest("hex").slice(0, 16), updatedAt };
+    // Every set stored went through validate() first.
+    return { revision, set, compiled: compileFlagSet(set, { checked: true }), etag: createHash("sha256").update(`${revision}\n${stableJson(set)}`).digest("hex").slice(0, 16), updatedAt };
   }
 
   async function snapshot(): Promise<FlagSnapshot> {

@@ -11,6 +11,11 @@ export interface CompileFlagSetOptions {
   now?: () => number;
   /** Array elements one evaluation may visit in map/filter/reduce/all/some/none/merge/missing (default 10,000). */
   maxIterations?: number;
+  /**
+   * The set was checked already (by `checkFlagSet`, or by the control plane that sent it): skip
+   * checking it again, the larger part of compiling. A set that cannot be compiled still throws.
+   */
+  checked?: boolean;
 }
 
 export interface CompiledFlagSet {
@@ -112,7 +117,7 @@ function compileFlag(key: string, def: FlagDefinition, set: FlagSet): CompiledFl
  * flags.evaluate("new-checkout", { targetingKey: "user-42", plan: "pro" }, "boolean");
  */
 export function compileFlagSet(set: FlagSet, options: CompileFlagSetOptions = {}): CompiledFlagSet {
-  const issues = flagSetIssues(set);
+  const issues = options.checked ? [] : flagSetIssues(set);
   if (issues.length > 0) {
     throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `invalid flag set: ${formatIssues(issues)}`, { details: { issues } });
   }

@@ -136,6 +136,18 @@ describe("JsonLogic operators", () => {
     expect(() => run(nested, lists, 799)).toThrow(BudgetExceededError);
   });
 
+  it("fractional at run time: a non-string bucketing value or a bad computed weight answers null", () => {
+    const split = (weight: unknown, data: object): unknown => run({ fractional: [{ var: "id" }, ["a", { var: "w" }], ["b", 1]] }, { ...data, w: weight });
+    expect(split(1, { id: "x" })).toMatch(/^[ab]$/);
+    expect(split(1, { id: 42 })).toBeNull(); // flagd: cast with "cat" to bucket by a number
+    expect(split(1.5, { id: "x" })).toBeNull();
+    expect(split("1", { id: "x" })).toBeNull();
+    expect(split(2147483647, { id: "x" })).toBeNull(); // total 2^31 exceeds the limit
+    expect(split(null, { id: "x", targetingKey: "t" })).toMatch(/^[ab]$/); // flagd (Go) keeps weight 1
+    expect(run({ fractional: [["a", 1]] }, { targetingKey: 7 })).toBeNull();
+    expect(run({ fractional: [["a", 1]] }, { targetingKey: "u" })).toBe("a");
+  });
+
   it("sem_ver parses a repeated context version once (one-entry cache) and still sees a changed one", () => {
     const scope = scopeFor();
     const rule = compileRule({ sem_ver: [{ var: "v" }, ">=", "2.0.0"] }, [], false, scope);
