@@ -98,7 +98,7 @@ async function referenceFanout() {
   const acs = [];
   const waiters = [];
   for (let i = 0; i < CLIENTS; i++) {
-    const ac = new AbortController();
+    const ac = new globalThis.AbortController();
     acs.push(ac);
     const res = await fetch(url, { signal: ac.signal });
     const reader = res.body.getReader();
