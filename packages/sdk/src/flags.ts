@@ -3,8 +3,21 @@
 // (Server-Sent Events), falling back to polling with an ETag. When the control plane is
 // unreachable it keeps serving the last snapshot and says so (STALE). Evaluation never throws
 // into the service: a failure is the caller's default value with an error code.
+// For flags of type "experiment" it records who was served which variant (exposures), and
+// OpenFeature's `track` records conversions; both go to the control plane in batches.
 import { compileFlagSet, REPLICA_ENV, type CompiledFlagSet, type EvaluationResult, type FlagSet } from "@keelson/protocol";
-import { ErrorCode, OpenFeatureEventEmitter, ProviderEvents, type EvaluationContext, type JsonValue, type Provider, type ResolutionDetails } from "@openfeature/server-sdk";
+import {
+  ErrorCode,
+  OpenFeatureEventEmitter,
+  ProviderEvents,
+  type EvaluationContext,
+  type JsonValue,
+  type Provider,
+  type ResolutionDetails,
+  type TrackingEventDetails,
+} from "@openfeature/server-sdk";
+import { createExperimentRecorder, type ExperimentRecorder, type ExperimentRecorderOptions } from "./experiment-recorder.js";
+import { createLogger } from "./logger.js";
 
 export interface KeelsonFlagProviderOptions {
   /** Base URL of the control plane (default: $KEELSON_FLAGS_URL, set in every replica). */
@@ -16,6 +29,10 @@ export interface KeelsonFlagProviderOptions {
   /** How long initialize() waits for a first snapshot before failing (default 5 s). */
   initTimeoutMs?: number;
   fetch?: typeof globalThis.fetch;
+  /** Batching of exposure and conversion events (defaults: every 1 s or 500 events, at most 10,000 queued). */
+  experiments?: Pick<ExperimentRecorderOptions, "flushMs" | "batchSize" | "maxQueued" | "maxBackoffMs">;
+  /** Where the provider reports trouble sending experiment events (default: the SDK's JSON logger). */
+  log?: { warn(msg: string, fields?: Record<string, unknown>): void };
 }
 
 interface SetView {
@@ -41,7 +58,10 @@ const CODES: Record<string, ErrorCode> = {
  * import { OpenFeature } from "@openfeature/server-sdk";
  * import { KeelsonFlagProvider } from "@keelson/sdk/flags";
  * await OpenFeature.setProviderAndWait(new KeelsonFlagProvider());
- * const newCheckout = await OpenFeature.getClient().getBooleanValue("new-checkout", false, { targetingKey: userId });
+ * const client = OpenFeature.getClient();
+ * const newCheckout = await client.getBooleanValue("new-checkout", false, { targetingKey: userId });
+ * // For an experiment flag the evaluation above was recorded as an exposure; a conversion:
+ * client.track("purchase", { targetingKey: userId }, { value: 31.5 });
  */
 export class KeelsonFlagProvider implements Provider {
   readonly metadata = { name: "keelson" } as const;
@@ -59,6 +79,9 @@ export class KeelsonFlagProvider implements Provider {
   private stream: AbortController | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly recorder: ExperimentRecorder;
+  /** Keys of the flags of type "experiment" in the current snapshot. */
+  private experimentFlags: ReadonlySet<string> = new Set();
 
   constructor(options: KeelsonFlagProviderOptions = {}) {
     const url = options.url ?? process.env[REPLICA_ENV.FLAGS_URL];
@@ -68,6 +91,12 @@ export class KeelsonFlagProvider implements Provider {
     this.pollMs = options.pollMs ?? 5_000;
     this.reconnectMs = options.reconnectMs ?? 500;
     this.initTimeoutMs = options.initTimeoutMs ?? 5_000;
+    this.recorder = createExperimentRecorder({ url: this.url, fetch: this.doFetch, log: options.log ?? createLogger().child({ component: "keelson-flags" }), ...options.experiments });
+  }
+
+  /** Experiment events queued, dropped and sent so far. */
+  get experimentEvents(): { queued: number; dropped: number; sent: number } {
+    return this.recorder.stats();
   }
 
   /** The revision of the snapshot being served (undefined before the first). */
@@ -93,6 +122,22 @@ export class KeelsonFlagProvider implements Provider {
     this.stream?.abort();
     clearTimeout(this.pollTimer);
     clearTimeout(this.reconnectTimer);
+    await this.recorder.close();
+  }
+
+  /**
+   * OpenFeature's tracking API (`client.track`): records a conversion of the context's user
+   * (`targetingKey`, required) with `details.value` when it is a number. Never throws.
+   */
+  track(trackingEventName: string, context: EvaluationContext, trackingEventDetails: TrackingEventDetails): void {
+    try {
+      const key = context?.targetingKey;
+      if (typeof key !== "string" || typeof trackingEventName !== "string") return;
+      const value = trackingEventDetails?.value;
+      this.recorder.conversion(trackingEventName, key, typeof value === "number" ? value : undefined);
+    } catch {
+      // Tracking is best-effort by contract.
+    }
   }
 
   resolveBooleanEvaluation(key: string, defaultValue: boolean, context: EvaluationContext): Promise<ResolutionDetails<boolean>> {
@@ -119,6 +164,10 @@ export class KeelsonFlagProvider implements Provider {
     if (r.errorCode !== undefined || r.value === undefined) {
       return { value: defaultValue, reason: "ERROR", errorCode: CODES[r.errorCode ?? "GENERAL"] ?? ErrorCode.GENERAL, ...(r.errorMessage ? { errorMessage: r.errorMessage } : {}) };
     }
+    if (r.variant !== undefined && this.experimentFlags.has(key) && typeof context.targetingKey === "string") {
+      // A push onto a bounded queue: nothing is awaited on the evaluation path.
+      this.recorder.exposure(key, r.variant, context.targetingKey);
+    }
     return { value: r.value as T, reason: r.reason, ...(r.variant !== undefined ? { variant: r.variant } : {}), ...(r.metadata ? { flagMetadata: r.metadata } : {}) };
   }
 
@@ -142,6 +191,7 @@ export class KeelsonFlagProvider implements Provider {
     const before = this.view;
     this.view = view;
     this.compiled = compiled;
+    this.experimentFlags = new Set(Object.keys(view.flags).filter((k) => view.flags[k]?.type === "experiment"));
     if (before === undefined) {
       this.onFirst();
       return;

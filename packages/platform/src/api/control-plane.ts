@@ -25,7 +25,8 @@ import {
   type TraceSearch,
   type TraceStore,
 } from "../telemetry/index.js";
-import { createFlagService, type FlagService } from "../flags/index.js";
+import { applyDeclaredFlags, createExperiments, createFlagService, type FlagService } from "../flags/index.js";
+import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
 import { readJson, sendError, sendJson } from "./http.js";
 
@@ -153,6 +154,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
 
   const flags = options.flags ?? createFlagService({ store, project });
   const flagRoutes = addFlagRoutes(route, { flags, actorOf });
+  addExperimentRoutes(route, { experiments: createExperiments({ store, project, flags }) });
 
   route("GET", "/healthz", async (_req, res) => sendJson(res, 200, { status: "ok", project, pid: process.pid, version: KEELSON_VERSION }));
   route("GET", "/metrics", async (_req, res) => {
@@ -172,8 +174,17 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     applying = true;
     try {
       await streamOperation(res, async (send) => {
-        const result = await reconciler.apply(loaded, { actor: actorOf(req), rebuild: body.rebuild === true, waitReady: body.wait !== false, onProgress: send });
-        return { failures: result.failures, changes: result.plan.changes.length };
+        const actor = actorOf(req);
+        // Flags are desired state of their own: they are set whatever became of the services.
+        const services = await reconciler.apply(loaded, { actor, rebuild: body.rebuild === true, waitReady: body.wait !== false, onProgress: send }).then(
+          (result) => ({ result }),
+          (error: unknown) => ({ error }),
+        );
+        const declaration = { flags: loaded.manifest.flags, evaluators: loaded.manifest.flagEvaluators };
+        const flagResult = await applyDeclaredFlags({ flags, store, project, declaration, actor });
+        send({ type: "flags", ...flagResult });
+        if ("error" in services) throw services.error;
+        return { failures: services.result.failures, changes: services.result.plan.changes.length, flags: flagResult };
       });
     } finally {
       applying = false;

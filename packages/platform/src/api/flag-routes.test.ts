@@ -1,13 +1,15 @@
 // The flag API over a real HTTP control plane (memory store and driver): CRUD, kill switch,
-// history and rollback, the change stream, and OFREP as the official OpenFeature OFREP
-// provider uses it.
+// history and rollback, the change stream, OFREP as the official OpenFeature OFREP provider
+// uses it, and flags declared in the manifest (set by apply, drift shown by plan).
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { OFREPProvider } from "@openfeature/ofrep-provider";
 import { OpenFeature } from "@openfeature/server-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, waitFor } from "#test-support";
 import { createReconciler } from "../delivery/index.js";
 import { createMemoryDriver } from "../runtime/index.js";
-import { createMemoryStore } from "../store/index.js";
+import { createMemoryStore, type Store } from "../store/index.js";
 import { createControlPlane, type ControlPlane } from "./control-plane.js";
 
 const checkout = {
@@ -123,5 +125,110 @@ describe("flag API", () => {
     expect(text).toContain('"banner"');
     ac.abort();
     await pump;
+  });
+});
+
+describe("flags declared in the manifest", () => {
+  let cp: ControlPlane;
+  let url: string;
+  let dir: string;
+  let store: Store;
+  let cleanup: () => Promise<void>;
+  const silent = { info() {}, warn() {}, error() {} };
+
+  const manifest = (flags: string) => writeFile(join(dir, "keelson.yaml"), `project: shop\nservices: {}\n${flags}`);
+  const checkout = `  new-checkout:
+    state: ENABLED
+    variants: { on: true, off: false }
+    defaultVariant: "off"
+    targeting: { if: [{ $ref: staff }, "on", "off"] }
+`;
+  const banner = `  banner:
+    state: ENABLED
+    variants: { plain: Welcome, sale: 20% off }
+    defaultVariant: plain
+`;
+  const staff = `flagEvaluators:\n  staff: { ends_with: [{ var: email }, "@shop.test"] }\n`;
+
+  async function call(method: string, path: string, body?: unknown) {
+    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", "x-keelson-actor": "ana" }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const text = await res.text();
+    return { status: res.status, text, body: text && !text.includes("\n{") ? (JSON.parse(text) as Record<string, unknown>) : undefined };
+  }
+  /** POST /v1/apply, returning the streamed lines. */
+  async function apply(): Promise<Array<Record<string, unknown>>> {
+    const { status, text } = await call("POST", "/v1/apply", {});
+    expect(status).toBe(200);
+    return text
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+  const flagSet = async () => (await call("GET", "/v1/flags")).body as { revision: number; flags: Record<string, { defaultVariant: string; targeting?: unknown }>; $evaluators?: Record<string, unknown> };
+
+  beforeAll(async () => {
+    const tmp = await makeTempDir("keelson-flag-apply-");
+    cleanup = tmp.cleanup;
+    dir = tmp.dir;
+    store = createMemoryStore();
+    const driver = createMemoryDriver();
+    const reconciler = createReconciler({ store, driver, project: "shop", stateDir: join(dir, ".keelson"), gatewayUrl: "http://127.0.0.1:1", log: silent });
+    cp = createControlPlane({ project: "shop", dir, stateDir: join(dir, ".keelson"), store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    url = await cp.listen("127.0.0.1", 0);
+  });
+  afterAll(async () => {
+    await cp.close();
+    await cleanup();
+  });
+
+  it("apply sets the declared flags in one revision and leaves live-only flags alone; a second apply changes nothing", async () => {
+    expect((await call("PUT", "/v1/flags/live-only", { state: "ENABLED", variants: { a: 1, b: 2 }, defaultVariant: "a" })).status).toBe(200);
+    await manifest(`flags:\n${checkout}${banner}${staff}`);
+    expect((await call("POST", "/v1/plan")).body?.flags).toEqual([
+      { action: "create", kind: "flag", key: "banner", fields: [] },
+      { action: "create", kind: "flag", key: "new-checkout", fields: [] },
+      { action: "create", kind: "evaluator", key: "staff", fields: [] },
+    ]);
+
+    const lines = await apply();
+    expect(lines.find((l) => l.type === "flags")).toEqual({ type: "flags", revision: 2, created: ["banner", "new-checkout"], changed: [], removed: [], evaluators: ["staff"] });
+    expect(lines.at(-1)).toMatchObject({ type: "done", result: { failures: [], flags: { revision: 2 } } });
+    const set = await flagSet();
+    expect(set.revision).toBe(2);
+    expect(Object.keys(set.flags).sort()).toEqual(["banner", "live-only", "new-checkout"]);
+    expect(set.$evaluators).toEqual({ staff: { ends_with: [{ var: "email" }, "@shop.test"] } });
+    const events = await store.listEvents({ project: "shop", kinds: ["flag.created"] });
+    expect(events.filter((e) => e.details.source === "manifest").map((e) => [e.subject, e.actor, e.details.revision])).toEqual([
+      ["flag/banner", "ana", 2],
+      ["flag/new-checkout", "ana", 2],
+    ]);
+
+    await apply();
+    expect((await flagSet()).revision).toBe(2);
+    expect((await call("POST", "/v1/plan")).body?.flags).toEqual([]);
+  });
+
+  it("plan shows a live kill as drift; apply puts the manifest's definition back and deletes flags dropped from it", async () => {
+    expect((await call("POST", "/v1/flags/new-checkout/kill")).status).toBe(200);
+    const drift = (await call("POST", "/v1/plan")).body?.flags as Array<{ action: string; key: string; fields: Array<{ path: string }> }>;
+    expect(drift.map((d) => [d.action, d.key, d.fields.map((f) => f.path)])).toEqual([["change", "new-checkout", ["metadata", "targeting"]]]);
+
+    await call("PUT", "/v1/flags/live-only", { state: "ENABLED", variants: { a: 1, b: 2 }, defaultVariant: "b" });
+    await manifest(`flags:\n${checkout}${staff}`);
+    const before = (await flagSet()).revision;
+    const lines = await apply();
+    expect(lines.find((l) => l.type === "flags")).toMatchObject({ revision: before + 1, created: [], changed: ["new-checkout"], removed: ["banner"] });
+    const set = await flagSet();
+    expect(set.revision).toBe(before + 1);
+    expect(Object.keys(set.flags).sort()).toEqual(["live-only", "new-checkout"]);
+    expect(set.flags["new-checkout"]?.targeting).toEqual({ if: [{ $ref: "staff" }, "on", "off"] });
+    expect(set.flags["live-only"]?.defaultVariant).toBe("b");
+
+    // Dropping the whole section deletes what it declared, evaluators too, and nothing else.
+    await manifest("");
+    await apply();
+    const last = await flagSet();
+    expect(Object.keys(last.flags)).toEqual(["live-only"]);
+    expect(last.$evaluators).toBeUndefined();
   });
 });

@@ -6,10 +6,10 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { KeelsonError, type KeelsonEvent, type StatusReport, type TrafficSplit } from "@keelson/protocol";
 import { runControlPlane, stateDirOf, GATEWAY_DIR } from "../api/index.js";
-import { computePlan, formatPlan, planManifest, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
+import { formatPlan, planFromStore, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
 import { DEFAULT_GATEWAY_WORKERS, runGateway } from "../gateway/index.js";
 import { STARTER_SERVICE_PATH, loadManifest, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
-import { createSqliteStore } from "../store/index.js";
+import { createMemoryStore, createSqliteStore } from "../store/index.js";
 import { buildTraceTree, formatDuration, renderTraceTree, type SpanRecord, type TraceSummary } from "../telemetry/index.js";
 import { createApiClient, type ApiClient } from "./api-client.js";
 import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopProcess } from "./daemons.js";
@@ -17,6 +17,7 @@ import { color, ms, table } from "./output.js";
 import { addDeliveryCommands } from "./delivery-commands.js";
 import { addRolloutCommands } from "./rollout-commands.js";
 import { addFlagsCommands } from "./flags-commands.js";
+import { addExperimentCommands } from "./experiment-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 class UsageError extends Error {}
@@ -552,6 +553,7 @@ export function buildProgram(): Command {
   addDeliveryCommands(program);
   addRolloutCommands(program);
   addFlagsCommands(program);
+  addExperimentCommands(program);
 
   program
     .command("serve")
@@ -616,10 +618,11 @@ async function planFor(dir: string, loaded: LoadedManifest): Promise<Plan> {
   const cp = await findControlPlane(stateDirOf(dir));
   if (cp) return createApiClient(cp.url).post<Plan>("/v1/plan");
   const dbFile = join(stateDirOf(dir), "state.db");
-  if (!existsSync(dbFile)) return computePlan({ manifest: loaded.manifest, stored: [] });
+  // Nothing applied yet: everything, flags included, is to be created.
+  if (!existsSync(dbFile)) return planFromStore(loaded, createMemoryStore(), { hashSources: false });
   const store = await createSqliteStore({ path: dbFile, readonly: true });
   try {
-    return await planManifest(loaded, await store.listServices(loaded.manifest.project));
+    return await planFromStore(loaded, store);
   } finally {
     await store.close();
   }

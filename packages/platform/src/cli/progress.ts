@@ -62,6 +62,15 @@ export function describeProgress(p: ApplyProgress, options: { logs?: boolean; pr
       const what = p.strategy === "rollback" ? "rollback" : `${p.strategy} rollout`;
       return `${pre}  ${color.cyan("⇄")} ${p.service}: ${what} ${short(p.from)} → ${p.to}: ${p.phase}, ${p.ready}/${p.replicas} new replicas ready, ${p.weight}% of traffic${p.message ? ` (${p.message.split("\n")[0]})` : ""}`;
     }
+    case "flags": {
+      const parts = [
+        p.created.length > 0 ? `created ${p.created.join(", ")}` : "",
+        p.changed.length > 0 ? `set ${p.changed.join(", ")}` : "",
+        p.removed.length > 0 ? `removed ${p.removed.join(", ")}` : "",
+        p.evaluators.length > 0 ? `flagEvaluators ${p.evaluators.join(", ")}` : "",
+      ].filter((x) => x !== "");
+      return parts.length === 0 ? undefined : `${pre}  ${color.green("✓")} flags: ${parts.join("; ")} (revision ${p.revision})`;
+    }
     case "service":
       switch (p.status) {
         case "ready":

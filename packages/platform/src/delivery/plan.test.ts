@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { applyDeclaredFlags, createFlagService, readFlagState } from "../flags/index.js";
 import { parseManifest } from "../manifest/index.js";
-import type { ServiceRecord } from "../store/index.js";
+import { createMemoryStore, type ServiceRecord } from "../store/index.js";
 import { computePlan, formatPlan, toPlain } from "./plan.js";
 
 const yaml = (services: string) => `project: shop\nservices:\n${services}`;
@@ -79,5 +80,74 @@ describe("computePlan", () => {
     expect(text).toContain('  + service "payments" will be created\n');
     expect(text).toContain('  - service "legacy" will be removed\n');
     expect(text).toMatch(/Plan: 1 to create, 1 to change, 1 to remove\.\n$/);
+  });
+});
+
+describe("flags in the plan", () => {
+  const withFlags = (flags: string) => `project: shop\nservices: {}\nflags:\n${flags}`;
+  const checkout = `  new-checkout:
+    state: ENABLED
+    variants: { on: true, off: false }
+    defaultVariant: "on"
+    safeVariant: "off"
+    targeting: { if: [{ ends_with: [{ var: email }, "@shop.test"] }, "on", "off"] }
+`;
+  const banner = `  banner:
+    state: ENABLED
+    variants: { plain: plain, sale: sale }
+    defaultVariant: plain
+`;
+
+  /** A store where `text`'s flags were applied, plus one flag managed live. */
+  async function applied(text: string) {
+    const store = createMemoryStore();
+    const flags = createFlagService({ store, project: "shop", now: () => new Date("2026-11-26T10:00:00.000Z") });
+    await flags.put("live-only", { state: "ENABLED", variants: { a: 1 }, defaultVariant: "a" }, "bo");
+    const m = load(text).manifest;
+    await applyDeclaredFlags({ flags, store, project: "shop", declaration: { flags: m.flags, evaluators: m.flagEvaluators }, actor: "ana" });
+    return { store, flags };
+  }
+
+  it("creates declared flags that are not stored yet, and never lists flags managed live", async () => {
+    const { store } = await applied(withFlags(checkout));
+    const plan = computePlan({ manifest: load(withFlags(checkout + banner)).manifest, stored: [], flags: await readFlagState({ store, project: "shop" }) });
+    expect(plan.flags).toEqual([{ action: "create", kind: "flag", key: "banner", fields: [] }]);
+    expect(formatPlan(plan)).toContain('  + flag "banner" will be created\n');
+  });
+
+  it("shows a flag killed live as drift from the manifest, naming every changed path", async () => {
+    const { store, flags } = await applied(withFlags(checkout));
+    await flags.kill("new-checkout", "bo");
+    const plan = computePlan({ manifest: load(withFlags(checkout)).manifest, stored: [], flags: await readFlagState({ store, project: "shop" }) });
+    expect(plan.flags).toEqual([
+      {
+        action: "change",
+        kind: "flag",
+        key: "new-checkout",
+        fields: [
+          { path: "defaultVariant", manifest: "on", stored: "off" },
+          { path: "metadata", stored: { killedAt: "2026-11-26T10:00:00.000Z", killedBy: "bo" } },
+          { path: "targeting", manifest: { if: [{ ends_with: [{ var: "email" }, "@shop.test"] }, "on", "off"] } },
+        ],
+      },
+    ]);
+    const text = formatPlan(plan);
+    expect(text).toContain('  ~ flag "new-checkout" drifted from the manifest: defaultVariant: "on" → "off", metadata added, targeting removed\n');
+    expect(text).toMatch(/Plan: 0 to create, 0 to change, 0 to remove\.\nFlags: 0 to create, 1 to change, 0 to remove\.\n$/);
+  });
+
+  it("removes flags declared at the last apply and no longer, and says nothing when flags match", async () => {
+    const { store } = await applied(withFlags(checkout + banner));
+    const state = await readFlagState({ store, project: "shop" });
+    const removed = computePlan({ manifest: load(withFlags(banner)).manifest, stored: [], flags: state });
+    expect(removed.flags).toEqual([{ action: "remove", kind: "flag", key: "new-checkout", fields: [] }]);
+    expect(formatPlan(removed)).toContain('  - flag "new-checkout" will be removed (no longer in the manifest)\n');
+    const same = computePlan({ manifest: load(withFlags(banner + checkout)).manifest, stored: [], flags: state });
+    expect(same.flags).toEqual([]);
+    expect(formatPlan(same)).toBe('No changes. Project "shop" matches the manifest.\n');
+  });
+
+  it("leaves flags out of a plan made without the flag state", () => {
+    expect(computePlan({ manifest: load(withFlags(banner)).manifest, stored: [] }).flags).toBeUndefined();
   });
 });

@@ -1,6 +1,8 @@
 // The plan: what `keelson up` would change, compared with the stored desired state,
-// printed Terraform-style (+ create, ~ change with the fields, - remove).
+// printed Terraform-style (+ create, ~ change with the fields, - remove). Declared flags are
+// compared with the live flag set, so a flag changed live shows as drift.
 import pc from "picocolors";
+import { diffFlag, type FlagState } from "../flags/index.js";
 import type { Manifest, ServiceSpec } from "../manifest/index.js";
 import type { ServiceRecord } from "../store/index.js";
 import { canonicalJson } from "./canonical-json.js";
@@ -23,11 +25,31 @@ export interface PlanChange {
   sourcesChanged: boolean;
 }
 
+/** Where a stored flag differs from the manifest: the manifest's value and the stored one (absent: not there). */
+export interface FlagDrift {
+  /** Dotted path inside the definition, e.g. "defaultVariant" or "metadata.killedAt". */
+  path: string;
+  manifest?: unknown;
+  stored?: unknown;
+}
+
+export interface PlanFlagChange {
+  /** create: declared, not stored; change: stored differs from the manifest (drift); remove: no longer declared. */
+  action: PlanAction;
+  /** A flag, or a shared rule of `flagEvaluators`. */
+  kind: "flag" | "evaluator";
+  key: string;
+  /** For change: every path that differs. */
+  fields: FlagDrift[];
+}
+
 export interface Plan {
   project: string;
   changes: PlanChange[];
   /** Services that stay exactly as they are. */
   unchanged: string[];
+  /** Declared flags that apply would create, set back to the manifest's definition, or delete; present when the flag state was known. */
+  flags?: PlanFlagChange[];
 }
 
 export interface PlanInput {
@@ -38,6 +60,8 @@ export interface PlanInput {
    * service whose stored release differs shows as changed ("sources changed").
    */
   candidateReleases?: ReadonlyMap<string, string>;
+  /** The stored flag set and what the last apply declared; without it the plan has no `flags`. */
+  flags?: FlagState;
 }
 
 /** Computes the difference between the manifest and the stored desired state. */
@@ -65,7 +89,35 @@ export function computePlan(input: PlanInput): Plan {
     if (!(s.name in manifest.services)) changes.push({ action: "remove", service: s.name, fields: [], sourcesChanged: false });
   }
   changes.sort((a, b) => a.service.localeCompare(b.service));
-  return { project: manifest.project, changes, unchanged };
+  const plan: Plan = { project: manifest.project, changes, unchanged };
+  if (input.flags) {
+    plan.flags = [
+      ...planFlagKind("flag", manifest.flags ?? {}, input.flags.set.flags, input.flags.declared.flags),
+      ...planFlagKind("evaluator", manifest.flagEvaluators ?? {}, input.flags.set.$evaluators ?? {}, input.flags.declared.evaluators),
+    ];
+  }
+  return plan;
+}
+
+/**
+ * Declared entries against stored ones: created when not stored, changed (with every drifted
+ * path) when different, removed when declared at the last apply but not now. Entries that were
+ * never declared are managed live and never appear.
+ */
+function planFlagKind(kind: PlanFlagChange["kind"], declared: Readonly<Record<string, unknown>>, stored: Readonly<Record<string, unknown>>, lastDeclared: readonly string[]): PlanFlagChange[] {
+  const out: PlanFlagChange[] = [];
+  for (const key of Object.keys(declared).sort()) {
+    if (!Object.hasOwn(stored, key)) {
+      out.push({ action: "create", kind, key, fields: [] });
+      continue;
+    }
+    const fields = diffFlag(declared[key], stored[key]).map((d): FlagDrift => ({ path: d.path, ...("before" in d ? { manifest: d.before } : {}), ...("after" in d ? { stored: d.after } : {}) }));
+    if (fields.length > 0) out.push({ action: "change", kind, key, fields });
+  }
+  for (const key of [...lastDeclared].sort()) {
+    if (!Object.hasOwn(declared, key) && Object.hasOwn(stored, key)) out.push({ action: "remove", kind, key, fields: [] });
+  }
+  return out;
 }
 
 /** The spec as plain JSON data (what the store keeps). */
@@ -96,7 +148,8 @@ export function planCounts(plan: Plan): Record<PlanAction, number> {
 /** Renders a plan for people; `color` adds ANSI colors (on a TTY). */
 export function formatPlan(plan: Plan, options: { color?: boolean } = {}): string {
   const c = pc.createColors(options.color ?? false);
-  if (plan.changes.length === 0) return `No changes. Project "${plan.project}" matches the manifest.\n`;
+  const flags = plan.flags ?? [];
+  if (plan.changes.length === 0 && flags.length === 0) return `No changes. Project "${plan.project}" matches the manifest.\n`;
   const lines: string[] = [`Keelson will perform the following actions on project "${plan.project}":`, ""];
   for (const ch of plan.changes) {
     switch (ch.action) {
@@ -123,9 +176,39 @@ export function formatPlan(plan: Plan, options: { color?: boolean } = {}): strin
     }
     lines.push("");
   }
+  for (const f of flags) {
+    const what = f.kind === "flag" ? `flag "${f.key}"` : `flagEvaluators "${f.key}"`;
+    switch (f.action) {
+      case "create":
+        lines.push(c.green(`  + ${what} will be created`));
+        break;
+      case "change":
+        lines.push(c.yellow(`  ~ ${what} drifted from the manifest: ${f.fields.map(describeDrift).join(", ")}`));
+        break;
+      case "remove":
+        lines.push(c.red(`  - ${what} will be removed (no longer in the manifest)`));
+        break;
+      default: {
+        const never: never = f.action;
+        throw new Error(`unknown action ${String(never)}`);
+      }
+    }
+  }
+  if (flags.length > 0) lines.push("");
   const n = planCounts(plan);
   lines.push(`Plan: ${n.create} to create, ${n.change} to change, ${n.remove} to remove.`);
+  if (flags.length > 0) {
+    const count = (a: PlanAction) => flags.filter((f) => f.action === a).length;
+    lines.push(`Flags: ${count("create")} to create, ${count("change")} to change, ${count("remove")} to remove.`);
+  }
   return `${lines.join("\n")}\n`;
+}
+
+/** One drifted path, manifest value first: `defaultVariant: "on" → "off"`, `targeting removed`. */
+function describeDrift(d: FlagDrift): string {
+  if (!("stored" in d)) return `${d.path} removed`;
+  if (!("manifest" in d)) return `${d.path} added`;
+  return `${d.path}: ${show(d.manifest)} → ${show(d.stored)}`;
 }
 
 function show(v: unknown): string {

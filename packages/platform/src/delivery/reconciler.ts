@@ -6,6 +6,7 @@ import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { KeelsonError, REPLICA_ENV, type EventKind } from "@keelson/protocol";
+import { readFlagState, type DeclaredFlagsResult, type FlagState } from "../flags/index.js";
 import type { LoadedManifest, ProbeSpec, ServiceSpec } from "../manifest/index.js";
 import { lastLogLines, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
 import type { EventInput, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "../store/index.js";
@@ -31,7 +32,9 @@ export type ApplyProgress =
   | PipelineProgress
   | { type: "replica"; service: string; replica: string; status: "starting" | "ready" | "stopped" | "exited"; message?: string }
   | { type: "rollout"; service: string; rollout: string; strategy: string; phase: string; from?: string; to: string; weight: number; ready: number; replicas: number; message?: string }
-  | { type: "service"; service: string; status: "ready" | "failed" | "removed" | "rolled-back"; message?: string };
+  | { type: "service"; service: string; status: "ready" | "failed" | "removed" | "rolled-back"; message?: string }
+  /** The manifest's flags were set (sent by the control plane's apply after the services). */
+  | ({ type: "flags" } & DeclaredFlagsResult);
 
 export interface DeployOptions {
   actor: string;
@@ -834,9 +837,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     },
     pipelines,
     resume: () => serial(resume),
-    async plan(loaded) {
-      return planManifest(loaded, await store.listServices(project), { hashSources: !options.skipBuilds });
-    },
+    plan: (loaded) => planFromStore(loaded, store, { hashSources: !options.skipBuilds }),
     apply,
     deploy,
     deployTogether,
@@ -952,7 +953,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
  * The plan for a manifest against stored services, with each service's candidate
  * release computed from its current sources (so a source change shows as a change).
  */
-export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord[], options: { hashSources?: boolean } = {}): Promise<Plan> {
+export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord[], options: { hashSources?: boolean; flags?: FlagState } = {}): Promise<Plan> {
   const candidates = new Map<string, string>();
   if (options.hashSources !== false) {
     await pool(Object.keys(loaded.manifest.services), 4, async (name) => {
@@ -962,7 +963,20 @@ export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord
       if (id !== undefined) candidates.set(name, id);
     });
   }
-  return computePlan({ manifest: loaded.manifest, stored, candidateReleases: candidates });
+  return computePlan({ manifest: loaded.manifest, stored, candidateReleases: candidates, ...(options.flags ? { flags: options.flags } : {}) });
+}
+
+/**
+ * The plan for a manifest against what `store` holds: the project's services and its flags
+ * (the store is only read, so a read-only one will do; no control plane is needed).
+ *
+ * @example
+ * const plan = await planFromStore(loaded, await createSqliteStore({ path, readonly: true }));
+ */
+export async function planFromStore(loaded: LoadedManifest, store: Store, options: { hashSources?: boolean } = {}): Promise<Plan> {
+  const project = loaded.manifest.project;
+  const [stored, flags] = await Promise.all([store.listServices(project), readFlagState({ store, project })]);
+  return planManifest(loaded, stored, { ...options, flags });
 }
 
 function failure(service: string, err: unknown): ServiceFailure {

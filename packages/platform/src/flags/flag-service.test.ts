@@ -109,6 +109,19 @@ describe("flag service", () => {
     expect(await flags.history("a")).toHaveLength(1);
   });
 
+  it("update changes the set it is given, with no other change in between", async () => {
+    const { flags } = make();
+    await flags.put("a", checkout, "ana");
+    // Queued at once: each update sees the set the one before it left.
+    const [first, second] = await Promise.all([
+      flags.update((set) => ({ ...set, flags: { ...set.flags, b: checkout } }), "ana"),
+      flags.update((set) => ({ ...set, flags: { ...set.flags, c: checkout } }), "bo", { source: "manifest" }),
+    ]);
+    expect([first.revision, second.revision]).toEqual([2, 3]);
+    expect(Object.keys(second.set.flags).sort()).toEqual(["a", "b", "c"]);
+    expect((await flags.update((set) => set, "ana")).revision).toBe(3);
+  });
+
   it("diffFlag names the changed paths only", () => {
     expect(diffFlag({ a: 1, b: { c: [1, 2] } }, { a: 1, b: { c: [1, 3] }, d: true })).toEqual([
       { path: "b.c", before: [1, 2], after: [1, 3] },

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import {
   checkFlagSet,
   compileFlagSet,
+  FLAG_KEY_PATTERN,
   KeelsonError,
   type CompiledFlagSet,
   type EventKind,
@@ -58,12 +59,17 @@ export interface FlagService {
   rollback(key: string, seq: number, actor: string): Promise<FlagSnapshot>;
   /** Replaces the whole set (a flagd file import, or the manifest's desired flags). */
   replace(set: unknown, actor: string, options?: { source?: string }): Promise<FlagSnapshot>;
+  /**
+   * Replaces the set with what `change` makes of the current one, with no other change in
+   * between (a read-modify-write such as applying the manifest's flags). One revision; none
+   * when nothing differs. `source` is recorded in each event's details.
+   */
+  update(change: (current: FlagSet) => unknown, actor: string, options?: { source?: string }): Promise<FlagSnapshot>;
   /** Called with every new snapshot; returns the unsubscribe function. */
   subscribe(listener: (s: FlagSnapshot) => void): () => void;
 }
 
 const FLAG_KINDS: EventKind[] = ["flag.created", "flag.changed", "flag.deleted", "flag.killed"];
-const KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 function stableJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
@@ -89,7 +95,7 @@ export function diffFlag(before: unknown, after: unknown, path = ""): FlagDiff[]
 }
 
 function checkKey(key: string): void {
-  if (!KEY.test(key)) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `flag key ${JSON.stringify(key)}: expected letters, digits, "_", "." and "-", starting with a letter or digit, at most 128 characters`);
+  if (!FLAG_KEY_PATTERN.test(key)) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `flag key ${JSON.stringify(key)}: expected letters, digits, "_", "." and "-", starting with a letter or digit, at most 128 characters`);
 }
 
 function invalid(issues: Array<{ path: Array<string | number>; message: string }>): KeelsonError {
@@ -170,6 +176,22 @@ export function createFlagService(options: { store: Store; project: string; now?
     return { snap, flag };
   }
 
+  function replaceWith(change: (current: FlagSet) => unknown, actor: string, opts: { source?: string }): Promise<FlagSnapshot> {
+    return serial(async () => {
+      const snap = await snapshot();
+      const next = validate(change(snap.set));
+      const keys = [...new Set([...Object.keys(snap.set.flags), ...Object.keys(next.flags)])].sort();
+      const changes = keys.flatMap((key) => {
+        const before = snap.set.flags[key] ?? null;
+        const after = next.flags[key] ?? null;
+        if (stableJson(before) === stableJson(after)) return [];
+        return [{ key, kind: (after === null ? "flag.deleted" : before === null ? "flag.created" : "flag.changed") as EventKind, before, after }];
+      });
+      if (changes.length === 0 && stableJson(snap.set.$evaluators ?? null) === stableJson(next.$evaluators ?? null)) return snap;
+      return commit(next, changes, actor, opts.source ? { source: opts.source } : {});
+    });
+  }
+
   return {
     snapshot,
     put: (key, definition, actor) =>
@@ -225,20 +247,8 @@ export function createFlagService(options: { store: Store; project: string; now?
         const next = validate({ ...snap.set, flags });
         return commit(next, [{ key, kind: target === null ? "flag.deleted" : before ? "flag.changed" : "flag.created", before, after: target }], actor, { rollbackTo: seq });
       }),
-    replace: (set, actor, opts = {}) =>
-      serial(async () => {
-        const next = validate(set);
-        const snap = await snapshot();
-        const keys = [...new Set([...Object.keys(snap.set.flags), ...Object.keys(next.flags)])].sort();
-        const changes = keys.flatMap((key) => {
-          const before = snap.set.flags[key] ?? null;
-          const after = next.flags[key] ?? null;
-          if (stableJson(before) === stableJson(after)) return [];
-          return [{ key, kind: (after === null ? "flag.deleted" : before === null ? "flag.created" : "flag.changed") as EventKind, before, after }];
-        });
-        if (changes.length === 0 && stableJson(snap.set.$evaluators ?? null) === stableJson(next.$evaluators ?? null)) return snap;
-        return commit(next, changes, actor, opts.source ? { source: opts.source } : {});
-      }),
+    replace: (set, actor, opts = {}) => replaceWith(() => set, actor, opts),
+    update: (change, actor, opts = {}) => replaceWith(change, actor, opts),
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

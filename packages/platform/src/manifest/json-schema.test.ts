@@ -21,7 +21,7 @@ describe("manifestJsonSchema", () => {
     expect(schema.title).toBe("keelson.yaml");
     expect(schema.description).toMatch(/Keelson manifest/);
     expect(schema.type).toBe("object");
-    expect(Object.keys(schema.properties)).toEqual(["version", "project", "controlPlane", "gateway", "runtime", "teams", "telemetry", "notifications", "services"]);
+    expect(Object.keys(schema.properties)).toEqual(["version", "project", "controlPlane", "gateway", "runtime", "teams", "telemetry", "notifications", "services", "flags", "flagEvaluators"]);
   });
 
   it("rejects unknown keys wherever the zod schema is strict", () => {
@@ -50,6 +50,18 @@ describe("manifestJsonSchema", () => {
       .filter(([, v]) => typeof v.description !== "string" || v.description === "")
       .map(([k]) => k);
     expect(undocumented).toEqual([]);
+  });
+
+  it("describes flags in flagd's format, targeting as free-form JSON", () => {
+    const flag = schema.properties.flags.additionalProperties as Json;
+    expect(flag.additionalProperties).toBe(false);
+    expect(flag.required).toEqual(["state", "variants", "defaultVariant"]);
+    expect(flag.properties.state.enum).toEqual(["ENABLED", "DISABLED"]);
+    expect(flag.properties.type.enum).toEqual(["release", "experiment", "operational", "kill-switch", "permission"]);
+    expect(flag.properties.targeting.type).toBeUndefined();
+    expect(flag.properties.targeting.description).toMatch(/JsonLogic/);
+    expect(schema.properties.flags.propertyNames.pattern).toBe("^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
+    expect(schema.properties.flagEvaluators.description).toMatch(/\$evaluators/);
   });
 
   it("uses only standard format names", () => {

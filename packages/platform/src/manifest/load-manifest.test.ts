@@ -431,6 +431,60 @@ services:
   });
 });
 
+describe("flags in the manifest", () => {
+  const FLAGS = `project: shop
+services: {}
+flags:
+  new-checkout:
+    state: ENABLED
+    variants: { on: true, off: "no" }
+    defaultVariant: of
+    targeting:
+      if:
+        - { sometimes: [1] }
+        - on
+        - off
+  a:
+    state: ENABLED
+    variants: { x: 1 }
+    defaultVariant: x
+    prerequisites: [{ flag: b, variant: y }]
+  b:
+    state: ENABLED
+    variants: { y: 1 }
+    prerequisites: [{ flag: a, variant: x }]
+`;
+
+  it("reports every flag problem with its full path at its place, like other manifest errors", () => {
+    const { message, issues } = invalid(FLAGS);
+    expect(issues.map((i) => [i.line, i.column, i.path, i.message])).toEqual([
+      [6, 32, "flags.new-checkout.variants.off", 'variant "off" is a string but "on" is a boolean; all variants of a flag have one type'],
+      [7, 21, "flags.new-checkout.defaultVariant", '"of" is not a variant (variants: on, off)'],
+      [10, 24, "flags.new-checkout.targeting.if[0].sometimes", 'unknown operator "sometimes"'],
+      [17, 20, "flags.a.prerequisites", "prerequisite cycle: a → b → a"],
+      [19, 5, "flags.b.defaultVariant", "missing required field, expected non-empty string"],
+    ]);
+    expect(message.split("\n")[1]).toBe('keelson.yaml:7:21 flags.new-checkout.defaultVariant: "of" is not a variant (variants: on, off)');
+  });
+
+  it("accepts valid flags and keeps them as desired state", () => {
+    const text = `project: shop
+services: {}
+flags:
+  new-checkout:
+    state: ENABLED
+    variants: { on: true, off: false }
+    defaultVariant: off
+    targeting: { if: [{ $ref: staff }, on, off] }
+flagEvaluators:
+  staff: { ends_with: [{ var: email }, "@shop.test"] }
+`;
+    const { manifest } = parseManifest(text, "keelson.yaml", { checkPaths: false });
+    expect(manifest.flags?.["new-checkout"]?.targeting).toEqual({ if: [{ $ref: "staff" }, "on", "off"] });
+    expect(Object.isFrozen(manifest.flags?.["new-checkout"]?.variants)).toBe(true);
+  });
+});
+
 describe("docs/manifest.md", () => {
   it("has an example that is a valid manifest", async () => {
     const { readFile } = await import("node:fs/promises");
@@ -440,5 +494,15 @@ describe("docs/manifest.md", () => {
     const { manifest } = parseManifest(example ?? "", "keelson.yaml", { checkPaths: false });
     expect(Object.keys(manifest.services)).toEqual(["orders", "payments"]);
     expect(manifest.services.payments?.deploy?.steps).toHaveLength(5);
+  });
+
+  it("has a flags example that is valid", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const docs = await readFile(new URL("../../../../docs/manifest.md", import.meta.url), "utf8");
+    const example = /## Flags[^\n]*\n[\s\S]*?```yaml\n([\s\S]*?)```/.exec(docs)?.[1];
+    expect(example).toBeDefined();
+    const { manifest } = parseManifest(`project: shop\nservices: {}\n${example ?? ""}`, "keelson.yaml", { checkPaths: false });
+    expect(Object.keys(manifest.flags ?? {})).toEqual(["new-checkout", "checkout-banner"]);
+    expect(Object.keys(manifest.flagEvaluators ?? {})).toEqual(["staff"]);
   });
 });

@@ -216,3 +216,52 @@ describe("checkManifestRules with checkPaths", () => {
     expect(checkManifestRules({ services }, { dir, checkPaths: false })).toEqual([]);
   });
 });
+
+describe("flag rules", () => {
+  const flag = (extra: Record<string, unknown> = {}) => ({ state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "off", ...extra });
+
+  it("accepts flags that compile, with shared evaluators and prerequisites", () => {
+    expect(
+      lines({
+        flags: {
+          base: flag(),
+          "new-checkout": flag({ targeting: { if: [{ $ref: "staff" }, "on", "off"] }, prerequisites: [{ flag: "base", variant: "on" }], safeVariant: "off" }),
+        },
+        flagEvaluators: { staff: { ends_with: [{ var: "email" }, "@shop.test"] } },
+      }),
+    ).toEqual([]);
+  });
+
+  it("reports what the flag service would refuse, each at its full path", () => {
+    expect(
+      lines({
+        flags: {
+          mixed: flag({ variants: { on: true, off: "no" } }),
+          "new-checkout": flag({ defaultVariant: "of" }),
+          targeted: flag({ targeting: { if: [{ sometimes: [1] }, "on", "off"] } }),
+          a: flag({ prerequisites: [{ flag: "b", variant: "on" }] }),
+          b: flag({ prerequisites: [{ flag: "a", variant: "on" }] }),
+          shared: flag({ targeting: { $ref: "nobody" } }),
+        },
+        flagEvaluators: { loop: { $ref: "loop" } },
+      }),
+    ).toEqual([
+      'flags.mixed.variants.off: variant "off" is a string but "on" is a boolean; all variants of a flag have one type',
+      'flags.new-checkout.defaultVariant: "of" is not a variant (variants: on, off)',
+      'flags.targeted.targeting.if.0.sometimes: unknown operator "sometimes"',
+      'flags.shared.targeting.$ref: $ref "nobody" names no entry of flagEvaluators',
+      "flagEvaluators.loop: $ref cycle: loop → loop",
+      "flags.a.prerequisites: prerequisite cycle: a → b → a",
+    ]);
+  });
+
+  it("leaves badly shaped flags to the schema, and still checks the others", () => {
+    expect(
+      lines({
+        flags: { shapeless: { state: "on", variants: { x: 1 } }, "bad key!": flag({ defaultVariant: "nope" }), ok: flag({ defaultVariant: "maybe" }) },
+        flagEvaluators: "not a mapping",
+      }),
+    ).toEqual(['flags.ok.defaultVariant: "maybe" is not a variant (variants: on, off)']);
+    expect(lines({ flags: ["a list"] })).toEqual([]);
+  });
+});

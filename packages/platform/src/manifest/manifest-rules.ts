@@ -1,9 +1,10 @@
 // Rules across fields and services that a schema cannot express: routes claimed twice, calls
 // to unknown services, owners outside `teams`, overlapping ports, service folders that are
-// not there. Each rule looks only at the fields it needs, so one bad field elsewhere in a
+// not there, flags that would not compile. Each rule looks only at the fields it needs, so one bad field elsewhere in a
 // service does not hide these problems until the next run.
 import { readdirSync, statSync } from "node:fs";
 import { dirname, posix, resolve, sep } from "node:path";
+import { checkFlagSet, FLAG_KEY_PATTERN, FlagDefinitionSchema } from "@keelson/protocol";
 import type { z } from "zod";
 import { schemaAt } from "./describe-schema.js";
 import { didYouMean } from "./did-you-mean.js";
@@ -57,6 +58,7 @@ export function checkManifestRules(data: unknown, options: ManifestRuleOptions):
     ...checkRoutes(services),
     ...checkPorts(root, services),
     ...checkDelivery(root, services),
+    ...checkFlags(root),
     ...(options.checkPaths ? [...checkPaths(services, options.dir), ...checkIncludes(services, options.dir)] : []),
   ];
 }
@@ -341,4 +343,27 @@ function siblingFolders(abs: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The flags as the flag service will check them when `keelson up` sets them: variants of one
+ * type, names that exist, targeting operators, prerequisite and $ref cycles. Flags whose
+ * structure is wrong are left to the schema, which already reports them (with hints).
+ */
+function checkFlags(root: Record<string, unknown>): PathIssue[] {
+  if (root.flags === undefined && root.flagEvaluators === undefined) return [];
+  const flags = root.flags === undefined ? {} : root.flags;
+  if (!isRecord(flags)) return [];
+  const named = Object.entries(flags).filter(([key]) => FLAG_KEY_PATTERN.test(key));
+  const evaluators = isRecord(root.flagEvaluators) ? root.flagEvaluators : undefined;
+  const checked = checkFlagSet({ flags: Object.fromEntries(named), ...(evaluators === undefined ? {} : { $evaluators: evaluators }) });
+  if (checked.ok) return [];
+  const malformed = new Set(named.filter(([, flag]) => !FlagDefinitionSchema.safeParse(flag).success).map(([key]) => key));
+  return checked.issues
+    .filter((i) => !(i.path[0] === "flags" && malformed.has(String(i.path[1]))))
+    .map((i) => ({
+      // The manifest calls flagd's $evaluators flagEvaluators.
+      path: i.path.length === 0 ? ["flags"] : i.path[0] === "$evaluators" ? ["flagEvaluators", ...i.path.slice(1)] : i.path,
+      message: i.message.replaceAll("$evaluators", "flagEvaluators"),
+    }));
 }

@@ -136,4 +136,22 @@ describe("ManifestSchema", () => {
     expect(ManifestSchema.safeParse({ project: "shop", services: {}, extra: 1 }).success).toBe(false);
     expect(ManifestSchema.safeParse({ version: 2, project: "shop", services: {} }).success).toBe(false);
   });
+
+  it("keeps flags in flagd's format with Keelson's fields, targeting as written", () => {
+    const targeting = { if: [{ ends_with: [{ var: "email" }, "@shop.test"] }, "on", { fractional: [["on", 10], ["off", 90]] }] };
+    const flag = { state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "off", targeting, type: "release", owner: "commerce", safeVariant: "off", prerequisites: [{ flag: "base", variant: "yes" }], metadata: { jira: "SHOP-1", weight: 2 } };
+    const m = ManifestSchema.parse({ project: "shop", services: {}, flags: { "new-checkout": flag }, flagEvaluators: { staff: { "==": [1, 1] } } });
+    expect(m.flags?.["new-checkout"]).toEqual(flag);
+    expect(m.flagEvaluators).toEqual({ staff: { "==": [1, 1] } });
+  });
+
+  it("checks the structure of flags: keys, required fields, states, unknown fields", () => {
+    const flag = { state: "ENABLED", variants: { on: true }, defaultVariant: "on" };
+    const paths = (flags: unknown) => ManifestSchema.safeParse({ project: "shop", services: {}, flags }).error?.issues.map((i) => i.path.join("."));
+    expect(paths({ "Release_1.x": flag })).toBeUndefined();
+    expect(paths({ "-bad": flag })).toEqual(["flags.-bad"]);
+    expect(paths({ a: { state: "ENABLED", variants: { on: true } } })).toEqual(["flags.a.defaultVariant"]);
+    expect(paths({ a: { ...flag, state: "on" } })).toEqual(["flags.a.state"]);
+    expect(paths({ a: { ...flag, colour: "red" } })).toEqual(["flags.a"]);
+  });
 });

@@ -1,5 +1,6 @@
 // The keelson.yaml schema: one zod schema that validates, defaults and documents the
 // manifest; `keelson schema` prints the JSON Schema generated from it for editors.
+import { FLAG_KEY_PATTERN, FLAG_TYPES } from "@keelson/protocol";
 import { z } from "zod";
 
 /**
@@ -350,6 +351,46 @@ export const ServiceSpecSchema = z.strictObject({
   secrets: z.array(envName("secret name")).optional().describe("Names of secrets from the vault, given to replicas as environment variables."),
 });
 
+const FLAG_KEY_RULE = 'letters, digits, "_", "." and "-", starting with a letter or digit, at most 128 characters';
+const flagKey = z
+  .string()
+  .regex(FLAG_KEY_PATTERN, { message: `flag key must be ${FLAG_KEY_RULE}` })
+  .register(expectedText, { expected: `flag key (${FLAG_KEY_RULE})` });
+
+/**
+ * A flag in flagd's format plus Keelson's extensions: the structure only. What a schema cannot
+ * say (one value type for all variants, names that must exist, targeting operators, cycles) is
+ * checked by the protocol's checkFlagSet, run by the manifest rules.
+ */
+const FlagSpec = z.strictObject({
+  state: z.enum(["ENABLED", "DISABLED"]).describe("ENABLED: the flag is evaluated; DISABLED: everyone gets safeVariant (else defaultVariant) with reason DISABLED."),
+  variants: z
+    .record(z.string().min(1), z.unknown().describe("A value: boolean, string, number or mapping/list; all variants of a flag have one type."))
+    .describe("Variant name → value."),
+  defaultVariant: z.string().min(1).describe("The variant served when targeting returns nothing (a key of variants)."),
+  targeting: z
+    .unknown()
+    .optional()
+    .describe('JsonLogic rule (free-form JSON) returning a variant name, with flagd\'s operators fractional, sem_ver, starts_with, ends_with and {"$ref": "<flagEvaluators key>"}; absent or {} for none.'),
+  metadata: z
+    .record(z.string().min(1), z.union([z.string(), z.number(), z.boolean()]))
+    .optional()
+    .describe("Free key → string, number or boolean, returned with every evaluation."),
+  type: z.enum(FLAG_TYPES).optional().describe("What the flag is for: release, experiment, operational, kill-switch or permission."),
+  owner: z.string().min(1).optional().describe("Team or person responsible for the flag."),
+  description: z.string().optional().describe("What the flag does."),
+  prerequisites: z
+    .array(
+      z.strictObject({
+        flag: z.string().min(1).describe("Key of another flag."),
+        variant: z.string().min(1).describe("The variant that flag must evaluate to."),
+      }),
+    )
+    .optional()
+    .describe("Flags that must evaluate to given variants; otherwise this flag serves defaultVariant."),
+  safeVariant: z.string().min(1).optional().describe("What `keelson flags kill` and DISABLED serve (default: defaultVariant)."),
+});
+
 const Listen = z.strictObject({
   host: z.string().default("127.0.0.1").describe("Address to listen on."),
   port: Port,
@@ -407,6 +448,14 @@ export const ManifestSchema = z.strictObject({
     .optional()
     .describe("Who hears about deployments that went wrong."),
   services: z.record(name("service name"), ServiceSpecSchema.describe("A service.")).describe("The services of the project, by name."),
+  flags: z
+    .record(flagKey, FlagSpec.describe("A feature flag, in flagd's format plus Keelson's fields."))
+    .optional()
+    .describe("Feature flags as desired state: `keelson up` sets each to this definition; flags not listed here are managed live with `keelson flags`."),
+  flagEvaluators: z
+    .record(z.string().min(1), z.unknown().describe("A JsonLogic rule (free-form JSON)."))
+    .optional()
+    .describe('Shared targeting rules (flagd\'s $evaluators), used in a flag\'s targeting as {"$ref": "<name>"}.'),
 });
 
 /** The manifest as written (before defaults). */
@@ -421,3 +470,4 @@ export type DeploySpecOut = z.output<typeof DeploySpec>;
 export type AnalysisSpecOut = z.output<typeof AnalysisSpec>;
 export type DeployStepOut = z.output<typeof DeployStep>;
 export type PipelineSpecOut = z.output<typeof PipelineSpec>;
+export type FlagSpecOut = z.output<typeof FlagSpec>;

@@ -102,5 +102,8 @@ export const FlagSetSchema = z.strictObject({
   metadata: MetadataSchema.optional(),
 });
 
+/** Flag keys the flag service accepts (they appear in URLs, event subjects and OFREP requests). */
+export const FLAG_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
 /** Field names of a flag, for hints on unknown keys. */
 export const FLAG_FIELDS = Object.keys(FlagDefinitionSchema.shape);

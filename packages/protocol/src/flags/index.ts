@@ -13,9 +13,10 @@ export type {
   FlagValue,
   FlagValueType,
 } from "./flag-set.js";
-export { FLAG_TYPES, FlagDefinitionSchema, FlagSetSchema } from "./flag-set.js";
+export { FLAG_KEY_PATTERN, FLAG_TYPES, FlagDefinitionSchema, FlagSetSchema } from "./flag-set.js";
 export { checkFlagSet } from "./check-flag-set.js";
 export { compileFlagSet, type CompiledFlagSet, type CompileFlagSetOptions } from "./compile-flag-set.js";
 export { exportFlagd, importFlagd, FLAGD_SCHEMA_URL } from "./flagd-file.js";
 export { murmur3_32 } from "./murmur3.js";
 export { TARGETING_OPERATORS } from "./targeting.js";
+export { EXPERIMENT_LIMITS, ExperimentEventBatchSchema, type ConversionEvent, type ExperimentEvent, type ExposureEvent } from "./experiment-events.js";

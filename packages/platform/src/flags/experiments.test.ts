@@ -1,0 +1,125 @@
+// Experiments over the memory store: users counted once, conversions once per user and event,
+// the user cap, the expected split read from the flag, and aggregates that survive a restart.
+import { describe, expect, it } from "vitest";
+import type { ExperimentEvent, FlagDefinition } from "@keelson/protocol";
+import { createMemoryStore, type Store } from "../store/index.js";
+import { createExperiments, expectedWeights } from "./experiments.js";
+import { createFlagService, type FlagService } from "./flag-service.js";
+
+const checkout: FlagDefinition = { state: "ENABLED", type: "experiment", variants: { on: true, off: false }, defaultVariant: "off", targeting: { fractional: [["on", 50], ["off", 50]] } };
+
+const exposure = (user: string, variant: string, flag = "checkout"): ExperimentEvent => ({ type: "exposure", flag, variant, targetingKey: user });
+const conversion = (user: string, event = "purchase", value?: number): ExperimentEvent => ({ type: "conversion", event, targetingKey: user, ...(value !== undefined ? { value } : {}) });
+
+async function setup(): Promise<{ store: Store; flags: FlagService }> {
+  const store = createMemoryStore();
+  const flags = createFlagService({ store, project: "shop" });
+  await flags.put("checkout", checkout, "test");
+  await flags.put("banner", { state: "ENABLED", type: "release", variants: { on: true, off: false }, defaultVariant: "off" }, "test");
+  return { store, flags };
+}
+
+describe("experiments", () => {
+  it("counts each user once in their first variant and each conversion once per user and event", async () => {
+    const { store, flags } = await setup();
+    const experiments = createExperiments({ store, project: "shop", flags });
+    const result = await experiments.ingest([
+      exposure("u1", "on"),
+      exposure("u1", "on"),
+      exposure("u2", "on"),
+      exposure("u3", "off"),
+      exposure("u3", "on"), // the flag changed under u3: stays in "off"
+      exposure("u9", "on", "banner"), // not an experiment
+      conversion("u1", "purchase", 10),
+      conversion("u1", "purchase", 5), // counted once as a user, both values summed
+      conversion("u3", "purchase", 7),
+      conversion("u3", "signup"),
+      conversion("stranger"), // never exposed
+    ]);
+    expect(result).toEqual({ accepted: 10, ignored: { notAnExperiment: 1, userCap: 0, overCap: 0 } });
+
+    const r = await experiments.results("checkout", { metric: "purchase" });
+    expect(r.metrics).toEqual(["purchase", "signup"]);
+    expect(r.control).toBe("off");
+    expect(r.variants.map((v) => [v.variant, v.users, v.conversions, v.events, v.valueSum])).toEqual([
+      ["on", 2, 1, 2, 15],
+      ["off", 1, 1, 1, 7],
+    ]);
+    expect(r.switched).toBe(1);
+    expect(r.unattributed).toBe(1);
+    expect(r.notes.join("\n")).toMatch(/1 exposures served a counted user another variant/);
+    expect((await experiments.results("checkout", { metric: "signup" })).variants.map((v) => v.conversions)).toEqual([0, 1]);
+  });
+
+  it("picks the only metric seen, asks which one when there are several, and checks the control", async () => {
+    const { store, flags } = await setup();
+    const experiments = createExperiments({ store, project: "shop", flags });
+    const none = await experiments.results("checkout");
+    expect(none.metric).toBeUndefined();
+    expect(none.notes.join("\n")).toMatch(/no conversions yet/);
+    await experiments.ingest([exposure("u1", "on"), conversion("u1")]);
+    expect((await experiments.results("checkout")).metric).toBe("purchase");
+    await experiments.ingest([conversion("u1", "signup")]);
+    await expect(experiments.results("checkout")).rejects.toThrow(/metric: flag "checkout" has conversions for purchase, signup/);
+    await expect(experiments.results("checkout", { metric: "purchase", control: "maybe" })).rejects.toThrow(/control: flag "checkout" has no variant "maybe"; its variants: on, off/);
+    expect((await experiments.results("checkout", { metric: "purchase", control: "on" })).comparisons.map((c) => c.variant)).toEqual(["off"]);
+    await expect(experiments.results("banner")).rejects.toThrow(/not an experiment \(type release\)/);
+    await expect(experiments.results("nope")).rejects.toMatchObject({ code: "KEELSON_ERR_NOT_FOUND" });
+  });
+
+  it("stops counting new users at the cap and says so", async () => {
+    const { store, flags } = await setup();
+    const experiments = createExperiments({ store, project: "shop", flags, maxUsers: 3 });
+    const r = await experiments.ingest(["a", "b", "c", "d", "e"].map((u) => exposure(u, "on")).concat([exposure("a", "on"), conversion("e")]));
+    expect(r.ignored.userCap).toBe(2);
+    const results = await experiments.results("checkout");
+    expect(results.variants.find((v) => v.variant === "on")?.users).toBe(3);
+    expect(results.usersDropped).toBe(2);
+    expect(results.notes.join("\n")).toMatch(/counting stopped at 3 users: 2 later exposures/);
+  });
+
+  it("keeps counting each user once across a restart, from aggregates and the chunked log in settings", async () => {
+    const { store, flags } = await setup();
+    const first = createExperiments({ store, project: "shop", flags, chunkSize: 3 });
+    await first.ingest([exposure("u1", "on"), exposure("u2", "off"), exposure("u3", "on"), exposure("u4", "off"), conversion("u1"), conversion("u2", "purchase", 3)]);
+    await first.ingest([exposure("u5", "on"), conversion("u5")]);
+    const before = await first.results("checkout");
+    // Aggregates plus ceil(8 records / 3) chunks; the last one is open.
+    expect(JSON.parse((await store.getSetting("experiment.shop.checkout")) ?? "{}")).toMatchObject({ records: 8, exposed: [3, 2] });
+    expect(JSON.parse((await store.getSetting("experiment.shop.checkout#2")) ?? "[]")).toEqual([["u5", 0], ["u5", -1]]);
+
+    const second = createExperiments({ store, project: "shop", flags, chunkSize: 3 });
+    expect(await second.results("checkout")).toEqual(before);
+    // Known users and conversions are not counted again; a new one is, into the open chunk.
+    await second.ingest([exposure("u1", "on"), exposure("u2", "off"), conversion("u1"), conversion("u2"), exposure("u6", "off"), conversion("u6")]);
+    const after = await second.results("checkout");
+    expect(after.variants.map((v) => [v.variant, v.users, v.conversions])).toEqual([
+      ["on", 3, 2],
+      ["off", 3, 2],
+    ]);
+    const third = createExperiments({ store, project: "shop", flags, chunkSize: 3 });
+    expect(await third.results("checkout")).toEqual(after);
+  });
+
+  it("applies batches one at a time", async () => {
+    const { store, flags } = await setup();
+    const experiments = createExperiments({ store, project: "shop", flags });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => experiments.ingest([exposure(`u${i % 5}`, i % 2 === 0 ? "on" : "off")])));
+    const r = await experiments.results("checkout");
+    expect(r.variants.reduce((n, v) => n + v.users, 0)).toBe(5);
+  });
+});
+
+describe("expectedWeights", () => {
+  it("reads a top-level fractional, with or without a bucketing expression and with default weights", () => {
+    expect(expectedWeights(checkout)).toEqual({ weights: { on: 50, off: 50 }, from: "fractional" });
+    expect(expectedWeights({ ...checkout, targeting: { fractional: [{ var: "email" }, ["on", 10], ["off", 90]] } })).toEqual({ weights: { on: 10, off: 90 }, from: "fractional" });
+    expect(expectedWeights({ ...checkout, targeting: { fractional: [["on"], ["off"]] } })).toEqual({ weights: { on: 1, off: 1 }, from: "fractional" });
+  });
+
+  it("falls back to equal weights over the variants for any other targeting", () => {
+    expect(expectedWeights({ ...checkout, targeting: undefined })).toEqual({ weights: { on: 1, off: 1 }, from: "equal" });
+    expect(expectedWeights({ ...checkout, targeting: { if: [true, { fractional: [["on", 90], ["off", 10]] }, "off"] } }).from).toBe("equal");
+    expect(expectedWeights({ ...checkout, targeting: { fractional: [["on", { var: "w" }], ["off", 10]] } }).from).toBe("equal");
+  });
+});
