@@ -153,12 +153,12 @@ function relativeSequence(treatment: VariantCounts, control: VariantCounts, alph
 
 /** ln Γ(x) for x > 0: Lanczos' series as in Numerical Recipes' gammln (absolute error below 2e-10). */
 export function logGamma(x: number): number {
-  const cof = [76.18009172947146, -86.50532032941677, 24.01409824083091, -1.231739572450155, 0.1208650973866179e-2, -0.5395239384953e-5];
+  const cof = [76.18009172947146, -86.50532032941678, 24.01409824083091, -1.231739572450155, 0.001208650973866179, -5.395239384953e-6];
   let tmp = x + 5.5;
   tmp -= (x + 0.5) * Math.log(tmp);
   let ser = 1.000000000190015;
   for (let j = 0; j < cof.length; j++) ser += (cof[j] as number) / (x + j + 1);
-  return -tmp + Math.log((2.5066282746310005 * ser) / x);
+  return -tmp + Math.log((2.5066282746310007 * ser) / x);
 }
 
 /**
