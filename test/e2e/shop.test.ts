@@ -93,6 +93,56 @@ describe.sequential("the example shop on keelson", () => {
     expect(sent.to).toBe("a***@example.com");
   });
 
+  it("runs the express-checkout experiment: visitors split by the flag, purchases tracked, results per variant", async () => {
+    // 40 new visitors look at the shop; the first 12 of them buy one bag each.
+    const visitors: Array<{ cookie: string; variant: string }> = [];
+    for (let i = 0; i < 40; i++) {
+      const page = await fetch(`${gateway}/`);
+      const cookie = (page.headers.get("set-cookie") ?? "").split(";")[0] as string;
+      expect(cookie).toMatch(/^shop-visitor=/);
+      const variant = /data-checkout="(\w+)"/.exec(await page.text())?.[1] as string;
+      visitors.push({ cookie, variant });
+    }
+    const split = visitors.filter((v) => v.variant === "express").length;
+    // A 50/50 split (every replica evaluates the same flag the same way).
+    expect(split).toBeGreaterThan(8);
+    expect(split).toBeLessThan(32);
+    for (const v of visitors.slice(0, 12)) {
+      const res = await fetch(`${gateway}/checkout`, {
+        method: "POST",
+        headers: { "content-type": "application/json", cookie: v.cookie },
+        body: JSON.stringify({ items: [{ sku: "FILTER-V60-100", qty: 1 }], card: "4242424242424242", email: "ada@example.com" }),
+      });
+      expect(res.status).toBe(201);
+    }
+    const bought = visitors.slice(0, 12).reduce<Record<string, number>>((acc, v) => ({ ...acc, [v.variant]: (acc[v.variant] ?? 0) + 1 }), {});
+    // The SDK sends its events in batches: wait until every exposure and purchase has arrived.
+    type Results = { verdict: string; srm: { checked: boolean; broken: boolean }; variants: Array<{ variant: string; users: number; conversions: number }> };
+    const results = await waitFor(
+      async () => {
+        const r = await keelson(["experiment", "results", "express-checkout", "-C", dir, "--metric", "purchase", "--json"]);
+        if (r.code !== 0) return undefined;
+        const parsed = JSON.parse(r.stdout) as Results;
+        const users = parsed.variants.reduce((n, x) => n + x.users, 0);
+        const conversions = parsed.variants.reduce((n, x) => n + x.conversions, 0);
+        return users >= 40 && conversions >= 12 ? parsed : undefined;
+      },
+      { timeoutMs: 20_000, what: "the experiment's events to reach the control plane" },
+    );
+    for (const variant of ["classic", "express"]) {
+      const row = results.variants.find((x) => x.variant === variant);
+      // Earlier tests looked at the page too (a visitor each, without buying).
+      const mine = visitors.filter((v) => v.variant === variant).length;
+      expect(row?.users, variant).toBeGreaterThanOrEqual(mine);
+      expect(row?.users, variant).toBeLessThanOrEqual(mine + 2);
+      expect(row?.conversions, variant).toBe(bought[variant] ?? 0);
+    }
+    expect(results.srm.broken).toBe(false);
+    const table = await keelson(["experiment", "results", "express-checkout", "-C", dir, "--metric", "purchase"]);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/express/);
+  });
+
   it("an order is one trace from storefront through orders to inventory, payments and notifications, with parent links", async () => {
     const traceOf = async () => {
       const r = await keelson(["traces", "-C", dir, "--service", "payments", "--json"]);

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { createRouter, HttpError, json, ServiceCallError } from "@keelson/sdk";
 import type { Handler, Logger, ServiceClient } from "@keelson/sdk";
+import type { Client as FlagClient } from "@openfeature/server-sdk";
 import { loadCatalog } from "./catalog.js";
 import type { CatalogProduct } from "./catalog.js";
 import { messagePage, orderPage, shopPage } from "./pages.js";
@@ -14,9 +15,22 @@ export interface StorefrontAppOptions {
   client: ServiceClient;
   logger: Logger;
   shopName: string;
+  /** Feature flags (OpenFeature); `express-checkout` picks the checkout form, purchases are tracked against it. */
+  flags: FlagClient;
 }
 
 const ORDER_ID = /^ord_[a-z0-9]{8,40}$/;
+/** A visitor's id (a random token in a cookie): what flags split on and experiments count. */
+const VISITOR_COOKIE = "shop-visitor";
+const VISITOR = /^[A-Za-z0-9_-]{16,64}$/;
+
+/** The visitor id from the request's cookie, or a new one (and the Set-Cookie that keeps it). */
+function visitorOf(req: { headers: { cookie?: string | undefined } }): { id: string; setCookie?: string } {
+  const found = /(?:^|;\s*)shop-visitor=([^;]+)/.exec(req.headers.cookie ?? "")?.[1];
+  if (found !== undefined && VISITOR.test(found)) return { id: found };
+  const id = randomBytes(16).toString("base64url");
+  return { id, setCookie: `${VISITOR_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000` };
+}
 
 /**
  * GET /             → the shop page (200 even when inventory is down: it says so)
@@ -26,10 +40,15 @@ const ORDER_ID = /^ord_[a-z0-9]{8,40}$/;
  *                     502 when orders cannot be reached
  */
 export function createApp(options: StorefrontAppOptions): Handler {
-  const { client, logger, shopName } = options;
+  const { client, logger, shopName, flags } = options;
 
   return createRouter()
-    .get("/", async ({ res }) => {
+    .get("/", async ({ req, res }) => {
+      const visitor = visitorOf(req);
+      if (visitor.setCookie) res.setHeader("set-cookie", visitor.setCookie);
+      // The experiment: the classic form, or the express one (one button, the quantity preset).
+      // Evaluation never throws: without flags every visitor gets "classic".
+      const checkout = (await flags.getStringValue("express-checkout", "classic", { targetingKey: visitor.id })) === "express" ? "express" : "classic";
       let products: CatalogProduct[] | undefined;
       try {
         products = await loadCatalog(client);
@@ -37,7 +56,7 @@ export function createApp(options: StorefrontAppOptions): Handler {
         // The page still renders: a shop window with a notice beats an error page.
         logger.warn("catalog unavailable; rendering the page without stock", { err });
       }
-      sendPage(res, 200, (nonce) => shopPage({ shopName, nonce, products }));
+      sendPage(res, 200, (nonce) => shopPage({ shopName, nonce, products, checkout }));
     })
     .get("/orders/:id", async ({ res, params }) => {
       const notFound = (nonce: string) => messagePage({ shopName, nonce, title: "Order not found", message: `There is no order ${params.id}.` });
@@ -53,7 +72,7 @@ export function createApp(options: StorefrontAppOptions): Handler {
         );
       }
     })
-    .post("/checkout", async ({ res, body }) => {
+    .post("/checkout", async ({ req, res, body }) => {
       const order = await body();
       let answer: Response;
       try {
@@ -61,6 +80,11 @@ export function createApp(options: StorefrontAppOptions): Handler {
       } catch (err) {
         logger.warn("checkout: orders unavailable", { err });
         throw new HttpError(502, "ORDERS_UNAVAILABLE", "orders cannot be placed right now; nothing was charged");
+      }
+      // A placed order is the experiment's conversion for this visitor.
+      if (answer.status === 201) {
+        const visitor = visitorOf(req);
+        if (!visitor.setCookie) flags.track("purchase", { targetingKey: visitor.id });
       }
       // The orders service's answer is the shopper's answer, status and body alike.
       const text = await answer.text();

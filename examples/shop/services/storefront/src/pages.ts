@@ -109,8 +109,9 @@ ${options.script === undefined ? "" : html`<script nonce="${options.nonce}">${ne
 </html>`.value;
 }
 
-export function shopPage(options: { shopName: string; nonce: string; products: CatalogProduct[] | undefined }): string {
+export function shopPage(options: { shopName: string; nonce: string; products: CatalogProduct[] | undefined; checkout?: "classic" | "express" }): string {
   const { products } = options;
+  const express = options.checkout === "express";
   const body =
     products === undefined
       ? html`<p class="notice" role="alert">Prices and stock are unavailable right now, so orders are paused. Please try again in a moment.</p>
@@ -124,17 +125,17 @@ ${products.map(
 <td><strong>${p.name}</strong><div class="desc">${p.description}</div></td>
 <td class="num">${formatEuro(p.price)}</td>
 <td class="num${p.inStock ? "" : " sold-out"}" data-stock="${p.sku}">${p.inStock ? `${p.stock} left` : "Sold out"}</td>
-<td class="num"><input type="number" name="qty-${p.sku}" data-sku="${p.sku}" min="0" max="${Math.min(p.stock, 99)}" value="0"${p.inStock ? "" : html` disabled`} aria-label="Quantity of ${p.name}"></td>
+<td class="num"><input type="number" name="qty-${p.sku}" data-sku="${p.sku}" min="0" max="${Math.min(p.stock, 99)}" value="${express && p.inStock && p === products.find((x) => x.inStock) ? "1" : "0"}"${p.inStock ? "" : html` disabled`} aria-label="Quantity of ${p.name}"></td>
 </tr>`,
 )}
 </tbody>
 </table>
-<fieldset>
-<legend>Checkout</legend>
+<fieldset data-checkout="${express ? "express" : "classic"}">
+<legend>${express ? "Express checkout" : "Checkout"}</legend>
 <label>Email <input type="email" name="email" required autocomplete="email" placeholder="you@example.com"></label>
 <label>Card number <input name="card" required inputmode="numeric" autocomplete="cc-number" placeholder="4242 4242 4242 4242"></label>
 <p class="hint">This is a demo shop: any 12 to 19 digit number is accepted, and cards ending in 0000 are declined.</p>
-<button type="submit">Place order</button>
+<button type="submit">${express ? "Buy now" : "Place order"}</button>
 </fieldset>
 </form>
 <p id="result" role="status"></p>`;

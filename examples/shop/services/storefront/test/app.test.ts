@@ -3,6 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createClient, createLogger, createRouter, HttpError, json, serve, startGatewayStub } from "@keelson/sdk";
 import type { GatewayStub, ServiceHandle } from "@keelson/sdk";
+import { OpenFeature, TypedInMemoryProvider } from "@openfeature/server-sdk";
 import { createApp } from "../src/app.js";
 import { loadConfig } from "../src/config.js";
 import { html } from "../src/html.js";
@@ -13,6 +14,8 @@ let orders: Record<string, unknown>;
 let ordersDown = false;
 let gateway: GatewayStub;
 let storefront: ServiceHandle;
+// The experiment flag, as OpenFeature's own in-memory provider: visitors whose id starts with "X" get express.
+const flags = OpenFeature.getClient("storefront-test");
 
 beforeEach(async () => {
   inventoryItems = [
@@ -39,7 +42,13 @@ beforeEach(async () => {
       }).handle,
   });
   const client = createClient({ gatewayUrl: gateway.url, self: "storefront", timeoutMs: 2000, logger });
-  storefront = await serve({ handler: createApp({ client, logger, shopName: "Bean & Burr" }), port: 0, signals: [], logger });
+  await OpenFeature.setProviderAndWait(
+    "storefront-test",
+    new TypedInMemoryProvider({
+      "express-checkout": { variants: { classic: "classic", express: "express" }, defaultVariant: "classic", disabled: false, contextEvaluator: (ctx) => (String(ctx.targetingKey ?? "").startsWith("X") ? "express" : "classic") },
+    }),
+  );
+  storefront = await serve({ handler: createApp({ client, logger, shopName: "Bean & Burr", flags }), port: 0, signals: [], logger });
 });
 afterEach(async () => {
   await storefront.close();
@@ -65,7 +74,7 @@ describe("GET /api/catalog", () => {
     // A gateway with no inventory replica behind it.
     const stub = await startGatewayStub({});
     const client = createClient({ gatewayUrl: stub.url, self: "storefront", logger });
-    const lonely = await serve({ handler: createApp({ client, logger, shopName: "x" }), port: 0, signals: [], logger });
+    const lonely = await serve({ handler: createApp({ client, logger, shopName: "x", flags }), port: 0, signals: [], logger });
     try {
       const res = await fetch(`${lonely.url}/api/catalog`);
       expect(res.status).toBe(502);
@@ -102,7 +111,7 @@ describe("GET /", () => {
   it("still renders, with a notice and no order form, when inventory is down", async () => {
     const stub = await startGatewayStub({});
     const client = createClient({ gatewayUrl: stub.url, self: "storefront", logger });
-    const lonely = await serve({ handler: createApp({ client, logger, shopName: "x" }), port: 0, signals: [], logger });
+    const lonely = await serve({ handler: createApp({ client, logger, shopName: "x", flags }), port: 0, signals: [], logger });
     try {
       const res = await fetch(`${lonely.url}/`);
       expect(res.status).toBe(200);
@@ -198,5 +207,34 @@ describe("html and loadConfig", () => {
   it("defaults the shop name and rejects a bad timeout", () => {
     expect(loadConfig({})).toEqual({ shopName: "Keelson Coffee", callTimeoutMs: 2000 });
     expect(() => loadConfig({ CALL_TIMEOUT_MS: "-1" })).toThrow(/CALL_TIMEOUT_MS/);
+  });
+});
+
+describe("the express-checkout experiment", () => {
+  it("gives a new visitor a cookie and the flag's variant of the checkout form, and keeps it on the next visit", async () => {
+    const first = await fetch(`${storefront.url}/`);
+    const cookie = first.headers.get("set-cookie") ?? "";
+    expect(cookie).toMatch(/^shop-visitor=[A-Za-z0-9_-]{16,64}; Path=\/; HttpOnly; SameSite=Lax/);
+    expect(await first.text()).toContain('data-checkout="classic"');
+    const again = await fetch(`${storefront.url}/`, { headers: { cookie: cookie.split(";")[0] as string } });
+    expect(again.headers.get("set-cookie")).toBeNull();
+
+    const express = await fetch(`${storefront.url}/`, { headers: { cookie: "shop-visitor=XXXXXXXXXXXXXXXXXXXX" } });
+    const page = await express.text();
+    expect(page).toContain('data-checkout="express"');
+    expect(page).toContain(">Buy now</button>");
+    // Express presets one unit of the first product in stock.
+    expect(page).toMatch(/data-sku="BEAN-ETH-250" min="0" max="25" value="1"/);
+  });
+
+  it("a broken or missing flag leaves the classic form", async () => {
+    const noFlags = OpenFeature.getClient("no-provider-here");
+    const client = createClient({ gatewayUrl: gateway.url, self: "storefront", timeoutMs: 2000, logger });
+    const bare = await serve({ handler: createApp({ client, logger, shopName: "x", flags: noFlags }), port: 0, signals: [], logger });
+    try {
+      expect(await (await fetch(`${bare.url}/`, { headers: { cookie: "shop-visitor=XXXXXXXXXXXXXXXXXXXX" } })).text()).toContain('data-checkout="classic"');
+    } finally {
+      await bare.close();
+    }
   });
 });
