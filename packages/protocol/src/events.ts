@@ -46,7 +46,10 @@ export type EventKind =
   | "rollout.succeeded"
   | "rollout.failed"
   | "rollback.started"
-  | "rollback.succeeded";
+  | "rollback.succeeded"
+  | "flag.scheduled"
+  | "flag.schedule-cancelled"
+  | "flag.schedule-failed";
 
 export interface KeelsonEvent {
   /** Monotonic sequence number assigned by the store. */

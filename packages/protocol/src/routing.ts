@@ -1,5 +1,6 @@
 // The routing table the control plane streams to every gateway: routes and ready endpoints.
 import { z } from "zod";
+import { FLAG_KEY_PATTERN } from "./flags/flag-set.js";
 
 /** Token-bucket rate limit of a route: `rps` tokens per second, bursts up to `burst`. */
 export const RateLimitSchema = z.strictObject({
@@ -16,6 +17,60 @@ export const FallbackSchema = z.strictObject({
 });
 export type Fallback = z.infer<typeof FallbackSchema>;
 
+/** An HTTP token (RFC 9110 §5.6.2): what a header or cookie name may be made of. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const nameError = (what: string) => (issue: { code?: string }) =>
+  issue.code === "invalid_key" ? `not a valid ${what} name (letters, digits and !#$%&'*+.^_\`|~-)` : undefined;
+
+/** Where a request attribute comes from: exactly one of a header or a cookie. */
+export const RequestValueSourceSchema = z
+  .strictObject({
+    /** Request header (case-insensitive), e.g. "x-user-id". */
+    header: z.string().regex(TOKEN, "not a valid header name").optional(),
+    /** Cookie name, e.g. "uid". */
+    cookie: z.string().regex(TOKEN, "not a valid cookie name").optional(),
+  })
+  .refine((a) => (a.header === undefined) !== (a.cookie === undefined), { message: "give exactly one of header, cookie" });
+export type RequestValueSource = z.infer<typeof RequestValueSourceSchema>;
+
+/** Names a flag evaluation context attribute may have: an identifier (JsonLogic `var` reads dots as nesting). */
+export const FLAG_ATTRIBUTE_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+/** Where a route's flag variant sends a request: another service, a version (release id or split label), or both. */
+export const RouteFlagTargetSchema = z
+  .strictObject({
+    /** Service the request goes to instead of the route's own. */
+    service: z.string().min(1).optional(),
+    /** Release id or split label the request is pinned to, as with VERSION_HEADER. */
+    version: z.string().min(1).optional(),
+  })
+  .refine((t) => t.service !== undefined || t.version !== undefined, { message: "give service, version or both" });
+export type RouteFlagTarget = z.infer<typeof RouteFlagTargetSchema>;
+
+/**
+ * Routing by feature flag: the gateway evaluates flag `key` on a context read from the request
+ * (`context`: attribute → header or cookie; `targetingKey` is what `fractional` buckets by) and,
+ * when the variant is listed in `variants`, sends the request where it says. Any other outcome
+ * (unknown flag, error, disabled, unlisted variant) leaves the route as it is without `flag`.
+ */
+export const RouteFlagSchema = z.strictObject({
+  key: z.string().regex(FLAG_KEY_PATTERN, "not a valid flag key"),
+  context: z
+    .record(
+      z
+        .string()
+        .regex(FLAG_ATTRIBUTE_PATTERN)
+        .refine((k) => k !== "__proto__"),
+      RequestValueSourceSchema,
+      { error: (issue) => (issue.code === "invalid_key" ? "not a valid attribute name (letters, digits, _ and -, not starting with a digit or -)" : undefined) },
+    )
+    .default({}),
+  variants: z
+    .record(z.string().min(1), RouteFlagTargetSchema)
+    .refine((v) => Object.keys(v).length > 0, { message: "list at least one variant" }),
+});
+export type RouteFlag = z.infer<typeof RouteFlagSchema>;
+
 /** One externally reachable route: requests whose host and path match go to `service`. */
 export const RouteSchema = z.strictObject({
   service: z.string(),
@@ -29,6 +84,8 @@ export const RouteSchema = z.strictObject({
   /** Largest request body accepted (413 beyond). */
   maxBodyBytes: z.number().int().positive().optional(),
   fallback: FallbackSchema.optional(),
+  /** Send the request to a service or version chosen by a feature flag (the table's `flags` hold its definition). */
+  flag: RouteFlagSchema.optional(),
 });
 export type Route = z.infer<typeof RouteSchema>;
 
@@ -107,11 +164,6 @@ export const DEFAULT_SERVICE_POLICY: ServicePolicy = {
   bulkhead: undefined,
 };
 
-/** An HTTP token (RFC 9110 §5.6.2): what a header or cookie name may be made of. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const nameError = (what: string) => (issue: { code?: string }) =>
-  issue.code === "invalid_key" ? `not a valid ${what} name (letters, digits and !#$%&'*+.^_\`|~-)` : undefined;
-
 /** How a header or cookie value is compared: exactly one of `exact`, `prefix`, `regex`. */
 export const StringMatchSchema = z
   .strictObject({
@@ -146,15 +198,8 @@ export const MatchRuleSchema = z
 export type MatchRule = z.infer<typeof MatchRuleSchema>;
 
 /** Where the value that keeps one user on one release comes from: exactly one of a header or a cookie. */
-export const AffinitySchema = z
-  .strictObject({
-    /** Request header (case-insensitive), e.g. "x-user-id". */
-    header: z.string().regex(TOKEN, "not a valid header name").optional(),
-    /** Cookie name, e.g. "uid". */
-    cookie: z.string().regex(TOKEN, "not a valid cookie name").optional(),
-  })
-  .refine((a) => (a.header === undefined) !== (a.cookie === undefined), { message: "give exactly one of header, cookie" });
-export type Affinity = z.infer<typeof AffinitySchema>;
+export const AffinitySchema = RequestValueSourceSchema;
+export type Affinity = RequestValueSource;
 
 const trafficSplitShape = {
   weights: z
@@ -232,6 +277,22 @@ export const RoutingTableSchema = z.strictObject({
   generatedAt: z.string(),
   routes: z.array(RouteSchema),
   services: z.array(RoutingServiceSchema),
+  /** The flags the routes' `flag` settings name (with their prerequisites), at a revision of the flag set. */
+  flags: z
+    .strictObject({
+      /** Revision of the flag set these definitions were taken from. */
+      revision: z.number().int().nonnegative(),
+      /**
+       * A flag set (FlagSetSchema), each definition left unchecked here: the gateway checks and
+       * compiles it, so one flag it cannot use costs only the routes that name it, not the table.
+       */
+      set: z.strictObject({
+        flags: z.record(z.string(), z.unknown()),
+        $evaluators: z.record(z.string(), z.unknown()).optional(),
+        metadata: z.record(z.string(), z.unknown()).optional(),
+      }),
+    })
+    .optional(),
 });
 export type RoutingTable = z.infer<typeof RoutingTableSchema>;
 

@@ -1,8 +1,9 @@
 // The experiment event recorder against a fake control plane (a fetch function): batching by
-// size and by time, the bounded queue, retries with backoff, refused batches, and the flush on close.
+// size and by time, the bounded queue, retries with backoff, refused batches, the flush on close,
+// and the evaluation counts that ride along (kept on failure, dropped for an older control plane).
 import { afterEach, describe, expect, it } from "vitest";
 import { waitFor } from "#test-support";
-import type { ExperimentEvent } from "@keelson/protocol";
+import type { ExperimentEvent, ExperimentEventBatch } from "@keelson/protocol";
 import { createExperimentRecorder, type ExperimentRecorder } from "./experiment-recorder.js";
 
 interface FakePlane {
@@ -136,5 +137,83 @@ describe("experiment recorder", () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
     expect(Date.now() - t0).toBeLessThan(1_000);
     expect(r.stats()).toMatchObject({ queued: 1, sent: 0 });
+  });
+});
+
+describe("evaluation counts", () => {
+  /** A control plane that keeps whole bodies; `old` answers like one from before evaluation counts. */
+  function bodyPlane(options: { old?: boolean } = {}) {
+    const plane = {
+      bodies: [] as ExperimentEventBatch[],
+      status: 200,
+      fetch: (async (_url, init) => {
+        if (plane.status === 0) throw new TypeError("fetch failed");
+        const body = JSON.parse(String(init?.body)) as ExperimentEventBatch;
+        if (options.old && body.evaluations !== undefined) {
+          return new Response(JSON.stringify({ error: { code: "KEELSON_ERR_INVALID_INPUT", message: 'body: Unrecognized key: "evaluations"' } }), { status: 400 });
+        }
+        if (plane.status === 200) plane.bodies.push(body);
+        return new Response("{}", { status: plane.status });
+      }) as typeof globalThis.fetch,
+    };
+    return plane;
+  }
+  const make = (plane: { fetch: typeof globalThis.fetch }, flushMs = 10) => {
+    const r = createExperimentRecorder({ url: "http://control-plane", fetch: plane.fetch, log, flushMs });
+    recorders.push(r);
+    return r;
+  };
+
+  it("counts per flag and sends the counts with the next batch, alone when there are no events", async () => {
+    const plane = bodyPlane();
+    const r = make(plane);
+    for (let i = 0; i < 1_000; i++) r.evaluation("checkout");
+    r.evaluation("banner");
+    r.exposure("checkout", "on", "u1");
+    await waitFor(() => plane.bodies.length === 1, { what: "a batch" });
+    expect(plane.bodies[0]).toEqual({ events: [{ type: "exposure", flag: "checkout", variant: "on", targetingKey: "u1" }], evaluations: { checkout: 1_000, banner: 1 } });
+    r.evaluation("banner");
+    await waitFor(() => plane.bodies.length === 2, { what: "a batch of counts only" });
+    expect(plane.bodies[1]).toEqual({ events: [], evaluations: { banner: 1 } });
+    // Counts are not events: only the exposure was sent as one.
+    expect(r.stats()).toEqual({ queued: 0, dropped: 0, sent: 1 });
+  });
+
+  it("keeps the counts while the control plane is away and adds what was counted meanwhile", async () => {
+    const plane = bodyPlane();
+    plane.status = 503;
+    const r = make(plane);
+    r.evaluation("checkout");
+    r.evaluation("checkout");
+    await waitFor(() => warnings.length === 1, { what: "a failed send" });
+    r.evaluation("checkout");
+    plane.status = 200;
+    await waitFor(() => plane.bodies.length === 1, { what: "the retry" });
+    expect(plane.bodies[0]?.evaluations).toEqual({ checkout: 3 });
+  });
+
+  it("with a control plane from before evaluation counts, sends the events without them and stops counting", async () => {
+    const plane = bodyPlane({ old: true });
+    const r = make(plane);
+    r.evaluation("checkout");
+    r.conversion("purchase", "u1");
+    await waitFor(() => plane.bodies.length === 1, { what: "the events, resent" });
+    expect(plane.bodies[0]).toEqual({ events: [{ type: "conversion", event: "purchase", targetingKey: "u1" }] });
+    expect(warnings).toEqual(["the control plane does not take flag evaluation counts (an older version?); no longer sending them"]);
+    r.evaluation("checkout");
+    r.conversion("purchase", "u2");
+    await waitFor(() => plane.bodies.length === 2, { what: "the next batch" });
+    expect(plane.bodies[1]).toEqual({ events: [{ type: "conversion", event: "purchase", targetingKey: "u2" }] });
+    expect(r.stats()).toMatchObject({ dropped: 0, sent: 2 });
+  });
+
+  it("sends pending counts on close", async () => {
+    const plane = bodyPlane();
+    const r = make(plane, 60_000);
+    r.evaluation("checkout");
+    await r.close();
+    expect(plane.bodies).toEqual([{ events: [], evaluations: { checkout: 1 } }]);
+    r.evaluation("checkout");
+    expect(plane.bodies).toHaveLength(1);
   });
 });

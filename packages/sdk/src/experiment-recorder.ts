@@ -2,7 +2,8 @@
 // are queued in memory (bounded; the oldest go first when it is full) and POSTed in batches to
 // /v1/experiments/events, retried with backoff while the control plane is away. Recording is a
 // push onto a ring buffer: it never waits, never throws and never grows without bound.
-import { EXPERIMENT_LIMITS, type ExperimentEvent } from "@keelson/protocol";
+// Evaluations of any flag are counted per flag and ride along with the next batch.
+import { EXPERIMENT_LIMITS, type EvaluationCounts, type ExperimentEvent, type ExperimentEventBatch } from "@keelson/protocol";
 
 export interface ExperimentRecorderOptions {
   /** Base URL of the control plane. */
@@ -32,6 +33,8 @@ export interface ExperimentRecorder {
   /** `targetingKey` was served `variant` of the experiment flag `flag`. Repeats are sent once. */
   exposure(flag: string, variant: string, targetingKey: string): void;
   conversion(event: string, targetingKey: string, value?: number): void;
+  /** One evaluation of `flag` (any type), counted and sent with the next batch. */
+  evaluation(flag: string): void;
   stats(): ExperimentRecorderStats;
   /** Sends what is queued (up to `timeoutMs`, default 2 s) and stops recording. */
   close(timeoutMs?: number): Promise<void>;
@@ -74,6 +77,10 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
   let backoff = 0;
   let warned = false;
   let closed = false;
+  /** flag → evaluations not sent yet. */
+  const counts = new Map<string, number>();
+  /** Off once a control plane that predates evaluation counts refused them. */
+  let counting = true;
 
   function push(event: ExperimentEvent): void {
     if (closed) return;
@@ -107,24 +114,51 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
     }
   }
 
+  /** One POST; status 0 when it got no answer; the answer's text only for a 400 about evaluations. */
+  async function post(batch: ExperimentEventBatch): Promise<{ status: number; answer: string }> {
+    try {
+      const res = await doFetch(endpoint, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(batch), signal: AbortSignal.timeout(requestTimeoutMs) });
+      if (res.status === 400 && batch.evaluations) return { status: 400, answer: await res.text().catch(() => "") };
+      await res.body?.cancel().catch(() => undefined);
+      return { status: res.status, answer: "" };
+    } catch (err) {
+      warnOnce("experiment events could not be sent; keeping them and retrying", { endpoint, err: err instanceof Error ? err.message : String(err) });
+      return { status: 0, answer: "" };
+    }
+  }
+
   /** One POST of the oldest events; true when it left the queue (sent or refused for good). */
   function sendBatch(): Promise<boolean> {
     if (inflight) return inflight;
-    if (tail === head) return Promise.resolve(true);
+    if (tail === head && counts.size === 0) return Promise.resolve(true);
     const end = Math.min(tail, head + batchSize);
     const events: ExperimentEvent[] = [];
     for (let i = head; i < end; i++) events.push(ring[i % capacity] as ExperimentEvent);
+    let evaluations: EvaluationCounts | undefined;
+    if (counts.size > 0) {
+      evaluations = Object.fromEntries(counts);
+      counts.clear();
+    }
     const run = (async () => {
-      let status: number;
-      try {
-        const res = await doFetch(endpoint, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ events }), signal: AbortSignal.timeout(requestTimeoutMs) });
-        status = res.status;
-        await res.body?.cancel().catch(() => undefined);
-      } catch (err) {
-        status = 0;
-        warnOnce("experiment events could not be sent; keeping them and retrying", { endpoint, err: err instanceof Error ? err.message : String(err) });
+      const first = await post(evaluations ? { events, evaluations } : { events });
+      let status = first.status;
+      if (status === 400 && evaluations && first.answer.includes("evaluations")) {
+        // A control plane older than evaluation counts: stop counting, send the events without them.
+        counting = false;
+        counts.clear();
+        evaluations = undefined;
+        try {
+          log?.warn("the control plane does not take flag evaluation counts (an older version?); no longer sending them", { endpoint });
+        } catch {
+          // A broken logger must not break the service either.
+        }
+        ({ status } = events.length > 0 ? await post({ events }) : { status: 204 });
       }
       const gone = (status >= 200 && status < 300) || (status >= 400 && status < 500 && status !== 408 && status !== 429);
+      if (!gone && evaluations && counting) {
+        // Kept for the next batch, added to what was counted meanwhile.
+        for (const flag of Object.keys(evaluations)) counts.set(flag, (counts.get(flag) ?? 0) + (evaluations[flag] as number));
+      }
       // Events dropped meanwhile as overflow were part of this batch: never move back.
       const leaving = Math.max(0, end - head);
       if (gone) {
@@ -148,7 +182,7 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
     inflight = run;
     void run.finally(() => {
       inflight = undefined;
-      if (closed || tail === head) return;
+      if (closed || (tail === head && counts.size === 0)) return;
       schedule(backoff > 0 ? backoff : tail - head >= batchSize ? 0 : flushMs);
     });
     return run;
@@ -168,6 +202,14 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
       if (!fits(event, EXPERIMENT_LIMITS.maxNameLength) || !fits(targetingKey, EXPERIMENT_LIMITS.maxTargetingKeyLength)) return;
       push(Number.isFinite(value) ? { type: "conversion", event, targetingKey, value } : { type: "conversion", event, targetingKey });
     },
+    evaluation(flag) {
+      if (closed || !counting) return;
+      const n = counts.get(flag);
+      if (n !== undefined) counts.set(flag, n + 1);
+      else if (counts.size < EXPERIMENT_LIMITS.maxEvaluatedFlagsPerRequest && fits(flag, EXPERIMENT_LIMITS.maxNameLength)) counts.set(flag, 1);
+      else return;
+      if (timer === undefined && inflight === undefined) schedule(backoff || flushMs);
+    },
     stats: () => ({ queued: tail - head, dropped, sent }),
     async close(timeoutMs = 2_000) {
       if (closed) return;
@@ -176,7 +218,7 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
       timer = undefined;
       const deadline = Date.now() + timeoutMs;
       const stop = new Promise<false>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
-      while (tail > head && Date.now() < deadline) {
+      while ((tail > head || counts.size > 0) && Date.now() < deadline) {
         if (!(await Promise.race([inflight ?? sendBatch(), stop]))) break;
       }
     },

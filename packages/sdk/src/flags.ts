@@ -4,7 +4,8 @@
 // unreachable it keeps serving the last snapshot and says so (STALE). Evaluation never throws
 // into the service: a failure is the caller's default value with an error code.
 // For flags of type "experiment" it records who was served which variant (exposures), and
-// OpenFeature's `track` records conversions; both go to the control plane in batches.
+// OpenFeature's `track` records conversions; both go to the control plane in batches, with the
+// number of evaluations of each flag (so the control plane can tell flags no longer used).
 import { compileFlagSet, REPLICA_ENV, type CompiledFlagSet, type EvaluationResult, type FlagSet } from "@keelson/protocol";
 import {
   ErrorCode,
@@ -29,7 +30,7 @@ export interface KeelsonFlagProviderOptions {
   /** How long initialize() waits for a first snapshot before failing (default 5 s). */
   initTimeoutMs?: number;
   fetch?: typeof globalThis.fetch;
-  /** Batching of exposure and conversion events (defaults: every 1 s or 500 events, at most 10,000 queued). */
+  /** Batching of exposure and conversion events and evaluation counts (defaults: every 1 s or 500 events, at most 10,000 queued). */
   experiments?: Pick<ExperimentRecorderOptions, "flushMs" | "batchSize" | "maxQueued" | "maxBackoffMs">;
   /** Where the provider reports trouble sending experiment events (default: the SDK's JSON logger). */
   log?: { warn(msg: string, fields?: Record<string, unknown>): void };
@@ -161,6 +162,8 @@ export class KeelsonFlagProvider implements Provider {
     } catch (err) {
       return { value: defaultValue, reason: "ERROR", errorCode: ErrorCode.GENERAL, errorMessage: err instanceof Error ? err.message : String(err) };
     }
+    // Every evaluation of an existing flag counts (for stale-flag detection): one Map increment.
+    if (r.errorCode !== "FLAG_NOT_FOUND") this.recorder.evaluation(key);
     if (r.errorCode !== undefined || r.value === undefined) {
       return { value: defaultValue, reason: "ERROR", errorCode: CODES[r.errorCode ?? "GENERAL"] ?? ErrorCode.GENERAL, ...(r.errorMessage ? { errorMessage: r.errorMessage } : {}) };
     }

@@ -47,6 +47,8 @@ export interface ControlPlaneOptions {
   registry?: Registry;
   /** The project's flags (default: a flag service over `store`). */
   flags?: FlagService;
+  /** Wall clock for flag usage, stale flags and scheduled flag changes (default: the system clock). */
+  now?: () => Date;
   /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
   telemetry?: {
     metricStore: MetricStore;
@@ -70,7 +72,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const { project, dir, stateDir, store, driver, reconciler, gatewayUrl, log } = options;
   const startedAt = new Date().toISOString();
   let url = "";
-  const routing = createRoutingPublisher({ store, driver, project, exclude: (id) => reconciler.isDraining(id) });
+  const flags = options.flags ?? createFlagService({ store, project, ...(options.now ? { now: options.now } : {}) });
+  // Routes may name flags: the table carries their definitions, so a flag change republishes it.
+  const routing = createRoutingPublisher({ store, driver, project, exclude: (id) => reconciler.isDraining(id), flags: () => flags.snapshot() });
   const sseClients = new Set<ServerResponse>();
   let applying = false;
 
@@ -80,6 +84,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
 
   reconciler.onChange(() => {
     void routing.refresh().catch((err: unknown) => log.error({ err }, "routing refresh failed"));
+  });
+  const unsubscribeFlags = flags.subscribe(() => {
+    void routing.refresh().catch((err: unknown) => log.error({ err }, "routing refresh after a flag change failed"));
   });
   routing.subscribe((table) => {
     for (const res of sseClients) writeSse(res, table);
@@ -152,9 +159,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     routes.push({ method, pattern, keys, name: path, handler });
   }
 
-  const flags = options.flags ?? createFlagService({ store, project });
-  const flagRoutes = addFlagRoutes(route, { flags, actorOf });
-  addExperimentRoutes(route, { experiments: createExperiments({ store, project, flags }) });
+  const flagRoutes = addFlagRoutes(route, { flags, actorOf, store, project, log, ...(options.now ? { now: options.now } : {}) });
+  addExperimentRoutes(route, { experiments: createExperiments({ store, project, flags }), usage: flagRoutes.usage });
 
   route("GET", "/healthz", async (_req, res) => sendJson(res, 200, { status: "ok", project, pid: process.pid, version: KEELSON_VERSION }));
   route("GET", "/metrics", async (_req, res) => {
@@ -437,13 +443,16 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           const addr = server.address();
           const p = addr && typeof addr === "object" ? addr.port : port;
           url = `http://${host.includes(":") ? `[${host}]` : host}:${p}`;
+          // Scheduled flag changes are applied only by a control plane that got its port.
+          flagRoutes.start().catch((err: unknown) => log.warn({ err }, "applying scheduled flag changes failed"));
           resolveListen(url);
         });
       });
     },
     async close() {
       clearInterval(heartbeat);
-      flagRoutes.close();
+      unsubscribeFlags();
+      await flagRoutes.close();
       for (const res of sseClients) res.end();
       sseClients.clear();
       await new Promise<void>((r) => {

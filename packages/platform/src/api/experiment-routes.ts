@@ -2,7 +2,7 @@
 // events in, an experiment's results out.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { ExperimentEventBatchSchema, KeelsonError } from "@keelson/protocol";
-import type { Experiments } from "../flags/index.js";
+import type { Experiments, FlagUsage } from "../flags/index.js";
 import { readJson, sendJson } from "./http.js";
 
 type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
@@ -13,8 +13,8 @@ function invalid(message: string): KeelsonError {
 }
 
 /** Registers POST /v1/experiments/events and GET /v1/experiments/:flag/results. */
-export function addExperimentRoutes(route: Route, deps: { experiments: Experiments }): void {
-  const { experiments } = deps;
+export function addExperimentRoutes(route: Route, deps: { experiments: Experiments; usage?: FlagUsage }): void {
+  const { experiments, usage } = deps;
 
   route("POST", "/v1/experiments/events", async (req, res) => {
     // readJson bounds the body (1 MiB); the schema bounds the events (1,000) and their fields.
@@ -23,7 +23,10 @@ export function addExperimentRoutes(route: Route, deps: { experiments: Experimen
       const issue = parsed.error.issues[0];
       throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`, { details: { issues: parsed.error.issues.slice(0, 10) } });
     }
-    sendJson(res, 200, await experiments.ingest(parsed.data.events));
+    // The batch's evaluation counts (any flag type) feed stale-flag detection.
+    const evaluations = parsed.data.evaluations && usage ? usage.recordAll(parsed.data.evaluations) : undefined;
+    const result = await experiments.ingest(parsed.data.events);
+    sendJson(res, 200, evaluations === undefined ? result : { ...result, evaluations });
   });
 
   route("GET", "/v1/experiments/:flag/results", async (_req, res, params, u) => {

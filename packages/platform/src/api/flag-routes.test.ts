@@ -1,13 +1,16 @@
 // The flag API over a real HTTP control plane (memory store and driver): CRUD, kill switch,
 // history and rollback, the change stream, OFREP as the official OpenFeature OFREP provider
-// uses it, and flags declared in the manifest (set by apply, drift shown by plan).
-import { writeFile } from "node:fs/promises";
+// uses it, flags declared in the manifest (set by apply, drift shown by plan), and evaluation
+// counts, stale flags and scheduled changes through the API and the `keelson flags` CLI.
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { OFREPProvider } from "@openfeature/ofrep-provider";
 import { OpenFeature } from "@openfeature/server-sdk";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { makeTempDir, waitFor } from "#test-support";
+import { main } from "../cli/index.js";
 import { createReconciler } from "../delivery/index.js";
+import type { ScheduledChange, StaleReport } from "../flags/index.js";
 import { createMemoryDriver } from "../runtime/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
 import { createControlPlane, type ControlPlane } from "./control-plane.js";
@@ -230,5 +233,140 @@ describe("flags declared in the manifest", () => {
     const last = await flagSet();
     expect(Object.keys(last.flags)).toEqual(["live-only"]);
     expect(last.$evaluators).toBeUndefined();
+  });
+});
+
+describe("flag usage, stale flags and scheduled changes (API and CLI)", () => {
+  let cp: ControlPlane;
+  let url: string;
+  let dir: string;
+  let store: Store;
+  let cleanup: () => Promise<void>;
+  let t = Date.parse("2026-03-01T00:00:00Z");
+  const DAY = 86_400_000;
+  const silent = { info() {}, warn() {}, error() {} };
+  const flag = (type: string) => ({ state: "ENABLED", type, variants: { on: true, off: false }, defaultVariant: "off" });
+
+  async function call(method: string, path: string, body?: unknown) {
+    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", "x-keelson-actor": "ana" }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const text = await res.text();
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
+  }
+  /** Runs `keelson …` in this process against the test's control plane; its exit code and output. */
+  async function keelson(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = "";
+    let err = "";
+    const stdout = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
+    const stderr = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
+    try {
+      const code = await main(["node", "keelson", ...args, "-C", dir]);
+      return { code, out, err };
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+    }
+  }
+
+  beforeAll(async () => {
+    const tmp = await makeTempDir("keelson-flag-stale-");
+    cleanup = tmp.cleanup;
+    dir = tmp.dir;
+    store = createMemoryStore({ now: () => t });
+    const driver = createMemoryDriver();
+    const stateDir = join(dir, ".keelson");
+    const reconciler = createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    cp = createControlPlane({ project: "shop", dir, stateDir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, now: () => new Date(t) });
+    url = await cp.listen("127.0.0.1", 0);
+    // What `keelson up` writes, so that the CLI finds this control plane.
+    await mkdir(stateDir, { recursive: true });
+    await writeFile(join(stateDir, "controlplane.json"), JSON.stringify({ pid: process.pid, url, project: "shop" }));
+  });
+  afterAll(async () => {
+    await cp.close();
+    await cleanup();
+  });
+
+  it("counts evaluations from the evaluate endpoint, OFREP and the SDK's batches, and lists stale flags with the reason", async () => {
+    for (const [key, type] of [["old-release", "release"], ["breaker", "kill-switch"], ["live", "operational"]] as const) expect((await call("PUT", `/v1/flags/${key}`, flag(type))).status).toBe(200);
+    expect((await call("POST", "/v1/flags/live/evaluate", { context: { targetingKey: "u1" } })).status).toBe(200);
+    expect((await call("POST", "/ofrep/v1/evaluate/flags/old-release", { context: { targetingKey: "u1" } })).status).toBe(200);
+    const batch = await call("POST", "/v1/experiments/events", { events: [], evaluations: { breaker: 5, nope: 2 } });
+    expect(batch).toMatchObject({ status: 200, body: { accepted: 0 } });
+    expect((await call("POST", "/v1/experiments/events", { events: [], evaluations: { breaker: -1 } })).status).toBe(400);
+    expect((await call("GET", "/v1/flags/usage")).body).toEqual({
+      since: "2026-03-01T00:00:00.000Z",
+      flags: {
+        live: { evaluations: 1, lastEvaluatedAt: "2026-03-01T00:00:00.000Z" },
+        "old-release": { evaluations: 1, lastEvaluatedAt: "2026-03-01T00:00:00.000Z" },
+        breaker: { evaluations: 5, lastEvaluatedAt: "2026-03-01T00:00:00.000Z" },
+      },
+    });
+
+    t += 40 * DAY;
+    await call("POST", "/ofrep/v1/evaluate/flags", { context: { targetingKey: "u1" } });
+    t += 1 * DAY;
+    expect((await call("POST", "/v1/flags/live/evaluate", { context: {} })).status).toBe(200);
+    const stale = await call("GET", "/v1/flags/stale?days=30");
+    expect(stale.body).toMatchObject({ days: 30, unchangedDays: 90, flags: [] });
+    const stale10 = (await call("GET", "/v1/flags/stale?days=1")).body as unknown as StaleReport;
+    expect(stale10.flags.map((f) => [f.flag, f.why])).toEqual([
+      ["breaker", ["no evaluation for 1 days (last 2026-04-10)"]],
+      ["old-release", ["no evaluation for 1 days (last 2026-04-10)"]],
+    ]);
+    expect((await call("GET", "/v1/flags/stale?days=soon")).status).toBe(400);
+
+    t += 60 * DAY;
+    const cli = await keelson("flags", "stale", "--json");
+    expect(cli.code).toBe(0);
+    const report = JSON.parse(cli.out) as StaleReport;
+    expect(report.flags.map((f) => [f.flag, f.reasons])).toEqual([
+      ["live", ["not-evaluated", "unchanged"]],
+      ["old-release", ["not-evaluated", "unchanged"]],
+      ["breaker", ["not-evaluated"]],
+    ]);
+    const text = await keelson("flags", "stale", "--days", "90", "--unchanged-days", "100");
+    expect(text.out).toContain("old-release  release      -      2026-04-10 00:00  2026-03-01 00:00  no change for 101 days (last 2026-03-01)");
+    expect(text.out).toContain("2 stale flags (no evaluation for 90 days or no change for 100 days; evaluations counted since 2026-03-01 00:00)");
+    expect((await keelson("flags", "stale", "--days", "0")).code).toBe(2);
+
+    const list = await keelson("flags", "list");
+    expect(list.out).toMatch(/LAST EVALUATED\n/);
+    expect(list.out).toMatch(/^live .* 2026-04-11 00:00$/m);
+  });
+
+  it("schedules, lists, cancels and applies changes when due, through the CLI and the API", async () => {
+    const due = new Date(t + 3_600_000).toISOString();
+    const scheduled = await keelson("flags", "schedule", "live", "--at", due, "--disable");
+    expect(scheduled.out).toContain("scheduled sch-1: disable live at ");
+    const defFile = join(dir, "def.json");
+    await writeFile(defFile, JSON.stringify({ ...flag("operational"), defaultVariant: "on" }));
+    expect((await keelson("flags", "schedule", "old-release", "--at", due, "-f", defFile)).code).toBe(0);
+    expect((await keelson("flags", "schedule", "live", "--at", due, "--kill", "--enable")).err).toContain("give exactly one change");
+    const bad = await call("POST", "/v1/flags/schedule", { flag: "live", at: due, action: "set", definition: { state: "ENABLED", variants: {}, defaultVariant: "x" } });
+    expect(bad.status).toBe(400);
+    expect((await call("POST", "/v1/flags/schedule", { flag: "live", at: due, action: "explode" })).status).toBe(400);
+    const viaApi = await call("POST", "/v1/flags/schedule", { flag: "breaker", at: due, action: "kill" });
+    expect(viaApi).toMatchObject({ status: 201, body: { id: "sch-3", by: "ana" } });
+
+    const listed = JSON.parse((await keelson("flags", "schedule", "--list", "--json")).out) as ScheduledChange[];
+    expect(listed.map((c) => [c.id, c.flag, c.action, c.by])).toEqual([
+      ["sch-1", "live", "disable", "cli"],
+      ["sch-2", "old-release", "set", "cli"],
+      ["sch-3", "breaker", "kill", "ana"],
+    ]);
+    expect((await keelson("flags", "schedule", "--list")).out).toMatch(/^sch-2 +\d{4}-\d\d-\d\d \d\d:\d\d +old-release +set \(default on, enabled\) +cli$/m);
+    expect((await keelson("flags", "schedule", "--cancel", "sch-3")).out).toContain("cancelled sch-3");
+    expect((await call("DELETE", "/v1/flags/schedule/sch-3")).status).toBe(404);
+
+    // The control plane's own timer (every second) applies them once due.
+    t += 2 * 3_600_000;
+    await waitFor(async () => ((await call("GET", "/v1/flags/schedule")).body?.changes as unknown[]).length === 0, { what: "the due changes to be applied" });
+    expect(((await call("GET", "/v1/flags/live")).body?.flag as { state: string }).state).toBe("DISABLED");
+    expect(((await call("GET", "/v1/flags/old-release")).body?.flag as { defaultVariant: string }).defaultVariant).toBe("on");
+    expect(((await call("GET", "/v1/flags/breaker")).body?.flag as { metadata?: unknown }).metadata).toBeUndefined();
+    const [change] = (await call("GET", "/v1/flags/live/history")).body?.changes as Array<{ actor: string }>;
+    expect(change?.actor).toBe("schedule:cli");
+    const [event] = await store.listEvents({ project: "shop", subject: "flag/live", kinds: ["flag.changed"], descending: true, limit: 1 });
+    expect(event?.details.scheduled).toBe("sch-1");
   });
 });

@@ -1,8 +1,21 @@
 // The flag endpoints of the control-plane API: CRUD with history and rollback, the kill
-// switch, evaluation, the change stream (Server-Sent Events) and OFREP.
+// switch, evaluation, the change stream (Server-Sent Events), OFREP, usage and stale flags, and
+// scheduled changes (whose timer runs from start() to close()).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { importFlagd, KeelsonError, exportFlagd } from "@keelson/protocol";
-import { ofrepContext, ofrepEvaluate, ofrepEvaluateAll, type FlagService, type FlagSnapshot } from "../flags/index.js";
+import {
+  createFlagSchedule,
+  createFlagUsage,
+  findStaleFlags,
+  ofrepContext,
+  ofrepEvaluate,
+  ofrepEvaluateAll,
+  ScheduleRequestSchema,
+  type FlagService,
+  type FlagSnapshot,
+  type FlagUsage,
+} from "../flags/index.js";
+import type { Store } from "../store/index.js";
 import { readJson, sendJson } from "./http.js";
 
 type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
@@ -24,11 +37,40 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
-/**
- * Registers the flag routes; returns a function that ends every open stream (for close()).
- */
-export function addFlagRoutes(route: Route, deps: { flags: FlagService; actorOf(req: IncomingMessage): string }): { close(): void } {
-  const { flags, actorOf } = deps;
+export interface FlagRoutesDeps {
+  flags: FlagService;
+  actorOf(req: IncomingMessage): string;
+  store: Store;
+  project: string;
+  /** Wall clock for usage, staleness and scheduled changes (default: the system clock). */
+  now?: () => Date;
+  log?: { warn(obj: object, msg?: string): void };
+}
+
+export interface FlagRoutes {
+  /** Evaluation counts, also fed by the SDK's event batches. */
+  readonly usage: FlagUsage;
+  /** Applies overdue scheduled changes and starts checking every second (once the server listens). */
+  start(): Promise<void>;
+  /** Ends every open stream, stops the schedule timer and writes pending evaluation counts. */
+  close(): Promise<void>;
+}
+
+/** A positive whole number of days from the query, or undefined when absent. */
+function daysParam(u: URL, name: string): number | undefined {
+  const text = u.searchParams.get(name);
+  if (text === null || text === "") return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${name}: expected a whole number of days, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** Registers the flag routes. */
+export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
+  const { flags, actorOf, store, project } = deps;
+  const now = deps.now ?? (() => new Date());
+  const usage = createFlagUsage({ store, project, flags, now, onError: (err) => deps.log?.warn({ err }, "writing flag evaluation counts failed; retrying") });
+  const schedule = createFlagSchedule({ store, project, flags, now, onError: (err) => deps.log?.warn({ err }, "applying scheduled flag changes failed; retrying") });
   const streams = new Set<ServerResponse>();
   const frame = (s: FlagSnapshot) => `event: flags\nid: ${s.revision}\ndata: ${JSON.stringify(view(s))}\n\n`;
   const unsubscribe = flags.subscribe((s) => {
@@ -71,6 +113,22 @@ export function addFlagRoutes(route: Route, deps: { flags: FlagService; actorOf(
     req.once("close", () => streams.delete(res));
     res.write(frame(await flags.snapshot()));
   });
+  route("GET", "/v1/flags/usage", async (_req, res) => sendJson(res, 200, await usage.read()));
+  route("GET", "/v1/flags/stale", async (_req, res, _params, u) => {
+    const days = daysParam(u, "days");
+    const unchangedDays = daysParam(u, "unchangedDays");
+    sendJson(res, 200, await findStaleFlags({ flags, usage, now: now(), ...(days !== undefined ? { days } : {}), ...(unchangedDays !== undefined ? { unchangedDays } : {}) }));
+  });
+  route("GET", "/v1/flags/schedule", async (_req, res) => sendJson(res, 200, { changes: await schedule.list() }));
+  route("POST", "/v1/flags/schedule", async (req, res) => {
+    const parsed = ScheduleRequestSchema.safeParse(await readJson(req));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`, { details: { issues: parsed.error.issues.slice(0, 10) } });
+    }
+    sendJson(res, 201, await schedule.add(parsed.data, actorOf(req)));
+  });
+  route("DELETE", "/v1/flags/schedule/:id", async (req, res, params) => sendJson(res, 200, await schedule.cancel(params.id as string, actorOf(req))));
   route("GET", "/v1/flags/:key", async (_req, res, params) => {
     const s = await flags.snapshot();
     const key = params.key as string;
@@ -108,7 +166,10 @@ export function addFlagRoutes(route: Route, deps: { flags: FlagService; actorOf(
   route("POST", "/v1/flags/:key/evaluate", async (req, res, params) => {
     const parsed = ofrepContext(await readJson(req));
     if (!parsed.ok) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${parsed.failure.errorCode}: ${parsed.failure.errorDetails}`);
-    sendJson(res, 200, (await flags.snapshot()).compiled.evaluate(params.key as string, parsed.context));
+    const key = params.key as string;
+    const snap = await flags.snapshot();
+    if (snap.set.flags[key]) usage.record(key);
+    sendJson(res, 200, snap.compiled.evaluate(key, parsed.context));
   });
 
   // OFREP: errors in its own shape, never the Keelson error envelope.
@@ -120,21 +181,34 @@ export function addFlagRoutes(route: Route, deps: { flags: FlagService; actorOf(
     }
   };
   route("POST", "/ofrep/v1/evaluate/flags/:key", async (req, res, params) => {
-    const answer = ofrepEvaluate(await flags.snapshot(), params.key as string, await ofrepBody(req));
+    const key = params.key as string;
+    const snap = await flags.snapshot();
+    const answer = ofrepEvaluate(snap, key, await ofrepBody(req));
+    if (snap.set.flags[key]) usage.record(key);
     send(res, answer.status, answer.body, answer.headers);
   });
   route("POST", "/ofrep/v1/evaluate/flags", async (req, res) => {
     const inm = req.headers["if-none-match"];
-    const answer = ofrepEvaluateAll(await flags.snapshot(), await ofrepBody(req), typeof inm === "string" ? inm : undefined);
+    const snap = await flags.snapshot();
+    const answer = ofrepEvaluateAll(snap, await ofrepBody(req), typeof inm === "string" ? inm : undefined);
+    // A 304 is the client going on with the values it has: the flags are still in use.
+    if (answer.status !== 400) for (const key of Object.keys(snap.set.flags)) usage.record(key);
     send(res, answer.status, answer.body, answer.headers);
   });
 
+  // Counting began when this control plane first ran with it: written now, not at the first read.
+  usage.read().catch((err: unknown) => deps.log?.warn({ err }, "reading flag evaluation counts failed"));
+
   return {
-    close() {
+    usage,
+    start: () => schedule.start(),
+    async close() {
       clearInterval(heartbeat);
       unsubscribe();
       for (const res of streams) res.end();
       streams.clear();
+      await schedule.close();
+      await usage.close().catch((err: unknown) => deps.log?.warn({ err }, "writing flag evaluation counts failed"));
     },
   };
 }

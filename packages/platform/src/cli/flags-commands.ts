@@ -1,10 +1,11 @@
 // `keelson flags …`: list, show, change, kill, evaluate, import/export (flagd files), history and
-// rollback of the project's feature flags, through the control plane.
+// rollback, stale flags and scheduled changes of the project's feature flags, through the
+// control plane.
 import { readFile, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
-import type { EvaluationResult, FlagDefinition } from "@keelson/protocol";
-import type { FlagChange } from "../flags/index.js";
+import { KeelsonError, type EvaluationResult, type FlagDefinition } from "@keelson/protocol";
+import type { FlagChange, FlagUsageView, ScheduledChange, ScheduleRequest, StaleReport } from "../flags/index.js";
 import { color, table } from "./output.js";
 import { connect, print } from "./progress.js";
 
@@ -38,8 +39,44 @@ function short(value: unknown): string {
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 
+/** "2026-11-27 09:00" (UTC) of an ISO time. */
+const when = (iso: string | undefined | null) => (iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)}` : "-");
+
+const daysOption = (flag: string, what: string) =>
+  new Option(flag, what).argParser((v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 3650) throw new InvalidArgumentError(`expected a whole number of days from 1 to 3650, got "${v}"`);
+    return n;
+  });
+
+function usage(message: string): KeelsonError {
+  return new KeelsonError("KEELSON_ERR_INVALID_INPUT", message);
+}
+
+/** The lines `keelson flags stale` prints. */
+export function formatStaleFlags(r: StaleReport): string {
+  const rule = `no evaluation for ${r.days} days or no change for ${r.unchangedDays} days; evaluations counted since ${when(r.countingSince)}`;
+  if (r.flags.length === 0) return `no stale flags (${rule})`;
+  return [
+    table(
+      ["FLAG", "TYPE", "OWNER", "LAST EVALUATED", "LAST CHANGED", "WHY"],
+      r.flags.map((f) => [f.flag, f.type ?? "-", f.owner ?? "-", f.lastEvaluatedAt ? when(f.lastEvaluatedAt) : "never", when(f.lastChangedAt), f.why.join("; ")]),
+    ),
+    color.dim(`${r.flags.length} stale ${r.flags.length === 1 ? "flag" : "flags"} (${rule}); kill switches and permissions are exempt from the "no change" rule`),
+  ].join("\n");
+}
+
+/** The lines `keelson flags schedule --list` prints. */
+export function formatSchedule(changes: readonly ScheduledChange[]): string {
+  if (changes.length === 0) return "no scheduled flag changes; `keelson flags schedule <flag> --at <time> --enable` adds one";
+  return table(
+    ["ID", "AT (UTC)", "FLAG", "CHANGE", "BY"],
+    changes.map((c) => [c.id, when(c.at), c.flag, c.action === "set" ? `set (default ${c.definition?.defaultVariant ?? "?"}, ${c.definition?.state.toLowerCase() ?? "?"})` : c.action, c.by]),
+  );
+}
+
 export function addFlagsCommands(program: Command): void {
-  const flags = program.command("flags").description("feature flags: list, change, kill switch, evaluate, history, flagd import/export");
+  const flags = program.command("flags").description("feature flags: list, change, kill switch, evaluate, history, stale flags, scheduled changes, flagd import/export");
 
   flags
     .command("list")
@@ -52,9 +89,11 @@ export function addFlagsCommands(program: Command): void {
       if (opts.json) return print(JSON.stringify(set, null, 2));
       const keys = Object.keys(set.flags).sort();
       if (keys.length === 0) return print(`no flags yet (revision ${set.revision}); \`keelson flags set <key> --file flag.json\` adds one`);
+      // A control plane without evaluation counts still gets its list.
+      const used = await api.get<FlagUsageView>("/v1/flags/usage").catch(() => undefined);
       print(
         table(
-          ["FLAG", "STATE", "TYPE", "OWNER", "DEFAULT", "VARIANTS", "TARGETING"],
+          ["FLAG", "STATE", "TYPE", "OWNER", "DEFAULT", "VARIANTS", "TARGETING", "LAST EVALUATED"],
           keys.map((k) => {
             const f = set.flags[k] as FlagDefinition;
             const killed = f.metadata?.killedAt !== undefined;
@@ -66,11 +105,12 @@ export function addFlagsCommands(program: Command): void {
               `${f.defaultVariant}=${short(f.variants[f.defaultVariant])}`,
               Object.keys(f.variants).join(", "),
               f.targeting !== undefined && JSON.stringify(f.targeting) !== "{}" ? "yes" : "-",
+              used === undefined ? "-" : used.flags[k] ? when(used.flags[k].lastEvaluatedAt) : color.dim("never"),
             ];
           }),
         ),
       );
-      print(color.dim(`revision ${set.revision}${set.updatedAt ? `, changed ${set.updatedAt}` : ""}`));
+      print(color.dim(`revision ${set.revision}${set.updatedAt ? `, changed ${set.updatedAt}` : ""}${used ? `; evaluations counted since ${when(used.since)}` : ""}`));
     });
 
   flags
@@ -172,6 +212,62 @@ export function addFlagsCommands(program: Command): void {
       const api = await connect(resolve(opts.dir));
       const { revision } = await api.post<{ revision: number }>(path(key, "/rollback"), { to: opts.to });
       print(`${color.green("✓")} flag ${key} is back to its definition after change ${opts.to} (revision ${revision})`);
+    });
+
+  flags
+    .command("stale")
+    .description("flags with no evaluation for --days or no change for --unchanged-days (kill switches and permissions: evaluations only)")
+    .addOption(dirOption())
+    .addOption(daysOption("--days <n>", "days without an evaluation (default 30)"))
+    .addOption(daysOption("--unchanged-days <n>", "days without a change (default 90)"))
+    .option("--json", "print JSON")
+    .action(async (opts: { dir: string; days?: number; unchangedDays?: number; json?: boolean }) => {
+      const query = new URLSearchParams();
+      if (opts.days !== undefined) query.set("days", String(opts.days));
+      if (opts.unchangedDays !== undefined) query.set("unchangedDays", String(opts.unchangedDays));
+      const qs = query.toString();
+      const api = await connect(resolve(opts.dir));
+      const report = await api.get<StaleReport>(`/v1/flags/stale${qs ? `?${qs}` : ""}`);
+      print(opts.json ? JSON.stringify(report, null, 2) : formatStaleFlags(report));
+    });
+
+  flags
+    .command("schedule")
+    .description("change a flag at a later time (-f definition, --kill, --enable or --disable); --list and --cancel the pending ones")
+    .argument("[flag]", "flag key")
+    .addOption(dirOption())
+    .option("--at <time>", "when, as an ISO time with a zone, e.g. 2026-11-27T09:00:00Z")
+    .option("-f, --file <file>", "JSON file with the definition to set (- reads stdin)")
+    .option("--kill", "kill switch: the safe variant for everyone")
+    .option("--enable", "set the flag's state to ENABLED")
+    .option("--disable", "set the flag's state to DISABLED")
+    .option("--list", "list the pending changes")
+    .option("--cancel <id>", "cancel a pending change (its id from --list)")
+    .option("--json", "print JSON")
+    .action(async (key: string | undefined, opts: { dir: string; at?: string; file?: string; kill?: boolean; enable?: boolean; disable?: boolean; list?: boolean; cancel?: string; json?: boolean }) => {
+      const changes = [opts.file !== undefined, opts.kill === true, opts.enable === true, opts.disable === true].filter(Boolean).length;
+      if (opts.list || opts.cancel !== undefined) {
+        if (opts.list && opts.cancel !== undefined) throw usage("--list and --cancel: give one of them");
+        if (key !== undefined || opts.at !== undefined || changes > 0) throw usage(`${opts.list ? "--list" : "--cancel"} takes no flag, --at or change`);
+        const api = await connect(resolve(opts.dir));
+        if (opts.cancel !== undefined) {
+          const c = await api.request<ScheduledChange>("DELETE", `/v1/flags/schedule/${encodeURIComponent(opts.cancel)}`);
+          return print(opts.json ? JSON.stringify(c, null, 2) : `${color.green("✓")} cancelled ${c.id}: ${c.action} ${c.flag} at ${c.at}`);
+        }
+        const { changes: pending } = await api.get<{ changes: ScheduledChange[] }>("/v1/flags/schedule");
+        return print(opts.json ? JSON.stringify(pending, null, 2) : formatSchedule(pending));
+      }
+      if (key === undefined) throw usage("flags schedule: give the flag, e.g. `keelson flags schedule new-checkout --at 2026-11-27T09:00:00Z --enable`, or --list");
+      if (opts.at === undefined) throw usage("--at: give the time of the change, e.g. --at 2026-11-27T09:00:00Z");
+      if (changes !== 1) throw usage("give exactly one change: -f <definition.json>, --kill, --enable or --disable");
+      const request: ScheduleRequest =
+        opts.file !== undefined
+          ? { flag: key, at: opts.at, action: "set", definition: parseJson(await readInput(opts.file), opts.file) }
+          : { flag: key, at: opts.at, action: opts.kill ? "kill" : opts.enable ? "enable" : "disable" };
+      const api = await connect(resolve(opts.dir));
+      const c = await api.post<ScheduledChange>("/v1/flags/schedule", request);
+      if (opts.json) return print(JSON.stringify(c, null, 2));
+      print(`${color.green("✓")} scheduled ${c.id}: ${c.action} ${c.flag} at ${c.at}; \`keelson flags schedule --cancel ${c.id}\` cancels it`);
     });
 
   flags

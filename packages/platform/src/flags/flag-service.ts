@@ -46,30 +46,38 @@ export interface FlagDiff {
   after?: unknown;
 }
 
+/** Options of one change. */
+export interface FlagChangeOptions {
+  /** Recorded in the details of each event of the change (e.g. `{ scheduled: "sch-3" }`). */
+  details?: Record<string, unknown>;
+}
+
 export interface FlagService {
   snapshot(): Promise<FlagSnapshot>;
   /** Creates or replaces one flag; the whole set must stay valid. */
-  put(key: string, definition: unknown, actor: string): Promise<FlagSnapshot>;
-  remove(key: string, actor: string): Promise<FlagSnapshot>;
+  put(key: string, definition: unknown, actor: string, options?: FlagChangeOptions): Promise<FlagSnapshot>;
+  remove(key: string, actor: string, options?: FlagChangeOptions): Promise<FlagSnapshot>;
   /** Turns a flag to its safe variant everywhere: no targeting, `safeVariant` (or the default) for all. */
-  kill(key: string, actor: string): Promise<FlagSnapshot>;
+  kill(key: string, actor: string, options?: FlagChangeOptions): Promise<FlagSnapshot>;
   /** The flag's changes, newest first. */
   history(key: string, limit?: number): Promise<FlagChange[]>;
   /** Puts back the definition the flag had right after change `seq` (null: it did not exist, so it is removed). */
   rollback(key: string, seq: number, actor: string): Promise<FlagSnapshot>;
   /** Replaces the whole set (a flagd file import, or the manifest's desired flags). */
-  replace(set: unknown, actor: string, options?: { source?: string }): Promise<FlagSnapshot>;
+  replace(set: unknown, actor: string, options?: { source?: string } & FlagChangeOptions): Promise<FlagSnapshot>;
   /**
    * Replaces the set with what `change` makes of the current one, with no other change in
    * between (a read-modify-write such as applying the manifest's flags). One revision; none
    * when nothing differs. `source` is recorded in each event's details.
    */
-  update(change: (current: FlagSet) => unknown, actor: string, options?: { source?: string }): Promise<FlagSnapshot>;
+  update(change: (current: FlagSet) => unknown, actor: string, options?: { source?: string } & FlagChangeOptions): Promise<FlagSnapshot>;
   /** Called with every new snapshot; returns the unsubscribe function. */
   subscribe(listener: (s: FlagSnapshot) => void): () => void;
 }
 
-const FLAG_KINDS: EventKind[] = ["flag.created", "flag.changed", "flag.deleted", "flag.killed"];
+/** The event kinds of changes to a flag's definition. */
+export const FLAG_CHANGE_KINDS: readonly EventKind[] = Object.freeze(["flag.created", "flag.changed", "flag.deleted", "flag.killed"]);
+const FLAG_KINDS = [...FLAG_CHANGE_KINDS];
 
 function stableJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
@@ -176,7 +184,7 @@ export function createFlagService(options: { store: Store; project: string; now?
     return { snap, flag };
   }
 
-  function replaceWith(change: (current: FlagSet) => unknown, actor: string, opts: { source?: string }): Promise<FlagSnapshot> {
+  function replaceWith(change: (current: FlagSet) => unknown, actor: string, opts: { source?: string } & FlagChangeOptions): Promise<FlagSnapshot> {
     return serial(async () => {
       const snap = await snapshot();
       const next = validate(change(snap.set));
@@ -188,13 +196,13 @@ export function createFlagService(options: { store: Store; project: string; now?
         return [{ key, kind: (after === null ? "flag.deleted" : before === null ? "flag.created" : "flag.changed") as EventKind, before, after }];
       });
       if (changes.length === 0 && stableJson(snap.set.$evaluators ?? null) === stableJson(next.$evaluators ?? null)) return snap;
-      return commit(next, changes, actor, opts.source ? { source: opts.source } : {});
+      return commit(next, changes, actor, { ...opts.details, ...(opts.source ? { source: opts.source } : {}) });
     });
   }
 
   return {
     snapshot,
-    put: (key, definition, actor) =>
+    put: (key, definition, actor, opts = {}) =>
       serial(async () => {
         checkKey(key);
         const snap = await snapshot();
@@ -202,24 +210,24 @@ export function createFlagService(options: { store: Store; project: string; now?
         const next = validate({ ...snap.set, flags: { ...snap.set.flags, [key]: definition } });
         const after = next.flags[key] as FlagDefinition;
         if (before && stableJson(before) === stableJson(after)) return snap;
-        return commit(next, [{ key, kind: before ? "flag.changed" : "flag.created", before, after }], actor);
+        return commit(next, [{ key, kind: before ? "flag.changed" : "flag.created", before, after }], actor, opts.details);
       }),
-    remove: (key, actor) =>
+    remove: (key, actor, opts = {}) =>
       serial(async () => {
         const { snap, flag } = await requireFlag(key);
         const flags = { ...snap.set.flags };
         delete flags[key];
         const next = validate({ ...snap.set, flags });
-        return commit(next, [{ key, kind: "flag.deleted", before: flag, after: null }], actor);
+        return commit(next, [{ key, kind: "flag.deleted", before: flag, after: null }], actor, opts.details);
       }),
-    kill: (key, actor) =>
+    kill: (key, actor, opts = {}) =>
       serial(async () => {
         const { snap, flag } = await requireFlag(key);
         const safe = flag.safeVariant ?? flag.defaultVariant;
         const killed: FlagDefinition = { ...flag, state: "ENABLED", defaultVariant: safe, metadata: { ...(flag.metadata ?? {}), killedAt: now().toISOString(), killedBy: actor } };
         delete killed.targeting;
         const next = validate({ ...snap.set, flags: { ...snap.set.flags, [key]: killed } });
-        return commit(next, [{ key, kind: "flag.killed", before: flag, after: next.flags[key] as FlagDefinition }], actor, { safeVariant: safe });
+        return commit(next, [{ key, kind: "flag.killed", before: flag, after: next.flags[key] as FlagDefinition }], actor, { ...opts.details, safeVariant: safe });
       }),
     async history(key, limit = 50) {
       const events = await store.listEvents({ project, subject: `flag/${key}`, kinds: FLAG_KINDS, descending: true, limit });

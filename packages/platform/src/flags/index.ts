@@ -1,9 +1,13 @@
-// The flags domain: the project's flag set (validated, versioned, audited), OFREP answers and
-// the change stream. Evaluation itself is the pure engine in @keelson/protocol.
+// The flags domain: the project's flag set (validated, versioned, audited), OFREP answers, the
+// change stream, usage and stale flags, and scheduled changes. Evaluation itself is the pure
+// engine in @keelson/protocol.
 export * from "./declared-flags.js";
 export * from "./flag-service.js";
 export * from "./ofrep.js";
 export * from "./experiments.js";
+export * from "./flag-usage.js";
+export * from "./stale-flags.js";
+export * from "./flag-schedule.js";
 export {
   analyzeExperiment,
   chiSquaredSurvival,

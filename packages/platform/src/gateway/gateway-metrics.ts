@@ -1,7 +1,7 @@
 // The gateway's Prometheus metrics on its own registry. Per-request RED (by service, version,
 // route, replica) lives in plain counter cells the hot path bumps in O(1), with no label
 // hashing per request, and is written out at scrape time; the resilience counters (retries,
-// rejections, fallbacks, ejections, upgrades) and state gauges sit beside them.
+// rejections, fallbacks, ejections, upgrades, flag routes) and state gauges sit beside them.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { collectProcessMetrics } from "../telemetry/index.js";
 
@@ -63,6 +63,12 @@ export class ServiceMetrics {
 }
 type RetryLabels = { service: string; outcome: string };
 
+/** Requests one route's flag sent to one variant's target; bumped in O(1), exported at scrape time. */
+export class FlagRouteCell {
+  count = 0;
+  constructor(readonly labels: { readonly route: string; readonly flag: string; readonly variant: string }) {}
+}
+
 /** What the state gauges read of one service at scrape time. */
 export interface ServiceGauges {
   service: string;
@@ -85,6 +91,8 @@ export interface GatewayMetrics {
   readonly clientErrors: Counter<"reason">;
   /** The cell of requests that matched no known service. */
   readonly unrouted: RequestCell;
+  /** The counter cell of a route's flag variant; look it up once per table and keep it. */
+  flagRoute(route: string, flag: string, variant: string): FlagRouteCell;
   /** Long-lived counters of a service named by the routing table. */
   service(name: string): ServiceMetrics;
   /** A stable small number for a route label, to index per-endpoint cell arrays. */
@@ -307,6 +315,17 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
     labelNames: ["reason"] as const,
     registers: [registry],
   });
+  const flagRouteCells = new Map<string, FlagRouteCell>();
+  new Counter({
+    name: "keelson_gateway_flag_routes_total",
+    help: "Requests a route's feature flag sent to the service or version of a variant, by route (path prefix), flag and variant.",
+    labelNames: ["route", "flag", "variant"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of flagRouteCells.values()) if (c.count > 0) this.inc(c.labels, c.count);
+    },
+  });
   const tableVersion = new Gauge({
     name: "keelson_gateway_routing_table_version",
     help: "Version of the routing table the gateway serves (0 before the first table).",
@@ -380,6 +399,12 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
     },
     routeId,
     cell,
+    flagRoute(route, flag, variant) {
+      const key = `${route}\u0000${flag}\u0000${variant}`;
+      let c = flagRouteCells.get(key);
+      if (c === undefined) flagRouteCells.set(key, (c = new FlagRouteCell({ route, flag, variant })));
+      return c;
+    },
     record(c, status, seconds, at) {
       const cls = (status / 100) | 0;
       c.counts[cls >= 1 && cls <= 5 ? cls : 5]!++;

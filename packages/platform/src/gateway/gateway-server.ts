@@ -22,6 +22,8 @@ import { silentLogger } from "./logger.js";
 import type { ProxyContext, ProxyState, RouteRuntime } from "./proxy-exchange.js";
 import { handleProxyRequest } from "./proxy-exchange.js";
 import type { Random } from "./random.js";
+import type { TableFlags } from "./route-flag.js";
+import { RouteFlagEvaluator, compileTableFlags } from "./route-flag.js";
 import { compileRoutes } from "./routing-table.js";
 import type { RoutingWatch } from "./routing-watch.js";
 import { createRoutingWatch, loadRoutingTable } from "./routing-watch.js";
@@ -151,6 +153,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let current: RoutingTable | undefined;
   let endpoints = new Map<string, EndpointState>();
   let limiters = new Map<string, TokenBucket>();
+  let tableFlags: TableFlags | undefined;
   const closingPools = new Set<Pool>();
   const tunnels = new Set<Duplex>();
   let clientConnections = 0;
@@ -268,6 +271,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       },
     });
 
+    const nextFlags = compileTableFlags(table, tableFlags, log);
     const nextLimiters = new Map<string, TokenBucket>();
     const routes: RouteRuntime[] = table.routes.map((r) => {
       let limiter: TokenBucket | undefined;
@@ -282,6 +286,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         limiter,
         maxBodyBytes: r.maxBodyBytes ?? defaultMaxBody,
         fallback: r.fallback === undefined ? undefined : { status: r.fallback.status, contentType: r.fallback.contentType, body: Buffer.from(r.fallback.body) },
+        flag: RouteFlagEvaluator.compile({ route: r.pathPrefix, flag: r.flag, flags: nextFlags.compiled, metrics }),
       };
     });
     const matcher = compileRoutes(table);
@@ -292,8 +297,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics.prune();
     endpoints = next;
     limiters = nextLimiters;
+    tableFlags = nextFlags;
     current = table;
-    ctx.state = { matcher, routes, internal: { routeId: metrics.routeId(INTERNAL_ROUTE), limiter: undefined, maxBodyBytes: defaultMaxBody, fallback: undefined }, services };
+    ctx.state = {
+      matcher,
+      routes,
+      internal: { routeId: metrics.routeId(INTERNAL_ROUTE), limiter: undefined, maxBodyBytes: defaultMaxBody, fallback: undefined, flag: undefined },
+      services,
+    };
     metrics.tableVersion.set(table.version);
   };
 

@@ -53,6 +53,9 @@ export class GatewaySpan {
   caller: string | undefined = undefined;
   path: string | undefined = undefined;
   version: string | undefined = undefined;
+  /** The flag that chose the request's service or version, and its variant (server spans). */
+  flagKey: string | undefined = undefined;
+  flagVariant: string | undefined = undefined;
   replica: string | undefined = undefined;
   serverAddress: string | undefined = undefined;
   serverPort = 0;
@@ -336,6 +339,8 @@ function spanJson(s: GatewaySpan): string {
   if (server) {
     if (s.path !== undefined) attributes += `,${attr("url.path", s.path)}`;
     if (s.caller !== undefined) attributes += `,${attr(TRACE_ATTRIBUTES.CALLER, s.caller)}`;
+    // OpenTelemetry's feature-flag conventions.
+    if (s.flagKey !== undefined) attributes += `,${attr("feature_flag.key", s.flagKey)},${attr("feature_flag.result.variant", s.flagVariant ?? "")}`;
   } else {
     attributes += `,${intAttr(TRACE_ATTRIBUTES.ATTEMPT, s.attempt)}`;
     if (s.version !== undefined) attributes += `,${attr(TRACE_ATTRIBUTES.TARGET_VERSION, s.version)}`;

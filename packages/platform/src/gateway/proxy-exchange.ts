@@ -1,6 +1,7 @@
 // The gateway's hot path: one ProxyExchange per client request. It matches the route, applies
-// the route's rate and body limits and the service's breaker and bulkhead, picks a release
-// (pin, match rules, sticky cookie, affinity, weights) and a replica (balancer, ejection), and forwards over the
+// the route's rate and body limits and the service's breaker and bulkhead, picks a service (the
+// route's, or its flag's variant's) and a release (pin, flag version, match rules, sticky cookie,
+// affinity, weights) and a replica (balancer, ejection), and forwards over the
 // replica's undici Pool within a deadline, retrying inside the retry budget. Bodies stream both
 // ways with backpressure; nothing is buffered.
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -18,6 +19,7 @@ import { NONE_LABEL } from "./gateway-metrics.js";
 import type { GatewaySpan, SpanRecorder } from "./gateway-tracing.js";
 import type { GatewayLogger } from "./logger.js";
 import type { Random } from "./random.js";
+import type { RouteFlagEvaluator } from "./route-flag.js";
 import type { RouteMatcher } from "./routing-table.js";
 import { forwardPath } from "./routing-table.js";
 import type { EndpointState, ReleaseGroup, ServiceTarget } from "./service-target.js";
@@ -37,6 +39,8 @@ export interface RouteRuntime {
   readonly limiter: TokenBucket | undefined;
   readonly maxBodyBytes: number;
   readonly fallback: PreparedFallback | undefined;
+  /** The route's flag, when it has one the table's flags can serve. */
+  readonly flag: RouteFlagEvaluator | undefined;
 }
 
 /** A compiled routing table. */
@@ -212,6 +216,8 @@ class ProxyExchange implements BulkheadWaiter {
   private hasBody = false;
   private requestId = "";
   private versionPin: string | undefined = undefined;
+  /** Version the route's flag pinned the request to (after an explicit x-keelson-version). */
+  private flagPin: string | undefined = undefined;
   private cookies: string | undefined = undefined;
   private route: RouteRuntime | undefined = undefined;
   private service: ServiceTarget | undefined = undefined;
@@ -399,6 +405,18 @@ class ProxyExchange implements BulkheadWaiter {
       route = state.routes[compiled.index]!;
       service = state.services.get(compiled.service);
       name = compiled.service;
+      if (route.flag !== undefined) {
+        const flagged = route.flag.route(state.services, service, raw, this.cookies);
+        if (flagged !== undefined) {
+          service = flagged.service;
+          name = flagged.service.name;
+          this.flagPin = flagged.choice.version;
+          if (this.span !== undefined) {
+            this.span.flagKey = route.flag.key;
+            this.span.flagVariant = flagged.choice.variant;
+          }
+        }
+      }
     }
     this.route = route;
     this.target = target;
@@ -486,7 +504,7 @@ class ProxyExchange implements BulkheadWaiter {
     service.maybeReturn(now);
     // Match rules and affinity read the raw headers themselves: only the services that have them pay.
     const raw = this.req.rawHeaders;
-    let group = service.named(this.versionPin, this.cookies, raw);
+    let group = service.named(this.versionPin, this.cookies, raw, this.flagPin);
     if (group === undefined) {
       group = service.weighted(this.ctx.random, raw, this.cookies);
       if (service.sticky && group !== service.all) this.setCookie = group.cookie;

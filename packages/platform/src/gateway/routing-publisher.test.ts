@@ -1,4 +1,4 @@
-import { DEFAULT_SERVICE_POLICY, RoutingTableSchema, type RoutingTable } from "@keelson/protocol";
+import { DEFAULT_SERVICE_POLICY, RoutingTableSchema, type FlagSet, type RoutingTable } from "@keelson/protocol";
 import { describe, expect, it } from "vitest";
 import { parseManifest } from "../manifest/index.js";
 import { createMemoryStore } from "../store/index.js";
@@ -16,6 +16,11 @@ services:
       - path: /api/orders
         rateLimit: { rps: 5 }
         fallback: { body: { orders: [] } }
+      - path: /api/checkout
+        flag:
+          key: checkout-experiment
+          context: { targetingKey: { header: x-user-id } }
+          variants: { treatment: { service: payments } }
     resilience: { timeout: 2s, loadBalancer: round-robin }
   payments:
     owner: web
@@ -23,7 +28,14 @@ services:
     start: node main.js
 `;
 
-async function setup() {
+const flagSet = (treatment: number): FlagSet => ({
+  flags: {
+    "checkout-experiment": { state: "ENABLED", variants: { control: false, treatment: true }, defaultVariant: "control", targeting: { fractional: [["control", 100 - treatment], ["treatment", treatment]] } },
+    unrelated: { state: "ENABLED", variants: { on: true }, defaultVariant: "on" },
+  },
+});
+
+async function setup(flags?: () => Promise<{ revision: number; set: FlagSet }>) {
   const store = createMemoryStore();
   const { manifest } = parseManifest(yaml, "/tmp/shop/keelson.yaml", { checkPaths: false });
   await store.applyDesiredState({
@@ -35,7 +47,7 @@ async function setup() {
   for (const id of ["r-aaaaaaaaaaaa", "r-bbbbbbbbbbbb"]) {
     await store.putRelease({ id, project: "shop", service: "orders", sourceHash: id, configHash: id, gitCommit: undefined, createdAt: new Date().toISOString(), details: {} });
   }
-  const publisher = createRoutingPublisher({ store, driver: createMemoryDriver(), project: "shop" });
+  const publisher = createRoutingPublisher({ store, driver: createMemoryDriver(), project: "shop", ...(flags ? { flags } : {}) });
   return { store, publisher };
 }
 
@@ -48,6 +60,7 @@ describe("routing publisher", () => {
     expect(orders.policy).toMatchObject({ timeoutMs: 2000, perTryTimeoutMs: 2000, loadBalancer: "round-robin" });
     expect(table.services.find((s) => s.name === "payments")!.policy).toEqual(DEFAULT_SERVICE_POLICY);
     expect(table.routes).toEqual([
+      expect.objectContaining({ service: "orders", pathPrefix: "/api/checkout", flag: expect.objectContaining({ key: "checkout-experiment" }) }),
       expect.objectContaining({
         service: "orders",
         pathPrefix: "/api/orders",
@@ -69,5 +82,19 @@ describe("routing publisher", () => {
     expect(next.version).toBe(first.version + 1);
     expect(next.services.find((s) => s.name === "orders")!.split).toEqual(split);
     expect(seen.map((t) => t.version)).toEqual([first.version, next.version]);
+  });
+
+  it("carries the flags routes name and publishes again when one of them changes, not when another flag does", async () => {
+    let current = { revision: 1, set: flagSet(50) };
+    const { publisher } = await setup(async () => current);
+    const first = await publisher.current();
+    expect(first.flags).toEqual({ revision: 1, set: { flags: { "checkout-experiment": current.set.flags["checkout-experiment"] } } });
+    current = { revision: 2, set: { flags: { ...current.set.flags, unrelated: { state: "DISABLED", variants: { on: true }, defaultVariant: "on" } } } };
+    expect((await publisher.refresh()).version).toBe(first.version);
+    current = { revision: 3, set: flagSet(10) };
+    const next = await publisher.refresh();
+    expect(next.version).toBe(first.version + 1);
+    expect(next.flags?.revision).toBe(3);
+    expect(next.flags?.set.flags["checkout-experiment"]).toEqual(current.set.flags["checkout-experiment"]);
   });
 });

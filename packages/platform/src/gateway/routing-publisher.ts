@@ -1,6 +1,6 @@
-// Keeps the routing table the gateways follow: rebuilt from the stored services and the
-// driver's ready replicas after every change, versioned (the version survives restarts).
-import type { RoutingTable } from "@keelson/protocol";
+// Keeps the routing table the gateways follow: rebuilt from the stored services, the driver's
+// ready replicas and the flags routes name after every change, versioned (the version survives restarts).
+import type { FlagSet, RoutingTable } from "@keelson/protocol";
 import type { RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
 import type { ServiceSpec } from "../manifest/index.js";
@@ -24,6 +24,11 @@ export function createRoutingPublisher(options: {
   project: string;
   /** Replicas left out although ready (being drained before they stop). */
   exclude?: (replicaId: string) => boolean;
+  /**
+   * The project's flag set, read when a route names a flag (the flag service's snapshot).
+   * Call `refresh()` when it changes; a change to flags no route names makes no new table.
+   */
+  flags?: () => Promise<{ revision: number; set: FlagSet }>;
 }): RoutingPublisher {
   const { store, driver, project } = options;
   const listeners = new Set<(t: RoutingTable) => void>();
@@ -54,8 +59,11 @@ export function createRoutingPublisher(options: {
         };
       }),
     );
-    const candidate = buildRoutingTable({ project, version: 0, services: routed, endpoints });
-    const fp = JSON.stringify({ routes: candidate.routes, services: candidate.services });
+    const flagged = options.flags !== undefined && routed.some((s) => s.routes.some((r) => r.flag !== undefined));
+    const flags = flagged ? await options.flags!() : undefined;
+    const candidate = buildRoutingTable({ project, version: 0, services: routed, endpoints, ...(flags === undefined ? {} : { flags: { revision: flags.revision, set: flags.set } }) });
+    // The flags' revision is left out: it moves with flags no route names.
+    const fp = JSON.stringify({ routes: candidate.routes, services: candidate.services, flags: candidate.flags?.set });
     if (table && fp === fingerprint) return table;
     const version = Number((await store.getSetting(VERSION_KEY)) ?? "0") + 1;
     await store.setSetting(VERSION_KEY, String(version));

@@ -106,6 +106,33 @@ describe("buildRoutingTable", () => {
     ]);
   });
 
+  it("carries the flags routes name, with their prerequisites and the set's revision, and nothing else of the set", () => {
+    const flag = (extra: object = {}) => ({ state: "ENABLED" as const, variants: { a: true, b: false }, defaultVariant: "a", ...extra });
+    const set = {
+      flags: { experiment: flag({ prerequisites: [{ flag: "gate", variant: "a" }] }), gate: flag(), unrelated: flag() },
+      $evaluators: { staff: { "==": [1, 1] } },
+    };
+    const routeFlag = { key: "experiment", context: { targetingKey: { header: "x-user-id" } }, variants: { b: { service: "plain" } } };
+    const build = (withFlag: boolean) =>
+      buildRoutingTable({
+        project: "shop",
+        version: 1,
+        generatedAt: at,
+        services: [
+          { name: "web", routes: [{ path: "/", stripPrefix: false, ...(withFlag ? { flag: routeFlag } : {}) }] },
+          { name: "plain", routes: [] },
+        ],
+        endpoints: [],
+        flags: { revision: 4, set },
+      });
+    const table = build(true);
+    expect(table.routes).toEqual([{ service: "web", pathPrefix: "/", stripPrefix: false, flag: routeFlag }]);
+    expect(table.flags).toEqual({ revision: 4, set: { flags: { experiment: set.flags.experiment, gate: set.flags.gate }, $evaluators: set.$evaluators } });
+    expect(Object.keys(table.flags!.set.flags)).toEqual(["experiment", "gate"]);
+    // No route names a flag: no flags on the table at all.
+    expect(build(false).flags).toBeUndefined();
+  });
+
   it("rejects a policy or split the schema does not allow, naming the field", () => {
     const build = () =>
       buildRoutingTable({

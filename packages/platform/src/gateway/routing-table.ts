@@ -1,6 +1,6 @@
 // The routing table: built by the control plane from services, routes and ready endpoints
 // (`buildRoutingTable`), and compiled by the gateway into the matcher it runs on every request.
-import type { Fallback, RateLimit, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
+import type { Fallback, FlagSet, RateLimit, RouteFlag, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
 import { KeelsonError, RoutingTableSchema } from "@keelson/protocol";
 
 /** One route of a service as the control plane declares it. */
@@ -14,6 +14,8 @@ export interface RouteInput {
   maxBodyBytes?: number;
   /** Answer used while the service's circuit is open or it has no ready endpoint. */
   fallback?: Fallback;
+  /** Service or version chosen per request by a feature flag. */
+  flag?: RouteFlag;
 }
 
 /** What the control plane knows when it publishes a table. */
@@ -32,6 +34,12 @@ export interface RoutingTableInput {
   endpoints: Array<{ service: string; replicaId: string; url: string; release: string }>;
   /** ISO time stamp of the table; defaults to now. Pass it to get byte-identical output. */
   generatedAt?: string;
+  /**
+   * The project's flag set; the table carries the flags its routes name (and their
+   * prerequisites), so gateways evaluate them locally. Without it, or without a route naming a
+   * flag, the table has no `flags`.
+   */
+  flags?: { revision: number; set: FlagSet };
 }
 
 /**
@@ -72,6 +80,7 @@ export function buildRoutingTable(input: RoutingTableInput): RoutingTable {
         ...(r.rateLimit === undefined ? {} : { rateLimit: r.rateLimit }),
         ...(r.maxBodyBytes === undefined ? {} : { maxBodyBytes: r.maxBodyBytes }),
         ...(r.fallback === undefined ? {} : { fallback: r.fallback }),
+        ...(r.flag === undefined ? {} : { flag: r.flag }),
       });
     }
   }
@@ -111,7 +120,15 @@ export function buildRoutingTable(input: RoutingTableInput): RoutingTable {
       ...extras.get(name),
     }));
 
-  const table = { version: input.version, project: input.project, generatedAt: input.generatedAt ?? new Date().toISOString(), routes, services };
+  const flags = input.flags === undefined ? undefined : routedFlags(routes, input.flags);
+  const table = {
+    version: input.version,
+    project: input.project,
+    generatedAt: input.generatedAt ?? new Date().toISOString(),
+    routes,
+    services,
+    ...(flags === undefined ? {} : { flags }),
+  };
   const parsed = RoutingTableSchema.safeParse(table);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
@@ -120,6 +137,32 @@ export function buildRoutingTable(input: RoutingTableInput): RoutingTable {
     });
   }
   return parsed.data;
+}
+
+/**
+ * The part of a flag set the routes need: the flags they name and, transitively, those flags'
+ * prerequisites, plus the shared evaluators and set metadata. Undefined when no route names a flag.
+ */
+function routedFlags(routes: RoutingTable["routes"], flags: { revision: number; set: FlagSet }): RoutingTable["flags"] {
+  const pending = routes.flatMap((r) => (r.flag === undefined ? [] : [r.flag.key]));
+  if (pending.length === 0) return undefined;
+  const picked: Record<string, unknown> = {};
+  for (let key = pending.pop(); key !== undefined; key = pending.pop()) {
+    if (Object.hasOwn(picked, key) || !Object.hasOwn(flags.set.flags, key)) continue;
+    const def = flags.set.flags[key]!;
+    picked[key] = def;
+    for (const p of def.prerequisites ?? []) pending.push(p.flag);
+  }
+  // Sorted, so the same flags always give the same table (and fingerprint).
+  const sorted = Object.fromEntries(Object.keys(picked).sort(compareStrings).map((k) => [k, picked[k]]));
+  return {
+    revision: flags.revision,
+    set: {
+      flags: sorted,
+      ...(flags.set.$evaluators === undefined ? {} : { $evaluators: flags.set.$evaluators }),
+      ...(flags.set.metadata === undefined ? {} : { metadata: flags.set.metadata }),
+    },
+  };
 }
 
 /** A route ready for matching: host lower-cased without port, prefix without trailing "/". */

@@ -48,11 +48,12 @@ export function servicePolicy(resilience: ResilienceSpecOut | undefined): Servic
   };
 }
 
-/** The wire extras of a route: rate limit, body limit, fallback. */
-export function routeExtras(route: RouteSpecOut): Pick<Route, "rateLimit" | "maxBodyBytes" | "fallback"> {
+/** The wire extras of a route: rate limit, body limit, fallback, flag. */
+export function routeExtras(route: RouteSpecOut): Pick<Route, "rateLimit" | "maxBodyBytes" | "fallback" | "flag"> {
   return {
     ...(route.rateLimit ? { rateLimit: { rps: route.rateLimit.rps, burst: route.rateLimit.burst ?? Math.max(1, Math.ceil(route.rateLimit.rps)) } } : {}),
     ...(route.maxBodySize !== undefined ? { maxBodyBytes: route.maxBodySize } : {}),
     ...(route.fallback ? { fallback: route.fallback } : {}),
+    ...(route.flag ? { flag: route.flag } : {}),
   };
 }

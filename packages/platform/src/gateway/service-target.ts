@@ -181,10 +181,12 @@ export class ServiceTarget {
 
   /**
    * The release group a request names, if available: its pin (x-keelson-version value), the
-   * first match rule it satisfies, or its sticky cookie, in that order; undefined: choose by weight.
+   * version its route's flag chose, the first match rule it satisfies, or its sticky cookie, in
+   * that order; undefined: choose by weight.
    */
-  named(pin: string | undefined, cookies: string | undefined, rawHeaders: readonly string[]): ReleaseGroup | undefined {
+  named(pin: string | undefined, cookies: string | undefined, rawHeaders: readonly string[], flagPin?: string): ReleaseGroup | undefined {
     let group = pin === undefined ? undefined : this.picker.pinned(pin);
+    if (group === undefined && flagPin !== undefined) group = this.picker.pinned(flagPin);
     if (group === undefined && this.rules !== undefined) group = this.rules.choose(rawHeaders, cookies);
     if (group === undefined && this.sticky && cookies !== undefined) {
       const release = readCookie(cookies, this.cookieName);
@@ -194,8 +196,8 @@ export class ServiceTarget {
   }
 
   /** The release group of a request: the one it names (`named`), else by weight (`weighted`). */
-  groupFor(pin: string | undefined, cookies: string | undefined, random: Random, rawHeaders: readonly string[] = NO_HEADERS): ReleaseGroup {
-    return this.named(pin, cookies, rawHeaders) ?? this.weighted(random, rawHeaders, cookies);
+  groupFor(pin: string | undefined, cookies: string | undefined, random: Random, rawHeaders: readonly string[] = NO_HEADERS, flagPin?: string): ReleaseGroup {
+    return this.named(pin, cookies, rawHeaders, flagPin) ?? this.weighted(random, rawHeaders, cookies);
   }
 
   /**

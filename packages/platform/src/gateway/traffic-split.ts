@@ -1,6 +1,7 @@
 // Which release of a service a request goes to (canary, blue-green, A/B). The first of these
 // that names a release with an available endpoint wins: the x-keelson-version pin (a label such
-// as "canary" or a release id) > the split's match rules (headers, cookies) > the sticky cookie
+// as "canary" or a release id) > the version its route's flag chose (route-flag.ts) > the
+// split's match rules (headers, cookies) > the sticky cookie
 // it got the first time > a weighted choice from the hash of its affinity header or cookie >
 // a weighted random choice.
 import type { Affinity, MatchRule, StringMatch, TrafficSplit } from "@keelson/protocol";

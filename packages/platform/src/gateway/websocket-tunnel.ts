@@ -117,6 +117,7 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
 
   let service: ServiceTarget | undefined;
   let routeName: string;
+  let flagPin: string | undefined;
   if (serviceName !== undefined) {
     service = state.services.get(serviceName);
     routeName = serviceName;
@@ -135,7 +136,15 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
     target = forwardPath(route, target);
     routeName = route.service;
     service = state.services.get(route.service);
-    const limiter = state.routes[route.index]?.limiter;
+    const runtime = state.routes[route.index];
+    // The route's flag chooses the service and version of an upgrade as of any request.
+    const flagged = runtime?.flag?.route(state.services, service, raw, cookies);
+    if (flagged !== undefined) {
+      service = flagged.service;
+      routeName = flagged.service.name;
+      flagPin = flagged.choice.version;
+    }
+    const limiter = runtime?.limiter;
     const now = ctx.now();
     if (limiter !== undefined && !limiter.take(now)) {
       ctx.metrics.upgrades.inc({ service: route.service, outcome: "rejected" });
@@ -168,7 +177,7 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
   if (host !== undefined) headers.push("x-forwarded-host", host);
   headers.push("x-request-id", requestId, "connection", "Upgrade", "upgrade", upgrade);
 
-  new Tunnel(ctx, service, admission, client, req.method ?? "GET", target, headers, head, requestId).open(service.groupFor(pin, cookies, ctx.random, raw), undefined, now);
+  new Tunnel(ctx, service, admission, client, req.method ?? "GET", target, headers, head, requestId).open(service.groupFor(pin, cookies, ctx.random, raw, flagPin), undefined, now);
 }
 
 /** One upgraded connection through the gateway. */

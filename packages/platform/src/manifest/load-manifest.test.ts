@@ -237,7 +237,7 @@ services:
       - { prefix: /web }
 `);
     expect(issues).toEqual([
-      expect.objectContaining({ line: 8, column: 11, path: "services.web.routes[0].prefix", message: "unknown key", hint: "allowed keys: path, host, stripPrefix, rateLimit, maxBodySize, fallback" }),
+      expect.objectContaining({ line: 8, column: 11, path: "services.web.routes[0].prefix", message: "unknown key", hint: "allowed keys: path, host, stripPrefix, rateLimit, maxBodySize, fallback, flag" }),
     ]);
   });
 

@@ -265,3 +265,51 @@ describe("flag rules", () => {
     expect(lines({ flags: ["a list"] })).toEqual([]);
   });
 });
+
+describe("route flag rules", () => {
+  const experiment = { state: "ENABLED", variants: { control: false, treatment: true }, defaultVariant: "control" };
+  const routeFlag = (variants: Record<string, unknown>, key = "checkout-experiment", path = "/checkout") => ({
+    path,
+    flag: { key, context: { targetingKey: { header: "x-user-id" } }, variants },
+  });
+
+  it("accepts variants that name declared services and versions, and flags not declared in the manifest", () => {
+    expect(
+      lines({
+        flags: { "checkout-experiment": experiment },
+        services: {
+          checkout: { ...base, routes: [routeFlag({ control: { version: "stable" }, treatment: { service: "checkout-v2" } })] },
+          "checkout-v2": { ...base },
+          live: { ...base, routes: [routeFlag({ anything: { version: "canary" } }, "managed-live", "/live")] },
+        },
+      }),
+    ).toEqual([]);
+  });
+
+  it("reports a variant's unknown service at its field, with a suggestion", () => {
+    expect(
+      lines({
+        services: {
+          checkout: { ...base, routes: ["/", routeFlag({ treatment: { service: "checkout-v3" }, control: { service: "orders" } })] },
+          "checkout-v2": { ...base },
+        },
+      }),
+    ).toEqual([
+      'services.checkout.routes.1.flag.variants.treatment.service: no service named "checkout-v3"; did you mean `checkout-v2`?',
+      'services.checkout.routes.1.flag.variants.control.service: no service named "orders"; services: checkout, checkout-v2',
+    ]);
+  });
+
+  it("reports a variant the declared flag does not have", () => {
+    expect(
+      lines({
+        flags: { "checkout-experiment": experiment },
+        services: { checkout: { ...base, routes: [routeFlag({ treatmnet: { version: "canary" }, control: { version: "stable" } })] } },
+      }),
+    ).toEqual(['services.checkout.routes.0.flag.variants.treatmnet: flag "checkout-experiment" has no variant "treatmnet"; did you mean `treatment`?']);
+  });
+
+  it("leaves badly shaped route flags to the schema", () => {
+    expect(lines({ services: { checkout: { ...base, routes: [routeFlag({ treatment: {} }), routeFlag({ treatment: "canary" })] } } })).toEqual([]);
+  });
+});

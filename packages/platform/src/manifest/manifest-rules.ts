@@ -1,7 +1,8 @@
 // Rules across fields and services that a schema cannot express: routes claimed twice, calls
-// to unknown services, owners outside `teams`, overlapping ports, service folders that are
-// not there, flags that would not compile. Each rule looks only at the fields it needs, so one bad field elsewhere in a
-// service does not hide these problems until the next run.
+// to unknown services (from `calls` or a route's flag), owners outside `teams`, overlapping
+// ports, service folders that are not there, flags that would not compile. Each rule looks only
+// at the fields it needs, so one bad field elsewhere in a service does not hide these problems
+// until the next run.
 import { readdirSync, statSync } from "node:fs";
 import { dirname, posix, resolve, sep } from "node:path";
 import { checkFlagSet, FLAG_KEY_PATTERN, FlagDefinitionSchema } from "@keelson/protocol";
@@ -56,6 +57,7 @@ export function checkManifestRules(data: unknown, options: ManifestRuleOptions):
     ...checkOwners(root, services),
     ...checkCalls(services),
     ...checkRoutes(services),
+    ...checkRouteFlags(root, services),
     ...checkPorts(root, services),
     ...checkDelivery(root, services),
     ...checkFlags(root),
@@ -123,6 +125,45 @@ function checkRoutes(services: Record<string, unknown>): PathIssue[] {
       } else {
         const other = formatIssuePath(["services", first.service, "routes", first.index]);
         issues.push({ path: ["services", name, "routes", index], message: `route ${shown} is already claimed by ${other}` });
+      }
+    }
+  }
+  return issues;
+}
+
+/**
+ * A route's flag variants must send requests to declared services and, when the flag is
+ * declared in `flags`, be variants of it (a flag managed live with `keelson flags` is not known here).
+ */
+function checkRouteFlags(root: Record<string, unknown>, services: Record<string, unknown>): PathIssue[] {
+  const names = Object.keys(services);
+  const declared = isRecord(root.flags) ? root.flags : {};
+  const issues: PathIssue[] = [];
+  for (const [name, raw] of Object.entries(services)) {
+    for (const { index, value: route } of validItems(raw, "routes")) {
+      const flag = route.flag;
+      if (flag === undefined) continue;
+      const at = ["services", name, "routes", index, "flag"];
+      const definition = Object.hasOwn(declared, flag.key) ? declared[flag.key] : undefined;
+      const known = isRecord(definition) && isRecord(definition.variants) ? Object.keys(definition.variants) : undefined;
+      for (const [variant, target] of Object.entries(flag.variants)) {
+        if (known !== undefined && !known.includes(variant)) {
+          const close = didYouMean(variant, known);
+          issues.push({
+            path: [...at, "variants", variant],
+            message: `flag "${flag.key}" has no variant "${variant}"`,
+            hint: close !== undefined ? `did you mean \`${close}\`?` : `its variants: ${known.join(", ")}`,
+          });
+        }
+        if (target.service !== undefined && !names.includes(target.service)) {
+          const close = didYouMean(target.service, names);
+          issues.push({
+            path: [...at, "variants", variant, "service"],
+            message: `no service named "${target.service}"`,
+            found: JSON.stringify(target.service),
+            hint: close !== undefined ? `did you mean \`${close}\`?` : `services: ${names.join(", ")}`,
+          });
+        }
       }
     }
   }

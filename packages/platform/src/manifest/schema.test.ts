@@ -78,6 +78,33 @@ describe("ServiceSpecSchema", () => {
     ]);
   });
 
+  it("parses a route's flag: context from headers and cookies (none by default), variants with a service and/or version", () => {
+    const flag = {
+      key: "checkout-experiment",
+      context: { targetingKey: { header: "x-user-id" }, visitor: { cookie: "shop-visitor" } },
+      variants: { control: { version: "stable" }, treatment: { service: "checkout-v2", version: "canary" } },
+    };
+    expect(ServiceSpecSchema.parse({ ...service, routes: [{ path: "/checkout", flag }] }).routes[0]?.flag).toEqual(flag);
+    expect(ServiceSpecSchema.parse({ ...service, routes: [{ flag: { key: "f", variants: { on: { service: "b" } } } }] }).routes[0]?.flag).toEqual({
+      key: "f",
+      context: {},
+      variants: { on: { service: "b" } },
+    });
+  });
+
+  it("rejects route flag variants and context of the wrong shape, naming the field", () => {
+    const problems = (flag: unknown) =>
+      ServiceSpecSchema.safeParse({ ...service, routes: [{ path: "/", flag }] }).error?.issues.map((i) => `${i.path.join(".")}: ${i.message}`) ?? [];
+    const key = "checkout-experiment";
+    expect(problems({ key, variants: { treatment: {} } })).toContain("routes.0.flag.variants.treatment: a variant needs service, version or both");
+    expect(problems({ key, variants: {} })).toContain("routes.0.flag.variants: list at least one variant");
+    expect(problems({ key, variants: { treatment: { service: "Checkout_V2" } } }).join("\n")).toMatch(/routes\.0\.flag\.variants\.treatment\.service: service name must be/);
+    expect(problems({ key, variants: { treatment: { release: "r-1" } } }).join("\n")).toMatch(/routes\.0\.flag\.variants\.treatment/);
+    expect(problems({ key: "-bad", variants: { on: { version: "canary" } } }).join("\n")).toMatch(/routes\.0\.flag\.key: flag key must be/);
+    expect(problems({ key, context: { targetingKey: { header: "x-user-id", cookie: "uid" } }, variants: { on: { version: "canary" } } })).not.toEqual([]);
+    expect(problems({ key, context: { "user.id": { header: "x-user-id" } }, variants: { on: { version: "canary" } } })).not.toEqual([]);
+  });
+
   it("turns env values into strings", () => {
     expect(ServiceSpecSchema.parse({ ...service, env: { A: 1, B: false, C: "x" } }).env).toEqual({ A: "1", B: "false", C: "x" });
   });

@@ -1,6 +1,6 @@
 // The keelson.yaml schema: one zod schema that validates, defaults and documents the
 // manifest; `keelson schema` prints the JSON Schema generated from it for editors.
-import { FLAG_KEY_PATTERN, FLAG_TYPES } from "@keelson/protocol";
+import { FLAG_ATTRIBUTE_PATTERN, FLAG_KEY_PATTERN, FLAG_TYPES } from "@keelson/protocol";
 import { z } from "zod";
 
 /**
@@ -108,6 +108,46 @@ const FallbackSpec = z
     body: typeof f.body === "string" ? f.body : JSON.stringify(f.body),
   }));
 
+const FLAG_KEY_RULE = 'letters, digits, "_", "." and "-", starting with a letter or digit, at most 128 characters';
+const flagKey = z
+  .string()
+  .regex(FLAG_KEY_PATTERN, { message: `flag key must be ${FLAG_KEY_RULE}` })
+  .register(expectedText, { expected: `flag key (${FLAG_KEY_RULE})` });
+
+/** A request header or cookie a flag's evaluation context attribute is read from. */
+const RequestValueSpec = z
+  .union([
+    z.strictObject({ header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { message: "not a valid header name" }).describe("Request header (any case), e.g. x-user-id.") }),
+    z.strictObject({ cookie: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { message: "not a valid cookie name" }).describe("Cookie name, e.g. shop-visitor.") }),
+  ])
+  .register(expectedText, { expected: "a mapping with one of header, cookie" });
+
+const RouteFlagSpec = z.strictObject({
+  key: flagKey.describe("The flag to evaluate, from `flags` or managed live with `keelson flags`."),
+  context: z
+    .record(
+      z
+        .string()
+        .regex(FLAG_ATTRIBUTE_PATTERN, { message: 'attribute name must be letters, digits, "_" and "-", starting with a letter or "_"' })
+        .refine((k) => k !== "__proto__", { message: '"__proto__" is not an attribute name' }),
+      RequestValueSpec,
+    )
+    .default({})
+    .describe("Evaluation context: attribute name → where its value comes from. targetingKey is what fractional splits bucket by."),
+  variants: z
+    .record(
+      z.string().min(1),
+      z
+        .strictObject({
+          service: name("service name").optional().describe("Send the request to this service (declared in services) instead of the route's."),
+          version: z.string().min(1).optional().describe('Pin the request to this release id or split label (e.g. "canary"), as x-keelson-version does.'),
+        })
+        .refine((v) => v.service !== undefined || v.version !== undefined, { message: "a variant needs service, version or both" }),
+    )
+    .refine((v) => Object.keys(v).length > 0, { message: "list at least one variant" })
+    .describe("Variant name → where requests that get it go; any other outcome keeps the route as without flag."),
+});
+
 const RouteSpec = z.strictObject({
   path: HttpPath.default("/").describe('Path prefix this service answers; "/" for everything.'),
   host: z.string().min(1).optional().describe("Only requests for this Host header match; any host when omitted."),
@@ -121,10 +161,11 @@ const RouteSpec = z.strictObject({
     .describe("Token-bucket rate limit for this route; excess requests get 429 with retry-after."),
   maxBodySize: ByteSize.optional().describe('Largest request body accepted, e.g. "1mb"; larger ones get 413 (default 10mb).'),
   fallback: FallbackSpec.optional().describe("Static answer served while the service's circuit is open or it has no ready replica."),
+  flag: RouteFlagSpec.optional().describe("Choose the service or version of each request with a feature flag evaluated on its headers and cookies."),
 });
 const RouteOrPath = z
   .union([HttpPath.transform((path) => RouteSpec.parse({ path })), RouteSpec])
-  .register(expectedText, { expected: 'path like "/orders" or a mapping with path, host, stripPrefix, rateLimit, maxBodySize, fallback' });
+  .register(expectedText, { expected: 'path like "/orders" or a mapping with path, host, stripPrefix, rateLimit, maxBodySize, fallback, flag' });
 
 const EnvValue = z
   .union([z.string(), z.number(), z.boolean()])
@@ -350,12 +391,6 @@ export const ServiceSpecSchema = z.strictObject({
   slos: z.array(SloSpec).optional().describe("Service level objectives."),
   secrets: z.array(envName("secret name")).optional().describe("Names of secrets from the vault, given to replicas as environment variables."),
 });
-
-const FLAG_KEY_RULE = 'letters, digits, "_", "." and "-", starting with a letter or digit, at most 128 characters';
-const flagKey = z
-  .string()
-  .regex(FLAG_KEY_PATTERN, { message: `flag key must be ${FLAG_KEY_RULE}` })
-  .register(expectedText, { expected: `flag key (${FLAG_KEY_RULE})` });
 
 /**
  * A flag in flagd's format plus Keelson's extensions: the structure only. What a schema cannot

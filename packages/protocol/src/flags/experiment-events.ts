@@ -1,6 +1,7 @@
 // The wire format of experiment events: exposures (a user was served a variant of an experiment
 // flag) and conversions (a user did something worth counting), batched by the SDK and posted to
-// the control plane's POST /v1/experiments/events.
+// the control plane's POST /v1/experiments/events, with the batch's optional evaluation counts
+// per flag (every flag type), from which the control plane tells which flags are still in use.
 import { z } from "zod";
 
 /** Bounds both sides keep; the SDK drops what the control plane would refuse, so a batch never fails for one event. */
@@ -11,6 +12,8 @@ export const EXPERIMENT_LIMITS = Object.freeze({
   maxTargetingKeyLength: 256,
   /** Characters of a flag key, variant or event name. */
   maxNameLength: 128,
+  /** Flags in one batch's `evaluations`. */
+  maxEvaluatedFlagsPerRequest: 1000,
 });
 
 /** A user was served `variant` of the experiment flag `flag`. */
@@ -31,6 +34,16 @@ export interface ConversionEvent {
 
 export type ExperimentEvent = ExposureEvent | ConversionEvent;
 
+/** Flag key → evaluations since the previous batch. */
+export type EvaluationCounts = Record<string, number>;
+
+/** The body of POST /v1/experiments/events. */
+export interface ExperimentEventBatch {
+  events: ExperimentEvent[];
+  /** Optional: control planes before evaluation counting refuse the field, SDKs before it leave it out. */
+  evaluations?: EvaluationCounts;
+}
+
 const name = (what: string) =>
   z
     .string({ error: `expected ${what} (a string)` })
@@ -50,9 +63,16 @@ const ConversionSchema = z.strictObject({
   value: z.number({ error: "expected a finite number" }).optional(),
 });
 
+const EvaluationsSchema = z
+  .record(name("a flag key"), z.number({ error: "expected a count of evaluations" }).int({ error: "expected a whole number of evaluations" }).positive({ error: "expected a positive count of evaluations" }).max(Number.MAX_SAFE_INTEGER), {
+    error: "expected an object of flag key → count of evaluations",
+  })
+  .refine((counts) => Object.keys(counts).length <= EXPERIMENT_LIMITS.maxEvaluatedFlagsPerRequest, { error: `expected at most ${EXPERIMENT_LIMITS.maxEvaluatedFlagsPerRequest} flags per request` });
+
 /** The body of POST /v1/experiments/events. */
 export const ExperimentEventBatchSchema = z.strictObject({
   events: z
     .array(z.discriminatedUnion("type", [ExposureSchema, ConversionSchema], { error: 'expected type "exposure" or "conversion"' }), { error: "expected a list of events" })
     .max(EXPERIMENT_LIMITS.maxEventsPerRequest, { error: `expected at most ${EXPERIMENT_LIMITS.maxEventsPerRequest} events per request` }),
+  evaluations: EvaluationsSchema.optional(),
 });

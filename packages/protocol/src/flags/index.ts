@@ -19,4 +19,12 @@ export { compileFlagSet, type CompiledFlagSet, type CompileFlagSetOptions } from
 export { exportFlagd, importFlagd, FLAGD_SCHEMA_URL } from "./flagd-file.js";
 export { murmur3_32 } from "./murmur3.js";
 export { TARGETING_OPERATORS } from "./targeting.js";
-export { EXPERIMENT_LIMITS, ExperimentEventBatchSchema, type ConversionEvent, type ExperimentEvent, type ExposureEvent } from "./experiment-events.js";
+export {
+  EXPERIMENT_LIMITS,
+  ExperimentEventBatchSchema,
+  type ConversionEvent,
+  type EvaluationCounts,
+  type ExperimentEvent,
+  type ExperimentEventBatch,
+  type ExposureEvent,
+} from "./experiment-events.js";

@@ -1,0 +1,91 @@
+// The control plane's wiring of flags into routing: a change to a flag a route names
+// republishes the routing table with the new definition.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTempDir, waitFor } from "#test-support";
+import { createReconciler } from "../delivery/index.js";
+import { createFlagService, type FlagService } from "../flags/index.js";
+import { parseManifest } from "../manifest/index.js";
+import { createMemoryDriver } from "../runtime/index.js";
+import { createMemoryStore } from "../store/index.js";
+import { createControlPlane, type ControlPlane } from "./control-plane.js";
+
+const yaml = `project: shop
+services:
+  checkout:
+    owner: web
+    path: checkout
+    start: node main.js
+    routes:
+      - path: /checkout
+        flag:
+          key: checkout-experiment
+          context: { targetingKey: { header: x-user-id } }
+          variants: { treatment: { service: checkout-v2 } }
+  checkout-v2:
+    owner: web
+    path: checkout-v2
+    start: node main.js
+`;
+
+const experiment = (treatment: number) => ({
+  state: "ENABLED",
+  variants: { control: false, treatment: true },
+  defaultVariant: "control",
+  targeting: { fractional: [["control", 100 - treatment], ["treatment", treatment]] },
+});
+
+describe("control plane routing by flag", () => {
+  let cp: ControlPlane;
+  let flags: FlagService;
+  let cleanup: () => Promise<void>;
+  const silent = { info() {}, warn() {}, error() {} };
+
+  beforeAll(async () => {
+    const tmp = await makeTempDir("keelson-cp-flags-");
+    cleanup = tmp.cleanup;
+    const store = createMemoryStore();
+    const { manifest } = parseManifest(yaml, "/tmp/shop/keelson.yaml", { checkPaths: false });
+    await store.applyDesiredState({
+      project: { name: "shop", manifestPath: "/tmp/shop/keelson.yaml", manifestHash: "h", appliedAt: new Date().toISOString() },
+      upsert: Object.entries(manifest.services).map(([name, spec]) => ({ project: "shop", name, spec: JSON.parse(JSON.stringify(spec)) as Record<string, unknown>, release: "r-aaaaaaaaaaaa" })),
+      remove: [],
+      events: [],
+    });
+    const driver = createMemoryDriver();
+    const reconciler = createReconciler({ store, driver, project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    flags = createFlagService({ store, project: "shop" });
+    cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, flags });
+  });
+  afterAll(async () => {
+    await cp.close();
+    await cleanup();
+  });
+
+  it("republishes the routing table with the flag's new definition when the flag changes", async () => {
+    const before = await cp.routing.current();
+    expect(before.routes[0]?.flag?.key).toBe("checkout-experiment");
+    expect(before.flags).toEqual({ revision: 0, set: { flags: {} } });
+
+    const published: number[] = [];
+    cp.routing.subscribe((t) => published.push(t.version));
+    await flags.put("checkout-experiment", experiment(10), "ana");
+    await waitFor(() => published.length > 0, { timeoutMs: 5_000 });
+    const after = await cp.routing.current();
+    expect(after.version).toBeGreaterThan(before.version);
+    expect(after.flags?.set.flags["checkout-experiment"]).toEqual(experiment(10));
+
+    // A flag no route names makes no new table; the next change to the named one makes one.
+    await flags.put("unrelated", experiment(0), "ana");
+    await flags.put("checkout-experiment", experiment(20), "ana");
+    const last = await waitFor(
+      async () => {
+        const t = await cp.routing.current();
+        return JSON.stringify(t.flags?.set.flags["checkout-experiment"]) === JSON.stringify(experiment(20)) ? t : undefined;
+      },
+      { timeoutMs: 5_000, what: "the table with the second definition" },
+    );
+    expect(last.version).toBe(after.version + 1);
+    expect(last.flags?.set.flags.unrelated).toBeUndefined();
+    expect(published).toEqual([after.version, last.version]);
+  });
+});

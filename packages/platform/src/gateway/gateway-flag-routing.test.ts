@@ -1,0 +1,209 @@
+// Routing by feature flag through a real gateway and node:http upstreams on 127.0.0.1: a
+// fractional flag on x-user-id sends each user, consistently, to another service or a version,
+// by the flag's weights; a disabled, killed or malformed flag leaves the plain route.
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { Server } from "node:http";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Agent, request } from "undici";
+import type { FlagDefinition, FlagSet, RouteFlag, RoutingTable } from "@keelson/protocol";
+import { compileFlagSet } from "@keelson/protocol";
+import { makeTempDir } from "#test-support";
+import type { Gateway } from "./gateway-server.js";
+import { createGateway } from "./gateway-server.js";
+import type { GatewayLogger } from "./logger.js";
+import { createSeededRandom } from "./random.js";
+import { buildRoutingTable } from "./routing-table.js";
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+let stateDir = "";
+
+beforeEach(async () => {
+  const tmp = await makeTempDir("keelson-flag-routing-");
+  stateDir = tmp.dir;
+  cleanups.push(tmp.cleanup);
+});
+
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+async function listen(server: Server): Promise<string> {
+  server.keepAliveTimeout = 10_000;
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  cleanups.push(() => new Promise((r) => (server.closeAllConnections(), server.close(r))));
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+/** A replica answering the release it runs. */
+function startReplica(release: string): Promise<string> {
+  return listen(
+    createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ release }));
+    }),
+  );
+}
+
+const warnings: string[] = [];
+const log: GatewayLogger = { debug() {}, info() {}, error() {}, warn: (_obj, msg) => void warnings.push(msg ?? "") };
+
+async function startGateway(): Promise<Gateway> {
+  const gw = createGateway({ host: "127.0.0.1", port: 0, adminPort: 0, stateDir, processMetrics: false, random: createSeededRandom(7), log });
+  await gw.start();
+  cleanups.push(() => gw.stop({ drainMs: 100 }));
+  return gw;
+}
+
+const client = new Agent({ keepAliveTimeout: 10_000, connections: 32 });
+
+async function get(url: string, headers: Record<string, string> = {}): Promise<string> {
+  const res = await request(url, { dispatcher: client, headers });
+  const text = await res.body.text();
+  return res.statusCode === 200 ? (JSON.parse(text) as { release: string }).release : `status ${res.statusCode}`;
+}
+
+// The experiment: half the users stay on the plain route (control, not listed), 20% go to the
+// checkout's canary version, 30% to the checkout-v2 service.
+const WEIGHTS = { control: 50, canary: 20, treatment: 30 };
+const experiment: FlagDefinition = {
+  state: "ENABLED",
+  variants: { control: "control", canary: "canary", treatment: "treatment" },
+  defaultVariant: "control",
+  targeting: { fractional: Object.entries(WEIGHTS) },
+};
+const routeFlag: RouteFlag = {
+  key: "checkout-experiment",
+  context: { targetingKey: { header: "x-user-id" } },
+  variants: { canary: { version: "canary" }, treatment: { service: "checkout-v2" } },
+};
+/** Where each variant's requests land; control is the plain route (the split sends everything to stable). */
+const LANDS = { control: "r-stable", canary: "r-canary", treatment: "r-v2" } as const;
+
+let version = 0;
+async function endpoints() {
+  return [
+    { service: "checkout", replicaId: "checkout-1", release: "r-stable", url: await startReplica("r-stable") },
+    { service: "checkout", replicaId: "checkout-2", release: "r-canary", url: await startReplica("r-canary") },
+    { service: "checkout-v2", replicaId: "checkout-v2-1", release: "r-v2", url: await startReplica("r-v2") },
+  ];
+}
+
+function table(eps: Awaited<ReturnType<typeof endpoints>>, flags: Record<string, unknown>, options: { flag?: RouteFlag; drop?: string } = {}): RoutingTable {
+  const built = buildRoutingTable({
+    project: "shop",
+    version: ++version,
+    services: [
+      {
+        name: "checkout",
+        routes: [{ path: "/", stripPrefix: false, flag: options.flag ?? routeFlag }],
+        split: { sticky: false, weights: [{ release: "r-stable", weight: 100, label: "stable" }, { release: "r-canary", weight: 0, label: "canary" }] },
+      },
+      { name: "checkout-v2", routes: [] },
+    ],
+    endpoints: eps.filter((e) => e.service !== options.drop),
+    flags: { revision: version, set: { flags: {} } },
+  });
+  // The definitions as a control plane would send them, malformed ones included.
+  return { ...built, flags: { revision: version, set: { flags } } };
+}
+
+const users = Array.from({ length: 400 }, (_, i) => `user-${i}`);
+
+async function landings(gw: Gateway, ids: readonly string[] = users): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let next = 0;
+  const worker = async () => {
+    while (next < ids.length) {
+      const id = ids[next++]!;
+      out.set(id, await get(`${gw.url}/cart`, { "x-user-id": id }));
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  return out;
+}
+
+function counts(landed: Map<string, string>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const release of landed.values()) out[release] = (out[release] ?? 0) + 1;
+  return out;
+}
+
+describe("gateway routing by flag", () => {
+  it("sends each user, consistently, to the service or version of their variant, by the flag's weights", { timeout: 30_000 }, async () => {
+    const gw = await startGateway();
+    gw.setTable(table(await endpoints(), { "checkout-experiment": experiment }));
+
+    // Every user lands where the flag engine says their variant goes.
+    const engine = compileFlagSet({ flags: { "checkout-experiment": experiment } } as FlagSet);
+    const expected = new Map(users.map((id) => [id, LANDS[engine.evaluate("checkout-experiment", { targetingKey: id }).variant as keyof typeof LANDS]]));
+    const first = await landings(gw);
+    expect(first).toEqual(expected);
+    // ...and again on their next requests.
+    expect(await landings(gw)).toEqual(first);
+
+    const share = counts(first);
+    expect(Math.abs(share["r-stable"]! / users.length - 0.5)).toBeLessThan(0.08);
+    expect(Math.abs(share["r-canary"]! / users.length - 0.2)).toBeLessThan(0.07);
+    expect(Math.abs(share["r-v2"]! / users.length - 0.3)).toBeLessThan(0.07);
+
+    // Without the header there is no targeting key: no split, the plain route.
+    expect(await get(`${gw.url}/cart`)).toBe("r-stable");
+    // An explicit version pin still wins over the flag's version.
+    const canaryUser = users.find((id) => first.get(id) === "r-canary")!;
+    expect(await get(`${gw.url}/cart`, { "x-user-id": canaryUser, "x-keelson-version": "stable" })).toBe("r-stable");
+
+    const metrics = await gw.metrics.registry.getSingleMetricAsString("keelson_gateway_flag_routes_total");
+    expect(metrics).toContain(`keelson_gateway_flag_routes_total{route="/",flag="checkout-experiment",variant="treatment"} ${2 * share["r-v2"]!}`);
+    expect(metrics).not.toContain('variant="control"');
+  });
+
+  it("routes everyone the plain way when the flag is disabled or killed to a variant the route does not list, and back when enabled", { timeout: 30_000 }, async () => {
+    const gw = await startGateway();
+    const eps = await endpoints();
+    const sample = users.slice(0, 100);
+    gw.setTable(table(eps, { "checkout-experiment": { ...experiment, state: "DISABLED", safeVariant: "treatment" } }));
+    expect(counts(await landings(gw, sample))).toEqual({ "r-stable": 100 });
+
+    // What `keelson flags kill` makes of it: no targeting, the safe variant for everyone.
+    const { targeting: _targeting, ...killed } = experiment;
+    gw.setTable(table(eps, { "checkout-experiment": { ...killed, defaultVariant: "control" } }));
+    expect(counts(await landings(gw, sample))).toEqual({ "r-stable": 100 });
+
+    gw.setTable(table(eps, { "checkout-experiment": experiment }));
+    expect(Object.keys(counts(await landings(gw, sample))).sort()).toEqual(["r-canary", "r-stable", "r-v2"]);
+  });
+
+  it("routes the plain way when the variant's service has no ready replica", async () => {
+    const gw = await startGateway();
+    const eps = await endpoints();
+    gw.setTable(table(eps, { "checkout-experiment": experiment }, { drop: "checkout-v2" }));
+    const landed = counts(await landings(gw, users.slice(0, 100)));
+    expect(landed["r-v2"]).toBeUndefined();
+    expect(landed["r-stable"]! + landed["r-canary"]!).toBe(100);
+  });
+
+  it("serves a table whose flag is malformed, or missing, with the plain route, and keeps routing by a good flag beside it", { timeout: 30_000 }, async () => {
+    const gw = await startGateway();
+    const eps = await endpoints();
+    const sample = users.slice(0, 100);
+    warnings.length = 0;
+    const malformed = { state: "ENABLED", variants: { control: "control" }, defaultVariant: "treatment", targeting: { fractional: "yes" } };
+    gw.setTable(table(eps, { "checkout-experiment": malformed, other: experiment }));
+    expect(gw.table()?.version).toBe(version);
+    expect(counts(await landings(gw, sample))).toEqual({ "r-stable": 100 });
+    expect(warnings).toContain("ignoring flags of the routing table that are not valid; routes naming them route as without a flag");
+
+    // The good flag beside it still routes.
+    gw.setTable(table(eps, { "checkout-experiment": malformed, other: experiment }, { flag: { ...routeFlag, key: "other" } }));
+    expect(Object.keys(counts(await landings(gw, sample))).sort()).toEqual(["r-canary", "r-stable", "r-v2"]);
+
+    // A flag the table does not carry at all, and a set that is not even an object of flags.
+    gw.setTable(table(eps, {}));
+    expect(counts(await landings(gw, sample))).toEqual({ "r-stable": 100 });
+    gw.setTable({ ...table(eps, {}), flags: { revision: 1, set: { flags: { "checkout-experiment": "not a flag" } } } });
+    expect(counts(await landings(gw, sample))).toEqual({ "r-stable": 100 });
+  });
+});
