@@ -74,6 +74,7 @@ describe("flag service", () => {
     expect(await bad({ state: "ENABLED", variants: { a: 1 }, defaultVariant: "a", targeting: { nope: [1] } })).toMatch(/flags\.x\.targeting/);
     expect(await bad({ state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "off", prerequisites: [{ flag: "x", variant: "on" }] })).toMatch(/prerequisite|cycle/i);
     await expect(flags.put("bad key!", checkout, "ana")).rejects.toThrow(/flag key "bad key!"/);
+    await expect(flags.put("stream", checkout, "ana")).rejects.toThrow(/flag key "stream" is reserved/);
     const s = await flags.snapshot();
     expect(s.revision).toBe(1);
     expect(Object.keys(s.set.flags)).toEqual(["ok"]);

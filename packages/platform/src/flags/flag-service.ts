@@ -102,7 +102,11 @@ export function diffFlag(before: unknown, after: unknown, path = ""): FlagDiff[]
   return [{ path: path || "(whole)", ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) }];
 }
 
+/** Names the API uses under /v1/flags/ for other things. */
+const RESERVED_KEYS: ReadonlySet<string> = new Set(["export", "stream", "usage", "stale", "schedule"]);
+
 function checkKey(key: string): void {
+  if (RESERVED_KEYS.has(key)) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `flag key "${key}" is reserved (the API uses /v1/flags/${key}); choose another name`);
   if (!FLAG_KEY_PATTERN.test(key)) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `flag key ${JSON.stringify(key)}: expected letters, digits, "_", "." and "-", starting with a letter or digit, at most 128 characters`);
 }
 
@@ -148,6 +152,8 @@ export function createFlagService(options: { store: Store; project: string; now?
   function validate(set: unknown): FlagSet {
     const checked = checkFlagSet(set);
     if (!checked.ok) throw invalid(checked.issues);
+    const reserved = Object.keys(checked.set.flags).filter((k) => RESERVED_KEYS.has(k));
+    if (reserved.length > 0) throw invalid(reserved.map((k) => ({ path: ["flags", k], message: `"${k}" is reserved (the API uses /v1/flags/${k}); choose another name` })));
     return checked.set;
   }
 
