@@ -369,4 +369,13 @@ describe("flag usage, stale flags and scheduled changes (API and CLI)", () => {
     const [event] = await store.listEvents({ project: "shop", subject: "flag/live", kinds: ["flag.changed"], descending: true, limit: 1 });
     expect(event?.details.scheduled).toBe("sch-1");
   });
+
+  it("keelson flags history shows a kill's diff, with the fields it removed", async () => {
+    expect((await call("PUT", "/v1/flags/hist", { state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "on", safeVariant: "off", targeting: { if: [true, "on", null] } })).status).toBe(200);
+    expect((await keelson("flags", "kill", "hist")).code).toBe(0);
+    const h = await keelson("flags", "history", "hist");
+    expect(h.code, h.err).toBe(0);
+    expect(h.out).toMatch(/killed .*defaultVariant: "on" → "off"/);
+    expect(h.out).toMatch(/targeting: \{"if":\[true,"on",null\]\} → \(none\)/);
+  });
 });

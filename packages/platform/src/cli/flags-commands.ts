@@ -34,7 +34,9 @@ function parseJson(text: string, where: string): unknown {
   }
 }
 
-function short(value: unknown): string {
+/** A value in a line of output; `(none)` for a field that is absent on one side of a diff. */
+export function short(value: unknown): string {
+  if (value === undefined) return "(none)";
   const text = JSON.stringify(value);
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
