@@ -9,6 +9,9 @@
 //   bucket get mid-ranks), with alpha split evenly over the planned looks (Bonferroni), so
 //   looking every few seconds does not inflate false alarms either.
 
+// The normal quantile and the Wilson interval are shared with experiment statistics.
+export { normalQuantile, wilson } from "../flags/index.js";
+
 /** Relative increases of the canary's rate the mixture averages over (uniform weights). */
 const RATIO_GRID: readonly number[] = [1.5, 2, 3, 5, 10, 20, 50];
 
@@ -122,48 +125,4 @@ export function mannWhitney(canary: readonly number[], baseline: readonly number
   const auc = u / (n1 * n2);
   const z = variance > 0 ? (u - (0.5 + margin) * n1 * n2) / Math.sqrt(variance) : 0;
   return { n1, n2, u, auc, z };
-}
-
-/**
- * The standard normal quantile (inverse CDF), Acklam's rational approximation: relative error
- * below 1.2e-9 over (0, 1), far finer than any decision here needs.
- *
- * @example
- * normalQuantile(0.975); // 1.95996398…
- */
-export function normalQuantile(p: number): number {
-  if (!(p > 0 && p < 1)) return p === 0 ? -Infinity : p === 1 ? Infinity : NaN;
-  const a = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
-  const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-  const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-  const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
-  const low = 0.02425;
-  let x: number;
-  if (p < low) {
-    const q = Math.sqrt(-2 * Math.log(p));
-    x = (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
-  } else if (p <= 1 - low) {
-    const q = p - 0.5;
-    const r = q * q;
-    x = ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1);
-  } else {
-    const q = Math.sqrt(-2 * Math.log(1 - p));
-    x = -(((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
-  }
-  return x;
-}
-
-/**
- * Wilson score interval of a proportion at confidence z (for reports, not for decisions).
- *
- * @example
- * wilson(5, 100, 1.96); // { low: 0.0215, high: 0.1118 }
- */
-export function wilson(x: number, n: number, z: number): { low: number; high: number } {
-  if (!(n > 0)) return { low: 0, high: 1 };
-  const p = x / n;
-  const z2 = z * z;
-  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
-  const half = (z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / (1 + z2 / n);
-  return { low: Math.max(0, centre - half), high: Math.min(1, centre + half) };
 }

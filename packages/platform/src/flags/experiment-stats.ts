@@ -8,8 +8,7 @@
 // - Sample ratio mismatch: a chi-squared goodness-of-fit test of exposed users per variant
 //   against the split's weights; p < 0.001 means assignment or exposure logging is broken and
 //   no lift can be trusted.
-// (The flags domain sits below delivery, so the few helpers shared with canary analysis,
-// `normalQuantile` and `wilson`, are repeated here rather than imported upwards.)
+// (`normalQuantile` and `wilson` live here; canary analysis, a layer above, imports them.)
 
 /** Conversion counts of one variant. */
 export interface VariantCounts {

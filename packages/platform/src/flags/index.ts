@@ -14,6 +14,8 @@ export {
   confidenceSequenceRadius,
   differenceSequence,
   mixtureRho,
+  normalQuantile,
+  wilson,
   sampleRatioMismatch,
   type AnalyzeOptions,
   type Comparison,

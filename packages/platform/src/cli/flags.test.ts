@@ -8,12 +8,12 @@ import { OFREPProvider } from "@openfeature/ofrep-provider";
 import { OpenFeature } from "@openfeature/server-sdk";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { makeTempDir, waitFor } from "#test-support";
-import { main } from "../cli/index.js";
+import { main } from "./main.js";
 import { createReconciler } from "../delivery/index.js";
 import type { ScheduledChange, StaleReport } from "../flags/index.js";
 import { createMemoryDriver } from "../runtime/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
-import { createControlPlane, type ControlPlane } from "./control-plane.js";
+import { createControlPlane, type ControlPlane } from "../api/index.js";
 
 const checkout = {
   state: "ENABLED",
