@@ -381,6 +381,33 @@ describe("reconciler (memory store and driver)", () => {
     expect((await reconciler.rolloutOf("orders"))?.step).toBe(2);
   });
 
+  it("canary analysis: a slow metrics source does not hold the converge loop", async () => {
+    let release: () => void = () => {};
+    let calls = 0;
+    const slow: AnalysisProvider = {
+      observe: () => {
+        calls++;
+        return new Promise((resolve) => {
+          release = () => resolve({ at: Date.now(), canary: { requests: 100 * calls, errors: 0 }, baseline: { requests: 100 * calls, errors: 0 } });
+        });
+      },
+    };
+    await reconciler.stop();
+    reconciler = withAnalysis(slow);
+    const deploy = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { analysis: { interval: 20ms, duration: 1h, metrics: [errors] } }] }";
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy }, payments: { replicas: 1 } }), { actor: "test" });
+    reconciler.start();
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "2", deploy }, payments: { replicas: 1 } }), { actor: "test", waitReady: false });
+    await waitFor(() => calls >= 1, { what: "the first look to start" });
+    // The look hangs; meanwhile another service scales as usual.
+    await reconciler.scale("payments", 3, "test");
+    await waitFor(() => running("payments").filter((r) => r.state === "ready").length === 3, { what: "payments to scale while the look hangs" });
+    expect(calls).toBe(1);
+    expect((await reconciler.rolloutOf("orders"))?.analysis?.run.looks).toBe(0);
+    release();
+    await waitFor(async () => ((await reconciler.rolloutOf("orders"))?.analysis?.run.looks ?? 0) >= 1, { what: "the answer to be judged" });
+  });
+
   it("canary: a match step sends matching requests to the canary before any weighted traffic", async () => {
     const deploy = '{ strategy: canary, drain: 0, affinity: { header: x-user-id }, steps: [{ match: { headers: { X-Beta: "1" }, cookies: { canary: { prefix: "yes" } } } }, { pause: manual }, { setWeight: 10 }] }';
     await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy } }), { actor: "test" });

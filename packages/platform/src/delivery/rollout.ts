@@ -143,12 +143,16 @@ export interface RolloutControllerOptions {
   analysis?: AnalysisProvider;
   /** Told about rollouts that fail or roll back (with the evidence), e.g. to post webhooks. */
   notify?: (kind: EventKind, details: Record<string, unknown>) => void;
+  /** Asks for a converge step soon (an analysis look has its numbers). */
+  wake?: () => void;
   log?: { warn(o: object, m?: string): void };
 }
 
 export function createRolloutController(options: RolloutControllerOptions): RolloutController {
   const { store, project } = options;
   const cache = new Map<string, RolloutState | undefined>();
+  /** Analysis looks under way, by service: what the metrics source answered, once it has. */
+  const looks = new Map<string, { key: string; observation?: AnalysisObservation }>();
 
   async function get(service: string): Promise<RolloutState | undefined> {
     if (cache.has(service)) return cache.get(service);
@@ -581,10 +585,26 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     }
     const a = s.analysis;
     if (t < Date.parse(a.nextLookAt)) return "waiting";
-    const target: AnalysisTarget = { service: record.name, canary: s.to, baseline: s.baseline ?? s.from ?? s.to };
-    const observation: AnalysisObservation = options.analysis
-      ? await options.analysis.observe(target, settings, a.run.startedAt)
-      : { at: t, error: "no metrics source is configured for canary analysis" };
+    // The look reads the metrics source beside the converge loop, never inside it: a slow
+    // Prometheus must not hold replica management. The next converge step takes the answer.
+    const lookKey = `${s.id}/${a.step}/${a.nextLookAt}`;
+    let look = looks.get(s.service);
+    if (look?.key !== lookKey) {
+      const target: AnalysisTarget = { service: record.name, canary: s.to, baseline: s.baseline ?? s.from ?? s.to };
+      const entry: { key: string; observation?: AnalysisObservation } = { key: lookKey };
+      looks.set(s.service, entry);
+      const reading = options.analysis ? options.analysis.observe(target, settings, a.run.startedAt) : Promise.resolve<AnalysisObservation>({ at: t, error: "no metrics source is configured for canary analysis" });
+      void reading
+        .catch((err: unknown): AnalysisObservation => ({ at: Date.now(), error: err instanceof Error ? err.message : String(err) }))
+        .then((observation) => {
+          entry.observation = observation;
+          options.wake?.();
+        });
+      look = entry;
+    }
+    if (look.observation === undefined) return "waiting";
+    const observation = look.observation;
+    looks.delete(s.service);
     a.run = judge(a.run, observation, settings);
     a.nextLookAt = new Date(Date.now() + settings.intervalMs).toISOString();
     const verdict = a.run.phase;
