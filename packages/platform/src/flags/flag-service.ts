@@ -14,7 +14,7 @@ import {
   type FlagSet,
   type KeelsonEvent,
 } from "@keelson/protocol";
-import type { Store } from "../store/index.js";
+import { canonicalJson, type Store } from "../store/index.js";
 
 /** The flag set at one revision, compiled for evaluation. */
 export interface FlagSnapshot {
@@ -79,16 +79,10 @@ export interface FlagService {
 export const FLAG_CHANGE_KINDS: readonly EventKind[] = Object.freeze(["flag.created", "flag.changed", "flag.deleted", "flag.killed"]);
 const FLAG_KINDS = [...FLAG_CHANGE_KINDS];
 
-function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    return `{${Object.keys(value)
-      .sort()
-      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(value);
+/** Whether two JSON values are the same data (key order aside); undefined equals only undefined. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return canonicalJson(a) === canonicalJson(b);
 }
 
 /** Paths where two JSON values differ (objects compared key by key, anything else as a whole). */
@@ -98,7 +92,7 @@ export function diffFlag(before: unknown, after: unknown, path = ""): FlagDiff[]
     const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
     return keys.flatMap((k) => diffFlag(before[k], after[k], path ? `${path}.${k}` : k));
   }
-  if (stableJson(before) === stableJson(after)) return [];
+  if (sameJson(before, after)) return [];
   return [{ path: path || "(whole)", ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) }];
 }
 
@@ -134,7 +128,7 @@ export function createFlagService(options: { store: Store; project: string; now?
 
   function build(set: FlagSet, revision: number, updatedAt: string | undefined): FlagSnapshot {
     // Every set stored went through validate() first.
-    return { revision, set, compiled: compileFlagSet(set, { checked: true }), etag: createHash("sha256").update(`${revision}\n${stableJson(set)}`).digest("hex").slice(0, 16), updatedAt };
+    return { revision, set, compiled: compileFlagSet(set, { checked: true }), etag: createHash("sha256").update(`${revision}\n${canonicalJson(set)}`).digest("hex").slice(0, 16), updatedAt };
   }
 
   async function snapshot(): Promise<FlagSnapshot> {
@@ -198,10 +192,10 @@ export function createFlagService(options: { store: Store; project: string; now?
       const changes = keys.flatMap((key) => {
         const before = snap.set.flags[key] ?? null;
         const after = next.flags[key] ?? null;
-        if (stableJson(before) === stableJson(after)) return [];
+        if (sameJson(before, after)) return [];
         return [{ key, kind: (after === null ? "flag.deleted" : before === null ? "flag.created" : "flag.changed") as EventKind, before, after }];
       });
-      if (changes.length === 0 && stableJson(snap.set.$evaluators ?? null) === stableJson(next.$evaluators ?? null)) return snap;
+      if (changes.length === 0 && sameJson(snap.set.$evaluators ?? null, next.$evaluators ?? null)) return snap;
       return commit(next, changes, actor, { ...opts.details, ...(opts.source ? { source: opts.source } : {}) });
     });
   }
@@ -215,7 +209,7 @@ export function createFlagService(options: { store: Store; project: string; now?
         const before = snap.set.flags[key] ?? null;
         const next = validate({ ...snap.set, flags: { ...snap.set.flags, [key]: definition } });
         const after = next.flags[key] as FlagDefinition;
-        if (before && stableJson(before) === stableJson(after)) return snap;
+        if (before && sameJson(before, after)) return snap;
         return commit(next, [{ key, kind: before ? "flag.changed" : "flag.created", before, after }], actor, opts.details);
       }),
     remove: (key, actor, opts = {}) =>
