@@ -26,17 +26,6 @@ function view(s: FlagSnapshot) {
   return { revision: s.revision, etag: s.etag, updatedAt: s.updatedAt ?? null, flags: s.set.flags, ...(s.set.$evaluators ? { $evaluators: s.set.$evaluators } : {}) };
 }
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (body === undefined) {
-    res.writeHead(status, headers);
-    res.end();
-    return;
-  }
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": String(Buffer.byteLength(text)), ...headers });
-  res.end(text);
-}
-
 export interface FlagRoutesDeps {
   flags: FlagService;
   actorOf(req: IncomingMessage): string;
@@ -88,8 +77,8 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     const s = await flags.snapshot();
     const etag = `"${s.etag}"`;
     const inm = req.headers["if-none-match"];
-    if (typeof inm === "string" && inm.split(",").some((t) => t.trim() === etag)) return send(res, 304, undefined, { etag });
-    send(res, 200, view(s), { etag });
+    if (typeof inm === "string" && inm.split(",").some((t) => t.trim() === etag)) return sendJson(res, 304, undefined, { etag });
+    sendJson(res, 200, view(s), { etag });
   });
   route("PUT", "/v1/flags", async (req, res) => {
     // A whole set: a Keelson set ({ flags, $evaluators }) or a flagd file, which has the same shape.
@@ -185,7 +174,7 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     const snap = await flags.snapshot();
     const answer = ofrepEvaluate(snap, key, await ofrepBody(req));
     if (snap.set.flags[key]) usage.record(key);
-    send(res, answer.status, answer.body, answer.headers);
+    sendJson(res, answer.status, answer.body, answer.headers);
   });
   route("POST", "/ofrep/v1/evaluate/flags", async (req, res) => {
     const inm = req.headers["if-none-match"];
@@ -193,7 +182,7 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     const answer = ofrepEvaluateAll(snap, await ofrepBody(req), typeof inm === "string" ? inm : undefined);
     // A 304 is the client going on with the values it has: the flags are still in use.
     if (answer.status !== 400) for (const key of Object.keys(snap.set.flags)) usage.record(key);
-    send(res, answer.status, answer.body, answer.headers);
+    sendJson(res, answer.status, answer.body, answer.headers);
   });
 
   // Counting began when this control plane first ran with it: written now, not at the first read.
