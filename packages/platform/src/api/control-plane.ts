@@ -28,7 +28,7 @@ import {
 import { applyDeclaredFlags, createExperiments, createFlagService, type FlagService } from "../flags/index.js";
 import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
-import { readJson, sendError, sendJson } from "./http.js";
+import { readJson, sendError, sendJson, type Handler } from "./http.js";
 
 export const KEELSON_VERSION = "0.1.0";
 
@@ -66,7 +66,6 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
 
 export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const { project, dir, stateDir, store, driver, reconciler, gatewayUrl, log } = options;

@@ -1,12 +1,9 @@
 // The experiment endpoints of the control-plane API: the SDK's batched exposure and conversion
 // events in, an experiment's results out.
-import type { IncomingMessage, ServerResponse } from "node:http";
 import { ExperimentEventBatchSchema, KeelsonError } from "@keelson/protocol";
 import type { Experiments, FlagUsage } from "../flags/index.js";
-import { readJson, sendJson } from "./http.js";
+import { readJson, sendJson, type Route } from "./http.js";
 
-type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
-type Route = (method: string, path: string, handler: Handler) => void;
 
 function invalid(message: string): KeelsonError {
   return new KeelsonError("KEELSON_ERR_INVALID_INPUT", message);

@@ -16,10 +16,8 @@ import {
   type FlagUsage,
 } from "../flags/index.js";
 import type { Store } from "../store/index.js";
-import { readJson, sendJson } from "./http.js";
+import { readJson, sendJson, type Route } from "./http.js";
 
-type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
-type Route = (method: string, path: string, handler: Handler) => void;
 
 /** What a client sees of a snapshot. */
 function view(s: FlagSnapshot) {

@@ -4,6 +4,11 @@ import { KeelsonError } from "@keelson/protocol";
 
 const MAX_BODY = 1024 * 1024;
 
+/** An API endpoint's handler: the request, the response, the path's parameters and the URL. */
+export type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
+/** Registers an endpoint (`:name` in the path is a parameter). */
+export type Route = (method: string, path: string, handler: Handler) => void;
+
 export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let size = 0;
