@@ -75,7 +75,9 @@ describe("post-commit hook", () => {
     const go = join(root, "go");
     // The command waits for a file the test writes after the commit returned: a hook that
     // blocked the commit would never see it (the wait gives up after ~10 s, leaving nothing behind).
-    const command = `echo hook-started; i=0; while [ ! -f ${shellQuote(go)} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; git rev-parse HEAD > ${shellQuote(out)}`;
+    // The sha is written aside and renamed, so the test never reads the file between the shell
+    // creating it and rev-parse writing into it (seen once in CI as an empty read).
+    const command = `echo hook-started; i=0; while [ ! -f ${shellQuote(go)} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; git rev-parse HEAD > ${shellQuote(out + ".tmp")} && mv ${shellQuote(out + ".tmp")} ${shellQuote(out)}`;
     await installPostCommitHook({ repoDir: repo, command, logFile });
 
     const sha = await commitFile(repo, "second.txt");
@@ -93,8 +95,9 @@ describe("post-commit hook", () => {
     const command = ["sh", "-c", 'printf "%s" "$1" > "$2"; echo logged', "sh", tricky, out];
     await installPostCommitHook({ repoDir: repo, command, logFile });
     await commitFile(repo, "second.txt");
-    expect(await waitFor(async () => ((await fileExists(out)) ? readFile(out, "utf8") : undefined), { what: "the hook's output" })).toBe(tricky);
+    // "logged" is echoed after printf finished, so the output file is whole once the log has it.
     await waitFor(async () => (await fileExists(logFile)) && (await readFile(logFile, "utf8")).includes("logged"), { what: "the log" });
+    expect(await readFile(out, "utf8")).toBe(tricky);
   });
 
   it("refuses a hook it did not write", async () => {
