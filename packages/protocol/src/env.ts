@@ -19,4 +19,12 @@ export const REPLICA_ENV = {
   OTLP_ENDPOINT: "KEELSON_OTLP_ENDPOINT",
   /** Base URL of the control plane, where the SDK's flag provider reads flags and their changes. */
   FLAGS_URL: "KEELSON_FLAGS_URL",
+  /**
+   * File holding the service's identity token (a JWT-SVID for spiffe://<project>/<service>, signed by
+   * the control plane's CA). The SDK sends it to the gateway's mesh listener and to the control plane;
+   * the control plane rewrites the file before the token expires, so readers re-read it.
+   */
+  IDENTITY_FILE: "KEELSON_IDENTITY_FILE",
+  /** With mTLS: folder holding the replica's cert.pem, key.pem and the CA's ca.pem (rotated in place). */
+  TLS_DIR: "KEELSON_TLS_DIR",
 } as const;

@@ -28,6 +28,10 @@ export const ERRORS = {
   KEELSON_ERR_PAYLOAD_TOO_LARGE: { status: 413, summary: "The request body is larger than the route allows (maxBodySize)." },
   KEELSON_ERR_HEADERS_TOO_LARGE: { status: 431, summary: "The request headers are larger than the gateway accepts." },
   KEELSON_ERR_REQUEST_TIMEOUT: { status: 408, summary: "The client took too long to send its request headers or body." },
+  KEELSON_ERR_UNAUTHENTICATED: { status: 401, summary: "The request carries no valid credential: no bearer token, or one that is unknown, expired, revoked or malformed." },
+  KEELSON_ERR_FORBIDDEN: { status: 403, summary: "The caller is known but may not do this: its role, its teams or the target service's call policy do not allow it." },
+  KEELSON_ERR_SECURITY_GATE: { status: 422, summary: "The pipeline's security stage found what the project's security policy blocks (a secret in the code, a vulnerable dependency, a disallowed license); no release was made. The findings are attached." },
+  KEELSON_ERR_VAULT: { status: 500, summary: "The secrets vault could not decrypt or encrypt: the master key is missing, wrong or has unsafe permissions." },
   KEELSON_ERR_INTERNAL: { status: 500, summary: "An unexpected error; please report it with the logs." },
 } as const satisfies Record<string, { status: number; summary: string }>;
 

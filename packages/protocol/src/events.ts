@@ -49,7 +49,16 @@ export type EventKind =
   | "rollback.succeeded"
   | "flag.scheduled"
   | "flag.schedule-cancelled"
-  | "flag.schedule-failed";
+  | "flag.schedule-failed"
+  | "audit"
+  | "token.created"
+  | "token.revoked"
+  | "secret.set"
+  | "secret.deleted"
+  | "vault.key-rotated"
+  | "security.scanned"
+  | "security.blocked"
+  | "identity.issued";
 
 export interface KeelsonEvent {
   /** Monotonic sequence number assigned by the store. */

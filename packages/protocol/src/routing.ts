@@ -72,6 +72,51 @@ export const RouteFlagSchema = z.strictObject({
 export type RouteFlag = z.infer<typeof RouteFlagSchema>;
 
 /** One externally reachable route: requests whose host and path match go to `service`. */
+/** One JSON Web Key (public keys only travel in the table). */
+const JwkSchema = z.looseObject({ kty: z.string(), kid: z.string().optional() });
+
+/**
+ * How the gateway checks a request on an external route: `public`, an API key (only the keys'
+ * SHA-256 hashes travel), or a JWT verified against the issuer's public keys (inline or fetched).
+ */
+export const RouteAuthSchema = z.union([
+  z.literal("public"),
+  z.strictObject({ apiKey: z.strictObject({ header: z.string().min(1), sha256: z.array(z.string().regex(/^[0-9a-f]{64}$/)) }) }),
+  z.strictObject({
+    jwt: z.strictObject({
+      issuer: z.string().min(1),
+      audience: z.string().min(1).optional(),
+      jwks: z.strictObject({ keys: z.array(JwkSchema) }).optional(),
+      jwksUrl: z.string().url().optional(),
+      algorithms: z.array(z.string()).optional(),
+    }),
+  }),
+]);
+export type RouteAuth = z.infer<typeof RouteAuthSchema>;
+
+/** A service allowed to call another through the mesh listener, optionally only some paths and methods. */
+export const CallerRuleSchema = z.strictObject({
+  service: z.string().min(1),
+  /** Path prefixes; absent: every path. */
+  paths: z.array(z.string().startsWith("/")).optional(),
+  /** Methods; absent: every method. */
+  methods: z.array(z.string().min(1)).optional(),
+});
+export type CallerRule = z.infer<typeof CallerRuleSchema>;
+
+/** What the gateway needs to verify services' identities (public material only). */
+export const IdentityTrustSchema = z.strictObject({
+  /** SPIFFE trust domain: the project's name. */
+  trustDomain: z.string().min(1),
+  /** The CA's public keys, which verify identity tokens (JWT-SVIDs). */
+  jwks: z.strictObject({ keys: z.array(JwkSchema) }),
+  /** The CA certificate (PEM): with mTLS, client certificates must chain to it. */
+  caPem: z.string().min(1),
+  /** Whether the mesh listener requires client certificates (TLS) instead of identity tokens. */
+  mtls: z.boolean(),
+});
+export type IdentityTrust = z.infer<typeof IdentityTrustSchema>;
+
 export const RouteSchema = z.strictObject({
   service: z.string(),
   /** Path prefix, always starting with "/"; "/" matches everything. */
@@ -86,6 +131,8 @@ export const RouteSchema = z.strictObject({
   fallback: FallbackSchema.optional(),
   /** Send the request to a service or version chosen by a feature flag (the table's `flags` hold its definition). */
   flag: RouteFlagSchema.optional(),
+  /** Absent: public. */
+  auth: RouteAuthSchema.optional(),
 });
 export type Route = z.infer<typeof RouteSchema>;
 
@@ -264,6 +311,8 @@ export const RoutingServiceSchema = z.strictObject({
   endpoints: z.array(EndpointSchema),
   policy: ServicePolicySchema.optional(),
   split: RoutedTrafficSplitSchema.optional(),
+  /** Services that may call this one through the mesh listener (zero trust: absent or empty, none may). */
+  callers: z.array(CallerRuleSchema).optional(),
 });
 export type RoutingService = z.infer<typeof RoutingServiceSchema>;
 
@@ -277,6 +326,8 @@ export const RoutingTableSchema = z.strictObject({
   generatedAt: z.string(),
   routes: z.array(RouteSchema),
   services: z.array(RoutingServiceSchema),
+  /** How the mesh listener verifies callers; absent: the mesh listener refuses every call. */
+  identity: IdentityTrustSchema.optional(),
   /** The flags the routes' `flag` settings name (with their prerequisites), at a revision of the flag set. */
   flags: z
     .strictObject({
@@ -298,8 +349,10 @@ export type RoutingTable = z.infer<typeof RoutingTableSchema>;
 
 /** Header a caller sets to reach a service through the gateway without a public route. */
 export const TARGET_SERVICE_HEADER = "x-keelson-service";
-/** Header naming the calling service (identity is verified by mTLS in a later version). */
+/** Header naming the calling service; the gateway overwrites it with the verified identity (mTLS certificate or IDENTITY_HEADER). */
 export const CALLER_SERVICE_HEADER = "x-keelson-caller";
+/** The calling service's identity token (JWT-SVID) on the gateway's mesh listener when it runs without mTLS. */
+export const IDENTITY_HEADER = "x-keelson-identity";
 /** Request id header, set by the gateway when absent and propagated by the SDK. */
 export const REQUEST_ID_HEADER = "x-request-id";
 /** Header that pins a request to a release by label or release id (`x-keelson-version: canary`). */

@@ -1,8 +1,11 @@
 // Tests for the service client against the gateway stub: routing headers, request id
 // propagation, JSON helpers, ServiceCallError on bad answers, timeouts and fallbacks.
+import { rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { freePort } from "#test-support";
+import { freePort, makeTempDir } from "#test-support";
 import { createClient, ServiceCallError } from "./client.js";
+import { createIdentity } from "./identity.js";
 import { startGatewayStub } from "./gateway-stub.js";
 import type { GatewayStub } from "./gateway-stub.js";
 import { createLogger } from "./logger.js";
@@ -158,6 +161,28 @@ describe("createClient", () => {
   it("rejects a path without a leading slash", async () => {
     const client = createClient({ gatewayUrl: "http://127.0.0.1:1", logger: silent });
     await expect(client.call("inventory", "api")).rejects.toThrow(TypeError);
+  });
+});
+
+describe("createClient: identity", () => {
+  it("sends the identity token from the file on every call, the rotated one once it changes", async () => {
+    const stub = await gateway();
+    const tmp = await makeTempDir("keelson-sdk-client-");
+    try {
+      const tokenFile = join(tmp.dir, "token.jwt");
+      await writeFile(tokenFile, "token-1");
+      let now = 0;
+      const identity = createIdentity({ identityFile: tokenFile, tlsDir: "", checkMs: 5000, now: () => now, logger: silent });
+      const client = createClient({ gatewayUrl: stub.url, self: "orders", identity, logger: silent });
+      await client.call("inventory", "/api/inventory", { headers: { "x-keelson-identity": "copied-from-a-request" } });
+      await writeFile(join(tmp.dir, "next"), "token-2");
+      await rename(join(tmp.dir, "next"), tokenFile);
+      now += 5000;
+      await client.call("inventory", "/api/inventory");
+      expect(stub.calls.map((c) => c.headers["x-keelson-identity"])).toEqual(["token-1", "token-2"]);
+    } finally {
+      await tmp.cleanup();
+    }
   });
 });
 

@@ -1,13 +1,17 @@
 // The service-to-service client: every call goes to the gateway with the target service in
 // a header, so routing, retries, policy and traces apply to each hop; the current request's
 // id and trace context (a client span's traceparent) travel along, so one user action can be
-// followed across services in the logs and in the traces.
-import { CALLER_SERVICE_HEADER, REPLICA_ENV, REQUEST_ID_HEADER, TARGET_SERVICE_HEADER } from "@keelson/protocol";
+// followed across services in the logs and in the traces. Each call carries the service's
+// identity: its token in a header, and over an https: gateway URL its client certificate.
+import { CALLER_SERVICE_HEADER, IDENTITY_HEADER, REPLICA_ENV, REQUEST_ID_HEADER, TARGET_SERVICE_HEADER } from "@keelson/protocol";
+import { defaultIdentity } from "./identity.js";
+import type { Identity } from "./identity.js";
 import { createLogger } from "./logger.js";
 import type { Logger } from "./logger.js";
 import { currentRequest } from "./request-context.js";
 import { defaultTracing, endClientSpan, startClientSpan } from "./tracing.js";
 import type { Tracing } from "./tracing.js";
+import type * as Undici from "undici";
 
 export interface ClientOptions {
   /** Defaults to $KEELSON_GATEWAY_URL, then (with a warning) http://127.0.0.1:8080. */
@@ -17,8 +21,13 @@ export interface ClientOptions {
   /** Per-call timeout for the whole exchange, body included; defaults to 5000 ms. */
   timeoutMs?: number;
   logger?: Logger;
-  /** Injectable for tests; defaults to the global fetch. */
+  /**
+   * Injectable for tests; defaults to the global fetch, or undici's fetch with the identity's
+   * client certificate for an https: gateway URL (a fetch given here gets no certificate).
+   */
   fetch?: typeof fetch;
+  /** Whose identity calls carry; defaults to defaultIdentity(). `false` sends none. */
+  identity?: Identity | false;
   /** Where call spans go; defaults to defaultTracing(). `false` makes no spans and sends no traceparent. */
   tracing?: Tracing | false;
 }
@@ -88,7 +97,8 @@ export function createClient(options: ClientOptions = {}): ServiceClient {
   const gateway = resolveGateway(options.gatewayUrl ?? process.env[REPLICA_ENV.GATEWAY_URL], log);
   const self = options.self ?? process.env[REPLICA_ENV.SERVICE];
   const defaultTimeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const doFetch = options.fetch ?? ((input, init) => fetch(input, init));
+  const identity = options.identity === false ? undefined : (options.identity ?? defaultIdentity());
+  const doFetch = options.fetch ?? (gateway.startsWith("https:") && identity?.tls ? mtlsFetch(identity) : (input, init) => fetch(input, init));
   const tracing = options.tracing === false ? undefined : (options.tracing ?? defaultTracing());
 
   const call = async (service: string, path: string, init: CallInit = {}): Promise<Response> => {
@@ -97,6 +107,9 @@ export function createClient(options: ClientOptions = {}): ServiceClient {
     const method = (rest.method ?? (jsonBody === undefined ? "GET" : "POST")).toUpperCase();
     const headers = new Headers(rest.headers);
     headers.set(TARGET_SERVICE_HEADER, service);
+    // Only the service's own identity goes out, never one the app copied from elsewhere.
+    headers.delete(IDENTITY_HEADER);
+    for (const [name, value] of Object.entries(identity?.identityHeaders() ?? {})) headers.set(name, value);
     if (self !== undefined && self !== "" && !headers.has(CALLER_SERVICE_HEADER)) headers.set(CALLER_SERVICE_HEADER, self);
     const requestId = currentRequest()?.requestId;
     if (requestId !== undefined && !headers.has(REQUEST_ID_HEADER)) headers.set(REQUEST_ID_HEADER, requestId);
@@ -160,6 +173,17 @@ export function createClient(options: ClientOptions = {}): ServiceClient {
   };
 
   return { call, json };
+}
+
+/** undici's fetch with the identity's client certificate (global fetch with a userland Agent is fragile). */
+function mtlsFetch(identity: Identity): typeof fetch {
+  let undici: Promise<typeof Undici> | undefined;
+  return async (input, init) => {
+    const [{ fetch: undiciFetch }, dispatcher] = await Promise.all([(undici ??= import("undici")), identity.dispatcher()]);
+    const res = await undiciFetch(input as Parameters<typeof undiciFetch>[0], { ...(init as Parameters<typeof undiciFetch>[1]), ...(dispatcher === undefined ? {} : { dispatcher }) });
+    // Same shape as the global Response (both are undici's), only another class.
+    return res as unknown as Response;
+  };
 }
 
 function resolveGateway(value: string | undefined, log: Logger): string {

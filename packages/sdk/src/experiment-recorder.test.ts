@@ -217,3 +217,30 @@ describe("evaluation counts", () => {
     expect(plane.bodies).toHaveLength(1);
   });
 });
+
+describe("experiment recorder: identity", () => {
+  it("sends the authorization it is given, asked anew for each request (the token rotates)", async () => {
+    const auths: (string | null)[] = [];
+    let token: string | undefined = "token-1";
+    const r = createExperimentRecorder({
+      url: "http://control-plane",
+      flushMs: 5,
+      log,
+      authorization: () => (token === undefined ? undefined : `Bearer ${token}`),
+      fetch: (_url, init) => {
+        auths.push(new Headers(init?.headers).get("authorization"));
+        return Promise.resolve(new Response(null, { status: 204 }));
+      },
+    });
+    recorders.push(r);
+    r.conversion("purchase", "u1");
+    await waitFor(() => auths.length === 1, { what: "the first batch" });
+    token = "token-2";
+    r.conversion("purchase", "u2");
+    await waitFor(() => auths.length === 2, { what: "the second batch" });
+    token = undefined;
+    r.conversion("purchase", "u3");
+    await waitFor(() => auths.length === 3, { what: "the third batch" });
+    expect(auths).toEqual(["Bearer token-1", "Bearer token-2", null]);
+  });
+});

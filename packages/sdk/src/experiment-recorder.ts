@@ -4,6 +4,7 @@
 // push onto a ring buffer: it never waits, never throws and never grows without bound.
 // Evaluations of any flag are counted per flag and ride along with the next batch.
 import { EXPERIMENT_LIMITS, type EvaluationCounts, type ExperimentEvent, type ExperimentEventBatch } from "@keelson/protocol";
+import { defaultIdentity } from "./identity.js";
 
 export interface ExperimentRecorderOptions {
   /** Base URL of the control plane. */
@@ -20,6 +21,11 @@ export interface ExperimentRecorderOptions {
   /** Give up on one request after this long (default 10 s). */
   requestTimeoutMs?: number;
   log?: { warn(msg: string, fields?: Record<string, unknown>): void };
+  /**
+   * The `authorization` header of each request, asked anew per request (the identity token is
+   * rotated); none when it gives undefined. Defaults to defaultIdentity()'s.
+   */
+  authorization?: () => string | undefined;
 }
 
 export interface ExperimentRecorderStats {
@@ -63,6 +69,7 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
   const maxBackoffMs = options.maxBackoffMs ?? 30_000;
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
   const log = options.log;
+  const authorization = options.authorization ?? (() => defaultIdentity().authorization());
 
   // A ring buffer addressed by ever-growing sequence numbers: [head, tail) are queued.
   const ring = new Array<ExperimentEvent | undefined>(capacity);
@@ -117,7 +124,10 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
   /** One POST; status 0 when it got no answer; the answer's text only for a 400 about evaluations. */
   async function post(batch: ExperimentEventBatch): Promise<{ status: number; answer: string }> {
     try {
-      const res = await doFetch(endpoint, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(batch), signal: AbortSignal.timeout(requestTimeoutMs) });
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      const auth = authorization();
+      if (auth !== undefined) headers.authorization = auth;
+      const res = await doFetch(endpoint, { method: "POST", headers, body: JSON.stringify(batch), signal: AbortSignal.timeout(requestTimeoutMs) });
       if (res.status === 400 && batch.evaluations) return { status: 400, answer: await res.text().catch(() => "") };
       await res.body?.cancel().catch(() => undefined);
       return { status: res.status, answer: "" };

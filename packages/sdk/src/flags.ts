@@ -18,6 +18,7 @@ import {
   type TrackingEventDetails,
 } from "@openfeature/server-sdk";
 import { createExperimentRecorder, type ExperimentRecorder, type ExperimentRecorderOptions } from "./experiment-recorder.js";
+import { defaultIdentity, type Identity } from "./identity.js";
 import { createLogger } from "./logger.js";
 
 export interface KeelsonFlagProviderOptions {
@@ -34,6 +35,8 @@ export interface KeelsonFlagProviderOptions {
   experiments?: Pick<ExperimentRecorderOptions, "flushMs" | "batchSize" | "maxQueued" | "maxBackoffMs">;
   /** Where the provider reports trouble sending experiment events (default: the SDK's JSON logger). */
   log?: { warn(msg: string, fields?: Record<string, unknown>): void };
+  /** Whose token requests to the control plane carry (`authorization: Bearer …`); defaults to defaultIdentity(). `false` sends none. */
+  identity?: Identity | false;
 }
 
 interface SetView {
@@ -73,6 +76,7 @@ export class KeelsonFlagProvider implements Provider {
   private readonly pollMs: number;
   private readonly reconnectMs: number;
   private readonly initTimeoutMs: number;
+  private readonly identity: Identity | undefined;
   private compiled: CompiledFlagSet | undefined;
   private view: SetView | undefined;
   private closed = false;
@@ -92,7 +96,15 @@ export class KeelsonFlagProvider implements Provider {
     this.pollMs = options.pollMs ?? 5_000;
     this.reconnectMs = options.reconnectMs ?? 500;
     this.initTimeoutMs = options.initTimeoutMs ?? 5_000;
-    this.recorder = createExperimentRecorder({ url: this.url, fetch: this.doFetch, log: options.log ?? createLogger().child({ component: "keelson-flags" }), ...options.experiments });
+    this.identity = options.identity === false ? undefined : (options.identity ?? defaultIdentity());
+    const identity = this.identity;
+    this.recorder = createExperimentRecorder({
+      url: this.url,
+      fetch: this.doFetch,
+      log: options.log ?? createLogger().child({ component: "keelson-flags" }),
+      authorization: () => identity?.authorization(),
+      ...options.experiments,
+    });
   }
 
   /** Experiment events queued, dropped and sent so far. */
@@ -176,6 +188,12 @@ export class KeelsonFlagProvider implements Provider {
 
   private onFirst: () => void = () => {};
 
+  /** The service's token for the control plane, read anew for each request (it is rotated). */
+  private authHeaders(): Record<string, string> {
+    const authorization = this.identity?.authorization();
+    return authorization === undefined ? {} : { authorization };
+  }
+
   /** Takes a new snapshot; tells OpenFeature which flags changed. */
   private apply(view: SetView): void {
     if (this.view && view.revision <= this.view.revision && view.etag === this.view.etag) {
@@ -223,7 +241,7 @@ export class KeelsonFlagProvider implements Provider {
     this.stream = ac;
     void (async () => {
       try {
-        const res = await this.doFetch(`${this.url}/v1/flags/stream`, { signal: ac.signal, headers: { accept: "text/event-stream" } });
+        const res = await this.doFetch(`${this.url}/v1/flags/stream`, { signal: ac.signal, headers: { accept: "text/event-stream", ...this.authHeaders() } });
         if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
         clearTimeout(this.pollTimer);
         this.pollTimer = undefined;
@@ -264,7 +282,7 @@ export class KeelsonFlagProvider implements Provider {
     if (this.closed || this.pollTimer !== undefined) return;
     const once = async () => {
       try {
-        const res = await this.doFetch(`${this.url}/v1/flags`, { headers: this.view ? { "if-none-match": `"${this.view.etag}"` } : {} });
+        const res = await this.doFetch(`${this.url}/v1/flags`, { headers: { ...(this.view ? { "if-none-match": `"${this.view.etag}"` } : {}), ...this.authHeaders() } });
         if (res.status === 200) this.apply((await res.json()) as SetView);
         else await res.body?.cancel();
       } catch {

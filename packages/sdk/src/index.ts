@@ -8,6 +8,8 @@ export type { RouteContext, RouteHandler, RouteParams, Router, RouterOptions } f
 export { HttpError, json, sendHttpError } from "./respond.js";
 export type { ServiceErrorBody } from "./respond.js";
 export { createClient, ServiceCallError } from "./client.js";
+export { createIdentity, defaultIdentity } from "./identity.js";
+export type { Identity, IdentityOptions } from "./identity.js";
 export type { CallInit, ClientOptions, ServiceClient } from "./client.js";
 export { createLogger } from "./logger.js";
 export type { LogFields, LogLevel, LogThreshold, Logger, LoggerOptions } from "./logger.js";

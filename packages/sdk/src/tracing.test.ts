@@ -6,8 +6,13 @@ import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort, waitFor } from "#test-support";
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createClient } from "./client.js";
 import { startGatewayStub } from "./gateway-stub.js";
+import { createIdentity } from "./identity.js";
 import type { GatewayStub } from "./gateway-stub.js";
 import { createLogger } from "./logger.js";
 import { HttpError, json } from "./respond.js";
@@ -203,5 +208,35 @@ describe("createTracing: configuration and failures", () => {
     // One batch of 2 is stuck in the exporter, 4 wait in the queue, the other 14 are dropped.
     expect(calls).toBe(1);
     expect(tracing.stats()).toEqual({ spansEnded: 20, spansExported: 0, spansDropped: 14, exportFailures: 0 });
+  });
+
+  it("sends the identity token as a bearer authorization with each export, the rotated one once it changes", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "keelson-sdk-tracing-"));
+    const received: (string | undefined)[] = [];
+    const collector = createServer((req, res) => {
+      received.push(req.headers.authorization);
+      req.resume();
+      req.on("end", () => res.writeHead(200, { "content-type": "application/json" }).end("{}"));
+    });
+    await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+    try {
+      const tokenFile = join(dir, "token.jwt");
+      await writeFile(tokenFile, "token-1");
+      const identity = createIdentity({ identityFile: tokenFile, tlsDir: "", checkMs: 0, logger: silent });
+      const endpoint = `http://127.0.0.1:${(collector.address() as { port: number }).port}/v1/traces`;
+      const tracing = createTracing({ service: "orders", endpoint, identity, logger: silent, batch: { scheduledDelayMs: 60_000 } });
+      tracing.tracer.startSpan("first").end();
+      await tracing.forceFlush(5000);
+      await writeFile(join(dir, "next"), "token-2");
+      await rename(join(dir, "next"), tokenFile);
+      tracing.tracer.startSpan("second").end();
+      await tracing.forceFlush(5000);
+      expect(received).toEqual(["Bearer token-1", "Bearer token-2"]);
+      expect(tracing.stats()).toMatchObject({ spansExported: 2, exportFailures: 0 });
+      await tracing.shutdown();
+    } finally {
+      await new Promise<void>((resolve) => collector.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

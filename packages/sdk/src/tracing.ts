@@ -1,6 +1,7 @@
 // Tracing for services: OpenTelemetry spans for each request serve() handles and each call
 // the client makes, W3C traceparent in and out, batched OTLP/HTTP export to the control plane.
 // It never breaks the service: no endpoint means no export; export failures are logged once.
+// Exports carry the service's identity token (read per export, so a rotated token is used).
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, defaultTextMapGetter, propagation, trace } from "@opentelemetry/api";
 import type { Attributes, Context, Span, Tracer } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
@@ -11,6 +12,8 @@ import { defaultResource, resourceFromAttributes } from "@opentelemetry/resource
 import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler } from "@opentelemetry/sdk-trace-base";
 import type { ReadableSpan, SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { REPLICA_ENV, TRACE_ATTRIBUTES } from "@keelson/protocol";
+import { defaultIdentity } from "./identity.js";
+import type { Identity } from "./identity.js";
 import { createLogger } from "./logger.js";
 import type { Logger } from "./logger.js";
 import { activeSpan } from "./request-context.js";
@@ -44,6 +47,8 @@ export interface TracingOptions {
    */
   registerGlobal?: boolean;
   logger?: Logger;
+  /** Whose token OTLP/HTTP exports carry (`authorization: Bearer …`); defaults to defaultIdentity(). `false` sends none. */
+  identity?: Identity | false;
 }
 
 export interface TracingStats {
@@ -88,7 +93,24 @@ export function createTracing(options: TracingOptions = {}): Tracing {
   const endpoint = resolveEndpoint(options.endpoint ?? process.env[REPLICA_ENV.OTLP_ENDPOINT], log);
   const stats: TracingStats = { spansEnded: 0, spansExported: 0, spansDropped: 0, exportFailures: 0 };
 
-  const inner = options.exporter ?? (endpoint === undefined ? undefined : new OTLPTraceExporter({ url: endpoint, timeoutMillis: options.batch?.exportTimeoutMs ?? 5000 }));
+  const identity = options.identity === false ? undefined : (options.identity ?? defaultIdentity());
+  const inner =
+    options.exporter ??
+    (endpoint === undefined
+      ? undefined
+      : new OTLPTraceExporter({
+          url: endpoint,
+          timeoutMillis: options.batch?.exportTimeoutMs ?? 5000,
+          // Called before each export; it must not throw.
+          headers: async (): Promise<Record<string, string>> => {
+            try {
+              const authorization = identity?.authorization();
+              return authorization === undefined ? {} : { authorization };
+            } catch {
+              return {};
+            }
+          },
+        }));
   const processors: SpanProcessor[] = [];
   if (inner !== undefined) {
     const maxQueueSize = options.batch?.maxQueueSize ?? 2048;

@@ -7,6 +7,7 @@ import { createFlagService, type FlagService } from "../flags/index.js";
 import { parseManifest } from "../manifest/index.js";
 import { createMemoryDriver } from "../runtime/index.js";
 import { createMemoryStore } from "../store/index.js";
+import { createApiSecurity } from "./api-security.js";
 import { createControlPlane, type ControlPlane } from "./control-plane.js";
 
 const yaml = `project: shop
@@ -54,7 +55,8 @@ describe("control plane routing by flag", () => {
     const driver = createMemoryDriver();
     const reconciler = createReconciler({ store, driver, project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
     flags = createFlagService({ store, project: "shop" });
-    cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, flags });
+    const security = await createApiSecurity({ store, project: "shop", stateDir: tmp.dir });
+    cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, flags, security });
   });
   afterAll(async () => {
     await cp.close();

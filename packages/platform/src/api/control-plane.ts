@@ -3,11 +3,12 @@
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { KeelsonError, type EventKind, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
+import { createServer as createHttpsServer } from "node:https";
+import { KeelsonError, type EventKind, type IdentityTrust, type RouteAuth, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
 import { Counter, Registry } from "prom-client";
 import { listPipelineRuns, type ApplyProgress, type DeployOptions, type Log, type Reconciler } from "../delivery/index.js";
 import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
-import { loadManifest, type ServiceSpec } from "../manifest/index.js";
+import { loadManifest, type RouteAuthOut, type ServiceSpec } from "../manifest/index.js";
 import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
 import {
@@ -25,10 +26,13 @@ import {
   type TraceSearch,
   type TraceStore,
 } from "../telemetry/index.js";
+import type { Principal } from "../security/index.js";
 import { applyDeclaredFlags, createExperiments, createFlagService, type FlagService } from "../flags/index.js";
 import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
-import { readJson, sendError, sendJson, type Handler } from "./http.js";
+import { actorName, authenticate, changeOf, checkAccess, noteChange, principalOf, type Credentials } from "./access.js";
+import { readJson, redactWith, sendError, sendJson, type Access, type Handler } from "./http.js";
+import { addSecurityRoutes, type SecurityServices } from "./security-routes.js";
 
 export const KEELSON_VERSION = "0.1.0";
 
@@ -49,6 +53,14 @@ export interface ControlPlaneOptions {
   flags?: FlagService;
   /** Wall clock for flag usage, stale flags and scheduled flag changes (default: the system clock). */
   now?: () => Date;
+  /** Credentials, audit, vault and redaction: every endpoint but /healthz needs a credential. */
+  security: SecurityServices & { credentials: Credentials };
+  /** What the gateway's mesh listener trusts (the CA's public keys), published in the routing table. */
+  identityTrust?: () => IdentityTrust;
+  /** Turns a route's declared auth into what the gateway checks (API key hashes, JWKS). */
+  routeAuth?: (service: string, auth: Exclude<RouteAuthOut, "public">) => Promise<RouteAuth>;
+  /** Serve HTTPS with this PEM certificate and key (manifest security.api.tls). */
+  tls?: { cert: string; key: string };
   /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
   telemetry?: {
     metricStore: MetricStore;
@@ -61,6 +73,8 @@ export interface ControlPlaneOptions {
 
 export interface ControlPlane {
   readonly server: Server;
+  /** Every endpoint with who may call it (what `keelson` documents and the security tests walk). */
+  readonly endpoints: ReadonlyArray<{ method: string; path: string; access: Access }>;
   readonly routing: RoutingPublisher;
   listen(host: string, port: number): Promise<string>;
   close(): Promise<void>;
@@ -73,7 +87,15 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   let url = "";
   const flags = options.flags ?? createFlagService({ store, project, ...(options.now ? { now: options.now } : {}) });
   // Routes may name flags: the table carries their definitions, so a flag change republishes it.
-  const routing = createRoutingPublisher({ store, driver, project, exclude: (id) => reconciler.isDraining(id), flags: () => flags.snapshot() });
+  const routing = createRoutingPublisher({
+    store,
+    driver,
+    project,
+    exclude: (id) => reconciler.isDraining(id),
+    flags: () => flags.snapshot(),
+    ...(options.identityTrust ? { identity: options.identityTrust } : {}),
+    ...(options.routeAuth ? { routeAuth: options.routeAuth } : {}),
+  });
   const sseClients = new Set<ServerResponse>();
   let applying = false;
 
@@ -95,9 +117,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   }, 15_000);
   heartbeat.unref();
 
+  /** Who made the request, as events name it (the authenticated principal, never a header). */
   function actorOf(req: IncomingMessage): string {
-    const a = req.headers["x-keelson-actor"];
-    return typeof a === "string" && a.length > 0 && a.length < 200 ? a : "api";
+    return actorName(principalOf(req));
   }
 
   async function status(): Promise<StatusReport> {
@@ -151,28 +173,29 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     return name;
   }
 
-  const routes: Array<{ method: string; pattern: RegExp; keys: string[]; name: string; handler: Handler }> = [];
-  function route(method: string, path: string, handler: Handler): void {
+  const routes: Array<{ method: string; pattern: RegExp; keys: string[]; name: string; handler: Handler; access: Access }> = [];
+  function route(method: string, path: string, access: Access, handler: Handler): void {
     const keys: string[] = [];
     const pattern = new RegExp(`^${path.replace(/:(\w+)/g, (_, k: string) => (keys.push(k), "([^/]+)"))}$`);
-    routes.push({ method, pattern, keys, name: path, handler });
+    routes.push({ method, pattern, keys, name: path, handler, access });
   }
 
   const flagRoutes = addFlagRoutes(route, { flags, actorOf, store, project, log, ...(options.now ? { now: options.now } : {}) });
   addExperimentRoutes(route, { experiments: createExperiments({ store, project, flags }), usage: flagRoutes.usage });
 
-  route("GET", "/healthz", async (_req, res) => sendJson(res, 200, { status: "ok", project, pid: process.pid, version: KEELSON_VERSION }));
-  route("GET", "/metrics", async (_req, res) => {
+  // Unauthenticated on purpose (liveness probes, `keelson up` finding its control plane): it says only that it runs, and for which project.
+  route("GET", "/healthz", "public", async (_req, res) => sendJson(res, 200, { status: "ok", project }));
+  route("GET", "/metrics", "read", async (_req, res) => {
     const text = await registry.metrics();
     res.writeHead(200, { "content-type": registry.contentType });
     res.end(text);
   });
-  route("GET", "/v1/status", async (_req, res) => sendJson(res, 200, await status()));
-  route("POST", "/v1/plan", async (_req, res) => {
+  route("GET", "/v1/status", "read", async (_req, res) => sendJson(res, 200, await status()));
+  route("POST", "/v1/plan", "read", async (_req, res) => {
     const loaded = await loadManifest(dir);
     sendJson(res, 200, await reconciler.plan(loaded));
   });
-  route("POST", "/v1/apply", async (req, res) => {
+  route("POST", "/v1/apply", "admin", async (req, res) => {
     const body = await readJson(req);
     if (applying) throw new KeelsonError("KEELSON_ERR_CONFLICT", "another apply is running; try again when it has finished");
     const loaded = await loadManifest(dir);
@@ -195,23 +218,25 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       applying = false;
     }
   });
-  route("POST", "/v1/down", async (req, res) => {
+  route("POST", "/v1/down", "admin", async (req, res) => {
     await reconciler.down(actorOf(req));
     await routing.refresh();
     sendJson(res, 200, { stopped: true });
   });
-  route("POST", "/v1/services/:name/scale", async (req, res, params) => {
+  route("POST", "/v1/services/:name/scale", { deploy: "name" }, async (req, res, params) => {
     const name = await serviceParam(params.name);
     const body = await readJson(req);
+    const before = ((await store.getService(project, name))?.spec as { replicas?: number } | undefined)?.replicas;
     await reconciler.scale(name, body.replicas as number, actorOf(req));
+    noteChange(req, { before: { replicas: before }, after: { replicas: body.replicas } });
     sendJson(res, 202, { service: name, replicas: body.replicas });
   });
-  route("POST", "/v1/services/:name/restart", async (req, res, params) => {
+  route("POST", "/v1/services/:name/restart", { deploy: "name" }, async (req, res, params) => {
     const name = await serviceParam(params.name);
     await reconciler.restart(name, actorOf(req));
     sendJson(res, 200, { service: name, restarted: true });
   });
-  route("GET", "/v1/services/:name/logs", async (req, res, params, u) => {
+  route("GET", "/v1/services/:name/logs", "read", async (req, res, params, u) => {
     const name = await serviceParam(params.name);
     const since = u.searchParams.get("since");
     const tail = u.searchParams.get("tail");
@@ -265,58 +290,62 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       trigger: typeof body.trigger === "string" ? body.trigger : "deploy",
     };
   }
-  route("POST", "/v1/services/:name/deploy", async (req, res, params) => {
+  route("POST", "/v1/services/:name/deploy", { deploy: "name" }, async (req, res, params) => {
     const name = await serviceParam(params.name);
     const body = await readJson(req);
     const options = deployOptions(req, body);
     await streamOperation(res, (send) => reconciler.deploy(name, { ...options, onProgress: send }));
   });
-  route("POST", "/v1/deploy", async (req, res) => {
+  route("POST", "/v1/deploy", "read", async (req, res) => {
     const body = await readJson(req);
     const services = body.services;
     if (!Array.isArray(services) || services.length === 0 || !services.every((x): x is string => typeof x === "string")) {
       throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `services: expected a list of service names, got ${JSON.stringify(services)}`);
     }
-    for (const name of services) await serviceParam(name);
+    // A group deploy needs the right to deploy each of its services.
+    for (const name of services) {
+      await serviceParam(name);
+      await checkAccess(principalOf(req) as Principal, { deploy: "name" }, { name }, resources);
+    }
     const options = deployOptions(req, body);
     await streamOperation(res, async (send) => ({ results: await reconciler.deployTogether(services, { ...options, onProgress: send }) }));
   });
-  route("POST", "/v1/services/:name/rollback", async (req, res, params) => {
+  route("POST", "/v1/services/:name/rollback", { deploy: "name" }, async (req, res, params) => {
     const name = await serviceParam(params.name);
     const body = await readJson(req);
     if (body.to !== undefined && typeof body.to !== "string") throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", "to: expected a release id");
     await streamOperation(res, (send) => reconciler.rollback(name, { actor: actorOf(req), ...(typeof body.to === "string" ? { to: body.to } : {}), wait: body.wait !== false, onProgress: send }));
   });
-  route("POST", "/v1/services/:name/promote", async (req, res, params) => {
+  route("POST", "/v1/services/:name/promote", { deploy: "name" }, async (req, res, params) => {
     const name = await serviceParam(params.name);
     const body = await readJson(req);
     const state = await reconciler.promote(name, actorOf(req), { full: body.full === true });
     await routing.refresh();
     sendJson(res, 200, { service: name, rollout: state });
   });
-  route("POST", "/v1/services/:name/abort", async (req, res, params) => {
+  route("POST", "/v1/services/:name/abort", { deploy: "name" }, async (req, res, params) => {
     const name = await serviceParam(params.name);
     const state = await reconciler.abort(name, actorOf(req));
     await routing.refresh();
     sendJson(res, 200, { service: name, rollout: state });
   });
-  route("GET", "/v1/services/:name/rollout", async (_req, res, params) => {
+  route("GET", "/v1/services/:name/rollout", "read", async (_req, res, params) => {
     const name = await serviceParam(params.name);
     const record = await store.getService(project, name);
     const deploy = (record?.spec as { deploy?: { strategy?: string; steps?: unknown[] } } | undefined)?.deploy;
     sendJson(res, 200, { service: name, rollout: (await reconciler.rolloutOf(name)) ?? null, strategy: deploy?.strategy ?? "rolling", steps: deploy?.steps ?? [] });
   });
-  route("GET", "/v1/services/:name/releases", async (_req, res, params) => {
+  route("GET", "/v1/services/:name/releases", "read", async (_req, res, params) => {
     const name = await serviceParam(params.name);
     sendJson(res, 200, { service: name, releases: await reconciler.releases(name) });
   });
-  route("GET", "/v1/services/:name/pipelines", async (_req, res, params, u) => {
+  route("GET", "/v1/services/:name/pipelines", "read", async (_req, res, params, u) => {
     const name = await serviceParam(params.name);
     const limit = Number(u.searchParams.get("limit") ?? "20");
     const active = reconciler.pipelines.active(name)?.run;
     sendJson(res, 200, { service: name, runs: await listPipelineRuns({ store, project, service: name, limit: Number.isFinite(limit) ? limit : 20, ...(active ? { activeRun: active } : {}) }) });
   });
-  route("GET", "/v1/pipelines/:run/log", async (_req, res, params) => {
+  route("GET", "/v1/pipelines/:run/log", "read", async (_req, res, params) => {
     const run = params.run ?? "";
     if (!/^run-[\w-]+$/.test(run)) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `run: expected a run id like run-20261126-221500-ab12cd, got "${run}"`);
     const base = join(stateDir, "pipelines");
@@ -330,23 +359,25 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     }
     throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no log for pipeline run "${run}"`);
   });
-  route("GET", "/v1/services/:name/traffic", async (_req, res, params) => {
+  route("GET", "/v1/services/:name/traffic", "read", async (_req, res, params) => {
     const name = await serviceParam(params.name);
     sendJson(res, 200, { service: name, split: (await readTrafficSplit(store, project, name)) ?? null });
   });
-  route("PUT", "/v1/services/:name/traffic", async (req, res, params) => {
+  route("PUT", "/v1/services/:name/traffic", { deploy: "name" }, async (req, res, params) => {
     const name = await serviceParam(params.name);
+    const before = (await readTrafficSplit(store, project, name)) ?? null;
     const split = await writeTrafficSplit({ store, project, service: name, split: await readJson(req), actor: actorOf(req) });
+    noteChange(req, { before, after: split });
     await routing.refresh();
     sendJson(res, 200, { service: name, split });
   });
-  route("DELETE", "/v1/services/:name/traffic", async (req, res, params) => {
+  route("DELETE", "/v1/services/:name/traffic", { deploy: "name" }, async (req, res, params) => {
     const name = await serviceParam(params.name);
     await writeTrafficSplit({ store, project, service: name, split: undefined, actor: actorOf(req) });
     await routing.refresh();
     sendJson(res, 200, { service: name, split: null });
   });
-  route("GET", "/v1/events", async (_req, res, _p, u) => {
+  route("GET", "/v1/events", "read", async (_req, res, _p, u) => {
     const after = u.searchParams.get("after");
     const limit = u.searchParams.get("limit");
     const kind = u.searchParams.get("kind");
@@ -364,7 +395,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     if (!options.telemetry) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", "this control plane runs without telemetry");
     return options.telemetry;
   }
-  route("GET", "/v1/metrics", async (_req, res, _p, u) => {
+  route("GET", "/v1/metrics", "read", async (_req, res, _p, u) => {
     const t = requireTelemetry();
     const window = u.searchParams.get("window") ?? "5m";
     const by = (u.searchParams.get("by") ?? "service").split(",").filter(Boolean);
@@ -375,10 +406,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     }
     sendJson(res, 200, { window, rows: summarizeRed(t.metricStore, { window: window as MetricWindow, by, where }), targets: t.scraper.targets() });
   });
-  route("GET", "/v1/slo", async (_req, res) => sendJson(res, 200, { slos: await requireTelemetry().incidents.status() }));
-  route("GET", "/v1/incidents", async (_req, res) => sendJson(res, 200, { open: await requireTelemetry().incidents.openIncidents() }));
-  route("POST", "/v1/traces", async (req, res) => requireTelemetry().otlpReceiver.handle(req, res));
-  route("GET", "/v1/traces", async (_req, res, _p, u) => {
+  route("GET", "/v1/slo", "read", async (_req, res) => sendJson(res, 200, { slos: await requireTelemetry().incidents.status() }));
+  route("GET", "/v1/incidents", "read", async (_req, res) => sendJson(res, 200, { open: await requireTelemetry().incidents.openIncidents() }));
+  route("POST", "/v1/traces", "telemetry", async (req, res) => requireTelemetry().otlpReceiver.handle(req, res));
+  route("GET", "/v1/traces", "read", async (_req, res, _p, u) => {
     const t = requireTelemetry();
     let query: TraceSearch;
     try {
@@ -388,18 +419,18 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     }
     sendJson(res, 200, { traces: await t.traces.search(query) });
   });
-  route("GET", "/v1/traces/:id", async (_req, res, params) => {
+  route("GET", "/v1/traces/:id", "read", async (_req, res, params) => {
     const spans = await requireTelemetry().traces.getTrace(params.id ?? "");
     if (spans.length === 0) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no trace "${params.id ?? ""}" is stored`);
     sendJson(res, 200, { spans, summary: summarizeTrace(spans) });
   });
-  route("GET", "/v1/service-map", async (_req, res, _p, u) => {
+  route("GET", "/v1/service-map", "read", async (_req, res, _p, u) => {
     const windowMs = parseDurationMs("window", u.searchParams.get("window") ?? "15m");
     const spans = await requireTelemetry().traces.listSpans({ fromMs: Date.now() - windowMs });
     sendJson(res, 200, buildServiceMap(spans, { windowMs }));
   });
-  route("GET", "/v1/routing", async (_req, res) => sendJson(res, 200, await routing.current()));
-  route("GET", "/v1/watch/routing", async (req, res) => {
+  route("GET", "/v1/routing", "watch", async (_req, res) => sendJson(res, 200, await routing.current()));
+  route("GET", "/v1/watch/routing", "watch", async (req, res) => {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     res.flushHeaders();
     sseClients.add(res);
@@ -407,27 +438,84 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     writeSse(res, await routing.current());
   });
 
-  const server = createServer((req, res) => {
+  const { security } = options;
+  const resources = {
+    serviceOwner: async (name: string) => ((await store.getService(project, name))?.spec as { owner?: string } | undefined)?.owner,
+    flagOwner: async (key: string) => (await flags.snapshot()).set.flags[key]?.owner,
+  };
+  addSecurityRoutes(route, {
+    ...security,
+    store,
+    project,
+    stateDir,
+    actorOf,
+    serviceParam,
+    // A secret may be a route's API keys: the gateways get the new hashes.
+    async secretsChanged(service) {
+      await security.secretsChanged?.(service);
+      await routing.refresh();
+    },
+  });
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const u = new URL(req.url ?? "/", "http://localhost");
+    setSecurityHeaders(res, options.tls !== undefined);
+    redactResponse(res, security.redactor());
     const match = routes.find((r) => r.method === req.method && r.pattern.test(u.pathname));
     const known = routes.some((r) => r.pattern.test(u.pathname));
     if (!match) {
+      // CORS stays closed: a preflight gets no allow headers, so browsers refuse cross-origin calls.
       const err = new KeelsonError(known ? "KEELSON_ERR_INVALID_INPUT" : "KEELSON_ERR_NOT_FOUND", known ? `${req.method} is not allowed on ${u.pathname}` : `no API endpoint ${u.pathname}`);
-      sendJson(res, known ? 405 : 404, err.toBody());
+      // An unknown path tells nothing to a caller without a credential.
+      if (!known && req.headers.authorization === undefined) sendError(res, new KeelsonError("KEELSON_ERR_UNAUTHENTICATED", "this endpoint needs a bearer token"));
+      else sendJson(res, known ? 405 : 404, err.toBody());
       return;
     }
     const values = match.pattern.exec(u.pathname)?.slice(1) ?? [];
-    const params = Object.fromEntries(match.keys.map((k, i) => [k, decodeURIComponent(values[i] ?? "")]));
-    res.once("finish", () => apiRequests.inc({ route: match.name, code: String(res.statusCode) }));
-    match.handler(req, res, params, u).catch((err: unknown) => {
+    let params: Record<string, string>;
+    try {
+      params = Object.fromEntries(match.keys.map((k, i) => [k, decodeURIComponent(values[i] ?? "")]));
+    } catch {
+      sendError(res, new KeelsonError("KEELSON_ERR_INVALID_INPUT", `the path ${u.pathname.slice(0, 200)} is not validly percent-encoded`));
+      return;
+    }
+    const audited = isAudited(match.method, match.access);
+    const from = req.socket.remoteAddress ?? "unknown";
+    res.once("finish", () => {
+      apiRequests.inc({ route: match.name, code: String(res.statusCode) });
+      if (audited) {
+        const change = changeOf(req);
+        security.audit
+          .record({
+            actor: actorOf(req),
+            action: `${match.method} ${match.name}`,
+            target: auditTarget(match.name, params),
+            from,
+            result: res.statusCode < 400 ? "ok" : res.statusCode === 401 || res.statusCode === 403 ? "denied" : "error",
+            status: res.statusCode,
+            ...(change ?? {}),
+          })
+          .catch((err: unknown) => log.error({ err, path: u.pathname }, "writing the audit record failed"));
+      }
+    });
+    (async () => {
+      if (match.access !== "public") {
+        const principal = await authenticate(req, security.credentials);
+        await checkAccess(principal, match.access, params, resources);
+      }
+      await match.handler(req, res, params, u);
+    })().catch((err: unknown) => {
       if (!(err instanceof KeelsonError)) log.error({ err, path: u.pathname }, "API request failed");
+      if (err instanceof KeelsonError && err.code === "KEELSON_ERR_UNAUTHENTICATED") res.setHeader("www-authenticate", 'Bearer realm="keelson"');
       sendError(res, err);
     });
-  });
+  };
+  const server: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle) : createServer(handle);
   server.keepAliveTimeout = 5000;
 
   return {
     server,
+    endpoints: routes.map((r) => ({ method: r.method, path: r.name, access: r.access })),
     routing,
     listen(host, port) {
       return new Promise((resolveListen, reject) => {
@@ -441,7 +529,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         server.listen(port, host, () => {
           const addr = server.address();
           const p = addr && typeof addr === "object" ? addr.port : port;
-          url = `http://${host.includes(":") ? `[${host}]` : host}:${p}`;
+          url = `${options.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${p}`;
           // Scheduled flag changes are applied only by a control plane that got its port.
           flagRoutes.start().catch((err: unknown) => log.warn({ err }, "applying scheduled flag changes failed"));
           resolveListen(url);
@@ -461,4 +549,39 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       });
     },
   };
+}
+
+/** Calls that change something are audited (successful or not); reads, telemetry and flag evaluation are not. */
+function isAudited(method: string, access: Access): boolean {
+  if (method === "GET" || method === "HEAD") return false;
+  return access === "admin" || typeof access === "object";
+}
+
+/** The audit record's target: the named service, flag, token or run, else the endpoint. */
+function auditTarget(route: string, params: Record<string, string>): string {
+  if (params.name !== undefined) return `service/${params.name}`;
+  if (params.key !== undefined) return `flag/${params.key}`;
+  if (params.id !== undefined) return `${route.split("/")[2] ?? "object"}/${params.id}`;
+  return route;
+}
+
+/** Headers every answer carries: no sniffing, no framing, no caching, no referrer; HSTS over TLS. */
+function setSecurityHeaders(res: ServerResponse, tls: boolean): void {
+  res.setHeader("x-content-type-options", "nosniff");
+  res.setHeader("x-frame-options", "DENY");
+  res.setHeader("referrer-policy", "no-referrer");
+  res.setHeader("content-security-policy", "default-src 'none'; frame-ancestors 'none'");
+  res.setHeader("cache-control", "no-store");
+  if (tls) res.setHeader("strict-transport-security", "max-age=31536000");
+}
+
+/** Replaces known secret values in everything the response writes (JSON, NDJSON lines, SSE, text). */
+function redactResponse(res: ServerResponse, redactor: { redact(text: string): string; size: number }): void {
+  if (redactor.size === 0) return;
+  redactWith(res, (text) => redactor.redact(text));
+  const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
+  const end = res.end.bind(res) as (chunk?: unknown, ...rest: unknown[]) => ServerResponse;
+  const clean = (chunk: unknown) => (typeof chunk === "string" ? redactor.redact(chunk) : Buffer.isBuffer(chunk) ? Buffer.from(redactor.redact(chunk.toString("utf8"))) : chunk);
+  (res as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]) => write(clean(chunk), ...rest);
+  (res as { end: unknown }).end = (chunk?: unknown, ...rest: unknown[]) => (typeof chunk === "function" || chunk === undefined ? end(chunk, ...rest) : end(clean(chunk), ...rest));
 }

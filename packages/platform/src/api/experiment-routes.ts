@@ -13,7 +13,7 @@ function invalid(message: string): KeelsonError {
 export function addExperimentRoutes(route: Route, deps: { experiments: Experiments; usage?: FlagUsage }): void {
   const { experiments, usage } = deps;
 
-  route("POST", "/v1/experiments/events", async (req, res) => {
+  route("POST", "/v1/experiments/events", "evaluate", async (req, res) => {
     // readJson bounds the body (1 MiB); the schema bounds the events (1,000) and their fields.
     const parsed = ExperimentEventBatchSchema.safeParse(await readJson(req));
     if (!parsed.success) {
@@ -26,7 +26,7 @@ export function addExperimentRoutes(route: Route, deps: { experiments: Experimen
     sendJson(res, 200, evaluations === undefined ? result : { ...result, evaluations });
   });
 
-  route("GET", "/v1/experiments/:flag/results", async (_req, res, params, u) => {
+  route("GET", "/v1/experiments/:flag/results", "read", async (_req, res, params, u) => {
     const metric = u.searchParams.get("metric") ?? undefined;
     const control = u.searchParams.get("control") ?? undefined;
     const alphaText = u.searchParams.get("alpha");

@@ -70,7 +70,7 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
   }, 15_000);
   heartbeat.unref();
 
-  route("GET", "/v1/flags", async (req, res) => {
+  route("GET", "/v1/flags", "evaluate", async (req, res) => {
     // Pollers send the last ETag back and get 304 while nothing changed.
     const s = await flags.snapshot();
     const etag = `"${s.etag}"`;
@@ -78,7 +78,7 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     if (typeof inm === "string" && inm.split(",").some((t) => t.trim() === etag)) return sendJson(res, 304, undefined, { etag });
     sendJson(res, 200, view(s), { etag });
   });
-  route("PUT", "/v1/flags", async (req, res) => {
+  route("PUT", "/v1/flags", "admin", async (req, res) => {
     // A whole set: a Keelson set ({ flags, $evaluators }) or a flagd file, which has the same shape.
     const body = await readJson(req);
     const imported = importFlagd(JSON.stringify(body));
@@ -88,26 +88,26 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     }
     sendJson(res, 200, view(await flags.replace(imported.set, actorOf(req), { source: "import" })));
   });
-  route("GET", "/v1/flags/export", async (_req, res) => {
+  route("GET", "/v1/flags/export", "read", async (_req, res) => {
     const text = exportFlagd((await flags.snapshot()).set);
     res.writeHead(200, { "content-type": "application/json; charset=utf-8" });
     res.end(text);
   });
-  route("GET", "/v1/flags/stream", async (req, res) => {
+  route("GET", "/v1/flags/stream", "evaluate", async (req, res) => {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     res.flushHeaders();
     streams.add(res);
     req.once("close", () => streams.delete(res));
     res.write(frame(await flags.snapshot()));
   });
-  route("GET", "/v1/flags/usage", async (_req, res) => sendJson(res, 200, await usage.read()));
-  route("GET", "/v1/flags/stale", async (_req, res, _params, u) => {
+  route("GET", "/v1/flags/usage", "read", async (_req, res) => sendJson(res, 200, await usage.read()));
+  route("GET", "/v1/flags/stale", "read", async (_req, res, _params, u) => {
     const days = daysParam(u, "days");
     const unchangedDays = daysParam(u, "unchangedDays");
     sendJson(res, 200, await findStaleFlags({ flags, usage, now: now(), ...(days !== undefined ? { days } : {}), ...(unchangedDays !== undefined ? { unchangedDays } : {}) }));
   });
-  route("GET", "/v1/flags/schedule", async (_req, res) => sendJson(res, 200, { changes: await schedule.list() }));
-  route("POST", "/v1/flags/schedule", async (req, res) => {
+  route("GET", "/v1/flags/schedule", "read", async (_req, res) => sendJson(res, 200, { changes: await schedule.list() }));
+  route("POST", "/v1/flags/schedule", "admin", async (req, res) => {
     const parsed = ScheduleRequestSchema.safeParse(await readJson(req));
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -115,33 +115,33 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     }
     sendJson(res, 201, await schedule.add(parsed.data, actorOf(req)));
   });
-  route("DELETE", "/v1/flags/schedule/:id", async (req, res, params) => sendJson(res, 200, await schedule.cancel(params.id as string, actorOf(req))));
-  route("GET", "/v1/flags/:key", async (_req, res, params) => {
+  route("DELETE", "/v1/flags/schedule/:id", "admin", async (req, res, params) => sendJson(res, 200, await schedule.cancel(params.id as string, actorOf(req))));
+  route("GET", "/v1/flags/:key", "read", async (_req, res, params) => {
     const s = await flags.snapshot();
     const key = params.key as string;
     const flag = s.set.flags[key];
     if (!flag) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `flag "${key}" does not exist; \`keelson flags list\` shows the flags`);
     sendJson(res, 200, { key, revision: s.revision, flag });
   });
-  route("PUT", "/v1/flags/:key", async (req, res, params) => {
+  route("PUT", "/v1/flags/:key", { flag: "key" }, async (req, res, params) => {
     const key = params.key as string;
     const s = await flags.put(key, await readJson(req), actorOf(req));
     sendJson(res, 200, { key, revision: s.revision, flag: s.set.flags[key] });
   });
-  route("DELETE", "/v1/flags/:key", async (req, res, params) => {
+  route("DELETE", "/v1/flags/:key", { flag: "key" }, async (req, res, params) => {
     const s = await flags.remove(params.key as string, actorOf(req));
     sendJson(res, 200, { key: params.key, revision: s.revision });
   });
-  route("POST", "/v1/flags/:key/kill", async (req, res, params) => {
+  route("POST", "/v1/flags/:key/kill", { flag: "key" }, async (req, res, params) => {
     const key = params.key as string;
     const s = await flags.kill(key, actorOf(req));
     sendJson(res, 200, { key, revision: s.revision, flag: s.set.flags[key] });
   });
-  route("GET", "/v1/flags/:key/history", async (_req, res, params, u) => {
+  route("GET", "/v1/flags/:key/history", "read", async (_req, res, params, u) => {
     const limit = Number(u.searchParams.get("limit") ?? "50");
     sendJson(res, 200, { key: params.key, changes: await flags.history(params.key as string, Number.isInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 50) });
   });
-  route("POST", "/v1/flags/:key/rollback", async (req, res, params) => {
+  route("POST", "/v1/flags/:key/rollback", { flag: "key" }, async (req, res, params) => {
     const key = params.key as string;
     const body = await readJson(req);
     if (typeof body.to !== "number" || !Number.isInteger(body.to) || body.to < 1) {
@@ -150,7 +150,7 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     const s = await flags.rollback(key, body.to, actorOf(req));
     sendJson(res, 200, { key, revision: s.revision, flag: s.set.flags[key] ?? null });
   });
-  route("POST", "/v1/flags/:key/evaluate", async (req, res, params) => {
+  route("POST", "/v1/flags/:key/evaluate", "evaluate", async (req, res, params) => {
     const parsed = ofrepContext(await readJson(req));
     if (!parsed.ok) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${parsed.failure.errorCode}: ${parsed.failure.errorDetails}`);
     const key = params.key as string;
@@ -167,14 +167,14 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
       return "unparseable";
     }
   };
-  route("POST", "/ofrep/v1/evaluate/flags/:key", async (req, res, params) => {
+  route("POST", "/ofrep/v1/evaluate/flags/:key", "evaluate", async (req, res, params) => {
     const key = params.key as string;
     const snap = await flags.snapshot();
     const answer = ofrepEvaluate(snap, key, await ofrepBody(req));
     if (snap.set.flags[key]) usage.record(key);
     sendJson(res, answer.status, answer.body, answer.headers);
   });
-  route("POST", "/ofrep/v1/evaluate/flags", async (req, res) => {
+  route("POST", "/ofrep/v1/evaluate/flags", "evaluate", async (req, res) => {
     const inm = req.headers["if-none-match"];
     const snap = await flags.snapshot();
     const answer = ofrepEvaluateAll(snap, await ofrepBody(req), typeof inm === "string" ? inm : undefined);

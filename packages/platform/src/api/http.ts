@@ -6,8 +6,22 @@ const MAX_BODY = 1024 * 1024;
 
 /** An API endpoint's handler: the request, the response, the path's parameters and the URL. */
 export type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void>;
-/** Registers an endpoint (`:name` in the path is a parameter). */
-export type Route = (method: string, path: string, handler: Handler) => void;
+
+/**
+ * Who may call an endpoint; every endpoint declares one, so none is open by accident.
+ * - `public`: no credential (only /healthz).
+ * - `read`: any user token (viewer, deployer, admin).
+ * - `admin`: admin tokens.
+ * - `telemetry`: services (identity token), the gateway and admins: OTLP ingest.
+ * - `evaluate`: services and any user token: flag evaluation, experiment events.
+ * - `watch`: the gateway and any user token: the routing table stream.
+ * - `{ deploy: "name" }`: changes one service, named by that path parameter: admins, and deployers of its owner team.
+ * - `{ flag: "key" }`: changes one flag, named by that path parameter: admins, and deployers of the flag's owner team.
+ */
+export type Access = "public" | "read" | "admin" | "telemetry" | "evaluate" | "watch" | { deploy: string } | { flag: string };
+
+/** Registers an endpoint (`:name` in the path is a parameter) with who may call it. */
+export type Route = (method: string, path: string, access: Access, handler: Handler) => void;
 
 export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
@@ -30,6 +44,13 @@ export async function readJson(req: IncomingMessage): Promise<Record<string, unk
   return value as Record<string, unknown>;
 }
 
+const redactors = new WeakMap<ServerResponse, (text: string) => string>();
+
+/** Makes sendJson pass this response's body through `redact` before measuring and sending it. */
+export function redactWith(res: ServerResponse, redact: (text: string) => string): void {
+  redactors.set(res, redact);
+}
+
 /** A JSON answer; with `body` undefined (a 304), only the status and headers. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined) {
@@ -37,13 +58,16 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
     res.end();
     return;
   }
-  const text = JSON.stringify(body);
+  const raw = JSON.stringify(body);
+  const redact = redactors.get(res);
+  const text = redact === undefined ? raw : redact(raw);
   res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 
+/** Answers with the error's code and message; anything but a KeelsonError says only that the log has it (no internals, no stack). */
 export function sendError(res: ServerResponse, err: unknown): void {
-  const e = err instanceof KeelsonError ? err : new KeelsonError("KEELSON_ERR_INTERNAL", err instanceof Error ? err.message : String(err));
+  const e = err instanceof KeelsonError ? err : new KeelsonError("KEELSON_ERR_INTERNAL", "the request failed inside the control plane; its log has the details");
   if (res.headersSent) {
     res.destroy();
     return;

@@ -1,12 +1,12 @@
 // `keelson serve`: the control-plane process. Opens the store, re-adopts running
 // replicas, serves the API, and on SIGTERM exits leaving replicas running (static stability).
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { KeelsonError } from "@keelson/protocol";
+import { KeelsonError, REPLICA_ENV } from "@keelson/protocol";
 import { pino } from "pino";
-import type { EventKind } from "@keelson/protocol";
+import type { EventKind, IdentityTrust } from "@keelson/protocol";
 import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
-import { loadManifest, type Manifest } from "../manifest/index.js";
+import { loadManifest, mtlsEnabled, type Manifest } from "../manifest/index.js";
 import { createProcessDriver } from "../runtime/index.js";
 import { createSqliteStore } from "../store/index.js";
 import {
@@ -22,8 +22,12 @@ import {
   objectivesFromServices,
 } from "../telemetry/index.js";
 import { Registry } from "prom-client";
+import { bootstrapAdminToken, createIdentityIssuer, createIdentityVerifier, loadOrCreateCa } from "../security/index.js";
+import { createApiSecurity } from "./api-security.js";
+import { GATEWAY_IDENTITY } from "./access.js";
 import { createControlPlane } from "./control-plane.js";
-import { stateDirOf, CONTROL_PLANE_FILE } from "./state-files.js";
+import { createRouteAuthResolver } from "./route-auth-resolver.js";
+import { stateDirOf, CONTROL_PLANE_FILE, TOKEN_FILE } from "./state-files.js";
 
 export interface RunControlPlaneOptions {
   dir: string;
@@ -88,7 +92,54 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       });
     }
   };
-  const reconciler = createReconciler({ store, driver, project, stateDir, gatewayUrl, otlpEndpoint, flagsUrl: selfUrl, log, analysis, notify });
+  // Security: API tokens (the first admin token goes to .keelson/token for the CLI), the audit
+  // log, the secrets vault, and the CA that gives every service (and the gateway) its identity.
+  const ca = await loadOrCreateCa({ dir: join(stateDir, "ca"), trustDomain: project });
+  const identities = createIdentityVerifier({ jwks: ca.jwks() as never, trustDomain: project });
+  const security = await createApiSecurity({ store, project, stateDir, identities });
+  const { tokens, vault } = security;
+  const tokenFile = join(stateDir, TOKEN_FILE);
+  const boot = await bootstrapAdminToken({ tokens, file: tokenFile, actor: "controlplane" });
+  if (boot.created) log.info({ file: tokenFile }, "created the first admin token for the CLI");
+  else if (!boot.fileExists) log.warn({ file: tokenFile }, "no token file for the CLI: use KEELSON_TOKEN with a token from `keelson tokens create`");
+  const mtls = manifest ? mtlsEnabled(manifest) : false;
+  const issuer = createIdentityIssuer({ ca, stateDir, ttlMs: manifest?.security.certTtl ?? 24 * 3_600_000, mtls, log });
+  await issuer.ensure(GATEWAY_IDENTITY);
+  issuer.start();
+  const meshUrl = `${mtls ? "https" : "http"}://${manifest?.gateway.host ?? "127.0.0.1"}:${manifest?.gateway.meshPort ?? 8082}`;
+
+  const reconciler = createReconciler({
+    store,
+    driver,
+    project,
+    stateDir,
+    // Services call each other through the gateway's mesh listener, with their identity.
+    gatewayUrl: meshUrl,
+    otlpEndpoint,
+    flagsUrl: selfUrl,
+    log,
+    analysis,
+    notify,
+    async secretsVersion(service, declared) {
+      const stored = await vault.list(service);
+      const missing = declared.filter((name) => !stored.some((s) => s.name === name));
+      if (missing.length > 0) {
+        throw new KeelsonError(
+          "KEELSON_ERR_INVALID_INPUT",
+          `services.${service}.secrets: ${missing.join(", ")} ${missing.length === 1 ? "is" : "are"} not in the vault; set ${missing.length === 1 ? "it" : "them"} with \`keelson secrets set ${service} ${missing[0]}\``,
+        );
+      }
+      return stored.length === 0 ? undefined : vault.digest(service);
+    },
+    async replicaEnv(service) {
+      const identity = await issuer.ensure(service);
+      return {
+        ...(await vault.values(service)),
+        [REPLICA_ENV.IDENTITY_FILE]: identity.identityFile,
+        ...(identity.tlsDir === undefined ? {} : { [REPLICA_ENV.TLS_DIR]: identity.tlsDir }),
+      };
+    },
+  });
   const incidents = createIncidentMonitor({
     store,
     project,
@@ -102,7 +153,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   // .keelson/traces.db (24 h by default).
   const traces = createSqliteTraceStore({ path: join(stateDir, "traces.db") });
   const forwardUrl = manifest?.telemetry?.tracesForwardUrl;
-  const otlpReceiver = createOtlpReceiver({ store: traces, log, registry, ...(forwardUrl ? { forward: { url: forwardUrl } } : {}) });
+  const otlpReceiver = createOtlpReceiver({ store: traces, log, registry, ...(forwardUrl ? { forward: { url: forwardUrl } } : {}), redactor: () => security.redactor() });
   const pruneTimer = setInterval(() => void traces.prune().catch((err: unknown) => log.warn({ err }, "trace pruning failed")), 60_000);
   pruneTimer.unref();
   const cp = createControlPlane({
@@ -116,6 +167,12 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     log,
     registry,
     telemetry: { metricStore, scraper, incidents, traces, otlpReceiver },
+    security,
+    ...(manifest?.security.api?.tls
+      ? { tls: { cert: await readFile(resolve(dir, manifest.security.api.tls.cert), "utf8"), key: await readFile(resolve(dir, manifest.security.api.tls.key), "utf8") } }
+      : {}),
+    identityTrust: () => ({ trustDomain: project, jwks: ca.jwks() as unknown as IdentityTrust["jwks"], caPem: ca.caPem(), mtls }),
+    routeAuth: createRouteAuthResolver({ dir, vault }),
   });
   let url: string;
   try {
@@ -139,6 +196,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const stop = () =>
     (stopping ??= (async () => {
       log.info("control plane stopping; replicas keep running");
+      issuer.stop();
       await incidents.stop({ graceMs: 2000 });
       await scraper.stop();
       await reconciler.stop();

@@ -9,3 +9,6 @@ export const GATEWAY_DIR = "gateway";
 export function stateDirOf(projectDir: string): string {
   return join(projectDir, STATE_DIR_NAME);
 }
+
+/** The admin token `keelson up` stores for the CLI (mode 0600), inside the state folder. */
+export const TOKEN_FILE = "token";

@@ -1,5 +1,9 @@
-// A small client for the control-plane API, used by the CLI.
+// A small client for the control-plane API, used by the CLI. Its credential: $KEELSON_TOKEN, else
+// the admin token `keelson up` stored in the project's state folder.
+import { join } from "node:path";
 import { KeelsonError } from "@keelson/protocol";
+import { TOKEN_FILE } from "../api/index.js";
+import { readTokenFile } from "../security/index.js";
 
 export interface ApiClient {
   /** GET a plain-text answer (a pipeline log). */
@@ -12,11 +16,20 @@ export interface ApiClient {
   stream<T>(path: string, options?: { method?: "GET" | "POST"; body?: unknown; signal?: AbortSignal }): AsyncIterable<T>;
 }
 
-export function createApiClient(url: string, actor = "cli"): ApiClient {
-  const headers = { "content-type": "application/json", "x-keelson-actor": actor };
+/** The CLI's token: $KEELSON_TOKEN, else the state folder's token file (refused when others may read it). */
+export async function cliToken(stateDir: string): Promise<string> {
+  const fromEnv = process.env.KEELSON_TOKEN;
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
+  return readTokenFile(join(stateDir, TOKEN_FILE));
+}
+
+export function createApiClient(url: string, credentials: { stateDir: string } | { token: string }): ApiClient {
+  let token: Promise<string> | undefined;
+  const bearer = () => (token ??= "token" in credentials ? Promise.resolve(credentials.token) : cliToken(credentials.stateDir));
 
   async function request(path: string, init: RequestInit): Promise<Response> {
     let res: Response;
+    const headers = { "content-type": "application/json", authorization: `Bearer ${await bearer()}` };
     try {
       res = await fetch(new URL(path, url), { ...init, headers });
     } catch (err) {

@@ -125,13 +125,36 @@ export async function ensureControlPlane(options: { dir: string; stateDir: strin
   return { ...info, started: true };
 }
 
-export async function ensureGateway(options: { dir: string; stateDir: string; host: string; port: number; adminPort: number; controlPlaneUrl: string }): Promise<DaemonInfo & { started: boolean }> {
+export async function ensureGateway(options: {
+  dir: string;
+  stateDir: string;
+  host: string;
+  port: number;
+  adminPort: number;
+  meshPort: number;
+  meshTls: boolean;
+  controlPlaneUrl: string;
+}): Promise<DaemonInfo & { started: boolean }> {
   const running = await findGateway(options.stateDir);
   if (running) return { ...running, started: false };
   await mkdir(join(options.stateDir, GATEWAY_DIR), { recursive: true });
   const info = await startDaemon({
     what: "gateway",
-    args: ["gateway", options.dir, "--host", options.host, "--port", String(options.port), "--admin-port", String(options.adminPort), "--control-plane", options.controlPlaneUrl],
+    args: [
+      "gateway",
+      options.dir,
+      "--host",
+      options.host,
+      "--port",
+      String(options.port),
+      "--admin-port",
+      String(options.adminPort),
+      "--mesh-port",
+      String(options.meshPort),
+      ...(options.meshTls ? ["--mesh-tls"] : []),
+      "--control-plane",
+      options.controlPlaneUrl,
+    ],
     logFile: join(options.stateDir, GATEWAY_DIR, "gateway.log"),
     ready: () => findGateway(options.stateDir),
   });

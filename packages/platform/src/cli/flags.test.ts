@@ -13,7 +13,7 @@ import { createReconciler } from "../delivery/index.js";
 import type { ScheduledChange, StaleReport } from "../flags/index.js";
 import { createMemoryDriver } from "../runtime/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
-import { createControlPlane, type ControlPlane } from "../api/index.js";
+import { createApiSecurity, createControlPlane, type ControlPlane } from "../api/index.js";
 
 const checkout = {
   state: "ENABLED",
@@ -25,11 +25,12 @@ const checkout = {
 describe("flag API", () => {
   let cp: ControlPlane;
   let url: string;
+  let token: string;
   let cleanup: () => Promise<void>;
   const silent = { info() {}, warn() {}, error() {} };
 
   async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", "x-keelson-actor": "ana", ...headers }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...headers }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
   }
@@ -40,7 +41,9 @@ describe("flag API", () => {
     const store = createMemoryStore();
     const driver = createMemoryDriver();
     const reconciler = createReconciler({ store, driver, project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
-    cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    const security = await createApiSecurity({ store, project: "shop", stateDir: tmp.dir });
+    ({ token } = await security.tokens.create({ name: "ana", role: "admin", actor: "test" }));
+    cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
     url = await cp.listen("127.0.0.1", 0);
   });
   afterAll(async () => {
@@ -58,8 +61,8 @@ describe("flag API", () => {
     const history = await call("GET", "/v1/flags/new-checkout/history");
     const changes = history.body?.changes as Array<{ seq: number; kind: string; actor: string; diff: Array<{ path: string }> }>;
     expect(changes.map((c) => [c.kind, c.actor])).toEqual([
-      ["flag.changed", "ana"],
-      ["flag.created", "ana"],
+      ["flag.changed", "user:ana"],
+      ["flag.created", "user:ana"],
     ]);
     expect(changes[0]?.diff.map((d) => d.path)).toEqual(["defaultVariant"]);
     const back = await call("POST", "/v1/flags/new-checkout/rollback", { to: changes[1]?.seq });
@@ -87,7 +90,7 @@ describe("flag API", () => {
   });
 
   it("works with the official OpenFeature OFREP provider, and the kill switch reaches it at once", async () => {
-    await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl: url }));
+    await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl: url, headers: { authorization: `Bearer ${token}` } }));
     const client = OpenFeature.getClient();
     const users = Array.from({ length: 200 }, (_, i) => `user-${i}`);
     const before = await Promise.all(users.map((u) => client.getBooleanDetails("new-checkout", false, { targetingKey: u })));
@@ -108,7 +111,7 @@ describe("flag API", () => {
 
   it("streams every new revision to SSE subscribers", async () => {
     const ac = new AbortController();
-    const res = await fetch(`${url}/v1/flags/stream`, { signal: ac.signal });
+    const res = await fetch(`${url}/v1/flags/stream`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal });
     expect(res.headers.get("content-type")).toBe("text/event-stream");
     const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     const decoder = new TextDecoder();
@@ -134,6 +137,7 @@ describe("flag API", () => {
 describe("flags declared in the manifest", () => {
   let cp: ControlPlane;
   let url: string;
+  let token: string;
   let dir: string;
   let store: Store;
   let cleanup: () => Promise<void>;
@@ -154,7 +158,7 @@ describe("flags declared in the manifest", () => {
   const staff = `flagEvaluators:\n  staff: { ends_with: [{ var: email }, "@shop.test"] }\n`;
 
   async function call(method: string, path: string, body?: unknown) {
-    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", "x-keelson-actor": "ana" }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
     const text = await res.text();
     return { status: res.status, text, body: text && !text.includes("\n{") ? (JSON.parse(text) as Record<string, unknown>) : undefined };
   }
@@ -176,7 +180,9 @@ describe("flags declared in the manifest", () => {
     store = createMemoryStore();
     const driver = createMemoryDriver();
     const reconciler = createReconciler({ store, driver, project: "shop", stateDir: join(dir, ".keelson"), gatewayUrl: "http://127.0.0.1:1", log: silent });
-    cp = createControlPlane({ project: "shop", dir, stateDir: join(dir, ".keelson"), store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    const security = await createApiSecurity({ store, project: "shop", stateDir: join(dir, ".keelson") });
+    ({ token } = await security.tokens.create({ name: "ana", role: "admin", actor: "test" }));
+    cp = createControlPlane({ project: "shop", dir, stateDir: join(dir, ".keelson"), store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
     url = await cp.listen("127.0.0.1", 0);
   });
   afterAll(async () => {
@@ -202,8 +208,8 @@ describe("flags declared in the manifest", () => {
     expect(set.$evaluators).toEqual({ staff: { ends_with: [{ var: "email" }, "@shop.test"] } });
     const events = await store.listEvents({ project: "shop", kinds: ["flag.created"] });
     expect(events.filter((e) => e.details.source === "manifest").map((e) => [e.subject, e.actor, e.details.revision])).toEqual([
-      ["flag/banner", "ana", 2],
-      ["flag/new-checkout", "ana", 2],
+      ["flag/banner", "user:ana", 2],
+      ["flag/new-checkout", "user:ana", 2],
     ]);
 
     await apply();
@@ -239,6 +245,7 @@ describe("flags declared in the manifest", () => {
 describe("flag usage, stale flags and scheduled changes (API and CLI)", () => {
   let cp: ControlPlane;
   let url: string;
+  let token: string;
   let dir: string;
   let store: Store;
   let cleanup: () => Promise<void>;
@@ -248,7 +255,7 @@ describe("flag usage, stale flags and scheduled changes (API and CLI)", () => {
   const flag = (type: string) => ({ state: "ENABLED", type, variants: { on: true, off: false }, defaultVariant: "off" });
 
   async function call(method: string, path: string, body?: unknown) {
-    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", "x-keelson-actor": "ana" }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
     const text = await res.text();
     return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
   }
@@ -275,11 +282,14 @@ describe("flag usage, stale flags and scheduled changes (API and CLI)", () => {
     const driver = createMemoryDriver();
     const stateDir = join(dir, ".keelson");
     const reconciler = createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:1", log: silent });
-    cp = createControlPlane({ project: "shop", dir, stateDir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, now: () => new Date(t) });
-    url = await cp.listen("127.0.0.1", 0);
-    // What `keelson up` writes, so that the CLI finds this control plane.
     await mkdir(stateDir, { recursive: true });
+    const security = await createApiSecurity({ store, project: "shop", stateDir });
+    ({ token } = await security.tokens.create({ name: "ana", role: "admin", actor: "test" }));
+    cp = createControlPlane({ project: "shop", dir, stateDir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, now: () => new Date(t), security });
+    url = await cp.listen("127.0.0.1", 0);
+    // What `keelson up` writes, so that the CLI finds this control plane and has its token.
     await writeFile(join(stateDir, "controlplane.json"), JSON.stringify({ pid: process.pid, url, project: "shop" }));
+    await writeFile(join(stateDir, "token"), `${token}\n`, { mode: 0o600 });
   });
   afterAll(async () => {
     await cp.close();
@@ -346,15 +356,15 @@ describe("flag usage, stale flags and scheduled changes (API and CLI)", () => {
     expect(bad.status).toBe(400);
     expect((await call("POST", "/v1/flags/schedule", { flag: "live", at: due, action: "explode" })).status).toBe(400);
     const viaApi = await call("POST", "/v1/flags/schedule", { flag: "breaker", at: due, action: "kill" });
-    expect(viaApi).toMatchObject({ status: 201, body: { id: "sch-3", by: "ana" } });
+    expect(viaApi).toMatchObject({ status: 201, body: { id: "sch-3", by: "user:ana" } });
 
     const listed = JSON.parse((await keelson("flags", "schedule", "--list", "--json")).out) as ScheduledChange[];
     expect(listed.map((c) => [c.id, c.flag, c.action, c.by])).toEqual([
-      ["sch-1", "live", "disable", "cli"],
-      ["sch-2", "old-release", "set", "cli"],
-      ["sch-3", "breaker", "kill", "ana"],
+      ["sch-1", "live", "disable", "user:ana"],
+      ["sch-2", "old-release", "set", "user:ana"],
+      ["sch-3", "breaker", "kill", "user:ana"],
     ]);
-    expect((await keelson("flags", "schedule", "--list")).out).toMatch(/^sch-2 +\d{4}-\d\d-\d\d \d\d:\d\d +old-release +set \(default on, enabled\) +cli$/m);
+    expect((await keelson("flags", "schedule", "--list")).out).toMatch(/^sch-2 +\d{4}-\d\d-\d\d \d\d:\d\d +old-release +set \(default on, enabled\) +user:ana$/m);
     expect((await keelson("flags", "schedule", "--cancel", "sch-3")).out).toContain("cancelled sch-3");
     expect((await call("DELETE", "/v1/flags/schedule/sch-3")).status).toBe(404);
 
@@ -365,7 +375,7 @@ describe("flag usage, stale flags and scheduled changes (API and CLI)", () => {
     expect(((await call("GET", "/v1/flags/old-release")).body?.flag as { defaultVariant: string }).defaultVariant).toBe("on");
     expect(((await call("GET", "/v1/flags/breaker")).body?.flag as { metadata?: unknown }).metadata).toBeUndefined();
     const [change] = (await call("GET", "/v1/flags/live/history")).body?.changes as Array<{ actor: string }>;
-    expect(change?.actor).toBe("schedule:cli");
+    expect(change?.actor).toBe("schedule:user:ana");
     const [event] = await store.listEvents({ project: "shop", subject: "flag/live", kinds: ["flag.changed"], descending: true, limit: 1 });
     expect(event?.details.scheduled).toBe("sch-1");
   });

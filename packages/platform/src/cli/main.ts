@@ -5,10 +5,10 @@ import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { KeelsonError, type KeelsonEvent, type StatusReport, type TrafficSplit } from "@keelson/protocol";
-import { runControlPlane, stateDirOf, GATEWAY_DIR } from "../api/index.js";
+import { runControlPlane, stateDirOf, GATEWAY_DIR, GATEWAY_IDENTITY } from "../api/index.js";
 import { formatPlan, planFromStore, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
 import { DEFAULT_GATEWAY_WORKERS, runGateway } from "../gateway/index.js";
-import { STARTER_SERVICE_PATH, loadManifest, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
+import { STARTER_SERVICE_PATH, loadManifest, mtlsEnabled, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
 import { createMemoryStore, createSqliteStore } from "../store/index.js";
 import { buildTraceTree, formatDuration, renderTraceTree, type SpanRecord, type TraceSummary } from "../telemetry/index.js";
 import { createApiClient, type ApiClient } from "./api-client.js";
@@ -144,7 +144,7 @@ async function down(dir: string): Promise<void> {
   const cp = await findControlPlane(stateDir);
   if (cp) {
     print(`stopping services…`);
-    await createApiClient(cp.url).post("/v1/down");
+    await createApiClient(cp.url, { stateDir }).post("/v1/down");
     print(`  ${color.green("✓")} services stopped`);
   } else if (existsSync(join(stateDir, "state.db"))) {
     // Replicas may still run without a control plane: start one to adopt and stop them.
@@ -158,7 +158,7 @@ async function down(dir: string): Promise<void> {
       gatewayUrl: `http://${m?.gateway.host ?? "127.0.0.1"}:${m?.gateway.port ?? 8080}`,
       project: m?.project ?? "",
     });
-    await createApiClient(started.url).post("/v1/down");
+    await createApiClient(started.url, { stateDir }).post("/v1/down");
     await stopProcess(started.pid);
     print(`  ${color.green("✓")} services stopped`);
   }
@@ -252,7 +252,16 @@ export function buildProgram(): Command {
       // Both start at once: the gateway retries until the control plane answers.
       const [cpResult, gwResult] = await Promise.allSettled([
         ensureControlPlane({ dir, stateDir, host: cpHost, port: cpPort, gatewayUrl, project: m.project }),
-        ensureGateway({ dir, stateDir, host: m.gateway.host, port: gwPort, adminPort: m.gateway.adminPort, controlPlaneUrl: `http://${cpHost.includes(":") ? `[${cpHost}]` : cpHost}:${cpPort}` }),
+        ensureGateway({
+          dir,
+          stateDir,
+          host: m.gateway.host,
+          port: gwPort,
+          adminPort: m.gateway.adminPort,
+          meshPort: m.gateway.meshPort,
+          meshTls: mtlsEnabled(m),
+          controlPlaneUrl: `http://${cpHost.includes(":") ? `[${cpHost}]` : cpHost}:${cpPort}`,
+        }),
       ]);
       if (cpResult.status === "rejected" || gwResult.status === "rejected") {
         // Leave nothing half-started behind: stop what this command itself started.
@@ -264,7 +273,7 @@ export function buildProgram(): Command {
       const gw = gwResult.value;
       print(`  ${color.green("✓")} control plane ${cp.url}${cp.started ? "" : color.dim(" (already running)")}`);
       print(`  ${color.green("✓")} gateway ${gw.url}${gw.started ? "" : color.dim(" (already running)")}`);
-      const api = createApiClient(cp.url);
+      const api = createApiClient(cp.url, { stateDir });
       const failures = await runApply(api, { rebuild: opts.rebuild ?? false });
       await waitForGatewayTable(api, gw.adminUrl);
       const status = await api.get<StatusReport>("/v1/status");
@@ -577,15 +586,23 @@ export function buildProgram(): Command {
     .option("--host <host>", "address to bind", "127.0.0.1")
     .addOption(new Option("--port <port>", "port").argParser(parsePort).default(8080))
     .addOption(new Option("--admin-port <port>", "port of /healthz, /metrics, /routes").argParser(parsePort).default(8081))
+    .addOption(new Option("--mesh-port <port>", "port of the mesh listener (service-to-service calls)").argParser(parsePort).default(8082))
+    .option("--mesh-tls", "serve the mesh listener over mutual TLS with the certificate the control plane issues")
     .option("--control-plane <url>", "control-plane URL to follow", "http://127.0.0.1:7070")
     .addOption(new Option("--workers <n|auto>", `processes serving the port; auto = one per CPU (default: ${DEFAULT_GATEWAY_WORKERS})`).argParser(parseWorkers))
-    .action(async (dirArg: string, opts: { host: string; port: number; adminPort: number; controlPlane: string; workers?: number | "auto" }) => {
+    .action(async (dirArg: string, opts: { host: string; port: number; adminPort: number; meshPort: number; meshTls?: boolean; controlPlane: string; workers?: number | "auto" }) => {
+      const stateDir = stateDirOf(resolve(dirArg));
+      // The control plane writes (and renews) the gateway's identity here.
+      const identityDir = join(stateDir, "identity", GATEWAY_IDENTITY);
       await runGateway({
         host: opts.host,
         port: opts.port,
         adminPort: opts.adminPort,
+        meshPort: opts.meshPort,
+        ...(opts.meshTls ? { meshTls: { dir: identityDir } } : {}),
+        credentialFile: join(identityDir, "token.jwt"),
         controlPlaneUrl: opts.controlPlane,
-        stateDir: join(stateDirOf(resolve(dirArg)), GATEWAY_DIR),
+        stateDir: join(stateDir, GATEWAY_DIR),
         ...(opts.workers === undefined ? {} : { workers: opts.workers }),
       });
     });
@@ -616,7 +633,7 @@ async function waitForGatewayTable(api: ApiClient, adminUrl: string | undefined,
 /** Plan against the running control plane, or straight from the store when none runs. */
 async function planFor(dir: string, loaded: LoadedManifest): Promise<Plan> {
   const cp = await findControlPlane(stateDirOf(dir));
-  if (cp) return createApiClient(cp.url).post<Plan>("/v1/plan");
+  if (cp) return createApiClient(cp.url, { stateDir: stateDirOf(dir) }).post<Plan>("/v1/plan");
   const dbFile = join(stateDirOf(dir), "state.db");
   // Nothing applied yet: everything, flags included, is to be created.
   if (!existsSync(dbFile)) return planFromStore(loaded, createMemoryStore(), { hashSources: false });

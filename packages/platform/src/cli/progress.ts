@@ -15,7 +15,7 @@ export function print(text: string): void {
 export async function connect(dir: string): Promise<ApiClient> {
   const cp = await findControlPlane(stateDirOf(dir));
   if (!cp) throw new KeelsonError("KEELSON_ERR_CONTROL_PLANE_UNREACHABLE", `no control plane is running for ${dir}; start it with \`keelson up ${dir === process.cwd() ? "" : dir}\``.replace(/ `$/, "`"));
-  return createApiClient(cp.url);
+  return createApiClient(cp.url, { stateDir: stateDirOf(dir) });
 }
 
 const short = (sha: string | undefined) => (sha ? sha.slice(0, 8) : "-");

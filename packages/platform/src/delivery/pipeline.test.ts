@@ -1,10 +1,12 @@
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { KeelsonError } from "@keelson/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { git, makeTempDir } from "#test-support";
 import { parseManifest, type ServiceSpec } from "../manifest/index.js";
+import { createSecurityGate } from "../security/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
-import { createPipelineRunner, listPipelineRuns, type PipelineProgress, type PipelineRunner } from "./pipeline.js";
+import { createPipelineRunner, listPipelineRuns, type PipelineProgress, type PipelineRunner, type ScanInput } from "./pipeline.js";
 
 function spec(yaml: string[]): ServiceSpec {
   const loaded = parseManifest(["project: p", "services:", "  api:", "    owner: t", "    path: api", "    start: node server.js", ...yaml.map((l) => `    ${l}`), ""].join("\n"), "/tmp/p/keelson.yaml", { checkPaths: false });
@@ -140,5 +142,112 @@ describe("pipelines", () => {
     const deleted = await runner.collect("api", 2, new Set([ids[0] as string]), "test");
     expect(deleted).toEqual([ids[1]]);
     expect((await store.listReleases("p", "api")).map((r) => r.id).sort()).toEqual([ids[0], ids[2], ids[3]].sort());
+  });
+
+  describe("the scan stage", () => {
+    const ensure = (r: PipelineRunner, s: ServiceSpec, onProgress?: (p: PipelineProgress) => void) =>
+      r.ensureRelease({ service: "api", spec: s, manifestDir: dir, source: { kind: "worktree" }, actor: "test", trigger: "deploy", ...(onProgress ? { onProgress } : {}) });
+
+    it("stores the hook's SBOM with the release, summarises its findings, and copies the SBOM to a release that re-uses the artifact", async () => {
+      const inputs: ScanInput[] = [];
+      const scanning = createPipelineRunner({
+        store,
+        project: "p",
+        stateDir: stateDir(),
+        scan: async (input) => {
+          inputs.push(input);
+          input.log("secrets: 1 file scanned: 0 findings");
+          return {
+            sbom: { bomFormat: "CycloneDX", specVersion: "1.5", metadata: { component: { type: "application", name: input.service, version: input.release } }, components: [] },
+            findings: [{ kind: "vulnerability", severity: "high", blocking: false }, { kind: "vulnerability", severity: "low", blocking: false }, { kind: "secret", blocking: false }],
+          };
+        },
+      });
+      const stages: string[] = [];
+      const outcome = await ensure(scanning, spec(["build: 'true'"]), (p) => p.type === "stage" && stages.push(`${p.stage}:${p.status}`));
+      const id = outcome.release.id;
+      expect(stages).toEqual(["build:started", "build:succeeded", "scan:started", "scan:succeeded"]);
+      expect(inputs).toEqual([expect.objectContaining({ service: "api", release: id, path: "api", run: outcome.run })]);
+      expect(inputs[0]?.git).toBeUndefined();
+      // The workspace's copy, not the service's folder.
+      expect(inputs[0]?.serviceDir.startsWith(join(stateDir(), "work", outcome.run as string))).toBe(true);
+
+      const summary = { total: 3, blocking: 0, byKind: { vulnerability: 2, secret: 1 }, bySeverity: { high: 1, low: 1 } };
+      expect(outcome.release.details).toMatchObject({ sbom: `sboms/api/${id}.cdx.json`, securityFindings: summary });
+      const stored = JSON.parse(await readFile(join(stateDir(), "sboms", "api", `${id}.cdx.json`), "utf8")) as { metadata: { component: { version: string } } };
+      expect(stored.metadata.component.version).toBe(id);
+      const [scanned] = await store.listEvents({ project: "p", kinds: ["security.scanned"] });
+      expect(scanned).toMatchObject({ subject: "service/api", details: { run: outcome.run, release: id, sbom: `sboms/api/${id}.cdx.json`, ...summary } });
+      // The scan's lines are in the run's log too.
+      const [view] = await listPipelineRuns({ store, project: "p", service: "api" });
+      expect(await readFile(join(stateDir(), view?.log as string), "utf8")).toContain("==> stage scan: built-in scanners\nsecrets: 1 file scanned: 0 findings\n");
+
+      // A config-only change re-uses the artifact: no scan runs, and the new release gets its own copy of the SBOM.
+      const reused = await ensure(scanning, spec(["build: 'true'", "env: { LEVEL: debug }"]));
+      expect(reused.how).toBe("reused");
+      expect(inputs).toHaveLength(1);
+      expect(reused.release.details).toMatchObject({ sbom: `sboms/api/${reused.release.id}.cdx.json`, securityFindings: summary });
+      const copy = JSON.parse(await readFile(join(stateDir(), "sboms", "api", `${reused.release.id}.cdx.json`), "utf8")) as { metadata: { component: { version: string } } };
+      expect(copy.metadata.component.version).toBe(reused.release.id);
+    });
+
+    it("tells the hook the repository, the service's folder in it and the commit when the sources are in git", async () => {
+      await git(dir, ["init", "-q"]);
+      await git(dir, ["add", "api"]);
+      await git(dir, ["commit", "-qm", "v1"]);
+      const sha = await git(dir, ["rev-parse", "HEAD"]);
+      const inputs: ScanInput[] = [];
+      const scanning = createPipelineRunner({ store, project: "p", stateDir: stateDir(), scan: async (input) => void inputs.push(input) });
+      const outcome = await ensure(scanning, spec(["build: 'true'"]));
+      expect(inputs[0]?.git).toEqual({ repoDir: dir, servicePath: "api", commit: sha });
+      // A hook that returns nothing leaves no SBOM, and the scan is still recorded.
+      expect(outcome.release.details).not.toHaveProperty("sbom");
+      expect((await store.listEvents({ project: "p", kinds: ["security.scanned"] }))[0]?.details).toMatchObject({ release: outcome.release.id, total: 0 });
+    });
+
+    it("keeps a security gate's error as it is, records security.blocked, and makes no release", async () => {
+      const gateError = new KeelsonError("KEELSON_ERR_SECURITY_GATE", "api: release blocked: aws-access-key-id in src/config.ts:3", {
+        details: { findings: [{ kind: "secret", blocking: true, rule: "aws-access-key-id", file: "src/config.ts", line: 3, excerpt: 'const key = "AKIA…";' }] },
+      });
+      const blocking = createPipelineRunner({ store, project: "p", stateDir: stateDir(), scan: async () => Promise.reject(gateError) });
+      const err = await ensure(blocking, spec(["build: 'true'"])).catch((e: unknown) => e);
+      expect(err).toBe(gateError);
+      expect(await store.listReleases("p", "api")).toEqual([]);
+      const [blocked] = await store.listEvents({ project: "p", kinds: ["security.blocked"] });
+      expect(blocked).toMatchObject({
+        subject: "service/api",
+        details: { message: gateError.message, total: 1, blocking: 1, byKind: { secret: 1 }, findings: [expect.objectContaining({ file: "src/config.ts", line: 3, excerpt: 'const key = "AKIA…";' })] },
+      });
+      expect(await store.listEvents({ project: "p", kinds: ["security.scanned"] })).toEqual([]);
+      const [view] = await listPipelineRuns({ store, project: "p", service: "api" });
+      expect(view).toMatchObject({ status: "failed", message: gateError.message });
+      expect(view?.stages.at(-1)).toMatchObject({ name: "scan", status: "failed", why: gateError.message });
+    });
+
+    it("wraps a scanner's own crash as a pipeline failure, without a security.blocked event", async () => {
+      const crashing = createPipelineRunner({ store, project: "p", stateDir: stateDir(), scan: async () => Promise.reject(new Error("scanner fell over")) });
+      await expect(ensure(crashing, spec(["build: 'true'"]))).rejects.toMatchObject({ code: "KEELSON_ERR_PIPELINE_FAILED", message: 'services.api: stage "scan" failed: scanner fell over; no release was made' });
+      expect(await store.listEvents({ project: "p", kinds: ["security.blocked"] })).toEqual([]);
+    });
+
+    it("runs the real security gate: a planted key blocks, an allow-list entry lets the release through with an SBOM", async () => {
+      await mkdir(join(dir, "api", "src"), { recursive: true });
+      await writeFile(join(dir, "api", "src", "config.ts"), `// config\n\nconst key = "${"AKIA" + "IOSFODNN7EXAMPLE"}";\n`);
+      await writeFile(join(dir, "api", "package-lock.json"), JSON.stringify({ lockfileVersion: 3, packages: { "": { name: "api" }, "node_modules/left-pad": { version: "1.1.0", license: "WTFPL" } } }));
+      const policy = { secrets: "block" as const, allowlist: "allow.txt", vulnerabilities: { block: "critical" as const, advisories: [], npmAudit: false }, licenses: { deny: [] } };
+      await writeFile(join(dir, "allow.txt"), "");
+      const gated = createPipelineRunner({ store, project: "p", stateDir: stateDir(), scan: createSecurityGate({ projectDir: dir, policy, store, project: "p" }) });
+      const s = spec(["pipeline:", "  stages:", "    - { name: build, run: 'true' }"]);
+      await expect(ensure(gated, s)).rejects.toMatchObject({ code: "KEELSON_ERR_SECURITY_GATE", message: "api: release blocked: aws-access-key-id in src/config.ts:3" });
+      const events = JSON.stringify(await store.listEvents({ project: "p" }));
+      expect(events).not.toContain("AKIA" + "IOSFODNN7EXAMPLE");
+
+      await writeFile(join(dir, "allow.txt"), "api/src/config.ts:3  # the AWS docs' example key\n");
+      const outcome = await ensure(gated, s);
+      const sbom = JSON.parse(await readFile(join(stateDir(), outcome.release.details.sbom as string), "utf8")) as { bomFormat: string; components: Array<{ purl: string }> };
+      expect(sbom.bomFormat).toBe("CycloneDX");
+      expect(sbom.components.map((c) => c.purl)).toEqual(["pkg:npm/left-pad@1.1.0"]);
+      expect(outcome.release.details.securityFindings).toEqual({ total: 0, blocking: 0, byKind: {}, bySeverity: {} });
+    });
   });
 });

@@ -3,8 +3,8 @@
 // dependency installs by lockfile hash, and packages the result as an immutable artifact.
 // A release = that artifact + the runtime config; a config-only change re-uses the artifact.
 import { randomBytes } from "node:crypto";
-import { appendFile, mkdir, readdir, rename, stat } from "node:fs/promises";
-import { dirname, join, relative } from "node:path";
+import { appendFile, mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { dirname, join, posix, relative } from "node:path";
 import { KeelsonError, type EventKind } from "@keelson/protocol";
 import type { ServiceSpec } from "../manifest/index.js";
 import type { ReleaseRecord, Store } from "../store/index.js";
@@ -58,10 +58,62 @@ export interface ArtifactRecord {
   run: string;
   createdAt: string;
   dependencies: { mode: "installed" | "linked" | "none"; links?: string[]; cacheHit?: boolean };
+  /** What the scan stage left for the releases of this artifact (a release that re-uses it gets a copy of the SBOM). */
+  scan?: ScanRecord;
 }
 
-/** Lets the security scanners run as the "scan" stage does (filled by the security issue). */
-export type ScanHook = (input: { service: string; run: string; workspace: string; serviceDir: string; log: (line: string) => void }) => Promise<void>;
+/** What the scan stage is given. */
+export interface ScanInput {
+  service: string;
+  run: string;
+  workspace: string;
+  /** The service's folder inside the workspace. */
+  serviceDir: string;
+  log: (line: string) => void;
+  /** The release the run builds. */
+  release: string;
+  /** The service folder relative to the manifest ("/"-separated). */
+  path: string;
+  /** Where the sources come from when they are in git: the repository, the service folder in it, the commit. */
+  git?: { repoDir: string; servicePath: string; commit?: string };
+}
+
+/**
+ * Lets the security scanners run as the "scan" stage does (security/createSecurityGate is the
+ * built-in one). It may return an SBOM, stored with the release, and findings that did not
+ * block; a KEELSON_ERR_SECURITY_GATE error stops the run with no release.
+ */
+export type ScanHook = (input: ScanInput) => Promise<void | { sbom?: unknown; findings?: unknown[] }>;
+
+/** The findings of a scan counted, as the release details and the security.scanned event keep them. */
+export interface ScanSummary {
+  total: number;
+  blocking: number;
+  byKind: Record<string, number>;
+  bySeverity: Record<string, number>;
+}
+
+/** What a scan leaves on a release: its SBOM (relative to the state folder) and the findings counted. */
+export interface ScanRecord {
+  sbom?: string;
+  findings?: ScanSummary;
+}
+
+/** The most findings a security.blocked event carries (the error details have them all). */
+const MAX_EVENT_FINDINGS = 100;
+
+/** Counts findings by their `kind` and `severity` fields, whatever scanner made them. */
+export function summarizeFindings(findings: readonly unknown[]): ScanSummary {
+  const summary: ScanSummary = { total: findings.length, blocking: 0, byKind: {}, bySeverity: {} };
+  for (const f of findings) {
+    const o = typeof f === "object" && f !== null ? (f as Record<string, unknown>) : {};
+    const kind = typeof o.kind === "string" ? o.kind : "other";
+    summary.byKind[kind] = (summary.byKind[kind] ?? 0) + 1;
+    if (typeof o.severity === "string") summary.bySeverity[o.severity] = (summary.bySeverity[o.severity] ?? 0) + 1;
+    if (o.blocking === true) summary.blocking++;
+  }
+  return summary;
+}
 
 export interface PipelineRunnerOptions {
   store: Store;
@@ -90,6 +142,17 @@ const ARTIFACT_KEY = (project: string, service: string, key: string) => `artifac
 /** The parts of a spec that decide what a pipeline builds (not how it runs). */
 function buildKey(sourceHash: string, spec: ServiceSpec): string {
   return sha256(`${sourceHash}\n${canonicalJson({ path: spec.path, build: spec.build, test: spec.test, stages: spec.pipeline?.stages ?? null, include: spec.pipeline?.include ?? [] })}`).slice(0, 24);
+}
+
+function findingsOf(details: unknown): unknown[] {
+  const f = typeof details === "object" && details !== null ? (details as { findings?: unknown }).findings : undefined;
+  return Array.isArray(f) ? f : [];
+}
+
+/** A manifest path as "/"-separated, without "./" or a trailing "/". */
+function posixPath(p: string): string {
+  const n = posix.normalize(p.replace(/\\/g, "/")).replace(/\/$/, "");
+  return n === "" ? "." : n;
 }
 
 export function newRunId(): string {
@@ -183,7 +246,8 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       const source = { source: req.source.kind, commit, ...(info ? { commitTime: info.authorTime, commitAuthor: info.author, commitSubject: info.subject } : {}), ...(dirty ? { dirty } : {}) };
       if (artifact) {
         // Same sources and build: only the runtime config changed. No pipeline, a new release.
-        const record = await putRelease({ id, service, spec, sourceHash, key, artifact, source, run: artifact.run, actor, reused: true });
+        const scan = await copyScan(service, id, artifact.scan);
+        const record = await putRelease({ id, service, spec, sourceHash, key, artifact, source, run: artifact.run, actor, reused: true, ...(scan ? { scan } : {}) });
         progress({ type: "pipeline", service, release: id, status: "reused", message: `config changed; re-uses the artifact built by ${artifact.run}` });
         return { release: record, run: undefined, how: "reused" };
       }
@@ -205,13 +269,15 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
         const env = { KEELSON_SERVICE: service, KEELSON_PIPELINE_RUN: runId, ...(commit ? { KEELSON_COMMIT: commit } : {}) };
         const stageResults: Array<{ name: string; durationMs: number; cached?: boolean }> = [];
         let cacheHit = false;
+        let scan: ScanRecord | undefined;
         for (const stage of stages) {
           const result = await runOneStage({ service, runId, stage, serviceDir, lockfile, env, logFile, actor, progress });
           stageResults.push(result);
           if (result.cached) cacheHit = true;
         }
         if (options.scan && !stages.some((s) => s.name === "scan")) {
-          await runScanHook({ service, runId, workspace, serviceDir, logFile, actor, progress });
+          const git = layout.git ? { repoDir: layout.root, servicePath: layout.servicePath, ...(commit ? { commit } : {}) } : undefined;
+          scan = await runScanHook({ service, runId, release: id, path: posixPath(spec.path), git, workspace, serviceDir, logFile, actor, progress });
         }
         // Package: seal the workspace, hash it, move it to the artifact store.
         await sealTree(workspace);
@@ -230,11 +296,12 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
           run: runId,
           createdAt: new Date().toISOString(),
           dependencies: lockfile !== undefined ? { mode: "installed", cacheHit } : links.length > 0 ? { mode: "linked", links } : { mode: "none" },
+          ...(scan ? { scan } : {}),
         };
         await store.setSetting(ARTIFACT_KEY(project, service, key), JSON.stringify(record));
         verified.add(id);
         const durationMs = Date.now() - started;
-        const releaseRecord = existing ?? (await putRelease({ id, service, spec, sourceHash, key, artifact: record, source, run: runId, actor, stages: stageResults, durationMs }));
+        const releaseRecord = existing ?? (await putRelease({ id, service, spec, sourceHash, key, artifact: record, source, run: runId, actor, stages: stageResults, durationMs, ...(scan ? { scan } : {}) }));
         await event("pipeline.succeeded", service, actor, { run: runId, release: id, durationMs, stages: stageResults, artifactHash: tree.hash, ...source });
         progress({ type: "pipeline", service, release: id, run: runId, status: "succeeded", durationMs });
         return { release: releaseRecord, run: runId, how: "built" };
@@ -302,21 +369,99 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     return { name: stage.name, durationMs: outcome.durationMs };
   }
 
-  async function runScanHook(input: { service: string; runId: string; workspace: string; serviceDir: string; logFile: string; actor: string; progress: (p: PipelineProgress) => void }): Promise<void> {
-    const { service, runId, actor, progress } = input;
+  async function runScanHook(input: {
+    service: string;
+    runId: string;
+    release: string;
+    path: string;
+    git: ScanInput["git"];
+    workspace: string;
+    serviceDir: string;
+    logFile: string;
+    actor: string;
+    progress: (p: PipelineProgress) => void;
+  }): Promise<ScanRecord | undefined> {
+    const { service, runId, release: releaseId, actor, progress } = input;
     const t = Date.now();
+    const lines: string[] = [];
+    const flushLog = async () => {
+      await mkdir(dirname(input.logFile), { recursive: true });
+      await appendFile(input.logFile, `\n==> stage scan: built-in scanners\n${lines.map((l) => `${l}\n`).join("")}`);
+    };
     progress({ type: "stage", service, run: runId, stage: "scan", status: "started" });
     await event("stage.started", service, actor, { run: runId, stage: "scan", command: "built-in scanners" });
+    let result: Awaited<ReturnType<ScanHook>>;
     try {
-      await options.scan?.({ service, run: runId, workspace: input.workspace, serviceDir: input.serviceDir, log: (line) => progress({ type: "log", service, run: runId, stage: "scan", line }) });
+      result = await options.scan?.({
+        service,
+        run: runId,
+        release: releaseId,
+        path: input.path,
+        ...(input.git ? { git: input.git } : {}),
+        workspace: input.workspace,
+        serviceDir: input.serviceDir,
+        log: (line) => {
+          lines.push(line);
+          progress({ type: "log", service, run: runId, stage: "scan", line });
+        },
+      });
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
+      await flushLog().catch(() => undefined);
+      if (err instanceof KeelsonError && err.code === "KEELSON_ERR_SECURITY_GATE") {
+        const all = findingsOf(err.details);
+        await event("security.blocked", service, actor, {
+          run: runId,
+          release: releaseId,
+          message: err.message,
+          ...summarizeFindings(all),
+          findings: all.slice(0, MAX_EVENT_FINDINGS),
+          ...(all.length > MAX_EVENT_FINDINGS ? { findingsOmitted: all.length - MAX_EVENT_FINDINGS } : {}),
+        });
+      }
       await event("stage.failed", service, actor, { run: runId, stage: "scan", durationMs: Date.now() - t, why });
       progress({ type: "stage", service, run: runId, stage: "scan", status: "failed", message: why });
       throw err instanceof KeelsonError ? err : new KeelsonError("KEELSON_ERR_PIPELINE_FAILED", `services.${service}: stage "scan" failed: ${why}; no release was made`);
     }
+    await flushLog();
+    const record: ScanRecord = {};
+    if (result && result.sbom !== undefined) record.sbom = await writeSbom(service, releaseId, result.sbom);
+    if (result && Array.isArray(result.findings)) record.findings = summarizeFindings(result.findings);
+    await event("security.scanned", service, actor, { run: runId, release: releaseId, ...(record.sbom ? { sbom: record.sbom } : {}), ...(record.findings ?? summarizeFindings([])) });
     await event("stage.succeeded", service, actor, { run: runId, stage: "scan", durationMs: Date.now() - t });
     progress({ type: "stage", service, run: runId, stage: "scan", status: "succeeded", durationMs: Date.now() - t });
+    return record.sbom !== undefined || record.findings !== undefined ? record : undefined;
+  }
+
+  /** Stores a release's SBOM where the API serves it from; returns its path relative to the state folder. */
+  async function writeSbom(service: string, releaseId: string, sbom: unknown): Promise<string> {
+    const rel = posix.join("sboms", service, `${releaseId}.cdx.json`);
+    const file = join(stateDir, ...rel.split("/"));
+    await mkdir(dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${randomBytes(4).toString("hex")}`;
+    await writeFile(tmp, `${JSON.stringify(sbom, null, 2)}\n`);
+    await rename(tmp, file);
+    return rel;
+  }
+
+  /**
+   * A release that re-uses an artifact gets a copy of the artifact's SBOM under its own id
+   * (the same components; the BOM's subject renamed to the new release).
+   */
+  async function copyScan(service: string, releaseId: string, scan: ScanRecord | undefined): Promise<ScanRecord | undefined> {
+    if (!scan) return undefined;
+    if (scan.sbom === undefined) return scan;
+    const text = await readFile(join(stateDir, ...scan.sbom.split("/")), "utf8").catch(() => undefined);
+    if (text === undefined) return scan.findings ? { findings: scan.findings } : undefined;
+    let sbom: unknown = text;
+    try {
+      const parsed = JSON.parse(text) as { metadata?: { component?: { version?: unknown } } };
+      if (parsed.metadata?.component && typeof parsed.metadata.component.version === "string") parsed.metadata.component.version = releaseId;
+      sbom = parsed;
+    } catch {
+      return scan.findings ? { findings: scan.findings } : undefined;
+    }
+    return { ...scan, sbom: await writeSbom(service, releaseId, sbom) };
   }
 
   async function putRelease(input: {
@@ -332,6 +477,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     reused?: boolean;
     stages?: unknown;
     durationMs?: number;
+    scan?: ScanRecord;
   }): Promise<ReleaseRecord> {
     const record: ReleaseRecord = {
       id: input.id,
@@ -349,6 +495,8 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
         ...(input.reused ? { reusedArtifact: true } : {}),
         ...(input.stages ? { stages: input.stages } : {}),
         ...(input.durationMs !== undefined ? { pipelineDurationMs: input.durationMs } : {}),
+        ...(input.scan?.sbom !== undefined ? { sbom: input.scan.sbom } : {}),
+        ...(input.scan?.findings !== undefined ? { securityFindings: input.scan.findings } : {}),
         createdBy: input.actor,
       },
     };

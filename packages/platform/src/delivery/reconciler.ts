@@ -103,6 +103,14 @@ export interface ReconcilerOptions {
   skipBuilds?: boolean;
   /** The security scanners' hook into every pipeline. */
   scan?: ScanHook;
+  /**
+   * A digest of the service's secrets (throws when a secret the service declares is not set):
+   * baked into each release's config as KEELSON_SECRETS_VERSION, so changing a secret makes a new
+   * release that rolls out like code.
+   */
+  secretsVersion?: (service: string, declared: readonly string[]) => Promise<string | undefined>;
+  /** Environment each replica gets at start besides its release's config: secret values, identity files. */
+  replicaEnv?: (service: string) => Promise<Record<string, string>>;
   /** Canary analysis. */
   analysis?: AnalysisProvider;
   /** Told about rollouts that fail or roll back (with the analysis evidence). */
@@ -267,6 +275,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     const config = (release.details.config ?? releaseConfig(spec)) as { path: string; start: string; env: Record<string, string> };
     const artifact = await pipelines.artifactOf(release);
     const id = replicaId(release.service, release.id, index);
+    const injected = (await options.replicaEnv?.(release.service)) ?? {};
     return {
       id,
       project,
@@ -277,6 +286,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       command: config.start,
       env: {
         ...config.env,
+        ...injected,
         [REPLICA_ENV.SERVICE]: release.service,
         [REPLICA_ENV.REPLICA]: id,
         [REPLICA_ENV.RELEASE]: release.id,
@@ -427,6 +437,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     });
   }
 
+  /** The spec a release is built from: with the digest of the service's secrets in its env. */
+  async function withSecretsVersion(name: string, spec: ServiceSpec): Promise<ServiceSpec> {
+    const version = await options.secretsVersion?.(name, spec.secrets ?? []);
+    return version === undefined ? spec : { ...spec, env: { ...spec.env, KEELSON_SECRETS_VERSION: version } };
+  }
+
   /** The release for a service's current sources: its pipeline runs when it is new. */
   async function ensureRelease(
     loaded: LoadedManifest,
@@ -434,6 +450,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     spec: ServiceSpec,
     opts: { rebuild: boolean; actor: string; onProgress: (p: ApplyProgress) => void },
   ): Promise<string> {
+    spec = await withSecretsVersion(name, spec);
     if (options.skipBuilds) {
       const id = releaseId("none", configHash(spec));
       if (!(await store.getRelease(id))) {
@@ -739,10 +756,10 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     }
     const dir = await manifestDir();
     const built = await Promise.allSettled(
-      records.map((record) =>
+      records.map(async (record) =>
         pipelines.ensureRelease({
           service: record.name,
-          spec: record.spec as unknown as ServiceSpec,
+          spec: await withSecretsVersion(record.name, record.spec as unknown as ServiceSpec),
           manifestDir: dir,
           source: opts.commit ? ({ kind: "commit", commit: opts.commit } satisfies PipelineSource) : { kind: "worktree" },
           actor: opts.actor,
@@ -837,7 +854,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     },
     pipelines,
     resume: () => serial(resume),
-    plan: (loaded) => planFromStore(loaded, store, { hashSources: !options.skipBuilds }),
+    plan: (loaded) => planFromStore(loaded, store, { hashSources: !options.skipBuilds, releaseSpec: withSecretsVersion }),
     apply,
     deploy,
     deployTogether,
@@ -953,13 +970,17 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
  * The plan for a manifest against stored services, with each service's candidate
  * release computed from its current sources (so a source change shows as a change).
  */
-export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord[], options: { hashSources?: boolean; flags?: FlagState } = {}): Promise<Plan> {
+export async function planManifest(
+  loaded: LoadedManifest,
+  stored: ServiceRecord[],
+  options: { hashSources?: boolean; flags?: FlagState; releaseSpec?: (name: string, spec: ServiceSpec) => Promise<ServiceSpec> } = {},
+): Promise<Plan> {
   const candidates = new Map<string, string>();
   if (options.hashSources !== false) {
     await pool(Object.keys(loaded.manifest.services), 4, async (name) => {
       const spec = loaded.manifest.services[name] as ServiceSpec;
       // undefined: a missing folder, which manifest validation reports
-      const id = await candidateRelease(name, spec, loaded.dir);
+      const id = await candidateRelease(name, options.releaseSpec ? await options.releaseSpec(name, spec).catch(() => spec) : spec, loaded.dir);
       if (id !== undefined) candidates.set(name, id);
     });
   }
@@ -973,7 +994,11 @@ export async function planManifest(loaded: LoadedManifest, stored: ServiceRecord
  * @example
  * const plan = await planFromStore(loaded, await createSqliteStore({ path, readonly: true }));
  */
-export async function planFromStore(loaded: LoadedManifest, store: Store, options: { hashSources?: boolean } = {}): Promise<Plan> {
+export async function planFromStore(
+  loaded: LoadedManifest,
+  store: Store,
+  options: { hashSources?: boolean; releaseSpec?: (name: string, spec: ServiceSpec) => Promise<ServiceSpec> } = {},
+): Promise<Plan> {
   const project = loaded.manifest.project;
   const [stored, flags] = await Promise.all([store.listServices(project), readFlagState({ store, project })]);
   return planManifest(loaded, stored, { ...options, flags });

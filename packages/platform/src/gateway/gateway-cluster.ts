@@ -544,6 +544,7 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
         watch = createRoutingWatch({
           controlPlaneUrl,
           stateDir: options.stateDir,
+          ...(options.credentialFile === undefined ? {} : { credentialFile: options.credentialFile }),
           onTable: setTable,
           onConnection: (connected) => controlPlaneConnected.set(connected ? 1 : 0),
           log,

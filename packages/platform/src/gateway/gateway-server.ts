@@ -2,8 +2,10 @@
 // WebSocket upgrades, with edge limits on slow, oversized and malformed input), the admin
 // listener (/healthz, /readyz, /metrics, /routes, /state, /stats), one keep-alive Pool per
 // endpoint, and the routing watch that keeps the table current.
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { TLSSocket } from "node:tls";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -34,11 +36,24 @@ import { TokenBucket } from "./token-bucket.js";
 import type { TunnelContext } from "./websocket-tunnel.js";
 import { handleUpgrade } from "./websocket-tunnel.js";
 import { closeServer, listen, sendError, sendJson } from "./admin-http.js";
+import { IDENTITY_HEADER } from "@keelson/protocol";
+import { createIdentityVerifier, serviceOfCertificate, type IdentityVerifier } from "../security/index.js";
+import { compileRouteAuth, type RouteAuthCheck } from "./route-auth.js";
 
 export interface GatewayOptions {
   /** Public listener (manifest `gateway.host`, `gateway.port`); port 0 picks a free one. */
   host: string;
   port: number;
+  /**
+   * Mesh listener (manifest `gateway.meshPort`): service-to-service calls by x-keelson-service, each
+   * with the caller's verified identity (client certificate with `meshTls`, else identity token).
+   * Undefined: no mesh listener.
+   */
+  meshPort?: number;
+  /** Defaults to `host`. */
+  meshHost?: string;
+  /** Serve the mesh listener over mutual TLS with cert.pem, key.pem and ca.pem from this folder (re-read when they change). */
+  meshTls?: { dir: string; reloadIntervalMs?: number };
   /** Admin listener; kept apart from app routes. Defaults to 127.0.0.1. */
   adminHost?: string;
   adminPort: number;
@@ -46,6 +61,8 @@ export interface GatewayOptions {
   stateDir: string;
   /** Without it the gateway serves the saved table (or nothing) and never reconnects. */
   controlPlaneUrl?: string;
+  /** File holding the gateway's identity token for the control plane (written and renewed by it). */
+  credentialFile?: string;
   /** Policy of a service the routing table gives none (default DEFAULT_SERVICE_POLICY). */
   defaultPolicy?: ServicePolicy;
   /** Longest silence inside a response body before it is cut; server-sent events are exempt (default 30 s). */
@@ -97,6 +114,8 @@ export interface GatewayLifecycle {
   /** Base URL of the public listener (its real port once started). */
   readonly url: string;
   readonly adminUrl: string;
+  /** Base URL of the mesh listener (https with mTLS); undefined without one. */
+  readonly meshUrl?: string | undefined;
   /** Serves this table from the next request on. */
   setTable(table: RoutingTable): void;
   table(): RoutingTable | undefined;
@@ -154,6 +173,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   let endpoints = new Map<string, EndpointState>();
   let limiters = new Map<string, TokenBucket>();
   let tableFlags: TableFlags | undefined;
+  let routeAuths = new Map<string, RouteAuthCheck>();
+  /** Whether any route needs a JWT (only then do requests wait for a verification before their exchange). */
+  let jwtRoutes = false;
+  let identity: { verifier: IdentityVerifier; trustDomain: string; key: string } | undefined;
   const closingPools = new Set<Pool>();
   const tunnels = new Set<Duplex>();
   let clientConnections = 0;
@@ -273,7 +296,10 @@ export function createGateway(options: GatewayOptions): Gateway {
 
     const nextFlags = compileTableFlags(table, tableFlags, log);
     const nextLimiters = new Map<string, TokenBucket>();
+    const nextAuths = new Map<string, RouteAuthCheck>();
     const routes: RouteRuntime[] = table.routes.map((r) => {
+      const auth = compileRouteAuth(r.auth, routeAuths);
+      if (auth !== undefined) nextAuths.set(auth.key, auth);
       let limiter: TokenBucket | undefined;
       if (r.rateLimit !== undefined) {
         // A table that leaves a route's limit as it was keeps the bucket's tokens.
@@ -287,8 +313,15 @@ export function createGateway(options: GatewayOptions): Gateway {
         maxBodyBytes: r.maxBodyBytes ?? defaultMaxBody,
         fallback: r.fallback === undefined ? undefined : { status: r.fallback.status, contentType: r.fallback.contentType, body: Buffer.from(r.fallback.body) },
         flag: RouteFlagEvaluator.compile({ route: r.pathPrefix, flag: r.flag, flags: nextFlags.compiled, metrics }),
+        auth,
       };
     });
+    routeAuths = nextAuths;
+    jwtRoutes = table.routes.some((r) => r.auth !== undefined && r.auth !== "public" && "jwt" in r.auth);
+    const trust = table.identity;
+    const trustKey = trust === undefined ? "" : JSON.stringify([trust.trustDomain, trust.jwks]);
+    if (trust === undefined) identity = undefined;
+    else if (identity?.key !== trustKey) identity = { verifier: createIdentityVerifier({ jwks: trust.jwks as never, trustDomain: trust.trustDomain }), trustDomain: trust.trustDomain, key: trustKey };
     const matcher = compileRoutes(table);
     for (const [key, e] of endpoints) if (next.get(key) !== e) closePool(e.pool, e.replicaId);
     const series = new Set<LiveSeries>();
@@ -318,7 +351,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       // Checked by the exchange, which answers in JSON (node would send a bare 400).
       requireHostHeader: false,
     },
-    (req, res) => handleProxyRequest(ctx, req, res),
+    (req, res) => {
+      const waiting = jwtRoutes ? prepareRouteAuth(req) : undefined;
+      if (waiting === undefined) handleProxyRequest(ctx, req, res);
+      else void waiting.then(() => handleProxyRequest(ctx, req, res));
+    },
   );
   server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => handleClientError(err, socket, metrics));
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(ctx, req, socket, head));
@@ -330,6 +367,61 @@ export function createGateway(options: GatewayOptions): Gateway {
     clientConnections++;
     socket.once("close", () => clientConnections--);
   });
+
+  /** Verifies the JWT of a request for a JWT route before its exchange, so the exchange's check is a cache hit. */
+  const prepareRouteAuth = (req: IncomingMessage): Promise<void> | undefined => {
+    const state = ctx.state;
+    if (state === undefined) return undefined;
+    const compiled = state.matcher.match(req.headers.host, req.url ?? "/");
+    const auth = compiled === undefined ? undefined : state.routes[compiled.index]?.auth;
+    return auth?.prepare(req.headers)?.catch(() => undefined);
+  };
+
+  const meshServerOptions = {
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: Math.max(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeoutMs),
+    maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+    connectionsCheckingInterval: options.connectionsCheckingIntervalMs ?? 1_000,
+    requireHostHeader: false,
+  };
+  /** A mesh call goes on only with a verified caller: the client certificate's SPIFFE id, or a valid identity token. */
+  const handleMesh = (req: IncomingMessage, res: ServerResponse) => {
+    const trust = identity;
+    const deny = (why: string) => {
+      metrics.rejections.inc({ service: "", reason: "unauthenticated" });
+      log.warn({ remote: req.socket.remoteAddress, why }, "mesh call without a valid identity");
+      res.setHeader("www-authenticate", 'Bearer realm="keelson-mesh"');
+      sendError(res, 401, "KEELSON_ERR_UNAUTHENTICATED", `the mesh listener needs the calling service's identity: ${why}`);
+    };
+    if (trust === undefined) return deny("this gateway has no identity trust from the control plane yet");
+    if (options.meshTls !== undefined) {
+      const caller = serviceOfCertificate((req.socket as TLSSocket).getPeerCertificate(), trust.trustDomain);
+      if (caller === undefined) return deny(`the client certificate names no service of spiffe://${trust.trustDomain}`);
+      return handleProxyRequest(ctx, req, res, caller);
+    }
+    const header = req.headers[IDENTITY_HEADER];
+    const token = Array.isArray(header) ? header[0] : header;
+    if (token === undefined || token === "") return deny(`no ${IDENTITY_HEADER} header`);
+    const known = trust.verifier.cached(token);
+    const go = (verdict: Awaited<ReturnType<IdentityVerifier["verify"]>>) => {
+      if (!verdict.ok) return deny(`the identity token was refused (${verdict.reason})`);
+      handleProxyRequest(ctx, req, res, verdict.service);
+    };
+    if (known !== undefined) return go(known);
+    void trust.verifier.verify(token).then(go);
+  };
+  let meshTlsFiles: { cert: string; key: string; ca: string; stamp: string } | undefined;
+  const readMeshTls = async (dir: string) => {
+    const names = ["cert.pem", "key.pem", "ca.pem"] as const;
+    const stamp = (await Promise.all(names.map(async (n) => (await stat(`${dir}/${n}`)).mtimeMs))).join(",");
+    if (meshTlsFiles?.stamp === stamp) return undefined;
+    const [cert, key, ca] = await Promise.all(names.map((n) => readFile(`${dir}/${n}`, "utf8")));
+    meshTlsFiles = { cert: cert as string, key: key as string, ca: ca as string, stamp };
+    return meshTlsFiles;
+  };
+  let mesh: Server | undefined;
+  let meshReload: NodeJS.Timeout | undefined;
 
   const admin: Server = createServer((req, res) => {
     handleAdmin(req, res).catch((err: unknown) => {
@@ -417,11 +509,16 @@ export function createGateway(options: GatewayOptions): Gateway {
     ctx.draining = true;
     await watch?.stop();
     const serverClosed = closeServer(server);
+    const meshClosed = mesh === undefined ? Promise.resolve() : closeServer(mesh);
+    if (meshReload !== undefined) clearInterval(meshReload);
     // Node closes idle keep-alive connections on close(); busy ones finish their request.
     server.closeIdleConnections();
+    mesh?.closeIdleConnections();
     const drained = await waitForIdle(drainMs);
     if (!drained) log.warn({ inflight, drainMs }, "drain time is up; cutting the requests still in flight");
     server.closeAllConnections();
+    mesh?.closeAllConnections();
+    await meshClosed;
     // Upgraded connections are no longer the server's: close them here.
     for (const socket of tunnels) socket.destroy();
     tunnels.clear();
@@ -472,12 +569,45 @@ export function createGateway(options: GatewayOptions): Gateway {
         phase = "stopped";
         throw err;
       }
+      if (options.meshPort !== undefined) {
+        try {
+          if (options.meshTls !== undefined) {
+            const dir = options.meshTls.dir;
+            const files = (await readMeshTls(dir)) ?? meshTlsFiles!;
+            const tlsServer = createHttpsServer({ ...meshServerOptions, cert: files.cert, key: files.key, ca: files.ca, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handleMesh);
+            mesh = tlsServer;
+            // Certificates are renewed in place: the next handshakes use the new ones, no restart.
+            meshReload = setInterval(() => {
+              readMeshTls(dir)
+                .then((next) => {
+                  if (next !== undefined) {
+                    tlsServer.setSecureContext({ cert: next.cert, key: next.key, ca: next.ca });
+                    log.info({ dir }, "mesh certificate reloaded");
+                  }
+                })
+                .catch((err: unknown) => log.warn({ err, dir }, "reading the mesh certificate failed; keeping the current one"));
+            }, options.meshTls.reloadIntervalMs ?? 30_000);
+            meshReload.unref();
+          } else {
+            mesh = createServer(meshServerOptions, handleMesh);
+          }
+          mesh.on("clientError", (err: Error & { code?: string }, socket: Duplex) => handleClientError(err, socket, metrics));
+          await listen(mesh, options.meshHost ?? options.host, options.meshPort, "gateway.meshPort");
+        } catch (err) {
+          await closeServer(server);
+          await closeServer(admin);
+          phase = "stopped";
+          throw err;
+        }
+        mesh.on("error", (err) => log.error({ err }, "mesh listener error"));
+      }
       server.on("error", (err) => log.error({ err }, "gateway listener error"));
       admin.on("error", (err) => log.error({ err }, "admin listener error"));
       if (options.controlPlaneUrl !== undefined) {
         watch = createRoutingWatch({
           controlPlaneUrl: options.controlPlaneUrl,
           stateDir: options.stateDir,
+          ...(options.credentialFile === undefined ? {} : { credentialFile: options.credentialFile }),
           onTable: setTable,
           onConnection: (connected) => metrics.controlPlaneConnected.set(connected ? 1 : 0),
           log,
@@ -505,6 +635,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     get adminUrl() {
       return address(admin, adminHost, options.adminPort);
+    },
+    get meshUrl() {
+      if (mesh === undefined) return undefined;
+      const url = address(mesh, options.meshHost ?? options.host, options.meshPort ?? 0);
+      return options.meshTls === undefined ? url : url.replace(/^http:/, "https:");
     },
     setTable,
     table: () => current,

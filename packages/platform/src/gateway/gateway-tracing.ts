@@ -1,6 +1,7 @@
 // The gateway's spans without the OpenTelemetry SDK on the hot path: a span per request and per
 // upstream try as a plain object, W3C traceparent in and out, and a bounded batch exporter that
 // posts OTLP/JSON to the control plane. A tracing failure never reaches a request.
+import { credentialHeader } from "./credential-file.js";
 import { randomBytes } from "node:crypto";
 import { request } from "undici";
 import { Counter } from "prom-client";
@@ -17,6 +18,8 @@ export interface GatewayTracingConfig {
   sampleRatio?: number;
   /** Export interval in ms (default 1000); a full batch goes out at once. */
   flushIntervalMs?: number;
+  /** File holding the gateway's identity token, sent as its bearer credential. */
+  credentialFile?: string;
 }
 
 export interface GatewayTracingOptions extends GatewayTracingConfig {
@@ -219,10 +222,11 @@ export function createGatewayTracing(options: GatewayTracingOptions): GatewayTra
 
   const sendBatch = async (batch: GatewaySpan[]): Promise<void> => {
     try {
+      const authorization = await credentialHeader(options.credentialFile);
       const body = `{"resourceSpans":[{"resource":${resource},"scopeSpans":[{"scope":{"name":"${GATEWAY_SERVICE_NAME}"},"spans":[${batch.map(spanJson).join(",")}]}]}]}`;
       const res = await request(endpoint, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...(authorization === undefined ? {} : { authorization }) },
         body,
         headersTimeout: 5_000,
         bodyTimeout: 5_000,

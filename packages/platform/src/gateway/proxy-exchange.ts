@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
 import type { Dispatcher } from "undici";
 import type { ErrorCode } from "@keelson/protocol";
-import { DEADLINE_HEADER, FALLBACK_HEADER, KeelsonError } from "@keelson/protocol";
+import { CALLER_SERVICE_HEADER, DEADLINE_HEADER, FALLBACK_HEADER, KeelsonError } from "@keelson/protocol";
 import { backoffDelay } from "./backoff.js";
 import { BodyLimit, BodyTooLargeError } from "./body-limit.js";
 import type { Bulkhead, BulkheadWaiter, QueueTicket } from "./bulkhead.js";
@@ -19,6 +19,7 @@ import { NONE_LABEL } from "./gateway-metrics.js";
 import type { GatewaySpan, SpanRecorder } from "./gateway-tracing.js";
 import type { GatewayLogger } from "./logger.js";
 import type { Random } from "./random.js";
+import type { RouteAuthCheck } from "./route-auth.js";
 import type { RouteFlagEvaluator } from "./route-flag.js";
 import type { RouteMatcher } from "./routing-table.js";
 import { forwardPath } from "./routing-table.js";
@@ -41,6 +42,8 @@ export interface RouteRuntime {
   readonly fallback: PreparedFallback | undefined;
   /** The route's flag, when it has one the table's flags can serve. */
   readonly flag: RouteFlagEvaluator | undefined;
+  /** The credential an external route requires; undefined: public. */
+  readonly auth?: RouteAuthCheck | undefined;
 }
 
 /** A compiled routing table. */
@@ -70,9 +73,12 @@ export interface ProxyContext {
   requestFinished(): void;
 }
 
-/** Handles one request on the public listener. Never throws. */
-export function handleProxyRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
-  const exchange = new ProxyExchange(ctx, req, res);
+/**
+ * Handles one request. Never throws. `meshCaller` is the verified identity of the calling service
+ * on the mesh listener; undefined on the public listener, which refuses x-keelson-service calls.
+ */
+export function handleProxyRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, meshCaller?: string): void {
+  const exchange = new ProxyExchange(ctx, req, res, meshCaller);
   try {
     exchange.begin();
   } catch (err) {
@@ -255,6 +261,7 @@ class ProxyExchange implements BulkheadWaiter {
     private readonly ctx: ProxyContext,
     private readonly req: IncomingMessage,
     private readonly res: ExchangeResponse,
+    private readonly meshCaller: string | undefined,
   ) {
     this.started = ctx.now();
     this.method = req.method ?? "GET";
@@ -331,13 +338,19 @@ class ProxyExchange implements BulkheadWaiter {
           if (tracing === undefined) break;
           traceparent ??= value;
           continue;
+        // Identity is never taken from a header: the caller is what the mesh listener verified,
+        // and the identity token stays here (the callee could otherwise replay it).
         case "x-keelson-caller":
-          caller = value;
-          break;
+        case "x-keelson-identity":
+          continue;
         default:
           if (lower.charCodeAt(0) === 112 /* p */ && lower.startsWith("proxy-")) continue;
       }
       out.push(name, value);
+    }
+    if (this.meshCaller !== undefined) {
+      caller = this.meshCaller;
+      out.push(CALLER_SERVICE_HEADER, caller);
     }
     if (connection !== undefined) removeNominated(out, connection);
     if (tracing !== undefined) {
@@ -386,13 +399,30 @@ class ProxyExchange implements BulkheadWaiter {
     let route: RouteRuntime;
     let name: string;
     if (serviceName !== undefined) {
+      const meshCaller = this.meshCaller;
+      if (meshCaller === undefined) {
+        this.ctx.metrics.rejections.inc({ service: "", reason: "not_mesh" });
+        this.fail(403, "KEELSON_ERR_FORBIDDEN", "calls naming a service in x-keelson-service are accepted only on the gateway's mesh listener, with the caller's identity", undefined);
+        return;
+      }
       service = state.services.get(serviceName);
       if (service === undefined) {
         this.fail(404, "KEELSON_ERR_NO_ROUTE", `no service named ${JSON.stringify(serviceName)} (from the x-keelson-service header)`, { service: serviceName });
         return;
       }
+      if (!service.callPolicy.allows(meshCaller, this.method, target)) {
+        const q = target.indexOf("?");
+        const path = q === -1 ? target : target.slice(0, q);
+        this.ctx.metrics.rejections.inc({ service: serviceName, reason: "policy_denied" });
+        this.ctx.log.warn({ caller: meshCaller, service: serviceName, method: this.method, path }, "call denied by the call policy");
+        this.fail(403, "KEELSON_ERR_FORBIDDEN", `service "${meshCaller}" may not call ${this.method} ${path} on "${serviceName}"; list it in services.${meshCaller}.calls`, { caller: meshCaller, service: serviceName });
+        return;
+      }
       route = state.internal;
       name = serviceName;
+    } else if (this.meshCaller !== undefined) {
+      this.fail(400, "KEELSON_ERR_INVALID_INPUT", "the mesh listener routes by the x-keelson-service header; external routes are on the public listener", undefined);
+      return;
     } else {
       const compiled = state.matcher.match(host, target);
       if (compiled === undefined) {
@@ -401,8 +431,17 @@ class ProxyExchange implements BulkheadWaiter {
         this.fail(404, "KEELSON_ERR_NO_ROUTE", `no route for ${host ?? "(no host)"}${path}`, { host, path });
         return;
       }
-      target = forwardPath(compiled, target);
       route = state.routes[compiled.index]!;
+      if (route.auth !== undefined) {
+        const verdict = route.auth.check(req.headers) ?? { ok: false, message: "the credential was not verified; send the request again" };
+        if (!verdict.ok) {
+          this.ctx.metrics.rejections.inc({ service: compiled.service, reason: "unauthenticated" });
+          this.res.setHeader("www-authenticate", 'Bearer realm="keelson"');
+          this.fail(401, "KEELSON_ERR_UNAUTHENTICATED", verdict.message, undefined);
+          return;
+        }
+      }
+      target = forwardPath(compiled, target);
       service = state.services.get(compiled.service);
       name = compiled.service;
       if (route.flag !== undefined) {

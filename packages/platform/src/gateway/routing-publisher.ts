@@ -1,9 +1,9 @@
 // Keeps the routing table the gateways follow: rebuilt from the stored services, the driver's
 // ready replicas and the flags routes name after every change, versioned (the version survives restarts).
-import type { FlagSet, RoutingTable } from "@keelson/protocol";
+import type { CallerRule, FlagSet, IdentityTrust, RouteAuth, RoutingTable } from "@keelson/protocol";
 import type { RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
-import type { ServiceSpec } from "../manifest/index.js";
+import type { RouteAuthOut, ServiceSpec } from "../manifest/index.js";
 import { buildRoutingTable } from "./routing-table.js";
 import { routeExtras, servicePolicy } from "./service-policy.js";
 import { readTrafficSplit } from "./traffic-splits.js";
@@ -29,6 +29,13 @@ export function createRoutingPublisher(options: {
    * Call `refresh()` when it changes; a change to flags no route names makes no new table.
    */
   flags?: () => Promise<{ revision: number; set: FlagSet }>;
+  /** What the mesh listener trusts (the CA's public keys); without it the mesh listener refuses every call. */
+  identity?: () => IdentityTrust;
+  /**
+   * A route's auth as the gateway checks it: API keys read from the vault and hashed, a JWKS file
+   * read. Without it, a route that asks for an API key or a JWT admits no one (fail closed).
+   */
+  routeAuth?: (service: string, auth: Exclude<RouteAuthOut, "public">) => Promise<RouteAuth>;
 }): RoutingPublisher {
   const { store, driver, project } = options;
   const listeners = new Set<(t: RoutingTable) => void>();
@@ -42,28 +49,41 @@ export function createRoutingPublisher(options: {
       .list()
       .filter((r) => r.spec.project === project && r.state === "ready" && !(options.exclude?.(r.spec.id) ?? false))
       .map((r) => ({ service: r.spec.service, replicaId: r.spec.id, url: `http://127.0.0.1:${r.spec.port}`, release: r.spec.release }));
+    const callers = callerRules(services.map((s) => ({ name: s.name, spec: s.spec as unknown as ServiceSpec })));
     const routed = await Promise.all(
       services.map(async (s) => {
         const spec = s.spec as unknown as ServiceSpec;
         const split = await readTrafficSplit(store, project, s.name);
         return {
           name: s.name,
-          routes: (spec.routes ?? []).map((r) => ({
-            path: r.path,
-            ...(r.host === undefined ? {} : { host: r.host }),
-            stripPrefix: r.stripPrefix,
-            ...routeExtras(r),
-          })),
+          routes: await Promise.all(
+            (spec.routes ?? []).map(async (r) => ({
+              path: r.path,
+              ...(r.host === undefined ? {} : { host: r.host }),
+              stripPrefix: r.stripPrefix,
+              ...routeExtras(r),
+              ...(r.auth === undefined || r.auth === "public" ? {} : { auth: await resolveAuth(s.name, r.auth) }),
+            })),
+          ),
           policy: servicePolicy(spec.resilience),
           ...(split ? { split } : {}),
+          ...(callers.has(s.name) ? { callers: callers.get(s.name) } : {}),
         };
       }),
     );
     const flagged = options.flags !== undefined && routed.some((s) => s.routes.some((r) => r.flag !== undefined));
     const flags = flagged ? await options.flags!() : undefined;
-    const candidate = buildRoutingTable({ project, version: 0, services: routed, endpoints, ...(flags === undefined ? {} : { flags: { revision: flags.revision, set: flags.set } }) });
+    const identity = options.identity?.();
+    const candidate = buildRoutingTable({
+      project,
+      version: 0,
+      services: routed,
+      endpoints,
+      ...(flags === undefined ? {} : { flags: { revision: flags.revision, set: flags.set } }),
+      ...(identity === undefined ? {} : { identity }),
+    });
     // The flags' revision is left out: it moves with flags no route names.
-    const fp = JSON.stringify({ routes: candidate.routes, services: candidate.services, flags: candidate.flags?.set });
+    const fp = JSON.stringify({ routes: candidate.routes, services: candidate.services, flags: candidate.flags?.set, identity: candidate.identity });
     if (table && fp === fingerprint) return table;
     const version = Number((await store.getSetting(VERSION_KEY)) ?? "0") + 1;
     await store.setSetting(VERSION_KEY, String(version));
@@ -71,6 +91,12 @@ export function createRoutingPublisher(options: {
     fingerprint = fp;
     for (const l of listeners) l(table);
     return table;
+  }
+
+  async function resolveAuth(service: string, auth: Exclude<RouteAuthOut, "public">): Promise<RouteAuth> {
+    if (options.routeAuth !== undefined) return options.routeAuth(service, auth);
+    // Nothing can check the credential: admit no one rather than everyone.
+    return "apiKey" in auth ? { apiKey: { header: auth.apiKey.header, sha256: [] } } : { jwt: { issuer: auth.jwt.issuer, jwks: { keys: [] } } };
   }
 
   function refresh(): Promise<RoutingTable> {
@@ -90,4 +116,20 @@ export function createRoutingPublisher(options: {
       return () => listeners.delete(listener);
     },
   };
+}
+
+/** Each service's allowed callers, from every service's `calls` (the manifest says who calls whom; the table, who may be called by whom). */
+export function callerRules(services: ReadonlyArray<{ name: string; spec: ServiceSpec }>): Map<string, CallerRule[]> {
+  const out = new Map<string, CallerRule[]>();
+  for (const { name, spec } of services) {
+    for (const call of spec.calls ?? []) {
+      // Specs stored before calls took mappings hold plain names.
+      const c: { service: string; paths?: string[]; methods?: readonly string[] } = typeof call === "string" ? { service: call as string } : call;
+      const list = out.get(c.service) ?? [];
+      list.push({ service: name, ...(c.paths ? { paths: c.paths } : {}), ...(c.methods ? { methods: [...c.methods] } : {}) });
+      out.set(c.service, list);
+    }
+  }
+  for (const list of out.values()) list.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
+  return out;
 }

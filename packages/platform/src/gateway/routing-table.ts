@@ -1,6 +1,6 @@
 // The routing table: built by the control plane from services, routes and ready endpoints
 // (`buildRoutingTable`), and compiled by the gateway into the matcher it runs on every request.
-import type { Fallback, FlagSet, RateLimit, RouteFlag, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
+import type { CallerRule, Fallback, FlagSet, IdentityTrust, RateLimit, RouteAuth, RouteFlag, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
 import { KeelsonError, RoutingTableSchema } from "@keelson/protocol";
 
 /** One route of a service as the control plane declares it. */
@@ -16,6 +16,7 @@ export interface RouteInput {
   fallback?: Fallback;
   /** Service or version chosen per request by a feature flag. */
   flag?: RouteFlag;
+  auth?: RouteAuth;
 }
 
 /** What the control plane knows when it publishes a table. */
@@ -29,6 +30,8 @@ export interface RoutingTableInput {
     policy?: ServicePolicy;
     /** Weighted split across releases; absent: every ready endpoint takes traffic. */
     split?: TrafficSplit;
+    /** Services allowed to call this one on the mesh listener. */
+    callers?: CallerRule[];
   }>;
   /** Ready replicas. An endpoint of a service missing from `services` still gets a service entry. */
   endpoints: Array<{ service: string; replicaId: string; url: string; release: string }>;
@@ -40,6 +43,8 @@ export interface RoutingTableInput {
    * flag, the table has no `flags`.
    */
   flags?: { revision: number; set: FlagSet };
+  /** How the mesh listener verifies callers. */
+  identity?: IdentityTrust;
 }
 
 /**
@@ -81,16 +86,21 @@ export function buildRoutingTable(input: RoutingTableInput): RoutingTable {
         ...(r.maxBodyBytes === undefined ? {} : { maxBodyBytes: r.maxBodyBytes }),
         ...(r.fallback === undefined ? {} : { fallback: r.fallback }),
         ...(r.flag === undefined ? {} : { flag: r.flag }),
+        ...(r.auth === undefined || r.auth === "public" ? {} : { auth: r.auth }),
       });
     }
   }
   routes.sort(compareRoutes);
 
   const byService = new Map<string, RoutingTable["services"][number]["endpoints"]>();
-  const extras = new Map<string, { policy?: ServicePolicy; split?: TrafficSplit }>();
+  const extras = new Map<string, { policy?: ServicePolicy; split?: TrafficSplit; callers?: CallerRule[] }>();
   for (const s of input.services) {
     byService.set(s.name, []);
-    extras.set(s.name, { ...(s.policy === undefined ? {} : { policy: s.policy }), ...(s.split === undefined ? {} : { split: s.split }) });
+    extras.set(s.name, {
+      ...(s.policy === undefined ? {} : { policy: s.policy }),
+      ...(s.split === undefined ? {} : { split: s.split }),
+      ...(s.callers === undefined || s.callers.length === 0 ? {} : { callers: s.callers }),
+    });
   }
   for (const e of input.endpoints) {
     let url: URL;
@@ -128,6 +138,7 @@ export function buildRoutingTable(input: RoutingTableInput): RoutingTable {
     routes,
     services,
     ...(flags === undefined ? {} : { flags }),
+    ...(input.identity === undefined ? {} : { identity: input.identity }),
   };
   const parsed = RoutingTableSchema.safeParse(table);
   if (!parsed.success) {

@@ -1,6 +1,7 @@
 // Keeps the gateway's routing table current: follows the control plane's SSE stream
 // (`/v1/watch/routing`), validates and applies each table, and saves the last good one to
 // `${stateDir}/routing.json` so a restarted gateway serves at once even without a control plane.
+import { credentialHeader } from "./credential-file.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -76,6 +77,8 @@ export interface RoutingWatchOptions {
   stateDir: string;
   /** Called with every valid table the control plane sends, in order. */
   onTable(table: RoutingTable): void;
+  /** File holding the gateway's identity token, sent as its bearer credential (re-read when it changes). */
+  credentialFile?: string;
   /** Called when the stream connects (true) or drops (false). */
   onConnection?(connected: boolean): void;
   log?: GatewayLogger;
@@ -170,7 +173,7 @@ export function createRoutingWatch(options: RoutingWatchOptions): RoutingWatch {
     const res = await request(url, {
       dispatcher: agent,
       signal: abort.signal,
-      headers: { accept: "text/event-stream" },
+      headers: { accept: "text/event-stream", ...(await authorization(options.credentialFile)) },
       headersTimeout: 10_000,
       bodyTimeout: idleTimeoutMs,
     });
@@ -296,4 +299,9 @@ export function createSseParser(onEvent: (type: string, data: string) => void): 
       }
     },
   };
+}
+
+async function authorization(file: string | undefined): Promise<Record<string, string>> {
+  const header = await credentialHeader(file);
+  return header === undefined ? {} : { authorization: header };
 }

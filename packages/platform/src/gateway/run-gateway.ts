@@ -103,7 +103,10 @@ export async function runGateway(options: RunGatewayOptions): Promise<RunningGat
   const workers = resolveGatewayWorkers(workersOption);
   // Spans go to the control plane's OTLP receiver unless told otherwise; cluster workers get this with their config.
   if (gatewayOptions.tracing === undefined && gatewayOptions.controlPlaneUrl !== undefined) {
-    gatewayOptions.tracing = { endpoint: tracesEndpoint(gatewayOptions.controlPlaneUrl) };
+    gatewayOptions.tracing = {
+      endpoint: tracesEndpoint(gatewayOptions.controlPlaneUrl),
+      ...(gatewayOptions.credentialFile === undefined ? {} : { credentialFile: gatewayOptions.credentialFile }),
+    };
   }
   const logger = pino({ level: logLevel, base: { component: "gateway", pid: process.pid } }, logDestination ?? pino.destination(1));
   const gateway: Gateway | GatewayCluster =

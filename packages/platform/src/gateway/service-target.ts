@@ -6,6 +6,7 @@
 import type { Pool } from "undici";
 import type { Endpoint, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
 import { Bulkhead } from "./bulkhead.js";
+import { CallPolicy } from "./call-policy.js";
 import type { BreakerState } from "./circuit-breaker.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
 import type { GatewayMetrics, RequestCell, ServiceMetrics } from "./gateway-metrics.js";
@@ -100,6 +101,8 @@ export class ServiceTarget {
   readonly bulkhead: Bulkhead | undefined;
   readonly budget: RetryBudget;
   readonly idempotentRetries: boolean;
+  /** Which verified callers may reach the service on the mesh listener. */
+  readonly callPolicy: CallPolicy;
 
   constructor(
     readonly name: string,
@@ -117,9 +120,12 @@ export class ServiceTarget {
       patterns?: PatternCache;
       /** Where an unusable match rule is reported. */
       log?: GatewayLogger;
+      /** Default: nobody may call it on the mesh listener. */
+      callPolicy?: CallPolicy;
     },
   ) {
     this.metrics = parts.metrics;
+    this.callPolicy = parts.callPolicy ?? CallPolicy.DENY_ALL;
     this.balancer = parts.balancer;
     this.outliers = parts.outliers;
     this.breaker = parts.breaker;
@@ -333,6 +339,7 @@ export function buildServiceTargets(options: ServiceTargetsOptions): Map<string,
       budget: same("retries") ? before!.budget : new RetryBudget({ budgetPercent: policy.retries.budgetPercent, minPerSecond: policy.retries.minPerSecond }),
       patterns: before?.patterns,
       log: options.log,
+      callPolicy: CallPolicy.compile(s.callers),
     });
     // Round-robin carries on where it was rather than starting every table at the first replica.
     if (before !== undefined) target.all.available.cursor = before.all.available.cursor;

@@ -88,8 +88,9 @@ function checkCalls(services: Record<string, unknown>): PathIssue[] {
   const names = Object.keys(services);
   const issues: PathIssue[] = [];
   for (const [name, raw] of Object.entries(services)) {
-    for (const { index: i, value: target } of validItems(raw, "calls")) {
-      const path = ["services", name, "calls", i];
+    for (const { index: i, value: call } of validItems(raw, "calls")) {
+      const target = call.service;
+      const path = ["services", name, "calls", i, ...(typeof (raw as { calls: unknown[] }).calls[i] === "string" ? [] : ["service"])];
       if (target === name) {
         issues.push({ path, message: `service "${name}" lists itself; calls names the other services it calls`, found: JSON.stringify(target) });
       } else if (!names.includes(target)) {

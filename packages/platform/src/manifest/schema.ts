@@ -148,6 +148,35 @@ const RouteFlagSpec = z.strictObject({
     .describe("Variant name → where requests that get it go; any other outcome keeps the route as without flag."),
 });
 
+const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+
+/** How the gateway checks a request on an external route before it reaches the service. */
+const RouteAuthSpec = z
+  .union([
+    z.literal("public"),
+    z.strictObject({
+      apiKey: z
+        .strictObject({
+          secret: envName("secret name").describe("A secret of this service (keelson secrets set) holding the accepted keys, one per line or comma-separated."),
+          header: z.string().regex(/^[a-z0-9-]+$/, { message: "header must be a lowercase header name" }).default("x-api-key").describe("Header that carries the key."),
+        })
+        .describe("Requests must carry one of the keys; the gateway keeps only their SHA-256 hashes."),
+    }),
+    z.strictObject({
+      jwt: z
+        .strictObject({
+          issuer: z.string().min(1).describe("Required `iss` claim."),
+          audience: z.string().min(1).optional().describe("Required `aud` claim."),
+          jwksUrl: z.url({ protocol: /^https?$/ }).optional().describe("Where the issuer publishes its public keys (JWKS)."),
+          jwksFile: z.string().min(1).optional().describe("A JWKS file (public keys), relative to the manifest."),
+          algorithms: z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"])).optional().describe("Accepted signature algorithms (default: all asymmetric ones listed)."),
+        })
+        .refine((j) => (j.jwksUrl === undefined) !== (j.jwksFile === undefined), { message: "give exactly one of jwksUrl and jwksFile" })
+        .describe("Requests must carry `authorization: Bearer <JWT>` signed by one of the issuer's keys, unexpired."),
+    }),
+  ])
+  .register(expectedText, { expected: '"public", a mapping with apiKey, or a mapping with jwt' });
+
 const RouteSpec = z.strictObject({
   path: HttpPath.default("/").describe('Path prefix this service answers; "/" for everything.'),
   host: z.string().min(1).optional().describe("Only requests for this Host header match; any host when omitted."),
@@ -162,6 +191,7 @@ const RouteSpec = z.strictObject({
   maxBodySize: ByteSize.optional().describe('Largest request body accepted, e.g. "1mb"; larger ones get 413 (default 10mb).'),
   fallback: FallbackSpec.optional().describe("Static answer served while the service's circuit is open or it has no ready replica."),
   flag: RouteFlagSpec.optional().describe("Choose the service or version of each request with a feature flag evaluated on its headers and cookies."),
+  auth: RouteAuthSpec.prefault("public").describe('Who may use this route from outside: "public" (anyone), an API key, or a JWT.'),
 });
 const RouteOrPath = z
   .union([HttpPath.transform((path) => RouteSpec.parse({ path })), RouteSpec])
@@ -368,6 +398,18 @@ const SloSpec = z
   // An SLO with neither objective would measure nothing.
   .refine((s) => s.availability !== undefined || s.latency !== undefined, { message: "an SLO needs availability, latency or both" });
 
+/** One allowed call: a service name, or a service with the path prefixes and methods allowed. */
+const CallSpec = z
+  .union([
+    name("service name").transform((service) => ({ service })),
+    z.strictObject({
+      service: name("service name").describe("The service called."),
+      paths: z.array(HttpPath).min(1).optional().describe('Path prefixes allowed, e.g. ["/charges"] (default: all).'),
+      methods: z.array(z.enum(HTTP_METHODS)).min(1).optional().describe("Methods allowed (default: all)."),
+    }),
+  ])
+  .register(expectedText, { expected: "service name, or a mapping with service, paths, methods" });
+
 export const ServiceSpecSchema = z.strictObject({
   owner: name("team name").describe("Team that owns the service (a key of `teams` when teams are declared)."),
   description: z.string().optional().describe("What the service does, for the catalog."),
@@ -380,7 +422,10 @@ export const ServiceSpecSchema = z.strictObject({
   readiness: ProbeOrPath.optional().describe("HTTP check that a replica is ready for traffic."),
   liveness: ProbeOrPath.optional().describe("HTTP check that a replica is alive; failing replicas are restarted."),
   routes: z.array(RouteOrPath).prefault([]).describe("Gateway routes that reach this service."),
-  calls: z.array(name("service name")).default([]).describe("Services this one may call (through the gateway)."),
+  calls: z
+    .array(CallSpec)
+    .default([])
+    .describe("Services this one may call through the gateway; every other call is denied (403). A name allows every path and method."),
   env: z.record(envName("environment variable name"), EnvValue).prefault({}).describe("Environment variables for each replica."),
   stopTimeout: Duration.prefault(10_000).describe("How long a replica may take to stop after SIGTERM before it is killed."),
   startTimeout: Duration.prefault(30_000).describe("How long a new replica may take to become ready."),
@@ -426,6 +471,47 @@ const FlagSpec = z.strictObject({
   safeVariant: z.string().min(1).optional().describe("What `keelson flags kill` and DISABLED serve (default: defaultVariant)."),
 });
 
+const SEVERITIES = ["critical", "high", "moderate", "low"] as const;
+
+const SecuritySpec = z.strictObject({
+  mtls: z
+    .boolean()
+    .optional()
+    .describe("Services reach the gateway's mesh listener over mutual TLS with certificates from the control plane's CA (default: on for the docker and kubernetes runtimes, off for local processes)."),
+  certTtl: Duration.prefault("24h").describe("Lifetime of each service's certificate and identity token; both are renewed when two thirds of it has passed."),
+  scan: z
+    .strictObject({
+      secrets: z.enum(["block", "warn", "off"]).default("block").describe("What a secret found in a service's files or new commits does: block the release, only report it, or skip the scan."),
+      allowlist: z.string().min(1).optional().describe('File (relative to the manifest) of findings to ignore, one per line: a fingerprint, or "path:line", or a path glob.'),
+      vulnerabilities: z
+        .strictObject({
+          block: z.enum([...SEVERITIES, "none"]).default("critical").describe("Block the release for a vulnerable dependency of this severity or worse (none: only report)."),
+          advisories: z.array(z.string().min(1)).default([]).describe("OSV-format advisory files or folders (relative to the manifest), checked offline against each service's package-lock.json."),
+          npmAudit: z.boolean().default(false).describe("Also run `npm audit` when the registry answers (skipped with a note when it does not)."),
+        })
+        .prefault({})
+        .describe("Dependency vulnerability audit."),
+      licenses: z
+        .strictObject({ deny: z.array(z.string().min(1)).default([]).describe('SPDX ids that block a release, e.g. ["AGPL-3.0-only", "GPL-3.0-only"].') })
+        .prefault({})
+        .describe("Dependency licenses."),
+    })
+    .prefault({})
+    .describe("The pipeline's security stage: secret scanning, dependency audit, SBOM, and what blocks a release."),
+  api: z
+    .strictObject({
+      tls: z
+        .strictObject({
+          cert: z.string().min(1).describe("PEM certificate file (relative to the manifest)."),
+          key: z.string().min(1).describe("PEM private key file (relative to the manifest)."),
+        })
+        .optional()
+        .describe("Serve the control-plane API over HTTPS."),
+    })
+    .optional()
+    .describe("The control-plane API."),
+});
+
 const Listen = z.strictObject({
   host: z.string().default("127.0.0.1").describe("Address to listen on."),
   port: Port,
@@ -440,8 +526,9 @@ export const ManifestSchema = z.strictObject({
   gateway: Listen.extend({
     port: Port.default(8080).describe("Port clients send requests to."),
     adminPort: Port.default(8081).describe("Port of the gateway's own health, /metrics and admin endpoints (kept apart from app routes)."),
+    meshPort: Port.default(8082).describe("Port of the gateway's mesh listener, where services call each other (with their verified identity)."),
   })
-    .default({ host: "127.0.0.1", port: 8080, adminPort: 8081 })
+    .default({ host: "127.0.0.1", port: 8080, adminPort: 8081, meshPort: 8082 })
     .describe("Where the gateway listens."),
   runtime: z.enum(["process", "docker", "kubernetes"]).default("process").describe("How replicas are run."),
   teams: z
@@ -482,6 +569,7 @@ export const ManifestSchema = z.strictObject({
     })
     .optional()
     .describe("Who hears about deployments that went wrong."),
+  security: SecuritySpec.prefault({}).describe("Service identity, mTLS, and the pipeline's security gate."),
   services: z.record(name("service name"), ServiceSpecSchema.describe("A service.")).describe("The services of the project, by name."),
   flags: z
     .record(flagKey, FlagSpec.describe("A feature flag, in flagd's format plus Keelson's fields."))
@@ -492,6 +580,11 @@ export const ManifestSchema = z.strictObject({
     .optional()
     .describe('Shared targeting rules (flagd\'s $evaluators), used in a flag\'s targeting as {"$ref": "<name>"}.'),
 });
+
+/** Whether services reach the gateway's mesh listener over mTLS: `security.mtls`, else on for the docker and kubernetes runtimes. */
+export function mtlsEnabled(manifest: Pick<Manifest, "security" | "runtime">): boolean {
+  return manifest.security.mtls ?? manifest.runtime !== "process";
+}
 
 /** The manifest as written (before defaults). */
 export type ManifestInput = z.input<typeof ManifestSchema>;
@@ -506,3 +599,6 @@ export type AnalysisSpecOut = z.output<typeof AnalysisSpec>;
 export type DeployStepOut = z.output<typeof DeployStep>;
 export type PipelineSpecOut = z.output<typeof PipelineSpec>;
 export type FlagSpecOut = z.output<typeof FlagSpec>;
+export type SecuritySpecOut = z.output<typeof SecuritySpec>;
+export type RouteAuthOut = z.output<typeof RouteAuthSpec>;
+export type CallSpecOut = z.output<typeof CallSpec>;

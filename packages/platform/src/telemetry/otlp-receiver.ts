@@ -24,6 +24,11 @@ export interface OtlpReceiverOptions {
   log?: TelemetryLog;
   /** When given, the receiver's counters are registered in it (keelson_traces_*). */
   registry?: Registry;
+  /**
+   * Known secret values to take out of spans before they are stored (the vault's redactor). A
+   * batch that held one is not forwarded (the forwarder sends the bytes as they came).
+   */
+  redactor?: () => { size: number; redact(text: string): string; redactDeep(value: unknown): unknown };
 }
 
 /** What happened to a request, as counted. */
@@ -130,6 +135,16 @@ export function createOtlpReceiver(options: OtlpReceiverOptions): OtlpReceiver {
         throw err;
       }
 
+      let leaked = false;
+      const redactor = options.redactor?.();
+      if (redactor !== undefined && redactor.size > 0 && decoded.spans.length > 0) {
+        const text = body.toString("utf8");
+        if (redactor.redact(text) !== text || format !== "json") {
+          const clean = redactor.redactDeep(decoded.spans) as typeof decoded.spans;
+          leaked = JSON.stringify(clean) !== JSON.stringify(decoded.spans);
+          decoded = { ...decoded, spans: clean };
+        }
+      }
       if (decoded.spans.length > 0) {
         try {
           await store.write(decoded.spans);
@@ -144,7 +159,8 @@ export function createOtlpReceiver(options: OtlpReceiverOptions): OtlpReceiver {
       rejectedSpans += decoded.rejected;
       promSpans?.inc({ result: "accepted" }, decoded.spans.length);
       if (decoded.rejected > 0) promSpans?.inc({ result: "rejected" }, decoded.rejected);
-      if (forwarder && decoded.spans.length > 0) {
+      if (leaked) log.warn({ spans: decoded.spans.length }, "spans held a secret's value: stored redacted, not forwarded");
+      if (forwarder && decoded.spans.length > 0 && !leaked) {
         forwarder.enqueue({ body: read, contentType, contentEncoding: encoding === "identity" ? undefined : encoding, spans: decoded.spans.length });
       }
 
