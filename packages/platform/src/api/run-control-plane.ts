@@ -22,7 +22,7 @@ import {
   objectivesFromServices,
 } from "../telemetry/index.js";
 import { Registry } from "prom-client";
-import { bootstrapAdminToken, createIdentityIssuer, createIdentityVerifier, loadOrCreateCa } from "../security/index.js";
+import { bootstrapAdminToken, createIdentityIssuer, createIdentityVerifier, createSecurityGate as securityGate, loadOrCreateCa } from "../security/index.js";
 import { createApiSecurity } from "./api-security.js";
 import { GATEWAY_IDENTITY } from "./access.js";
 import { createControlPlane } from "./control-plane.js";
@@ -120,6 +120,12 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     log,
     analysis,
     notify,
+    // The security stage of every pipeline, under the manifest's policy as last read.
+    async scan(input) {
+      const current = (await loadManifest(dir).catch(() => undefined))?.manifest ?? manifest;
+      if (current === undefined) return undefined;
+      return securityGate({ projectDir: dir, policy: current.security.scan, store, project })(input);
+    },
     async secretsVersion(service, declared) {
       const stored = await vault.list(service);
       const missing = declared.filter((name) => !stored.some((s) => s.name === name));

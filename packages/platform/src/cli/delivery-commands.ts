@@ -26,7 +26,7 @@ import { connect, describeProgress, print, untilSignal } from "./progress.js";
 type Streamed = ApplyProgress | { type: "done"; result: DeployResult } | { type: "error"; error: { code: string; message: string } };
 
 /** Runs a streamed deploy or rollback, printing progress; resolves with its result. */
-async function streamDeploy(api: ApiClient, path: string, body: unknown, options: { logs?: boolean; prefix?: string }): Promise<DeployResult> {
+export async function streamDeploy(api: ApiClient, path: string, body: unknown, options: { logs?: boolean; prefix?: string }): Promise<DeployResult> {
   let result: DeployResult | undefined;
   for await (const p of api.stream<Streamed>(path, { method: "POST", body })) {
     if (p.type === "done") result = p.result;
@@ -56,7 +56,8 @@ async function streamGroupDeploy(api: ApiClient, body: unknown, options: { logs?
   return done;
 }
 
-function reportResult(r: DeployResult, what: string, started: number, prefix = ""): void {
+/** Prints how a deploy or rollback ended; sets exit code 1 when it failed or was rolled back. */
+export function reportResult(r: DeployResult, what: string, started: number, prefix = ""): void {
   const took = ms(Date.now() - started);
   switch (r.outcome) {
     case "deployed":

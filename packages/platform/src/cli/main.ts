@@ -17,6 +17,7 @@ import { color, ms, table } from "./output.js";
 import { addDeliveryCommands } from "./delivery-commands.js";
 import { addRolloutCommands } from "./rollout-commands.js";
 import { addFlagsCommands } from "./flags-commands.js";
+import { addSecurityCommands } from "./security-commands.js";
 import { addExperimentCommands } from "./experiment-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
@@ -562,6 +563,7 @@ export function buildProgram(): Command {
   addDeliveryCommands(program);
   addRolloutCommands(program);
   addFlagsCommands(program);
+  addSecurityCommands(program);
   addExperimentCommands(program);
 
   program

@@ -11,12 +11,13 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
-import type { ErrorBody, Route, RoutingTable, ServicePolicy } from "@keelson/protocol";
+import type { CallerRule, ErrorBody, IdentityTrust, Route, RoutingTable, ServicePolicy } from "@keelson/protocol";
 import { DEFAULT_SERVICE_POLICY } from "@keelson/protocol";
 import { makeTempDir, waitFor } from "#test-support";
 import type { Gateway, GatewayOptions, GatewayState } from "./gateway-server.js";
 import { createGateway } from "./gateway-server.js";
 import { createSeededRandom } from "./random.js";
+import { createMeshIdentity } from "./fixtures/mesh-identity.js";
 import { buildRoutingTable } from "./routing-table.js";
 
 // --- fixtures ---
@@ -79,13 +80,19 @@ async function startGateway(options: Partial<GatewayOptions> = {}): Promise<Gate
 const policy = (overrides: Partial<ServicePolicy>): ServicePolicy => ({ ...DEFAULT_SERVICE_POLICY, ...overrides });
 
 let version = 0;
-function table(service: string, urls: string[], options: { policy?: ServicePolicy; routes?: Array<Omit<Route, "service" | "pathPrefix"> & { path: string }> } = {}): RoutingTable {
+function table(
+  service: string,
+  urls: string[],
+  options: { policy?: ServicePolicy; routes?: Array<Omit<Route, "service" | "pathPrefix"> & { path: string }>; mesh?: { identity: IdentityTrust; callers: CallerRule[] } } = {},
+): RoutingTable {
   return buildRoutingTable({
     project: "test",
     version: ++version,
+    ...(options.mesh === undefined ? {} : { identity: options.mesh.identity }),
     services: [
       {
         name: service,
+        ...(options.mesh === undefined ? {} : { callers: options.mesh.callers }),
         routes: (options.routes ?? [{ path: "/", stripPrefix: false }]).map((r) => ({ ...r, stripPrefix: r.stripPrefix ?? false })),
         ...(options.policy === undefined ? {} : { policy: options.policy }),
       },
@@ -316,10 +323,13 @@ describe("circuit breaker", () => {
       if (healthy) res.writeHead(200, { "content-type": "application/json" }).end('{"items":[1,2,3]}');
       else res.writeHead(500).end("boom");
     });
-    const gw = await startGateway();
+    const gw = await startGateway({ meshPort: 0 });
+    const mesh = await createMeshIdentity("test");
+    cleanups.push(() => mesh.cleanup());
     const fallback = { status: 200, contentType: "application/json", body: '{"items":[],"degraded":true}' };
     gw.setTable(
       table("catalog", [up.url], {
+        mesh: { identity: mesh.trust, callers: [{ service: "web" }] },
         policy: policy({
           retries: { ...DEFAULT_SERVICE_POLICY.retries, attempts: 0 },
           outlierEjection: { ...DEFAULT_SERVICE_POLICY.outlierEjection, consecutiveFailures: 1_000 },
@@ -338,7 +348,7 @@ describe("circuit breaker", () => {
     expect(degraded.headers["content-type"]).toBe("application/json");
     expect(degraded.headers["x-keelson-fallback"]).toBe("circuit-open");
     // A call without a route (no fallback) gets 503 with retry-after.
-    const internal = await send(`${gw.url}/x`, { "x-keelson-service": "catalog" });
+    const internal = await send(`${gw.meshUrl}/x`, { "x-keelson-service": "catalog", "x-keelson-identity": await mesh.tokenFor("web") });
     expect(internal.status).toBe(503);
     expect(errorOf(internal).code).toBe("KEELSON_ERR_CIRCUIT_OPEN");
     expect(Number(internal.headers["retry-after"])).toBeGreaterThanOrEqual(1);

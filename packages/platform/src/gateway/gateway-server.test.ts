@@ -6,15 +6,17 @@ import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { connect, createServer as createTcpServer } from "node:net";
 import type { Server as TcpServer, Socket } from "node:net";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
-import type { ErrorBody, RoutingTable, ServicePolicy } from "@keelson/protocol";
+import { SignJWT, exportJWK, generateKeyPair } from "jose";
+import type { CallerRule, ErrorBody, IdentityTrust, RoutingTable, ServicePolicy } from "@keelson/protocol";
 import { DEFAULT_SERVICE_POLICY, KeelsonError } from "@keelson/protocol";
 import { freePort, makeTempDir, waitFor } from "#test-support";
 import type { Gateway, GatewayOptions, GatewayState } from "./gateway-server.js";
 import { createGateway } from "./gateway-server.js";
 import type { StatsSnapshot } from "./live-stats.js";
 import { buildRoutingTable } from "./routing-table.js";
+import { createMeshIdentity, type MeshIdentity } from "./fixtures/mesh-identity.js";
 
 // --- fixtures ---
 
@@ -32,6 +34,14 @@ type Handler = (req: IncomingMessage, res: ServerResponse, up: Upstream) => void
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 let stateDir = "";
+let mesh: MeshIdentity;
+
+beforeAll(async () => {
+  mesh = await createMeshIdentity("test");
+});
+afterAll(async () => {
+  await mesh.cleanup();
+});
 
 beforeEach(async () => {
   const tmp = await makeTempDir("keelson-gateway-");
@@ -95,12 +105,15 @@ function table(
   services: Record<string, string[]>,
   routes: Array<{ service: string; path: string; host?: string; stripPrefix?: boolean; maxBodyBytes?: number }> = [],
   policies: Record<string, ServicePolicy> = {},
+  mesh?: { identity: IdentityTrust; callers: Record<string, CallerRule[]> },
 ): RoutingTable {
   return buildRoutingTable({
     project: "test",
     version: ++version,
+    ...(mesh === undefined ? {} : { identity: mesh.identity }),
     services: Object.keys(services).map((name) => ({
       name,
+      ...(mesh?.callers[name] === undefined ? {} : { callers: mesh.callers[name] }),
       routes: routes
         .filter((r) => r.service === name)
         .map((r) => ({ path: r.path, host: r.host, stripPrefix: r.stripPrefix ?? false, ...(r.maxBodyBytes === undefined ? {} : { maxBodyBytes: r.maxBodyBytes }) })),
@@ -190,16 +203,90 @@ describe("routing", () => {
     expect((await send(`${gw.url}/docs/intro`)).json().url).toBe("/docs/intro");
   });
 
-  it("sends a request with x-keelson-service straight to that service, without a public route", async () => {
+  it("sends a mesh call with x-keelson-service straight to that service, as the verified caller", async () => {
     const internal = await startUpstream("internal");
     const web = await startUpstream("web");
-    const gw = await startGateway();
-    gw.setTable(table({ internal: [internal.url], web: [web.url] }, [{ service: "web", path: "/" }]));
-    const r = await send(`${gw.url}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-caller": "web" } });
+    const gw = await startGateway({ meshPort: 0 });
+    gw.setTable(table({ internal: [internal.url], web: [web.url] }, [{ service: "web", path: "/" }], {}, { identity: mesh.trust, callers: { internal: [{ service: "web" }] } }));
+    const token = await mesh.tokenFor("web");
+    // A claimed caller header is replaced by the verified identity; the identity token is not passed on.
+    const r = await send(`${gw.meshUrl}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-caller": "payments", "x-keelson-identity": token } });
     expect(r.status).toBe(200);
     expect(r.json()).toMatchObject({ name: "internal", url: "/orders/1" });
-    expect(r.json<{ headers: Record<string, string> }>().headers["x-keelson-caller"]).toBe("web");
+    const seen = r.json<{ headers: Record<string, string> }>().headers;
+    expect(seen["x-keelson-caller"]).toBe("web");
+    expect(seen["x-keelson-identity"]).toBeUndefined();
     expect(web.seen).toHaveLength(0);
+  });
+
+  it("checks an external route's API key (by hash) and JWT (against the issuer's public keys)", async () => {
+    const up = await startUpstream("api");
+    const gw = await startGateway();
+    const { privateKey, publicKey } = await generateKeyPair("ES256");
+    const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256" };
+    gw.setTable(
+      buildRoutingTable({
+        project: "test",
+        version: ++version,
+        services: [
+          {
+            name: "api",
+            routes: [
+              { path: "/keyed", stripPrefix: false, auth: { apiKey: { header: "x-api-key", sha256: [createHash("sha256").update("k-123").digest("hex")] } } },
+              { path: "/jwt", stripPrefix: false, auth: { jwt: { issuer: "https://issuer.test", audience: "shop", jwks: { keys: [jwk] } } } },
+              { path: "/open", stripPrefix: false },
+            ],
+          },
+        ],
+        endpoints: [{ service: "api", replicaId: "api-1", url: up.url, release: "r1" }],
+      }),
+    );
+    expect((await send(`${gw.url}/open`)).status).toBe(200);
+    expect((await send(`${gw.url}/keyed`)).status).toBe(401);
+    expect((await send(`${gw.url}/keyed`, { headers: { "x-api-key": "k-124" } })).status).toBe(401);
+    expect((await send(`${gw.url}/keyed`, { headers: { "x-api-key": "k-123" } })).status).toBe(200);
+    const sign = (claims: { iss?: string; aud?: string; exp?: number }) =>
+      new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "k1" }).setIssuer(claims.iss ?? "https://issuer.test").setAudience(claims.aud ?? "shop").setExpirationTime(claims.exp ?? "5m").sign(privateKey);
+    const missing = await send(`${gw.url}/jwt`);
+    expect(missing.status).toBe(401);
+    expect(missing.headers["www-authenticate"]).toBe('Bearer realm="keelson"');
+    expect((await send(`${gw.url}/jwt`, { headers: { authorization: `Bearer ${await sign({})}` } })).status).toBe(200);
+    expect((await send(`${gw.url}/jwt`, { headers: { authorization: `Bearer ${await sign({ iss: "https://evil.test" })}` } })).status).toBe(401);
+    expect((await send(`${gw.url}/jwt`, { headers: { authorization: `Bearer ${await sign({ aud: "other" })}` } })).status).toBe(401);
+    const expired = await send(`${gw.url}/jwt`, { headers: { authorization: `Bearer ${await sign({ exp: Math.floor(Date.now() / 1000) - 60 })}` } });
+    expect(expired.status).toBe(401);
+    expect(expired.json<ErrorBody>().error.message).toContain("expired");
+    const other = await generateKeyPair("ES256");
+    const forged = await new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "k1" }).setIssuer("https://issuer.test").setAudience("shop").setExpirationTime("5m").sign(other.privateKey);
+    expect((await send(`${gw.url}/jwt`, { headers: { authorization: `Bearer ${forged}` } })).status).toBe(401);
+    // Only the requests with valid credentials reached the service.
+    expect(up.seen.map((r) => r.url)).toEqual(["/open", "/keyed", "/jwt"]);
+  });
+
+  it("refuses service calls on the public listener, mesh calls without a valid identity (401) and callers the target does not allow (403)", async () => {
+    const internal = await startUpstream("internal");
+    const gw = await startGateway({ meshPort: 0 });
+    gw.setTable(table({ internal: [internal.url], web: [], admin: [] }, [], {}, { identity: mesh.trust, callers: { internal: [{ service: "web", paths: ["/orders"], methods: ["GET"] }] } }));
+    const pub = await send(`${gw.url}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-caller": "web" } });
+    expect(pub.status).toBe(403);
+    expect(pub.json<ErrorBody>().error.code).toBe("KEELSON_ERR_FORBIDDEN");
+    const anonymous = await send(`${gw.meshUrl}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-caller": "web" } });
+    expect(anonymous.status).toBe(401);
+    const forged = await send(`${gw.meshUrl}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-identity": `${(await mesh.tokenFor("web")).slice(0, -4)}AAAA` } });
+    expect(forged.status).toBe(401);
+    const foreign = await createMeshIdentity("test");
+    cleanups.push(() => foreign.cleanup());
+    expect((await send(`${gw.meshUrl}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-identity": await foreign.tokenFor("web") } })).status).toBe(401);
+    const web = await mesh.tokenFor("web");
+    expect((await send(`${gw.meshUrl}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-identity": web } })).status).toBe(200);
+    const post = await send(`${gw.meshUrl}/orders/1`, { method: "POST", headers: { "x-keelson-service": "internal", "x-keelson-identity": web } });
+    expect(post.status).toBe(403);
+    expect(post.json<ErrorBody>().error.message).toContain("services.web.calls");
+    const admin = await send(`${gw.meshUrl}/orders/1`, { headers: { "x-keelson-service": "internal", "x-keelson-identity": await mesh.tokenFor("admin") } });
+    expect(admin.status).toBe(403);
+    expect(internal.seen).toHaveLength(1);
+    const metrics = (await send(`${gw.adminUrl}/metrics`)).text;
+    expect(metrics).toMatch(/keelson_gateway_rejections_total\{service="internal",reason="policy_denied"\} 2/);
   });
 
   it("keeps the pools of unchanged endpoints when a new table arrives", async () => {
@@ -447,13 +534,13 @@ describe("errors", () => {
 
   it("answers 404 KEELSON_ERR_NO_ROUTE for a path no route takes and for an unknown service header", async () => {
     const up = await startUpstream("api");
-    const gw = await startGateway();
-    gw.setTable(table({ api: [up.url] }, [{ service: "api", path: "/api" }]));
+    const gw = await startGateway({ meshPort: 0 });
+    gw.setTable(table({ api: [up.url] }, [{ service: "api", path: "/api" }], {}, { identity: mesh.trust, callers: {} }));
     const r = await send(`${gw.url}/nope?x=1`);
     expect(r.status).toBe(404);
     expect(r.headers["content-type"]).toMatch(/^application\/json/);
     expect(errorOf(r)).toMatchObject({ code: "KEELSON_ERR_NO_ROUTE", details: { path: "/nope" } });
-    const s = await send(`${gw.url}/api`, { headers: { "x-keelson-service": "ghost" } });
+    const s = await send(`${gw.meshUrl}/api`, { headers: { "x-keelson-service": "ghost", "x-keelson-identity": await mesh.tokenFor("api") } });
     expect(s.status).toBe(404);
     expect(errorOf(s)).toMatchObject({ code: "KEELSON_ERR_NO_ROUTE", details: { service: "ghost" } });
     expect(errorOf(s).message).toContain('"ghost"');
@@ -609,8 +696,9 @@ describe("admin listener", () => {
 
   it("counts requests by service, version, route, replica and status class", async () => {
     const up = await startUpstream("web");
-    const gw = await startGateway();
-    gw.setTable(table({ web: [up.url], empty: [] }, [{ service: "web", path: "/" }]));
+    const gw = await startGateway({ meshPort: 0 });
+    gw.setTable(table({ web: [up.url], empty: [] }, [{ service: "web", path: "/" }], {}, { identity: mesh.trust, callers: { empty: [{ service: "web" }] } }));
+    const identity = await mesh.tokenFor("web");
     const scrape = async () => (await send(`${gw.adminUrl}/metrics`)).text;
     const count = (text: string, labels: string) => {
       const line = text.split("\n").find((l) => l.startsWith(`keelson_gateway_requests_total{${labels}}`));
@@ -618,8 +706,8 @@ describe("admin listener", () => {
     };
     const before = await scrape();
     for (let i = 0; i < 3; i++) await send(`${gw.url}/`);
-    await send(`${gw.url}/`, { headers: { "x-keelson-service": "empty" } });
-    await send(`${gw.url}/`, { headers: { "x-keelson-service": "not-a-service" } });
+    await send(`${gw.meshUrl}/`, { headers: { "x-keelson-service": "empty", "x-keelson-identity": identity } });
+    await send(`${gw.meshUrl}/`, { headers: { "x-keelson-service": "not-a-service", "x-keelson-identity": identity } });
     const after = await scrape();
     const web = 'service="web",version="r1",route="/",replica="web-1",code_class="2xx"';
     expect(count(after, web) - count(before, web)).toBe(3);

@@ -105,6 +105,7 @@ describe("gateway tracing", () => {
     const gw = await startGateway({ tracing: { endpoint: collector.endpoint, flushIntervalMs: 20 } });
     gw.setTable(table(upstream.url));
 
+    // A caller named by a header on the public listener is not believed (only the mesh listener knows callers).
     const status = await get(`${gw.url}/api/orders/7?x=1`, { traceparent: `00-${INCOMING_TRACE}-${INCOMING_SPAN}-01`, "x-keelson-caller": "storefront" });
     expect(status).toBe(200);
 
@@ -112,13 +113,13 @@ describe("gateway tracing", () => {
     expect(spans).toHaveLength(2);
     const server = spans.find((s) => s.kind === "server")!;
     const tryspan = spans.find((s) => s.kind === "client")!;
+    expect(server.attributes[TRACE_ATTRIBUTES.CALLER]).toBeUndefined();
     expect(server).toMatchObject({
       service: GATEWAY_SERVICE_NAME,
       parentSpanId: INCOMING_SPAN,
       name: "GET orders",
       status: "unset",
       attributes: {
-        [TRACE_ATTRIBUTES.CALLER]: "storefront",
         [TRACE_ATTRIBUTES.TARGET_SERVICE]: "orders",
         "http.response.status_code": 200,
         "url.path": "/api/orders/7",

@@ -436,7 +436,6 @@ class ProxyExchange implements BulkheadWaiter {
         const verdict = route.auth.check(req.headers) ?? { ok: false, message: "the credential was not verified; send the request again" };
         if (!verdict.ok) {
           this.ctx.metrics.rejections.inc({ service: compiled.service, reason: "unauthenticated" });
-          this.res.setHeader("www-authenticate", 'Bearer realm="keelson"');
           this.fail(401, "KEELSON_ERR_UNAUTHENTICATED", verdict.message, undefined);
           return;
         }
@@ -1005,6 +1004,7 @@ class ProxyExchange implements BulkheadWaiter {
       this.requestId || randomUUID(),
     ];
     if (retryAfterSeconds !== undefined) headers.push("retry-after", String(retryAfterSeconds));
+    if (status === 401) headers.push("www-authenticate", 'Bearer realm="keelson"');
     if (this.mustClose()) headers.push("connection", "close");
     this.finish(status, now);
     res.writeHead(status, headers);

@@ -60,21 +60,53 @@ export interface AllowList {
   readonly source: string | undefined;
 }
 
+/** A rule's candidate: where the finding is reported and where the secret is. */
+interface Candidate {
+  at: number;
+  start: number;
+  end: number;
+}
+
 interface Rule {
   id: string;
   /** Global, with the `d` flag and a named group `s` holding the secret. */
-  pattern: RegExp;
-  /** Report where the whole match starts rather than where the secret does (private key blocks). */
-  atMatch?: boolean;
+  pattern?: RegExp;
+  /** Instead of a pattern: finds the candidates itself. */
+  find?: (text: string) => Candidate[];
   /** Extra check on a candidate; false drops it. */
   accept?: (secret: string, file: string) => boolean;
 }
 
-// Bounded repeats throughout: an unbounded run before a keyword makes a long line quadratic.
-const GENERIC_NAME = String.raw`[A-Za-z0-9_.\-]{0,40}(?:secret|password|passwd|token|api[_\-]?key)[A-Za-z0-9_.\-]{0,40}`;
+// Repeats are bounded and the name is matched from its keyword on ("dbPassword" from
+// "Password"): a run of name characters before the keyword would make long lines quadratic.
+const GENERIC_NAME = String.raw`(?:secret|password|passwd|token|api[_\-]?key)[A-Za-z0-9_.\-]{0,40}`;
 const ASSIGN = String.raw`["']?\s*(?::=|=>|=|:)\s*`;
 const QUOTED_VALUE = String.raw`(?<q>["'\`])(?<s>(?:(?!\k<q>)[^\r\n\\]|\\.){16,1024})\k<q>`;
 const UNQUOTED_VALUE = String.raw`(?<s>[^\s"'\`#;,]{16,1024})(?=\s|$|#)`;
+
+const KEY_BEGIN = /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g;
+const KEY_END = /-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g;
+
+/**
+ * Private key blocks: a BEGIN line, at least 64 characters, then the END line with no other
+ * BEGIN in between. Reported at the BEGIN line; the secret is the body. Found with one pass
+ * over each marker kind so that a file of unmatched headers stays linear.
+ */
+function privateKeyBlocks(text: string): Candidate[] {
+  if (!text.includes("PRIVATE KEY")) return [];
+  const begins = [...text.matchAll(KEY_BEGIN)].map((m) => ({ at: m.index, bodyStart: m.index + m[0].length }));
+  const ends = [...text.matchAll(KEY_END)].map((m) => m.index);
+  const out: Candidate[] = [];
+  let e = 0;
+  for (const [i, b] of begins.entries()) {
+    while (e < ends.length && (ends[e] as number) < b.bodyStart) e++;
+    const end = ends[e];
+    if (end === undefined) break;
+    const nextBegin = begins[i + 1]?.at ?? Infinity;
+    if (end < nextBegin && end - b.bodyStart >= 64) out.push({ at: b.at, start: b.bodyStart, end });
+  }
+  return out;
+}
 
 /** Files where `NAME=value` without quotes is the norm (env files, YAML, properties). */
 function unquotedValuesUsual(file: string): boolean {
@@ -84,11 +116,7 @@ function unquotedValuesUsual(file: string): boolean {
 
 /** Ordered: where two rules match the same text, the earlier (more specific) one wins. */
 const RULES: readonly Rule[] = [
-  {
-    id: "private-key",
-    pattern: /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?<s>[\s\S]{64,16384}?)-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/dg,
-    atMatch: true,
-  },
+  { id: "private-key", find: privateKeyBlocks },
   { id: "aws-access-key-id", pattern: /\b(?<s>(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b/dg },
   {
     id: "aws-secret-access-key",
@@ -189,15 +217,19 @@ function lineIndexOf(starts: readonly number[], offset: number): number {
 function matchText(text: string, file: string): RawMatch[] {
   const accepted: RawMatch[] = [];
   for (const rule of RULES) {
-    rule.pattern.lastIndex = 0;
-    for (const m of text.matchAll(rule.pattern)) {
-      const span = m.indices?.groups?.s;
-      const secret = m.groups?.s;
-      if (!span || secret === undefined) continue;
+    const candidates: Candidate[] = rule.find ? rule.find(text) : [];
+    if (rule.pattern) {
+      rule.pattern.lastIndex = 0;
+      for (const m of text.matchAll(rule.pattern)) {
+        const span = m.indices?.groups?.s;
+        if (span) candidates.push({ at: span[0], start: span[0], end: span[1] });
+      }
+    }
+    for (const { at, start, end } of candidates) {
+      const secret = text.slice(start, end);
       if (rule.accept && !rule.accept(secret, file)) continue;
-      const [start, end] = span;
       if (accepted.some((a) => start < a.end && a.start < end)) continue;
-      accepted.push({ rule: rule.id, start, end, at: rule.atMatch ? m.index : start, secret });
+      accepted.push({ rule: rule.id, start, end, at, secret });
     }
   }
   return accepted.sort((a, b) => a.at - b.at || a.rule.localeCompare(b.rule));
