@@ -12,9 +12,9 @@ export interface CliResult {
   stderr: string;
 }
 
-export function keelson(args: string[], options: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CliResult> {
+export function keelson(args: string[], options: { cwd?: string; timeoutMs?: number; env?: Record<string, string>; input?: string } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       [BIN, ...args],
       { cwd: options.cwd ?? ROOT, timeout: options.timeoutMs ?? 120_000, env: { ...process.env, NO_COLOR: "1", ...options.env }, maxBuffer: 16 * 1024 * 1024 },
@@ -23,6 +23,8 @@ export function keelson(args: string[], options: { cwd?: string; timeoutMs?: num
         resolve({ code, stdout, stderr });
       },
     );
+    // What the command reads on stdin (a secret's value); without it, stdin is closed at once.
+    child.stdin?.end(options.input ?? "");
   });
 }
 

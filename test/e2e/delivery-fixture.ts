@@ -77,12 +77,12 @@ function packageJson(service: string): string {
   return `${JSON.stringify({ name: `delivery-${service}`, version: "1.0.0", private: true, type: "module", scripts: { build: "node build.mjs", test: "node test.mjs" } }, null, 2)}\n`;
 }
 
-export function manifest(ports: { controlPlane: number; gateway: number; admin: number }): string {
+export function manifest(ports: { controlPlane: number; gateway: number; admin: number; mesh?: number }): string {
   const lines = [
     "version: 1",
     "project: delivery",
     `controlPlane: { host: 127.0.0.1, port: ${ports.controlPlane} }`,
-    `gateway: { host: 127.0.0.1, port: ${ports.gateway}, adminPort: ${ports.admin} }`,
+    `gateway: { host: 127.0.0.1, port: ${ports.gateway}, adminPort: ${ports.admin}${ports.mesh === undefined ? "" : `, meshPort: ${ports.mesh}`} }`,
     "services:",
   ];
   for (const s of SERVICES) {
@@ -102,7 +102,7 @@ export function manifest(ports: { controlPlane: number; gateway: number; admin: 
 }
 
 /** Writes the project into `dir`, makes it a git repository and commits it; returns HEAD. */
-export async function writeDeliveryRepo(dir: string, ports: { controlPlane: number; gateway: number; admin: number }): Promise<string> {
+export async function writeDeliveryRepo(dir: string, ports: { controlPlane: number; gateway: number; admin: number; mesh?: number }): Promise<string> {
   await writeFile(join(dir, "keelson.yaml"), manifest(ports));
   await writeFile(join(dir, ".gitignore"), "dist/\nnode_modules/\n.keelson/\n");
   await mkdir(join(dir, "shared"), { recursive: true });

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StatusReport } from "@keelson/protocol";
 import type { PipelineRunView, ReleaseView } from "../../packages/platform/src/delivery/index.js";
-import { freePort, git, makeTempDir, waitFor } from "#test-support";
+import { apiFetch, freePort, git, makeTempDir, waitFor } from "#test-support";
 import { keelson, pidAlive, type CliResult } from "./cli.js";
 import { commitAll, serverSource, SERVICES, writeDeliveryRepo, type ServiceName } from "./delivery-fixture.js";
 
@@ -48,9 +48,9 @@ describe.sequential("per-service delivery from git", () => {
     return keelson(args, { timeoutMs });
   }
 
-  /** GET on the control plane's API (quicker than a CLI process per look). */
+  /** GET on the control plane's API (quicker than a CLI process per look), with the token `up` stored. */
   async function api<T>(path: string): Promise<T> {
-    const res = await fetch(`${controlPlane}${path}`);
+    const res = await apiFetch(dir, `${controlPlane}${path}`);
     expect(res.status, `GET ${path}`).toBe(200);
     return (await res.json()) as T;
   }
@@ -133,7 +133,7 @@ describe.sequential("per-service delivery from git", () => {
 
   beforeAll(async () => {
     ({ dir, cleanup } = await makeTempDir("keelson-e2e-delivery-"));
-    const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort() };
+    const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort(), mesh: await freePort() };
     gateway = `http://127.0.0.1:${ports.gateway}`;
     controlPlane = `http://127.0.0.1:${ports.controlPlane}`;
     initial = await writeDeliveryRepo(dir, ports);
@@ -285,7 +285,7 @@ describe.sequential("per-service delivery from git", () => {
       ]);
       expect(run.message).toMatch(/stage "test"/);
       // The run's stored log has the failing output too.
-      const log = await fetch(`${controlPlane}/v1/pipelines/${run.run}/log`);
+      const log = await apiFetch(dir, `${controlPlane}/v1/pipelines/${run.run}/log`);
       expect(log.status).toBe(200);
       expect(await log.text()).toContain("AssertionError: FAIL_TEST marker present in alpha-v2-broken");
       failedRun = run.run;

@@ -10,17 +10,17 @@ import { performance } from "node:perf_hooks";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { KeelsonEvent } from "@keelson/protocol";
-import { freePort, makeTempDir, waitFor } from "#test-support";
+import { apiFetch, freePort, makeTempDir, waitFor } from "#test-support";
 import type { RolloutState } from "../../packages/platform/src/delivery/index.js";
 import { keelson, ROOT } from "../e2e/cli.js";
 
 const TEST_TIMEOUT = 240_000;
 
-function manifestText(ports: { cp: number; gw: number; admin: number }, hook: string): string {
+function manifestText(ports: { cp: number; gw: number; admin: number; mesh: number }, hook: string): string {
   return `version: 1
 project: canary
 controlPlane: { host: 127.0.0.1, port: ${ports.cp} }
-gateway: { host: 127.0.0.1, port: ${ports.gw}, adminPort: ${ports.admin} }
+gateway: { host: 127.0.0.1, port: ${ports.gw}, adminPort: ${ports.admin}, meshPort: ${ports.mesh} }
 notifications: { webhooks: ["${hook}"] }
 services:
   payments:
@@ -111,13 +111,14 @@ describe.sequential("canary releases of payments under load", () => {
   const appFile = () => join(project, "services/payments/src/app.ts");
 
   async function events(kinds: string[]): Promise<KeelsonEvent[]> {
-    const res = await fetch(`${controlPlaneUrl}/v1/events?kind=${encodeURIComponent(kinds.join(","))}&limit=1000`);
+    const res = await apiFetch(project, `${controlPlaneUrl}/v1/events?kind=${encodeURIComponent(kinds.join(","))}&limit=1000`);
     expect(res.status).toBe(200);
     return ((await res.json()) as { events: KeelsonEvent[] }).events;
   }
 
   async function rollout(): Promise<RolloutState> {
-    const res = await fetch(`${controlPlaneUrl}/v1/services/payments/rollout`);
+    const res = await apiFetch(project, `${controlPlaneUrl}/v1/services/payments/rollout`);
+    expect(res.status).toBe(200);
     return ((await res.json()) as { rollout: RolloutState }).rollout;
   }
 
@@ -131,7 +132,7 @@ describe.sequential("canary releases of payments under load", () => {
     for (const entry of ["src", "test", "package.json", "tsconfig.json", "vitest.config.ts"]) await cp(join(from, entry), join(project, "services/payments", entry), { recursive: true });
     await cp(join(ROOT, "tsconfig.base.json"), join(dir, "tsconfig.base.json"));
     await symlink(join(ROOT, "node_modules"), join(dir, "node_modules"), "dir");
-    const ports = { cp: await freePort(), gw: await freePort(), admin: await freePort() };
+    const ports = { cp: await freePort(), gw: await freePort(), admin: await freePort(), mesh: await freePort() };
     controlPlaneUrl = `http://127.0.0.1:${ports.cp}`;
     gatewayUrl = `http://127.0.0.1:${ports.gw}`;
     // A real local receiver for the rollback notification.

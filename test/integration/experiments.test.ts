@@ -1,12 +1,15 @@
 // Experiments end to end: a real control plane (HTTP, memory store), the SDK's OpenFeature
 // provider recording exposures for an experiment flag and conversions from client.track, and
 // the results endpoint computing lift and verdict, and catching a deliberately skewed split.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { OpenFeature, type Client } from "@openfeature/server-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, waitFor } from "#test-support";
 import { compileFlagSet, type FlagDefinition } from "@keelson/protocol";
 import { KeelsonFlagProvider } from "../../packages/sdk/src/flags.js";
-import { createControlPlane, type ControlPlane } from "../../packages/platform/src/api/index.js";
+import { createIdentity } from "../../packages/sdk/src/identity.js";
+import { createApiSecurity, createControlPlane, type ControlPlane } from "../../packages/platform/src/api/index.js";
 import { formatExperimentResults } from "../../packages/platform/src/cli/experiment-commands.js";
 import { createReconciler } from "../../packages/platform/src/delivery/index.js";
 import type { ExperimentResults } from "../../packages/platform/src/flags/index.js";
@@ -45,9 +48,10 @@ describe("experiments", () => {
   let provider: KeelsonFlagProvider;
   let cleanup: () => Promise<void>;
   let stopReconciler: () => Promise<void>;
+  let token: string;
 
   async function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json" }, ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}) });
+    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }
   const results = async (flag: string, query = "") => (await call("GET", `/v1/experiments/${flag}/results${query}`)).body as unknown as ExperimentResults;
@@ -59,10 +63,15 @@ describe("experiments", () => {
     const driver = createMemoryDriver();
     const reconciler = createReconciler({ store, driver, project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
     stopReconciler = () => reconciler.stop();
-    cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    const security = await createApiSecurity({ store, project: "shop", stateDir: tmp.dir });
+    ({ token } = await security.tokens.create({ name: "test", role: "admin", actor: "test" }));
+    cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
     url = await cp.listen("127.0.0.1", 0);
     for (const key of ["new-checkout", "skewed-checkout"]) expect((await call("PUT", `/v1/flags/${key}`, experiment)).status).toBe(200);
-    provider = new KeelsonFlagProvider({ url, experiments: { flushMs: 50 }, log: silent });
+    // The provider sends what a replica would send as its identity: here the test's API token.
+    const identityFile = join(tmp.dir, "identity.jwt");
+    await writeFile(identityFile, token);
+    provider = new KeelsonFlagProvider({ url, experiments: { flushMs: 50 }, log: silent, identity: createIdentity({ identityFile, tlsDir: "" }) });
     await OpenFeature.setProviderAndWait("keelson-experiments", provider);
     client = OpenFeature.getClient("keelson-experiments");
   });

@@ -2,11 +2,14 @@
 // from a local snapshot, hears changes over the stream, keeps serving when the control plane is
 // gone (STALE), recovers when it is back, a kill switch reaches 100 connected providers fast, and
 // its evaluation counts reach the control plane.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { ProviderEvents, OpenFeature } from "@openfeature/server-sdk";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort, makeTempDir, waitFor } from "#test-support";
 import { KeelsonFlagProvider } from "../../packages/sdk/src/flags.js";
-import { createControlPlane, type ControlPlane } from "../../packages/platform/src/api/index.js";
+import { createIdentity, type Identity } from "../../packages/sdk/src/identity.js";
+import { createApiSecurity, createControlPlane, type ControlPlane } from "../../packages/platform/src/api/index.js";
 import { createReconciler } from "../../packages/platform/src/delivery/index.js";
 import { createMemoryDriver } from "../../packages/platform/src/runtime/index.js";
 import { createMemoryStore, type Store } from "../../packages/platform/src/store/index.js";
@@ -14,14 +17,26 @@ import { createMemoryStore, type Store } from "../../packages/platform/src/store
 const silent = { info() {}, warn() {}, error() {} };
 const checkout = { state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "off", safeVariant: "off", targeting: { fractional: [["on", 50], ["off", 50]] } };
 
-async function startControlPlane(store: Store, dir: string, port: number): Promise<{ cp: ControlPlane; url: string; stop(): Promise<void> }> {
+interface Plane {
+  cp: ControlPlane;
+  url: string;
+  /** An admin API token (kept in the store, so it outlives a restart on the same store). */
+  token: string;
+  stop(): Promise<void>;
+}
+
+/** A control plane over `store`; pass the token of an earlier one on the same store to keep using it. */
+async function startControlPlane(store: Store, dir: string, port: number, token?: string): Promise<Plane> {
   const driver = createMemoryDriver();
   const reconciler = createReconciler({ store, driver, project: "shop", stateDir: dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
-  const cp = createControlPlane({ project: "shop", dir, stateDir: dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent });
+  const security = await createApiSecurity({ store, project: "shop", stateDir: dir });
+  token ??= (await security.tokens.create({ name: "test", role: "admin", actor: "test" })).token;
+  const cp = createControlPlane({ project: "shop", dir, stateDir: dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
   const url = await cp.listen("127.0.0.1", port);
   return {
     cp,
     url,
+    token,
     async stop() {
       await reconciler.stop();
       await cp.close();
@@ -29,8 +44,19 @@ async function startControlPlane(store: Store, dir: string, port: number): Promi
   };
 }
 
-async function put(url: string, key: string, body: unknown): Promise<void> {
-  const res = await fetch(`${url}/v1/flags/${key}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+/** What the providers send as their identity: the plane's API token, from a file as a replica's would be. */
+async function identityOf(plane: Plane, dir: string): Promise<Identity> {
+  const identityFile = join(dir, "identity.jwt");
+  await writeFile(identityFile, plane.token);
+  return createIdentity({ identityFile, tlsDir: "" });
+}
+
+function api(plane: Plane, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${plane.url}${path}`, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${plane.token}` } });
+}
+
+async function put(plane: Plane, key: string, body: unknown): Promise<void> {
+  const res = await api(plane, `/v1/flags/${key}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   expect(res.status, await res.clone().text()).toBe(200);
 }
 
@@ -47,9 +73,9 @@ describe("KeelsonFlagProvider", () => {
     const port = await freePort();
     let plane = await startControlPlane(store, tmp.dir, port);
     cleanups.push(() => plane.stop());
-    await put(plane.url, "new-checkout", checkout);
+    await put(plane, "new-checkout", checkout);
 
-    const provider = new KeelsonFlagProvider({ url: plane.url, pollMs: 200, reconnectMs: 100 });
+    const provider = new KeelsonFlagProvider({ url: plane.url, pollMs: 200, reconnectMs: 100, identity: await identityOf(plane, tmp.dir) });
     const events: string[] = [];
     for (const e of [ProviderEvents.Ready, ProviderEvents.ConfigurationChanged, ProviderEvents.Stale, ProviderEvents.Error]) provider.events.addHandler(e, () => events.push(e));
     await OpenFeature.setProviderAndWait("keelson-test", provider);
@@ -68,7 +94,7 @@ describe("KeelsonFlagProvider", () => {
 
     // A change arrives over the stream.
     const rev = provider.revision as number;
-    await put(plane.url, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "on" });
+    await put(plane, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "on" });
     await waitFor(() => (provider.revision ?? 0) > rev, { what: "the change to reach the provider" });
     expect(events).toContain(ProviderEvents.ConfigurationChanged);
     expect(await client.getBooleanValue("new-checkout", false, { targetingKey: "user-1" })).toBe(true);
@@ -81,8 +107,8 @@ describe("KeelsonFlagProvider", () => {
     expect(cached.errorCode).toBeUndefined();
 
     // Back (same store, same port, a change made meanwhile): READY again with the newer set.
-    plane = await startControlPlane(store, tmp.dir, port);
-    await put(plane.url, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "off" });
+    plane = await startControlPlane(store, tmp.dir, port, plane.token);
+    await put(plane, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "off" });
     await waitFor(async () => (await client.getBooleanValue("new-checkout", true, { targetingKey: "user-1" })) === false, { timeoutMs: 15_000, what: "the provider to catch up after the restart" });
     expect(events.lastIndexOf(ProviderEvents.Ready)).toBeGreaterThan(events.indexOf(ProviderEvents.Stale));
   }, 60_000);
@@ -92,15 +118,16 @@ describe("KeelsonFlagProvider", () => {
     cleanups.push(tmp.cleanup);
     const plane = await startControlPlane(createMemoryStore(), tmp.dir, 0);
     cleanups.push(() => plane.stop());
-    await put(plane.url, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "on" });
-    const providers = Array.from({ length: 100 }, () => new KeelsonFlagProvider({ url: plane.url }));
+    await put(plane, "new-checkout", { ...checkout, targeting: undefined, defaultVariant: "on" });
+    const identity = await identityOf(plane, tmp.dir);
+    const providers = Array.from({ length: 100 }, () => new KeelsonFlagProvider({ url: plane.url, identity }));
     await Promise.all(providers.map((p) => p.initialize()));
     cleanups.push(async () => void (await Promise.all(providers.map((p) => p.onClose()))));
     const seen: number[] = [];
     let t0 = 0;
     for (const p of providers) p.events.addHandler(ProviderEvents.ConfigurationChanged, () => seen.push(performance.now() - t0));
     t0 = performance.now();
-    const res = await fetch(`${plane.url}/v1/flags/new-checkout/kill`, { method: "POST" });
+    const res = await api(plane, "/v1/flags/new-checkout/kill", { method: "POST" });
     expect(res.status).toBe(200);
     await waitFor(() => seen.length === 100, { what: "all 100 providers to hear the kill" });
     for (const p of providers) expect((await p.resolveBooleanEvaluation("new-checkout", true, { targetingKey: "u" })).value).toBe(false);
@@ -116,10 +143,10 @@ describe("KeelsonFlagProvider", () => {
     cleanups.push(tmp.cleanup);
     const plane = await startControlPlane(createMemoryStore(), tmp.dir, 0);
     cleanups.push(() => plane.stop());
-    await put(plane.url, "new-checkout", checkout);
-    await put(plane.url, "breaker", { state: "ENABLED", type: "kill-switch", variants: { on: true, off: false }, defaultVariant: "on" });
-    await put(plane.url, "unused", { state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "on" });
-    const provider = new KeelsonFlagProvider({ url: plane.url, experiments: { flushMs: 20 } });
+    await put(plane, "new-checkout", checkout);
+    await put(plane, "breaker", { state: "ENABLED", type: "kill-switch", variants: { on: true, off: false }, defaultVariant: "on" });
+    await put(plane, "unused", { state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "on" });
+    const provider = new KeelsonFlagProvider({ url: plane.url, experiments: { flushMs: 20 }, identity: await identityOf(plane, tmp.dir) });
     await provider.initialize();
     cleanups.push(() => provider.onClose());
     for (let i = 0; i < 250; i++) await provider.resolveBooleanEvaluation("new-checkout", false, { targetingKey: `u${i}` });
@@ -127,7 +154,7 @@ describe("KeelsonFlagProvider", () => {
     // A flag that does not exist is not counted; a type mismatch of one that does is.
     await provider.resolveBooleanEvaluation("nope", false, {});
     await provider.resolveStringEvaluation("breaker", "x", {});
-    const usage = async () => ((await (await fetch(`${plane.url}/v1/flags/usage`)).json()) as { flags: Record<string, { evaluations: number; lastEvaluatedAt: string }> }).flags;
+    const usage = async () => ((await (await api(plane, "/v1/flags/usage")).json()) as { flags: Record<string, { evaluations: number; lastEvaluatedAt: string }> }).flags;
     await waitFor(async () => (await usage()).breaker?.evaluations === 4, { what: "the counts at the control plane" });
     const flags = await usage();
     expect(Object.keys(flags).sort()).toEqual(["breaker", "new-checkout"]);

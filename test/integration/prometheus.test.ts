@@ -12,7 +12,7 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, requireComponent, waitFor } from "#test-support";
 import { instant, onPath, startPrometheus, type RunningPrometheus } from "../support/prometheus.js";
-import { createControlPlane } from "../../packages/platform/src/api/index.js";
+import { createApiSecurity, createControlPlane } from "../../packages/platform/src/api/index.js";
 import { createReconciler } from "../../packages/platform/src/delivery/index.js";
 import { buildRoutingTable, createGateway } from "../../packages/platform/src/gateway/index.js";
 import type { Gateway } from "../../packages/platform/src/gateway/index.js";
@@ -104,6 +104,7 @@ describe.skipIf(!available)("Prometheus", () => {
     let builtin: MetricsSource;
     let viaPrometheus: MetricsSource;
     let controlPlaneUrl: string;
+    let controlPlaneToken: string;
     const registry = new Registry();
     const statuses: Record<string, number[]> = { ok: [], flaky: [] };
 
@@ -177,7 +178,11 @@ describe.skipIf(!available)("Prometheus", () => {
       const cpDriver = createMemoryDriver();
       const silent = { info() {}, warn() {}, error() {} };
       const cpReconciler = createReconciler({ store: cpStore, driver: cpDriver, project: "it", stateDir: join(tmp.dir, "cp"), gatewayUrl: gateway.url, log: silent });
-      const cp = createControlPlane({ project: "it", dir: tmp.dir, stateDir: join(tmp.dir, "cp"), store: cpStore, driver: cpDriver, reconciler: cpReconciler, gatewayUrl: gateway.url, log: silent });
+      await mkdir(join(tmp.dir, "cp"), { recursive: true });
+      const cpSecurity = await createApiSecurity({ store: cpStore, project: "it", stateDir: join(tmp.dir, "cp") });
+      // Prometheus scrapes the control plane's /metrics with a token of its own (a viewer may read).
+      ({ token: controlPlaneToken } = await cpSecurity.tokens.create({ name: "prometheus", role: "viewer", actor: "test" }));
+      const cp = createControlPlane({ project: "it", dir: tmp.dir, stateDir: join(tmp.dir, "cp"), store: cpStore, driver: cpDriver, reconciler: cpReconciler, gatewayUrl: gateway.url, log: silent, security: cpSecurity });
       controlPlaneUrl = await cp.listen("127.0.0.1", 0);
       cleanups.push(async () => {
         await cpReconciler.stop();
@@ -187,7 +192,7 @@ describe.skipIf(!available)("Prometheus", () => {
       await mkdir(join(tmp.dir, "prometheus"));
       prometheus = await startPrometheus(join(tmp.dir, "prometheus"), {
         "keelson-gateway": [new URL(gateway.adminUrl).host],
-        "keelson-controlplane": [new URL(controlPlaneUrl).host],
+        "keelson-controlplane": { targets: [new URL(controlPlaneUrl).host], bearerToken: controlPlaneToken },
       });
       cleanups.push(() => prometheus.stop());
       viaPrometheus = createPrometheusMetricsSource({ url: prometheus.url });
@@ -259,14 +264,18 @@ describe.skipIf(!available)("Prometheus", () => {
       const driver = createMemoryDriver();
       const silent = { info() {}, warn() {}, error() {} };
       const reconciler = createReconciler({ store, driver, project: "it", stateDir: tmp.dir, gatewayUrl: gateway.url, log: silent });
-      const cp = createControlPlane({ project: "it", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: gateway.url, log: silent });
+      const security = await createApiSecurity({ store, project: "it", stateDir: tmp.dir });
+      const { token } = await security.tokens.create({ name: "test", role: "admin", actor: "test" });
+      const cp = createControlPlane({ project: "it", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: gateway.url, log: silent, security });
       const cpUrl = await cp.listen("127.0.0.1", 0);
       cleanups.push(async () => {
         await reconciler.stop();
         await cp.close();
       });
-      await fetch(`${cpUrl}/healthz`);
-      const cpText = await (await fetch(`${cpUrl}/metrics`)).text();
+      expect((await fetch(`${cpUrl}/healthz`)).status).toBe(200);
+      // /metrics needs a token like every endpoint but /healthz.
+      expect((await fetch(`${cpUrl}/metrics`)).status).toBe(401);
+      const cpText = await (await fetch(`${cpUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
       expect(cpText).toContain("keelson_controlplane_api_requests_total");
       // The control plane leaves out prom-client's three lint-failing gauges: no finding at all.
       expect(promtoolCheck(cpText)).toEqual({ status: 0, problems: [] });

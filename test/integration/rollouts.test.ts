@@ -8,7 +8,7 @@ import { performance } from "node:perf_hooks";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { StatusReport } from "@keelson/protocol";
-import { freePort, git, makeTempDir, waitFor } from "#test-support";
+import { apiFetch, freePort, git, makeTempDir, waitFor } from "#test-support";
 import type { ReleaseView, RolloutState } from "../../packages/platform/src/delivery/index.js";
 import { keelson, pidAlive, type CliResult } from "../e2e/cli.js";
 
@@ -37,11 +37,11 @@ process.on("SIGTERM", () => server.close(() => process.exit(0)));
 `;
 }
 
-function manifestText(ports: { cp: number; gw: number; admin: number }, echoDeploy?: string): string {
+function manifestText(ports: { cp: number; gw: number; admin: number; mesh: number }, echoDeploy?: string): string {
   return `version: 1
 project: rollouts
 controlPlane: { host: 127.0.0.1, port: ${ports.cp} }
-gateway: { host: 127.0.0.1, port: ${ports.gw}, adminPort: ${ports.admin} }
+gateway: { host: 127.0.0.1, port: ${ports.gw}, adminPort: ${ports.admin}, meshPort: ${ports.mesh} }
 services:
   echo:
     owner: qa
@@ -152,7 +152,7 @@ function describeFailures(samples: Sample[], t0: number): string {
 describe.sequential("rollouts under load", () => {
   let dir: string;
   let cleanup: () => Promise<void>;
-  let ports: { cp: number; gw: number; admin: number };
+  let ports: { cp: number; gw: number; admin: number; mesh: number };
   let gatewayUrl: string;
   let controlPlaneUrl: string;
   /** The `other` service's replicas (id → pid), which no deploy of echo may touch. */
@@ -160,7 +160,7 @@ describe.sequential("rollouts under load", () => {
   const releases: { v1?: string; v2?: string; v3?: string } = {};
 
   async function status(): Promise<StatusReport> {
-    const res = await fetch(`${controlPlaneUrl}/v1/status`);
+    const res = await apiFetch(dir, `${controlPlaneUrl}/v1/status`);
     expect(res.status).toBe(200);
     return (await res.json()) as StatusReport;
   }
@@ -204,7 +204,7 @@ describe.sequential("rollouts under load", () => {
 
   beforeAll(async () => {
     ({ dir, cleanup } = await makeTempDir("keelson-rollouts-"));
-    ports = { cp: await freePort(), gw: await freePort(), admin: await freePort() };
+    ports = { cp: await freePort(), gw: await freePort(), admin: await freePort(), mesh: await freePort() };
     gatewayUrl = `http://127.0.0.1:${ports.gw}`;
     controlPlaneUrl = `http://127.0.0.1:${ports.cp}`;
     for (const name of ["echo", "other"]) {

@@ -1,6 +1,7 @@
-// Helpers shared by tests: polling with a deadline, temp folders, free ports, git.
+// Helpers shared by tests: polling with a deadline, temp folders, free ports, git, and calls to
+// a project's control-plane API with the token `keelson up` stored for it.
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,6 +63,29 @@ export function requireComponent(name: string, available: boolean, reason: strin
   }
   process.stderr.write(`SKIP ${name} suite: ${reason}\n`);
   return false;
+}
+
+/**
+ * The API token `keelson up` (via `keelson serve`) stored for a project: `<projectDir>/.keelson/token`, trimmed.
+ * Throws when the control plane has not written it (yet).
+ */
+export async function apiToken(projectDir: string): Promise<string> {
+  const token = (await readFile(join(projectDir, ".keelson", "token"), "utf8")).trim();
+  if (token === "") throw new Error(`${join(projectDir, ".keelson", "token")} is empty`);
+  return token;
+}
+
+/**
+ * fetch() against the project's control-plane API with `authorization: Bearer <apiToken(projectDir)>`
+ * (an authorization header in `init` wins).
+ *
+ * @example
+ * const status = await (await apiFetch(dir, `${controlPlaneUrl}/v1/status`)).json();
+ */
+export async function apiFetch(projectDir: string, url: string | URL, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (!headers.has("authorization")) headers.set("authorization", `Bearer ${await apiToken(projectDir)}`);
+  return fetch(url, { ...init, headers });
 }
 
 const GIT_IDENTITY = {

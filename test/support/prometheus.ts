@@ -19,16 +19,26 @@ export interface RunningPrometheus {
   stop(): Promise<void>;
 }
 
+/** A scrape job's host:port targets, and the bearer token to scrape them with (a control plane's /metrics needs one). */
+export type ScrapeJob = string[] | { targets: string[]; bearerToken?: string };
+
 /** Starts Prometheus scraping `jobs` (job name → host:port targets) every second. */
-export async function startPrometheus(dir: string, jobs: Record<string, string[]>): Promise<RunningPrometheus> {
+export async function startPrometheus(dir: string, jobs: Record<string, ScrapeJob>): Promise<RunningPrometheus> {
   const port = await freePort();
   const config = join(dir, "prometheus.yml");
-  const entries = Object.entries(jobs).filter(([, targets]) => targets.length > 0);
+  const entries = Object.entries(jobs)
+    .map(([job, spec]) => ({ job, ...(Array.isArray(spec) ? { targets: spec } : spec) }))
+    .filter((j) => j.targets.length > 0);
   const scrape =
     entries.length === 0
       ? "scrape_configs: []"
       : `scrape_configs:\n${entries
-          .map(([job, targets]) => `  - job_name: ${job}\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [${targets.map((t) => `"${t}"`).join(", ")}]`)
+          .map(
+            (j) =>
+              `  - job_name: ${j.job}\n    scrape_interval: 1s\n    scrape_timeout: 1s\n` +
+              (j.bearerToken === undefined ? "" : `    authorization:\n      type: Bearer\n      credentials: ${JSON.stringify(j.bearerToken)}\n`) +
+              `    static_configs:\n      - targets: [${j.targets.map((t) => `"${t}"`).join(", ")}]`,
+          )
           .join("\n")}`;
   await writeFile(config, `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n${scrape}\n`);
   await mkdir(join(dir, "data"), { recursive: true });

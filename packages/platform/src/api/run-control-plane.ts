@@ -6,7 +6,7 @@ import { KeelsonError, REPLICA_ENV } from "@keelson/protocol";
 import { pino } from "pino";
 import type { EventKind, IdentityTrust } from "@keelson/protocol";
 import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
-import { loadManifest, mtlsEnabled, type Manifest } from "../manifest/index.js";
+import { loadManifest, meshPortOf, mtlsEnabled, type Manifest } from "../manifest/index.js";
 import { createProcessDriver } from "../runtime/index.js";
 import { createSqliteStore } from "../store/index.js";
 import {
@@ -106,7 +106,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const issuer = createIdentityIssuer({ ca, stateDir, ttlMs: manifest?.security.certTtl ?? 24 * 3_600_000, mtls, log });
   await issuer.ensure(GATEWAY_IDENTITY);
   issuer.start();
-  const meshUrl = `${mtls ? "https" : "http"}://${manifest?.gateway.host ?? "127.0.0.1"}:${manifest?.gateway.meshPort ?? 8082}`;
+  const meshUrl = `${mtls ? "https" : "http"}://${manifest?.gateway.host ?? "127.0.0.1"}:${meshPortOf({ port: options.gatewayUrl ? Number(new URL(options.gatewayUrl).port) : (manifest?.gateway.port ?? 8080), meshPort: manifest?.gateway.meshPort })}`;
 
   const reconciler = createReconciler({
     store,

@@ -8,7 +8,7 @@ import { KeelsonError, type KeelsonEvent, type StatusReport, type TrafficSplit }
 import { runControlPlane, stateDirOf, GATEWAY_DIR, GATEWAY_IDENTITY } from "../api/index.js";
 import { formatPlan, planFromStore, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
 import { DEFAULT_GATEWAY_WORKERS, runGateway } from "../gateway/index.js";
-import { STARTER_SERVICE_PATH, loadManifest, mtlsEnabled, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
+import { STARTER_SERVICE_PATH, loadManifest, meshPortOf, mtlsEnabled, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
 import { createMemoryStore, createSqliteStore } from "../store/index.js";
 import { buildTraceTree, formatDuration, renderTraceTree, type SpanRecord, type TraceSummary } from "../telemetry/index.js";
 import { createApiClient, type ApiClient } from "./api-client.js";
@@ -259,7 +259,7 @@ export function buildProgram(): Command {
           host: m.gateway.host,
           port: gwPort,
           adminPort: m.gateway.adminPort,
-          meshPort: m.gateway.meshPort,
+          meshPort: meshPortOf({ port: gwPort, meshPort: m.gateway.meshPort }),
           meshTls: mtlsEnabled(m),
           controlPlaneUrl: `http://${cpHost.includes(":") ? `[${cpHost}]` : cpHost}:${cpPort}`,
         }),

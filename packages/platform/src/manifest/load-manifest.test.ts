@@ -63,8 +63,8 @@ describe("parseManifest on a valid manifest", () => {
       port: 9000,
       replicas: 2,
       readiness: { path: "/health", interval: 500, timeout: 1000, failureThreshold: 3 },
-      routes: [{ path: "/orders", stripPrefix: false }],
-      calls: ["payments"],
+      routes: [{ path: "/orders", stripPrefix: false, auth: "public" }],
+      calls: [{ service: "payments" }],
       env: { LOG_LEVEL: "debug", RETRIES: "3", VERBOSE: "true" },
       stopTimeout: 1500,
       startTimeout: 30_000,
@@ -75,7 +75,7 @@ describe("parseManifest on a valid manifest", () => {
       start: "node server.js",
       replicas: 1,
       liveness: { path: "/live", interval: 2000, timeout: 1000, failureThreshold: 5 },
-      routes: [{ path: "/payments", host: "pay.example.com", stripPrefix: true }],
+      routes: [{ path: "/payments", host: "pay.example.com", stripPrefix: true, auth: "public" }],
       calls: [],
       env: {},
       stopTimeout: 10_000,
@@ -237,7 +237,7 @@ services:
       - { prefix: /web }
 `);
     expect(issues).toEqual([
-      expect.objectContaining({ line: 8, column: 11, path: "services.web.routes[0].prefix", message: "unknown key", hint: "allowed keys: path, host, stripPrefix, rateLimit, maxBodySize, fallback, flag" }),
+      expect.objectContaining({ line: 8, column: 11, path: "services.web.routes[0].prefix", message: "unknown key", hint: "allowed keys: path, host, stripPrefix, rateLimit, maxBodySize, fallback, flag, auth" }),
     ]);
   });
 
@@ -342,6 +342,96 @@ services:
         'keelson.yaml:14:22 services.orders.calls[1]: service "orders" lists itself; calls names the other services it calls',
         'keelson.yaml:21:14 services.payments.routes[0]: route "/api/" is already claimed by services.orders.routes[0]',
         "keelson.yaml:26:11 services.shipping.port: port 9003 is also used by services.payments (ports 9002-9004)",
+      ].join("\n"),
+    );
+  });
+
+  it("places problems inside a calls mapping at the field: unknown service, itself, bad method, bad path", () => {
+    const { message, issues } = invalid(`project: shop
+services:
+  orders:
+    owner: commerce
+    path: services/orders
+    start: node server.js
+    calls:
+      - payments
+      - { service: payment, paths: [/charges] }
+      - { service: payments, methods: [FETCH] }
+      - { service: payments, paths: [charges] }
+      - { service: orders }
+  payments:
+    owner: commerce
+    path: services/payments
+    start: node server.js
+`);
+    expect(message).toBe(
+      [
+        'keelson.yaml:9:20 services.orders.calls[1].service: no service named "payment"; did you mean `payments`?',
+        'keelson.yaml:10:40 services.orders.calls[2].methods[0]: expected one of "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", got "FETCH"',
+        'keelson.yaml:11:38 services.orders.calls[3].paths[0]: expected path starting with "/", got "charges"',
+        'keelson.yaml:12:20 services.orders.calls[4].service: service "orders" lists itself; calls names the other services it calls',
+      ].join("\n"),
+    );
+    expect(issues[0]).toEqual({
+      file: "keelson.yaml",
+      line: 9,
+      column: 20,
+      path: "services.orders.calls[1].service",
+      message: 'no service named "payment"',
+      found: '"payment"',
+      hint: "did you mean `payments`?",
+    });
+  });
+
+  it("keeps a valid calls mapping, normalized beside plain names", () => {
+    const { manifest } = parseManifest(
+      `project: shop
+services:
+  orders:
+    owner: commerce
+    path: services/orders
+    start: node server.js
+    calls:
+      - stock
+      - service: payments
+        paths: [/charges]
+        methods: [POST]
+  payments: { owner: commerce, path: services/payments, start: node server.js }
+  stock: { owner: commerce, path: services/stock, start: node server.js }
+`,
+      "keelson.yaml",
+      { checkPaths: false },
+    );
+    expect(manifest.services.orders?.calls).toEqual([{ service: "stock" }, { service: "payments", paths: ["/charges"], methods: ["POST"] }]);
+  });
+
+  it("places route auth and security policy problems at their field", () => {
+    const { message } = invalid(`project: shop
+security:
+  scan:
+    vulnerabilities: { block: severe }
+services:
+  web:
+    owner: commerce
+    path: services/web
+    start: node server.js
+    routes:
+      - path: /account
+        auth: { jwt: { issuer: https://id.shop.test/ } }
+      - path: /both
+        auth: { jwt: { issuer: https://id.shop.test/, jwksUrl: https://id.shop.test/jwks, jwksFile: jwks.json } }
+      - path: /partner
+        auth: { apiKey: { header: x-partner-key } }
+      - path: /private
+        auth: private
+`);
+    expect(message).toBe(
+      [
+        'keelson.yaml:4:31 security.scan.vulnerabilities.block: expected one of "critical", "high", "moderate", "low", "none", got "severe"',
+        "keelson.yaml:12:22 services.web.routes[0].auth.jwt: give exactly one of jwksUrl and jwksFile",
+        "keelson.yaml:14:22 services.web.routes[1].auth.jwt: give exactly one of jwksUrl and jwksFile",
+        'keelson.yaml:16:25 services.web.routes[2].auth.apiKey.secret: missing required field, expected secret name (letters, digits and "_", not starting with a digit)',
+        'keelson.yaml:18:15 services.web.routes[3].auth: expected "public", a mapping with apiKey, or a mapping with jwt, got "private"',
       ].join("\n"),
     );
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Duration, ManifestSchema, ServiceSpecSchema, parseDuration } from "./schema.js";
+import { Duration, ManifestSchema, ServiceSpecSchema, meshPortOf, mtlsEnabled, parseDuration } from "./schema.js";
 
 const service = { owner: "commerce", path: "services/orders", start: "node server.js" };
 
@@ -73,8 +73,8 @@ describe("ServiceSpecSchema", () => {
     expect(spec.readiness).toEqual({ path: "/ready", interval: 500, timeout: 1000, failureThreshold: 3 });
     expect(spec.liveness).toEqual({ path: "/live", interval: 500, timeout: 2000, failureThreshold: 3 });
     expect(spec.routes).toEqual([
-      { path: "/orders", stripPrefix: false },
-      { path: "/", host: "shop.test", stripPrefix: false },
+      { path: "/orders", stripPrefix: false, auth: "public" },
+      { path: "/", host: "shop.test", stripPrefix: false, auth: "public" },
     ]);
   });
 
@@ -103,6 +103,66 @@ describe("ServiceSpecSchema", () => {
     expect(problems({ key: "-bad", variants: { on: { version: "canary" } } }).join("\n")).toMatch(/routes\.0\.flag\.key: flag key must be/);
     expect(problems({ key, context: { targetingKey: { header: "x-user-id", cookie: "uid" } }, variants: { on: { version: "canary" } } })).not.toEqual([]);
     expect(problems({ key, context: { "user.id": { header: "x-user-id" } }, variants: { on: { version: "canary" } } })).not.toEqual([]);
+  });
+
+  it("normalizes calls to { service } mappings, keeping the paths and methods a mapping allows", () => {
+    const spec = ServiceSpecSchema.parse({
+      ...service,
+      calls: ["payments", { service: "ledger", paths: ["/charges", "/refunds/"], methods: ["POST", "GET"] }, { service: "stock", methods: ["GET"] }],
+    });
+    expect(spec.calls).toEqual([
+      { service: "payments" },
+      { service: "ledger", paths: ["/charges", "/refunds/"], methods: ["POST", "GET"] },
+      { service: "stock", methods: ["GET"] },
+    ]);
+  });
+
+  it("rejects calls with a bad method, a path without a leading slash, empty lists, unknown keys or a bad name", () => {
+    // zod reports inside the mapping when only that option fits, else at the entry; parseManifest
+    // then places each problem (see load-manifest.test.ts).
+    const problems = (call: unknown) => ServiceSpecSchema.safeParse({ ...service, calls: [call] }).error?.issues.map((i) => `${i.code} ${i.path.join(".")}`) ?? [];
+    expect(problems({ service: "payments", methods: ["FETCH"] })).toEqual(["invalid_union calls.0"]);
+    expect(problems({ service: "payments", methods: ["get"] })).toEqual(["invalid_union calls.0"]);
+    expect(problems({ service: "payments", paths: ["charges"] })).toEqual(["invalid_format calls.0.paths.0"]);
+    expect(problems({ service: "payments", paths: [] })).toEqual(["too_small calls.0.paths"]);
+    expect(problems({ service: "payments", verbs: ["GET"] })).toEqual(["unrecognized_keys calls.0"]);
+    expect(problems({ paths: ["/charges"] })).toEqual(["invalid_union calls.0"]);
+    expect(problems("Payments")).toEqual(["invalid_union calls.0"]);
+  });
+
+  it("makes routes public unless they set auth, and parses API key and JWT auth with their defaults", () => {
+    const routes = ServiceSpecSchema.parse({
+      ...service,
+      routes: [
+        { path: "/open" },
+        { path: "/partner", auth: { apiKey: { secret: "PARTNER_KEYS" } } },
+        { path: "/ops", auth: { apiKey: { secret: "OPS_KEYS", header: "x-ops-key" } } },
+        { path: "/account", auth: { jwt: { issuer: "https://id.shop.test/", audience: "shop", jwksUrl: "https://id.shop.test/.well-known/jwks.json" } } },
+        { path: "/internal", auth: { jwt: { issuer: "ops", jwksFile: "keys/jwks.json", algorithms: ["ES256", "EdDSA"] } } },
+      ],
+    }).routes;
+    expect(routes).toEqual([
+      { path: "/open", stripPrefix: false, auth: "public" },
+      { path: "/partner", stripPrefix: false, auth: { apiKey: { secret: "PARTNER_KEYS", header: "x-api-key" } } },
+      { path: "/ops", stripPrefix: false, auth: { apiKey: { secret: "OPS_KEYS", header: "x-ops-key" } } },
+      { path: "/account", stripPrefix: false, auth: { jwt: { issuer: "https://id.shop.test/", audience: "shop", jwksUrl: "https://id.shop.test/.well-known/jwks.json" } } },
+      { path: "/internal", stripPrefix: false, auth: { jwt: { issuer: "ops", jwksFile: "keys/jwks.json", algorithms: ["ES256", "EdDSA"] } } },
+    ]);
+  });
+
+  it("rejects route auth of the wrong shape: a JWT needs exactly one key source", () => {
+    const problems = (auth: unknown) =>
+      ServiceSpecSchema.safeParse({ ...service, routes: [{ path: "/", auth }] }).error?.issues.map((i) => `${i.path.join(".")}: ${i.message}`) ?? [];
+    expect(problems({ jwt: { issuer: "https://id.shop.test/" } })).toEqual(["routes.0.auth.jwt: give exactly one of jwksUrl and jwksFile"]);
+    expect(problems({ jwt: { issuer: "https://id.shop.test/", jwksUrl: "https://id.shop.test/jwks", jwksFile: "jwks.json" } })).toEqual([
+      "routes.0.auth.jwt: give exactly one of jwksUrl and jwksFile",
+    ]);
+    expect(problems({ jwt: { issuer: "i", jwksUrl: "ftp://id.shop.test/jwks" } })).not.toEqual([]);
+    expect(problems({ jwt: { issuer: "i", jwksFile: "jwks.json", algorithms: ["HS256"] } })).not.toEqual([]);
+    expect(problems({ apiKey: { secret: "KEYS", header: "X-Api-Key" } })).not.toEqual([]);
+    expect(problems({ apiKey: { secret: "1KEYS" } })).not.toEqual([]);
+    expect(problems({ apiKey: { secret: "KEYS" }, jwt: { issuer: "i", jwksFile: "jwks.json" } })).not.toEqual([]);
+    expect(problems("private")).not.toEqual([]);
   });
 
   it("turns env values into strings", () => {
@@ -149,6 +209,10 @@ describe("ManifestSchema", () => {
       controlPlane: { host: "127.0.0.1", port: 7070 },
       gateway: { host: "127.0.0.1", port: 8080, adminPort: 8081 },
       runtime: "process",
+      security: {
+        certTtl: 86_400_000,
+        scan: { secrets: "block", vulnerabilities: { block: "critical", advisories: [], npmAudit: false }, licenses: { deny: [] } },
+      },
       services: {},
     });
   });
@@ -157,6 +221,62 @@ describe("ManifestSchema", () => {
     const m = ManifestSchema.parse({ project: "shop", gateway: { port: 9080 }, teams: { web: {} }, services: {} });
     expect(m.gateway).toEqual({ host: "127.0.0.1", port: 9080, adminPort: 8081 });
     expect(m.teams).toEqual({ web: { members: [] } });
+  });
+
+  it("takes a written security section, filling in the rest of it", () => {
+    const m = ManifestSchema.parse({
+      project: "shop",
+      services: {},
+      security: {
+        mtls: true,
+        certTtl: "1h",
+        scan: { secrets: "warn", allowlist: ".keelson-allowlist", vulnerabilities: { block: "high", advisories: ["advisories/"] }, licenses: { deny: ["AGPL-3.0-only"] } },
+        api: { tls: { cert: "tls/api.pem", key: "tls/api-key.pem" } },
+      },
+    });
+    expect(m.security).toEqual({
+      mtls: true,
+      certTtl: 3_600_000,
+      scan: {
+        secrets: "warn",
+        allowlist: ".keelson-allowlist",
+        vulnerabilities: { block: "high", advisories: ["advisories/"], npmAudit: false },
+        licenses: { deny: ["AGPL-3.0-only"] },
+      },
+      api: { tls: { cert: "tls/api.pem", key: "tls/api-key.pem" } },
+    });
+  });
+
+  it("rejects security values outside their sets, naming the field", () => {
+    const problems = (security: unknown) => ManifestSchema.safeParse({ project: "shop", services: {}, security }).error?.issues.map((i) => i.path.join(".")) ?? [];
+    expect(problems({ scan: { vulnerabilities: { block: "severe" } } })).toEqual(["security.scan.vulnerabilities.block"]);
+    expect(problems({ scan: { secrets: "ignore" } })).toEqual(["security.scan.secrets"]);
+    expect(problems({ certTtl: "1 day" })).toEqual(["security.certTtl"]);
+    expect(problems({ api: { tls: { cert: "api.pem" } } })).toEqual(["security.api.tls.key"]);
+    expect(problems({ mtls: "yes" })).toEqual(["security.mtls"]);
+  });
+
+  it("keeps gateway.meshPort optional: meshPortOf gives port + 2 unless it is set", () => {
+    const gateway = (g: object) => ManifestSchema.parse({ project: "shop", services: {}, gateway: g }).gateway;
+    expect(gateway({ port: 9080 })).toEqual({ host: "127.0.0.1", port: 9080, adminPort: 8081 });
+    expect(gateway({ port: 9080, meshPort: 9100 })).toEqual({ host: "127.0.0.1", port: 9080, adminPort: 8081, meshPort: 9100 });
+    expect(meshPortOf(ManifestSchema.parse({ project: "shop", services: {} }).gateway)).toBe(8082);
+    expect(meshPortOf(gateway({ port: 9080 }))).toBe(9082);
+    expect(meshPortOf(gateway({ port: 9080, meshPort: 9100 }))).toBe(9100);
+    // No room above the public port: the mesh listener goes two below it.
+    expect(meshPortOf({ port: 65_534 })).toBe(65_532);
+    expect(ManifestSchema.safeParse({ project: "shop", services: {}, gateway: { meshPort: 70_000 } }).success).toBe(false);
+  });
+
+  it("turns mTLS on by default for docker and kubernetes, off for processes; security.mtls wins", () => {
+    const manifest = (extra: object) => ManifestSchema.parse({ project: "shop", services: {}, ...extra });
+    expect(mtlsEnabled(manifest({}))).toBe(false);
+    expect(mtlsEnabled(manifest({ runtime: "process" }))).toBe(false);
+    expect(mtlsEnabled(manifest({ runtime: "docker" }))).toBe(true);
+    expect(mtlsEnabled(manifest({ runtime: "kubernetes" }))).toBe(true);
+    expect(mtlsEnabled(manifest({ runtime: "process", security: { mtls: true } }))).toBe(true);
+    expect(mtlsEnabled(manifest({ runtime: "docker", security: { mtls: false } }))).toBe(false);
+    expect(mtlsEnabled(manifest({ runtime: "kubernetes", security: { mtls: false } }))).toBe(false);
   });
 
   it("rejects unknown keys and other versions", () => {

@@ -526,9 +526,9 @@ export const ManifestSchema = z.strictObject({
   gateway: Listen.extend({
     port: Port.default(8080).describe("Port clients send requests to."),
     adminPort: Port.default(8081).describe("Port of the gateway's own health, /metrics and admin endpoints (kept apart from app routes)."),
-    meshPort: Port.default(8082).describe("Port of the gateway's mesh listener, where services call each other (with their verified identity)."),
+    meshPort: Port.optional().describe("Port of the gateway's mesh listener, where services call each other with their verified identity (default: port + 2)."),
   })
-    .default({ host: "127.0.0.1", port: 8080, adminPort: 8081, meshPort: 8082 })
+    .default({ host: "127.0.0.1", port: 8080, adminPort: 8081 })
     .describe("Where the gateway listens."),
   runtime: z.enum(["process", "docker", "kubernetes"]).default("process").describe("How replicas are run."),
   teams: z
@@ -580,6 +580,11 @@ export const ManifestSchema = z.strictObject({
     .optional()
     .describe('Shared targeting rules (flagd\'s $evaluators), used in a flag\'s targeting as {"$ref": "<name>"}.'),
 });
+
+/** The gateway's mesh port: `gateway.meshPort`, else two above the public port (8082 beside 8080). */
+export function meshPortOf(gateway: Pick<Manifest["gateway"], "port" | "meshPort">): number {
+  return gateway.meshPort ?? (gateway.port + 2 <= 65535 ? gateway.port + 2 : gateway.port - 2);
+}
 
 /** Whether services reach the gateway's mesh listener over mTLS: `security.mtls`, else on for the docker and kubernetes runtimes. */
 export function mtlsEnabled(manifest: Pick<Manifest, "security" | "runtime">): boolean {
