@@ -396,9 +396,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     };
     if (trust === undefined) return deny("this gateway has no identity trust from the control plane yet");
     if (options.meshTls !== undefined) {
-      const caller = serviceOfCertificate((req.socket as TLSSocket).getPeerCertificate(), trust.trustDomain);
-      if (caller === undefined) return deny(`the client certificate names no service of spiffe://${trust.trustDomain}`);
-      return handleProxyRequest(ctx, req, res, caller);
+      // A connection's certificate does not change: read its SPIFFE id once per connection.
+      const socket = req.socket as TLSSocket;
+      let caller = peerServices.get(socket);
+      if (caller === undefined || caller.trustDomain !== trust.trustDomain) {
+        caller = { trustDomain: trust.trustDomain, service: socket.authorized ? serviceOfCertificate(socket.getPeerCertificate(), trust.trustDomain) : undefined };
+        peerServices.set(socket, caller);
+      }
+      if (caller.service === undefined) return deny(`the client certificate names no service of spiffe://${trust.trustDomain}`);
+      return handleProxyRequest(ctx, req, res, caller.service);
     }
     const header = req.headers[IDENTITY_HEADER];
     const token = Array.isArray(header) ? header[0] : header;
@@ -411,6 +417,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (known !== undefined) return go(known);
     void trust.verifier.verify(token).then(go);
   };
+  const peerServices = new WeakMap<TLSSocket, { trustDomain: string; service: string | undefined }>();
   let meshTlsFiles: { cert: string; key: string; ca: string; stamp: string } | undefined;
   const readMeshTls = async (dir: string) => {
     const names = ["cert.pem", "key.pem", "ca.pem"] as const;
