@@ -28,24 +28,24 @@ function must(r, what) {
 }
 
 async function echoRelease(fx) {
-  return (await statusOf(fx.controlPlaneUrl)).services.find((s) => s.name === "echo").release;
+  return (await statusOf(fx)).services.find((s) => s.name === "echo").release;
 }
 
 /** Waits until echo runs only `release`'s replicas, so the next scenario starts clean. */
 async function settleOn(fx, release, timeoutMs = 60_000) {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    const echo = (await statusOf(fx.controlPlaneUrl)).services.find((s) => s.name === "echo");
+    const echo = (await statusOf(fx)).services.find((s) => s.name === "echo");
     if (echo.instances.length === 2 && echo.instances.every((i) => i.release === release && i.state === "ready")) return;
     if (Date.now() > end) throw new Error(`echo did not settle on ${release}: ${JSON.stringify(echo.instances.map((i) => [i.id, i.state]))}`);
     await sleep(100);
   }
 }
 
-/** The rollback through the HTTP API (what a script does): POST, read the NDJSON stream to its end. */
+/** The rollback through the HTTP API (what a script does, with the token from .keelson/token): POST, read the NDJSON stream to its end. */
 async function apiRollback(fx) {
   const start = performance.now();
-  const res = await fetch(`${fx.controlPlaneUrl}/v1/services/echo/rollback`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+  const res = await fx.api("/v1/services/echo/rollback", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
   const text = await res.text();
   const end = performance.now();
   const last = JSON.parse(text.trim().split("\n").at(-1));

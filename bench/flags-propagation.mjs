@@ -4,17 +4,19 @@
 // serves the new revision is recorded. Reference in the same run: a bare node:http server
 // writing one SSE event to 100 fetch() readers (the floor of the fan-out). OFREP: 100 flags,
 // bulk evaluation (POST /ofrep/v1/evaluate/flags) `--requests` times, beside GET /healthz.
+// Every API call and every provider carries an admin API token (only /healthz needs none).
 // Usage: node bench/flags-propagation.mjs [--clients 100] [--changes 20] [--requests 300]  (after `npm run build`)
 import { createServer } from "node:http";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { createControlPlane } from "../packages/platform/dist/api/index.js";
+import { createApiSecurity, createControlPlane } from "../packages/platform/dist/api/index.js";
 import { createReconciler } from "../packages/platform/dist/delivery/index.js";
 import { createMemoryDriver } from "../packages/platform/dist/runtime/index.js";
 import { createMemoryStore } from "../packages/platform/dist/store/index.js";
 import { KeelsonFlagProvider } from "../packages/sdk/dist/flags.js";
+import { createIdentity } from "../packages/sdk/dist/identity.js";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,10 +38,17 @@ async function controlPlane() {
   const store = createMemoryStore();
   const driver = createMemoryDriver();
   const reconciler = createReconciler({ store, driver, project: "bench", stateDir: dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
-  const cp = createControlPlane({ project: "bench", dir, stateDir: dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent });
+  const security = await createApiSecurity({ store, project: "bench", stateDir: dir });
+  const { token } = await security.tokens.create({ name: "bench", role: "admin", actor: "bench" });
+  const cp = createControlPlane({ project: "bench", dir, stateDir: dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
   const url = await cp.listen("127.0.0.1", 0);
+  // The providers send the token as a replica sends its identity: read from a file.
+  const identityFile = join(dir, "identity.jwt");
+  await writeFile(identityFile, token);
   return {
     url,
+    headers: { authorization: `Bearer ${token}` },
+    identity: createIdentity({ identityFile, tlsDir: "" }),
     async stop() {
       await reconciler.stop();
       await cp.close();
@@ -48,15 +57,15 @@ async function controlPlane() {
   };
 }
 
-async function put(url, key, body) {
-  const res = await fetch(`${url}/v1/flags/${key}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+async function put({ url, headers }, key, body) {
+  const res = await fetch(`${url}/v1/flags/${key}`, { method: "PUT", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
   if (!res.ok) throw new Error(`PUT ${key}: ${res.status} ${await res.text()}`);
 }
 
 /** Keelson: API change → every provider serving it. */
-async function keelsonFanout(url) {
-  await put(url, "banner", { state: "ENABLED", variants: { a: "a", b: "b" }, defaultVariant: "a" });
-  const providers = Array.from({ length: CLIENTS }, () => new KeelsonFlagProvider({ url }));
+async function keelsonFanout(cp) {
+  await put(cp, "banner", { state: "ENABLED", variants: { a: "a", b: "b" }, defaultVariant: "a" });
+  const providers = Array.from({ length: CLIENTS }, () => new KeelsonFlagProvider({ url: cp.url, identity: cp.identity }));
   await Promise.all(providers.map((p) => p.initialize()));
   const times = [];
   for (let i = 0; i < CHANGES; i++) {
@@ -76,7 +85,7 @@ async function keelsonFanout(url) {
         p.events.addHandler("PROVIDER_CONFIGURATION_CHANGED", handler);
       }
     });
-    await put(url, "banner", { state: "ENABLED", variants: { a: "a", b: "b" }, defaultVariant: want });
+    await put(cp, "banner", { state: "ENABLED", variants: { a: "a", b: "b" }, defaultVariant: want });
     await Promise.race([done, sleep(10_000).then(() => Promise.reject(new Error(`change ${i}: ${seen.size}/${providers.length} providers after 10 s`)))]);
     await sleep(50);
   }
@@ -135,9 +144,10 @@ async function referenceFanout() {
   return times;
 }
 
-async function ofrepBulk(url) {
+async function ofrepBulk(cp) {
+  const { url, headers } = cp;
   for (let i = 0; i < 100; i++) {
-    await put(url, `flag-${i}`, {
+    await put(cp, `flag-${i}`, {
       state: "ENABLED",
       variants: { on: true, off: false },
       defaultVariant: "off",
@@ -154,19 +164,20 @@ async function ofrepBulk(url) {
     return t;
   };
   const bulk = await time(async (i) => {
-    const res = await fetch(`${url}/ofrep/v1/evaluate/flags`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ context: { targetingKey: `user-${i}`, plan: "pro" } }) });
+    const res = await fetch(`${url}/ofrep/v1/evaluate/flags`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ context: { targetingKey: `user-${i}`, plan: "pro" } }) });
     const body = await res.json();
     if (body.flags.length < 100) throw new Error("bulk answer too short");
   });
+  // /healthz needs no token: the reference is an answer without authentication.
   const health = await time(async () => (await fetch(`${url}/healthz`)).json());
   return { bulk, health };
 }
 
 const cp = await controlPlane();
 try {
-  const keelson = await keelsonFanout(cp.url);
+  const keelson = await keelsonFanout(cp);
   const reference = await referenceFanout();
-  const { bulk, health } = await ofrepBulk(cp.url);
+  const { bulk, health } = await ofrepBulk(cp);
   console.log(`flag change → ${CLIENTS} providers (${CHANGES} changes, ${keelson.length} deliveries): p50 ${f(q(keelson, 0.5))}, p99 ${f(q(keelson, 0.99))}, max ${f(Math.max(...keelson))}`);
   console.log(`  reference: bare SSE write → ${CLIENTS} readers: p50 ${f(q(reference, 0.5))}, p99 ${f(q(reference, 0.99))}; ratio of p99s ${(q(keelson, 0.99) / q(reference, 0.99)).toFixed(1)}x`);
   console.log(`OFREP bulk evaluation of 100 flags (${REQUESTS} requests): p50 ${f(q(bulk, 0.5))}, p99 ${f(q(bulk, 0.99))}`);

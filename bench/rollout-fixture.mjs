@@ -2,7 +2,7 @@
 // written into a temp dir as its own git repository, the real `keelson` binary run without
 // blocking, and K keep-alive loops against the gateway that record every response.
 import { execFile } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Agent, request } from "undici";
@@ -44,7 +44,7 @@ export function manifestText({ ports, echoDeploy }) {
   return `version: 1
 project: rollouts
 controlPlane: { host: 127.0.0.1, port: ${ports.controlPlane} }
-gateway: { host: 127.0.0.1, port: ${ports.gateway}, adminPort: ${ports.admin} }
+gateway: { host: 127.0.0.1, port: ${ports.gateway}, adminPort: ${ports.admin}, meshPort: ${ports.mesh} }
 services:
   echo:
     owner: bench
@@ -65,7 +65,7 @@ ${echoDeploy ? `    deploy: ${echoDeploy}\n` : ""}  other:
 
 /** Writes the project into `dir` and commits it; returns its ports and helpers to change it. */
 export async function writeFixture(dir, options = {}) {
-  const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort() };
+  const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort(), mesh: await freePort() };
   for (const name of ["echo", "other"]) {
     await mkdir(join(dir, "services", name), { recursive: true });
     await writeFile(join(dir, "services", name, "package.json"), packageJson(name));
@@ -75,10 +75,18 @@ export async function writeFixture(dir, options = {}) {
   await writeFile(join(dir, "keelson.yaml"), manifestText({ ports, echoDeploy: options.echoDeploy }));
   await git(dir, ["init", "-q", "-b", "main"]);
   await commit(dir, "v1");
+  const controlPlaneUrl = `http://127.0.0.1:${ports.controlPlane}`;
+  let token;
   return {
+    dir,
     ports,
     gatewayUrl: `http://127.0.0.1:${ports.gateway}`,
-    controlPlaneUrl: `http://127.0.0.1:${ports.controlPlane}`,
+    controlPlaneUrl,
+    /** fetch() on the control plane's API with the token `keelson up` stored in .keelson/token (read once). */
+    async api(path, init = {}) {
+      token ??= await apiToken(dir);
+      return fetch(`${controlPlaneUrl}${path}`, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } });
+    },
     /** Changes echo's VERSION constant (a code change, so a new release) and commits it. */
     async setVersion(version, service = "echo") {
       await writeFile(join(dir, "services", service, "server.mjs"), serverSource(version));
@@ -211,14 +219,20 @@ export function allTrafficOnAfter(samples, release, since) {
   return lastOther - since;
 }
 
-export async function statusOf(controlPlaneUrl) {
-  const res = await fetch(`${controlPlaneUrl}/v1/status`);
+/** The API token the control plane wrote to `<dir>/.keelson/token` when `keelson up` first started it. */
+export async function apiToken(dir) {
+  return (await readFile(join(dir, ".keelson", "token"), "utf8")).trim();
+}
+
+/** GET /v1/status of the fixture `fx` (from writeFixture). */
+export async function statusOf(fx) {
+  const res = await fx.api("/v1/status");
   if (!res.ok) throw new Error(`GET /v1/status: ${res.status}`);
   return res.json();
 }
 
-export async function releasesOf(controlPlaneUrl, service) {
-  const res = await fetch(`${controlPlaneUrl}/v1/services/${service}/releases`);
+export async function releasesOf(fx, service) {
+  const res = await fx.api(`/v1/services/${service}/releases`);
   if (!res.ok) throw new Error(`GET releases: ${res.status}`);
   return (await res.json()).releases;
 }

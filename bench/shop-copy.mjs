@@ -19,11 +19,12 @@ export function freePort() {
 }
 
 export async function writeShopCopy(dir) {
-  const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort() };
+  const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort(), mesh: await freePort() };
   const shop = join(ROOT, "examples/shop");
   const doc = parseDocument(await readFile(join(shop, "keelson.yaml"), "utf8"));
   doc.setIn(["controlPlane"], doc.createNode({ host: "127.0.0.1", port: ports.controlPlane }));
-  doc.setIn(["gateway"], doc.createNode({ host: "127.0.0.1", port: ports.gateway, adminPort: ports.admin }));
+  // The mesh listener (where services call each other) gets a free port of its own too.
+  doc.setIn(["gateway"], doc.createNode({ host: "127.0.0.1", port: ports.gateway, adminPort: ports.admin, meshPort: ports.mesh }));
   const services = [];
   for (const item of doc.getIn(["services"]).items) {
     const name = item.key.value;

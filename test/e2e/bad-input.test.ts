@@ -38,7 +38,7 @@ describe("keelson CLI on bad input", () => {
   });
 
   it("fails `up` for a service that exits at once, shows its last log lines, and keeps the healthy one running", async () => {
-    const [cpPort, gwPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+    const [cpPort, gwPort, adminPort, meshPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     await mkdir(join(dir, "ok"), { recursive: true });
     await mkdir(join(dir, "broken"), { recursive: true });
     await writeFile(
@@ -51,7 +51,7 @@ describe("keelson CLI on bad input", () => {
       [
         "project: halfbroken",
         `controlPlane: { port: ${cpPort} }`,
-        `gateway: { port: ${gwPort}, adminPort: ${adminPort} }`,
+        `gateway: { port: ${gwPort}, adminPort: ${adminPort}, meshPort: ${meshPort} }`,
         "services:",
         "  ok:",
         "    owner: web",
@@ -87,8 +87,8 @@ describe("keelson CLI on bad input", () => {
     try {
       const other = join(dir, "other");
       await mkdir(other, { recursive: true });
-      const [gw, admin] = [await freePort(), await freePort()];
-      await writeFile(join(other, "keelson.yaml"), `project: other\ncontrolPlane: { port: ${port} }\ngateway: { port: ${gw}, adminPort: ${admin} }\nservices: {}\n`);
+      const [gw, admin, mesh] = [await freePort(), await freePort(), await freePort()];
+      await writeFile(join(other, "keelson.yaml"), `project: other\ncontrolPlane: { port: ${port} }\ngateway: { port: ${gw}, adminPort: ${admin}, meshPort: ${mesh} }\nservices: {}\n`);
       const r = await keelson(["up", other, "--detach"]);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(new RegExp(`controlPlane\\.port: 127\\.0\\.0\\.1:${port} is already in use`));

@@ -108,9 +108,11 @@ describe.sequential("per-service delivery from git", () => {
     expect(run.trigger).toBe(trigger);
     expect(run.commit).toBe(commit);
     expect(run.status).toBe("succeeded");
+    // The service's own stages, then the built-in security scanners every pipeline runs.
     expect(run.stages.map((s) => [s.name, s.status])).toEqual([
       ["build", "succeeded"],
       ["test", "succeeded"],
+      ["scan", "succeeded"],
     ]);
     expect(now.live.id, `${service} has a new live release`).not.toBe(was.live.id);
     expect(now.live.commit).toBe(commit);
@@ -159,7 +161,7 @@ describe.sequential("per-service delivery from git", () => {
         expect(snap.pids, s).toHaveLength(2);
         expect(snap.runs, s).toHaveLength(1);
         expect(snap.runs[0]!.status).toBe("succeeded");
-        expect(snap.runs[0]!.stages.map((x) => x.name)).toEqual(["build", "test"]);
+        expect(snap.runs[0]!.stages.map((x) => x.name)).toEqual(["build", "test", "scan"]);
         expect(snap.live.commit, `${s}'s first release is of the initial commit`).toBe(initial);
         const served = await get(s);
         expect(served).toMatchObject({ service: s, version: `${s}-v1`, release: snap.live.id, path: "/probe" });

@@ -1,18 +1,19 @@
 // End to end: `init` writes a project that runs as it is; `up` in the foreground follows
 // logs and Ctrl-C (SIGINT) stops everything gracefully; a taken replica port is a clear error.
 import { spawn } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { StatusReport } from "@keelson/protocol";
-import { freePort, makeTempDir, waitFor } from "#test-support";
+import { apiFetch, apiToken, freePort, makeTempDir, waitFor } from "#test-support";
 import { BIN, keelson, pidAlive } from "./cli.js";
 
 describe.sequential("project lifecycle", () => {
   let dir: string;
   let cleanup: () => Promise<void>;
   let gateway: string;
+  let controlPlane: string;
 
   beforeAll(async () => {
     ({ dir, cleanup } = await makeTempDir("keelson-e2e-life-"));
@@ -29,13 +30,14 @@ describe.sequential("project lifecycle", () => {
     expect(text).toMatch(/^project: my-project$/m);
     expect(await readFile(join(dir, ".gitignore"), "utf8")).toContain(".keelson/");
     // Our own ports, so the test never meets a real project on the defaults.
-    const [cp, gw, admin] = [await freePort(), await freePort(), await freePort()];
+    const [cp, gw, admin, mesh] = [await freePort(), await freePort(), await freePort(), await freePort()];
     gateway = `http://127.0.0.1:${gw}`;
+    controlPlane = `http://127.0.0.1:${cp}`;
     await writeFile(
       join(dir, "keelson.yaml"),
       text
         .replace("# controlPlane: { host: 127.0.0.1, port: 7070 }", `controlPlane: { host: 127.0.0.1, port: ${cp} }`)
-        .replace("# gateway: { host: 127.0.0.1, port: 8080, adminPort: 8081 }", `gateway: { host: 127.0.0.1, port: ${gw}, adminPort: ${admin} }`),
+        .replace("# gateway: { host: 127.0.0.1, port: 8080, adminPort: 8081 }", `gateway: { host: 127.0.0.1, port: ${gw}, adminPort: ${admin}, meshPort: ${mesh} }`),
     );
     const v = await keelson(["validate", dir]);
     expect(v.code, v.stderr).toBe(0);
@@ -57,6 +59,17 @@ describe.sequential("project lifecycle", () => {
     expect(res.status).toBe(200);
     expect(await res.text()).toMatch(/^hello from web \(web-[0-9a-f]{6}-0\)/);
     const status = JSON.parse((await keelson(["status", dir, "--json"])).stdout) as StatusReport;
+    // The control plane made the first admin token and stored it for the CLI, readable by the owner only.
+    const tokenFile = join(dir, ".keelson", "token");
+    expect((await stat(tokenFile)).mode & 0o777).toBe(0o600);
+    expect(await apiToken(dir)).toMatch(/^ks_/);
+    // The API wants it on every endpoint but /healthz, which says no more than the status and the project.
+    expect((await fetch(`${controlPlane}/v1/status`)).status).toBe(401);
+    const viaApi = await apiFetch(dir, `${controlPlane}/v1/status`);
+    expect(viaApi.status).toBe(200);
+    expect(((await viaApi.json()) as StatusReport).services.map((s) => s.name)).toEqual(status.services.map((s) => s.name));
+    const health = await fetch(`${controlPlane}/healthz`);
+    expect(await health.json()).toEqual({ status: "ok", project: "my-project" });
     const replicaPid = status.services[0]!.instances[0]!.pid!;
     expect(pidAlive(replicaPid)).toBe(true);
     // The replica's own output reaches the terminal through the log follower.

@@ -5,11 +5,11 @@ import { join } from "node:path";
 import { parseDocument } from "yaml";
 import { ROOT } from "./cli.js";
 
-export async function writeShopCopy(dir: string, ports: { controlPlane: number; gateway: number; admin: number }): Promise<void> {
+export async function writeShopCopy(dir: string, ports: { controlPlane: number; gateway: number; admin: number; mesh?: number }): Promise<void> {
   const shop = join(ROOT, "examples/shop");
   const doc = parseDocument(await readFile(join(shop, "keelson.yaml"), "utf8"));
   doc.setIn(["controlPlane"], doc.createNode({ host: "127.0.0.1", port: ports.controlPlane }));
-  doc.setIn(["gateway"], doc.createNode({ host: "127.0.0.1", port: ports.gateway, adminPort: ports.admin }));
+  doc.setIn(["gateway"], doc.createNode({ host: "127.0.0.1", port: ports.gateway, adminPort: ports.admin, ...(ports.mesh === undefined ? {} : { meshPort: ports.mesh }) }));
   const services = doc.getIn(["services"]) as { items: Array<{ key: { value: string } }> };
   for (const item of services.items) {
     const name = item.key.value;

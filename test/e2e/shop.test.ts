@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StatusReport } from "@keelson/protocol";
-import { freePort, makeTempDir, waitFor } from "#test-support";
+import { apiFetch, freePort, makeTempDir, waitFor } from "#test-support";
 import { keelson, pidAlive } from "./cli.js";
 import { writeShopCopy } from "./shop-copy.js";
 
@@ -27,7 +27,7 @@ describe.sequential("the example shop on keelson", () => {
 
   beforeAll(async () => {
     ({ dir, cleanup } = await makeTempDir("keelson-e2e-shop-"));
-    const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort() };
+    const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort(), mesh: await freePort() };
     gateway = `http://127.0.0.1:${ports.gateway}`;
     await writeShopCopy(dir, ports);
   });
@@ -188,7 +188,7 @@ describe.sequential("the example shop on keelson", () => {
     // The catalog page makes storefront call inventory; the order above made orders call the rest.
     expect((await fetch(`${gateway}/api/catalog`)).status).toBe(200);
     const edges = await waitFor(async () => {
-      const map = (await (await fetch(`${s.controlPlane.url}/v1/service-map?window=15m`)).json()) as { edges: Array<{ from: string; to: string; errors: number }> };
+      const map = (await (await apiFetch(dir, `${s.controlPlane.url}/v1/service-map?window=15m`)).json()) as { edges: Array<{ from: string; to: string; errors: number }> };
       const names = map.edges.map((e) => `${e.from}->${e.to}`);
       return names.includes("storefront->inventory") ? names : undefined;
     }, { timeoutMs: 20_000, what: "storefront->inventory in the service map" });
@@ -278,7 +278,12 @@ describe.sequential("the example shop on keelson", () => {
 
   it("the control plane and the gateway expose Prometheus metrics and health", async () => {
     const s = await status();
-    const cpMetrics = await (await fetch(`${s.controlPlane.url}/metrics`)).text();
+    // Every endpoint but /healthz needs the token `up` stored; /healthz names only the status and project.
+    expect((await fetch(`${s.controlPlane.url}/metrics`)).status).toBe(401);
+    const health = await fetch(`${s.controlPlane.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: "ok", project: "shop" });
+    const cpMetrics = await (await apiFetch(dir, `${s.controlPlane.url}/metrics`)).text();
     expect(cpMetrics).toMatch(/^keelson_controlplane_api_requests_total\{route="\/v1\/status",code="200"\} \d+$/m);
     const gw = JSON.parse(await readFile(join(dir, ".keelson", "gateway", "gateway.pid.json"), "utf8")) as { adminUrl: string };
     expect((await fetch(`${gw.adminUrl}/healthz`)).status).toBe(200);

@@ -2,6 +2,7 @@
 // credential, roles and teams decide who may change what, every change is audited in a hash
 // chain, secrets are set but never read back, and the API's answers carry the safe defaults.
 import { join } from "node:path";
+import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir } from "#test-support";
 import { createReconciler } from "../delivery/index.js";
@@ -204,5 +205,50 @@ describe("control-plane security", () => {
     const huge = await call("PUT", "/v1/services/storefront/secrets/BIG", { token: tokens.admin, raw: JSON.stringify({ value: "x".repeat(2 * 1024 * 1024) }) });
     expect(huge.status).toBe(400);
     expect(huge.text).toContain("exceeds");
+  });
+});
+
+describe("control-plane API over TLS", () => {
+  it("serves HTTPS with the configured certificate and sends HSTS", async () => {
+    const tmp = await makeTempDir("keelson-api-tls-");
+    try {
+      const store = createMemoryStore();
+      const ca = await loadOrCreateCa({ dir: join(tmp.dir, "ca"), trustDomain: "shop" });
+      const issued = await ca.issueCertificate({ service: "keelson-gateway", ttlMs: 60_000 });
+      const security = await createApiSecurity({ store, project: "shop", stateDir: tmp.dir });
+      const { token } = await security.tokens.create({ name: "root", role: "admin", actor: "test" });
+      const reconciler = createReconciler({ store, driver: createMemoryDriver(), project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1" });
+      const cp = createControlPlane({
+        project: "shop",
+        dir: tmp.dir,
+        stateDir: tmp.dir,
+        store,
+        driver: createMemoryDriver(),
+        reconciler,
+        gatewayUrl: "http://127.0.0.1:1",
+        log: { info() {}, warn() {}, error() {} },
+        security,
+        tls: { cert: issued.certPem, key: issued.keyPem },
+      });
+      const url = await cp.listen("127.0.0.1", 0);
+      expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      const agent = new Agent({ connect: { ca: ca.caPem(), servername: "localhost" } });
+      try {
+        const res = await request(`${url}/v1/status`, { dispatcher: agent, headers: { authorization: `Bearer ${token}` } });
+        expect(res.statusCode).toBe(200);
+        expect(res.headers["strict-transport-security"]).toBe("max-age=31536000");
+        await res.body.dump();
+        const anonymous = await request(`${url}/v1/status`, { dispatcher: agent });
+        expect(anonymous.statusCode).toBe(401);
+        await anonymous.body.dump();
+        // Plain HTTP to the TLS port gets no API answer.
+        await expect(fetch(url.replace("https:", "http:") + "/healthz")).rejects.toThrow();
+      } finally {
+        await agent.close();
+        await cp.close();
+      }
+    } finally {
+      await tmp.cleanup();
+    }
   });
 });

@@ -5,7 +5,7 @@ import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { KeelsonError, type KeelsonEvent, type StatusReport, type TrafficSplit } from "@keelson/protocol";
-import { runControlPlane, stateDirOf, GATEWAY_DIR, GATEWAY_IDENTITY } from "../api/index.js";
+import { runControlPlane, stateDirOf, GATEWAY_DIR, GATEWAY_IDENTITY, TOKEN_FILE } from "../api/index.js";
 import { formatPlan, planFromStore, type ApplyProgress, type Plan, type ServiceFailure } from "../delivery/index.js";
 import { DEFAULT_GATEWAY_WORKERS, runGateway } from "../gateway/index.js";
 import { STARTER_SERVICE_PATH, loadManifest, meshPortOf, mtlsEnabled, manifestJsonSchema, manifestTemplate, starterServiceSource, type LoadedManifest } from "../manifest/index.js";
@@ -274,6 +274,9 @@ export function buildProgram(): Command {
       const gw = gwResult.value;
       print(`  ${color.green("✓")} control plane ${cp.url}${cp.started ? "" : color.dim(" (already running)")}`);
       print(`  ${color.green("✓")} gateway ${gw.url}${gw.started ? "" : color.dim(" (already running)")}`);
+      if (cp.started && process.env.KEELSON_TOKEN === undefined && existsSync(join(stateDir, TOKEN_FILE))) {
+        print(color.dim(`  the CLI's admin token is in ${join(stateDir, TOKEN_FILE)} (mode 0600); \`keelson tokens create\` makes tokens for people and CI`));
+      }
       const api = createApiClient(cp.url, { stateDir });
       const failures = await runApply(api, { rebuild: opts.rebuild ?? false });
       await waitForGatewayTable(api, gw.adminUrl);

@@ -275,7 +275,9 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
           stageResults.push(result);
           if (result.cached) cacheHit = true;
         }
-        if (options.scan && !stages.some((s) => s.name === "scan")) {
+        // The built-in scanners always run, also after a stage of the service's own named "scan":
+        // a pipeline cannot opt out of the project's security policy.
+        if (options.scan) {
           const git = layout.git ? { repoDir: layout.root, servicePath: layout.servicePath, ...(commit ? { commit } : {}) } : undefined;
           scan = await runScanHook({ service, runId, release: id, path: posixPath(spec.path), git, workspace, serviceDir, logFile, actor, progress });
         }

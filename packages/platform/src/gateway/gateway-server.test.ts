@@ -223,7 +223,7 @@ describe("routing", () => {
     const up = await startUpstream("api");
     const gw = await startGateway();
     const { privateKey, publicKey } = await generateKeyPair("ES256");
-    const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256" };
+    const jwk = { ...(await exportJWK(publicKey)), kty: "EC", kid: "k1", alg: "ES256" };
     gw.setTable(
       buildRoutingTable({
         project: "test",

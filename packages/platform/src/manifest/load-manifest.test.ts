@@ -340,7 +340,10 @@ services:
         "keelson.yaml:11:11 services.orders.port: ports 9000-9001 (2 replicas) include gateway.port 9001",
         'keelson.yaml:14:13 services.orders.calls[0]: no service named "payment"; did you mean `payments`?',
         'keelson.yaml:14:22 services.orders.calls[1]: service "orders" lists itself; calls names the other services it calls',
+        // The mesh listener's default port is the gateway's + 2: 9003 here.
+        "keelson.yaml:19:11 services.payments.port: ports 9002-9004 (up to 3 replicas with autoscale) include gateway.meshPort 9003 (default)",
         'keelson.yaml:21:14 services.payments.routes[0]: route "/api/" is already claimed by services.orders.routes[0]',
+        "keelson.yaml:26:11 services.shipping.port: port 9003 is also gateway.meshPort (default)",
         "keelson.yaml:26:11 services.shipping.port: port 9003 is also used by services.payments (ports 9002-9004)",
       ].join("\n"),
     );

@@ -10,7 +10,7 @@ import type { z } from "zod";
 import { schemaAt } from "./describe-schema.js";
 import { didYouMean } from "./did-you-mean.js";
 import { formatIssuePath, type PathIssue, type PathSegment } from "./manifest-issue.js";
-import { ManifestSchema, ServiceSpecSchema } from "./schema.js";
+import { ManifestSchema, ServiceSpecSchema, meshPortOf } from "./schema.js";
 
 export interface ManifestRuleOptions {
   /** Folder of the manifest; service paths are relative to it. */
@@ -191,6 +191,7 @@ function reservedPorts(root: Record<string, unknown>): ReservedPort[] {
   if (gw.success) {
     out.push({ label: "gateway.port", port: gw.data.port, path: ["gateway", "port"], explicit: written("gateway", "port") });
     out.push({ label: "gateway.adminPort", port: gw.data.adminPort, path: ["gateway", "adminPort"], explicit: written("gateway", "adminPort") });
+    out.push({ label: "gateway.meshPort", port: meshPortOf(gw.data), path: ["gateway", "meshPort"], explicit: written("gateway", "meshPort") });
   }
   return out;
 }

@@ -195,7 +195,7 @@ const RouteSpec = z.strictObject({
 });
 const RouteOrPath = z
   .union([HttpPath.transform((path) => RouteSpec.parse({ path })), RouteSpec])
-  .register(expectedText, { expected: 'path like "/orders" or a mapping with path, host, stripPrefix, rateLimit, maxBodySize, fallback, flag' });
+  .register(expectedText, { expected: 'path like "/orders" or a mapping with path, host, stripPrefix, rateLimit, maxBodySize, fallback, flag, auth' });
 
 const EnvValue = z
   .union([z.string(), z.number(), z.boolean()])
@@ -300,7 +300,7 @@ const DeploySpec = z.strictObject({
 
 const PipelineStage = z
   .strictObject({
-    name: name("stage name").describe('Stage name; "install" is cached by lockfile hash, "scan" is where security scanners hook in.'),
+    name: name("stage name").describe('Stage name; "install" is cached by lockfile hash, "scan" may hold your own scanners (the built-in security stage runs after the last stage in any case).'),
     run: z.string().min(1).describe("Command to run (with a shell, in the service's folder of the run's workspace)."),
     timeout: Duration.optional().describe("Longest this stage may run (default: the pipeline's stageTimeout)."),
   })
