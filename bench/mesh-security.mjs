@@ -53,9 +53,22 @@ async function child(dir) {
   await tls.start();
   plain.setTable(table(false));
   tls.setTable(table(true));
+  // The reference: Node's own http and https servers (client certificates required), answering
+  // the same body directly, in the same process: what TLS costs a Node server with no gateway.
+  const { readFile: read } = await import("node:fs/promises");
+  const [cert, key, caPem] = await Promise.all(["cert.pem", "key.pem", "ca.pem"].map((f) => read(join(dir, "identity", "keelson-gateway", f), "utf8")));
+  const answer = (_req, res) => {
+    res.writeHead(200, { "content-type": "application/json", "content-length": 11 });
+    res.end('{"ok":true}');
+  };
+  const bare = createServer(answer);
+  const { createServer: createHttps } = await import("node:https");
+  const bareTls = createHttps({ cert, key, ca: caPem, requestCert: true, rejectUnauthorized: true }, answer);
+  await new Promise((r) => bare.listen(0, "127.0.0.1", r));
+  await new Promise((r) => bareTls.listen(0, "127.0.0.1", r));
   // The parent asks for this process's CPU time around each phase.
   process.on("message", () => process.send(process.cpuUsage()));
-  console.log(JSON.stringify({ public: plain.url, mesh: plain.meshUrl, meshTls: tls.meshUrl }));
+  console.log(JSON.stringify({ public: plain.url, mesh: plain.meshUrl, meshTls: tls.meshUrl, bare: `http://127.0.0.1:${bare.address().port}`, bareTls: `https://127.0.0.1:${bareTls.address().port}` }));
   process.on("SIGTERM", async () => {
     await Promise.all([plain.stop({ drainMs: 100 }), tls.stop({ drainMs: 100 })]);
     process.exit(0);
@@ -94,11 +107,15 @@ async function main() {
       plain: new Agent({ connections: CONNECTIONS, keepAliveTimeout: 10_000 }),
       token: new Agent({ connections: CONNECTIONS, keepAliveTimeout: 10_000 }),
       mtls: new Agent({ connections: CONNECTIONS, keepAliveTimeout: 10_000, connect: { cert, key, ca: caPem, servername: "localhost" } }),
+      bare: new Agent({ connections: CONNECTIONS, keepAliveTimeout: 10_000 }),
+      bareTls: new Agent({ connections: CONNECTIONS, keepAliveTimeout: 10_000, connect: { cert, key, ca: caPem, servername: "localhost" } }),
     };
     const variants = {
       plain: { url: `${urls.public}/x`, headers: {} },
       token: { url: `${urls.mesh}/x`, headers: { "x-keelson-service": "api", "x-keelson-identity": token } },
       mtls: { url: `${urls.meshTls}/x`, headers: { "x-keelson-service": "api" } },
+      bare: { url: `${urls.bare}/x`, headers: {} },
+      bareTls: { url: `${urls.bareTls}/x`, headers: {} },
     };
     const load = async (name, ms) => {
       const { url, headers } = variants[name];
@@ -121,11 +138,11 @@ async function main() {
       return { rps: ok / elapsed, perCpuSecond: ok / gatewayCpu, failed };
     };
     for (const name of Object.keys(variants)) await load(name, 500); // warm-up: connections, JIT, the token cache
-    const rps = { plain: [], token: [], mtls: [] };
-    const capacity = { plain: [], token: [], mtls: [] };
+    const rps = { plain: [], token: [], mtls: [], bare: [], bareTls: [] };
+    const capacity = { plain: [], token: [], mtls: [], bare: [], bareTls: [] };
     let failed = 0;
     for (let r = 0; r < ROUNDS; r++) {
-      for (const name of ["plain", "token", "mtls"]) {
+      for (const name of ["plain", "token", "mtls", "bare", "bareTls"]) {
         const result = await load(name, SECONDS * 1000);
         rps[name].push(result.rps);
         capacity[name].push(result.perCpuSecond);
@@ -174,6 +191,7 @@ async function main() {
       gateway_requests_per_cpu_second: Object.fromEntries(Object.entries(cap).map(([k, v]) => [k, Math.round(v)])),
       ratio_token_vs_plain: Number((cap.token / cap.plain).toFixed(3)),
       ratio_mtls_vs_plain: Number((cap.mtls / cap.plain).toFixed(3)),
+      reference_bare_node_https_vs_http: Number((cap.bareTls / cap.bare).toFixed(3)),
       failed,
       ns_per_check: Object.fromEntries(Object.entries(costs).map(([k, v]) => [k, Number(v.toFixed(1))])),
       targets: { mtls_ratio_at_least: 0.7, policy_ns_under: 2000 },

@@ -270,8 +270,11 @@ describe.sequential("the example shop on keelson", () => {
     expect(logs.stdout.trim().split("\n").length).toBeGreaterThanOrEqual(1);
     expect(logs.stdout).toMatch(/orders-[0-9a-f]{6}-\d/);
     const events = await keelson(["events", "-C", dir, "-n", "200", "--json"]);
-    const kinds = (JSON.parse(events.stdout) as Array<{ kind: string }>).map((e) => e.kind);
+    const all = JSON.parse(events.stdout) as Array<{ kind: string; actor: string }>;
+    const kinds = all.map((e) => e.kind);
     expect(kinds).toContain("service.scaled");
+    // Events name the authenticated caller: the CLI used the admin token `up` stored.
+    expect(all.find((e) => e.kind === "service.scaled")?.actor).toBe("user:admin");
     expect(kinds).toContain("replica.exited");
     expect(kinds).toContain("controlplane.started");
   });

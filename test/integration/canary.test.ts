@@ -190,6 +190,8 @@ describe.sequential("canary releases of payments under load", () => {
     }
     const view = await keelson(["rollout", "payments", "-C", project]);
     expect(view.stdout).toMatch(/step 2: analysis Successful/);
+    // The rollout names who started it: the admin token `up` stored for the CLI.
+    expect(view.stdout).toMatch(/started by user:admin /);
     expect(view.stdout).toMatch(/canary +\d+ +0 +0\.00%/);
   }, TEST_TIMEOUT);
 

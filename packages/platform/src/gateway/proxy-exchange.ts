@@ -94,6 +94,9 @@ type ExchangeResponse = ServerResponse & { [kExchange]?: ProxyExchange };
 function onResponseClose(this: ExchangeResponse): void {
   this[kExchange]?.responseClosed();
 }
+function uncorkResponse(res: ServerResponse): void {
+  res.uncork();
+}
 function onResponseDrain(this: ExchangeResponse): void {
   this[kExchange]?.drained();
 }
@@ -614,6 +617,9 @@ class ProxyExchange implements BulkheadWaiter {
     const headers = this.responseHeaders(rawHeaders);
     try {
       this.res.writeHead(status, headers);
+      // Head and first chunk (usually the whole body) leave in one write: over TLS, one record.
+      this.res.cork();
+      process.nextTick(uncorkResponse, this.res);
     } catch (err) {
       // A header Node refuses to send (bad characters): answered as an invalid upstream response.
       attempt.abort?.(err as Error);
