@@ -5,7 +5,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, vi } from "vitest";
+import { KeelsonError, type ErrorCode } from "@keelson/protocol";
+import { afterAll, beforeAll, expect, vi } from "vitest";
 
 /**
  * Polls `check` until it returns a value other than undefined/false, or throws after
@@ -130,4 +131,15 @@ export function git(dir: string, args: string[], env: Record<string, string> = {
       err ? reject(new Error(`git ${args.join(" ")} in ${dir}: ${stderr || err.message}`)) : resolve(stdout.trim()),
     );
   });
+}
+
+/** The KeelsonError `promise` rejects with, after checking its code; fails the test when it resolves. */
+export async function rejection(promise: Promise<unknown>, code: ErrorCode): Promise<KeelsonError> {
+  const outcome = await promise.then(
+    () => new Error("expected a rejection, but the call succeeded"),
+    (err: unknown) => err,
+  );
+  expect(outcome).toBeInstanceOf(KeelsonError);
+  expect((outcome as KeelsonError).code).toBe(code);
+  return outcome as KeelsonError;
 }

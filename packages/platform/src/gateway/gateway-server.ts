@@ -341,16 +341,18 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics.tableVersion.set(table.version);
   };
 
+  // The edge limits of both client-facing listeners (public and mesh).
+  const serverOptions = {
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: Math.max(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeoutMs),
+    maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+    connectionsCheckingInterval: options.connectionsCheckingIntervalMs ?? 1_000,
+    // Checked by the exchange, which answers in JSON (node would send a bare 400).
+    requireHostHeader: false,
+  };
   const server: Server = createServer(
-    {
-      headersTimeout: headersTimeoutMs,
-      requestTimeout: Math.max(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeoutMs),
-      maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
-      keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
-      connectionsCheckingInterval: options.connectionsCheckingIntervalMs ?? 1_000,
-      // Checked by the exchange, which answers in JSON (node would send a bare 400).
-      requireHostHeader: false,
-    },
+    serverOptions,
     (req, res) => {
       const waiting = jwtRoutes ? prepareRouteAuth(req) : undefined;
       if (waiting === undefined) handleProxyRequest(ctx, req, res);
@@ -377,14 +379,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     return auth?.prepare(req.headers)?.catch(() => undefined);
   };
 
-  const meshServerOptions = {
-    headersTimeout: headersTimeoutMs,
-    requestTimeout: Math.max(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeoutMs),
-    maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
-    connectionsCheckingInterval: options.connectionsCheckingIntervalMs ?? 1_000,
-    requireHostHeader: false,
-  };
   /** A mesh call goes on only with a verified caller: the client certificate's SPIFFE id, or a valid identity token. */
   const handleMesh = (req: IncomingMessage, res: ServerResponse) => {
     const trust = identity;
@@ -581,7 +575,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           if (options.meshTls !== undefined) {
             const dir = options.meshTls.dir;
             const files = (await readMeshTls(dir)) ?? meshTlsFiles!;
-            const tlsServer = createHttpsServer({ ...meshServerOptions, cert: files.cert, key: files.key, ca: files.ca, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handleMesh);
+            const tlsServer = createHttpsServer({ ...serverOptions, cert: files.cert, key: files.key, ca: files.ca, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handleMesh);
             mesh = tlsServer;
             // Certificates are renewed in place: the next handshakes use the new ones, no restart.
             meshReload = setInterval(() => {
@@ -596,7 +590,7 @@ export function createGateway(options: GatewayOptions): Gateway {
             }, options.meshTls.reloadIntervalMs ?? 30_000);
             meshReload.unref();
           } else {
-            mesh = createServer(meshServerOptions, handleMesh);
+            mesh = createServer(serverOptions, handleMesh);
           }
           mesh.on("clientError", (err: Error & { code?: string }, socket: Duplex) => handleClientError(err, socket, metrics));
           await listen(mesh, options.meshHost ?? options.host, options.meshPort, "gateway.meshPort");

@@ -2,24 +2,13 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { KeelsonError } from "@keelson/protocol";
-import type { ErrorCode } from "@keelson/protocol";
-import { makeTempDir } from "#test-support";
+import { makeTempDir, rejection } from "#test-support";
 import { createMemoryStore, createSqliteStore } from "../store/index.js";
 import type { Store } from "../store/index.js";
 import { auditHash, createAuditLog, GENESIS_HASH } from "./audit-log.js";
 import type { AuditEntry } from "./audit-log.js";
 
 const START = Date.parse("2025-03-01T12:00:00.000Z");
-
-async function rejection(promise: Promise<unknown>, code: ErrorCode): Promise<KeelsonError> {
-  const outcome = await promise.then(
-    () => new Error("expected a rejection, but the call succeeded"),
-    (err: unknown) => err,
-  );
-  expect(outcome).toBeInstanceOf(KeelsonError);
-  expect((outcome as KeelsonError).code).toBe(code);
-  return outcome as KeelsonError;
-}
 
 function entry(parts: Partial<AuditEntry> = {}): AuditEntry {
   return { actor: "user:ci-web", action: "deploy", target: "service/web", from: "127.0.0.1", result: "ok", status: 202, ...parts };

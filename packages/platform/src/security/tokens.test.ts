@@ -2,24 +2,13 @@ import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { KeelsonError } from "@keelson/protocol";
-import type { ErrorCode } from "@keelson/protocol";
-import { makeTempDir } from "#test-support";
+import { makeTempDir, rejection } from "#test-support";
 import { createMemoryStore } from "../store/index.js";
 import type { Store } from "../store/index.js";
 import { bootstrapAdminToken, createTokenService, hashToken, readTokenFile, tokensSettingKey } from "./tokens.js";
 import type { TokenService, TokenServiceOptions } from "./tokens.js";
 
 const START = Date.parse("2025-03-01T12:00:00.000Z");
-
-async function rejection(promise: Promise<unknown>, code: ErrorCode): Promise<KeelsonError> {
-  const outcome = await promise.then(
-    () => new Error("expected a rejection, but the call succeeded"),
-    (err: unknown) => err,
-  );
-  expect(outcome).toBeInstanceOf(KeelsonError);
-  expect((outcome as KeelsonError).code).toBe(code);
-  return outcome as KeelsonError;
-}
 
 /** A store that counts setting writes and can be told to fail them. */
 function instrumented(store: Store): Store & { settingWrites: number; failWrites: boolean } {

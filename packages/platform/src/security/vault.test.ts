@@ -2,9 +2,7 @@ import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { KeelsonError } from "@keelson/protocol";
-import type { ErrorCode } from "@keelson/protocol";
-import { makeTempDir } from "#test-support";
+import { makeTempDir, rejection } from "#test-support";
 import { createMemoryStore } from "../store/index.js";
 import type { Store } from "../store/index.js";
 import { loadKeyRing, parseMasterKeyEnv } from "./key-ring.js";
@@ -14,16 +12,6 @@ import type { Vault } from "./vault.js";
 
 const START = Date.parse("2025-03-01T12:00:00.000Z");
 const SECRET = "postgres://orders:Sup3r-S3cret@db/orders";
-
-async function rejection(promise: Promise<unknown>, code: ErrorCode): Promise<KeelsonError> {
-  const outcome = await promise.then(
-    () => new Error("expected a rejection, but the call succeeded"),
-    (err: unknown) => err,
-  );
-  expect(outcome).toBeInstanceOf(KeelsonError);
-  expect((outcome as KeelsonError).code).toBe(code);
-  return outcome as KeelsonError;
-}
 
 function envRing(...ids: string[]): KeyRing {
   return parseMasterKeyEnv(ids.map((id) => `${id}:${randomBytes(32).toString("base64")}`).join(","));

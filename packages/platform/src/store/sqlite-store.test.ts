@@ -6,9 +6,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { KeelsonError } from "@keelson/protocol";
-import type { ErrorCode } from "@keelson/protocol";
-import { makeTempDir } from "#test-support";
+import { makeTempDir, rejection } from "#test-support";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "./migrations.js";
 import { createSqliteStore, openSqliteDatabase } from "./sqlite-store.js";
 import type { SqliteStoreOptions } from "./sqlite-store.js";
@@ -25,16 +23,6 @@ const PROJECT = { name: "shop", manifestPath: "/srv/shop/keelson.yaml", manifest
 
 function change(parts: Partial<DesiredStateChange> = {}): DesiredStateChange {
   return { project: PROJECT, upsert: [], remove: [], events: [], ...parts };
-}
-
-async function rejection(promise: Promise<unknown>, code: ErrorCode): Promise<KeelsonError> {
-  const outcome = await promise.then(
-    () => new Error("expected a rejection, but the call succeeded"),
-    (err: unknown) => err,
-  );
-  expect(outcome).toBeInstanceOf(KeelsonError);
-  expect((outcome as KeelsonError).code).toBe(code);
-  return outcome as KeelsonError;
 }
 
 describe("createSqliteStore", () => {
