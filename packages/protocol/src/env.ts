@@ -27,4 +27,12 @@ export const REPLICA_ENV = {
   IDENTITY_FILE: "KEELSON_IDENTITY_FILE",
   /** With mTLS: folder holding the replica's cert.pem, key.pem and the CA's ca.pem (rotated in place). */
   TLS_DIR: "KEELSON_TLS_DIR",
+  /**
+   * "1" for a service with `tls: true`: replicas serve HTTPS with the certificate in $KEELSON_TLS_DIR
+   * and accept only clients with the gateway's or the control plane's certificate.
+   */
+  TLS_SERVE: "KEELSON_TLS_SERVE",
 } as const;
+
+/** The identity (SPIFFE path) of the control plane's client certificate, which probes replicas that serve TLS. */
+export const CONTROL_PLANE_SERVICE_NAME = "keelson-controlplane";

@@ -1,12 +1,17 @@
 // serve(): runs a service's HTTP handler the way Keelson expects a replica to behave:
 // listens on $PORT, answers readiness and liveness probes, gives every request a context
 // with its request id and a server span, answers errors as JSON, and drains gracefully
-// on SIGTERM/SIGINT.
-import { randomUUID } from "node:crypto";
+// on SIGTERM/SIGINT. For a service with `tls: true` it serves HTTPS with the replica's
+// certificate and lets in only the gateway and the control plane.
+import { X509Certificate, randomUUID } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
 import { context } from "@opentelemetry/api";
-import { CALLER_SERVICE_HEADER, KeelsonError, REPLICA_ENV, REQUEST_ID_HEADER } from "@keelson/protocol";
+import { CALLER_SERVICE_HEADER, CONTROL_PLANE_SERVICE_NAME, GATEWAY_SERVICE_NAME, KeelsonError, REPLICA_ENV, REQUEST_ID_HEADER } from "@keelson/protocol";
 import { createLogger } from "./logger.js";
 import type { Logger } from "./logger.js";
 import { runWithRequestContext } from "./request-context.js";
@@ -45,10 +50,23 @@ export interface ServeOptions {
    * `false` makes no spans and ignores an incoming traceparent. Probes are never traced.
    */
   tracing?: Tracing | false;
+  /**
+   * Serve HTTPS with cert.pem, key.pem and ca.pem from `dir`, requiring a client certificate of
+   * the project's CA that is the gateway's or the control plane's; the files are checked for
+   * changes every `checkMs` (default 5000) and new connections use renewed ones. Defaults to
+   * `{ dir: $KEELSON_TLS_DIR }` when $KEELSON_TLS_SERVE is "1" (a service with `tls: true`), else
+   * plain HTTP; `false` forces plain HTTP.
+   */
+  tls?: ServeTls | false;
+}
+
+export interface ServeTls {
+  dir: string;
+  checkMs?: number;
 }
 
 export interface ServiceHandle {
-  /** Base URL, e.g. http://127.0.0.1:41234 */
+  /** Base URL, e.g. http://127.0.0.1:41234 (https: when serving TLS) */
   readonly url: string;
   readonly port: number;
   /**
@@ -178,13 +196,30 @@ export async function serve(options: ServeOptions): Promise<ServiceHandle> {
     await (traced ? context.with(traced.context, run) : run());
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
       // Only reached if answering itself failed; the process must keep serving others.
       log.error("request handling failed", { err });
       res.destroy();
     });
-  });
+  };
+  const tlsConfig = resolveTls(options.tls);
+  const tls = tlsConfig === undefined ? undefined : watchTlsFiles(tlsConfig, log);
+  const server: Server | HttpsServer =
+    tls === undefined
+      ? createServer(onRequest)
+      : createHttpsServer({ ...tls.files(), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, onRequest);
+  if (tls !== undefined) {
+    const https = server as HttpsServer;
+    tls.start(https);
+    // The CA vouches for every service; only the gateway and the control plane may call a replica.
+    https.on("secureConnection", (socket: TLSSocket) => {
+      const peer = peerSpiffeId(socket);
+      if (peer !== undefined && tls.allowed(peer)) return;
+      log.warn("refused a TLS client that is neither the gateway nor the control plane", { peer: peer ?? "(no SPIFFE id)", remote: socket.remoteAddress });
+      socket.destroy();
+    });
+  }
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -193,6 +228,7 @@ export async function serve(options: ServeOptions): Promise<ServiceHandle> {
       resolve();
     });
   }).catch((err: unknown) => {
+    tls?.stop();
     if ((err as { code?: unknown }).code === "EADDRINUSE") {
       throw new KeelsonError("KEELSON_ERR_PORT_IN_USE", `port ${port} on ${host} is already in use`, { cause: err });
     }
@@ -202,7 +238,7 @@ export async function serve(options: ServeOptions): Promise<ServiceHandle> {
 
   const address = server.address();
   const boundPort = typeof address === "object" && address !== null ? address.port : port;
-  const url = `http://${urlHost(host)}:${boundPort}`;
+  const url = `${tls === undefined ? "http" : "https"}://${urlHost(host)}:${boundPort}`;
   started = true;
   log.info("listening", { url });
 
@@ -226,6 +262,7 @@ export async function serve(options: ServeOptions): Promise<ServiceHandle> {
     const deadline = Date.now() + shutdownTimeoutMs;
     log.info("shutting down", { inFlight: inFlight.size, timeoutMs: shutdownTimeoutMs });
     for (const res of openResponses) if (!res.headersSent) res.setHeader("connection", "close");
+    tls?.stop();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     if (!(await waitForIdle(shutdownTimeoutMs))) {
@@ -285,6 +322,95 @@ function answerError(req: IncomingMessage, res: ServerResponse, err: unknown, re
   if (err instanceof HttpError) return sendHttpError(res, err);
   // The error's own message may carry internals; the request id lets an operator find it in the logs.
   json(res, 500, { error: { code: "INTERNAL", message: `internal error (request id ${requestId})` } });
+}
+
+/** The TLS folder to serve with: the option, else $KEELSON_TLS_DIR when $KEELSON_TLS_SERVE is "1". */
+function resolveTls(option: ServeTls | false | undefined): ServeTls | undefined {
+  if (option === false) return undefined;
+  if (option !== undefined) return option;
+  const dir = process.env[REPLICA_ENV.TLS_DIR];
+  return process.env[REPLICA_ENV.TLS_SERVE] === "1" && dir !== undefined && dir.trim() !== "" ? { dir } : undefined;
+}
+
+const TLS_FILES = ["cert.pem", "key.pem", "ca.pem"] as const;
+const DEFAULT_TLS_CHECK_MS = 5000;
+
+interface TlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/**
+ * The replica's certificate files: read now (a server fails fast when it cannot serve what it was
+ * asked to), then checked every `checkMs` and handed to `setSecureContext` when they changed.
+ */
+function watchTlsFiles(config: ServeTls, log: Logger) {
+  const stampOf = () => TLS_FILES.map((name) => statSync(join(config.dir, name)).mtimeMs).join(",");
+  const read = (): TlsFiles & { trustDomain: string | undefined } => {
+    const [cert, key, ca] = TLS_FILES.map((name) => readFileSync(join(config.dir, name), "utf8")) as [string, string, string];
+    return { cert, key, ca, trustDomain: trustDomainOf(cert) };
+  };
+  let stamp: string;
+  let current: ReturnType<typeof read>;
+  try {
+    stamp = stampOf();
+    current = read();
+  } catch (err) {
+    throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `serve(): cannot read the TLS files (cert.pem, key.pem, ca.pem) in ${config.dir}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  let timer: NodeJS.Timeout | undefined;
+  let failing = false;
+  return {
+    files: (): TlsFiles => ({ cert: current.cert, key: current.key, ca: current.ca }),
+    /** Whether a client with this SPIFFE id may call: the gateway or the control plane of our trust domain. */
+    allowed(id: string): boolean {
+      const td = current.trustDomain;
+      return td !== undefined && (id === `spiffe://${td}/${GATEWAY_SERVICE_NAME}` || id === `spiffe://${td}/${CONTROL_PLANE_SERVICE_NAME}`);
+    },
+    start(server: HttpsServer): void {
+      timer = setInterval(() => {
+        try {
+          const next = stampOf();
+          if (next === stamp) return;
+          const files = read();
+          server.setSecureContext({ cert: files.cert, key: files.key, ca: files.ca });
+          stamp = next;
+          current = files;
+          failing = false;
+          log.info("TLS certificate reloaded", { dir: config.dir });
+        } catch (err) {
+          // Mid-renewal or briefly unreadable: keep serving with the current certificate.
+          if (!failing) log.warn("reading the TLS files failed; keeping the current certificate", { dir: config.dir, err });
+          failing = true;
+        }
+      }, config.checkMs ?? DEFAULT_TLS_CHECK_MS);
+      timer.unref();
+    },
+    stop(): void {
+      clearInterval(timer);
+    },
+  };
+}
+
+/** The trust domain of our own certificate's SPIFFE id (spiffe://<trustDomain>/<service>). */
+function trustDomainOf(certPem: string): string | undefined {
+  const id = spiffeIdOf(new X509Certificate(certPem).subjectAltName);
+  return id === undefined ? undefined : /^spiffe:\/\/([^/]+)\//.exec(id)?.[1];
+}
+
+function peerSpiffeId(socket: TLSSocket): string | undefined {
+  return spiffeIdOf(socket.getPeerCertificate().subjectaltname);
+}
+
+/** The one spiffe:// URI SAN of a certificate (node's "URI:spiffe://a/b, DNS:localhost" form). */
+function spiffeIdOf(san: string | undefined): string | undefined {
+  if (typeof san !== "string") return undefined;
+  const ids = san
+    .split(", ")
+    .filter((entry) => entry.startsWith("URI:spiffe://"))
+    .map((entry) => entry.slice(4));
+  return ids.length === 1 ? ids[0] : undefined;
 }
 
 function resolvePort(port: number | undefined): number {

@@ -22,7 +22,7 @@ import {
   objectivesFromServices,
 } from "../telemetry/index.js";
 import { Registry } from "prom-client";
-import { bootstrapAdminToken, createIdentityIssuer, createIdentityVerifier, createSecurityGate as securityGate, loadOrCreateCa } from "../security/index.js";
+import { CONTROL_PLANE_IDENTITY, bootstrapAdminToken, createIdentityIssuer, createIdentityVerifier, createSecurityGate as securityGate, loadOrCreateCa } from "../security/index.js";
 import { createApiSecurity } from "./api-security.js";
 import { GATEWAY_IDENTITY } from "./access.js";
 import { createControlPlane } from "./control-plane.js";
@@ -105,6 +105,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const mtls = manifest ? mtlsEnabled(manifest) : false;
   const issuer = createIdentityIssuer({ ca, stateDir, ttlMs: manifest?.security.certTtl ?? 24 * 3_600_000, mtls, log });
   await issuer.ensure(GATEWAY_IDENTITY);
+  // The control plane's own certificate, which its probes present to replicas that serve TLS.
+  const probeTlsDir = mtls ? (await issuer.ensure(CONTROL_PLANE_IDENTITY)).tlsDir : undefined;
   issuer.start();
   const meshUrl = `${mtls ? "https" : "http"}://${manifest?.gateway.host ?? "127.0.0.1"}:${meshPortOf({ port: options.gatewayUrl ? Number(new URL(options.gatewayUrl).port) : (manifest?.gateway.port ?? 8080), meshPort: manifest?.gateway.meshPort })}`;
 
@@ -137,6 +139,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       }
       return stored.length === 0 ? undefined : vault.digest(service);
     },
+    ...(probeTlsDir === undefined ? {} : { probeTls: { dir: probeTlsDir } }),
     async replicaEnv(service) {
       const identity = await issuer.ensure(service);
       return {

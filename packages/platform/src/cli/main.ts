@@ -592,7 +592,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--port <port>", "port").argParser(parsePort).default(8080))
     .addOption(new Option("--admin-port <port>", "port of /healthz, /metrics, /routes").argParser(parsePort).default(8081))
     .addOption(new Option("--mesh-port <port>", "port of the mesh listener (service-to-service calls)").argParser(parsePort).default(8082))
-    .option("--mesh-tls", "serve the mesh listener over mutual TLS with the certificate the control plane issues")
+    .option("--mesh-tls", "serve the mesh listener over mutual TLS, and reach replicas of tls: true services, with the certificate the control plane issues")
     .option("--control-plane <url>", "control-plane URL to follow", "http://127.0.0.1:7070")
     .addOption(new Option("--workers <n|auto>", `processes serving the port; auto = one per CPU (default: ${DEFAULT_GATEWAY_WORKERS})`).argParser(parseWorkers))
     .action(async (dirArg: string, opts: { host: string; port: number; adminPort: number; meshPort: number; meshTls?: boolean; controlPlane: string; workers?: number | "auto" }) => {

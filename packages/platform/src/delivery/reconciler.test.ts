@@ -5,7 +5,7 @@ import { makeTempDir, waitFor } from "#test-support";
 import { parseManifest } from "../manifest/index.js";
 import { createMemoryDriver, createMemoryHost, type MemoryDriver, type MemoryHost } from "../runtime/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
-import { readTrafficSplit } from "../gateway/index.js";
+import { createRoutingPublisher, readTrafficSplit } from "../gateway/index.js";
 import { createReconciler, type ApplyProgress, type Reconciler } from "./reconciler.js";
 import type { AnalysisProvider } from "./rollout.js";
 
@@ -473,5 +473,74 @@ describe("reconciler (memory store and driver)", () => {
     expect(await release("orders")).toBe(v2.orders);
   });
 
+});
+
+
+describe("reconciler: services with tls: true", () => {
+  const tlsManifest = (tls: boolean) =>
+    parseManifest(
+      ["project: shop", "security: { mtls: true }", "services:", ...["orders", "web"].flatMap((name) => [`  ${name}:`, "    owner: web", `    path: ${name}`, "    start: node main.js", "    startTimeout: 5s", ...(name === "orders" ? [`    tls: ${tls}`] : [])]), ""].join("\n"),
+      "/tmp/shop/keelson.yaml",
+      { checkPaths: false },
+    );
+  let stateDir: string;
+  let cleanup: () => Promise<void>;
+  let reconciler: Reconciler | undefined;
+  beforeEach(async () => {
+    ({ dir: stateDir, cleanup } = await makeTempDir("keelson-reconciler-tls-"));
+  });
+  afterEach(async () => {
+    await reconciler?.stop();
+    await cleanup();
+  });
+
+  async function run(options: { probeTls: boolean; tlsDir: boolean }) {
+    const store = createMemoryStore();
+    const driver = createMemoryDriver({ host: createMemoryHost(), readyDelayMs: 5 });
+    reconciler = createReconciler({
+      store,
+      driver,
+      project: "shop",
+      stateDir,
+      gatewayUrl: "https://127.0.0.1:8082",
+      skipBuilds: true,
+      convergeIntervalMs: 50,
+      replicaEnv: (service) => Promise.resolve<Record<string, string>>(options.tlsDir ? { KEELSON_TLS_DIR: join(stateDir, "identity", service) } : {}),
+      ...(options.probeTls ? { probeTls: { dir: join(stateDir, "identity", "keelson-controlplane") } } : {}),
+    });
+    const publisher = createRoutingPublisher({ store, driver, project: "shop" });
+    const spec = (service: string) => driver.list().find((r) => r.spec.service === service)!.spec;
+    const urls = async () => Object.fromEntries((await publisher.refresh()).services.map((s) => [s.name, s.endpoints.map((e) => e.url.replace(/:\d+$/, ""))]));
+    return { store, driver, spec, urls };
+  }
+
+  it("tells the replicas to serve TLS, probes them with the control plane's certificate, and publishes https endpoints", async () => {
+    const { spec, urls } = await run({ probeTls: true, tlsDir: true });
+    expect((await reconciler!.apply(tlsManifest(true), { actor: "test" })).failures).toEqual([]);
+    expect(spec("orders").env.KEELSON_TLS_SERVE).toBe("1");
+    expect(spec("orders").tls).toEqual({ clientDir: join(stateDir, "identity", "keelson-controlplane") });
+    expect(spec("web").env.KEELSON_TLS_SERVE).toBeUndefined();
+    expect(spec("web").tls).toBeUndefined();
+    expect(await urls()).toEqual({ orders: ["https://127.0.0.1"], web: ["http://127.0.0.1"] });
+  });
+
+  it("turning tls off makes a new release whose replicas serve plain HTTP", async () => {
+    const { store, driver, spec, urls } = await run({ probeTls: true, tlsDir: true });
+    await reconciler!.apply(tlsManifest(true), { actor: "test" });
+    const before = (await store.getService("shop", "orders"))!.release;
+    expect((await reconciler!.apply(tlsManifest(false), { actor: "test" })).failures).toEqual([]);
+    expect((await store.getService("shop", "orders"))!.release).not.toBe(before);
+    await waitFor(() => (driver.list().every((r) => r.spec.tls === undefined) ? true : undefined), { what: "only plain replicas" });
+    expect(spec("orders").env.KEELSON_TLS_SERVE).toBeUndefined();
+    expect(await urls()).toEqual({ orders: ["http://127.0.0.1"], web: ["http://127.0.0.1"] });
+  });
+
+  it("without certificates (mTLS off) the replicas serve plain HTTP", async () => {
+    const { spec, urls } = await run({ probeTls: false, tlsDir: false });
+    await reconciler!.apply(tlsManifest(true), { actor: "test" });
+    expect(spec("orders").env.KEELSON_TLS_SERVE).toBeUndefined();
+    expect(spec("orders").tls).toBeUndefined();
+    expect(await urls()).toEqual({ orders: ["http://127.0.0.1"], web: ["http://127.0.0.1"] });
+  });
 });
 

@@ -111,6 +111,12 @@ export interface ReconcilerOptions {
   secretsVersion?: (service: string, declared: readonly string[]) => Promise<string | undefined>;
   /** Environment each replica gets at start besides its release's config: secret values, identity files. */
   replicaEnv?: (service: string) => Promise<Record<string, string>>;
+  /**
+   * The control plane's own certificate (cert.pem, key.pem, ca.pem in `dir`): probes of replicas
+   * of a `tls: true` service present it. Without it, or when replicaEnv gives no
+   * KEELSON_TLS_DIR (mTLS off), such replicas are started serving plain HTTP, with a warning.
+   */
+  probeTls?: { dir: string };
   /** Canary analysis. */
   analysis?: AnalysisProvider;
   /** Told about rollouts that fail or roll back (with the analysis evidence). */
@@ -272,10 +278,16 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
    */
   async function replicaSpec(input: { dir: string; spec: ServiceSpec; release: ReleaseRecord; index: number; port: number }): Promise<ReplicaSpec> {
     const { dir, spec, release, index, port } = input;
-    const config = (release.details.config ?? releaseConfig(spec)) as { path: string; start: string; env: Record<string, string> };
+    const config = (release.details.config ?? releaseConfig(spec)) as { path: string; start: string; env: Record<string, string>; tls?: boolean };
     const artifact = await pipelines.artifactOf(release);
     const id = replicaId(release.service, release.id, index);
     const injected = (await options.replicaEnv?.(release.service)) ?? {};
+    // TLS is part of the release (toggling it rolls out a new one), and needs both the replica's
+    // certificate and the control plane's own for the probes.
+    const serveTls = config.tls === true && injected[REPLICA_ENV.TLS_DIR] !== undefined && options.probeTls !== undefined;
+    if (config.tls === true && !serveTls) {
+      log.warn({ service: release.service, replica: id }, "tls: true but no certificates to serve with (security.mtls is off); the replica serves plain HTTP");
+    }
     return {
       id,
       project,
@@ -295,10 +307,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         ...(options.otlpEndpoint ? { [REPLICA_ENV.OTLP_ENDPOINT]: options.otlpEndpoint } : {}),
         ...(options.flagsUrl ? { [REPLICA_ENV.FLAGS_URL]: options.flagsUrl } : {}),
         [REPLICA_ENV.DATA_DIR]: join(stateDir, "data", release.service),
+        ...(serveTls ? { [REPLICA_ENV.TLS_SERVE]: "1" } : {}),
       },
       port,
       readiness: probe(spec.readiness),
       liveness: probe(spec.liveness),
+      ...(serveTls && options.probeTls !== undefined ? { tls: { clientDir: options.probeTls.dir } } : {}),
       stopTimeoutMs: spec.stopTimeout,
       startTimeoutMs: spec.startTimeout,
       logDir: join(stateDir, "logs", release.service),

@@ -5,10 +5,11 @@ import { canonicalJson, sha256 } from "./canonical-json.js";
 
 /**
  * The parts of a service's spec that are baked into a release: how it is built and tested
- * (path, build, test, pipeline) and what its replicas start with (start, env, secrets).
+ * (path, build, test, pipeline) and what its replicas start with (start, env, secrets, and `tls`
+ * only when on, so releases made before the field existed keep their ids).
  */
 export function releaseConfig(spec: ServiceSpec): Record<string, unknown> {
-  return { path: spec.path, build: spec.build, test: spec.test, stages: spec.pipeline?.stages, include: spec.pipeline?.include, start: spec.start, env: spec.env, secrets: spec.secrets };
+  return { path: spec.path, build: spec.build, test: spec.test, stages: spec.pipeline?.stages, include: spec.pipeline?.include, start: spec.start, env: spec.env, secrets: spec.secrets, ...(spec.tls ? { tls: true } : {}) };
 }
 
 export function configHash(spec: ServiceSpec): string {

@@ -39,6 +39,7 @@ import { closeServer, listen, sendError, sendJson } from "./admin-http.js";
 import { IDENTITY_HEADER } from "@keelson/protocol";
 import { createIdentityVerifier, serviceOfCertificate, type IdentityVerifier } from "../security/index.js";
 import { compileRouteAuth, type RouteAuthCheck } from "./route-auth.js";
+import { createUpstreamTls, type UpstreamTls } from "./upstream-tls.js";
 
 export interface GatewayOptions {
   /** Public listener (manifest `gateway.host`, `gateway.port`); port 0 picks a free one. */
@@ -52,7 +53,10 @@ export interface GatewayOptions {
   meshPort?: number;
   /** Defaults to `host`. */
   meshHost?: string;
-  /** Serve the mesh listener over mutual TLS with cert.pem, key.pem and ca.pem from this folder (re-read when they change). */
+  /**
+   * Serve the mesh listener over mutual TLS with cert.pem, key.pem and ca.pem from this folder (re-read when they change).
+   * The same certificate is presented to replicas of `tls: true` services (https endpoints), which are skipped without it.
+   */
   meshTls?: { dir: string; reloadIntervalMs?: number };
   /** Admin listener; kept apart from app routes. Defaults to 127.0.0.1. */
   adminHost?: string;
@@ -178,6 +182,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   let jwtRoutes = false;
   let identity: { verifier: IdentityVerifier; trustDomain: string; key: string } | undefined;
   const closingPools = new Set<Pool>();
+  /** The gateway as a TLS client of replicas that serve https: with the mesh listener's certificate. */
+  const upstreamTls: UpstreamTls | undefined =
+    options.meshTls === undefined ? undefined : createUpstreamTls({ dir: options.meshTls.dir, reloadIntervalMs: options.meshTls.reloadIntervalMs ?? 30_000, now: clock });
   const tunnels = new Set<Duplex>();
   let clientConnections = 0;
   let watch: RoutingWatch | undefined;
@@ -220,7 +227,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
   });
 
-  const createEndpoint = (service: string, e: Endpoint, now: number): EndpointState | undefined => {
+  const createEndpoint = (service: string, e: Endpoint, now: number, trustDomain: string): EndpointState | undefined => {
     let parsed: URL;
     try {
       parsed = new URL(e.url);
@@ -228,11 +235,20 @@ export function createGateway(options: GatewayOptions): Gateway {
       log.warn({ replicaId: e.replicaId, url: e.url }, "skipping an endpoint whose URL is not valid");
       return undefined;
     }
-    if (parsed.protocol !== "http:") {
-      log.warn({ replicaId: e.replicaId, url: e.url }, "skipping an endpoint that is not plain http");
+    const https = parsed.protocol === "https:";
+    if (https && upstreamTls === undefined) {
+      log.warn({ replicaId: e.replicaId, url: e.url }, "skipping an https endpoint: this gateway has no certificate (meshTls) to present to it");
       return undefined;
     }
+    if (!https && parsed.protocol !== "http:") {
+      log.warn({ replicaId: e.replicaId, url: e.url }, "skipping an endpoint that is neither http nor https");
+      return undefined;
+    }
+    // Over https the replica must prove it is this service (its certificate's SPIFFE id), and the
+    // gateway presents its own certificate, re-read when renewed (see upstream-tls.ts).
+    const tls = https ? upstreamTls?.optionsFor(service, trustDomain) : undefined;
     const pool = new Pool(parsed.origin, {
+      ...(https && upstreamTls !== undefined ? { connect: upstreamTls.connectorFor(service, trustDomain, UPSTREAM_CONNECT_TIMEOUT_MS) } : {}),
       pipelining: 1,
       // Idle upstream sockets live 4 s unless the replica's Keep-Alive hint says otherwise
       // (minus 1 s, so the gateway gives a socket up before the replica closes it).
@@ -256,9 +272,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       pool,
       parsed.pathname.replace(/\/+$/, ""),
       hostname,
-      Number(parsed.port || 80),
+      Number(parsed.port || (https ? 443 : 80)),
       liveStats.series(service, e.release, e.replicaId),
       now,
+      tls,
     );
   };
 
@@ -288,7 +305,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         const key = `${e.replicaId} ${e.url}`;
         let state = next.get(key) ?? endpoints.get(key);
         if (state !== undefined && (state.service !== service || state.release !== e.release)) state = undefined;
-        state ??= createEndpoint(service, e, now);
+        state ??= createEndpoint(service, e, now, table.identity?.trustDomain ?? table.project);
         if (state !== undefined) next.set(key, state);
         return state;
       },

@@ -48,7 +48,9 @@ export function createRoutingPublisher(options: {
     const endpoints = driver
       .list()
       .filter((r) => r.spec.project === project && r.state === "ready" && !(options.exclude?.(r.spec.id) ?? false))
-      .map((r) => ({ service: r.spec.service, replicaId: r.spec.id, url: `http://127.0.0.1:${r.spec.port}`, release: r.spec.release }));
+      // The scheme comes from how the replica was started, not from the service's current spec:
+      // a replica started before `tls` was turned on still serves plain HTTP until it is replaced.
+      .map((r) => ({ service: r.spec.service, replicaId: r.spec.id, url: `${r.spec.tls === undefined ? "http" : "https"}://127.0.0.1:${r.spec.port}`, release: r.spec.release }));
     const callers = callerRules(services.map((s) => ({ name: s.name, spec: s.spec as unknown as ServiceSpec })));
     const routed = await Promise.all(
       services.map(async (s) => {

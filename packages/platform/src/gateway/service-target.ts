@@ -3,6 +3,7 @@
 // the traffic split (weights, compiled match rules, affinity), and the breaker, bulkhead and
 // retry budget of its policy. Requests of an
 // older table keep the objects they started with, so a new table never disturbs them.
+import type { UpstreamTlsOptions } from "./upstream-tls.js";
 import type { Pool } from "undici";
 import type { Endpoint, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
 import { Bulkhead } from "./bulkhead.js";
@@ -49,6 +50,8 @@ export class EndpointState implements Balanceable, Ejectable {
     readonly port: number,
     readonly series: LiveSeries,
     now: number,
+    /** For an https endpoint: the TLS options of WebSocket tunnels (the pool has its own connector). */
+    readonly tls?: UpstreamTlsOptions,
   ) {
     this.ewma = new PeakEwma(now);
   }

@@ -5,6 +5,7 @@
 import type { IncomingMessage } from "node:http";
 import { randomUUID } from "node:crypto";
 import { connect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { REJECTED } from "./circuit-breaker.js";
@@ -217,11 +218,19 @@ class Tunnel {
     }
     this.endpoint = endpoint;
     this.attempts++;
-    const upstream = connect({ host: endpoint.hostname, port: endpoint.port });
+    let upstream: Socket;
+    try {
+      upstream = endpoint.tls === undefined ? connect({ host: endpoint.hostname, port: endpoint.port }) : tlsConnect({ host: endpoint.hostname, port: endpoint.port, ...endpoint.tls() });
+    } catch (err) {
+      // The gateway's own certificate files could not be read.
+      this.refuse(502, "KEELSON_ERR_UPSTREAM", `service "${this.service.name}": cannot connect over TLS: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
     this.upstream = upstream;
     const connectTimeout = Math.min(this.service.policy.perTryTimeoutMs, 10_000);
     this.timer = setTimeout(() => upstream.destroy(Object.assign(new Error("connect timeout"), { code: "ETIMEDOUT" })), connectTimeout);
-    upstream.once("connect", () => {
+    // Over TLS the request may go only once the replica's certificate has been checked.
+    upstream.once(endpoint.tls === undefined ? "connect" : "secureConnect", () => {
       clearTimeout(this.timer);
       let text = `${this.method} ${endpoint.basePath}${this.target} HTTP/1.1\r\nhost: ${endpoint.hostname}:${endpoint.port}\r\n`;
       for (let i = 0; i < this.headers.length; i += 2) text += `${this.headers[i]}: ${this.headers[i + 1]}\r\n`;

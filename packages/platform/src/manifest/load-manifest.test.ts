@@ -68,6 +68,7 @@ describe("parseManifest on a valid manifest", () => {
       env: { LOG_LEVEL: "debug", RETRIES: "3", VERBOSE: "true" },
       stopTimeout: 1500,
       startTimeout: 30_000,
+      tls: false,
     });
     expect(manifest.services.payments).toEqual({
       owner: "commerce",
@@ -80,6 +81,7 @@ describe("parseManifest on a valid manifest", () => {
       env: {},
       stopTimeout: 10_000,
       startTimeout: 120_000,
+      tls: false,
     });
   });
 

@@ -22,6 +22,22 @@ describe("checkManifestRules", () => {
     ).toEqual([]);
   });
 
+  it("lets a service serve TLS only with mTLS on (security.mtls, or a container runtime)", () => {
+    const services = { orders: { ...base, tls: true }, web: { ...base, tls: false } };
+    expect(lines({ services })).toEqual(["services.orders.tls: tls: true needs mTLS, which gives replicas their certificates: set security.mtls: true"]);
+    expect(lines({ services, security: { mtls: false }, runtime: "docker" })).toHaveLength(1);
+    expect(lines({ services, security: { mtls: true } })).toEqual([]);
+    expect(lines({ services, runtime: "docker" })).toEqual([]);
+  });
+
+  it("reserves the names of Keelson's own identities", () => {
+    const services = { "keelson-gateway": { ...base }, "keelson-controlplane": { ...base }, keelson: { ...base } };
+    expect(lines({ services })).toEqual([
+      'services.keelson-gateway: "keelson-gateway" is reserved for Keelson\'s own identity; choose another service name',
+      'services.keelson-controlplane: "keelson-controlplane" is reserved for Keelson\'s own identity; choose another service name',
+    ]);
+  });
+
   it("checks pipelines and deploy strategies against each other", () => {
     expect(
       lines({

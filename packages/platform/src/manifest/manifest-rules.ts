@@ -10,7 +10,7 @@ import type { z } from "zod";
 import { schemaAt } from "./describe-schema.js";
 import { didYouMean } from "./did-you-mean.js";
 import { formatIssuePath, type PathIssue, type PathSegment } from "./manifest-issue.js";
-import { ManifestSchema, ServiceSpecSchema, meshPortOf } from "./schema.js";
+import { ManifestSchema, ServiceSpecSchema, meshPortOf, mtlsEnabled } from "./schema.js";
 
 export interface ManifestRuleOptions {
   /** Folder of the manifest; service paths are relative to it. */
@@ -55,14 +55,34 @@ export function checkManifestRules(data: unknown, options: ManifestRuleOptions):
   const services = isRecord(root.services) ? root.services : {};
   return [
     ...checkOwners(root, services),
+    ...checkReservedNames(services),
     ...checkCalls(services),
     ...checkRoutes(services),
     ...checkRouteFlags(root, services),
     ...checkPorts(root, services),
     ...checkDelivery(root, services),
+    ...checkTls(root, services),
     ...checkFlags(root),
     ...(options.checkPaths ? [...checkPaths(services, options.dir), ...checkIncludes(services, options.dir)] : []),
   ];
+}
+
+/** A replica serving TLS needs a certificate, and only mTLS gives replicas one. */
+function checkTls(root: Record<string, unknown>, services: Record<string, unknown>): PathIssue[] {
+  const security = ManifestSchema.shape.security.safeParse(root.security);
+  const runtime = ManifestSchema.shape.runtime.safeParse(root.runtime);
+  // A broken security or runtime section is reported by the schema; guessing here would add noise.
+  if (!security.success || !runtime.success || mtlsEnabled({ security: security.data, runtime: runtime.data })) return [];
+  const issues: PathIssue[] = [];
+  for (const name of Object.keys(services)) {
+    if (field(services[name], "tls") !== true) continue;
+    issues.push({
+      path: ["services", name, "tls"],
+      message: "tls: true needs mTLS, which gives replicas their certificates: set security.mtls: true",
+      found: "true",
+    });
+  }
+  return issues;
 }
 
 function checkOwners(root: Record<string, unknown>, services: Record<string, unknown>): PathIssue[] {
@@ -82,6 +102,15 @@ function checkOwners(root: Record<string, unknown>, services: Record<string, unk
     });
   }
   return issues;
+}
+
+/** Names of Keelson's own identities (spiffe://<project>/<name>): a service named so would be issued their certificates. */
+const RESERVED_SERVICE_NAMES = ["keelson-gateway", "keelson-controlplane"];
+
+function checkReservedNames(services: Record<string, unknown>): PathIssue[] {
+  return Object.keys(services)
+    .filter((name) => RESERVED_SERVICE_NAMES.includes(name))
+    .map((name) => ({ path: ["services", name], message: `"${name}" is reserved for Keelson's own identity; choose another service name`, found: JSON.stringify(name) }));
 }
 
 function checkCalls(services: Record<string, unknown>): PathIssue[] {

@@ -65,6 +65,7 @@ describe("ServiceSpecSchema", () => {
       env: {},
       stopTimeout: 10_000,
       startTimeout: 30_000,
+      tls: false,
     });
   });
 

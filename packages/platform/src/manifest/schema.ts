@@ -435,6 +435,10 @@ export const ServiceSpecSchema = z.strictObject({
   resilience: ResilienceSpec.optional().describe("Timeouts, retries and circuit breaking in the gateway."),
   slos: z.array(SloSpec).optional().describe("Service level objectives."),
   secrets: z.array(envName("secret name")).optional().describe("Names of secrets from the vault, given to replicas as environment variables."),
+  tls: z
+    .boolean()
+    .default(false)
+    .describe("Replicas serve HTTPS with their certificate and accept only the gateway and the control plane (needs security.mtls; @keelson/sdk's serve() does it)."),
 });
 
 /**

@@ -1,14 +1,43 @@
 // Readiness and liveness probes for replicas that listen on a local port: HTTP GET (2xx
-// passes) or, without a readiness probe, a TCP connect. Probe loops count consecutive
-// failures and report state changes; they never overlap checks of one replica.
-import { get } from "node:http";
+// passes; HTTPS with a client certificate for replicas that serve TLS) or, without a readiness
+// probe, a TCP connect. Probe loops count consecutive failures and report state changes; they
+// never overlap checks of one replica.
+import { stat, readFile } from "node:fs/promises";
+import { get, type IncomingMessage } from "node:http";
+import { get as httpsGet } from "node:https";
 import { connect } from "node:net";
+import { join } from "node:path";
 import type { ProbeConfig, ReplicaSpec } from "./runtime-driver.js";
 
 export type ProbeResult = { ok: true } | { ok: false; reason: string };
 
-/** GET http://127.0.0.1:<port><path>; passes on 2xx within timeoutMs. */
-export function checkHttp(port: number, path: string, timeoutMs: number): Promise<ProbeResult> {
+/** The client certificate, its key and the CA a probe of a TLS replica uses (PEM). */
+export interface ProbeTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+const TLS_FILES = ["cert.pem", "key.pem", "ca.pem"] as const;
+/** Per folder, the files as last read and their mtimes: the files are renewed in place, so each probe stats them. */
+const tlsCache = new Map<string, { stamp: string; tls: ProbeTls }>();
+
+/** cert.pem, key.pem and ca.pem of `dir`, read again only when one of them changed. */
+export async function readProbeTls(dir: string): Promise<ProbeTls> {
+  const stamp = (await Promise.all(TLS_FILES.map(async (name) => (await stat(join(dir, name))).mtimeMs))).join(",");
+  const cached = tlsCache.get(dir);
+  if (cached?.stamp === stamp) return cached.tls;
+  const [cert, key, ca] = (await Promise.all(TLS_FILES.map((name) => readFile(join(dir, name), "utf8")))) as [string, string, string];
+  const tls = { cert, key, ca };
+  tlsCache.set(dir, { stamp, tls });
+  return tls;
+}
+
+/**
+ * GET http://127.0.0.1:<port><path> (https with `tls`: presenting its certificate, trusting
+ * only its CA, and expecting a server certificate for "localhost"); passes on 2xx within timeoutMs.
+ */
+export function checkHttp(port: number, path: string, timeoutMs: number, tls?: ProbeTls): Promise<ProbeResult> {
   return new Promise((resolve) => {
     let settled = false;
     const settle = (result: ProbeResult): void => {
@@ -19,11 +48,16 @@ export function checkHttp(port: number, path: string, timeoutMs: number): Promis
       resolve(result);
     };
     // agent: false so that no pooled keep-alive socket outlives the check or hides a dead server.
-    const req = get({ host: "127.0.0.1", port, path, agent: false, headers: { "user-agent": "keelson-probe" } }, (res) => {
+    const onResponse = (res: IncomingMessage) => {
       res.resume();
       const status = res.statusCode ?? 0;
       settle(status >= 200 && status < 300 ? { ok: true } : { ok: false, reason: `GET ${path} answered ${status}` });
-    });
+    };
+    const request = { host: "127.0.0.1", port, path, agent: false, headers: { "user-agent": "keelson-probe" } } as const;
+    const req =
+      tls === undefined
+        ? get(request, onResponse)
+        : httpsGet({ ...request, cert: tls.cert, key: tls.key, ca: tls.ca, servername: "localhost", minVersion: "TLSv1.2" }, onResponse);
     req.on("error", (err) => settle({ ok: false, reason: `GET ${path}: ${err.message}` }));
     const timer = setTimeout(() => settle({ ok: false, reason: `GET ${path}: no answer within ${timeoutMs} ms` }), timeoutMs);
   });
@@ -78,8 +112,19 @@ export function startProbeLoops(options: ProbeLoopOptions): () => void {
   };
 
   const readiness: ProbeConfig | undefined = spec.readiness;
-  const checkReady = (): Promise<ProbeResult> =>
-    readiness === undefined ? checkTcp(spec.port, PORT_PROBE.timeoutMs) : checkHttp(spec.port, readiness.path, readiness.timeoutMs);
+  const tlsDir = spec.tls?.clientDir;
+  /** An HTTP(S) check; unreadable certificate files fail the check (and say why) rather than the loop. */
+  const probeHttp = async (probe: ProbeConfig): Promise<ProbeResult> => {
+    if (tlsDir === undefined) return checkHttp(spec.port, probe.path, probe.timeoutMs);
+    let tls: ProbeTls;
+    try {
+      tls = await readProbeTls(tlsDir);
+    } catch (err) {
+      return { ok: false, reason: `GET ${probe.path}: cannot read the probe's client certificate in ${tlsDir}: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    return checkHttp(spec.port, probe.path, probe.timeoutMs, tls);
+  };
+  const checkReady = (): Promise<ProbeResult> => (readiness === undefined ? checkTcp(spec.port, PORT_PROBE.timeoutMs) : probeHttp(readiness));
   const threshold = readiness?.failureThreshold ?? PORT_PROBE.failureThreshold;
   let ready = false;
   let everReady = false;
@@ -116,7 +161,7 @@ export function startProbeLoops(options: ProbeLoopOptions): () => void {
 
   let livenessFailures = 0;
   const livenessTick = async (probe: ProbeConfig): Promise<void> => {
-    const result = await checkHttp(spec.port, probe.path, probe.timeoutMs);
+    const result = await probeHttp(probe);
     if (stopped) return;
     if (result.ok) {
       livenessFailures = 0;

@@ -27,6 +27,12 @@ export interface ReplicaSpec {
   /** Without a readiness probe a replica is ready once its port accepts connections. */
   readiness: ProbeConfig | undefined;
   liveness: ProbeConfig | undefined;
+  /**
+   * The replica serves HTTPS requiring client certificates: probes use https with the
+   * cert.pem and key.pem in `clientDir` (the control plane's identity) and trust its ca.pem.
+   * The TCP port probe (no readiness probe) is unchanged.
+   */
+  tls?: { clientDir: string };
   /** Time allowed between SIGTERM and SIGKILL. */
   stopTimeoutMs: number;
   /** Time allowed to become ready before the start counts as failed. */

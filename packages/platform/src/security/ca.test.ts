@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeTempDir } from "#test-support";
-import { loadOrCreateCa } from "./ca.js";
+import { CONTROL_PLANE_IDENTITY, isServiceName, loadOrCreateCa } from "./ca.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -109,6 +109,8 @@ describe("issueCertificate", () => {
       await expect(ca.issueToken({ service, ttlMs: HOUR })).rejects.toMatchObject({ code: "KEELSON_ERR_INVALID_INPUT" });
     }
     expect((await ca.issueCertificate({ service: "keelson-gateway", ttlMs: HOUR })).spiffeId).toBe("spiffe://shop/keelson-gateway");
+    expect((await ca.issueCertificate({ service: CONTROL_PLANE_IDENTITY, ttlMs: HOUR })).spiffeId).toBe("spiffe://shop/keelson-controlplane");
+    expect(isServiceName(CONTROL_PLANE_IDENTITY)).toBe(true);
   });
 });
 

@@ -6,7 +6,7 @@ import { X509CertificateGenerator, X509Certificate, BasicConstraintsExtension, K
 import { createPrivateKey, createPublicKey, randomBytes, webcrypto, type KeyObject } from "node:crypto";
 import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { GATEWAY_SERVICE_NAME, KeelsonError } from "@keelson/protocol";
+import { CONTROL_PLANE_SERVICE_NAME, GATEWAY_SERVICE_NAME, KeelsonError } from "@keelson/protocol";
 import { SignJWT, calculateJwkThumbprint, exportJWK, type JWK } from "jose";
 import { allowsGroupOrOther, writePrivateFile } from "./private-file.js";
 
@@ -27,9 +27,12 @@ const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGNING = { name: "ECDSA", hash: "SHA-256" } as const;
 const crypto = webcrypto;
 
-/** Whether `name` may be a service identity: a manifest service name or the reserved `keelson-gateway`. */
+/** The control plane's own identity: the client certificate of its probes of replicas that serve TLS. */
+export const CONTROL_PLANE_IDENTITY = CONTROL_PLANE_SERVICE_NAME;
+
+/** Whether `name` may be a service identity: a manifest service name or the reserved `keelson-gateway` and `keelson-controlplane`. */
 export function isServiceName(name: string): boolean {
-  return name === GATEWAY_SERVICE_NAME || SERVICE_NAME.test(name);
+  return name === GATEWAY_SERVICE_NAME || name === CONTROL_PLANE_IDENTITY || SERVICE_NAME.test(name);
 }
 
 /** Throws KEELSON_ERR_INVALID_INPUT unless `name` is a valid service name (so it is also a safe path segment). */

@@ -1,4 +1,4 @@
-export { IDENTITY_AUDIENCE, assertServiceName, isServiceName, loadOrCreateCa, spiffeId } from "./ca.js";
+export { CONTROL_PLANE_IDENTITY, IDENTITY_AUDIENCE, assertServiceName, isServiceName, loadOrCreateCa, spiffeId } from "./ca.js";
 export type { CertificateAuthority, IdentityJwks, IssuedCertificate, LoadOrCreateCaOptions } from "./ca.js";
 export { createIdentityVerifier, parseSpiffeId, serviceOfCertificate } from "./identity-verifier.js";
 export type { IdentityRefusal, IdentityVerdict, IdentityVerifier, IdentityVerifierOptions } from "./identity-verifier.js";
