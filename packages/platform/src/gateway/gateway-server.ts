@@ -57,7 +57,7 @@ export interface GatewayOptions {
    * Serve the mesh listener over mutual TLS with cert.pem, key.pem and ca.pem from this folder (re-read when they change).
    * The same certificate is presented to replicas of `tls: true` services (https endpoints), which are skipped without it.
    */
-  meshTls?: { dir: string; reloadIntervalMs?: number };
+  meshTls?: { dir: string; reloadIntervalMs?: number; /** How long start() waits for the files to appear (default 20 s). */ waitMs?: number };
   /** Admin listener; kept apart from app routes. Defaults to 127.0.0.1. */
   adminHost?: string;
   adminPort: number;
@@ -438,6 +438,17 @@ export function createGateway(options: GatewayOptions): Gateway {
     meshTlsFiles = { cert: cert as string, key: key as string, ca: ca as string, stamp };
     return meshTlsFiles;
   };
+  const waitForMeshTls = async (dir: string, waitMs: number) => {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        return (await readMeshTls(dir)) ?? meshTlsFiles!;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT" || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
   let mesh: Server | undefined;
   let meshReload: NodeJS.Timeout | undefined;
 
@@ -591,7 +602,9 @@ export function createGateway(options: GatewayOptions): Gateway {
         try {
           if (options.meshTls !== undefined) {
             const dir = options.meshTls.dir;
-            const files = (await readMeshTls(dir)) ?? meshTlsFiles!;
+            // `keelson up` starts the control plane and the gateway together: the control plane
+            // writes the gateway's certificate, so it may not be there yet.
+            const files = await waitForMeshTls(dir, options.meshTls.waitMs ?? 20_000);
             const tlsServer = createHttpsServer({ ...serverOptions, cert: files.cert, key: files.key, ca: files.ca, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handleMesh);
             mesh = tlsServer;
             // Certificates are renewed in place: the next handshakes use the new ones, no restart.
