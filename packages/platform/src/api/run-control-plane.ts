@@ -64,7 +64,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const driver = createProcessDriver({
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
-  const selfUrl = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${port}`;
+  const selfUrl = `${manifest?.security.api?.tls ? "https" : "http"}://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${port}`;
   const otlpEndpoint = `${selfUrl}/v1/traces`;
   // Telemetry: the gateway's RED metrics scraped into the built-in store (or read from
   // Prometheus when the manifest names one), and SLO burn-rate alerting over them.
