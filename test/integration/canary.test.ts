@@ -35,10 +35,6 @@ services:
     readiness: /ready
     liveness: /healthz
     routes: ["/charges"]
-    # The analysis is under test, not ejection: with the default (5 failures in a row) a broken
-    # canary's only ready replica can be ejected after 5 requests on a slow machine, and the
-    # analysis then pauses as Inconclusive for lack of traffic instead of failing it.
-    resilience: { outlierEjection: { consecutiveFailures: 1000 } }
     deploy:
       strategy: canary
       drain: 500ms

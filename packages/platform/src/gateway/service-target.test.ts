@@ -120,6 +120,25 @@ describe("ServiceTarget", () => {
     ]);
   });
 
+  it("under a split, never ejects the last available endpoint of a release, so a failing canary keeps its share", () => {
+    const policy: ServicePolicy = { ...roundRobin, outlierEjection: { consecutiveFailures: 2, baseEjectionMs: 1_000, maxEjectedPercent: 50, maxEjectionMs: 10_000 } };
+    const split: TrafficSplit = { sticky: false, weights: [{ release: "r1", weight: 90, label: "stable" }, { release: "r2", weight: 10, label: "canary" }] };
+    const { target, states } = build({ policy, split, endpoints: [["a", "r1"], ["b", "r1"], ["c", "r1"], ["canary", "r2"]] });
+    const canary = states.get("canary")!;
+    for (let i = 0; i < 10; i++) expect(target.failure(canary, 0)).toBe(false);
+    expect(target.groups.get("r2")!.available.items.map((e) => e.replicaId)).toEqual(["canary"]);
+    // A release with another endpoint left still loses the failing one.
+    const a = states.get("a")!;
+    target.failure(a, 0);
+    expect(target.failure(a, 0)).toBe(true);
+    expect(target.groups.get("r1")!.available.items.map((e) => e.replicaId)).toEqual(["b", "c"]);
+    // Without a split, the usual rule: the lone failing endpoint of a release is ejected.
+    const plain = build({ policy, endpoints: [["a", "r1"], ["b", "r1"], ["c", "r1"], ["canary", "r2"]] });
+    const lone = plain.states.get("canary")!;
+    plain.target.failure(lone, 0);
+    expect(plain.target.failure(lone, 0)).toBe(true);
+  });
+
   it("keeps an open breaker, the retry budget and ejections across a new table with the same policy", () => {
     const policy: ServicePolicy = { ...DEFAULT_SERVICE_POLICY, circuitBreaker: { failureRatio: 0.5, minRequests: 2, windowMs: 10_000, openMs: 5_000, halfOpenProbes: 1 } };
     const first = build({ policy, endpoints: [["a", "r1"]] });

@@ -229,8 +229,17 @@ export class ServiceTarget {
     e.consecutiveFailures = 0;
   }
 
-  /** A 5xx, connect failure or timeout of `e`; returns true when it got ejected. */
+  /**
+   * A 5xx, connect failure or timeout of `e`; returns true when it got ejected. Under a traffic
+   * split, the last available endpoint of a release is never ejected: its share would move to the
+   * other releases unseen, and a failing canary would starve its own analysis of evidence
+   * (Inconclusive instead of Failed) rather than being rolled back.
+   */
   failure(e: EndpointState, now: number): boolean {
+    if (this.split !== undefined && e.ejectedUntil <= now && (this.groups.get(e.release)?.available.items.length ?? 0) <= 1) {
+      e.consecutiveFailures++;
+      return false;
+    }
     if (!this.outliers.failure(e, this.endpoints.length, now)) return false;
     this.refresh();
     return true;
