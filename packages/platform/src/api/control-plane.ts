@@ -31,7 +31,7 @@ import { applyDeclaredFlags, createExperiments, createFlagService, type FlagServ
 import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
 import { actorName, authenticate, changeOf, checkAccess, noteChange, principalOf, type Credentials } from "./access.js";
-import { readJson, redactWith, sendError, sendJson, type Access, type Handler } from "./http.js";
+import { readJson, sendError, sendJson, type Access, type Handler } from "./http.js";
 import { addSecurityRoutes, type SecurityServices } from "./security-routes.js";
 
 export const KEELSON_VERSION = "0.1.0";
@@ -575,13 +575,20 @@ function setSecurityHeaders(res: ServerResponse, tls: boolean): void {
   if (tls) res.setHeader("strict-transport-security", "max-age=31536000");
 }
 
-/** Replaces known secret values in everything the response writes (JSON, NDJSON lines, SSE, text). */
+/**
+ * Replaces known secret values in everything the response writes (JSON, NDJSON lines, SSE, text),
+ * once, as it is written. A redacted body may be shorter than the one measured, so a
+ * content-length set before is dropped: Node measures a body given whole to end() itself.
+ */
 function redactResponse(res: ServerResponse, redactor: { redact(text: string): string; size: number }): void {
   if (redactor.size === 0) return;
-  redactWith(res, (text) => redactor.redact(text));
+  const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
   const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
   const end = res.end.bind(res) as (chunk?: unknown, ...rest: unknown[]) => ServerResponse;
   const clean = (chunk: unknown) => (typeof chunk === "string" ? redactor.redact(chunk) : Buffer.isBuffer(chunk) ? Buffer.from(redactor.redact(chunk.toString("utf8"))) : chunk);
+  const unmeasured = (arg: unknown) =>
+    arg !== null && typeof arg === "object" && !Array.isArray(arg) ? Object.fromEntries(Object.entries(arg).filter(([name]) => name.toLowerCase() !== "content-length")) : arg;
+  (res as { writeHead: unknown }).writeHead = (...args: unknown[]) => writeHead(...args.map(unmeasured));
   (res as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]) => write(clean(chunk), ...rest);
   (res as { end: unknown }).end = (chunk?: unknown, ...rest: unknown[]) => (typeof chunk === "function" || chunk === undefined ? end(chunk, ...rest) : end(clean(chunk), ...rest));
 }

@@ -44,13 +44,6 @@ export async function readJson(req: IncomingMessage): Promise<Record<string, unk
   return value as Record<string, unknown>;
 }
 
-const redactors = new WeakMap<ServerResponse, (text: string) => string>();
-
-/** Makes sendJson pass this response's body through `redact` before measuring and sending it. */
-export function redactWith(res: ServerResponse, redact: (text: string) => string): void {
-  redactors.set(res, redact);
-}
-
 /** A JSON answer; with `body` undefined (a 304), only the status and headers. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined) {
@@ -58,9 +51,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
     res.end();
     return;
   }
-  const raw = JSON.stringify(body);
-  const redact = redactors.get(res);
-  const text = redact === undefined ? raw : redact(raw);
+  const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), ...headers });
   res.end(text);
 }

@@ -135,6 +135,20 @@ describe("control-plane security", () => {
     expect(events.map((e) => e.actor)).toEqual(expect.arrayContaining(["user:ci-web", "user:root"]));
   });
 
+  it("refuses a bad token request with the field named", async () => {
+    for (const [body, field] of [
+      [{ name: "x", role: "root" }, "role:"],
+      [{ name: "x", role: "deployer", teams: "web" }, "teams:"],
+      [{ name: "x", role: "deployer" }, "teams:"],
+      [{ name: "a b", role: "viewer" }, "name:"],
+      [{ name: "x", role: "viewer", expiresInMs: "1d" }, "expiresInMs:"],
+    ] as const) {
+      const res = await call("POST", "/v1/tokens", { token: tokens.admin, body });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect((res.body?.error as { message: string }).message).toContain(field);
+    }
+  });
+
   it("takes identity tokens from services for telemetry and flags, not for reading or changing state; another CA's token is refused", async () => {
     const orders = await ca.issueToken({ service: "orders", ttlMs: 60_000 });
     // Past authentication and authorization (this control plane runs without telemetry: 404).
