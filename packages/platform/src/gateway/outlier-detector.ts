@@ -31,12 +31,13 @@ export class OutlierDetector {
 
   /**
    * Records a failure of `e`, one of `total` endpoints of its service. Returns true when this
-   * ejected it (the caller then rebuilds the service's pick lists).
+   * ejected it (the caller then rebuilds the service's pick lists). With `mayEject` false the
+   * failure is counted but `e` stays in rotation (the last endpoint of a release under a split).
    */
-  failure(e: Ejectable, total: number, now: number): boolean {
+  failure(e: Ejectable, total: number, now: number, mayEject = true): boolean {
     // Answers of requests sent before the ejection still arrive; they change nothing.
     if (e.ejectedUntil > now) return false;
-    if (++e.consecutiveFailures < this.config.consecutiveFailures) return false;
+    if (++e.consecutiveFailures < this.config.consecutiveFailures || !mayEject) return false;
     const cap = Math.min(Math.floor((total * this.config.maxEjectedPercent) / 100), total - 1);
     if (this.ejected >= cap) return false;
     // A replica that stayed healthy for a whole maximum ejection time starts from the base again.

@@ -236,11 +236,8 @@ export class ServiceTarget {
    * (Inconclusive instead of Failed) rather than being rolled back.
    */
   failure(e: EndpointState, now: number): boolean {
-    if (this.split !== undefined && e.ejectedUntil <= now && (this.groups.get(e.release)?.available.items.length ?? 0) <= 1) {
-      e.consecutiveFailures++;
-      return false;
-    }
-    if (!this.outliers.failure(e, this.endpoints.length, now)) return false;
+    const lastOfRelease = this.split !== undefined && (this.groups.get(e.release)?.available.items.length ?? 0) <= 1;
+    if (!this.outliers.failure(e, this.endpoints.length, now, !lastOfRelease)) return false;
     this.refresh();
     return true;
   }
