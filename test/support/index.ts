@@ -143,3 +143,4 @@ export async function rejection(promise: Promise<unknown>, code: ErrorCode): Pro
   expect((outcome as KeelsonError).code).toBe(code);
   return outcome as KeelsonError;
 }
+export { hasOpenssl, opensslCa } from "./openssl-ca.js";

@@ -1,15 +1,14 @@
 // Tests for the service identity the SDK reads from Keelson's files: the token (cached, re-read
 // when the file changes, a missing file tolerated with one warning) and, with certificates made
 // by openssl, mTLS calls through createClient to a local https server that requires them.
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:https";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { makeTempDir } from "#test-support";
+import { hasOpenssl, makeTempDir, opensslCa } from "#test-support";
 import { createClient } from "./client.js";
 import { createIdentity, type Identity } from "./identity.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -120,38 +119,9 @@ describe("createClient: the identity header", () => {
   });
 });
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync("openssl", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 const opensslAvailable = hasOpenssl();
 if (!opensslAvailable) process.stderr.write("SKIP sdk mTLS tests: openssl is not installed (the e2e suite covers mTLS with the platform CA)\n");
 
-/** Makes a P-256 CA in `caDir`, and leaf certificates signed by it. */
-function opensslCa(caDir: string) {
-  const run = (args: string[]) => execFileSync("openssl", args, { cwd: caDir, stdio: "pipe" });
-  run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "1", "-subj", "/CN=test-ca", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-  let n = 0;
-  return {
-    caPath: join(caDir, "ca.pem"),
-    /** Issues a leaf for spiffe://shop/<service> into `outDir` as cert.pem and key.pem (and ca.pem). */
-    issue(service: string, outDir: string): void {
-      const name = `${service}-${++n}`;
-      writeFileSync(join(caDir, `${name}.ext`), `subjectAltName=URI:spiffe://shop/${service},DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n`);
-      run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}-key.pem`, "-out", `${name}.csr`, "-subj", `/CN=${service}`]);
-      run(["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-set_serial", `0x${randomBytes(8).toString("hex")}`, "-out", `${name}.pem`, "-days", "1", "-extfile", `${name}.ext`]);
-      // Key first, like the control plane; each file whole via rename.
-      for (const [from, to] of [["ca.pem", "ca.pem"], [`${name}-key.pem`, "key.pem"], [`${name}.pem`, "cert.pem"]] as const) {
-        copyFileSync(join(caDir, from), join(outDir, `${to}.tmp`));
-        renameSync(join(outDir, `${to}.tmp`), join(outDir, to));
-      }
-    },
-  };
-}
 
 describe.skipIf(!opensslAvailable)("mTLS through createClient to an https: gateway", () => {
   let server: Server;

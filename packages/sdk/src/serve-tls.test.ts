@@ -1,49 +1,20 @@
 // serve() for a service with `tls: true`: HTTPS with the replica's certificate, only the gateway's
 // and the control plane's client certificates let in, renewed files served without a restart.
 // Certificates are made by openssl (the SDK does not import the platform's CA).
-import { execFileSync } from "node:child_process";
-import { X509Certificate, randomBytes } from "node:crypto";
-import { copyFileSync, renameSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { makeTempDir, waitFor } from "#test-support";
+import { hasOpenssl, makeTempDir, opensslCa, waitFor } from "#test-support";
 import { createLogger } from "./logger.js";
 import { json } from "./respond.js";
 import { serve, type ServiceHandle } from "./serve.js";
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync("openssl", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 const opensslAvailable = hasOpenssl();
 if (!opensslAvailable) process.stderr.write("SKIP serve() TLS tests: openssl is not installed (the gateway tests cover https upstreams with the platform CA)\n");
-
-/** A P-256 CA in `caDir` issuing leaves for spiffe://<trustDomain>/<service> into a folder as cert.pem, key.pem, ca.pem. */
-function opensslCa(caDir: string, trustDomain = "shop") {
-  const run = (args: string[]) => execFileSync("openssl", args, { cwd: caDir, stdio: "pipe" });
-  run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "1", "-subj", "/CN=test-ca", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-  let n = 0;
-  return {
-    issue(service: string, outDir: string): void {
-      const name = `${service}-${++n}`;
-      writeFileSync(join(caDir, `${name}.ext`), `subjectAltName=URI:spiffe://${trustDomain}/${service},DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n`);
-      run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}-key.pem`, "-out", `${name}.csr`, "-subj", `/CN=${service}`]);
-      run(["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-set_serial", `0x${randomBytes(8).toString("hex")}`, "-out", `${name}.pem`, "-days", "1", "-extfile", `${name}.ext`]);
-      for (const [from, to] of [["ca.pem", "ca.pem"], [`${name}-key.pem`, "key.pem"], [`${name}.pem`, "cert.pem"]] as const) {
-        copyFileSync(join(caDir, from), join(outDir, `${to}.tmp`));
-        renameSync(join(outDir, `${to}.tmp`), join(outDir, to));
-      }
-    },
-  };
-}
 
 describe.skipIf(!opensslAvailable)("serve() over TLS", () => {
   let dir: string;
