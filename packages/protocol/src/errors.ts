@@ -19,6 +19,7 @@ export const ERRORS = {
   KEELSON_ERR_CONTROL_PLANE_UNREACHABLE: { status: 503, summary: "The control plane did not answer." },
   KEELSON_ERR_NO_ROUTE: { status: 404, summary: "The gateway has no route for the request's host and path." },
   KEELSON_ERR_NO_ENDPOINT: { status: 503, summary: "The service has no ready replica to take the request." },
+  KEELSON_ERR_FAULT_INJECTED: { status: 503, summary: "The gateway answered with an error injected on purpose by a chaos experiment (`keelson chaos error`); `keelson chaos list` shows what runs." },
   KEELSON_ERR_UPSTREAM: { status: 502, summary: "The upstream replica failed: connection refused or reset, or an invalid response." },
   KEELSON_ERR_UPSTREAM_TIMEOUT: { status: 504, summary: "The upstream replica did not answer in time." },
   KEELSON_ERR_METRICS_UNAVAILABLE: { status: 503, summary: "The metrics source (the control plane's own store or Prometheus) did not answer or rejected the query." },

@@ -58,7 +58,14 @@ export type EventKind =
   | "vault.key-rotated"
   | "security.scanned"
   | "security.blocked"
-  | "identity.issued";
+  | "identity.issued"
+  | "replica.memory-exceeded"
+  | "autoscale.scaled"
+  | "autoscale.held"
+  | "service.activated"
+  | "chaos.started"
+  | "chaos.injected"
+  | "chaos.stopped";
 
 export interface KeelsonEvent {
   /** Monotonic sequence number assigned by the store. */

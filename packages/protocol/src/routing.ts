@@ -306,6 +306,41 @@ export type TrafficSplit = z.infer<typeof TrafficSplitSchema>;
  */
 const RoutedTrafficSplitSchema = z.strictObject(trafficSplitShape);
 
+/**
+ * A fault the gateway injects into a share of a service's requests (`keelson chaos latency|error`):
+ * a delay before the request goes upstream, an error answered instead of going upstream, or
+ * both. Injected errors count as the service's failures (live stats, metrics, circuit breaker),
+ * so canary analysis and breakers react to them as to real ones. Each fault carries its end
+ * time: the gateway stops injecting it then, even if the control plane is gone.
+ */
+export const FaultSchema = z
+  .strictObject({
+    /** The chaos experiment that asked for it. */
+    id: z.string().min(1),
+    /** Release id or split label; absent: every version. */
+    version: z.string().min(1).optional(),
+    /** Share of requests affected, 0-1. */
+    share: z.number().gt(0).max(1),
+    /** Delay before the request is sent upstream. */
+    delayMs: z.number().int().min(1).max(600_000).optional(),
+    /** Status answered instead of sending the request upstream (KEELSON_ERR_FAULT_INJECTED). */
+    abortStatus: z.number().int().min(400).max(599).optional(),
+    /** ISO time after which the fault no longer applies. */
+    until: z.string().min(1),
+  })
+  .refine((f) => f.delayMs !== undefined || f.abortStatus !== undefined, { message: "give delayMs, abortStatus or both" });
+export type Fault = z.infer<typeof FaultSchema>;
+
+/**
+ * Scale from zero: while the service has no endpoint, the gateway holds a request up to
+ * `holdTimeoutMs`, asks the control plane once to start a replica (POST
+ * /v1/services/{name}/activate), and sends the request on when an endpoint appears.
+ */
+export const ActivationSchema = z.strictObject({
+  holdTimeoutMs: z.number().int().positive(),
+});
+export type Activation = z.infer<typeof ActivationSchema>;
+
 export const RoutingServiceSchema = z.strictObject({
   name: z.string(),
   endpoints: z.array(EndpointSchema),
@@ -313,6 +348,10 @@ export const RoutingServiceSchema = z.strictObject({
   split: RoutedTrafficSplitSchema.optional(),
   /** Services that may call this one through the mesh listener (zero trust: absent or empty, none may). */
   callers: z.array(CallerRuleSchema).optional(),
+  /** Faults injected by chaos experiments. */
+  faults: z.array(FaultSchema).optional(),
+  /** Present when the service may scale to zero. */
+  activation: ActivationSchema.optional(),
 });
 export type RoutingService = z.infer<typeof RoutingServiceSchema>;
 

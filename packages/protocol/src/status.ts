@@ -14,6 +14,19 @@ export interface ReplicaStatus {
   restarts: number;
   startedAt: string | undefined;
   lastExit: { code: number | null; signal: string | null; at: string } | undefined;
+  /** Last sample of what the replica's process group uses (absent where the runtime cannot tell). */
+  usage?: ReplicaUsage;
+}
+
+/** CPU and memory of one replica, sampled by the runtime. */
+export interface ReplicaUsage {
+  /** Percent of one core over the last sampling interval (200 = two cores busy). */
+  cpuPercent: number;
+  /** Resident memory of the whole process group, bytes. */
+  memoryBytes: number;
+  /** The replica's memory limit (resources.memory), bytes. */
+  memoryLimitBytes?: number;
+  at: string;
 }
 
 export interface ServiceStatus {

@@ -320,24 +320,57 @@ const PipelineSpec = z.strictObject({
   retainReleases: z.number().int().min(2).max(1000).default(10).describe("Releases kept per service; older ones and their artifacts are deleted (never the live or previous one)."),
 });
 
-/** Autoscaling (acted on by the autoscaling issue; validated now). */
+/** One limit on how fast the autoscaler may change a service's replica count (HPA's scaling policies). */
+const ScalingPolicySpec = z.strictObject({
+  type: z.enum(["pods", "percent"]).describe("pods: at most `value` replicas per `period`; percent: at most `value` percent of the current count per `period`."),
+  value: z.number().int().min(1).max(1000).describe("Replicas, or percent of the current count."),
+  period: Duration.describe("The window the limit applies to."),
+});
+
+/** How the autoscaler moves in one direction: stabilization window and rate limits. */
+const ScalingRulesSpec = z.strictObject({
+  stabilization: Duration.optional().describe("Recommendations over this window are considered and the most conservative one wins (scale up: the lowest; scale down: the highest)."),
+  policies: z.array(ScalingPolicySpec).min(1).optional().describe("Limits on the change per period."),
+  select: z.enum(["max", "min", "disabled"]).optional().describe("With several policies: the one allowing the largest change (max, default), the smallest (min), or no scaling in this direction (disabled)."),
+});
+
+/** Autoscaling: replica counts driven by load, HPA's algorithm (see docs/concepts.md#autoscaling). */
 const AutoscaleSpec = z
   .strictObject({
-    min: z.number().int().min(0).max(1000).describe("Fewest replicas."),
+    min: z.number().int().min(0).max(1000).describe("Fewest replicas; 0 lets an idle service scale to zero (the gateway holds the first request while a replica starts)."),
     max: z.number().int().min(1).max(1000).describe("Most replicas; with `port`, the service reserves ports port .. port+max-1."),
     target: z
       .strictObject({
-        inflight: z.number().positive().optional().describe("Target concurrent requests per replica."),
+        inflight: z.number().positive().optional().describe("Target concurrent requests per replica (the default measure, 10)."),
         rps: z.number().positive().optional().describe("Target requests per second per replica."),
-        p95: Duration.optional().describe("Target 95th percentile latency."),
-        cpu: z.number().positive().max(100).optional().describe("Target CPU percent per replica."),
+        p95: Duration.optional().describe("Target 95th percentile latency of the service."),
+        cpu: z.number().positive().max(100).optional().describe("Target CPU percent (of one core) per replica."),
+      })
+      .refine((t) => Object.values(t).some((v) => v !== undefined), { message: "give at least one of inflight, rps, p95, cpu" })
+      .optional()
+      .describe("Per-replica load to aim for; with several measures the largest replica count wins."),
+    tolerance: z.number().min(0).max(1).optional().describe("Relative deviation from the target ignored before scaling (default 0.1 = 10%)."),
+    window: Duration.optional().describe("How far back load is averaged at each look (default 10s)."),
+    interval: Duration.optional().describe("Time between looks (default 2s)."),
+    scaleUp: ScalingRulesSpec.optional().describe("How fast replicas are added (default: no stabilization; up to double or 4 more per 15s, whichever is more)."),
+    scaleDown: ScalingRulesSpec.optional().describe("How fast replicas are removed (default: a 5 minute stabilization window; up to all extra replicas per 15s)."),
+    scaleToZero: z
+      .strictObject({
+        idle: Duration.optional().describe("How long the service must see no request before its last replica stops (default 5m)."),
+        holdTimeout: Duration.optional().describe("How long the gateway holds a request while the first replica starts (default 30s)."),
       })
       .optional()
-      .describe("Per-replica load to aim for."),
-    tolerance: z.number().min(0).max(1).optional().describe("Relative deviation from the target ignored before scaling (0.1 = 10%)."),
-    scaleDownStabilization: Duration.optional().describe("How long load must stay low before replicas are removed."),
+      .describe("With min: 0, when to stop the last replica and how long a request waits for a new one."),
   })
-  .refine((a) => a.min <= a.max, { message: "must not exceed autoscale.max", path: ["min"] });
+  .refine((a) => a.min <= a.max, { message: "must not exceed autoscale.max", path: ["min"] })
+  .refine((a) => a.scaleToZero === undefined || a.min === 0, { message: "needs autoscale.min: 0", path: ["scaleToZero"] });
+
+/** What each replica may use. */
+const ResourcesSpec = z.strictObject({
+  memory: ByteSize.refine((v) => v >= 1024 * 1024, { message: "must be at least 1mb" })
+    .optional()
+    .describe('Memory limit per replica, e.g. "256mb" (resident set of its whole process group); a replica over it is restarted and the restart recorded.'),
+});
 
 /** Resilience policies the gateway applies to every request to the service (defaults in docs/manifest.md). */
 const ResilienceSpec = z.strictObject({
@@ -431,7 +464,8 @@ export const ServiceSpecSchema = z.strictObject({
   startTimeout: Duration.prefault(30_000).describe("How long a new replica may take to become ready."),
   pipeline: PipelineSpec.optional().describe("The service's pipeline: stages, shared paths, timeouts and release retention."),
   deploy: DeploySpec.optional().describe("How new versions roll out: rolling (default), blue-green or canary steps."),
-  autoscale: AutoscaleSpec.optional().describe("Replica counts driven by load (acted on by the autoscaler)."),
+  autoscale: AutoscaleSpec.optional().describe("Replica counts driven by load; `replicas` is then the starting count, kept within min..max."),
+  resources: ResourcesSpec.optional().describe("Limits per replica."),
   resilience: ResilienceSpec.optional().describe("Timeouts, retries and circuit breaking in the gateway."),
   slos: z.array(SloSpec).optional().describe("Service level objectives."),
   secrets: z.array(envName("secret name")).optional().describe("Names of secrets from the vault, given to replicas as environment variables."),
@@ -611,3 +645,5 @@ export type FlagSpecOut = z.output<typeof FlagSpec>;
 export type SecuritySpecOut = z.output<typeof SecuritySpec>;
 export type RouteAuthOut = z.output<typeof RouteAuthSpec>;
 export type CallSpecOut = z.output<typeof CallSpec>;
+export type AutoscaleSpecOut = z.output<typeof AutoscaleSpec>;
+export type ScalingRulesSpecOut = z.output<typeof ScalingRulesSpec>;
