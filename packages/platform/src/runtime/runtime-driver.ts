@@ -1,7 +1,7 @@
 // The RuntimeDriver interface: how replicas are started, watched and stopped.
 // Implementations: process (default), memory (fake for tests and benchmarks); docker
 // and kubernetes later. Every implementation runs runtime.conformance.ts.
-import type { ReplicaState } from "@keelson/protocol";
+import type { ReplicaState, ReplicaUsage } from "@keelson/protocol";
 
 export interface ProbeConfig {
   path: string;
@@ -39,6 +39,8 @@ export interface ReplicaSpec {
   startTimeoutMs: number;
   /** Folder for this replica's log files (absolute). */
   logDir: string;
+  /** Memory limit of the replica's whole process group (resources.memory): over it, the replica is restarted. */
+  memoryLimitBytes?: number;
 }
 
 export interface ReplicaExit {
@@ -62,6 +64,8 @@ export interface ReplicaInfo {
   exitsSinceReady: number;
   /** Driver-specific facts to persist (log paths, container id). */
   details: Record<string, unknown>;
+  /** Last CPU and memory sample of the replica (absent until the first sample, or where the driver cannot tell). */
+  usage?: ReplicaUsage;
 }
 
 export type ReplicaEventType = "started" | "ready" | "unready" | "exited" | "restarting" | "stopped" | "failed" | "adopted";
