@@ -21,7 +21,8 @@ import {
   specWithReplicas,
 } from "./store-input.js";
 import type { EventRow, ReleaseRow, ReplicaRow, ServiceRow } from "./store-input.js";
-import type { EventInput, EventQuery, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
+import type { EventInput, EventQuery, IntegrityReport, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
+import { checkReferences } from "./integrity.js";
 
 export interface MemoryStoreOptions {
   /** Clock for the times the store assigns (event `at`, service `updatedAt`). Default `Date.now`. */
@@ -91,7 +92,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
     if (eventRow !== undefined) append(eventRow, at);
   }
 
-  return {
+  const store: Store = {
     kind: "memory",
 
     async getProject(name: string): Promise<ProjectRecord | undefined> {
@@ -228,10 +229,15 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
       settings.set(key, value);
     },
 
+    async checkIntegrity(): Promise<IntegrityReport> {
+      return checkReferences(store, { name: "memory", problems: [], events: events.length });
+    },
+
     async close(): Promise<void> {
       open = false;
     },
   };
+  return store;
 }
 
 // Plain code-unit order, like SQLite's BINARY collation (they differ only beyond U+FFFF);

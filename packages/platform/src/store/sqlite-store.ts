@@ -24,7 +24,8 @@ import {
   specWithReplicas,
 } from "./store-input.js";
 import type { EventRow, PreparedDesiredState, ReleaseRow, ReplicaRow, ServiceRow } from "./store-input.js";
-import type { EventInput, EventQuery, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
+import type { EventInput, EventQuery, IntegrityReport, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
+import { checkReferences } from "./integrity.js";
 
 export interface SqliteStoreOptions {
   /** The database file; created (with its schema) when missing, unless `readonly`. */
@@ -341,7 +342,7 @@ function sqliteStore(opened: Db, options: SqliteStoreOptions): Store {
     for (const event of change.events) insertEvent(w, event, at);
   }
 
-  return {
+  const store: Store = {
     kind: "sqlite",
 
     async getProject(name: string): Promise<ProjectRecord | undefined> {
@@ -495,10 +496,26 @@ function sqliteStore(opened: Db, options: SqliteStoreOptions): Store {
       transact("setSetting", (w) => w.setSetting.run(key, value));
     },
 
+    async checkIntegrity(): Promise<IntegrityReport> {
+      const engine = read("checkIntegrity", (open) => {
+        const problems: string[] = [];
+        for (const row of open.pragma("integrity_check") as Array<{ integrity_check: string }>) {
+          if (row.integrity_check !== "ok") problems.push(`sqlite integrity_check: ${row.integrity_check}`);
+        }
+        for (const row of open.pragma("foreign_key_check") as Array<{ table: string; rowid: number; parent: string }>) {
+          problems.push(`sqlite foreign_key_check: ${row.table} row ${row.rowid} refers to a missing ${row.parent} row`);
+        }
+        const events = (open.prepare("SELECT COUNT(*) AS n FROM events").get() as { n: number }).n;
+        return { name: `sqlite ${path}`, problems, events };
+      });
+      return checkReferences(store, engine);
+    },
+
     async close(): Promise<void> {
       const open = db;
       db = undefined;
       open?.close();
     },
   };
+  return store;
 }

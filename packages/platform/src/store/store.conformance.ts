@@ -704,6 +704,29 @@ export function describeStoreConformance(name: string, makeStore: MakeStore): vo
       });
     });
 
+    describe("checkIntegrity", () => {
+      it("finds a consistent store whole and counts what it looked at", async () => {
+        await store.applyDesiredState(change({ upsert: [service("orders", ORDERS)] }));
+        await store.putRelease(release("r-1"));
+        await store.setServiceRelease("shop", "orders", "r-1");
+        await store.upsertReplica(replica("orders-0"));
+        await store.appendEvent(event("controlplane.started", "project/shop"));
+        const report = await store.checkIntegrity();
+        expect(report.problems).toEqual([]);
+        expect(report.ok).toBe(true);
+        expect(report.checked).toMatchObject({ projects: 1, services: 1, releases: 1, replicas: 1 });
+        expect(report.checked.events).toBeGreaterThanOrEqual(1);
+      });
+
+      it("names a replica whose release is not stored", async () => {
+        await store.applyDesiredState(change({ upsert: [service("orders", ORDERS)] }));
+        await store.upsertReplica(replica("orders-0", { release: "r-gone" }));
+        const report = await store.checkIntegrity();
+        expect(report.ok).toBe(false);
+        expect(report.problems).toEqual(["replica orders-0 runs release r-gone, which is not stored"]);
+      });
+    });
+
     describe("close", () => {
       it("rejects calls after close with KEELSON_ERR_STORE, and a second close is harmless", async () => {
         await store.setSetting("k", "v");

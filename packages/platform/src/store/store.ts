@@ -127,5 +127,21 @@ export interface Store {
   getSetting(key: string): Promise<string | undefined>;
   setSetting(key: string, value: string): Promise<void>;
 
+  /**
+   * Checks the store is whole: the engine's own check (SQLite integrity_check and
+   * foreign_key_check) and Keelson's references (every service's release, every replica's
+   * service and release exist). Never throws for a problem found: it is listed.
+   */
+  checkIntegrity(): Promise<IntegrityReport>;
+
   close(): Promise<void>;
+}
+
+/** What `Store.checkIntegrity` found. */
+export interface IntegrityReport {
+  ok: boolean;
+  /** One line per problem, naming the object. */
+  problems: string[];
+  /** What was looked at. */
+  checked: { engine: string; projects: number; services: number; releases: number; replicas: number; events: number };
 }
