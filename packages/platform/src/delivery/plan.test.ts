@@ -46,6 +46,20 @@ describe("computePlan", () => {
     ]);
   });
 
+  it("leaves an autoscaled service's running replica count to the autoscaler, moved into new bounds", () => {
+    const scaled = yaml(svc("orders", "    replicas: 2\n    autoscale: { min: 1, max: 6 }\n"));
+    const running = stored(scaled).map((s) => ({ ...s, spec: { ...s.spec, replicas: 5 } }));
+    expect(computePlan({ manifest: load(scaled).manifest, stored: running }).changes).toEqual([]);
+    const narrower = yaml(svc("orders", "    replicas: 2\n    autoscale: { min: 1, max: 3 }\n"));
+    expect(computePlan({ manifest: load(narrower).manifest, stored: running }).changes[0]?.fields).toEqual([
+      { path: "autoscale.max", from: 6, to: 3 },
+      { path: "replicas", from: 5, to: 3 },
+    ]);
+    // A new autoscaled service starts at `replicas`, kept within min..max.
+    const fresh = computePlan({ manifest: load(yaml(svc("orders", "    replicas: 1\n    autoscale: { min: 2, max: 3 }\n"))).manifest, stored: [] });
+    expect(fresh.changes[0]?.fields).toContainEqual({ path: "replicas", from: undefined, to: 2 });
+  });
+
   it("removes services no longer in the manifest", () => {
     const plan = computePlan({ manifest: load(yaml(svc("orders"))).manifest, stored: stored(yaml(svc("orders") + svc("legacy"))) });
     expect(plan.changes).toEqual([{ action: "remove", service: "legacy", fields: [], sourcesChanged: false }]);

@@ -64,6 +64,19 @@ export interface PlanInput {
   flags?: FlagState;
 }
 
+/**
+ * The spec as apply stores it. With `autoscale`, the replica count belongs to the autoscaler
+ * (as with a Kubernetes HPA): an applied manifest keeps the running count, moved into
+ * min..max if the bounds changed; a new service starts at `replicas` kept within min..max.
+ */
+export function withOwnedReplicas(spec: ServiceSpec, stored: ServiceRecord | undefined): ServiceSpec {
+  const a = spec.autoscale;
+  if (a === undefined) return spec;
+  const running = (stored?.spec as { replicas?: unknown } | undefined)?.replicas;
+  const from = typeof running === "number" && (stored?.spec as { autoscale?: unknown }).autoscale !== undefined ? running : spec.replicas;
+  return { ...spec, replicas: Math.min(a.max, Math.max(a.min, from)) };
+}
+
 /** Computes the difference between the manifest and the stored desired state. */
 export function computePlan(input: PlanInput): Plan {
   const { manifest, stored, candidateReleases } = input;
@@ -72,9 +85,9 @@ export function computePlan(input: PlanInput): Plan {
   const unchanged: string[] = [];
 
   for (const name of Object.keys(manifest.services).sort()) {
-    const spec = manifest.services[name] as ServiceSpec;
-    const desired = toPlain(spec);
     const current = storedByName.get(name);
+    const spec = withOwnedReplicas(manifest.services[name] as ServiceSpec, current);
+    const desired = toPlain(spec);
     const candidate = candidateReleases?.get(name);
     if (!current) {
       changes.push({ action: "create", service: name, fields: diff("", {}, desired), sourcesChanged: false });

@@ -23,7 +23,7 @@ describe("manifestTemplate", () => {
     const text = manifestTemplate("shop");
     expect(text.startsWith('# keelson.yaml: the desired state of project "shop".')).toBe(true);
     expect(text).toContain("docs/manifest.md");
-    expect(text).toContain("# Validated now, acted on by later features: deploy, autoscale, resilience, slos, secrets.");
+    expect(text).toContain("# More in docs/manifest.md: deploy, autoscale, resources, resilience, slos, secrets.");
   });
 
   it("makes any project name valid", () => {

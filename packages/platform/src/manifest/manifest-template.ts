@@ -62,8 +62,9 @@ services:
     # calls: [other]        # services this one may call through the gateway
     # env:
     #   LOG_LEVEL: info
-    # Validated now, acted on by later features: deploy, autoscale, resilience, slos, secrets.
+    # More in docs/manifest.md: deploy, autoscale, resources, resilience, slos, secrets.
     # deploy: { strategy: rolling }
-    # autoscale: { min: 1, max: 4, target: { inflight: 10 } }
+    # autoscale: { min: 1, max: 4, target: { inflight: 10 } }   # replicas from load
+    # resources: { memory: 256mb }                             # restarted when over it
 `;
 }

@@ -192,6 +192,22 @@ describe("ServiceSpecSchema", () => {
     expect(result.error?.issues.map((i) => [i.path.join("."), i.message])).toEqual([["autoscale.min", "must not exceed autoscale.max"]]);
   });
 
+  it("names the field of an autoscale target that cannot be met", () => {
+    const issues = (autoscale: unknown) => ServiceSpecSchema.safeParse({ ...service, autoscale }).error?.issues.map((i) => [i.path.join("."), i.message]);
+    expect(issues({ min: 1, max: 3, target: {} })).toEqual([["autoscale.target", "give at least one of inflight, rps, p95, cpu"]]);
+    expect(issues({ min: 1, max: 3, target: { inflight: 0 } })?.[0]?.[0]).toBe("autoscale.target.inflight");
+    expect(issues({ min: 1, max: 3, target: { memory: 50 } })?.[0]?.[0]).toBe("autoscale.target");
+    expect(issues({ min: 1, max: 3, scaleToZero: { idle: "1m" } })).toEqual([["autoscale.scaleToZero", "needs autoscale.min: 0"]]);
+    expect(issues({ min: 1, max: 3, scaleDown: { policies: [{ type: "nodes", value: 1, period: "15s" }] } })?.[0]?.[0]).toBe("autoscale.scaleDown.policies.0.type");
+    const ok = ServiceSpecSchema.parse({ ...service, autoscale: { min: 0, max: 4, target: { p95: "200ms" }, scaleDown: { stabilization: "2m" }, scaleToZero: { idle: "10m" } } });
+    expect(ok.autoscale).toEqual({ min: 0, max: 4, target: { p95: 200 }, scaleDown: { stabilization: 120_000 }, scaleToZero: { idle: 600_000 } });
+  });
+
+  it("reads a memory limit as bytes and refuses one under 1mb", () => {
+    expect(ServiceSpecSchema.parse({ ...service, resources: { memory: "256mb" } }).resources).toEqual({ memory: 256 * 1024 * 1024 });
+    expect(ServiceSpecSchema.safeParse({ ...service, resources: { memory: "512kb" } }).error?.issues.map((i) => [i.path.join("."), i.message])).toEqual([["resources.memory", "must be at least 1mb"]]);
+  });
+
   it("rejects names that are not DNS labels", () => {
     for (const owner of ["Commerce", "1team", "team-", "a_b", "x".repeat(64)]) {
       expect(ServiceSpecSchema.safeParse({ ...service, owner }).success, owner).toBe(false);
