@@ -4,5 +4,6 @@ export * from "./store/index.js";
 export * from "./runtime/index.js";
 export * from "./gateway/index.js";
 export * from "./delivery/index.js";
+export * from "./autoscale/index.js";
 export * from "./api/index.js";
 export { main } from "./cli/index.js";
