@@ -24,7 +24,7 @@ describe("the shop with mTLS on every hop", { timeout: 300_000 }, () => {
     await writeShopCopy(dir, ports);
     const doc = parseDocument(await readFile(join(dir, "keelson.yaml"), "utf8"));
     doc.setIn(["security"], doc.createNode({ mtls: true }));
-    for (const name of ["storefront", "orders", "payments", "inventory", "notifications"]) doc.setIn(["services", name, "tls"], true);
+    for (const name of ["storefront", "orders", "payments", "inventory", "notifications", "recommendations"]) doc.setIn(["services", name, "tls"], true);
     await writeFile(join(dir, "keelson.yaml"), doc.toString());
   });
   afterAll(async () => {

@@ -37,11 +37,11 @@ describe.sequential("the example shop on keelson", () => {
     await cleanup();
   });
 
-  it("plans five services to create", async () => {
+  it("plans six services to create", async () => {
     const r = await keelson(["plan", dir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/Plan: 5 to create, 0 to change, 0 to remove\./);
-    for (const s of ["storefront", "orders", "payments", "inventory", "notifications"]) expect(r.stdout).toContain(`+ service "${s}" will be created`);
+    expect(r.stdout).toMatch(/Plan: 6 to create, 0 to change, 0 to remove\./);
+    for (const s of ["storefront", "orders", "payments", "inventory", "notifications", "recommendations"]) expect(r.stdout).toContain(`+ service "${s}" will be created`);
   });
 
   it("up --detach returns once every replica is ready", async () => {
@@ -50,7 +50,7 @@ describe.sequential("the example shop on keelson", () => {
     expect(r.stdout).toMatch(/all services ready/);
     const s = await status();
     expect(s.gateway.url).toBe(gateway);
-    expect(s.services.map((x) => x.name).sort()).toEqual(["inventory", "notifications", "orders", "payments", "storefront"]);
+    expect(s.services.map((x) => x.name).sort()).toEqual(["inventory", "notifications", "orders", "payments", "recommendations", "storefront"]);
     for (const svc of s.services) {
       expect(svc.replicas.ready, svc.name).toBe(svc.replicas.desired);
       expect(svc.endpoints).toHaveLength(svc.replicas.desired);
@@ -194,7 +194,7 @@ describe.sequential("the example shop on keelson", () => {
     }, { timeoutMs: 20_000, what: "storefront->inventory in the service map" });
     expect(edges).toEqual(expect.arrayContaining(["storefront->orders", "orders->inventory", "orders->payments", "orders->notifications", "storefront->inventory"]));
     // Nothing the shop does not do: every edge is one the manifest allows (`calls`).
-    const allowed = new Set(["storefront->inventory", "storefront->orders", "orders->inventory", "orders->payments", "orders->notifications"]);
+    const allowed = new Set(["storefront->inventory", "storefront->orders", "storefront->recommendations", "orders->inventory", "orders->payments", "orders->notifications"]);
     expect(edges.filter((e) => !allowed.has(e) && !e.startsWith("(external)") && !e.includes("keelson-gateway"))).toEqual([]);
   });
 

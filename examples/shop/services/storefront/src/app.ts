@@ -1,6 +1,6 @@
 // The storefront's HTTP handler: the shop page, order receipts, the catalog API and checkout.
-// It reads inventory and orders through the gateway; the page's order form posts to
-// /checkout, which places the order with the orders service (the web front's backend).
+// It reads inventory, orders and recommendations through the gateway; the page's order form
+// posts to /checkout, which places the order with the orders service (the web front's backend).
 import { randomBytes } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { createRouter, HttpError, json, ServiceCallError } from "@keelson/sdk";
@@ -10,6 +10,8 @@ import { loadCatalog } from "./catalog.js";
 import type { CatalogProduct } from "./catalog.js";
 import { messagePage, orderPage, shopPage } from "./pages.js";
 import type { OrderView } from "./pages.js";
+import { PRODUCTS } from "./products.js";
+import { boughtTogether, loadPairings } from "./recommendations.js";
 
 export interface StorefrontAppOptions {
   client: ServiceClient;
@@ -17,9 +19,13 @@ export interface StorefrontAppOptions {
   shopName: string;
   /** Feature flags (OpenFeature); `express-checkout` picks the checkout form, purchases are tracked against it. */
   flags: FlagClient;
+  /** How long the shop page waits for recommendations before it renders without them; defaults to 300 ms. */
+  recommendationsTimeoutMs?: number;
 }
 
 const ORDER_ID = /^ord_[a-z0-9]{8,40}$/;
+/** The product the shop page shows "Often bought together" for: the first one it lists. */
+const FEATURED_SKU = Object.keys(PRODUCTS)[0] as string;
 /** A visitor's id (a random token in a cookie): what flags split on and experiments count. */
 const VISITOR_COOKIE = "shop-visitor";
 const VISITOR = /^[A-Za-z0-9_-]{16,64}$/;
@@ -33,7 +39,8 @@ function visitorOf(req: { headers: { cookie?: string | undefined } }): { id: str
 }
 
 /**
- * GET /             → the shop page (200 even when inventory is down: it says so)
+ * GET /             → the shop page (200 even when inventory is down: it says so; "Often bought
+ *                     together" only when recommendations answers within its short timeout)
  * GET /orders/:id   → the order receipt page, 404 page for an unknown order
  * GET /api/catalog  → 200 { products: [{ sku, name, description, price, stock, inStock }] }, 502 when inventory is down
  * POST /checkout    → places the order with the orders service and relays its answer (201, 400, 402, 409…),
@@ -41,22 +48,30 @@ function visitorOf(req: { headers: { cookie?: string | undefined } }): { id: str
  */
 export function createApp(options: StorefrontAppOptions): Handler {
   const { client, logger, shopName, flags } = options;
+  const recommendationsTimeoutMs = options.recommendationsTimeoutMs ?? 300;
 
   return createRouter()
     .get("/", async ({ req, res }) => {
       const visitor = visitorOf(req);
       if (visitor.setCookie) res.setHeader("set-cookie", visitor.setCookie);
+      // Both calls at once, so the page waits for the slower one, not for their sum.
+      const catalog = loadCatalog(client).catch((err: unknown): CatalogProduct[] | undefined => {
+        // The page still renders: a shop window with a notice beats an error page.
+        logger.warn("catalog unavailable; rendering the page without stock", { err });
+        return undefined;
+      });
+      const pairings = loadPairings(client, FEATURED_SKU, { timeoutMs: recommendationsTimeoutMs }).catch((err: unknown) => {
+        // Nice to have: when recommendations is slow or down, the page goes without them.
+        logger.warn("recommendations unavailable; rendering the page without them", { err });
+        return undefined;
+      });
       // The experiment: the classic form, or the express one (one button, the quantity preset).
       // Evaluation never throws: without flags every visitor gets "classic".
       const checkout = (await flags.getStringValue("express-checkout", "classic", { targetingKey: visitor.id })) === "express" ? "express" : "classic";
-      let products: CatalogProduct[] | undefined;
-      try {
-        products = await loadCatalog(client);
-      } catch (err) {
-        // The page still renders: a shop window with a notice beats an error page.
-        logger.warn("catalog unavailable; rendering the page without stock", { err });
-      }
-      sendPage(res, 200, (nonce) => shopPage({ shopName, nonce, products, checkout }));
+      const products = await catalog;
+      const paired = await pairings;
+      const together = paired === undefined ? undefined : boughtTogether(FEATURED_SKU, paired, products);
+      sendPage(res, 200, (nonce) => shopPage({ shopName, nonce, products, checkout, together }));
     })
     .get("/orders/:id", async ({ res, params }) => {
       const notFound = (nonce: string) => messagePage({ shopName, nonce, title: "Order not found", message: `There is no order ${params.id}.` });

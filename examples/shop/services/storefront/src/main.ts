@@ -14,7 +14,13 @@ try {
   // the first snapshot, and without a control plane, every flag gives its default).
   if (process.env.KEELSON_FLAGS_URL) OpenFeature.setProvider(new KeelsonFlagProvider());
   await serve({
-    handler: createApp({ client, logger, shopName: config.shopName, flags: OpenFeature.getClient("storefront") }),
+    handler: createApp({
+      client,
+      logger,
+      shopName: config.shopName,
+      flags: OpenFeature.getClient("storefront"),
+      recommendationsTimeoutMs: config.recommendationsTimeoutMs,
+    }),
     logger,
     // Sends the experiment events still queued.
     onShutdown: () => OpenFeature.close(),

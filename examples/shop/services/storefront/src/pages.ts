@@ -1,9 +1,10 @@
-// The storefront's HTML pages: the shop (products, stock and the order form) and the order
-// receipt. Rendered on the server so the page works before its script runs.
+// The storefront's HTML pages: the shop (products, stock, the order form and "Often bought
+// together") and the order receipt. Rendered on the server so the page works before its script runs.
 import { formatEuro } from "./catalog.js";
 import type { CatalogProduct } from "./catalog.js";
 import { html, SafeHtml } from "./html.js";
 import { PRODUCTS } from "./products.js";
+import type { BoughtTogether } from "./recommendations.js";
 
 export interface OrderView {
   id: string;
@@ -30,6 +31,7 @@ const STYLE = `
   label { display: block; margin: .5rem 0; }
   .hint { color: #666; font-size: .85rem; }
   .notice { background: #fff4e5; border: 1px solid #f0c36d; padding: .75rem; }
+  .together { border-top: 1px solid #eee; margin-top: 1.5rem; }
   #result.ok, .status-confirmed { color: #1b6e1b; }
   #result.error, .status-rejected, .status-failed { color: #a00; }
   button { font-size: 1rem; padding: .5rem 1.5rem; }
@@ -109,8 +111,15 @@ ${options.script === undefined ? "" : html`<script nonce="${options.nonce}">${ne
 </html>`.value;
 }
 
-export function shopPage(options: { shopName: string; nonce: string; products: CatalogProduct[] | undefined; checkout?: "classic" | "express" }): string {
-  const { products } = options;
+export function shopPage(options: {
+  shopName: string;
+  nonce: string;
+  products: CatalogProduct[] | undefined;
+  checkout?: "classic" | "express";
+  /** Left out when recommendations did not answer in time. */
+  together?: BoughtTogether | undefined;
+}): string {
+  const { products, together } = options;
   const express = options.checkout === "express";
   const body =
     products === undefined
@@ -139,7 +148,22 @@ ${products.map(
 </fieldset>
 </form>
 <p id="result" role="status"></p>`;
-  return layout({ shopName: options.shopName, title: options.shopName, nonce: options.nonce, body, ...(products ? { script: SCRIPT } : {}) });
+  return layout({
+    shopName: options.shopName,
+    title: options.shopName,
+    nonce: options.nonce,
+    body: together === undefined ? body : html`${body}
+${boughtTogetherBlock(together)}`,
+    ...(products ? { script: SCRIPT } : {}),
+  });
+}
+
+function boughtTogetherBlock(together: BoughtTogether): SafeHtml {
+  return html`<section class="together" data-together="${together.sku}">
+<h2>Often bought together</h2>
+<p class="hint">With ${together.name}:</p>
+<ul>${together.items.map((i) => html`<li data-recommended="${i.sku}">${i.name} <span class="hint">(in ${Math.round(i.score * 100)}% of its orders)</span></li>`)}</ul>
+</section>`;
 }
 
 export function orderPage(options: { shopName: string; nonce: string; order: OrderView }): string {

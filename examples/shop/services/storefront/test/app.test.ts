@@ -1,5 +1,5 @@
-// Tests for the storefront over real HTTP with stand-in inventory and orders behind a
-// gateway stub: the shop page, the catalog join, receipts, escaping and degraded modes.
+// Tests for the storefront over real HTTP with stand-in inventory, orders and recommendations
+// behind a gateway stub: the shop page, the catalog join, receipts, escaping and degraded modes.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createClient, createLogger, createRouter, HttpError, json, serve, startGatewayStub } from "@keelson/sdk";
 import type { GatewayStub, ServiceHandle } from "@keelson/sdk";
@@ -12,6 +12,10 @@ const logger = createLogger({ level: "silent" });
 let inventoryItems: { sku: string; price: number; stock: number }[];
 let orders: Record<string, unknown>;
 let ordersDown = false;
+/** What the stand-in recommendations answers; "slow" waits until the test opens `recommendationsGate`. */
+let recommendationsMode: "ok" | "error" | "slow";
+let openRecommendations: () => void;
+let recommendationsGate: Promise<void>;
 let gateway: GatewayStub;
 let storefront: ServiceHandle;
 // The experiment flag, as OpenFeature's own in-memory provider: one known visitor gets express.
@@ -28,6 +32,8 @@ beforeEach(async () => {
   ];
   orders = {};
   ordersDown = false;
+  recommendationsMode = "ok";
+  recommendationsGate = new Promise((resolve) => (openRecommendations = resolve));
   gateway = await startGatewayStub({
     inventory: createRouter().get("/api/inventory", ({ res }) => json(res, 200, { items: inventoryItems })).handle,
     orders: createRouter()
@@ -42,6 +48,22 @@ beforeEach(async () => {
         if (input.card?.endsWith("0000")) throw new HttpError(402, "PAYMENT_DECLINED", "the card ending 0000 was declined");
         json(res, 201, { id: "ord_0000000009", status: "confirmed", placed: input });
       }).handle,
+    recommendations: createRouter().get("/api/recommendations", async ({ res, query }) => {
+      if (recommendationsMode === "error") throw new HttpError(503, "OVERLOADED", "too many recommendations are waiting for the model store");
+      if (recommendationsMode === "slow") await recommendationsGate;
+      json(res, 200, {
+        sku: query.get("sku"),
+        items: [
+          { sku: "FILTER-V60-100", score: 0.62 },
+          // Sold out in this inventory: left out.
+          { sku: "GRINDER-HAND", score: 0.41 },
+          // No words for it in the storefront: left out.
+          { sku: "SECRET-PROTOTYPE", score: 0.3 },
+          { sku: "MUG-ENAMEL", score: 0.27 },
+          { sku: "BEAN-COL-250", score: 0.22 },
+        ],
+      });
+    }).handle,
   });
   const client = createClient({ gatewayUrl: gateway.url, self: "storefront", timeoutMs: 2000, logger });
   await OpenFeature.setProviderAndWait(
@@ -50,9 +72,11 @@ beforeEach(async () => {
       "express-checkout": { variants: { classic: "classic", express: "express" }, defaultVariant: "classic", disabled: false, contextEvaluator: (ctx) => (ctx.targetingKey === EXPRESS_VISITOR ? "express" : "classic") },
     }),
   );
-  storefront = await serve({ handler: createApp({ client, logger, shopName: "Bean & Burr", flags }), port: 0, signals: [], logger });
+  storefront = await serve({ handler: createApp({ client, logger, shopName: "Bean & Burr", flags, recommendationsTimeoutMs: 10_000 }), port: 0, signals: [], logger });
 });
 afterEach(async () => {
+  // A test may leave a recommendation waiting; the stub's close must not wait for it.
+  openRecommendations();
   await storefront.close();
   await gateway.close();
 });
@@ -126,6 +150,81 @@ describe("GET /", () => {
       await lonely.close();
       await stub.close();
     }
+  });
+});
+
+describe("GET / and recommendations", () => {
+  /** The "Often bought together" section of a page, or undefined. */
+  const togetherOf = (page: string) => /<section class="together"[\s\S]*?<\/section>/.exec(page)?.[0];
+
+  it("shows what is often bought with the first product, only what is for sale and in stock", async () => {
+    inventoryItems.push({ sku: "FILTER-V60-100", price: 650, stock: 40 }, { sku: "MUG-ENAMEL", price: 900, stock: 12 }, { sku: "BEAN-COL-250", price: 1200, stock: 30 });
+    const res = await fetch(`${storefront.url}/`, { headers: { "x-request-id": "req-page" } });
+    expect(res.status).toBe(200);
+    const together = togetherOf(await res.text());
+    expect(together).toBeDefined();
+    expect(together).toContain('data-together="BEAN-ETH-250"');
+    expect(together).toContain("<h2>Often bought together</h2>");
+    expect(together).toContain("With Ethiopia Yirgacheffe, 250 g:");
+    // The three best of what is left: the grinder is sold out, the prototype has no words.
+    expect([...(together ?? "").matchAll(/data-recommended="([^"]+)"/g)].map((m) => m[1])).toEqual(["FILTER-V60-100", "MUG-ENAMEL", "BEAN-COL-250"]);
+    expect(together).toContain('<li data-recommended="FILTER-V60-100">V60 paper filters, 100 <span class="hint">(in 62% of its orders)</span></li>');
+    const call = gateway.calls.find((c) => c.service === "recommendations");
+    expect([call?.path, call?.headers["x-keelson-caller"], call?.headers["x-request-id"]]).toEqual([
+      "/api/recommendations?sku=BEAN-ETH-250&limit=5",
+      "storefront",
+      "req-page",
+    ]);
+  });
+
+  it("leaves the block out, and the rest of the page as it was, when recommendations fails", async () => {
+    recommendationsMode = "error";
+    const lines: string[] = [];
+    const client = createClient({ gatewayUrl: gateway.url, self: "storefront", logger });
+    const watched = await serve({
+      handler: createApp({ client, logger: createLogger({ level: "warn", write: (line) => lines.push(line) }), shopName: "x", flags }),
+      port: 0,
+      signals: [],
+      logger,
+    });
+    try {
+      const res = await fetch(`${watched.url}/`);
+      expect(res.status).toBe(200);
+      const page = await res.text();
+      expect(togetherOf(page)).toBeUndefined();
+      expect(page).not.toContain("Often bought together");
+      expect(page).toContain('<form id="order">');
+      expect(page).toContain('data-stock="BEAN-ETH-250">25 left</td>');
+      expect(lines.map((l) => (JSON.parse(l) as { level: string; msg: string }))).toEqual([
+        expect.objectContaining({ level: "warn", msg: "recommendations unavailable; rendering the page without them" }),
+      ]);
+    } finally {
+      await watched.close();
+    }
+  });
+
+  it("does not wait past its timeout for a slow recommendations: the page comes first, without the block", async () => {
+    recommendationsMode = "slow";
+    const client = createClient({ gatewayUrl: gateway.url, self: "storefront", logger });
+    const impatient = await serve({ handler: createApp({ client, logger, shopName: "x", flags, recommendationsTimeoutMs: 50 }), port: 0, signals: [], logger });
+    try {
+      const res = await fetch(`${impatient.url}/`);
+      // Recommendations is still holding its answer (the gate stays shut until the test ends).
+      expect(res.status).toBe(200);
+      const page = await res.text();
+      expect(togetherOf(page)).toBeUndefined();
+      expect(page).toContain('<form id="order">');
+      expect(gateway.calls.filter((c) => c.service === "recommendations")).toHaveLength(1);
+    } finally {
+      await impatient.close();
+    }
+  });
+
+  it("leaves the block out when nothing paired is for sale", async () => {
+    // Only the grinder (sold out) and the prototype (no words) would be left.
+    const res = await fetch(`${storefront.url}/`);
+    expect(togetherOf(await res.text())).toBeUndefined();
+    expect(gateway.calls.some((c) => c.service === "recommendations")).toBe(true);
   });
 });
 
@@ -207,8 +306,10 @@ describe("html and loadConfig", () => {
   });
 
   it("defaults the shop name and rejects a bad timeout", () => {
-    expect(loadConfig({})).toEqual({ shopName: "Keelson Coffee", callTimeoutMs: 2000 });
+    expect(loadConfig({})).toEqual({ shopName: "Keelson Coffee", callTimeoutMs: 2000, recommendationsTimeoutMs: 300 });
+    expect(loadConfig({ RECOMMENDATIONS_TIMEOUT_MS: "150" }).recommendationsTimeoutMs).toBe(150);
     expect(() => loadConfig({ CALL_TIMEOUT_MS: "-1" })).toThrow(/CALL_TIMEOUT_MS/);
+    expect(() => loadConfig({ RECOMMENDATIONS_TIMEOUT_MS: "soon" })).toThrow('RECOMMENDATIONS_TIMEOUT_MS must be a whole number from 1 to 60000, got "soon"');
   });
 });
 
