@@ -11,7 +11,7 @@ export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
 
 /** What a worker needs to serve: the gateway's options minus what only the primary runs. */
 export interface WorkerConfig {
-  gateway: Omit<GatewayOptions, "log" | "controlPlaneUrl" | "watch" | "adminHost" | "adminPort">;
+  gateway: Omit<GatewayOptions, "log" | "controlPlaneUrl" | "watch" | "adminHost" | "adminPort" | "activator">;
   logLevel: Level;
   /** How long a worker drains when it is signalled directly or loses its primary. */
   drainMs: number;
@@ -49,6 +49,11 @@ export type FromWorker =
   | { type: "keelson:start-failed"; code: string | undefined; message: string }
   | { type: "keelson:table-applied"; seq: number }
   | { type: "keelson:answer"; id: number; answer: WorkerAnswers[keyof WorkerAnswers] }
+  /**
+   * A hold episode of a service scaled to zero began (`holding`) or ended in this worker: the
+   * primary, which holds the control-plane connection, asks for a replica once for all workers.
+   */
+  | { type: "keelson:activation"; service: string; holding: boolean }
   /** Last words of a worker that stops on purpose: its final counts. */
   | { type: "keelson:stopped"; metrics: MetricsJson };
 

@@ -2,6 +2,7 @@
 // own, and the primary sums them into the one snapshot canary analysis and the autoscaler read,
 // in the same shape a single-process gateway answers with.
 import type { SeriesStats, StatsSnapshot, TrafficStats } from "./live-stats.js";
+import { FAULT_REPLICA_PREFIX } from "./fault-injection.js";
 import { LATENCY_BOUNDS_MS, histogramQuantile } from "./live-stats.js";
 
 type Sum = { requests: number; errors: number; latencySum: number; inflight: number; peakInflight: number; histogram: number[] };
@@ -26,7 +27,7 @@ export function mergeStatsSnapshots(snapshots: readonly StatsSnapshot[], windowS
       const vkey = `${s.service}\u0000${s.version}`;
       let v = versions.get(vkey);
       if (v === undefined) versions.set(vkey, (v = { service: s.service, version: s.version, replicas: new Set(), sum: emptySum(bounds.length + 1) }));
-      v.replicas.add(s.replica);
+      if (!s.replica.startsWith(FAULT_REPLICA_PREFIX)) v.replicas.add(s.replica);
       add(v.sum, s);
     }
   }

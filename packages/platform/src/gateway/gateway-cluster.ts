@@ -25,6 +25,7 @@ import { silentLogger } from "./logger.js";
 import type { RoutingWatch } from "./routing-watch.js";
 import { createRoutingWatch, loadRoutingTable } from "./routing-watch.js";
 import { closeServer, listen, sendError, sendJson } from "./admin-http.js";
+import { createActivateCall, createServiceActivator } from "./service-activator.js";
 
 export interface GatewayClusterOptions extends Omit<GatewayOptions, "log"> {
   /** Worker processes serving the public port (at least 1). */
@@ -140,6 +141,8 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
     watch: watchOptions,
     adminHost = "127.0.0.1",
     adminPort,
+    activator: givenActivator,
+    activateRetryMs,
     ...gatewayOptions
   } = options;
   const initialBackoffMs = restartBackoff.initialMs ?? 250;
@@ -192,6 +195,31 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
   let retired: MetricsJson = [];
   let askId = 0;
   const waiters = new Map<number, { slot: Slot; worker: Worker; what: WorkerQuestion["what"]; resolve: (answer: unknown) => void }>();
+
+  // Scale from zero: workers report their hold episodes; an episode here lasts while any worker
+  // holds requests for the service, and this process (the one with the control-plane
+  // connection and credential) asks for a replica once per episode.
+  const activateCall =
+    givenActivator === undefined && controlPlaneUrl !== undefined
+      ? createActivateCall({ controlPlaneUrl, ...(options.credentialFile === undefined ? {} : { credentialFile: options.credentialFile }) })
+      : undefined;
+  const activator =
+    givenActivator ?? (activateCall === undefined ? undefined : createServiceActivator({ activate: activateCall.call, ...(activateRetryMs === undefined ? {} : { retryMs: activateRetryMs }), log }));
+  /** Slots holding requests, by service. */
+  const holders = new Map<string, Set<number>>();
+  const setHolding = (service: string, slot: number, holding: boolean) => {
+    let slots = holders.get(service);
+    if (holding) {
+      if (slots === undefined) holders.set(service, (slots = new Set()));
+      const first = slots.size === 0;
+      slots.add(slot);
+      if (first) activator?.holding(service);
+      return;
+    }
+    if (slots === undefined || !slots.delete(slot) || slots.size > 0) return;
+    holders.delete(service);
+    activator?.released(service);
+  };
 
   // Functions cannot cross the process boundary; a worker falls back to that option's default.
   const workerGateway = Object.fromEntries(Object.entries(gatewayOptions).filter(([, v]) => typeof v !== "function")) as WorkerConfig["gateway"];
@@ -296,6 +324,9 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
       case "keelson:stopped":
         slot.lastMetrics = msg.metrics;
         return;
+      case "keelson:activation":
+        setHolding(msg.service, slot.index, msg.holding);
+        return;
     }
   };
 
@@ -303,6 +334,8 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
     if (slot.worker !== worker) return;
     const pid = worker.process.pid;
     slot.worker = undefined;
+    // Requests it held are gone with it.
+    for (const service of [...holders.keys()]) setHolding(service, slot.index, false);
     // Its counts live on in the totals; scrapes still waiting on it get nothing (no double count).
     if (slot.lastMetrics !== undefined) retired = retireCounts(retired, slot.lastMetrics);
     slot.lastMetrics = undefined;
@@ -498,6 +531,8 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
   const stop = async (drainMs: number) => {
     await watch?.stop();
     const clean = await stopWorkers(drainMs);
+    await activator?.stop();
+    await activateCall?.close();
     const adminClosed = closeServer(admin);
     admin.closeAllConnections();
     await adminClosed;

@@ -232,7 +232,7 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
   );
   new Gauge({
     name: "keelson_gateway_requests_in_flight",
-    help: "Requests in flight now, by service, version and replica; version and replica none: waiting in the gateway (bulkhead queue, retry backoff) for a replica.",
+    help: "Requests in flight now, by service, version and replica; version and replica none: waiting in the gateway (bulkhead queue, retry backoff, an injected delay, a replica starting from zero) for a replica.",
     labelNames: ["service", "version", "replica"] as const,
     registers: [registry],
     collect() {

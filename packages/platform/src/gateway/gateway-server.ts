@@ -19,6 +19,7 @@ import type { StatsSnapshot } from "./live-stats.js";
 import { LiveStats } from "./live-stats.js";
 import type { GatewayTracing, GatewayTracingConfig } from "./gateway-tracing.js";
 import { createGatewayTracing } from "./gateway-tracing.js";
+import { HeldRequests } from "./held-requests.js";
 import type { GatewayLogger } from "./logger.js";
 import { silentLogger } from "./logger.js";
 import type { ProxyContext, ProxyState, RouteRuntime } from "./proxy-exchange.js";
@@ -40,6 +41,7 @@ import { IDENTITY_HEADER } from "@keelson/protocol";
 import { createIdentityVerifier, serviceOfCertificate, type IdentityVerifier } from "../security/index.js";
 import { compileRouteAuth, type RouteAuthCheck } from "./route-auth.js";
 import { createUpstreamTls, type UpstreamTls } from "./upstream-tls.js";
+import { createActivateCall, createServiceActivator, type ServiceActivator } from "./service-activator.js";
 
 export interface GatewayOptions {
   /** Public listener (manifest `gateway.host`, `gateway.port`); port 0 picks a free one. */
@@ -90,8 +92,20 @@ export interface GatewayOptions {
   processMetrics?: boolean;
   /** Monotonic clock in ms for breakers, budgets, ejections and stats (default performance.now). */
   clock?: () => number;
-  /** Random source of balancing, splits and backoff jitter (default Math.random; seed it in tests). */
+  /** Random source of balancing, splits, backoff jitter and fault draws (default Math.random; seed it in tests). */
   random?: Random;
+  /** Wall clock in epoch ms, against which faults' end times are checked (default Date.now). */
+  wallClock?: () => number;
+  /**
+   * Where hold episodes of services scaled to zero are reported. Default: with `controlPlaneUrl`,
+   * `POST {controlPlaneUrl}/v1/services/{name}/activate` with the `credentialFile` token, once per
+   * episode (a multi-worker gateway's workers pass the primary's, over IPC); without, nobody is asked.
+   */
+  activator?: ServiceActivator;
+  /** Least time between two activate calls of one episode after a failure (default 1 s). */
+  activateRetryMs?: number;
+  /** Requests held per service scaled to zero, at most; more are refused at once (503, default 1000). */
+  maxHeldRequests?: number;
   /**
    * Spans per request and per upstream try, exported as OTLP/JSON to `endpoint` (default off;
    * `runGateway` points it at the control plane's `/v1/traces`).
@@ -152,6 +166,7 @@ const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
 const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_HELD_REQUESTS = 1_000;
 
 /**
  * Creates the gateway. Nothing listens until `start()`.
@@ -172,6 +187,15 @@ export function createGateway(options: GatewayOptions): Gateway {
   const metrics = createGatewayMetrics({ defaultMetrics: options.processMetrics ?? true, now: clock });
   const liveStats = new LiveStats({ now: clock });
   const tracing: GatewayTracing | undefined = options.tracing ? createGatewayTracing({ ...options.tracing, log, registry: metrics.registry }) : undefined;
+  const wallClock = options.wallClock ?? Date.now;
+  // Scale from zero: this process asks the control plane itself unless told whom to tell.
+  const activateCall =
+    options.activator === undefined && options.controlPlaneUrl !== undefined
+      ? createActivateCall({ controlPlaneUrl: options.controlPlaneUrl, ...(options.credentialFile === undefined ? {} : { credentialFile: options.credentialFile }) })
+      : undefined;
+  const ownActivator =
+    activateCall === undefined ? undefined : createServiceActivator({ activate: activateCall.call, ...(options.activateRetryMs === undefined ? {} : { retryMs: options.activateRetryMs }), log });
+  const holds = new HeldRequests(options.maxHeldRequests ?? DEFAULT_MAX_HELD_REQUESTS, options.activator ?? ownActivator);
 
   let current: RoutingTable | undefined;
   let endpoints = new Map<string, EndpointState>();
@@ -201,6 +225,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     log,
     now: clock,
     random,
+    wallNow: wallClock,
+    holds,
     tracing,
     tunnels,
     requestStarted() {
@@ -301,6 +327,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       stats: liveStats,
       now,
       log,
+      wallNow: wallClock(),
       endpoint(service, e) {
         const key = `${e.replicaId} ${e.url}`;
         let state = next.get(key) ?? endpoints.get(key);
@@ -340,7 +367,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (trust === undefined) identity = undefined;
     else if (identity?.key !== trustKey) identity = { verifier: createIdentityVerifier({ jwks: trust.jwks as never, trustDomain: trust.trustDomain }), trustDomain: trust.trustDomain, key: trustKey };
     const matcher = compileRoutes(table);
-    for (const [key, e] of endpoints) if (next.get(key) !== e) closePool(e.pool, e.replicaId);
+    for (const [key, e] of endpoints) {
+      if (next.get(key) === e) continue;
+      e.removed = true;
+      closePool(e.pool, e.replicaId);
+    }
     const series = new Set<LiveSeries>();
     for (const e of next.values()) series.add(e.series);
     liveStats.retire(series);
@@ -356,6 +387,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       services,
     };
     metrics.tableVersion.set(table.version);
+    // Requests held for a service that now has an endpoint go on.
+    holds.tableChanged(services);
   };
 
   // The edge limits of both client-facing listeners (public and mesh).
@@ -462,11 +495,13 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   const state = (): GatewayState => {
     const now = clock();
-    const wallNow = Date.now();
+    const wallNow = wallClock();
     const services: ServiceState[] = [];
     for (const s of ctx.state?.services.values() ?? ([] as ServiceTarget[])) {
       s.maybeReturn(now);
-      services.push(s.describe(now, wallNow));
+      const described = s.describe(now, wallNow);
+      if (described.activation !== undefined) described.activation.held = holds.count(s.name);
+      services.push(described);
     }
     return {
       ...(current === undefined ? {} : { version: current.version }),
@@ -537,6 +572,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   const stop = async (drainMs: number) => {
     ctx.draining = true;
     await watch?.stop();
+    // No table comes any more: held requests get their answer now, not at the drain's end.
+    holds.wakeAll();
+    await ownActivator?.stop();
+    await activateCall?.close();
     const serverClosed = closeServer(server);
     const meshClosed = mesh === undefined ? Promise.resolve() : closeServer(mesh);
     if (meshReload !== undefined) clearInterval(meshReload);
@@ -651,7 +690,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     stop(opts = {}) {
       if (phase === "new" || phase === "stopped") {
-        if (phase === "new") void tracing?.close();
+        if (phase === "new") {
+          void tracing?.close();
+          void ownActivator?.stop();
+          void activateCall?.close();
+        }
         phase = "stopped";
         return stopping ?? Promise.resolve();
       }

@@ -56,7 +56,18 @@ async function start(cfg: WorkerConfig, table: RoutingTable | undefined, seq: nu
   log = pino({ level: cfg.logLevel, base: { component: "gateway", pid: process.pid, worker: cfg.slot } }, pino.destination(1));
   // createGateway always opens an admin listener; a worker's stays on an OS-chosen loopback port
   // that nobody is told about (the primary's admin listener is the gateway's).
-  const gw = createGateway({ ...cfg.gateway, adminHost: "127.0.0.1", adminPort: 0, log });
+  // Hold episodes go to the primary, which asks the control plane (one ask for all workers).
+  const gw = createGateway({
+    ...cfg.gateway,
+    adminHost: "127.0.0.1",
+    adminPort: 0,
+    log,
+    activator: {
+      holding: (service) => send({ type: "keelson:activation", service, holding: true }),
+      released: (service) => send({ type: "keelson:activation", service, holding: false }),
+      stop: async () => undefined,
+    },
+  });
   gateway = gw;
   // Set before start(), so the worker never reads routing.json itself: the primary owns it.
   if (table !== undefined) gw.setTable(table);

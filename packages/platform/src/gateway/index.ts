@@ -10,6 +10,8 @@ export type { ServiceState } from "./service-target.js";
 export { INTERNAL_ROUTE, NONE_LABEL, UNROUTED_SERVICE } from "./gateway-metrics.js";
 export type { GatewayMetrics } from "./gateway-metrics.js";
 export { LATENCY_BOUNDS_MS, histogramQuantile } from "./live-stats.js";
+export { FAULT_HEADER, FAULT_REPLICA_PREFIX } from "./fault-injection.js";
+export type { ActivateAnswer, ServiceActivator } from "./service-activator.js";
 export type { SeriesStats, StatsSnapshot, TrafficStats } from "./live-stats.js";
 export { createSeededRandom } from "./random.js";
 export type { Random } from "./random.js";

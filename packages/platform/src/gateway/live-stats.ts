@@ -1,6 +1,7 @@
 // The in-process rolling window of traffic per service, version (release) and replica: 60
 // one-second buckets of attempts, 5xx errors and a latency histogram, plus the requests in
 // flight. Canary analysis and the autoscaler read it through `snapshot()` (admin `GET /stats`).
+import { FAULT_REPLICA_PREFIX } from "./fault-injection.js";
 import { RollingWindow } from "./rolling-window.js";
 
 /** Upper bounds (ms) of the latency histogram; a last bucket takes everything slower. */
@@ -80,9 +81,12 @@ export interface StatsSnapshot {
   /** Wall-clock time of the snapshot. */
   at: string;
   latencyBoundsMs: readonly number[];
-  /** Per service, version and replica. Counts are attempts as the replicas saw them (a retried request counts twice). */
+  /**
+   * Per service, version and replica. Counts are attempts as the replicas saw them (a retried
+   * request counts twice); replica `fault:<id>` holds the requests an injected fault answered itself.
+   */
   series: SeriesStats[];
-  /** The same summed per service and version: what canary analysis compares. */
+  /** The same summed per service and version (injected faults included): what canary analysis compares. `replicas` counts real replicas only. */
   versions: Array<TrafficStats & { service: string; version: string; replicas: number }>;
 }
 
@@ -129,7 +133,7 @@ export class LiveStats {
       const vkey = `${s.service}\u0000${s.version}`;
       let v = versions.get(vkey);
       if (v === undefined) versions.set(vkey, (v = { service: s.service, version: s.version, replicas: 0, sums: new Float64Array(FIELDS), inflight: 0, peak: 0 }));
-      v.replicas++;
+      if (!s.replica.startsWith(FAULT_REPLICA_PREFIX)) v.replicas++;
       v.inflight += s.inflight;
       v.peak += peak;
       for (let f = 0; f < FIELDS; f++) v.sums[f]! += sums[f]!;

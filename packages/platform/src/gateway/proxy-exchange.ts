@@ -1,9 +1,10 @@
 // The gateway's hot path: one ProxyExchange per client request. It matches the route, applies
 // the route's rate and body limits and the service's breaker and bulkhead, picks a service (the
 // route's, or its flag's variant's) and a release (pin, flag version, match rules, sticky cookie,
-// affinity, weights) and a replica (balancer, ejection), and forwards over the
-// replica's undici Pool within a deadline, retrying inside the retry budget. Bodies stream both
-// ways with backpressure; nothing is buffered.
+// affinity, weights) and a replica (balancer, ejection), injects the faults of chaos experiments,
+// and forwards over the replica's undici Pool within a deadline, retrying inside the retry
+// budget. A request for a service scaled to zero waits for a replica. Bodies stream both ways
+// with backpressure; nothing is buffered.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
 import type { Dispatcher } from "undici";
@@ -16,7 +17,10 @@ import type { Admission, CircuitBreaker } from "./circuit-breaker.js";
 import { REJECTED } from "./circuit-breaker.js";
 import type { GatewayMetrics, RequestCell, ServiceMetrics } from "./gateway-metrics.js";
 import { NONE_LABEL } from "./gateway-metrics.js";
+import type { CompiledFault, FaultHit } from "./fault-injection.js";
+import { FAULT_HEADER, drawFaults } from "./fault-injection.js";
 import type { GatewaySpan, SpanRecorder } from "./gateway-tracing.js";
+import type { HeldRequest, HeldRequests } from "./held-requests.js";
 import type { GatewayLogger } from "./logger.js";
 import type { Random } from "./random.js";
 import type { RouteAuthCheck } from "./route-auth.js";
@@ -66,7 +70,12 @@ export interface ProxyContext {
   readonly log: GatewayLogger;
   /** Monotonic clock, ms. */
   readonly now: () => number;
+  /** Random source of balancing, splits, jitter and fault draws. */
   readonly random: Random;
+  /** Wall clock, epoch ms: faults end at a wall-clock time. */
+  readonly wallNow: () => number;
+  /** Requests waiting for a replica of a service scaled to zero. */
+  readonly holds: HeldRequests;
   /** Records server and try spans; undefined when tracing is off (an incoming traceparent then passes through untouched). */
   readonly tracing: SpanRecorder | undefined;
   requestStarted(): void;
@@ -109,6 +118,9 @@ function retryExchange(exchange: ProxyExchange): void {
 function proceedExchange(exchange: ProxyExchange): void {
   guarded(exchange, exchange.proceedAfterQueue);
 }
+function resumeExchange(exchange: ProxyExchange): void {
+  guarded(exchange, exchange.resumeHeld);
+}
 /** Runs a step that starts outside node's request handler (a timer, a tick) so a bug there cannot take the process down. */
 function guarded(exchange: ProxyExchange, step: (this: ProxyExchange) => void): void {
   try {
@@ -128,6 +140,10 @@ const QUEUED = 0;
 const TRYING = 1;
 const STREAMING = 2;
 const BACKOFF = 3;
+/** Waiting for a replica of a service scaled to zero. */
+const HELD = 4;
+/** In the delay a fault injects before the request goes upstream. */
+const DELAYED = 5;
 
 /** Why the gateway gave up on an attempt itself. */
 class AttemptTimeoutError extends Error {
@@ -213,7 +229,7 @@ class Attempt implements Dispatcher.DispatchHandler {
 }
 
 /** One request on its way through the gateway. */
-class ProxyExchange implements BulkheadWaiter {
+class ProxyExchange implements BulkheadWaiter, HeldRequest {
   done = false;
   private readonly started: number;
   private readonly method: string;
@@ -259,6 +275,18 @@ class ProxyExchange implements BulkheadWaiter {
   private span: GatewaySpan | undefined = undefined;
   /** Index in `headers` of the traceparent value, rewritten per attempt with the try's span. */
   private traceSlot = -1;
+  /** The faults that hit this request; undefined: none did. */
+  private faultHit: FaultHit | undefined = undefined;
+  /** Release the request was bound for when the faults were drawn. */
+  private faultRelease = "";
+  /** Id of the fault whose error is the answer (the x-keelson-fault header). */
+  private faultAnswer: string | undefined = undefined;
+  /** Where a delayed request goes once its delay is over. */
+  private delayedTo: EndpointState | undefined = undefined;
+  /** When the injected delay began: the first attempt's latency counts from there. */
+  private delayedAt = 0;
+  /** The service this request is held for (waiting for a replica to start). */
+  private heldFor: string | undefined = undefined;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -492,7 +520,8 @@ class ProxyExchange implements BulkheadWaiter {
       }
     }
 
-    if (service === undefined || service.endpoints.length === 0) {
+    // A service that may scale to zero holds the request below, once its deadline is known.
+    if (service === undefined || (service.endpoints.length === 0 && service.activation === undefined)) {
       this.noEndpoint(name);
       return;
     }
@@ -509,6 +538,17 @@ class ProxyExchange implements BulkheadWaiter {
       this.fail(504, "KEELSON_ERR_UPSTREAM_TIMEOUT", `the request's deadline (${DEADLINE_HEADER}: 0) had passed when it arrived`, { service: name });
       return;
     }
+    if (service.endpoints.length === 0) {
+      this.hold(now);
+      return;
+    }
+    this.enter(now);
+  }
+
+  /** The service's retry budget, breaker and bulkhead see the request; then it proceeds (or waits for a slot). */
+  private enter(now: number): void {
+    const service = this.service!;
+    const metrics = this.ctx.metrics;
     service.budget.recordRequest(now);
 
     const breaker = service.breaker;
@@ -528,7 +568,7 @@ class ProxyExchange implements BulkheadWaiter {
       if (bulkhead.tryEnter()) {
         this.slotHeld = true;
       } else {
-        this.ticket = bulkhead.enqueue(this, Math.min(bulkhead.config.queueTimeoutMs, timeoutMs));
+        this.ticket = bulkhead.enqueue(this, Math.min(bulkhead.config.queueTimeoutMs, this.deadlineAt - now));
         if (this.ticket === undefined) {
           metrics.rejections.inc({ service: service.name, reason: "overloaded" });
           this.fail(503, "KEELSON_ERR_OVERLOADED", `service "${service.name}" has ${bulkhead.active} requests in flight and ${bulkhead.queued} waiting, its limit`, { service: service.name }, 1);
@@ -556,16 +596,26 @@ class ProxyExchange implements BulkheadWaiter {
       this.noEndpoint(service.name);
       return;
     }
+    // Faults are drawn once the version is known (the endpoint's release), once per request.
+    const faults = service.faults;
+    if (faults !== undefined) {
+      const hit = drawFaults(faults, endpoint.release, this.ctx.wallNow(), this.ctx.random);
+      if (hit !== undefined) {
+        this.injectFault(hit, endpoint, now);
+        return;
+      }
+    }
     this.dispatch(endpoint, now);
   }
 
-  private dispatch(endpoint: EndpointState, now: number): void {
+  /** `started`: when the first attempt's latency counts from (the start of an injected delay). */
+  private dispatch(endpoint: EndpointState, now: number, started: number = now): void {
     const remaining = this.deadlineAt - now;
     if (remaining < 1) {
       this.deadlinePassed();
       return;
     }
-    const attempt = new Attempt(this, endpoint, now);
+    const attempt = new Attempt(this, endpoint, started);
     this.attempt = attempt;
     this.endpoint = endpoint;
     this.attempts++;
@@ -732,6 +782,12 @@ class ProxyExchange implements BulkheadWaiter {
       case BACKOFF:
         this.retryNow();
         return;
+      case HELD:
+        this.holdOver(now);
+        return;
+      case DELAYED:
+        this.delayOver(now);
+        return;
       case STREAMING: {
         const idle = now - this.lastProgressAt;
         const limit = this.ctx.bodyIdleTimeoutMs;
@@ -854,13 +910,7 @@ class ProxyExchange implements BulkheadWaiter {
   retryNow(): void {
     if (this.done) return;
     const now = this.ctx.now();
-    let service = this.service!;
-    const newest = this.ctx.state?.services.get(service.name);
-    if (newest !== undefined && newest !== service) {
-      // A table arrived meanwhile: its endpoints, same release if it still has any.
-      this.group = this.group === service.all ? newest.all : (newest.groups.get(this.group!.release) ?? newest.served);
-      service = this.service = newest;
-    }
+    const service = this.newestTarget();
     service.maybeReturn(now);
     const endpoint = service.choose(this.group!, this.endpoint, now);
     if (endpoint === undefined) {
@@ -868,6 +918,127 @@ class ProxyExchange implements BulkheadWaiter {
       return;
     }
     this.dispatch(endpoint, now);
+  }
+
+  /** The service as the newest table has it (its endpoints, same release if it still has any). */
+  private newestTarget(): ServiceTarget {
+    const service = this.service!;
+    const newest = this.ctx.state?.services.get(service.name);
+    if (newest === undefined || newest === service) return service;
+    this.group = this.group === service.all ? newest.all : (newest.groups.get(this.group!.release) ?? newest.served);
+    return (this.service = newest);
+  }
+
+  // --- injected faults ---
+
+  private injectFault(hit: FaultHit, endpoint: EndpointState, now: number): void {
+    this.faultHit = hit;
+    this.faultRelease = endpoint.release;
+    if (hit.delayMs > 0) {
+      // The deadline still applies: the delay ends early, in a 504, when the deadline is nearer.
+      this.delayedTo = endpoint;
+      this.delayedAt = now;
+      this.phase = DELAYED;
+      const remaining = this.deadlineAt - now;
+      this.arm(hit.delayMs < remaining ? hit.delayMs : remaining);
+      return;
+    }
+    this.answerFault(hit.abort!);
+  }
+
+  private delayOver(now: number): void {
+    if (now >= this.deadlineAt - 1) {
+      this.deadlinePassed();
+      return;
+    }
+    const hit = this.faultHit!;
+    if (hit.abort !== undefined) {
+      this.answerFault(hit.abort);
+      return;
+    }
+    let endpoint = this.delayedTo!;
+    this.delayedTo = undefined;
+    if (endpoint.removed) {
+      // Its replica left the routing table during the delay: another, as for a retry.
+      const service = this.newestTarget();
+      service.maybeReturn(now);
+      const other = service.choose(this.group!, undefined, now);
+      if (other === undefined) {
+        this.noEndpoint(service.name);
+        return;
+      }
+      endpoint = other;
+    }
+    this.dispatch(endpoint, now, this.delayedAt);
+  }
+
+  /** The fault's error, as the service's answer: never retried, counted as the service's (see `finish`). */
+  private answerFault(fault: CompiledFault): void {
+    const service = this.service!.name;
+    const status = fault.abortStatus!;
+    this.faultAnswer = fault.id;
+    if (this.span !== undefined) {
+      this.span.version = this.faultRelease;
+      this.span.replica = fault.replica;
+    }
+    this.fail(status, "KEELSON_ERR_FAULT_INJECTED", `fault "${fault.id}" of a chaos experiment answered ${status} for service "${service}" (version ${this.faultRelease})`, {
+      service,
+      version: this.faultRelease,
+      fault: fault.id,
+    });
+  }
+
+  // --- scale from zero ---
+
+  /** Waits for a replica of a service scaled to zero, up to its hold timeout and never past the deadline. */
+  private hold(now: number): void {
+    const service = this.service!;
+    const name = service.name;
+    if (this.ctx.draining) {
+      this.noEndpoint(name, `service "${name}" has no ready replica, and the gateway is shutting down`);
+      return;
+    }
+    if (!this.ctx.holds.hold(name, this)) {
+      this.noEndpoint(name, `service "${name}" has no ready replica, and ${this.ctx.holds.count(name)} requests already wait for one to start`, { service: name, held: this.ctx.holds.count(name) });
+      return;
+    }
+    this.heldFor = name;
+    this.phase = HELD;
+    const remaining = this.deadlineAt - now;
+    const wait = service.activation!.holdTimeoutMs;
+    this.arm(wait < remaining ? wait : remaining);
+  }
+
+  /** The held request may go on (an endpoint arrived, or holding no longer applies): next tick. */
+  wake(): void {
+    this.heldFor = undefined;
+    if (this.done) return;
+    this.disarm();
+    process.nextTick(resumeExchange, this);
+  }
+
+  resumeHeld(): void {
+    if (this.done) return;
+    const now = this.ctx.now();
+    const name = this.service!.name;
+    const newest = this.ctx.state?.services.get(name);
+    if (newest === undefined || newest.endpoints.length === 0) {
+      this.holdOver(now);
+      return;
+    }
+    if (now >= this.deadlineAt - 1) {
+      this.deadlinePassed();
+      return;
+    }
+    this.service = newest;
+    this.phase = QUEUED;
+    this.enter(now);
+  }
+
+  private holdOver(now: number): void {
+    const name = this.service!.name;
+    const waited = Math.round(now - this.started);
+    this.noEndpoint(name, `service "${name}" has no ready replica; waited ${waited} ms for one to start`, { service: name, waitedMs: waited });
   }
 
   // --- bulkhead queue ---
@@ -960,7 +1131,7 @@ class ProxyExchange implements BulkheadWaiter {
     this.fail(503, "KEELSON_ERR_CIRCUIT_OPEN", `service "${service.name}" is failing; its circuit is open`, { service: service.name, state: breaker.state(now) }, wait);
   }
 
-  private noEndpoint(service: string): void {
+  private noEndpoint(service: string, message = `service "${service}" has no ready replica`, details: unknown = { service }): void {
     const fallback = this.route?.fallback;
     if (fallback !== undefined) {
       this.ctx.metrics.fallbacks.inc({ service, reason: "no_endpoint" });
@@ -968,7 +1139,7 @@ class ProxyExchange implements BulkheadWaiter {
       return;
     }
     this.ctx.metrics.rejections.inc({ service, reason: "no_endpoint" });
-    this.fail(503, "KEELSON_ERR_NO_ENDPOINT", `service "${service}" has no ready replica`, { service });
+    this.fail(503, "KEELSON_ERR_NO_ENDPOINT", message, details);
   }
 
   private answerFallback(fallback: PreparedFallback, reason: string): void {
@@ -1010,6 +1181,7 @@ class ProxyExchange implements BulkheadWaiter {
       this.requestId || randomUUID(),
     ];
     if (retryAfterSeconds !== undefined) headers.push("retry-after", String(retryAfterSeconds));
+    if (this.faultAnswer !== undefined) headers.push(FAULT_HEADER, this.faultAnswer);
     if (status === 401) headers.push("www-authenticate", 'Bearer realm="keelson"');
     if (this.mustClose()) headers.push("connection", "close");
     this.finish(status, now);
@@ -1030,16 +1202,23 @@ class ProxyExchange implements BulkheadWaiter {
     this.done = true;
     this.disarm();
     this.span?.end(status);
+    if (this.heldFor !== undefined) {
+      this.ctx.holds.leave(this.heldFor, this);
+      this.heldFor = undefined;
+    }
     if (this.slotHeld) {
       this.slotHeld = false;
       this.bulkhead!.leave();
     }
+    // A fault answered in the service's stead: its abort, or the deadline running out in its delay.
+    const fault = this.attempts === 0 ? this.faultHit?.cause : undefined;
     if (this.admission !== REJECTED) {
-      // No verdict from a request that never reached the service, a client that left, or one
-      // that ran out of a deadline it shortened itself.
-      if (this.attempts === 0 || status === 499 || (this.clientBound && status === 504)) this.breaker!.abandon(this.admission);
+      // No verdict from a request that never reached the service (unless a fault answered for
+      // it), a client that left, or one that ran out of a deadline it shortened itself.
+      if ((this.attempts === 0 && fault === undefined) || status === 499 || (this.clientBound && status === 504)) this.breaker!.abandon(this.admission);
       else this.breaker!.record(this.admission, status < 500, now);
     }
+    if (fault !== undefined && status !== 499) fault.seriesOf(this.faultRelease).end(now, now - this.started, status >= 500);
     const metrics = this.ctx.metrics;
     const sm = this.serviceMetrics;
     let cell: RequestCell;
@@ -1050,6 +1229,7 @@ class ProxyExchange implements BulkheadWaiter {
       const routeId = this.route!.routeId;
       const e = this.endpoint;
       if (e !== undefined) cell = e.cells[routeId] ??= metrics.cell(e.service, e.release, routeId, e.replicaId);
+      else if (fault !== undefined) cell = fault.cellOf(this.faultRelease, routeId);
       else cell = sm.noneCells[routeId] ??= metrics.cell(sm.name, NONE_LABEL, routeId, NONE_LABEL);
     }
     metrics.record(cell, status, (now - this.started) / 1000, now);

@@ -1,6 +1,6 @@
 // Keeps the routing table the gateways follow: rebuilt from the stored services, the driver's
 // ready replicas and the flags routes name after every change, versioned (the version survives restarts).
-import type { CallerRule, FlagSet, IdentityTrust, RouteAuth, RoutingTable } from "@keelson/protocol";
+import type { CallerRule, Fault, FlagSet, IdentityTrust, RouteAuth, RoutingTable } from "@keelson/protocol";
 import type { RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
 import type { RouteAuthOut, ServiceSpec } from "../manifest/index.js";
@@ -17,6 +17,9 @@ export interface RoutingPublisher {
 }
 
 const VERSION_KEY = "routing.version";
+
+/** How long a gateway holds a request for a service scaled to zero when `scaleToZero.holdTimeout` is not set. */
+export const DEFAULT_HOLD_TIMEOUT_MS = 30_000;
 
 export function createRoutingPublisher(options: {
   store: Store;
@@ -36,8 +39,11 @@ export function createRoutingPublisher(options: {
    * read. Without it, a route that asks for an API key or a JWT admits no one (fail closed).
    */
   routeAuth?: (service: string, auth: Exclude<RouteAuthOut, "public">) => Promise<RouteAuth>;
+  /** Faults of running chaos experiments, by service (call `refresh()` when they change). */
+  faults?: (service: string) => Fault[];
 }): RoutingPublisher {
   const { store, driver, project } = options;
+  const faults = options.faults ?? (() => []);
   const listeners = new Set<(t: RoutingTable) => void>();
   let table: RoutingTable | undefined;
   let fingerprint = "";
@@ -70,6 +76,9 @@ export function createRoutingPublisher(options: {
           policy: servicePolicy(spec.resilience),
           ...(split ? { split } : {}),
           ...(callers.has(s.name) ? { callers: callers.get(s.name) } : {}),
+          ...(faults(s.name).length > 0 ? { faults: faults(s.name) } : {}),
+          // min: 0 means the service may be scaled to zero: gateways hold requests while it wakes.
+          ...(spec.autoscale?.min === 0 ? { activation: { holdTimeoutMs: spec.autoscale.scaleToZero?.holdTimeout ?? DEFAULT_HOLD_TIMEOUT_MS } } : {}),
         };
       }),
     );

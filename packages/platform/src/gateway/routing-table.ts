@@ -1,6 +1,6 @@
 // The routing table: built by the control plane from services, routes and ready endpoints
 // (`buildRoutingTable`), and compiled by the gateway into the matcher it runs on every request.
-import type { CallerRule, Fallback, FlagSet, IdentityTrust, RateLimit, RouteAuth, RouteFlag, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
+import type { Activation, CallerRule, Fallback, Fault, FlagSet, IdentityTrust, RateLimit, RouteAuth, RouteFlag, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
 import { KeelsonError, RoutingTableSchema } from "@keelson/protocol";
 
 /** One route of a service as the control plane declares it. */
@@ -32,6 +32,10 @@ export interface RoutingTableInput {
     split?: TrafficSplit;
     /** Services allowed to call this one on the mesh listener. */
     callers?: CallerRule[];
+    /** Faults injected by chaos experiments. */
+    faults?: Fault[];
+    /** Present when the service may scale to zero: the gateway holds requests while a replica starts. */
+    activation?: Activation;
   }>;
   /** Ready replicas. An endpoint of a service missing from `services` still gets a service entry. */
   endpoints: Array<{ service: string; replicaId: string; url: string; release: string }>;
@@ -93,13 +97,15 @@ export function buildRoutingTable(input: RoutingTableInput): RoutingTable {
   routes.sort(compareRoutes);
 
   const byService = new Map<string, RoutingTable["services"][number]["endpoints"]>();
-  const extras = new Map<string, { policy?: ServicePolicy; split?: TrafficSplit; callers?: CallerRule[] }>();
+  const extras = new Map<string, { policy?: ServicePolicy; split?: TrafficSplit; callers?: CallerRule[]; faults?: Fault[]; activation?: Activation }>();
   for (const s of input.services) {
     byService.set(s.name, []);
     extras.set(s.name, {
       ...(s.policy === undefined ? {} : { policy: s.policy }),
       ...(s.split === undefined ? {} : { split: s.split }),
       ...(s.callers === undefined || s.callers.length === 0 ? {} : { callers: s.callers }),
+      ...(s.faults === undefined || s.faults.length === 0 ? {} : { faults: s.faults }),
+      ...(s.activation === undefined ? {} : { activation: s.activation }),
     });
   }
   for (const e of input.endpoints) {

@@ -1,15 +1,18 @@
 // What the hot path knows about a service, built once per routing table: its endpoints (each
 // with its pool and balancing and ejection state, kept across tables), pick lists per release,
 // the traffic split (weights, compiled match rules, affinity), and the breaker, bulkhead and
-// retry budget of its policy. Requests of an
-// older table keep the objects they started with, so a new table never disturbs them.
+// retry budget of its policy, the faults chaos experiments inject and whether it may scale to
+// zero. Requests of an older table keep the objects they started with, so a new table never
+// disturbs them.
 import type { UpstreamTlsOptions } from "./upstream-tls.js";
 import type { Pool } from "undici";
-import type { Endpoint, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
+import type { Activation, Endpoint, Fault, RoutingTable, ServicePolicy, TrafficSplit } from "@keelson/protocol";
 import { Bulkhead } from "./bulkhead.js";
 import { CallPolicy } from "./call-policy.js";
 import type { BreakerState } from "./circuit-breaker.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
+import type { CompiledFault } from "./fault-injection.js";
+import { compileFaults } from "./fault-injection.js";
 import type { GatewayMetrics, RequestCell, ServiceMetrics } from "./gateway-metrics.js";
 import type { LiveSeries, LiveStats } from "./live-stats.js";
 import type { Balanceable, LoadBalancer, PickList } from "./load-balancer.js";
@@ -34,6 +37,8 @@ export class EndpointState implements Balanceable, Ejectable {
   returnedAt = 0;
   /** Request metric cells by route id, looked up once. */
   readonly cells: Array<RequestCell | undefined> = [];
+  /** Set once its replica left the routing table (its pool is closing): a delayed request picks another. */
+  removed = false;
 
   constructor(
     /** `${replicaId} ${url}`: a replica restarted on another port gets fresh state and a fresh pool. */
@@ -106,6 +111,10 @@ export class ServiceTarget {
   readonly idempotentRetries: boolean;
   /** Which verified callers may reach the service on the mesh listener. */
   readonly callPolicy: CallPolicy;
+  /** Faults to inject (each checked against its end time per request); undefined: none (the hot path's only cost then). */
+  readonly faults: readonly CompiledFault[] | undefined;
+  /** Present when the service may scale to zero: requests wait for an endpoint rather than being refused. */
+  readonly activation: Activation | undefined;
 
   constructor(
     readonly name: string,
@@ -125,9 +134,13 @@ export class ServiceTarget {
       log?: GatewayLogger;
       /** Default: nobody may call it on the mesh listener. */
       callPolicy?: CallPolicy;
+      faults?: readonly CompiledFault[] | undefined;
+      activation?: Activation | undefined;
     },
   ) {
     this.metrics = parts.metrics;
+    this.faults = parts.faults === undefined || parts.faults.length === 0 ? undefined : parts.faults;
+    this.activation = parts.activation;
     this.callPolicy = parts.callPolicy ?? CallPolicy.DENY_ALL;
     this.balancer = parts.balancer;
     this.outliers = parts.outliers;
@@ -274,6 +287,11 @@ export class ServiceTarget {
     if (this.split !== undefined) state.split = this.split;
     if (this.breaker !== undefined) state.breaker = this.breaker.snapshot(now);
     if (this.bulkhead !== undefined) state.bulkhead = { active: this.bulkhead.active, queued: this.bulkhead.queued, ...this.bulkhead.config };
+    if (this.faults !== undefined) {
+      const active = this.faults.filter((f) => f.untilMs > wallNow);
+      if (active.length > 0) state.faults = active.map(describeFault);
+    }
+    if (this.activation !== undefined) state.activation = { holdTimeoutMs: this.activation.holdTimeoutMs, held: 0 };
     return state;
   }
 }
@@ -302,6 +320,21 @@ export interface ServiceState {
   breaker?: { state: BreakerState; requests: number; failures: number; opened: number; retryAfterMs?: number };
   bulkhead?: { active: number; queued: number; maxConcurrent: number; maxQueue: number; queueTimeoutMs: number };
   retryBudget: { requests: number; retries: number; available: number };
+  /** Faults injected now (`version` as a release id, split labels resolved). */
+  faults?: Fault[];
+  /** The service may scale to zero; `held`: requests waiting for a replica in this gateway process. */
+  activation?: { holdTimeoutMs: number; held: number };
+}
+
+function describeFault(f: CompiledFault): Fault {
+  return {
+    id: f.id,
+    ...(f.release === undefined ? {} : { version: f.release }),
+    share: f.share,
+    ...(f.delayMs > 0 ? { delayMs: f.delayMs } : {}),
+    ...(f.abortStatus === undefined ? {} : { abortStatus: f.abortStatus }),
+    until: new Date(f.untilMs).toISOString(),
+  };
 }
 
 export interface ServiceTargetsOptions {
@@ -318,6 +351,8 @@ export interface ServiceTargetsOptions {
   endpoint(service: string, endpoint: Endpoint): EndpointState | undefined;
   /** Where a match rule that cannot be used (its regex does not compile) is reported, once. */
   log?: GatewayLogger;
+  /** Wall clock (epoch ms) now, to drop faults already over (default Date.now()). */
+  wallNow?: number;
 }
 
 /**
@@ -349,6 +384,16 @@ export function buildServiceTargets(options: ServiceTargetsOptions): Map<string,
       patterns: before?.patterns,
       log: options.log,
       callPolicy: CallPolicy.compile(s.callers),
+      faults: compileFaults({
+        service: s.name,
+        faults: s.faults,
+        split: s.split,
+        stats: options.stats,
+        metrics: options.metrics,
+        wallNow: options.wallNow ?? Date.now(),
+        log: options.log ?? silentLogger,
+      }),
+      activation: s.activation,
     });
     // Round-robin carries on where it was rather than starting every table at the first replica.
     if (before !== undefined) target.all.available.cursor = before.all.available.cursor;
