@@ -14,10 +14,12 @@ import { buildTraceTree, formatDuration, renderTraceTree, type SpanRecord, type 
 import { createApiClient, type ApiClient } from "./api-client.js";
 import { ensureControlPlane, ensureGateway, findControlPlane, findGateway, stopProcess } from "./daemons.js";
 import { color, ms, table } from "./output.js";
+import { formatCpu, formatUsageMemory, serviceUsage } from "./usage-format.js";
 import { addDeliveryCommands } from "./delivery-commands.js";
 import { addRolloutCommands } from "./rollout-commands.js";
 import { addFlagsCommands } from "./flags-commands.js";
 import { addSecurityCommands } from "./security-commands.js";
+import { addOperationsCommands } from "./operations-commands.js";
 import { addExperimentCommands } from "./experiment-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
@@ -27,19 +29,22 @@ function formatStatus(s: StatusReport): string {
   const rows = s.services.map((svc) => {
     const ok = svc.replicas.ready === svc.replicas.desired;
     const restarts = svc.instances.reduce((n, i) => n + i.restarts, 0);
+    const usage = serviceUsage(svc.instances);
     return [
       svc.name,
       svc.owner,
       svc.release ?? "-",
       (ok ? color.green : color.yellow)(`${svc.replicas.ready}/${svc.replicas.desired}`),
       String(restarts),
+      formatCpu(usage),
+      formatUsageMemory(usage),
       svc.routes.join(" ") || color.dim("(internal)"),
     ];
   });
   return [
     `${color.bold("project")} ${s.project}   ${color.bold("control plane")} ${s.controlPlane.url}   ${color.bold("gateway")} ${s.gateway.url}`,
     "",
-    table(["SERVICE", "OWNER", "RELEASE", "READY", "RESTARTS", "ROUTES"], rows),
+    table(["SERVICE", "OWNER", "RELEASE", "READY", "RESTARTS", "CPU", "MEM", "ROUTES"], rows),
   ].join("\n");
 }
 
@@ -86,7 +91,7 @@ function formatServiceStatus(svc: StatusReport["services"][number], gw: GatewayS
   const byId = new Map((gw?.endpoints ?? []).map((e) => [e.replicaId, e]));
   lines.push(
     table(
-      ["REPLICA", "RELEASE", "STATE", "PID", "PORT", "RESTARTS", "IN-FLIGHT", "EWMA", "FAILS", "EJECTED"],
+      ["REPLICA", "RELEASE", "STATE", "PID", "PORT", "RESTARTS", "CPU", "MEM", "IN-FLIGHT", "EWMA", "FAILS", "EJECTED"],
       svc.instances.map((i) => {
         const e = byId.get(i.id);
         return [
@@ -96,6 +101,8 @@ function formatServiceStatus(svc: StatusReport["services"][number], gw: GatewayS
           String(i.pid ?? "-"),
           String(i.port),
           String(i.restarts),
+          formatCpu(i.usage),
+          formatUsageMemory(i.usage),
           e ? String(e.inflight) : "-",
           e ? `${e.ewmaMs.toFixed(1)} ms` : "-",
           e ? String(e.consecutiveFailures) : "-",
@@ -567,6 +574,7 @@ export function buildProgram(): Command {
   addRolloutCommands(program);
   addFlagsCommands(program);
   addSecurityCommands(program);
+  addOperationsCommands(program);
   addExperimentCommands(program);
 
   program

@@ -154,6 +154,36 @@ describe("reconciler (memory store and driver)", () => {
     driver = driver2;
   });
 
+  it("gives replicas the service's memory limit, records memory-exceeded with the figures, and applies a changed limit on restart", async () => {
+    const MIB = 1024 * 1024;
+    const withMemory = (memory: string) =>
+      parseManifest(["project: shop", "services:", "  orders:", "    owner: web", "    path: orders", "    start: node main.js", "    startTimeout: 5s", `    resources: { memory: ${memory} }`, ""].join("\n"), "/tmp/shop/keelson.yaml", {
+        checkPaths: false,
+      });
+    await reconciler.stop();
+    driver = createMemoryDriver({ host, readyDelayMs: 5, usageIntervalMs: 10 });
+    reconciler = make(driver);
+    await reconciler.apply(withMemory("64mb"), { actor: "test" });
+    const id = driver.list()[0]?.spec.id as string;
+    expect(driver.get(id)?.spec.memoryLimitBytes).toBe(64 * MIB);
+
+    driver.setUsage(id, { cpuPercent: 5, memoryBytes: 100 * MIB });
+    const recorded = await waitFor(async () => (await store.listEvents({ project: "shop", kinds: ["replica.memory-exceeded"] }))[0], { what: "a replica.memory-exceeded event" });
+    expect(recorded).toMatchObject({
+      subject: `replica/${id}`,
+      actor: "runtime",
+      details: { service: "orders", reason: "memory 100 MiB over its limit 64 MiB", memoryBytes: 100 * MIB, limitBytes: 64 * MIB },
+    });
+    await waitFor(() => driver.get(id)?.state === "ready" && driver.get(id)?.restarts === 1, { what: "the replica restarted and ready" });
+
+    // Resources are not part of the release: the running replica keeps its limit until restarted.
+    await reconciler.apply(withMemory("128mb"), { actor: "test" });
+    expect(driver.get(id)?.spec.memoryLimitBytes).toBe(64 * MIB);
+    await reconciler.restart("orders", "test");
+    expect(driver.get(id)).toMatchObject({ state: "ready", restarts: 2 });
+    expect(driver.get(id)?.spec.memoryLimitBytes).toBe(128 * MIB);
+  });
+
   it("refuses a manifest for another project", async () => {
     const other = parseManifest("project: other\nservices: {}\n", "/tmp/x/keelson.yaml", { checkPaths: false });
     await expect(reconciler.apply(other, { actor: "test" })).rejects.toMatchObject({ code: "KEELSON_ERR_CONFLICT" });

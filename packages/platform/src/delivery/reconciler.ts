@@ -10,7 +10,7 @@ import { readFlagState, type DeclaredFlagsResult, type FlagState } from "../flag
 import type { LoadedManifest, ProbeSpec, ServiceSpec } from "../manifest/index.js";
 import { lastLogLines, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
 import type { EventInput, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "../store/index.js";
-import { computePlan, toPlain, type Plan } from "./plan.js";
+import { computePlan, toPlain, withOwnedReplicas, type Plan } from "./plan.js";
 import { createPipelineRunner, type PipelineOutcome, type PipelineProgress, type PipelineRunner, type PipelineSource, type ScanHook } from "./pipeline.js";
 import { configHash, releaseConfig, releaseId } from "./release-id.js";
 import { candidateRelease } from "./workspace.js";
@@ -131,7 +131,8 @@ export interface Reconciler {
   apply(loaded: LoadedManifest, options: { actor: string; rebuild?: boolean; onProgress?: (p: ApplyProgress) => void; waitReady?: boolean }): Promise<ApplyResult>;
   /** One converge step now. */
   converge(): Promise<void>;
-  scale(service: string, replicas: number, actor: string): Promise<void>;
+  /** Sets a replica count. Refused for an autoscaled service unless the autoscaler asks (`autoscaler: true`). */
+  scale(service: string, replicas: number, actor: string, options?: { autoscaler?: boolean }): Promise<void>;
   /** Runs one service's pipeline and rolls the release out with the service's strategy. */
   deploy(service: string, options: DeployOptions): Promise<DeployResult>;
   /** Deploys several services as one release group: built first, live together, rolled back together. */
@@ -223,6 +224,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       stopped: "replica.stopped",
       failed: "replica.failed",
       adopted: "replica.adopted",
+      "memory-exceeded": "replica.memory-exceeded",
     } as const)[e.type];
     try {
       if (e.type === "stopped") {
@@ -241,6 +243,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       port: info.spec.port,
       ...(e.reason ? { reason: e.reason } : {}),
       ...(e.type === "exited" && info.lastExit ? { code: info.lastExit.code, signal: info.lastExit.signal } : {}),
+      ...(e.type === "memory-exceeded" && info.usage ? { memoryBytes: info.usage.memoryBytes, limitBytes: info.usage.memoryLimitBytes } : {}),
     }, "runtime");
   }
 
@@ -316,6 +319,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       stopTimeoutMs: spec.stopTimeout,
       startTimeoutMs: spec.startTimeout,
       logDir: join(stateDir, "logs", release.service),
+      memoryLimitBytes: spec.resources?.memory,
     };
   }
 
@@ -523,9 +527,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     events.push({ project, kind: "manifest.applied", actor: opts.actor, subject: `project/${project}`, details: { hash: loaded.hash, file: loaded.file, changes: plan.changes.length } });
     const rolloutIds = new Map<string, string>();
     await serial(async () => {
+      // Read again: the autoscaler may have changed a replica count while pipelines ran.
+      const latest = new Map((await store.listServices(project)).map((s) => [s.name, s]));
       await store.applyDesiredState({
         project: { name: project, manifestPath: loaded.file, manifestHash: loaded.hash, appliedAt: new Date().toISOString() },
-        upsert: names.map((name) => ({ project, name, spec: toPlain(manifest.services[name] as ServiceSpec), release: storedByName.get(name)?.release ?? undefined })),
+        upsert: names.map((name) => ({ project, name, spec: toPlain(withOwnedReplicas(manifest.services[name] as ServiceSpec, latest.get(name))), release: storedByName.get(name)?.release ?? undefined })),
         remove: plan.changes.filter((c) => c.action === "remove").map((c) => c.service),
         events,
       });
@@ -932,24 +938,35 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     },
     isDraining: (id) => draining.has(id),
     converge: () => serial(convergeStep),
-    async scale(service, replicas, actor) {
-      if (!Number.isInteger(replicas) || replicas < 0 || replicas > 100) {
-        throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `replicas: expected an integer 0-100, got ${String(replicas)}`);
+    async scale(service, replicas, actor, scaleOptions = {}) {
+      const most = scaleOptions.autoscaler ? 1000 : 100;
+      if (!Number.isInteger(replicas) || replicas < 0 || replicas > most) {
+        throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `replicas: expected an integer 0-${most}, got ${String(replicas)}`);
       }
       const s = await requireService(service);
       const from = (s.spec as { replicas?: number }).replicas;
+      const autoscale = (s.spec as unknown as ServiceSpec).autoscale;
+      if (autoscale !== undefined && !scaleOptions.autoscaler) {
+        throw new KeelsonError(
+          "KEELSON_ERR_CONFLICT",
+          `${service} is autoscaled (autoscale.min ${autoscale.min}, max ${autoscale.max}), so its replica count belongs to the autoscaler; change the bounds in keelson.yaml and run \`keelson up\`, or remove autoscale to scale by hand`,
+        );
+      }
       await serial(async () => {
         await store.setServiceReplicas(project, service, replicas, { project, kind: "service.scaled", actor, subject: `service/${service}`, details: { from, to: replicas } });
         await convergeStep();
       });
     },
     async restart(service, actor) {
-      await requireService(service);
+      const s = await requireService(service);
+      // Resources are not part of the release: a restart is how a changed memory limit reaches running replicas.
+      const memoryLimitBytes = (s.spec as unknown as ServiceSpec).resources?.memory;
       const ids = driver.list().filter((r) => r.spec.project === project && r.spec.service === service).map((r) => r.spec.id);
       // One at a time, so the service keeps serving while it restarts.
       for (const id of ids) {
         await event("replica.restarting", `replica/${id}`, { service, reason: "restart requested" }, actor);
-        await driver.restart(id);
+        const current = driver.get(id)?.spec;
+        await driver.restart(id, current === undefined ? undefined : { spec: { ...current, memoryLimitBytes } });
         await waitFor(() => driver.get(id)?.state === "ready", 30_000);
       }
     },

@@ -9,3 +9,5 @@ export type { MemoryDriver, MemoryDriverOptions, MemoryHost, MemoryReplicaBehavi
 export { readReplicaLogs, lastLogLines, replicaLogPaths, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES } from "./replica-logs.js";
 export type { LogLine, LogStream, ReadReplicaLogsOptions } from "./replica-logs.js";
 export type { RuntimeLog } from "./replica-supervisor.js";
+export { CHAOS_KINDS, createChaosController, parseChaosRequest } from "./chaos-controller.js";
+export type { ChaosController, ChaosControllerOptions, ChaosExperiment, ChaosInjection, ChaosKind, ChaosRequest } from "./chaos-controller.js";

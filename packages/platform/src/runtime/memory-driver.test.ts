@@ -1,13 +1,16 @@
 // The memory driver: the conformance suite, its test hooks, and the supervision core's
-// restart backoff (shared with the process driver) measured without processes.
+// restart backoff, usage sampling and memory limit (shared with the process driver) measured
+// without processes.
 import { waitFor } from "#test-support";
 import { isKeelsonError } from "@keelson/protocol";
 import { afterEach, describe, expect, it } from "vitest";
 import { createMemoryDriver, createMemoryHost } from "./memory-driver.js";
 import type { MemoryDriver, MemoryDriverOptions } from "./memory-driver.js";
-import { describeRuntimeConformance, recordEvents } from "./runtime.conformance.js";
+import { describeMemoryOver } from "./replica-supervisor.js";
+import { CONFORMANCE_MEMORY_LIMIT, describeRuntimeConformance, recordEvents } from "./runtime.conformance.js";
 import type { ReplicaSpec } from "./runtime-driver.js";
 
+const MIB = 1024 * 1024;
 let counter = 0;
 function memorySpec(overrides: Partial<ReplicaSpec> = {}): ReplicaSpec {
   counter += 1;
@@ -38,15 +41,17 @@ describeRuntimeConformance("memory", async () => {
   const host = createMemoryHost();
   const drivers: MemoryDriver[] = [];
   const make = (): MemoryDriver => {
-    const driver = createMemoryDriver({ host, readyDelayMs: 5 });
+    const driver = createMemoryDriver({ host, readyDelayMs: 5, usageIntervalMs: 10 });
     drivers.push(driver);
     return driver;
   };
+  const driver = make();
   return {
-    driver: make(),
+    driver,
     makeSpec: memorySpec,
     newDriver: make,
     crash: (r) => host.exit(r.pid as number),
+    exceedMemory: (r) => driver.setUsage(r.spec.id, { cpuPercent: 3, memoryBytes: 2 * CONFORMANCE_MEMORY_LIMIT }),
     cleanup: async () => {
       for (const driver of drivers) await stopAll(driver);
       for (const pid of host.pids()) host.exit(pid);
@@ -248,6 +253,138 @@ describe("memory driver", () => {
     expect(ready?.replica.state).toBe("ready");
     (started?.replica.details as Record<string, unknown>).scribbled = true;
     expect(driver.get(spec.id)?.details).toEqual({});
+  });
+
+  it("samples usage at its interval: absent until set, with the limit and time of the sample, gone with the process", async () => {
+    const driver = make({ usageIntervalMs: 5 });
+    const rec = recordEvents(driver);
+    const limited = memorySpec({ memoryLimitBytes: 256 * MIB });
+    const unlimited = memorySpec();
+    await driver.start(limited);
+    await driver.start(unlimited);
+    await rec.next(limited.id, "ready");
+    await rec.next(unlimited.id, "ready");
+    // Nothing reported yet: no usage, not even after several intervals.
+    const until = Date.now() + 50;
+    await waitFor(() => Date.now() > until);
+    expect(driver.get(limited.id)?.usage).toBeUndefined();
+
+    const before = new Date().toISOString();
+    driver.setUsage(limited.id, { cpuPercent: 12.5, memoryBytes: 48 * MIB });
+    driver.setUsage(unlimited.id, { memoryBytes: 2_000 * MIB });
+    const usage = await waitFor(() => driver.get(limited.id)?.usage);
+    expect(usage).toMatchObject({ cpuPercent: 12.5, memoryBytes: 48 * MIB, memoryLimitBytes: 256 * MIB });
+    expect(usage.at >= before).toBe(true);
+    // Without a limit any figure is only reported.
+    const big = await waitFor(() => driver.get(unlimited.id)?.usage);
+    expect(big).toEqual({ cpuPercent: 0, memoryBytes: 2_000 * MIB, at: big.at });
+    // Later samples replace earlier ones.
+    driver.setUsage(limited.id, { cpuPercent: 80, memoryBytes: 64 * MIB });
+    await waitFor(() => driver.get(limited.id)?.usage?.cpuPercent === 80);
+
+    const seen = rec.of(limited.id).length;
+    driver.crash(limited.id);
+    const exited = await rec.next(limited.id, "exited", seen);
+    expect(exited.replica.usage).toBeUndefined();
+    // The new process reports nothing until told to.
+    await rec.next(limited.id, "ready", seen);
+    expect(driver.get(limited.id)?.usage).toBeUndefined();
+    expect(rec.types(limited.id)).not.toContain("memory-exceeded");
+    expect(rec.types(unlimited.id)).toEqual(["started", "ready"]);
+  });
+
+  it("a replica that keeps going over its memory limit is restarted through the crash backoff: no restart storm", async () => {
+    const driver = make({
+      usageIntervalMs: 5,
+      restartPolicy: { initialDelayMs: 20, multiplier: 2, maxDelayMs: 80, resetAfterMs: 60_000 },
+      behavior: () => ({ usage: { cpuPercent: 40, memoryBytes: 300 * MIB } }),
+    });
+    const rec = recordEvents(driver);
+    const timeline: Array<{ type: string; reason: string | undefined; at: number }> = [];
+    driver.onEvent((e) => timeline.push({ type: e.type, reason: e.reason, at: Date.now() }));
+    const spec = memorySpec({ memoryLimitBytes: 256 * MIB });
+    await driver.start(spec);
+    await waitFor(() => rec.of(spec.id).filter((e) => e.type === "exited").length >= 4, { what: "four exits over the limit" });
+    await driver.stop(spec.id);
+
+    const exceeded = rec.of(spec.id).filter((e) => e.type === "memory-exceeded");
+    expect(exceeded[0]?.reason).toBe("memory 300 MiB over its limit 256 MiB");
+    expect(exceeded[0]?.replica.usage).toMatchObject({ cpuPercent: 40, memoryBytes: 300 * MIB, memoryLimitBytes: 256 * MIB });
+    // Whether "ready" comes before the first sample is a race; the rest is in order.
+    expect(rec.types(spec.id).filter((t) => t !== "ready").slice(0, 8)).toEqual(["started", "memory-exceeded", "restarting", "exited", "started", "memory-exceeded", "restarting", "exited"]);
+    const exits = rec.of(spec.id).filter((e) => e.type === "exited").slice(0, 4);
+    expect(exits.map((e) => /\(stopped for going over its memory limit\); restarting in (\d+) ms$/.exec(e.reason ?? "")?.[1])).toEqual(["20", "40", "80", "80"]);
+    expect(exits.map((e) => e.replica.lastExit?.signal)).toEqual(["SIGTERM", "SIGTERM", "SIGTERM", "SIGTERM"]);
+    // The delay is really waited, from each exit to the next start.
+    for (const [i, e] of timeline.entries()) {
+      const next = timeline.slice(i + 1).find((t) => t.type === "started");
+      if (e.type !== "exited" || next === undefined) continue;
+      expect(next.at - e.at).toBeGreaterThanOrEqual(Number(/restarting in (\d+) ms/.exec(e.reason ?? "")?.[1]) - 2);
+    }
+    const restarting = rec.of(spec.id).filter((e) => e.type === "restarting");
+    expect(restarting.map((e) => e.replica.restarts)).toEqual(restarting.map((_, i) => i + 1));
+    expect(restarting.every((e) => e.reason === "memory 300 MiB over its limit 256 MiB")).toBe(true);
+  });
+
+  it("a listener that stops the replica on hearing memory-exceeded wins: no restart", async () => {
+    const driver = make({ usageIntervalMs: 5 });
+    const rec = recordEvents(driver);
+    driver.onEvent((e) => {
+      if (e.type === "memory-exceeded") void driver.stop(e.replica.spec.id);
+    });
+    const spec = memorySpec({ memoryLimitBytes: 64 * MIB });
+    await driver.start(spec);
+    await rec.next(spec.id, "ready");
+    driver.setUsage(spec.id, { memoryBytes: 65 * MIB });
+    await rec.next(spec.id, "stopped");
+    expect(rec.types(spec.id)).toEqual(["started", "ready", "memory-exceeded", "stopped"]);
+    expect(rec.of(spec.id)[2]?.reason).toBe("memory 65 MiB over its limit 64 MiB");
+    expect(driver.host.pids()).toEqual([]);
+  });
+
+  it("says how far over the limit a replica went in MiB, with a decimal where whole MiB would read equal", () => {
+    expect(describeMemoryOver(312 * MIB, 256 * MIB)).toBe("memory 312 MiB over its limit 256 MiB");
+    expect(describeMemoryOver(256.3 * MIB, 256 * MIB)).toBe("memory 256.3 MiB over its limit 256 MiB");
+    expect(describeMemoryOver(40.2 * MIB, 40.1 * MIB)).toBe("memory 40.2 MiB over its limit 40.1 MiB");
+  });
+
+  it("a paused replica holds a SIGTERM until it is continued: liveness restarts it gracefully", async () => {
+    const driver = make({ restartPolicy: { initialDelayMs: 10, multiplier: 2, maxDelayMs: 100, resetAfterMs: 60_000 } });
+    const rec = recordEvents(driver);
+    // A stop that forgot the SIGCONT would wait this long, then SIGKILL.
+    const spec = memorySpec({ stopTimeoutMs: 60_000 });
+    const first = await driver.start(spec);
+    await rec.next(spec.id, "ready");
+    expect(await driver.pause(spec.id)).toBe(true);
+    expect(driver.host.isPaused(first.pid as number)).toBe(true);
+    // A held process would not even see a plain SIGTERM.
+    driver.failLiveness(spec.id, "liveness failed 3 times: GET /live: no answer within 1000 ms");
+    const again = await rec.next(spec.id, "ready", 2);
+    expect(rec.types(spec.id)).toEqual(["started", "ready", "restarting", "exited", "started", "ready"]);
+    expect(rec.of(spec.id)[3]?.replica.lastExit?.signal).toBe("SIGTERM");
+    expect(again.replica).toMatchObject({ paused: false, restarts: 1 });
+    expect(driver.host.isPaused(again.replica.pid as number)).toBe(false);
+  });
+
+  it("pause is refused while a replica is being restarted, and every hook after detach", async () => {
+    const driver = make({ behavior: () => ({ ignoreSigterm: true }) });
+    const rec = recordEvents(driver);
+    const spec = memorySpec({ stopTimeoutMs: 100 });
+    await driver.start(spec);
+    await rec.next(spec.id, "ready");
+    // Holding a process that is being stopped would only delay the stop.
+    let pausedWhileRestarting: Promise<boolean> | undefined;
+    driver.onEvent((e) => {
+      if (e.type === "restarting") pausedWhileRestarting ??= driver.pause(e.replica.spec.id);
+    });
+    await driver.restart(spec.id);
+    expect(await pausedWhileRestarting).toBe(false);
+    await rec.next(spec.id, "ready", 2);
+    await driver.detach();
+    expect(await driver.kill(spec.id)).toBe(false);
+    expect(await driver.pause(spec.id)).toBe(false);
+    expect(await driver.resume(spec.id)).toBe(false);
+    for (const pid of driver.host.pids()) driver.host.exit(pid);
   });
 
   it("runs 500 replicas, as the benchmark does", async () => {

@@ -1,9 +1,10 @@
 // The memory runtime driver: a first-class fake with the process driver's event
 // semantics (the same supervision core) and no processes, for unit tests and benchmarks.
 // Fake processes live on a MemoryHost, so a second driver on the same host can adopt them.
+// Their CPU and memory are what tests set (setUsage), so the memory limit is tested without processes.
 import { KeelsonError } from "@keelson/protocol";
 import { createSupervisor } from "./replica-supervisor.js";
-import type { AdoptRecord, HostedRun, ReplicaHost, RunContext, RunExit, RuntimeLog } from "./replica-supervisor.js";
+import type { AdoptRecord, FaultSignal, HostedRun, ReplicaHost, RunContext, RunExit, RunUsage, RuntimeLog } from "./replica-supervisor.js";
 import type { ReplicaSpec, RestartPolicy, RuntimeDriver } from "./runtime-driver.js";
 
 /** How a fake replica behaves; returned per start by MemoryDriverOptions.behavior. */
@@ -20,6 +21,8 @@ export interface MemoryReplicaBehavior {
   ignoreSigterm?: boolean;
   /** The command cannot be spawned: start rejects with KEELSON_ERR_START_FAILED. */
   failToSpawn?: boolean;
+  /** What the process uses from its start (default: nothing reported, so no usage). */
+  usage?: { cpuPercent?: number; memoryBytes: number };
 }
 
 /** A fake machine: its processes and ports outlive the drivers that started them. */
@@ -32,6 +35,8 @@ export interface MemoryHost {
   exit(pid: number, exit?: { code?: number | null; signal?: string | null }): void;
   /** Pids of the running fake processes. */
   pids(): number[];
+  /** Whether a fake process is held by SIGSTOP. */
+  isPaused(pid: number): boolean;
 }
 
 export interface MemoryDriverOptions {
@@ -44,6 +49,8 @@ export interface MemoryDriverOptions {
   /** Per-start behaviour; `attempt` counts this replica's launches on this driver, from 1. */
   behavior?: (spec: ReplicaSpec, attempt: number) => MemoryReplicaBehavior | undefined;
   log?: RuntimeLog;
+  /** How often usage is sampled and the memory limit checked; default 2 s (tests use a few ms). */
+  usageIntervalMs?: number;
 }
 
 /** The memory driver with the hooks tests need to make things happen. */
@@ -59,6 +66,12 @@ export interface MemoryDriver extends RuntimeDriver {
   setReadiness(id: string, passing: boolean | undefined): void;
   /** Liveness fails its threshold: the replica is restarted. */
   failLiveness(id: string, reason?: string): void;
+  /**
+   * What the replica's current process uses from now on, as the next sample reports it (a new
+   * run starts with its behaviour's usage); undefined: nothing reported. Over the spec's
+   * memoryLimitBytes, the replica is restarted.
+   */
+  setUsage(id: string, usage: { cpuPercent?: number; memoryBytes: number } | undefined): void;
 }
 
 interface FakeProcess {
@@ -68,6 +81,13 @@ interface FakeProcess {
   alive: boolean;
   warm: boolean;
   ignoreSigterm: boolean;
+  /**
+   * Held by SIGSTOP: a SIGTERM waits until it goes on. Its timers (readiness, exitAfterMs) keep
+   * running, since no probe watches a fake: tests play what probes would see (failLiveness).
+   */
+  paused: boolean;
+  pendingSigterm: boolean;
+  usage: RunUsage | undefined;
   timers: Set<NodeJS.Timeout>;
   exitListeners: Set<(exit: RunExit) => void>;
   /** Called when the process turns ready by itself (its readyDelayMs passed). */
@@ -78,7 +98,7 @@ interface MemoryHostInternals extends MemoryHost {
   spawn(port: number, behavior: MemoryReplicaBehavior, readyDelayMs: number): FakeProcess;
   get(pid: number): FakeProcess | undefined;
   portTaken(port: number): boolean;
-  signal(pid: number, signal: "SIGTERM" | "SIGKILL"): void;
+  signal(pid: number, signal: "SIGTERM" | FaultSignal): void;
 }
 
 /** A fresh fake machine. */
@@ -121,6 +141,7 @@ export function createMemoryHost(): MemoryHost {
       p.exitListeners.clear();
     },
     pids: () => [...processes.keys()],
+    isPaused: (pid) => processes.get(pid)?.paused === true,
     spawn(port, behavior, readyDelayMs) {
       const p: FakeProcess = {
         pid: nextPid++,
@@ -129,6 +150,9 @@ export function createMemoryHost(): MemoryHost {
         alive: true,
         warm: false,
         ignoreSigterm: behavior.ignoreSigterm === true,
+        paused: false,
+        pendingSigterm: false,
+        usage: behavior.usage === undefined ? undefined : { cpuPercent: behavior.usage.cpuPercent ?? 0, memoryBytes: behavior.usage.memoryBytes },
         timers: new Set(),
         exitListeners: new Set(),
         warmListeners: new Set(),
@@ -149,7 +173,23 @@ export function createMemoryHost(): MemoryHost {
     signal(pid, signal) {
       const p = processes.get(pid);
       if (p === undefined) return;
-      if (signal === "SIGTERM" && p.ignoreSigterm) return;
+      switch (signal) {
+        case "SIGSTOP":
+          p.paused = true;
+          return;
+        case "SIGCONT":
+          p.paused = false;
+          if (!p.pendingSigterm) return;
+          p.pendingSigterm = false;
+          return host.signal(pid, "SIGTERM");
+        case "SIGTERM":
+          // As with a real process, a stopped one only acts on it once continued.
+          if (p.paused) p.pendingSigterm = true;
+          if (p.paused || p.ignoreSigterm) return;
+          break;
+        case "SIGKILL":
+          break;
+      }
       // A real process takes a moment to die; so does this one.
       setImmediate(() => host.exit(pid, { signal }));
     },
@@ -165,6 +205,8 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): MemoryDri
   const readiness = new Map<string, boolean>();
   /** The current run of each supervised replica, for the test hooks. */
   const runs = new Map<string, { process: FakeProcess; ctx: RunContext; ready: boolean; report(): void }>();
+  /** The fake process of each hosted run, for usage samples. */
+  const processOf = new WeakMap<HostedRun, FakeProcess>();
 
   function supervise(spec: ReplicaSpec, p: FakeProcess, ctx: RunContext): HostedRun {
     let terminating: Promise<void> | undefined;
@@ -188,9 +230,10 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): MemoryDri
     };
     p.exitListeners.add(onExit);
     p.warmListeners.add(run.report);
-    return {
+    const hosted: HostedRun = {
       pid: p.pid,
       pidStartTime: p.startTime,
+      paused: p.paused,
       terminate(timeoutMs) {
         terminating ??= new Promise<void>((resolve) => {
           if (!p.alive) return resolve();
@@ -198,7 +241,9 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): MemoryDri
             clearTimeout(killTimer);
             resolve();
           });
+          // SIGCONT as the process driver sends it: a paused process acts on the SIGTERM only then.
           host.signal(p.pid, "SIGTERM");
+          host.signal(p.pid, "SIGCONT");
           const killTimer = setTimeout(() => host.signal(p.pid, "SIGKILL"), timeoutMs);
         });
         return terminating;
@@ -208,7 +253,13 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): MemoryDri
         p.warmListeners.delete(run.report);
         if (runs.get(spec.id) === run) runs.delete(spec.id);
       },
+      signal(signal: FaultSignal) {
+        if (!p.alive) throw new Error(`fake process ${p.pid} has exited`);
+        host.signal(p.pid, signal);
+      },
     };
+    processOf.set(hosted, p);
+    return hosted;
   }
 
   const memoryHost: ReplicaHost = {
@@ -240,9 +291,18 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): MemoryDri
 
     details: () => ({}),
     release: async () => undefined,
+
+    async sampleUsage(hostedRuns) {
+      const usage = new Map<HostedRun, RunUsage>();
+      for (const hosted of hostedRuns) {
+        const p = processOf.get(hosted);
+        if (p?.alive === true && p.usage !== undefined) usage.set(hosted, { ...p.usage });
+      }
+      return usage;
+    },
   };
 
-  const driver = createSupervisor({ name: "memory", host: memoryHost, restartPolicy: options.restartPolicy, log: options.log });
+  const driver = createSupervisor({ name: "memory", host: memoryHost, restartPolicy: options.restartPolicy, log: options.log, usageIntervalMs: options.usageIntervalMs });
 
   function runOf(id: string): { process: FakeProcess; ctx: RunContext; ready: boolean; report(): void } {
     const run = runs.get(id);
@@ -263,6 +323,9 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): MemoryDri
     },
     failLiveness(id, reason = "liveness failed (memory driver)") {
       runOf(id).ctx.livenessFailed(reason);
+    },
+    setUsage(id, usage) {
+      runOf(id).process.usage = usage === undefined ? undefined : { cpuPercent: usage.cpuPercent ?? 0, memoryBytes: usage.memoryBytes };
     },
   };
 }

@@ -5,7 +5,7 @@ import { isProcessRunning, parseProcStat, processGroupMembers, readProcStat } fr
 describe("proc stat", () => {
   it("parses a command name with spaces and parentheses", () => {
     const text = "4242 (node (my app) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 2 0 0 20 0 7 0 987654 1000 100 18446744073709551615\n";
-    expect(parseProcStat(text)).toEqual({ pid: 4242, state: "S", ppid: 1, pgrp: 4242, session: 4242, startTime: 987654 });
+    expect(parseProcStat(text)).toEqual({ pid: 4242, state: "S", ppid: 1, pgrp: 4242, session: 4242, utime: 5, stime: 2, startTime: 987654 });
     expect(parseProcStat("garbage")).toBeUndefined();
   });
 

@@ -1,5 +1,6 @@
 // Reads Linux /proc/<pid>/stat: the start time that tells our replica from a process that
-// re-used its pid, and the process group a stop has to wait for. Undefined where /proc is missing.
+// re-used its pid, the process group a stop has to wait for, and the CPU time usage sampling
+// counts. Undefined where /proc is missing.
 import { readFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 
@@ -12,9 +13,15 @@ export interface ProcStat {
   /** Process group id. */
   pgrp: number;
   session: number;
+  /** Fields 14 and 15: CPU time in user and kernel mode, clock ticks (USER_HZ, 100 a second on Linux). */
+  utime: number;
+  stime: number;
   /** Field 22: clock ticks after boot at which the process started. */
   startTime: number;
 }
+
+/** Clock ticks a second in /proc (USER_HZ): 100 on every Linux architecture Node runs on. */
+export const CLOCK_TICKS_PER_SECOND = 100;
 
 /** Parses the text of /proc/<pid>/stat; the command name may hold spaces and parentheses. */
 export function parseProcStat(text: string): ProcStat | undefined {
@@ -27,7 +34,7 @@ export function parseProcStat(text: string): ProcStat | undefined {
   const num = (field: number): number => Number(rest[field - 3]);
   const state = rest[0];
   if (state === undefined || !Number.isInteger(pid)) return undefined;
-  const stat: ProcStat = { pid, state, ppid: num(4), pgrp: num(5), session: num(6), startTime: num(22) };
+  const stat: ProcStat = { pid, state, ppid: num(4), pgrp: num(5), session: num(6), utime: num(14), stime: num(15), startTime: num(22) };
   return Number.isFinite(stat.startTime) ? stat : undefined;
 }
 

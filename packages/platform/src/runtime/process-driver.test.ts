@@ -16,13 +16,14 @@ import { createProcessDriver } from "./process-driver.js";
 import type { ProcessDriverOptions } from "./process-driver.js";
 import { parseLogLine, readReplicaLogs, replicaLogPaths } from "./replica-logs.js";
 import type { LogLine } from "./replica-logs.js";
-import { describeRuntimeConformance, recordEvents } from "./runtime.conformance.js";
+import { CONFORMANCE_MEMORY_LIMIT, describeRuntimeConformance, isStartRetry, recordEvents } from "./runtime.conformance.js";
 import type { ReplicaInfo, ReplicaSpec, RuntimeDriver } from "./runtime-driver.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const APP = `"${process.execPath}" "${join(here, "fixtures", "app.mjs")}"`;
 const CONTROL_PLANE = join(here, "fixtures", "control-plane.mjs");
 const REPO_ROOT = join(here, "..", "..", "..", "..");
+const MIB = 1024 * 1024;
 
 /** Process groups the tests started (pid + start time), killed after each test by pgid only. */
 const groups = new Map<number, number | undefined>();
@@ -48,7 +49,7 @@ function killGroups(): void {
 }
 afterAll(killGroups);
 
-const FAST: ProcessDriverOptions = { exitPollIntervalMs: 50, logs: { pollIntervalMs: 50 } };
+const FAST: ProcessDriverOptions = { exitPollIntervalMs: 50, usageIntervalMs: 100, logs: { pollIntervalMs: 50 } };
 
 let seq = 0;
 async function appSpec(dir: string, overrides: Partial<ReplicaSpec> = {}): Promise<ReplicaSpec> {
@@ -99,6 +100,10 @@ describeRuntimeConformance("process", async () => {
     newDriver: make,
     crash: (r: ReplicaInfo) => {
       process.kill(-(r.pid as number), "SIGKILL");
+    },
+    exceedMemory: async (r: ReplicaInfo) => {
+      const res = await fetch(`http://127.0.0.1:${r.spec.port}/allocate?mb=${(CONFORMANCE_MEMORY_LIMIT / 1024 / 1024) * 1.5}`);
+      expect(res.status).toBe(200);
     },
     cleanup: async () => {
       for (const driver of drivers) await Promise.all(driver.list().map((r) => driver.stop(r.spec.id)));
@@ -272,6 +277,131 @@ describe("process driver", () => {
     expect(again.replica.pid).not.toBe(first.pid);
     expect(again.replica.restarts).toBe(1);
     expect(rec.types(spec.id).slice(0, 5)).toEqual(["started", "ready", "restarting", "exited", "started"]);
+  });
+
+  it("samples the whole process group: a CPU-burning member shows over 50% of a core, an idle replica under 20%", async () => {
+    const driver = make({ usageIntervalMs: 500 });
+    const rec = recordEvents(driver);
+    // Two burners are members of the group beside the app the shell runs: together well over half
+    // a core even on a busy two-core machine.
+    const burn = `"${process.execPath}" -e "for (;;) {}"`;
+    const busy = await appSpec(dir, { command: `${burn} & ${burn} & ${APP}` });
+    const idle = await appSpec(dir);
+    await driver.start(busy);
+    await driver.start(idle);
+    await rec.next(busy.id, "ready");
+    await rec.next(idle.id, "ready");
+
+    const usageOf = (id: string, ok: (cpu: number) => boolean) => () => {
+      const usage = driver.get(id)?.usage;
+      return usage !== undefined && ok(usage.cpuPercent) && usage;
+    };
+    // Generous bounds and polling: the machine is shared, so any one sample may be low or high.
+    const hot = await waitFor(usageOf(busy.id, (cpu) => cpu > 50), { timeoutMs: 20_000, what: "a sample of the busy replica over 50%" });
+    expect(hot.memoryBytes).toBeGreaterThan(40 * MIB);
+    expect(hot.memoryLimitBytes).toBeUndefined();
+    expect(Date.parse(hot.at)).toBeGreaterThan(Date.now() - 60_000);
+    // Its first sample counts Node's start; later ones show it idle.
+    const cool = await waitFor(usageOf(idle.id, (cpu) => cpu < 20), { timeoutMs: 20_000, what: "a sample of the idle replica under 20%" });
+    expect(cool.memoryBytes).toBeGreaterThan(10 * MIB);
+    expect(cool.memoryBytes).toBeLessThan(hot.memoryBytes);
+  });
+
+  it("restarts a replica whose process group grows over its memory limit, recording the figure, with the crash backoff when it keeps doing so", async () => {
+    const driver = make({ restartPolicy: { initialDelayMs: 100, multiplier: 2, maxDelayMs: 5_000, resetAfterMs: 60_000 } });
+    const rec = recordEvents(driver);
+    // Node alone is about 40 MiB; this grows 8 MiB each 50 ms, up to 512 MiB.
+    const grow = "const held = []; setInterval(() => { if (held.length < 512) for (let i = 0; i < 8; i++) held.push(Buffer.alloc(1 << 20, 1)); }, 50);";
+    const spec = await appSpec(dir, { command: `"${process.execPath}" -e "${grow}"`, memoryLimitBytes: 64 * MIB });
+    const first = await driver.start(spec);
+
+    const exceeded = await rec.next(spec.id, "memory-exceeded");
+    expect(exceeded.reason).toMatch(/^memory \d+(\.\d)? MiB over its limit 64 MiB$/);
+    expect(Number(/^memory ([\d.]+) MiB/.exec(exceeded.reason ?? "")?.[1])).toBeGreaterThan(64);
+    expect(exceeded.replica).toMatchObject({ pid: first.pid, restarts: 0 });
+    expect(exceeded.replica.usage?.memoryBytes).toBeGreaterThan(64 * MIB);
+    expect(exceeded.replica.usage?.memoryLimitBytes).toBe(64 * MIB);
+
+    // (A start retried because another process held the port for a moment is left out.)
+    const events = () => rec.of(spec.id).filter((e) => !isStartRetry(e));
+    await waitFor(() => events().filter((e) => e.type === "exited").length >= 2, { timeoutMs: 20_000, what: "a second exit over the limit" });
+    await driver.stop(spec.id);
+    expect(isProcessRunning(first.pid as number, first.pidStartTime)).toBe(false);
+    expect(events().map((e) => e.type).slice(0, 6)).toEqual(["started", "memory-exceeded", "restarting", "exited", "started", "memory-exceeded"]);
+    const exits = events().filter((e) => e.type === "exited");
+    expect(exits[0]?.reason).toMatch(new RegExp(`^pid ${first.pid} .* \\(stopped for going over its memory limit\\); restarting in 100 ms$`));
+    // Stopped gracefully, not killed.
+    expect(exits[0]?.replica.lastExit?.signal).not.toBe("SIGKILL");
+    // The second time round, the backoff has grown (200 ms, more after a retried start): no restart storm.
+    const secondDelay = Number(/\(stopped for going over its memory limit\); restarting in (\d+) ms$/.exec(exits[1]?.reason ?? "")?.[1]);
+    expect(secondDelay).toBeGreaterThanOrEqual(200);
+    const memoryRestarts = events().filter((e) => e.type === "restarting");
+    expect(memoryRestarts.map((e) => e.reason?.startsWith("memory "))).toEqual(memoryRestarts.map(() => true));
+  });
+
+  it("pause stops every member of the group (state T), which answers nothing until resume", async () => {
+    const driver = make();
+    const rec = recordEvents(driver);
+    const pidFile = join(dir, "grandchild.pid");
+    const spec = await appSpec(dir, { env: { SPAWN_GRANDCHILD: pidFile } });
+    const info = await driver.start(spec);
+    await rec.next(spec.id, "ready");
+    await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined));
+    const members = await processGroupMembers(info.pid as number);
+    expect(members.length).toBeGreaterThanOrEqual(2);
+    const states = (): Array<string | undefined> => members.map((pid) => readProcStat(pid)?.state);
+
+    expect(await driver.pause(spec.id)).toBe(true);
+    await waitFor(() => states().every((s) => s === "T"), { what: "every member of the group stopped" });
+    expect(driver.get(spec.id)?.paused).toBe(true);
+    // The kernel still accepts the connection; nobody answers it.
+    const answer = await fetch(`http://127.0.0.1:${spec.port}/stats`, { signal: AbortSignal.timeout(500) }).then(
+      () => "answered",
+      () => "no answer",
+    );
+    expect(answer).toBe("no answer");
+
+    expect(await driver.resume(spec.id)).toBe(true);
+    await waitFor(() => states().every((s) => s !== "T"), { what: "every member of the group running again" });
+    expect((await getJson(spec.port, "/stats")).pid).toBeTypeOf("number");
+    expect(driver.get(spec.id)?.paused).toBe(false);
+    expect(rec.types(spec.id)).toEqual(["started", "ready"]);
+  });
+
+  it("a paused replica fails its liveness probe and is restarted gracefully (continued, not left for the SIGKILL)", async () => {
+    const driver = make();
+    const rec = recordEvents(driver);
+    const spec = await appSpec(dir, { stopTimeoutMs: 60_000, liveness: { path: "/live", intervalMs: 100, timeoutMs: 300, failureThreshold: 2 } });
+    const first = await driver.start(spec);
+    await rec.next(spec.id, "ready");
+    expect(await driver.pause(spec.id)).toBe(true);
+
+    const restarting = await rec.next(spec.id, "restarting");
+    expect(restarting.reason).toBe("liveness failed 2 times: GET /live: no answer within 300 ms");
+    const exited = await rec.next(spec.id, "exited");
+    expect(exited.replica.lastExit?.signal).not.toBe("SIGKILL");
+    const again = await rec.next(spec.id, "ready", 2);
+    expect(again.replica).toMatchObject({ paused: false, restarts: 1 });
+    expect(again.replica.pid).not.toBe(first.pid);
+    expect(isProcessRunning(first.pid as number, first.pidStartTime)).toBe(false);
+  });
+
+  it("a new driver adopts a paused replica as paused, and stops it gracefully", async () => {
+    const first = make();
+    const rec = recordEvents(first);
+    const spec = await appSpec(dir, { stopTimeoutMs: 60_000 });
+    const info = await first.start(spec);
+    await rec.next(spec.id, "ready");
+    await first.pause(spec.id);
+    await waitFor(() => readProcStat(info.pid as number)?.state === "T", { what: "the replica stopped" });
+    await first.detach();
+
+    const second = make();
+    const adopted = await second.adopt(spec, { pid: info.pid as number, pidStartTime: info.pidStartTime, restarts: 0, startedAt: info.startedAt });
+    expect(adopted).toMatchObject({ pid: info.pid, paused: true });
+    await second.stop(spec.id);
+    expect(isProcessRunning(info.pid as number, info.pidStartTime)).toBe(false);
+    expect(await processGroupMembers(info.pid as number)).toEqual([]);
   });
 
   it("gates readiness on the HTTP probe: not ready until the app says so, unready and ready again", async () => {

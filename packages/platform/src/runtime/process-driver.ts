@@ -1,6 +1,7 @@
 // The process runtime driver (the default): each replica is a detached process group
 // on this machine writing to log files, so it outlives the control plane and a later
 // control plane re-adopts it by pid + start time. See docs/adr/0004-process-model.md.
+// Usage is sampled from /proc for the whole process group (usage-sampler.ts).
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
@@ -11,8 +12,9 @@ import { createLogCollector, replicaLogPaths } from "./replica-logs.js";
 import type { LogCollector } from "./replica-logs.js";
 import { startProbeLoops } from "./replica-probes.js";
 import { createSupervisor } from "./replica-supervisor.js";
-import type { AdoptRecord, HostedRun, ReplicaHost, RunContext, RunExit, RuntimeLog } from "./replica-supervisor.js";
+import type { AdoptRecord, FaultSignal, HostedRun, ReplicaHost, RunContext, RunExit, RunUsage, RuntimeLog } from "./replica-supervisor.js";
 import type { ReplicaSpec, RestartPolicy, RuntimeDriver } from "./runtime-driver.js";
+import { createUsageSampler } from "./usage-sampler.js";
 
 export interface ProcessDriverOptions {
   /** Restart backoff; default DEFAULT_RESTART_POLICY (100 ms, x1.5, cap 15 s, reset after 30 s up). */
@@ -20,6 +22,11 @@ export interface ProcessDriverOptions {
   log?: RuntimeLog;
   /** How often an adopted replica (not our child, so no exit event) is checked for exit; default 500 ms. */
   exitPollIntervalMs?: number;
+  /**
+   * How often each replica's process group is sampled for CPU and memory (one pass over /proc for
+   * all replicas) and its memory limit checked; default 2 s. Without /proc there is no usage.
+   */
+  usageIntervalMs?: number;
   logs?: {
     /** Size at which <id>.log rotates; default 10 MiB. */
     maxBytes?: number;
@@ -49,6 +56,7 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Runtime
   const log: RuntimeLog = options.log ?? (() => undefined);
   const exitPollMs = options.exitPollIntervalMs ?? 500;
   const collectors = new Map<string, LogCollector>();
+  const sampler = createUsageSampler();
 
   function collectorFor(spec: ReplicaSpec): LogCollector {
     let collector = collectors.get(spec.id);
@@ -131,8 +139,8 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Runtime
         return undefined;
       }
       const pidStartTime = stat?.startTime ?? recorded.pidStartTime;
-      // Not our child: no exit event, so poll for its end.
-      return createProcessRun({ spec, ctx, pid: recorded.pid, pidStartTime, collector: collectorFor(spec), log, exitPollMs, pollExit: true });
+      // Not our child: no exit event, so poll for its end. "T": an earlier control plane paused it.
+      return createProcessRun({ spec, ctx, pid: recorded.pid, pidStartTime, collector: collectorFor(spec), log, exitPollMs, pollExit: true, paused: stat?.state === "T" });
     },
 
     details(spec) {
@@ -146,9 +154,21 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Runtime
       // After a stop nothing will complete a partial line; on detach the next driver will.
       await collector?.close({ final: why === "stopped" });
     },
+
+    async sampleUsage(runs) {
+      const usage = new Map<HostedRun, RunUsage>();
+      const groups = runs.flatMap((run) => (run.pid === undefined ? [] : [{ run, pgid: run.pid, startTime: run.pidStartTime }]));
+      const sampled = await sampler.sample(groups);
+      if (sampled === undefined) return usage;
+      for (const { run, pgid } of groups) {
+        const group = sampled.get(pgid);
+        if (group !== undefined) usage.set(run, { cpuPercent: group.cpuPercent, memoryBytes: group.memoryBytes });
+      }
+      return usage;
+    },
   };
 
-  return createSupervisor({ name: "process", host, restartPolicy: options.restartPolicy, log });
+  return createSupervisor({ name: "process", host, restartPolicy: options.restartPolicy, log, usageIntervalMs: options.usageIntervalMs });
 }
 
 interface ProcessRunOptions {
@@ -161,6 +181,8 @@ interface ProcessRunOptions {
   exitPollMs: number;
   /** Watch for exit by polling (adopted processes are not our children). */
   pollExit?: boolean;
+  /** Found stopped by SIGSTOP (adopted while paused). */
+  paused?: boolean;
 }
 
 type ProcessRun = HostedRun & { leaderExited(exit: RunExit): void };
@@ -241,12 +263,19 @@ function createProcessRun(o: ProcessRunOptions): ProcessRun {
   return {
     pid,
     pidStartTime,
+    paused: o.paused === true,
     leaderExited,
+    signal(signal: FaultSignal) {
+      if (gone) throw new Error(`pid ${pid} has exited`);
+      signalGroup(signal);
+    },
     terminate(timeoutMs) {
       terminating ??= (async () => {
         stopProbes();
         try {
           signalGroup("SIGTERM");
+          // A paused (SIGSTOPped) group holds the SIGTERM until it is continued; a running one ignores SIGCONT.
+          signalGroup("SIGCONT");
         } catch (err) {
           o.log("warn", "could not signal replica", { replica: spec.id, pid, error: String(err) });
         }

@@ -1,9 +1,10 @@
 // The supervision core shared by the drivers that run replicas on a host (process, memory):
-// replica states and events, restart with backoff, stop, restart, adopt and detach.
-// A ReplicaHost only launches, watches and signals runs; it reports back through a RunContext.
+// replica states and events, restart with backoff, stop, restart, adopt and detach, usage
+// sampling with the memory limit, and the fault hooks (kill, pause, resume).
+// A ReplicaHost only launches, watches, samples and signals runs; it reports back through a RunContext.
 import { KeelsonError } from "@keelson/protocol";
-import type { ReplicaState } from "@keelson/protocol";
-import { DEFAULT_RESTART_POLICY } from "./runtime-driver.js";
+import type { ReplicaState, ReplicaUsage } from "@keelson/protocol";
+import { DEFAULT_RESTART_POLICY, DEFAULT_USAGE_INTERVAL_MS } from "./runtime-driver.js";
 import type { ReplicaEvent, ReplicaEventType, ReplicaExit, ReplicaInfo, ReplicaSpec, RestartPolicy, RuntimeDriver } from "./runtime-driver.js";
 
 /** Structured log sink of the runtime (the control plane passes its logger). */
@@ -29,10 +30,21 @@ export interface RunContext {
   exited(exit: RunExit): void;
 }
 
+/** The signals of the fault hooks: kill, pause, resume. */
+export type FaultSignal = "SIGKILL" | "SIGSTOP" | "SIGCONT";
+
+/** CPU and memory of one run, as a host samples it (the supervisor adds the limit and the time). */
+export interface RunUsage {
+  cpuPercent: number;
+  memoryBytes: number;
+}
+
 /** One run of a replica on a host: a process (group), a fake process, a container. */
 export interface HostedRun {
   readonly pid: number | undefined;
   readonly pidStartTime: number | undefined;
+  /** The run was found paused (SIGSTOPped) when it was attached. */
+  readonly paused?: boolean;
   /**
    * Graceful stop: SIGTERM, SIGKILL after timeoutMs. Resolves once everything the run
    * started is gone. Calling it again returns the same promise.
@@ -40,6 +52,11 @@ export interface HostedRun {
   terminate(timeoutMs: number): Promise<void>;
   /** Stops probes and watchers and leaves the process alone (after exit, or on detach). */
   release(): void;
+  /**
+   * Sends a fault signal to everything the run started (its process group). Throws when it
+   * cannot; a SIGKILL's exit arrives through RunContext.exited as any exit does.
+   */
+  signal(signal: FaultSignal): void;
 }
 
 /** What a driver's recorded facts about a replica look like when a new control plane adopts it. */
@@ -59,6 +76,11 @@ export interface ReplicaHost {
   details(spec: ReplicaSpec): Record<string, unknown>;
   /** A replica is no longer supervised here: stopped (final log collection) or detached. */
   release(id: string, why: "stopped" | "detached"): Promise<void>;
+  /**
+   * Samples the CPU and memory of these runs in one pass, leaving out those it cannot tell
+   * about. Optional: without it replicas have no usage and no memory limit is enforced.
+   */
+  sampleUsage?(runs: HostedRun[]): Promise<Map<HostedRun, RunUsage>>;
 }
 
 export interface SupervisorOptions {
@@ -66,10 +88,18 @@ export interface SupervisorOptions {
   host: ReplicaHost;
   restartPolicy?: RestartPolicy;
   log?: RuntimeLog;
+  /** How often running replicas' usage is sampled (and their memory limit checked); default 2 s. */
+  usageIntervalMs?: number;
 }
 
 /** What the supervisor is doing to a replica's current run; it decides what an exit means. */
-type Intent = "run" | "liveness-restart" | "restart" | "stop";
+type Intent = "run" | "liveness-restart" | "memory-restart" | "restart" | "stop";
+
+/** Why the supervisor stopped a run it then restarts with backoff, as the "exited" reason says it. */
+const FAULT_STOPS: Partial<Record<Intent, string>> = {
+  "liveness-restart": "stopped for failing liveness",
+  "memory-restart": "stopped for going over its memory limit",
+};
 
 interface Entry {
   spec: ReplicaSpec;
@@ -81,6 +111,10 @@ interface Entry {
   lastExit: ReplicaExit | undefined;
   everReady: boolean;
   exitsSinceReady: number;
+  /** pause() holds the current run. */
+  paused: boolean;
+  /** The current run's last usage sample. */
+  usage: ReplicaUsage | undefined;
   intent: Intent;
   run: HostedRun | undefined;
   /** Identity of the run whose reports are current. */
@@ -94,16 +128,28 @@ interface Entry {
   restarting: Promise<void> | undefined;
   stopping: Promise<void> | undefined;
   stopRequested: boolean;
+  /** The spec the next run of a requested restart uses. */
+  restartSpec: ReplicaSpec | undefined;
 }
 
 /** How long to wait for a host's exit report once it said the process group is gone. */
 const EXIT_REPORT_GRACE_MS = 2_000;
 
+const MIB = 1024 * 1024;
+
+/** "memory 312 MiB over its limit 256 MiB": whole MiB, or one decimal where whole MiB would read equal. */
+export function describeMemoryOver(memoryBytes: number, limitBytes: number): string {
+  const whole = Math.round(memoryBytes / MIB) !== Math.round(limitBytes / MIB);
+  const mib = (bytes: number): string => `${whole || Number.isInteger(bytes / MIB) ? Math.round(bytes / MIB) : (bytes / MIB).toFixed(1)} MiB`;
+  return `memory ${mib(memoryBytes)} over its limit ${mib(limitBytes)}`;
+}
+
 /**
  * Builds a RuntimeDriver from a host. Event order per run: "started" (or "adopted"),
  * "ready" / "unready", then "exited" (state "backoff") and, after the backoff delay,
  * "restarting" and "started" again; a liveness failure announces "restarting" first,
- * then "exited". Every "restarting" event counts one restart.
+ * then "exited". Every "restarting" event counts one restart. A sample over the memory limit
+ * announces "memory-exceeded", then restarts the replica as a liveness failure does.
  */
 export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
   const { host } = options;
@@ -111,6 +157,9 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
   const log: RuntimeLog = options.log ?? (() => undefined);
   const entries = new Map<string, Entry>();
   const listeners = new Set<(event: ReplicaEvent) => void>();
+  const usageIntervalMs = options.usageIntervalMs ?? DEFAULT_USAGE_INTERVAL_MS;
+  let usageTimer: NodeJS.Timeout | undefined;
+  let sampling = false;
   let detached = false;
 
   const now = (): string => new Date().toISOString();
@@ -127,6 +176,8 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
       everReady: entry.everReady,
       exitsSinceReady: entry.exitsSinceReady,
       details: host.details(entry.spec),
+      ...(entry.usage === undefined ? {} : { usage: { ...entry.usage } }),
+      paused: entry.paused,
     };
   }
 
@@ -159,6 +210,8 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
       lastExit: undefined,
       everReady: false,
       exitsSinceReady: 0,
+      paused: false,
+      usage: undefined,
       intent: "run",
       run: undefined,
       runToken: undefined,
@@ -170,6 +223,7 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
       restarting: undefined,
       stopping: undefined,
       stopRequested: false,
+      restartSpec: undefined,
     };
   }
 
@@ -212,11 +266,24 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
 
   function onLivenessFailed(entry: Entry, reason: string): void {
     if (entry.intent !== "run" || entry.run === undefined) return;
-    entry.intent = "liveness-restart";
+    restartAfterFault(entry, "liveness-restart", reason);
+  }
+
+  /** Stops the current run and starts the next one after the backoff, counting the restart. */
+  function restartAfterFault(entry: Entry, intent: "liveness-restart" | "memory-restart", reason: string): void {
+    entry.intent = intent;
     entry.state = "stopping";
     entry.restarts += 1;
     emit(entry, "restarting", reason);
     void terminate(entry);
+  }
+
+  function onMemoryExceeded(entry: Entry, run: HostedRun, memoryBytes: number, limitBytes: number): void {
+    const reason = describeMemoryOver(memoryBytes, limitBytes);
+    emit(entry, "memory-exceeded", reason);
+    // A listener may have stopped or restarted it while hearing that.
+    if (!isCurrent(entry) || entry.intent !== "run" || entry.run !== run) return;
+    restartAfterFault(entry, "memory-restart", reason);
   }
 
   function describeExit(pid: number | undefined, exit: RunExit): string {
@@ -234,19 +301,21 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
     run?.release();
     entry.pid = undefined;
     entry.pidStartTime = undefined;
+    entry.paused = false;
+    entry.usage = undefined;
     entry.lastExit = { code: exit.code, signal: exit.signal, at: now() };
     for (const wake of entry.exitWaiters.splice(0)) wake();
     // A stop or a requested restart is waiting for this exit and carries on from there.
     if (entry.intent === "stop" || entry.intent === "restart") return;
-    const afterLiveness = entry.intent === "liveness-restart";
+    const faultStop = FAULT_STOPS[entry.intent];
     entry.intent = "run";
     entry.exitsSinceReady += 1;
     entry.state = "backoff";
     const delay = nextBackoff(entry);
-    const what = describeExit(pid, exit) + (afterLiveness ? " (stopped for failing liveness)" : "");
+    const what = describeExit(pid, exit) + (faultStop === undefined ? "" : ` (${faultStop})`);
     emit(entry, "exited", `${what}; restarting in ${delay} ms`);
-    // A liveness restart was announced when the probe failed; a crash is announced when the delay is over.
-    scheduleRespawn(entry, delay, afterLiveness ? undefined : `${what}; restarting after ${delay} ms backoff`);
+    // A liveness or memory restart was announced when it was decided; a crash is announced when the delay is over.
+    scheduleRespawn(entry, delay, faultStop === undefined ? `${what}; restarting after ${delay} ms backoff` : undefined);
   }
 
   function nextBackoff(entry: Entry): number {
@@ -276,6 +345,8 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
     const ctx = beginRun(entry);
     const token = entry.runToken;
     entry.everReady = false;
+    entry.paused = false;
+    entry.usage = undefined;
     entry.state = "starting";
     entry.runStartedMs = Date.now();
     let run: HostedRun;
@@ -303,6 +374,7 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
     // A stop that arrived during the spawn kills this run at once; no need to announce it.
     if (!entry.stopRequested) emit(entry, "started");
     ctx.activate();
+    startSampling();
   }
 
   /** Launches the next run; a failed launch counts as an exit at once and backs off again. */
@@ -347,6 +419,64 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
     await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, EXIT_REPORT_GRACE_MS)))]);
     clearTimeout(timer);
     if (entry.run === run && isCurrent(entry)) onExited(entry, { code: null, signal: null, reason: "is gone (no exit status reported)" });
+  }
+
+  /** Starts the usage sampling loop if it is not going; it ends by itself when no run is left. */
+  function startSampling(): void {
+    if (host.sampleUsage === undefined || detached || sampling || usageTimer !== undefined) return;
+    usageTimer = setTimeout(() => {
+      sampleUsage().catch((err: unknown) => {
+        log("error", "replica usage sampling failed", { driver: options.name, error: String(err) });
+        startSampling();
+      });
+    }, usageIntervalMs);
+    usageTimer.unref();
+  }
+
+  /** One sampling pass over every running replica; a sample over the memory limit restarts the replica. */
+  async function sampleUsage(): Promise<void> {
+    usageTimer = undefined;
+    const sampleOf = host.sampleUsage?.bind(host);
+    const running = [...entries.values()].flatMap((entry) => (entry.run !== undefined && entry.intent === "run" ? [{ entry, run: entry.run }] : []));
+    if (sampleOf === undefined || detached || running.length === 0) return;
+    sampling = true;
+    let usage: Map<HostedRun, RunUsage>;
+    try {
+      usage = await sampleOf(running.map((r) => r.run));
+    } catch (err) {
+      log("warn", "replica usage could not be sampled", { driver: options.name, error: String(err) });
+      usage = new Map();
+    } finally {
+      sampling = false;
+    }
+    const at = now();
+    for (const { entry, run } of running) {
+      if (!isCurrent(entry) || entry.run !== run) continue;
+      const sample = usage.get(run);
+      const limit = entry.spec.memoryLimitBytes;
+      entry.usage = sample === undefined ? undefined : { cpuPercent: sample.cpuPercent, memoryBytes: sample.memoryBytes, ...(limit === undefined ? {} : { memoryLimitBytes: limit }), at };
+      if (sample !== undefined && limit !== undefined && sample.memoryBytes > limit && entry.intent === "run") onMemoryExceeded(entry, run, sample.memoryBytes, limit);
+    }
+    startSampling();
+  }
+
+  /** Sends a fault signal to a replica's running process group; false when there is none. */
+  function signalRun(id: string, signal: FaultSignal): boolean {
+    const entry = entries.get(id);
+    const run = entry?.run;
+    if (detached || entry === undefined || run === undefined || entry.stopRequested) return false;
+    // Holding a run that is being stopped would only delay the stop until its SIGKILL.
+    if (signal === "SIGSTOP" && entry.intent !== "run") return false;
+    try {
+      run.signal(signal);
+    } catch (err) {
+      log("warn", "replica could not be signalled", { replica: id, pid: run.pid, signal, error: String(err) });
+      return false;
+    }
+    if (signal === "SIGSTOP") entry.paused = true;
+    if (signal === "SIGCONT") entry.paused = false;
+    log(signal === "SIGCONT" ? "info" : "warn", `replica ${signal === "SIGKILL" ? "killed" : signal === "SIGSTOP" ? "paused" : "resumed"} by a fault hook`, { replica: id, pid: run.pid });
+    return true;
   }
 
   function assertAttached(): void {
@@ -403,11 +533,17 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
       return entry.stopping;
     },
 
-    restart(id) {
+    restart(id, restartOptions) {
       if (detached) return Promise.reject(new KeelsonError("KEELSON_ERR_RUNTIME", `the ${options.name} runtime driver is detached; create a new one`));
       const entry = entries.get(id);
       if (entry === undefined) return Promise.reject(new KeelsonError("KEELSON_ERR_NOT_FOUND", `replica ${id} does not exist`));
       if (entry.stopRequested) return Promise.reject(new KeelsonError("KEELSON_ERR_CONFLICT", `replica ${id} is being stopped`));
+      const spec = restartOptions?.spec;
+      if (spec !== undefined && spec.id !== id) {
+        return Promise.reject(new KeelsonError("KEELSON_ERR_INVALID_INPUT", `restart of replica ${id} was given the spec of replica ${spec.id}`));
+      }
+      // A restart already under way takes the newest spec too.
+      if (spec !== undefined) entry.restartSpec = spec;
       entry.restarting ??= (async () => {
         clearTimeout(entry.restartTimer);
         entry.restartTimer = undefined;
@@ -419,6 +555,8 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
         emit(entry, "restarting", "restart requested");
         await terminate(entry);
         if (!isCurrent(entry) || entry.stopRequested) return;
+        if (entry.restartSpec !== undefined) entry.spec = entry.restartSpec;
+        entry.restartSpec = undefined;
         entry.intent = "run";
         entry.nextDelayMs = policy.initialDelayMs;
         await respawn(entry);
@@ -457,11 +595,13 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
       entry.run = run;
       entry.pid = run.pid;
       entry.pidStartTime = run.pidStartTime;
+      entry.paused = run.paused === true;
       const started = recorded.startedAt === undefined ? Number.NaN : Date.parse(recorded.startedAt);
       entry.runStartedMs = Number.isFinite(started) ? started : Date.now();
       const info = snapshot(entry);
       if (!entry.stopRequested) emit(entry, "adopted");
       ctx.activate();
+      startSampling();
       return info;
     },
 
@@ -481,9 +621,23 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
       };
     },
 
+    async kill(id) {
+      return signalRun(id, "SIGKILL");
+    },
+
+    async pause(id) {
+      return signalRun(id, "SIGSTOP");
+    },
+
+    async resume(id) {
+      return signalRun(id, "SIGCONT");
+    },
+
     async detach() {
       if (detached) return;
       detached = true;
+      clearTimeout(usageTimer);
+      usageTimer = undefined;
       const ids = [...entries.keys()];
       for (const entry of entries.values()) {
         clearTimeout(entry.restartTimer);

@@ -66,14 +66,16 @@ export interface ReplicaInfo {
   details: Record<string, unknown>;
   /** Last CPU and memory sample of the replica (absent until the first sample, or where the driver cannot tell). */
   usage?: ReplicaUsage;
+  /** Its processes are held by pause() (SIGSTOP) until resume(), a restart or an exit. */
+  paused?: boolean;
 }
 
-export type ReplicaEventType = "started" | "ready" | "unready" | "exited" | "restarting" | "stopped" | "failed" | "adopted";
+export type ReplicaEventType = "started" | "ready" | "unready" | "exited" | "restarting" | "stopped" | "failed" | "adopted" | "memory-exceeded";
 
 export interface ReplicaEvent {
   type: ReplicaEventType;
   replica: ReplicaInfo;
-  /** Human-readable reason ("liveness failed 3 times", "exit code 1"). */
+  /** Human-readable reason ("liveness failed 3 times", "exit code 1", "memory 312 MiB over its limit 256 MiB"). */
   reason?: string;
 }
 
@@ -86,6 +88,9 @@ export interface RestartPolicy {
 }
 
 export const DEFAULT_RESTART_POLICY: RestartPolicy = { initialDelayMs: 100, multiplier: 1.5, maxDelayMs: 15_000, resetAfterMs: 30_000 };
+
+/** How often drivers sample each replica's CPU and memory (usageIntervalMs) by default. */
+export const DEFAULT_USAGE_INTERVAL_MS = 2_000;
 
 export interface RuntimeDriver {
   readonly name: string;
@@ -104,8 +109,12 @@ export interface RuntimeDriver {
    */
   stop(id: string): Promise<void>;
 
-  /** Restarts a replica now (keelson restart), resetting its backoff. */
-  restart(id: string): Promise<void>;
+  /**
+   * Restarts a replica now (keelson restart), resetting its backoff. With `options.spec` (same id),
+   * the new run uses that spec: settings that are not part of the release, such as the memory
+   * limit, take effect. Rejects with KEELSON_ERR_NOT_FOUND for an unknown replica.
+   */
+  restart(id: string, options?: { spec?: ReplicaSpec }): Promise<void>;
 
   /**
    * Takes over a replica started by an earlier control plane, if its process is
@@ -125,4 +134,23 @@ export interface RuntimeDriver {
    * a later one will adopt them).
    */
   detach(): Promise<void>;
+
+  // Fault hooks for chaos experiments. Each resolves false when the replica is unknown or has no
+  // running process (backoff, stopping), true once the signal is sent.
+
+  /**
+   * Kills the replica's process group (SIGKILL) as a crash would: the supervisor sees the exit
+   * and restarts it after its backoff. Not a stop.
+   */
+  kill(id: string): Promise<boolean>;
+
+  /**
+   * Holds the replica's process group (SIGSTOP): it keeps its port and answers nothing, so its
+   * liveness probe fails and the supervisor restarts it. `paused` shows in ReplicaInfo. A stop or
+   * restart of a paused replica continues it (SIGCONT) so that it can stop gracefully.
+   */
+  pause(id: string): Promise<boolean>;
+
+  /** Lets a paused replica's process group go on (SIGCONT). */
+  resume(id: string): Promise<boolean>;
 }

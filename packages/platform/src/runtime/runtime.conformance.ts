@@ -1,6 +1,6 @@
 // The RuntimeDriver conformance suite: every driver runs it (process and memory now,
 // docker and kubernetes later), so the control plane can rely on one set of semantics.
-// Optional harness parts (crash, newDriver) switch on the tests that need them.
+// Optional harness parts (crash, newDriver, exceedMemory) switch on the tests that need them.
 import { waitFor } from "#test-support";
 import { isKeelsonError } from "@keelson/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -16,11 +16,21 @@ export interface RuntimeConformanceHarness {
   newDriver?: () => RuntimeDriver | Promise<RuntimeDriver>;
   /** Makes a replica's process die as a crash would (kill -9); enables the crash tests. */
   crash?: (replica: ReplicaInfo) => void | Promise<void>;
+  /**
+   * Makes a running replica use well over CONFORMANCE_MEMORY_LIMIT (its spec's memoryLimitBytes,
+   * 128 MiB), as the driver's next usage sample will see; enables the memory-limit test.
+   */
+  exceedMemory?: (replica: ReplicaInfo) => void | Promise<void>;
   /** Whether replicas share the host's ports, so two cannot use one port (default true; false for kubernetes). */
   sharesHostPorts?: boolean;
   /** Deadline of each wait (default 15 s). */
   timeoutMs?: number;
 }
+
+const MIB = 1024 * 1024;
+
+/** The memory limit of the replica in the memory-limit test. */
+export const CONFORMANCE_MEMORY_LIMIT = 128 * MIB;
 
 /** Records a driver's events and waits for them with a deadline. */
 export function recordEvents(driver: RuntimeDriver, timeoutMs = 15_000) {
@@ -36,6 +46,15 @@ export function recordEvents(driver: RuntimeDriver, timeoutMs = 15_000) {
     next: (id: string, type: ReplicaEventType, skip = 0): Promise<ReplicaEvent> =>
       waitFor(() => of(id).slice(skip).find((e) => e.type === type), { timeoutMs, what: `"${type}" event of ${id} (seen: ${of(id).map((e) => e.type).join(", ")})` }),
   };
+}
+
+/**
+ * Whether an event is part of a failed start retried after a backoff: on a shared machine another
+ * process may take a restarting replica's port for a moment (PORT_IN_USE), which is not what a test
+ * of restarts is about.
+ */
+export function isStartRetry(e: ReplicaEvent): boolean {
+  return (e.type === "exited" && /; retrying in \d+ ms$/.test(e.reason ?? "")) || (e.type === "restarting" && (e.reason ?? "").startsWith("retrying the start"));
 }
 
 async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
@@ -226,6 +245,108 @@ export function describeRuntimeConformance(name: string, makeDriver: () => Promi
         expect(rec.types(spec.id).at(-1)).toBe("stopped");
         expect(h.driver.get(spec.id)).toBeUndefined();
       });
+    });
+
+    describe("fault hooks: kill, pause, resume", () => {
+      it("kill SIGKILLs the replica as a crash would: exited, backoff, restarted, ready again; false when nothing runs", async () => {
+        const spec = await h.makeSpec();
+        await h.driver.start(spec);
+        await rec.next(spec.id, "ready");
+        const seen = rec.of(spec.id).length;
+        // Asked while the replica is in its backoff (no process), kill has nothing to kill.
+        let duringBackoff: Promise<boolean> | undefined;
+        const off = h.driver.onEvent((e) => {
+          if (e.replica.spec.id === spec.id && e.type === "exited") duringBackoff ??= h.driver.kill(spec.id);
+        });
+        try {
+          expect(await h.driver.kill(spec.id)).toBe(true);
+          const exited = await rec.next(spec.id, "exited", seen);
+          expect(exited.replica).toMatchObject({ state: "backoff", exitsSinceReady: 1, restarts: 0 });
+          expect(exited.replica.lastExit?.signal).toBe("SIGKILL");
+          expect(await duringBackoff).toBe(false);
+        } finally {
+          off();
+        }
+        const again = await rec.next(spec.id, "ready", seen);
+        const retries = rec.of(spec.id).slice(seen).filter((e) => e.type === "restarting" && isStartRetry(e)).length;
+        expect(again.replica).toMatchObject({ state: "ready", restarts: 1 + retries, exitsSinceReady: 0 });
+        expect(rec.of(spec.id).slice(seen).filter((e) => !isStartRetry(e)).map((e) => e.type)).toEqual(["exited", "restarting", "started", "ready"]);
+        expect(await h.driver.kill("no-such-replica")).toBe(false);
+      });
+
+      it("pause holds the replica and shows it paused, resume lets it go on; both false for an unknown id", async () => {
+        const spec = await h.makeSpec();
+        await h.driver.start(spec);
+        await rec.next(spec.id, "ready");
+        expect(h.driver.get(spec.id)?.paused).toBe(false);
+        expect(await h.driver.pause(spec.id)).toBe(true);
+        expect(h.driver.get(spec.id)).toMatchObject({ paused: true, state: "ready" });
+        expect(h.driver.list().find((r) => r.spec.id === spec.id)?.paused).toBe(true);
+        expect(await h.driver.resume(spec.id)).toBe(true);
+        expect(h.driver.get(spec.id)?.paused).toBe(false);
+        expect(await h.driver.pause("no-such-replica")).toBe(false);
+        expect(await h.driver.resume("no-such-replica")).toBe(false);
+        // Neither is a state change of the replica.
+        expect(rec.types(spec.id)).toEqual(["started", "ready"]);
+      });
+
+      it("a paused replica restarts and stops gracefully: it is continued, not left for the SIGKILL", async () => {
+        // Longer than the test may take: a paused replica that is not continued fails by timing out.
+        const spec = await h.makeSpec({ stopTimeoutMs: 60_000 });
+        await h.driver.start(spec);
+        await rec.next(spec.id, "ready");
+        expect(await h.driver.pause(spec.id)).toBe(true);
+        const seen = rec.of(spec.id).length;
+        await h.driver.restart(spec.id);
+        const ready = await rec.next(spec.id, "ready", seen);
+        expect(ready.replica).toMatchObject({ paused: false, restarts: 1 });
+        expect(ready.replica.lastExit?.signal).not.toBe("SIGKILL");
+
+        expect(await h.driver.pause(spec.id)).toBe(true);
+        await h.driver.stop(spec.id);
+        const stopped = rec.of(spec.id).at(-1);
+        expect(stopped?.type).toBe("stopped");
+        expect(stopped?.replica.lastExit?.signal).not.toBe("SIGKILL");
+        expect(h.driver.get(spec.id)).toBeUndefined();
+      });
+    });
+
+    it("restart with a spec runs the new run with it (a changed memory limit); another replica's spec is KEELSON_ERR_INVALID_INPUT", async () => {
+      const spec = await h.makeSpec({ memoryLimitBytes: 256 * MIB });
+      await h.driver.start(spec);
+      await rec.next(spec.id, "ready");
+      const err = await rejectionOf(h.driver.restart(spec.id, { spec: await h.makeSpec() }));
+      expect(isKeelsonError(err) && err.code).toBe("KEELSON_ERR_INVALID_INPUT");
+      const seen = rec.of(spec.id).length;
+      await h.driver.restart(spec.id, { spec: { ...spec, memoryLimitBytes: 512 * MIB } });
+      const started = await rec.next(spec.id, "started", seen);
+      expect(started.replica.spec).toEqual({ ...spec, memoryLimitBytes: 512 * MIB });
+      await rec.next(spec.id, "ready", seen);
+      expect(h.driver.get(spec.id)?.spec.memoryLimitBytes).toBe(512 * MIB);
+    });
+
+    it("a replica over its memory limit is reported memory-exceeded and restarted as for a liveness failure, counting the restart", async (ctx) => {
+      if (h.exceedMemory === undefined) return ctx.skip();
+      const spec = await h.makeSpec({ memoryLimitBytes: CONFORMANCE_MEMORY_LIMIT });
+      await h.driver.start(spec);
+      const ready = await rec.next(spec.id, "ready");
+      const seen = rec.of(spec.id).length;
+      await h.exceedMemory(ready.replica);
+
+      const exceeded = await rec.next(spec.id, "memory-exceeded", seen);
+      expect(exceeded.reason).toMatch(/^memory \d+(\.\d)? MiB over its limit 128 MiB$/);
+      expect(exceeded.replica.usage?.memoryLimitBytes).toBe(CONFORMANCE_MEMORY_LIMIT);
+      expect(exceeded.replica.usage?.memoryBytes).toBeGreaterThan(CONFORMANCE_MEMORY_LIMIT);
+      const again = await rec.next(spec.id, "ready", seen);
+      const after = rec.of(spec.id).slice(seen);
+      expect(after.filter((e) => !isStartRetry(e)).map((e) => e.type)).toEqual(["memory-exceeded", "restarting", "exited", "started", "ready"]);
+      const [, restarting, exited] = after;
+      expect(restarting?.reason).toBe(exceeded.reason);
+      expect(restarting?.replica.restarts).toBe(1);
+      expect(exited?.reason).toMatch(/\(stopped for going over its memory limit\); restarting in \d+ ms$/);
+      const retries = after.filter((e) => e.type === "restarting" && isStartRetry(e)).length;
+      expect(again.replica).toMatchObject({ state: "ready", restarts: 1 + retries, exitsSinceReady: 0 });
+      if (ready.replica.pid !== undefined) expect(again.replica.pid).not.toBe(ready.replica.pid);
     });
 
     describe("detach and adopt (harness.newDriver)", () => {
