@@ -1,5 +1,7 @@
 // The control plane's wiring of flags into routing: a change to a flag a route names
-// republishes the routing table with the new definition.
+// republishes the routing table with the new definition. And what GET /v1/status shows of replicas.
+import { join } from "node:path";
+import type { StatusReport } from "@keelson/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, waitFor } from "#test-support";
 import { createReconciler } from "../delivery/index.js";
@@ -89,5 +91,66 @@ describe("control plane routing by flag", () => {
     expect(last.version).toBe(after.version + 1);
     expect(last.flags?.set.flags.unrelated).toBeUndefined();
     expect(published).toEqual([after.version, last.version]);
+  });
+});
+
+describe("control plane status", () => {
+  const silent = { info() {}, warn() {}, error() {} };
+  const MIB = 1024 * 1024;
+
+  it("GET /v1/status carries each replica's last usage sample, with its memory limit", async () => {
+    const tmp = await makeTempDir("keelson-cp-status-");
+    const store = createMemoryStore();
+    const { manifest } = parseManifest(yaml, "/tmp/shop/keelson.yaml", { checkPaths: false });
+    await store.applyDesiredState({
+      project: { name: "shop", manifestPath: "/tmp/shop/keelson.yaml", manifestHash: "h", appliedAt: new Date().toISOString() },
+      upsert: Object.entries(manifest.services).map(([name, spec]) => ({ project: "shop", name, spec: JSON.parse(JSON.stringify(spec)) as Record<string, unknown>, release: "r-aaaaaaaaaaaa" })),
+      remove: [],
+      events: [],
+    });
+    const driver = createMemoryDriver({ usageIntervalMs: 5 });
+    const reconciler = createReconciler({ store, driver, project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    const security = await createApiSecurity({ store, project: "shop", stateDir: tmp.dir });
+    const { token } = await security.tokens.create({ name: "watcher", role: "viewer", actor: "test" });
+    const cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
+    const url = await cp.listen("127.0.0.1", 0);
+    const spec = {
+      id: "checkout-r-aaaaaaaaaaaa-0",
+      project: "shop",
+      service: "checkout",
+      release: "r-aaaaaaaaaaaa",
+      index: 0,
+      cwd: tmp.dir,
+      command: "memory",
+      env: {},
+      port: 20_001,
+      readiness: undefined,
+      liveness: undefined,
+      stopTimeoutMs: 1_000,
+      startTimeoutMs: 5_000,
+      logDir: join(tmp.dir, "logs"),
+      memoryLimitBytes: 256 * MIB,
+    };
+    const instances = async (service: string) => {
+      const res = await fetch(`${url}/v1/status`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as StatusReport).services.find((s) => s.name === service)?.instances ?? [];
+    };
+    try {
+      await driver.start(spec);
+      await driver.start({ ...spec, id: "checkout-v2-r-aaaaaaaaaaaa-0", service: "checkout-v2", port: 20_002, memoryLimitBytes: undefined });
+      // Nothing sampled yet: no usage field at all.
+      expect((await instances("checkout"))[0]).not.toHaveProperty("usage");
+      driver.setUsage(spec.id, { cpuPercent: 12, memoryBytes: 48 * MIB });
+      await waitFor(() => driver.get(spec.id)?.usage, { what: "a usage sample" });
+      const [instance] = await instances("checkout");
+      expect(instance?.usage).toEqual({ cpuPercent: 12, memoryBytes: 48 * MIB, memoryLimitBytes: 256 * MIB, at: expect.any(String) as string });
+      expect((await instances("checkout-v2"))[0]).not.toHaveProperty("usage");
+    } finally {
+      await Promise.all(driver.list().map((r) => driver.stop(r.spec.id)));
+      await reconciler.stop();
+      await cp.close();
+      await tmp.cleanup();
+    }
   });
 });

@@ -9,7 +9,8 @@ import { Counter, Registry } from "prom-client";
 import { listPipelineRuns, type ApplyProgress, type DeployOptions, type Log, type Reconciler } from "../delivery/index.js";
 import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
 import { loadManifest, type RouteAuthOut, type ServiceSpec } from "../manifest/index.js";
-import { readReplicaLogs, type RuntimeDriver } from "../runtime/index.js";
+import { readReplicaLogs, type ChaosController, type RuntimeDriver } from "../runtime/index.js";
+import type { Autoscaler } from "../autoscale/index.js";
 import type { Store } from "../store/index.js";
 import {
   buildServiceMap,
@@ -30,6 +31,7 @@ import type { Principal } from "../security/index.js";
 import { applyDeclaredFlags, createExperiments, createFlagService, type FlagService } from "../flags/index.js";
 import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
+import { addOperationsRoutes } from "./operations-routes.js";
 import { actorName, authenticate, changeOf, checkAccess, noteChange, principalOf, type Credentials } from "./access.js";
 import { readJson, sendError, sendJson, type Access, type Handler } from "./http.js";
 import { addSecurityRoutes, type SecurityServices } from "./security-routes.js";
@@ -61,6 +63,10 @@ export interface ControlPlaneOptions {
   routeAuth?: (service: string, auth: Exclude<RouteAuthOut, "public">) => Promise<RouteAuth>;
   /** Serve HTTPS with this PEM certificate and key (manifest security.api.tls). */
   tls?: { cert: string; key: string };
+  /** The autoscaler (its decisions, waking services scaled to zero); without it those endpoints answer 404. */
+  autoscaler?: Autoscaler;
+  /** Chaos experiments; their gateway faults go into the routing table. */
+  chaos?: ChaosController;
   /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
   telemetry?: {
     metricStore: MetricStore;
@@ -95,6 +101,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     flags: () => flags.snapshot(),
     ...(options.identityTrust ? { identity: options.identityTrust } : {}),
     ...(options.routeAuth ? { routeAuth: options.routeAuth } : {}),
+    ...(options.chaos ? { faults: options.chaos.faults } : {}),
   });
   const sseClients = new Set<ServerResponse>();
   let applying = false;
@@ -105,6 +112,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
 
   reconciler.onChange(() => {
     void routing.refresh().catch((err: unknown) => log.error({ err }, "routing refresh failed"));
+  });
+  const unsubscribeChaos = options.chaos?.subscribe(() => {
+    void routing.refresh().catch((err: unknown) => log.error({ err }, "routing refresh after a chaos fault changed failed"));
   });
   const unsubscribeFlags = flags.subscribe(() => {
     void routing.refresh().catch((err: unknown) => log.error({ err }, "routing refresh after a flag change failed"));
@@ -142,6 +152,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           restarts: r.restarts,
           startedAt: r.startedAt,
           lastExit: r.lastExit,
+          ...(r.usage === undefined ? {} : { usage: r.usage }),
         }));
       const ready = instances.filter((i) => i.state === "ready" && i.release === s.release);
       return {
@@ -182,6 +193,15 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
 
   const flagRoutes = addFlagRoutes(route, { flags, actorOf, store, project, log, ...(options.now ? { now: options.now } : {}) });
   addExperimentRoutes(route, { experiments: createExperiments({ store, project, flags }), usage: flagRoutes.usage });
+  addOperationsRoutes(route, {
+    store,
+    project,
+    actorOf,
+    serviceParam,
+    pid: process.pid,
+    ...(options.autoscaler ? { autoscaler: options.autoscaler } : {}),
+    ...(options.chaos ? { chaos: options.chaos } : {}),
+  });
 
   // Unauthenticated on purpose (liveness probes, `keelson up` finding its control plane): it says only that it runs, and for which project.
   route("GET", "/healthz", "public", async (_req, res) => sendJson(res, 200, { status: "ok", project }));
@@ -539,6 +559,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     async close() {
       clearInterval(heartbeat);
       unsubscribeFlags();
+      unsubscribeChaos?.();
       await flagRoutes.close();
       for (const res of sseClients) res.end();
       sseClients.clear();

@@ -14,7 +14,7 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, params: Record
  * - `admin`: admin tokens.
  * - `telemetry`: services (identity token), the gateway and admins: OTLP ingest.
  * - `evaluate`: services and any user token: flag evaluation, experiment events.
- * - `watch`: the gateway and any user token: the routing table stream.
+ * - `watch`: the gateway and any user token: the routing table stream, and waking a service scaled to zero.
  * - `{ deploy: "name" }`: changes one service, named by that path parameter: admins, and deployers of its owner team.
  * - `{ flag: "key" }`: changes one flag, named by that path parameter: admins, and deployers of the flag's owner team.
  */

@@ -7,7 +7,8 @@ import { pino } from "pino";
 import type { EventKind, IdentityTrust } from "@keelson/protocol";
 import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
 import { loadManifest, meshPortOf, mtlsEnabled, type Manifest } from "../manifest/index.js";
-import { createProcessDriver } from "../runtime/index.js";
+import { createChaosController, createProcessDriver } from "../runtime/index.js";
+import { createAutoscaler, createGatewayLoadReader } from "../autoscale/index.js";
 import { createSqliteStore } from "../store/index.js";
 import {
   collectProcessMetrics,
@@ -149,6 +150,22 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       };
     },
   });
+  // Autoscaling reads the gateway's live window (GET /stats) and the runtime's replicas; its
+  // decisions go through the reconciler like any change of replica count.
+  const autoscaler = createAutoscaler({
+    store,
+    project,
+    load: createGatewayLoadReader({ statsUrls: () => [gatewayAdmin], replicas: () => driver.list(), project }),
+    scale: (service, replicas) => reconciler.scale(service, replicas, "autoscaler", { autoscaler: true }),
+    log,
+  });
+  const chaos = createChaosController({
+    store,
+    project,
+    driver,
+    services: async () => (await store.listServices(project)).map((s) => s.name),
+    log: (level, msg, fields) => log[level](fields ?? {}, msg),
+  });
   const incidents = createIncidentMonitor({
     store,
     project,
@@ -176,6 +193,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     log,
     registry,
     telemetry: { metricStore, scraper, incidents, traces, otlpReceiver },
+    autoscaler,
+    chaos,
     security,
     ...(manifest?.security.api?.tls
       ? { tls: { cert: await readFile(resolve(dir, manifest.security.api.tls.cert), "utf8"), key: await readFile(resolve(dir, manifest.security.api.tls.key), "utf8") } }
@@ -195,6 +214,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   log.info({ adopted: adopted.length, lost: lost.length }, "re-adopted running replicas");
   await store.appendEvent({ project, kind: "controlplane.started", actor: "controlplane", subject: `project/${project}`, details: { pid: process.pid, url, adopted, lost } });
   reconciler.start();
+  autoscaler.start();
   scraper.start();
   incidents.start();
   await cp.routing.refresh();
@@ -206,6 +226,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     (stopping ??= (async () => {
       log.info("control plane stopping; replicas keep running");
       issuer.stop();
+      await chaos.close();
+      await autoscaler.stop();
       await incidents.stop({ graceMs: 2000 });
       await scraper.stop();
       await reconciler.stop();
