@@ -713,11 +713,31 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     });
   }
 
+  /**
+   * Stops replica processes of this project that nothing supervises after adoption: a control
+   * plane killed between starting a replica and recording it leaves one running, unknown to the
+   * store, holding its port and writing to the service's data.
+   */
+  async function reapStrays(): Promise<void> {
+    if (driver.reapStrays === undefined) return;
+    try {
+      const reaped = await driver.reapStrays({ env: REPLICA_ENV.DATA_DIR, prefix: `${join(stateDir, "data")}/` });
+      for (const r of reaped) {
+        await event("replica.stopped", `replica/${r.replica ?? `pid-${r.pid}`}`, { pid: r.pid, reason: "a replica process no control plane recorded (started just before the last control plane died)" });
+      }
+    } catch (err) {
+      log.warn({ err }, "could not look for unrecorded replica processes");
+    }
+  }
+
   async function resume(): Promise<{ adopted: string[]; lost: string[] }> {
     const adopted: string[] = [];
     const lost: string[] = [];
     const records = await store.listReplicas(project);
-    if (records.length === 0) return { adopted, lost };
+    if (records.length === 0) {
+      await reapStrays();
+      return { adopted, lost };
+    }
     const dir = await manifestDir();
     for (const rec of records) {
       const service = await store.getService(project, rec.service);
@@ -741,6 +761,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         await event("replica.stopped", `replica/${rec.id}`, { service: rec.service, reason: "gone while the control plane was down" });
       }
     }
+    await reapStrays();
     notify();
     return { adopted, lost };
   }

@@ -90,6 +90,18 @@ describe("chaos controller", () => {
     expect((await store.listEvents({ kinds: ["chaos.stopped"] }))[0]?.details).toMatchObject({ experiment: x.id, state: "stopped", injections: 1 });
   });
 
+  it("hangs a hung replica again once the runtime has restarted it", async () => {
+    await setup([["orders", 1]]);
+    const x = await chaos.start({ kind: "hang", service: "orders", durationMs: 10_000, intervalMs: 100, allowLast: true }, "user:ops");
+    const id = x.recent[0]?.replica as string;
+    expect(driver.get(id)?.paused).toBe(true);
+    // Its liveness probe failing would do this.
+    await driver.restart(id);
+    await waitFor(() => (driver.get(id)?.state === "ready" ? true : undefined));
+    await waitFor(() => (x.injections >= 2 && driver.get(id)?.paused === true ? true : undefined));
+    expect(x.recent.map((i) => i.replica)).toEqual([id, id]);
+  });
+
   it("publishes latency and error faults with their end time while they run, and tells subscribers", async () => {
     await setup([["orders", 1]]);
     let changes = 0;

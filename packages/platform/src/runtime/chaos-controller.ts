@@ -89,7 +89,7 @@ const RECENT = 20;
 interface Running {
   experiment: ChaosExperiment;
   timers: NodeJS.Timeout[];
-  /** Replicas this experiment hung and has not resumed. */
+  /** Replicas this experiment hung and has not resumed (resumed when it ends; harmless if the runtime restarted them). */
   paused: Set<string>;
 }
 
@@ -180,11 +180,15 @@ export function createChaosController(options: ChaosControllerOptions): ChaosCon
     }
   }
 
-  /** Ready replicas this experiment may hit now: never one it already hung, never a service's last one unless allowed. */
+  /**
+   * Ready replicas this experiment may hit now: never one that is hung already (a hung replica
+   * that the runtime restarted runs again and may be hung again), never a service's last ready
+   * one unless allowed.
+   */
   function candidates(run: Running): string[] {
     const x = run.experiment;
     const mine = driver.list().filter((r) => r.spec.project === project);
-    const ready = mine.filter((r) => r.state === "ready" && !run.paused.has(r.spec.id));
+    const ready = mine.filter((r) => r.state === "ready" && r.paused !== true);
     const readyByService = new Map<string, number>();
     for (const r of ready) readyByService.set(r.spec.service, (readyByService.get(r.spec.service) ?? 0) + 1);
     return ready

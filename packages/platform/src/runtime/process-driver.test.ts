@@ -530,6 +530,28 @@ describe("process driver", () => {
     expect(rec1.types(spec.id)).toEqual(["started", "ready"]);
   });
 
+  it("reapStrays stops replica processes of this project that nothing supervises, and leaves supervised and other projects' ones alone", async () => {
+    const marker = `${dir}/data/`;
+    const first = make();
+    const rec = recordEvents(first);
+    const kept = await appSpec(dir, { env: { KEELSON_DATA_DIR: `${marker}web` } });
+    const stray = await appSpec(dir, { env: { KEELSON_DATA_DIR: `${marker}web` } });
+    const other = await appSpec(dir, { env: { KEELSON_DATA_DIR: `${dir}-elsewhere/data/web` } });
+    for (const s of [kept, stray, other]) await first.start(s);
+    const pids = await Promise.all([kept, stray, other].map(async (s) => (await rec.next(s.id, "ready")).replica.pid as number));
+    // A control plane died: the next one adopts only the replica it had recorded.
+    await first.detach();
+    const second = make();
+    const info = await second.adopt(kept, { pid: pids[0] as number, pidStartTime: readProcStat(pids[0] as number)?.startTime, restarts: 0, startedAt: undefined });
+    expect(info?.pid).toBe(pids[0]);
+    const reaped = await second.reapStrays!({ env: "KEELSON_DATA_DIR", prefix: marker }, 5_000);
+    expect(reaped).toEqual([{ pid: pids[1], replica: stray.id }]);
+    await waitFor(async () => ((await processGroupMembers(pids[1] as number)).length === 0 ? true : undefined));
+    expect(isProcessRunning(pids[0] as number, undefined)).toBe(true);
+    expect(isProcessRunning(pids[2] as number, undefined)).toBe(true);
+    expect(await second.reapStrays!({ env: "KEELSON_DATA_DIR", prefix: marker })).toEqual([]);
+  });
+
   it("adopt refuses a pid whose start time differs, and a pid that is gone", async () => {
     const driver = make();
     const spec = await appSpec(dir);

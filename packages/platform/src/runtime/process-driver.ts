@@ -11,6 +11,7 @@ import { isProcessRunning, processGroupMembers, readProcStat } from "./proc-stat
 import { createLogCollector, replicaLogPaths } from "./replica-logs.js";
 import type { LogCollector } from "./replica-logs.js";
 import { startProbeLoops } from "./replica-probes.js";
+import { findStrayGroups, stopGroups } from "./stray-processes.js";
 import { createSupervisor } from "./replica-supervisor.js";
 import type { AdoptRecord, FaultSignal, HostedRun, ReplicaHost, RunContext, RunExit, RunUsage, RuntimeLog } from "./replica-supervisor.js";
 import type { ReplicaSpec, RestartPolicy, RuntimeDriver } from "./runtime-driver.js";
@@ -168,7 +169,19 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Runtime
     },
   };
 
-  return createSupervisor({ name: "process", host, restartPolicy: options.restartPolicy, log, usageIntervalMs: options.usageIntervalMs });
+  const supervisor = createSupervisor({ name: "process", host, restartPolicy: options.restartPolicy, log, usageIntervalMs: options.usageIntervalMs });
+  return {
+    ...supervisor,
+    async reapStrays(match, timeoutMs = 5_000) {
+      // A replica's process group is led by the shell it was spawned with: its pid is the group id.
+      const keep = new Set(supervisor.list().flatMap((r) => (r.pid === undefined ? [] : [r.pid])));
+      const strays = await findStrayGroups({ name: match.env, prefix: match.prefix }, keep);
+      if (strays.length === 0) return [];
+      for (const s of strays) log("warn", "stopping a replica process no control plane supervises", { pgid: s.pgid, replica: s.replica });
+      await stopGroups(strays.map((s) => s.pgid), timeoutMs);
+      return strays.map((s) => ({ pid: s.pgid, replica: s.replica }));
+    },
+  };
 }
 
 interface ProcessRunOptions {

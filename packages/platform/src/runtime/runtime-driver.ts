@@ -135,6 +135,14 @@ export interface RuntimeDriver {
    */
   detach(): Promise<void>;
 
+  /**
+   * Stops replica processes this driver does not supervise whose environment has `env` starting
+   * with `prefix` (a control plane killed between starting a replica and recording it leaves
+   * one behind). Call after adopting. Returns what it stopped. Drivers whose engine keeps its
+   * own records (containers) may not need it.
+   */
+  reapStrays?(match: { env: string; prefix: string }, timeoutMs?: number): Promise<Array<{ pid: number; replica: string | undefined }>>;
+
   // Fault hooks for chaos experiments. Each resolves false when the replica is unknown or has no
   // running process (backoff, stopping), true once the signal is sent.
 
