@@ -116,9 +116,13 @@ export function addOperationsCommands(program: Command): void {
     const { service: _ignored, ...rest } = body;
     const started = await api.post<ChaosExperiment>(path, body.service === undefined ? body : rest);
     if (opts.json && opts.detach) return print(JSON.stringify(started, null, 2));
-    print(`${color.yellow("⚡")} ${started.id}: ${describeExperiment(started)}, until ${time(started.endsAt)}`);
+    // With --json, stdout is only the final experiment, for scripts.
+    const say = (line: string) => {
+      if (!opts.json) print(line);
+    };
+    say(`${color.yellow("⚡")} ${started.id}: ${describeExperiment(started)}, until ${time(started.endsAt)}`);
     if (opts.detach) return print(color.dim(`running in the control plane; \`keelson chaos stop ${started.id}\` ends it early`));
-    print(color.dim("Ctrl-C stops the experiment"));
+    say(color.dim("Ctrl-C stops the experiment"));
     let interrupted = false;
     void untilSignal().then(() => (interrupted = true));
     const seen = new Set<string>();
@@ -131,7 +135,7 @@ export function addOperationsCommands(program: Command): void {
         const key = `${i.at} ${i.replica}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        print(`  ${time(i.at)} ${current.kind === "kill" ? "killed" : "hung"} ${i.replica} (pid ${i.pid ?? "?"})`);
+        say(`  ${time(i.at)} ${current.kind === "kill" ? "killed" : "hung"} ${i.replica} (pid ${i.pid ?? "?"})`);
       }
       if (current.state !== "running") break;
       if (interrupted) {
