@@ -16,6 +16,8 @@ export interface ReplicaStatus {
   lastExit: { code: number | null; signal: string | null; at: string } | undefined;
   /** Last sample of what the replica's process group uses (absent where the runtime cannot tell). */
   usage?: ReplicaUsage;
+  /** Held by a chaos experiment (`keelson chaos hang`): it accepts connections and answers nothing. */
+  paused?: boolean;
 }
 
 /** CPU and memory of one replica, sampled by the runtime. */

@@ -153,6 +153,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           startedAt: r.startedAt,
           lastExit: r.lastExit,
           ...(r.usage === undefined ? {} : { usage: r.usage }),
+          ...(r.paused === true ? { paused: true } : {}),
         }));
       const ready = instances.filter((i) => i.state === "ready" && i.release === s.release);
       return {

@@ -97,7 +97,7 @@ function formatServiceStatus(svc: StatusReport["services"][number], gw: GatewayS
         return [
           i.id,
           i.release,
-          i.state === "ready" ? color.green(i.state) : color.yellow(i.state),
+          i.paused ? color.red(`${i.state}, hung`) : i.state === "ready" ? color.green(i.state) : color.yellow(i.state),
           String(i.pid ?? "-"),
           String(i.port),
           String(i.restarts),
