@@ -12,6 +12,7 @@
 import { performance } from "node:perf_hooks";
 import { createAutoscaler } from "../packages/platform/dist/autoscale/index.js";
 import { createMemoryStore } from "../packages/platform/dist/store/index.js";
+import { rng } from "./seeded-random.mjs";
 
 /** The simulated service: per-replica concurrency capacity, service time, start time. */
 export const SERVICE = { capacity: 20, serviceMs: 100, startMs: 800 };
@@ -30,18 +31,6 @@ export const SCENARIOS = {
   step: { label: "(1) step from 200 to 1000 req/s (5x)", baseRps: 200, stepRps: 1000, replicas: 2, stepAtS: 120, afterS: 180, targetS: 10 },
   noise: { label: "(2) 800 req/s ±20% noise (a new level every 5 s) for 30 min", baseRps: 800, noise: 0.2, noiseEveryS: 5, replicas: 8, durationS: 1800, windowS: 300, maxChangesPerWindow: 1 },
 };
-
-/** mulberry32: a small, fast, seedable PRNG. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The service's replicas and their traffic, one bin per simulated second. */
 function createCluster(initialReplicas) {

@@ -10,20 +10,9 @@
 import { performance } from "node:perf_hooks";
 import { DEFAULT_ANALYSIS, judge, startAnalysis } from "../packages/platform/dist/delivery/index.js";
 import { DURATION_BUCKETS_S } from "../packages/platform/dist/gateway/gateway-metrics.js";
+import { rng } from "./seeded-random.mjs";
 
 const BOUNDS = [...DURATION_BUCKETS_S, Infinity];
-
-/** mulberry32: a small, fast, seedable PRNG. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(random) {
   let u = 0;
