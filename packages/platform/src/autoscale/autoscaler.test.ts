@@ -316,6 +316,17 @@ describe("createAutoscaler", () => {
     expect((await h.events("autoscale.scaled")).map((e) => e.details)).toMatchObject([{ from: 1, to: 0, reason: "scale-to-zero", idleForMs: 300_000 }]);
   });
 
+  it("goes to zero after scaleToZero.idle even when that is shorter than the scale-down window (KEDA's cooldown)", async () => {
+    const h = await setup(orders({ min: 0, max: 4, scaleToZero: { idle: "1m" } }, 2));
+    h.loads.set("orders", load(2, 0, { requests: 0 }));
+    await h.autoscaler.tick();
+    await h.run(58_000, 2_000);
+    expect(await h.replicas()).toBe(2);
+    await h.run(2_000, 2_000);
+    expect(await h.replicas()).toBe(0);
+    expect((await h.events("autoscale.scaled")).map((e) => e.details)).toMatchObject([{ from: 2, to: 0, reason: "scale-to-zero", idleForMs: 60_000 }]);
+  });
+
   it("follows load up and back down through a whole episode", async () => {
     const h = await setup(orders({ min: 1, max: 20 }, 2));
     h.loads.set("orders", demand(h, 20, 2));

@@ -567,6 +567,15 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
   if (current < config.min) return { ...base, outcome: "scale", reason: "below-min", message: `${current} replicas is below min ${config.min}`, to: config.min };
   if (load === undefined) return hold("metrics-unavailable", input.unavailable ?? "the metrics source gave nothing: holding the current count");
 
+  // Idle for `scaleToZero.idle`: the last replicas go at once (KEDA's cooldown). The idle time is
+  // this step's stabilization; HPA's window, meant for counts that still serve load, would keep
+  // the service at one replica for another five minutes.
+  const zeroAfterMs = config.scaleToZero?.idleMs ?? AUTOSCALE_DEFAULTS.scaleToZero.idleMs;
+  if (config.min === 0 && current > 0 && load.requests === 0 && idleForMs >= zeroAfterMs) {
+    memory.recommendations = [];
+    return { ...base, outcome: "scale", reason: "scale-to-zero", message: `no requests for ${seconds(idleForMs)}: scaling to zero`, to: 0 };
+  }
+
   const proposals = proposeReplicas(config, current, load);
   if (proposals.desired === undefined || proposals.invalid !== undefined) return hold("metrics-invalid", proposals.invalid ?? "no measure could be computed", { measures: proposals.measures });
   const recommendation = proposals.desired;
