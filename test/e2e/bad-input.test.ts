@@ -37,6 +37,32 @@ describe("keelson CLI on bad input", () => {
     expect(r.stderr).toContain("KEELSON_ERR_MANIFEST_INVALID");
   });
 
+  it("names each autoscale setting that cannot be met, and chaos options that make no sense", async () => {
+    await writeFile(
+      join(dir, "keelson.yaml"),
+      ["project: bad", "services:", "  api:", "    owner: web", "    path: .", "    start: node x.js", "    autoscale:", "      min: 3", "      max: 2", "      target: { inflight: 0, memory: 50 }", "    resources: { memory: 10kb }", ""].join("\n"),
+    );
+    const r = await keelson(["validate", dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/services\.api\.autoscale\.target\.inflight: /);
+    expect(r.stderr).toMatch(/services\.api\.autoscale\.target\.memory: unknown key/);
+    expect(r.stderr).toMatch(/services\.api\.resources\.memory: .*at least 1mb/);
+    await writeFile(join(dir, "keelson.yaml"), ["project: bad", "services:", "  api:", "    owner: web", "    path: .", "    start: node x.js", "    autoscale: { min: 3, max: 2 }", ""].join("\n"));
+    const minMax = await keelson(["validate", dir]);
+    expect(minMax.stderr).toMatch(/services\.api\.autoscale\.min: must not exceed autoscale\.max/);
+    // The CLI checks its own arguments before it looks for a control plane (usage errors: exit 2).
+    for (const [args, message] of [
+      [["chaos", "error", "api", "--share", "150%", "-C", dir], /--share.*at most 1/],
+      [["chaos", "kill", "-C", dir], /name a service, or pass --all/],
+      [["chaos", "latency", "api", "--delay", "soon", "-C", dir], /expected a duration like/],
+      [["chaos", "error", "api", "--status", "200", "-C", dir], /HTTP status 400-599/],
+    ] as const) {
+      const c = await keelson([...args]);
+      expect(c.code, args.join(" ")).toBe(2);
+      expect(c.stderr, args.join(" ")).toMatch(message);
+    }
+  });
+
   it("fails `up` for a service that exits at once, shows its last log lines, and keeps the healthy one running", async () => {
     const [cpPort, gwPort, adminPort, meshPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     await mkdir(join(dir, "ok"), { recursive: true });

@@ -11,6 +11,7 @@
 //      comes back under the SLO
 //  (e) a release that crash-loops at start: restarts back off, the control plane stays calm, the
 //      rollout rolls back and the old release serves throughout
+//  (f) `keelson chaos latency` as a user runs it: the delay shows, Ctrl-C ends it
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -348,6 +349,38 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     for (const d of byReplica) for (let i = 1; i < d.length; i++) expect(d[i]).toBeGreaterThan(d[i - 1] as number);
     expect(cpu).toBeLessThan(0.5);
   }, 240_000);
+
+  it("(f) keelson chaos latency: clients see the delay while it runs, and Ctrl-C stops it and takes it out", async () => {
+    const path = targets.find((t) => t.label === "recommendations")?.path as string;
+    const timed = async () => {
+      const t0 = performance.now();
+      const res = await fetch(`${gateway}${path}`);
+      await res.arrayBuffer();
+      return { status: res.status, ms: performance.now() - t0, fault: res.headers.get("x-keelson-fault") };
+    };
+    const child = spawn(process.execPath, [BIN, "chaos", "latency", "recommendations", "--delay", "300ms", "--duration", "60s", "-C", dir], { env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    await waitFor(() => (out.includes("Ctrl-C stops the experiment") ? true : undefined), { timeoutMs: 20_000, what: `the experiment to start; output so far:\n${out}` });
+    // The gateway follows the routing table within moments.
+    const slow = await waitFor(async () => {
+      const r = await timed();
+      return r.ms >= 300 ? r : undefined;
+    }, { timeoutMs: 10_000, what: "the injected delay" });
+    expect(slow.status).toBe(200);
+    child.kill("SIGINT");
+    expect(await exited).toBe(0);
+    expect(out).toMatch(/stopped by user:/);
+    const list = JSON.parse((await keelson(["chaos", "list", "-C", dir, "--json"])).stdout) as Array<{ kind: string; state: string }>;
+    expect(list.find((x) => x.kind === "latency")?.state).toBe("stopped");
+    const fast = await waitFor(async () => {
+      const r = await timed();
+      return r.ms < 250 ? r : undefined;
+    }, { timeoutMs: 10_000, what: "the delay to be gone" });
+    report.f = { injectedDelayMs: 300, observedMs: Math.round(slow.ms), afterStopMs: Math.round(fast.ms) };
+  }, 60_000);
 });
 
 /** utime + stime of a process, in clock ticks (USER_HZ, 100 on Linux). */

@@ -46,7 +46,8 @@ function describeDecision(e: KeelsonEvent): string {
   const d = e.details as { from?: number; to?: number; message?: string; reason?: string; metrics?: Array<{ measure: string; current?: number; target?: number }> };
   const metrics = (d.metrics ?? []).map((m) => `${m.measure} ${m.current === undefined ? "?" : round(m.current)}/${m.target === undefined ? "?" : round(m.target)}`).join(", ");
   const what = e.kind === "autoscale.scaled" ? `${color.cyan("scaled")} ${d.from} → ${d.to}` : e.kind === "service.activated" ? `${color.green("activated")} ${d.from ?? 0} → ${d.to}` : color.yellow(`held at ${d.from}`);
-  return [time(e.at), what, d.message ?? d.reason ?? "", metrics ? `(${metrics})` : ""].filter((x) => x !== "").join("  ");
+  // The autoscaler's message already names the deciding measure; without one, list them.
+  return [time(e.at), what, d.message ?? [d.reason, metrics].filter(Boolean).join(": ")].filter((x) => x !== undefined && x !== "").join("  ");
 }
 
 const round = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(2));
@@ -166,8 +167,8 @@ export function addOperationsCommands(program: Command): void {
       .addOption(new Option("--interval <duration>", "time between kills").argParser(duration).default(10_000, "10s"))
       .option("--version <release>", "only replicas of this release")
       .option("--allow-last", "may kill a service's last ready replica (an outage, not a replica failure)"),
-  ).action(async (service: string | undefined, opts: { dir: string; all?: boolean; interval: number; duration: number; version?: string; allowLast?: boolean; detach?: boolean; json?: boolean }) => {
-    if ((service === undefined) === (opts.all !== true)) throw new InvalidArgumentError("name a service, or pass --all for every service");
+  ).action(async (service: string | undefined, opts: { dir: string; all?: boolean; interval: number; duration: number; version?: string; allowLast?: boolean; detach?: boolean; json?: boolean }, cmd: Command) => {
+    if ((service === undefined) === (opts.all !== true)) cmd.error("error: name a service, or pass --all for every service");
     await run(opts.dir, { kind: "kill", ...(service ? { service } : {}), durationMs: opts.duration, intervalMs: opts.interval, ...(opts.version ? { version: opts.version } : {}), ...(opts.allowLast ? { allowLast: true } : {}) }, opts);
   });
 
@@ -181,8 +182,8 @@ export function addOperationsCommands(program: Command): void {
       .addOption(new Option("--hang-for <duration>", "how long each replica stays hung (default: until the experiment ends)").argParser(duration))
       .option("--version <release>", "only replicas of this release")
       .option("--allow-last", "may hang a service's last ready replica"),
-  ).action(async (service: string | undefined, opts: { dir: string; all?: boolean; interval: number; duration: number; hangFor?: number; version?: string; allowLast?: boolean; detach?: boolean; json?: boolean }) => {
-    if ((service === undefined) === (opts.all !== true)) throw new InvalidArgumentError("name a service, or pass --all for every service");
+  ).action(async (service: string | undefined, opts: { dir: string; all?: boolean; interval: number; duration: number; hangFor?: number; version?: string; allowLast?: boolean; detach?: boolean; json?: boolean }, cmd: Command) => {
+    if ((service === undefined) === (opts.all !== true)) cmd.error("error: name a service, or pass --all for every service");
     await run(
       opts.dir,
       { kind: "hang", ...(service ? { service } : {}), durationMs: opts.duration, intervalMs: opts.interval, ...(opts.hangFor ? { hangMs: opts.hangFor } : {}), ...(opts.version ? { version: opts.version } : {}), ...(opts.allowLast ? { allowLast: true } : {}) },
