@@ -235,8 +235,18 @@ export function addOperationsCommands(program: Command): void {
       process.kill(pid, `SIG${opts.signal}`);
       while (isAlive(pid) && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 50));
       if (isAlive(pid)) throw new KeelsonError("KEELSON_ERR_RUNTIME", `the control plane (pid ${pid}) is still running 20 s after SIG${opts.signal}`);
-      if (!opts.json) print(`${color.yellow("⚡")} control plane pid ${pid} stopped with SIG${opts.signal} after ${ms(Date.now() - t0)}; down for ${ms(opts.down)}`);
-      await new Promise((r) => setTimeout(r, opts.down));
+      if (!opts.json) print(`${color.yellow("⚡")} control plane pid ${pid} stopped with SIG${opts.signal} after ${ms(Date.now() - t0)}; down for ${ms(opts.down)} (Ctrl-C starts it now)`);
+      // Ctrl-C ends the outage early: the control plane is always started again.
+      let wake: (() => void) | undefined;
+      const onSignal = () => wake?.();
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, opts.down);
+      });
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
       const url = new URL(cp.url);
       const project = before.project;
       const restarted = await ensureControlPlane({ dir, stateDir, host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port), gatewayUrl: before.gateway.url, project });
