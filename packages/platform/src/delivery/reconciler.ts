@@ -8,7 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { KeelsonError, REPLICA_ENV, type EventKind } from "@keelson/protocol";
 import { readFlagState, type DeclaredFlagsResult, type FlagState } from "../flags/index.js";
 import type { LoadedManifest, ProbeSpec, ServiceSpec } from "../manifest/index.js";
-import { lastLogLines, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
+import { lastLogLines, rawLogTail, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
 import type { EventInput, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "../store/index.js";
 import { computePlan, toPlain, withOwnedReplicas, type Plan } from "./plan.js";
 import { createPipelineRunner, type PipelineOutcome, type PipelineProgress, type PipelineRunner, type PipelineSource, type ScanHook } from "./pipeline.js";
@@ -696,7 +696,9 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
 
   async function failureMessage(name: string, why: string, replicas: ReplicaInfo[]): Promise<string> {
     const sample = replicas.find((r) => !r.everReady) ?? replicas.find((r) => r.state !== "ready");
-    const lines = sample ? await lastLogLines(sample.spec.logDir, sample.spec.id, 10).catch(() => []) : [];
+    let lines: Array<string | { line: string }> = sample ? await lastLogLines(sample.spec.logDir, sample.spec.id, 10).catch(() => []) : [];
+    // A replica that crashed moments ago may not have had its output collected yet: read its raw capture.
+    if (sample && lines.length === 0) lines = await rawLogTail(sample.spec.logDir, sample.spec.id, 10).catch(() => []);
     const prefix = why.startsWith(`services.${name}`) ? why : `services.${name}: ${why}`;
     return `${prefix}${lines.length ? `\n  last log lines of ${sample?.spec.id}:\n${lines.map((l) => `    ${typeof l === "string" ? l : l.line}`).join("\n")}` : ""}`;
   }
