@@ -144,6 +144,18 @@ describe("createGatewayLoadReader", () => {
     expect(g.queries).toEqual(["/stats?window=1", "/stats?window=3", "/stats?window=60"]);
   });
 
+  it("fetches once per gateway for the looks of one round, and again once the snapshot is older than shareMs", async () => {
+    const g = await gateway(snapshot([]));
+    let t = AT;
+    const reader = createGatewayLoadReader({ statsUrls: () => [g.url], replicas: () => RUNTIME, now: () => t, shareMs: 500 });
+    const [orders, cart] = await Promise.all([reader.read("orders", 10_000), reader.read("cart", 10_000)]);
+    expect([orders?.service, cart?.service]).toEqual(["orders", "cart"]);
+    expect(g.queries).toEqual(["/stats?window=10"]);
+    t += 2_000;
+    await reader.read("orders", 10_000);
+    expect(g.queries).toEqual(["/stats?window=10", "/stats?window=10"]);
+  });
+
   it("reports no p95 and zero requests for a service without traffic", async () => {
     const g = await gateway(snapshot([series("orders", "orders-0", 0, 0, 50)]));
     const reader = createGatewayLoadReader({ statsUrls: () => [g.url], replicas: () => [replica("orders-0", "ready", { startedAgoMs: 60_000 })], now: () => AT });

@@ -20,6 +20,8 @@ export interface GatewayLoadReaderOptions {
   timeoutMs?: number;
   /** Wall clock in ms, the clock of the runtime's `startedAt` (default Date.now). */
   now?: () => number;
+  /** Reads within this many ms of a fetch (same window and gateways) reuse its snapshots (default 500). */
+  shareMs?: number;
 }
 
 /** Replica states that still belong to the service; stopping, stopped and failed replicas are left out (HPA ignores deleted and failed pods). */
@@ -36,12 +38,21 @@ export function createGatewayLoadReader(options: GatewayLoadReaderOptions): Load
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 2_000;
   const now = options.now ?? Date.now;
+  // One snapshot holds every service: the looks of one round (same window, same gateways) share
+  // one fetch per gateway instead of asking again for each autoscaled service.
+  const shareMs = options.shareMs ?? 500;
+  let shared: { key: string; atMs: number; snapshots: Promise<Array<StatsSnapshot | undefined>> } | undefined;
   return {
     async read(service, windowMs) {
       const urls = options.statsUrls();
       if (urls.length === 0) return undefined;
       const seconds = Math.max(1, Math.min(60, Math.round(windowMs / 1_000)));
-      const snapshots = await Promise.all(urls.map((url) => readStats(doFetch, url, seconds, timeoutMs)));
+      const key = `${seconds} ${urls.join(" ")}`;
+      const t = now();
+      if (shared === undefined || shared.key !== key || t - shared.atMs > shareMs) {
+        shared = { key, atMs: t, snapshots: Promise.all(urls.map((url) => readStats(doFetch, url, seconds, timeoutMs))) };
+      }
+      const snapshots = await shared.snapshots;
       if (snapshots.some((s) => s === undefined)) return undefined;
       return serviceLoadFromSnapshots({ service, snapshots: snapshots as StatsSnapshot[], replicas: options.replicas(), atMs: now(), ...(options.project === undefined ? {} : { project: options.project }) });
     },
