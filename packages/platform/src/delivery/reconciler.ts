@@ -8,7 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { KeelsonError, REPLICA_ENV, type EventKind } from "@keelson/protocol";
 import { readFlagState, type DeclaredFlagsResult, type FlagState } from "../flags/index.js";
 import type { LoadedManifest, ProbeSpec, ServiceSpec } from "../manifest/index.js";
-import { lastLogLines, rawLogTail, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
+import { lastLogLines, type LogLine, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
 import type { EventInput, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "../store/index.js";
 import { computePlan, toPlain, withOwnedReplicas, type Plan } from "./plan.js";
 import { createPipelineRunner, type PipelineOutcome, type PipelineProgress, type PipelineRunner, type PipelineSource, type ScanHook } from "./pipeline.js";
@@ -648,7 +648,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
             onProgress({ type: "service", service: name, status: "ready", message: `rollout ${state.id} is paused at step ${state.step + 1}; \`keelson promote ${name}\` goes on` });
           } else if (state.phase === "rolled-back" || state.phase === "failed") {
             open.delete(name);
-            const message = await failureMessage(name, state.message ?? "rollout failed", mine.filter((r) => r.spec.release === state.to));
+            const message = await failureMessage(name, state.message ?? "rollout failed", mine.filter((r) => r.spec.release === state.to), { id: state.to, count: spec.replicas });
             const code = /artifact/.test(state.message ?? "") ? "KEELSON_ERR_ARTIFACT_INVALID" : "KEELSON_ERR_ROLLOUT_FAILED";
             if (state.phase === "rolled-back") onProgress({ type: "service", service: name, status: "rolled-back", message: `${message}\n  kept release ${state.from}` });
             else onProgress({ type: "service", service: name, status: "failed", message });
@@ -694,13 +694,26 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     return `analysis at step ${step + 1}, ${Math.round(e.elapsedMs / 1000)} s: canary ${pct(e.canary.errorRatio)} errors, p99 ${p99(e.canary.p99)} over ${Math.round(e.canary.requests)} requests; baseline ${pct(e.baseline.errorRatio)}, p99 ${p99(e.baseline.p99)} over ${Math.round(e.baseline.requests)}`;
   }
 
-  async function failureMessage(name: string, why: string, replicas: ReplicaInfo[]): Promise<string> {
-    const sample = replicas.find((r) => !r.everReady) ?? replicas.find((r) => r.state !== "ready");
-    let lines: Array<string | { line: string }> = sample ? await lastLogLines(sample.spec.logDir, sample.spec.id, 10).catch(() => []) : [];
-    // A replica that crashed moments ago may not have had its output collected yet: read its raw capture.
-    if (sample && lines.length === 0) lines = await rawLogTail(sample.spec.logDir, sample.spec.id, 10).catch(() => []);
+  /**
+   * The failure with the last log lines of the replica that crashed most. Log files outlive their
+   * replicas: when a rollback has already stopped them (they are gone from the driver), the lines
+   * are read from the release's replica ids.
+   */
+  async function failureMessage(name: string, why: string, replicas: ReplicaInfo[], release?: { id: string; count: number }): Promise<string> {
+    const live = [...replicas].sort((a, b) => Number(a.everReady) - Number(b.everReady) || b.exitsSinceReady - a.exitsSinceReady || Number(a.state === "ready") - Number(b.state === "ready"));
+    const ids = [...new Set([...live.map((r) => r.spec.id), ...Array.from({ length: release?.count ?? 0 }, (_, i) => replicaId(name, release!.id, i))])];
+    const logDir = live[0]?.spec.logDir ?? join(stateDir, "logs", name);
+    let sample: string | undefined;
+    let lines: LogLine[] = [];
+    for (const id of ids) {
+      lines = await lastLogLines(logDir, id, 10).catch(() => []);
+      if (lines.length > 0) {
+        sample = id;
+        break;
+      }
+    }
     const prefix = why.startsWith(`services.${name}`) ? why : `services.${name}: ${why}`;
-    return `${prefix}${lines.length ? `\n  last log lines of ${sample?.spec.id}:\n${lines.map((l) => `    ${typeof l === "string" ? l : l.line}`).join("\n")}` : ""}`;
+    return `${prefix}${lines.length ? `\n  last log lines of ${sample}:\n${lines.map((l) => `    ${l.line}`).join("\n")}` : ""}`;
   }
 
   function waitForDriverEvent(maxMs: number): Promise<void> {

@@ -6,7 +6,7 @@ export { isProcessRunning } from "./proc-stat.js";
 export type { ProcessDriverOptions } from "./process-driver.js";
 export { createMemoryDriver, createMemoryHost } from "./memory-driver.js";
 export type { MemoryDriver, MemoryDriverOptions, MemoryHost, MemoryReplicaBehavior } from "./memory-driver.js";
-export { readReplicaLogs, lastLogLines, rawLogTail, replicaLogPaths, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES } from "./replica-logs.js";
+export { readReplicaLogs, lastLogLines, replicaLogPaths, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES } from "./replica-logs.js";
 export type { LogLine, LogStream, ReadReplicaLogsOptions } from "./replica-logs.js";
 export type { RuntimeLog } from "./replica-supervisor.js";
 export { CHAOS_KINDS, createChaosController, parseChaosRequest } from "./chaos-controller.js";

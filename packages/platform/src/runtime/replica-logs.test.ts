@@ -4,7 +4,7 @@ import { appendFile, mkdir, readFile, readdir, rename, stat, writeFile } from "n
 import { join } from "node:path";
 import { makeTempDir, waitFor } from "#test-support";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createLogCollector, lastLogLines, parseLogLine, rawLogTail, readReplicaLogs, replicaLogPaths } from "./replica-logs.js";
+import { createLogCollector, lastLogLines, parseLogLine, readReplicaLogs, replicaLogPaths } from "./replica-logs.js";
 import type { LogLine, ReadReplicaLogsOptions } from "./replica-logs.js";
 
 let dir: string;
@@ -179,14 +179,6 @@ describe("readReplicaLogs", () => {
       ["stderr", "a7"],
     ]);
     expect(await lastLogLines(join(dir, "missing"), "web-0", 3)).toEqual([]);
-  });
-
-  it("rawLogTail reads what a replica wrote before the collector took it: stdout, then stderr", async () => {
-    const paths = replicaLogPaths(dir, "web-9");
-    await writeFile(paths.stdout, "starting\nlistening\n");
-    await writeFile(paths.stderr, "Error: broken on purpose\n\n");
-    expect(await rawLogTail(dir, "web-9", 2)).toEqual(["listening", "Error: broken on purpose"]);
-    expect(await rawLogTail(dir, "nobody", 2)).toEqual([]);
   });
 
   it("a line being written (no newline yet) is not returned", async () => {

@@ -342,20 +342,6 @@ export async function lastLogLines(logDir: string, replicaId: string, n: number)
   return lines;
 }
 
-/**
- * The last `n` lines a replica wrote that may not be collected yet: its raw stdout and stderr
- * capture files (stdout first). For a replica that just crashed, before the collector's next poll.
- */
-export async function rawLogTail(logDir: string, replicaId: string, n: number): Promise<string[]> {
-  const paths = replicaLogPaths(logDir, replicaId);
-  const texts = await Promise.all([paths.stdout, paths.stderr].map((p) => readFile(p, "utf8").catch(() => "")));
-  return texts
-    .join("\n")
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .slice(-n);
-}
-
 const byTime = (a: LogLine, b: LogLine): number => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0);
 
 async function listLoggedReplicas(logDir: string): Promise<string[]> {
