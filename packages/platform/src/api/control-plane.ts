@@ -67,6 +67,8 @@ export interface ControlPlaneOptions {
   autoscaler?: Autoscaler;
   /** Chaos experiments; their gateway faults go into the routing table. */
   chaos?: ChaosController;
+  /** Settles once the running replicas are re-adopted; no routing table is served before (see createRoutingPublisher). */
+  routingReady?: Promise<unknown>;
   /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
   telemetry?: {
     metricStore: MetricStore;
@@ -102,6 +104,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     ...(options.identityTrust ? { identity: options.identityTrust } : {}),
     ...(options.routeAuth ? { routeAuth: options.routeAuth } : {}),
     ...(options.chaos ? { faults: options.chaos.faults } : {}),
+    ...(options.routingReady ? { ready: options.routingReady } : {}),
   });
   const sseClients = new Set<ServerResponse>();
   let applying = false;

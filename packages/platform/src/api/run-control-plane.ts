@@ -182,7 +182,12 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const otlpReceiver = createOtlpReceiver({ store: traces, log, registry, ...(forwardUrl ? { forward: { url: forwardUrl } } : {}), redactor: () => security.redactor() });
   const pruneTimer = setInterval(() => void traces.prune().catch((err: unknown) => log.warn({ err }, "trace pruning failed")), 60_000);
   pruneTimer.unref();
+  // The API listens before the running replicas are re-adopted (a second control plane on the
+  // same port fails there, before it touches any replica), so routing tables wait for resume().
+  let resumed!: () => void;
+  const routingReady = new Promise<void>((r) => (resumed = r));
   const cp = createControlPlane({
+    routingReady,
     project,
     dir,
     stateDir,
@@ -210,7 +215,13 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     await store.close();
     throw err;
   }
-  const { adopted, lost } = await reconciler.resume();
+  let adopted: string[];
+  let lost: string[];
+  try {
+    ({ adopted, lost } = await reconciler.resume());
+  } finally {
+    resumed();
+  }
   log.info({ adopted: adopted.length, lost: lost.length }, "re-adopted running replicas");
   await store.appendEvent({ project, kind: "controlplane.started", actor: "controlplane", subject: `project/${project}`, details: { pid: process.pid, url, adopted, lost } });
   reconciler.start();

@@ -150,6 +150,8 @@ describe("reconciler (memory store and driver)", () => {
     expect(lost).toEqual([]);
     expect(driver2.list().map((r) => [r.spec.id, r.pid])).toEqual(expect.arrayContaining(before));
     expect(driver2.list().every((r) => r.restarts === 0)).toBe(true);
+    // Recorded ready, adopted ready: the routing table never goes without them.
+    expect(driver2.list().map((r) => r.state)).toEqual(["ready", "ready"]);
     reconciler = next;
     driver = driver2;
   });

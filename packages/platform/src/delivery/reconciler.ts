@@ -761,7 +761,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       if (service && release && rec.pid !== undefined) {
         const spec = await replicaSpec({ dir, spec: service.spec as unknown as ServiceSpec, release, index: rec.index, port: rec.port });
         try {
-          info = await driver.adopt(spec, { pid: rec.pid, pidStartTime: rec.pidStartTime, restarts: rec.restarts, startedAt: rec.startedAt });
+          info = await driver.adopt(spec, { pid: rec.pid, pidStartTime: rec.pidStartTime, restarts: rec.restarts, startedAt: rec.startedAt, ready: rec.state === "ready" });
         } catch (err) {
           log.warn({ err, replica: rec.id }, "could not adopt replica");
         }

@@ -35,7 +35,7 @@ const flagSet = (treatment: number): FlagSet => ({
   },
 });
 
-async function setup(flags?: () => Promise<{ revision: number; set: FlagSet }>) {
+async function setup(flags?: () => Promise<{ revision: number; set: FlagSet }>, ready?: Promise<unknown>) {
   const store = createMemoryStore();
   const { manifest } = parseManifest(yaml, "/tmp/shop/keelson.yaml", { checkPaths: false });
   await store.applyDesiredState({
@@ -47,11 +47,25 @@ async function setup(flags?: () => Promise<{ revision: number; set: FlagSet }>) 
   for (const id of ["r-aaaaaaaaaaaa", "r-bbbbbbbbbbbb"]) {
     await store.putRelease({ id, project: "shop", service: "orders", sourceHash: id, configHash: id, gitCommit: undefined, createdAt: new Date().toISOString(), details: {} });
   }
-  const publisher = createRoutingPublisher({ store, driver: createMemoryDriver(), project: "shop", ...(flags ? { flags } : {}) });
+  const publisher = createRoutingPublisher({ store, driver: createMemoryDriver(), project: "shop", ...(flags ? { flags } : {}), ...(ready ? { ready } : {}) });
   return { store, publisher };
 }
 
 describe("routing publisher", () => {
+  it("builds no table before `ready` settles (a restarted control plane re-adopting its replicas)", async () => {
+    let open!: () => void;
+    const ready = new Promise<void>((r) => (open = r));
+    const { store, publisher } = await setup(undefined, ready);
+    let got: RoutingTable | undefined;
+    void publisher.current().then((t) => (got = t));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toBeUndefined();
+    expect(await store.getSetting("routing.version")).toBeUndefined();
+    open();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(got?.version).toBe(1);
+  });
+
   it("puts each service's resolved policy and each route's limits and fallback on the table", async () => {
     const { publisher } = await setup();
     const table = await publisher.current();

@@ -41,6 +41,12 @@ export function createRoutingPublisher(options: {
   routeAuth?: (service: string, auth: Exclude<RouteAuthOut, "public">) => Promise<RouteAuth>;
   /** Faults of running chaos experiments, by service (call `refresh()` when they change). */
   faults?: (service: string) => Fault[];
+  /**
+   * No table is built before this settles: a restarted control plane passes the end of its
+   * re-adoption of running replicas. A table built earlier would name no replica, and every
+   * gateway that took it would refuse every request until the next one.
+   */
+  ready?: Promise<unknown>;
 }): RoutingPublisher {
   const { store, driver, project } = options;
   const faults = options.faults ?? (() => []);
@@ -50,6 +56,7 @@ export function createRoutingPublisher(options: {
   let chain: Promise<RoutingTable> | undefined;
 
   async function rebuild(): Promise<RoutingTable> {
+    if (options.ready !== undefined) await options.ready.catch(() => undefined);
     const services = await store.listServices(project);
     const endpoints = driver
       .list()

@@ -282,6 +282,9 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): MemoryDri
       const p = host.get(recorded.pid);
       if (p === undefined || !p.alive || (recorded.pidStartTime !== undefined && recorded.pidStartTime !== p.startTime)) return undefined;
       const run = supervise(spec, p, ctx);
+      // Adopted ready (see RuntimeDriver.adopt): only a change from there is reported.
+      const current = runs.get(spec.id);
+      if (current?.process === p) current.ready = recorded.ready === true && !p.paused;
       // A live replica passes its readiness check at once, as with the process driver.
       setImmediate(() => {
         if (runs.get(spec.id)?.process === p) runs.get(spec.id)?.report();

@@ -141,7 +141,8 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Runtime
       }
       const pidStartTime = stat?.startTime ?? recorded.pidStartTime;
       // Not our child: no exit event, so poll for its end. "T": an earlier control plane paused it.
-      return createProcessRun({ spec, ctx, pid: recorded.pid, pidStartTime, collector: collectorFor(spec), log, exitPollMs, pollExit: true, paused: stat?.state === "T" });
+      const paused = stat?.state === "T";
+      return createProcessRun({ spec, ctx, pid: recorded.pid, pidStartTime, collector: collectorFor(spec), log, exitPollMs, pollExit: true, paused, ready: recorded.ready === true && !paused });
     },
 
     details(spec) {
@@ -196,6 +197,8 @@ interface ProcessRunOptions {
   pollExit?: boolean;
   /** Found stopped by SIGSTOP (adopted while paused). */
   paused?: boolean;
+  /** Adopted ready: the probes start from ready (see RuntimeDriver.adopt). */
+  ready?: boolean;
 }
 
 type ProcessRun = HostedRun & { leaderExited(exit: RunExit): void };
@@ -209,6 +212,7 @@ function createProcessRun(o: ProcessRunOptions): ProcessRun {
 
   const stopProbes = startProbeLoops({
     spec,
+    initiallyReady: o.ready === true,
     onReady: () => ctx.ready(),
     onUnready: (reason) => ctx.unready(reason),
     onLivenessFailed: (reason) => ctx.livenessFailed(reason),

@@ -101,4 +101,29 @@ describe("https probes", () => {
     }
     expect(ready).toBe(false);
   });
+
+  it("a loop that starts ready (an adopted replica) says nothing while it passes, and unready only after the threshold", async () => {
+    let readyCalls = 0;
+    const unready: string[] = [];
+    const passing = { spec: { id: "orders-r1-0", port, readiness: { path: "/ready", intervalMs: 20, timeoutMs: 1000, failureThreshold: 3 }, liveness: undefined, tls: { clientDir } } as unknown as ReplicaSpec };
+    let stop = startProbeLoops({ ...passing, initiallyReady: true, onReady: () => readyCalls++, onUnready: (r) => unready.push(r), onLivenessFailed: () => undefined });
+    try {
+      await waitFor(() => (callers.length >= 3 ? true : undefined), { timeoutMs: 5000, what: "three passing probes" });
+    } finally {
+      stop();
+    }
+    expect(readyCalls).toBe(0);
+    expect(unready).toEqual([]);
+    callers.length = 0;
+    const failing = { spec: { ...passing.spec, readiness: { path: "/nope", intervalMs: 20, timeoutMs: 1000, failureThreshold: 3 } } as unknown as ReplicaSpec };
+    stop = startProbeLoops({ ...failing, initiallyReady: true, onReady: () => readyCalls++, onUnready: (r) => unready.push(r), onLivenessFailed: () => undefined });
+    try {
+      await waitFor(() => (unready.length > 0 ? true : undefined), { timeoutMs: 5000, what: "the loop to report unready" });
+    } finally {
+      stop();
+    }
+    expect(callers.length).toBeGreaterThanOrEqual(3);
+    expect(unready[0]).toMatch(/^readiness failed 3 times: GET \/nope answered 503/);
+    expect(readyCalls).toBe(0);
+  });
 });

@@ -95,6 +95,11 @@ export interface ProbeLoopOptions {
   onUnready: (reason: string) => void;
   /** Liveness failed failureThreshold times in a row; the loops stop. */
   onLivenessFailed: (reason: string) => void;
+  /**
+   * Start from ready (an adopted replica that was ready): no onReady at the first pass,
+   * onUnready only after failureThreshold failures, liveness from the start.
+   */
+  initiallyReady?: boolean;
 }
 
 /** Starts readiness (and, after the first ready, liveness) checks; returns a stop function. */
@@ -126,8 +131,8 @@ export function startProbeLoops(options: ProbeLoopOptions): () => void {
   };
   const checkReady = (): Promise<ProbeResult> => (readiness === undefined ? checkTcp(spec.port, PORT_PROBE.timeoutMs) : probeHttp(readiness));
   const threshold = readiness?.failureThreshold ?? PORT_PROBE.failureThreshold;
-  let ready = false;
-  let everReady = false;
+  let ready = options.initiallyReady === true;
+  let everReady = ready;
   let failures = 0;
 
   const readinessTick = async (): Promise<void> => {
@@ -182,6 +187,7 @@ export function startProbeLoops(options: ProbeLoopOptions): () => void {
     timers.clear();
   };
 
+  if (everReady && spec.liveness !== undefined) later(() => void livenessTick(spec.liveness as ProbeConfig), spec.liveness.intervalMs);
   void readinessTick();
   return stop;
 }

@@ -596,6 +596,11 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
       entry.pid = run.pid;
       entry.pidStartTime = run.pidStartTime;
       entry.paused = run.paused === true;
+      if (recorded.ready === true && !entry.paused) {
+        // Trusted until the probes say otherwise, so the routing table never loses it in between.
+        entry.state = "ready";
+        entry.everReady = true;
+      }
       const started = recorded.startedAt === undefined ? Number.NaN : Date.parse(recorded.startedAt);
       entry.runStartedMs = Number.isFinite(started) ? started : Date.now();
       const info = snapshot(entry);

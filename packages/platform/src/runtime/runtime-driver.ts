@@ -120,8 +120,13 @@ export interface RuntimeDriver {
    * Takes over a replica started by an earlier control plane, if its process is
    * still the one recorded (pid and start time match). Returns undefined when it is
    * gone, in which case the caller starts a new one.
+   *
+   * `ready`: the replica was ready when last recorded. It is then adopted ready (and stays
+   * published) until its probes say otherwise, as a restarted kubelet keeps a pod's Ready
+   * condition; otherwise it is "starting" until its readiness check passes. A replica found
+   * paused is never adopted ready.
    */
-  adopt(spec: ReplicaSpec, recorded: { pid: number; pidStartTime: number | undefined; restarts: number; startedAt: string | undefined }): Promise<ReplicaInfo | undefined>;
+  adopt(spec: ReplicaSpec, recorded: { pid: number; pidStartTime: number | undefined; restarts: number; startedAt: string | undefined; ready?: boolean }): Promise<ReplicaInfo | undefined>;
 
   get(id: string): ReplicaInfo | undefined;
   list(): ReplicaInfo[];

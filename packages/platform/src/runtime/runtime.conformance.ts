@@ -383,6 +383,32 @@ export function describeRuntimeConformance(name: string, makeDriver: () => Promi
         }
       });
 
+      it("a replica recorded ready is adopted ready, with no 'starting' gap, and a crash still takes it out", async (ctx) => {
+        if (h.newDriver === undefined || h.crash === undefined) return ctx.skip();
+        const spec = await h.makeSpec();
+        await h.driver.start(spec);
+        const ready = (await rec.next(spec.id, "ready")).replica;
+        await h.driver.detach();
+        const next = await h.newDriver();
+        const rec2 = recordEvents(next, timeoutMs);
+        try {
+          const adopted = await next.adopt(spec, { pid: ready.pid ?? -1, pidStartTime: ready.pidStartTime, restarts: 0, startedAt: ready.startedAt, ready: true });
+          // Ready from the first moment: a routing table built now still names it.
+          expect(adopted).toMatchObject({ state: "ready", everReady: true });
+          expect(next.get(spec.id)?.state).toBe("ready");
+          // Its readiness check passes and says nothing new (no second "ready", no "unready").
+          await new Promise((r) => setTimeout(r, 700));
+          expect(rec2.types(spec.id)).toEqual(["adopted"]);
+          expect(next.get(spec.id)?.state).toBe("ready");
+          await h.crash(adopted as ReplicaInfo);
+          const exited = await rec2.next(spec.id, "exited");
+          expect(exited.replica.state).toBe("backoff");
+          await rec2.next(spec.id, "ready");
+        } finally {
+          rec2.stopRecording();
+        }
+      });
+
       it("an adopted replica that crashes is restarted by its new driver", async (ctx) => {
         if (h.newDriver === undefined || h.crash === undefined) return ctx.skip();
         const spec = await h.makeSpec();
