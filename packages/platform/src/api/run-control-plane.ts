@@ -87,7 +87,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const webhooks = manifest?.notifications?.webhooks ?? [];
   const notify = (kind: EventKind, details: Record<string, unknown>) => {
     const body = JSON.stringify({ kind, project, at: new Date().toISOString(), details });
-    for (const url of webhooks) {
+    for (const hook of webhooks) {
+      const url = typeof hook === "string" ? hook : hook.url;
       void deliverWebhook(url, body, { kind }).then((err) => {
         if (err !== undefined) log.warn({ url, kind, err }, "notification webhook not delivered; giving up");
       });

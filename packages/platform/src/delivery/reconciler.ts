@@ -6,6 +6,7 @@ import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { KeelsonError, REPLICA_ENV, type EventKind } from "@keelson/protocol";
+import { saveTeams } from "../catalog/index.js";
 import { readFlagState, type DeclaredFlagsResult, type FlagState } from "../flags/index.js";
 import type { LoadedManifest, ProbeSpec, ServiceSpec } from "../manifest/index.js";
 import { lastLogLines, type LogLine, type ReplicaEvent, type ReplicaInfo, type ReplicaSpec, type RuntimeDriver } from "../runtime/index.js";
@@ -536,6 +537,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         events,
       });
       await store.setSetting(RUNNING_KEY(project), "true");
+      await saveTeams(store, project, manifest, new Date().toISOString());
       for (const name of names) {
         const to = releases.get(name);
         const record = await store.getService(project, name);

@@ -46,7 +46,7 @@ describe("checkAgainstSchema", () => {
         path: ["services", "orders", "image"],
         at: "key",
         message: "unknown key",
-        hint: "allowed keys: owner, description, path, build, test, start, port, replicas, readiness, liveness, routes, calls, env, stopTimeout, startTimeout, pipeline, deploy, autoscale, resources, resilience, slos, secrets, tls",
+        hint: "allowed keys: owner, description, lifecycle, links, tags, openapi, path, build, test, start, port, replicas, readiness, liveness, routes, calls, env, stopTimeout, startTimeout, pipeline, deploy, autoscale, resources, resilience, slos, secrets, tls",
       },
     ]);
   });

@@ -443,9 +443,41 @@ const CallSpec = z
   ])
   .register(expectedText, { expected: "service name, or a mapping with service, paths, methods" });
 
+/** What a notification webhook may be told about (the names teams subscribe to). */
+export const NOTIFICATION_KINDS = ["deploy.started", "deploy.succeeded", "deploy.failed", "canary.rolled-back", "incident.opened", "incident.resolved", "security.blocked"] as const;
+export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
+
+const WebhookUrl = z.url({ protocol: /^https?$/ });
+const WebhookSpec = z
+  .union([
+    WebhookUrl,
+    z.strictObject({
+      url: WebhookUrl.describe("Where to POST."),
+      format: z.enum(["json", "slack"]).default("json").describe('"json": Keelson\'s generic event JSON; "slack": a Slack-compatible incoming-webhook message (text + blocks).'),
+      events: z.array(z.enum(NOTIFICATION_KINDS)).min(1).optional().describe(`Which notifications to send (default: all of ${NOTIFICATION_KINDS.join(", ")}).`),
+    }),
+  ])
+  .register(expectedText, { expected: "http(s) URL, or a mapping with url, format (json|slack), events" });
+
+const LINK_NAME = /^[a-z][a-z0-9-]{0,39}$/;
+const TAG = /^[a-z0-9][a-z0-9.-]{0,39}$/;
+
 export const ServiceSpecSchema = z.strictObject({
   owner: name("team name").describe("Team that owns the service (a key of `teams` when teams are declared)."),
   description: z.string().optional().describe("What the service does, for the catalog."),
+  lifecycle: z.enum(["experimental", "production", "deprecated"]).optional().describe("Where the service is in its life, for the catalog (Backstage's spec.lifecycle)."),
+  links: z
+    .record(
+      z.string().regex(LINK_NAME).register(expectedText, { expected: 'link name like "repo", "runbook", "docs" (lowercase letters, digits, "-")' }),
+      z.string().min(1).describe("A URL, or a path relative to the manifest."),
+    )
+    .optional()
+    .describe("Links shown in the catalog, by name: repo, runbook, docs, dashboard, ..."),
+  tags: z
+    .array(z.string().regex(TAG).register(expectedText, { expected: 'tag like "payments" or "pci" (lowercase letters, digits, ".", "-")' }))
+    .optional()
+    .describe("Labels for finding services in the catalog."),
+  openapi: z.string().min(1).optional().describe("The OpenAPI file of the service's API, relative to its `path` (default: openapi.yaml, openapi.yml or openapi.json there, if present)."),
   path: z.string().min(1).describe("Folder of the service, relative to the manifest."),
   build: z.string().min(1).optional().describe("Command that builds the service (run in `path` with a shell); skipped when the sources did not change."),
   test: z.string().min(1).optional().describe("Command that runs the service's tests (run in `path` with a shell)."),
@@ -576,6 +608,7 @@ export const ManifestSchema = z.strictObject({
         .strictObject({
           members: z.array(z.string()).default([]).describe("People in the team."),
           contact: z.string().optional().describe("Where to reach the team (chat channel, email)."),
+          notifications: z.array(WebhookSpec).optional().describe("Webhooks (e.g. the team's chat) told about the team's services: deploys, rollbacks, incidents, blocked releases."),
         })
         .describe("A team."),
     )
@@ -601,12 +634,15 @@ export const ManifestSchema = z.strictObject({
   notifications: z
     .strictObject({
       webhooks: z
-        .array(z.url({ protocol: /^https?$/ }))
+        .array(WebhookSpec)
         .default([])
-        .describe("URLs that receive a JSON POST when a rollout fails or is rolled back (with the canary analysis' evidence)."),
+        .describe("Project-wide webhooks told about every service: deploys started, succeeded and failed, canaries rolled back, incidents, blocked releases."),
+      attempts: z.number().int().min(1).max(20).default(8).describe("Tries per delivery before it goes to the dead-letter list."),
+      backoff: Duration.prefault(1000).describe("Wait before the first retry; it doubles after each try."),
+      maxBackoff: Duration.prefault(300_000).describe("Longest wait between two tries."),
     })
     .optional()
-    .describe("Who hears about deployments that went wrong."),
+    .describe("Who hears about deploys, rollbacks, incidents and blocked releases (besides each team's own `notifications`)."),
   security: SecuritySpec.prefault({}).describe("Service identity, mTLS, and the pipeline's security gate."),
   services: z.record(name("service name"), ServiceSpecSchema.describe("A service.")).describe("The services of the project, by name."),
   flags: z
@@ -646,4 +682,5 @@ export type SecuritySpecOut = z.output<typeof SecuritySpec>;
 export type RouteAuthOut = z.output<typeof RouteAuthSpec>;
 export type CallSpecOut = z.output<typeof CallSpec>;
 export type AutoscaleSpecOut = z.output<typeof AutoscaleSpec>;
+export type WebhookSpecOut = z.output<typeof WebhookSpec>;
 export type ScalingRulesSpecOut = z.output<typeof ScalingRulesSpec>;

@@ -4,10 +4,13 @@
 import { KeelsonError } from "@keelson/protocol";
 import type { KeelsonEvent } from "@keelson/protocol";
 import {
+  documentRecord,
   eventRecord,
   isoNow,
   nextServiceRow,
   prepareDesiredState,
+  prepareDocumentQuery,
+  prepareDocuments,
   prepareEvent,
   prepareEventQuery,
   prepareRelease,
@@ -20,8 +23,8 @@ import {
   serviceRecord,
   specWithReplicas,
 } from "./store-input.js";
-import type { EventRow, ReleaseRow, ReplicaRow, ServiceRow } from "./store-input.js";
-import type { EventInput, EventQuery, IntegrityReport, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
+import type { DocumentRow, EventRow, ReleaseRow, ReplicaRow, ServiceRow } from "./store-input.js";
+import type { DocumentQuery, DocumentRecord, EventInput, EventQuery, IntegrityReport, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
 import { checkReferences } from "./integrity.js";
 
 export interface MemoryStoreOptions {
@@ -33,6 +36,10 @@ interface StoredEvent {
   seq: number;
   at: string;
   row: EventRow;
+}
+
+function documentKey(collection: string, project: string, id: string): string {
+  return `${collection}\u0000${project}\u0000${id}`;
 }
 
 // A NUL cannot appear in a project name from a manifest, so it keeps the key unambiguous.
@@ -56,6 +63,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   const replicas = new Map<string, ReplicaRow>();
   const events: StoredEvent[] = [];
   const settings = new Map<string, string>();
+  const documents = new Map<string, DocumentRow>();
   let lastSeq = 0;
 
   function ensureOpen(operation: string): void {
@@ -217,6 +225,38 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
       if (q.descending) matches = matches.reverse();
       if (q.limit !== undefined) matches = matches.slice(0, q.limit);
       return matches.map(({ seq, at, row }) => eventRecord(seq, at, row));
+    },
+
+    async putDocuments(docs: DocumentRecord[]): Promise<void> {
+      ensureOpen("putDocuments");
+      for (const row of prepareDocuments(docs)) documents.set(documentKey(row.collection, row.project, row.id), row);
+    },
+
+    async listDocuments(query: DocumentQuery): Promise<DocumentRecord[]> {
+      ensureOpen("listDocuments");
+      const q = prepareDocumentQuery(query);
+      const ids = q.ids === undefined ? undefined : new Set(q.ids);
+      let rows = [...documents.values()].filter(
+        (d) =>
+          d.collection === q.collection &&
+          d.project === q.project &&
+          (q.tag === undefined || d.tag === q.tag) &&
+          (q.since === undefined || d.at >= q.since) &&
+          (q.until === undefined || d.at < q.until) &&
+          (ids === undefined || ids.has(d.id)),
+      );
+      rows.sort((a, b) => compareText(a.at, b.at) || compareText(a.id, b.id));
+      if (q.descending) rows = rows.reverse();
+      if (q.limit !== undefined) rows = rows.slice(0, q.limit);
+      return rows.map(documentRecord);
+    },
+
+    async deleteDocuments(collection: string, project: string, ids: string[]): Promise<number> {
+      ensureOpen("deleteDocuments");
+      const q = prepareDocumentQuery({ collection, project, ids });
+      let removed = 0;
+      for (const id of q.ids ?? []) if (documents.delete(documentKey(q.collection, q.project, id))) removed++;
+      return removed;
     },
 
     async getSetting(key: string): Promise<string | undefined> {

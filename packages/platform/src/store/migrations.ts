@@ -90,6 +90,23 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: "documents",
+    sql: `
+      CREATE TABLE documents (
+        collection TEXT NOT NULL,
+        project    TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        tag        TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        body       TEXT NOT NULL CHECK (json_valid(body)),
+        PRIMARY KEY (collection, project, id)
+      ) STRICT;
+      CREATE INDEX documents_by_time ON documents (collection, project, at, id);
+      CREATE INDEX documents_by_tag ON documents (collection, project, tag, at, id);
+    `,
+  },
 ];
 
 /** The schema version this code writes and expects. */

@@ -7,10 +7,13 @@ import { KeelsonError, isKeelsonError } from "@keelson/protocol";
 import type { KeelsonEvent } from "@keelson/protocol";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "./migrations.js";
 import {
+  documentRecord,
   eventRecord,
   isoNow,
   nextServiceRow,
   prepareDesiredState,
+  prepareDocumentQuery,
+  prepareDocuments,
   prepareEvent,
   prepareEventQuery,
   prepareRelease,
@@ -23,8 +26,8 @@ import {
   serviceRecord,
   specWithReplicas,
 } from "./store-input.js";
-import type { EventRow, PreparedDesiredState, ReleaseRow, ReplicaRow, ServiceRow } from "./store-input.js";
-import type { EventInput, EventQuery, IntegrityReport, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
+import type { DocumentRow, EventRow, PreparedDesiredState, ReleaseRow, ReplicaRow, ServiceRow } from "./store-input.js";
+import type { DocumentQuery, DocumentRecord, EventInput, EventQuery, IntegrityReport, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
 import { checkReferences } from "./integrity.js";
 
 export interface SqliteStoreOptions {
@@ -189,6 +192,7 @@ const RELEASE_COLUMNS =
 const REPLICA_COLUMNS =
   'id, project, service, release, replica_index AS "index", state, pid, pid_start_time AS pidStartTime, port, restarts, started_at AS startedAt, updated_at AS updatedAt, details';
 const EVENT_COLUMNS = "seq, at, project, kind, actor, subject, details";
+const DOCUMENT_COLUMNS = "collection, project, id, tag, at, body";
 
 // The largest code point: prefix <= s < prefix + U+10FFFF holds exactly for the texts that
 // start with prefix (in UTF-8 byte order), and unlike LIKE it is case-sensitive and uses
@@ -260,6 +264,11 @@ function sqliteStore(opened: Db, options: SqliteStoreOptions): Store {
         setSetting: opened.prepare(
           "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         ),
+        putDocument: opened.prepare(
+          `INSERT INTO documents (collection, project, id, tag, at, body) VALUES (@collection, @project, @id, @tag, @at, @body)
+           ON CONFLICT (collection, project, id) DO UPDATE SET tag = excluded.tag, at = excluded.at, body = excluded.body`,
+        ),
+        deleteDocument: opened.prepare("DELETE FROM documents WHERE collection = ? AND project = ? AND id = ?"),
       };
   type WriteStatements = NonNullable<typeof write>;
   const eventQueries = new Map<string, Database.Statement>();
@@ -485,6 +494,61 @@ function sqliteStore(opened: Db, options: SqliteStoreOptions): Store {
           eventQueries.set(text, statement);
         }
         return (statement.all(...params) as EventColumns[]).map((row) => eventRecord(row.seq, row.at, row));
+      });
+    },
+
+    async putDocuments(docs: DocumentRecord[]): Promise<void> {
+      const rows = prepareDocuments(docs);
+      if (rows.length === 0) return;
+      transact("putDocuments", (w) => {
+        for (const row of rows) w.putDocument.run(row);
+      });
+    },
+
+    async listDocuments(query: DocumentQuery): Promise<DocumentRecord[]> {
+      const q = prepareDocumentQuery(query);
+      if (q.ids !== undefined && q.ids.length === 0) return [];
+      const where = ["collection = ?", "project = ?"];
+      const params: Array<string | number> = [q.collection, q.project];
+      if (q.tag !== undefined) {
+        where.push("tag = ?");
+        params.push(q.tag);
+      }
+      if (q.since !== undefined) {
+        where.push("at >= ?");
+        params.push(q.since);
+      }
+      if (q.until !== undefined) {
+        where.push("at < ?");
+        params.push(q.until);
+      }
+      if (q.ids !== undefined) {
+        // json_each takes any number of ids as one parameter (no "too many SQL variables").
+        where.push("id IN (SELECT value FROM json_each(?))");
+        params.push(JSON.stringify(q.ids));
+      }
+      const order = q.descending ? "DESC" : "ASC";
+      let text = `SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE ${where.join(" AND ")} ORDER BY at ${order}, id ${order}`;
+      if (q.limit !== undefined) {
+        text += " LIMIT ?";
+        params.push(q.limit);
+      }
+      return read("listDocuments", (open) => {
+        let statement = eventQueries.get(text);
+        if (statement === undefined) {
+          statement = open.prepare(text);
+          eventQueries.set(text, statement);
+        }
+        return (statement.all(...params) as DocumentRow[]).map(documentRecord);
+      });
+    },
+
+    async deleteDocuments(collection: string, project: string, ids: string[]): Promise<number> {
+      const q = prepareDocumentQuery({ collection, project, ids });
+      return transact("deleteDocuments", (w) => {
+        let removed = 0;
+        for (const id of q.ids ?? []) removed += w.deleteDocument.run(q.collection, q.project, id).changes;
+        return removed;
       });
     },
 

@@ -6,6 +6,8 @@ import type { EventKind, KeelsonEvent } from "@keelson/protocol";
 import { canonicalJson } from "./canonical-json.js";
 import type {
   DesiredStateChange,
+  DocumentQuery,
+  DocumentRecord,
   EventInput,
   EventQuery,
   ProjectRecord,
@@ -279,4 +281,64 @@ export function releaseRecord(row: ReleaseRow): ReleaseRecord {
 
 export function replicaRecord(row: ReplicaRow): ReplicaRecord {
   return { ...row, details: parseJsonObject(row.details) };
+}
+
+/** A document as stored: the body as canonical JSON text. */
+export type DocumentRow = Omit<DocumentRecord, "body"> & { body: string };
+
+const COLLECTION = /^[a-z][a-z0-9._-]{0,63}$/;
+
+function collectionName(value: string, field: string): string {
+  if (typeof value !== "string" || !COLLECTION.test(value)) {
+    throw invalid(`${field}: expected a collection name (lowercase letters, digits, ".", "-", "_", at most 64), got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function nonEmptyText(value: string, field: string, max: number): string {
+  if (typeof value !== "string" || value.length === 0 || value.length > max) {
+    throw invalid(`${field}: expected a non-empty string of at most ${max} characters, got ${JSON.stringify(value)?.slice(0, 80)}`);
+  }
+  return value;
+}
+
+export function prepareDocuments(docs: DocumentRecord[]): DocumentRow[] {
+  if (!Array.isArray(docs)) throw invalid(`documents: expected an array, got ${typeof docs}`);
+  const seen = new Set<string>();
+  return docs.map((doc, i) => {
+    const field = `documents[${i}]`;
+    const row: DocumentRow = {
+      collection: collectionName(doc.collection, `${field}.collection`),
+      project: nonEmptyText(doc.project, `${field}.project`, 200),
+      id: nonEmptyText(doc.id, `${field}.id`, 500),
+      tag: typeof doc.tag === "string" && doc.tag.length <= 200 ? doc.tag : (() => {
+        throw invalid(`${field}.tag: expected a string of at most 200 characters ("" when unused), got ${JSON.stringify(doc.tag)}`);
+      })(),
+      at: isoTimestamp(doc.at, `${field}.at`),
+      body: jsonObjectText(doc.body, `${field}.body`),
+    };
+    const key = `${row.collection}\u0000${row.project}\u0000${row.id}`;
+    if (seen.has(key)) throw invalid(`${field}.id: "${row.id}" appears twice in one write`);
+    seen.add(key);
+    return row;
+  });
+}
+
+export type PreparedDocumentQuery = Required<Pick<DocumentQuery, "collection" | "project" | "descending">> & Omit<DocumentQuery, "collection" | "project" | "descending">;
+
+export function prepareDocumentQuery(query: DocumentQuery): PreparedDocumentQuery {
+  return {
+    collection: collectionName(query.collection, "collection"),
+    project: nonEmptyText(query.project, "project", 200),
+    ...(query.ids === undefined ? {} : { ids: [...query.ids] }),
+    ...(query.tag === undefined ? {} : { tag: query.tag }),
+    ...(query.since === undefined ? {} : { since: isoTimestamp(query.since, "since") }),
+    ...(query.until === undefined ? {} : { until: isoTimestamp(query.until, "until") }),
+    descending: query.descending === true,
+    ...(query.limit === undefined ? {} : { limit: integer(query.limit, "limit", 0) }),
+  };
+}
+
+export function documentRecord(row: DocumentRow): DocumentRecord {
+  return { ...row, body: parseJsonObject(row.body) };
 }

@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { KeelsonError } from "@keelson/protocol";
 import type { ErrorCode, EventKind, KeelsonEvent } from "@keelson/protocol";
-import type { DesiredStateChange, EventInput, ProjectRecord, ReleaseRecord, ReplicaRecord, Store } from "./store.js";
+import type { DesiredStateChange, DocumentQuery, DocumentRecord, EventInput, ProjectRecord, ReleaseRecord, ReplicaRecord, Store } from "./store.js";
 
 /** Makes a fresh, empty store; `cleanup` runs after the test has closed it. */
 export type MakeStore = () => Promise<{ store: Store; cleanup: () => Promise<void> }>;
@@ -623,6 +623,69 @@ export function describeStoreConformance(name: string, makeStore: MakeStore): vo
         expect(await store.getSetting("routing.version")).toBe("2");
         expect(await store.getSetting("empty")).toBe("");
         expect(await store.getSetting("Routing.Version")).toBeUndefined();
+      });
+    });
+
+    describe("documents", () => {
+      const doc = (id: string, at: string, tag = "", body: Record<string, unknown> = { id }, over: Partial<DocumentRecord> = {}): DocumentRecord => ({ collection: "notification", project: "shop", id, tag, at, body, ...over });
+
+      it("stores documents, replaces one under the same id, and lists them by time then id", async () => {
+        await store.putDocuments([doc("b", T2, "pending"), doc("a", T2, "pending"), doc("c", T1, "dead", { nested: { n: [1, 2] } })]);
+        await store.putDocuments([doc("a", T3, "delivered", { attempts: 2 })]);
+        const all = await store.listDocuments({ collection: "notification", project: "shop" });
+        expect(all.map((d) => d.id)).toEqual(["c", "b", "a"]);
+        expect(all[0]).toEqual(doc("c", T1, "dead", { nested: { n: [1, 2] } }));
+        expect(all[2]).toEqual(doc("a", T3, "delivered", { attempts: 2 }));
+        expect((await store.listDocuments({ collection: "notification", project: "shop", descending: true, limit: 2 })).map((d) => d.id)).toEqual(["a", "b"]);
+      });
+
+      it("filters by tag, ids, time range, collection and project", async () => {
+        await store.putDocuments([
+          doc("a", T1, "pending"),
+          doc("b", T2, "dead"),
+          doc("c", T3, "pending"),
+          doc("a", T1, "pending", {}, { collection: "team" }),
+          doc("a", T1, "pending", {}, { project: "other" }),
+        ]);
+        const ids = async (q: Partial<DocumentQuery>) => (await store.listDocuments({ collection: "notification", project: "shop", ...q })).map((d) => d.id);
+        expect(await ids({ tag: "pending" })).toEqual(["a", "c"]);
+        expect(await ids({ ids: ["c", "a", "zz"] })).toEqual(["a", "c"]);
+        expect(await ids({ ids: [] })).toEqual([]);
+        expect(await ids({ since: T2 })).toEqual(["b", "c"]);
+        expect(await ids({ until: T2 })).toEqual(["a"]);
+        expect(await ids({ since: T2, until: T3, tag: "dead" })).toEqual(["b"]);
+        expect((await store.listDocuments({ collection: "team", project: "shop" })).map((d) => d.id)).toEqual(["a"]);
+        expect((await store.listDocuments({ collection: "notification", project: "nope" }))).toEqual([]);
+      });
+
+      it("deletes by id, counting what it removed", async () => {
+        await store.putDocuments([doc("a", T1), doc("b", T2)]);
+        expect(await store.deleteDocuments("notification", "shop", ["a", "zz"])).toBe(1);
+        expect(await store.deleteDocuments("notification", "shop", [])).toBe(0);
+        expect((await store.listDocuments({ collection: "notification", project: "shop" })).map((d) => d.id)).toEqual(["b"]);
+      });
+
+      it("hands out copies", async () => {
+        const input = doc("a", T1, "", { list: [1] });
+        await store.putDocuments([input]);
+        (input.body.list as number[]).push(2);
+        const [out] = await store.listDocuments({ collection: "notification", project: "shop" });
+        (out?.body.list as number[]).push(3);
+        expect((await store.listDocuments({ collection: "notification", project: "shop" }))[0]?.body).toEqual({ list: [1] });
+      });
+
+      it("rejects a bad document naming the field, writing none of the batch", async () => {
+        const bad = async (d: DocumentRecord, field: string) => {
+          const err = await rejection(store.putDocuments([doc("ok", T1), d]), "KEELSON_ERR_INVALID_INPUT");
+          expect(err.message).toContain(field);
+        };
+        await bad(doc("x", "yesterday"), "documents[1].at");
+        await bad(doc("", T1), "documents[1].id");
+        await bad(doc("x", T1, "", {}, { collection: "Bad Name" }), "documents[1].collection");
+        await bad(doc("x", T1, "", [] as unknown as Record<string, unknown>), "documents[1].body");
+        await bad(doc("ok", T2), "appears twice");
+        expect(await store.listDocuments({ collection: "notification", project: "shop" })).toEqual([]);
+        await rejection(store.listDocuments({ collection: "notification", project: "shop", since: "soon" }), "KEELSON_ERR_INVALID_INPUT");
       });
     });
 

@@ -81,6 +81,38 @@ export interface EventQuery {
   limit?: number;
 }
 
+/**
+ * A document of a named collection: state a domain keeps beside the event log (notification
+ * deliveries, imported commit history, teams as last applied). Unique by (collection, project, id).
+ */
+export interface DocumentRecord {
+  /** e.g. "notification", "team", "dora.changes": letters, digits, ".", "-", "_". */
+  collection: string;
+  project: string;
+  id: string;
+  /** A short label the collection is filtered on (e.g. a delivery's state); "" when unused. */
+  tag: string;
+  /** ISO-8601 time the collection is ordered by. */
+  at: string;
+  body: Record<string, unknown>;
+}
+
+export interface DocumentQuery {
+  collection: string;
+  project: string;
+  /** Only these ids. */
+  ids?: string[];
+  /** Only documents with this tag. */
+  tag?: string;
+  /** Only documents with `at` >= since. */
+  since?: string;
+  /** Only documents with `at` < until. */
+  until?: string;
+  /** Newest first when true (default: oldest first, ties by id). */
+  descending?: boolean;
+  limit?: number;
+}
+
 /** One atomic change of desired state: all of it is written, or none of it. */
 export interface DesiredStateChange {
   project: ProjectRecord;
@@ -122,6 +154,13 @@ export interface Store {
 
   appendEvent(event: EventInput): Promise<KeelsonEvent>;
   listEvents(query?: EventQuery): Promise<KeelsonEvent[]>;
+
+  /** Writes documents (insert or replace by collection, project and id) in one transaction. */
+  putDocuments(docs: DocumentRecord[]): Promise<void>;
+  /** Documents of one collection of a project, ordered by `at` then id. */
+  listDocuments(query: DocumentQuery): Promise<DocumentRecord[]>;
+  /** Removes documents by id; unknown ids are a no-op. Returns how many were removed. */
+  deleteDocuments(collection: string, project: string, ids: string[]): Promise<number>;
 
   /** Small key/value settings (e.g. the routing table version). */
   getSetting(key: string): Promise<string | undefined>;
