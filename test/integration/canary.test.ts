@@ -21,7 +21,7 @@ function manifestText(ports: { cp: number; gw: number; admin: number; mesh: numb
 project: canary
 controlPlane: { host: 127.0.0.1, port: ${ports.cp} }
 gateway: { host: 127.0.0.1, port: ${ports.gw}, adminPort: ${ports.admin}, meshPort: ${ports.mesh} }
-notifications: { webhooks: ["${hook}"] }
+notifications: { webhooks: [{ url: "${hook}", events: [canary.rolled-back] }] }
 services:
   payments:
     owner: payments-team
@@ -238,10 +238,11 @@ describe.sequential("canary releases of payments under load", () => {
     expect(evidence.evidence.canary.errors).toBeGreaterThan(0);
     expect(evidence.evidence.baseline.errors).toBe(0);
     // The team hears about it, with the evidence.
-    await waitFor(() => hooks.some((h) => h.kind === "rollout.failed"), { what: "the rollback notification" });
-    const note = hooks.find((h) => h.kind === "rollout.failed")?.body as { project: string; details: { service: string; rolledBackTo: string; analysis: { phase: string } } };
-    expect(note).toMatchObject({ project: "canary", details: { service: "payments", rolledBackTo: stable, analysis: { phase: "Failed" } } });
-    expect(hooks.filter((h) => h.kind === "rollout.failed")).toHaveLength(1);
+    await waitFor(() => hooks.some((h) => h.kind === "canary.rolled-back"), { what: "the rollback notification" });
+    const note = hooks.find((h) => h.kind === "canary.rolled-back")?.body as { project: string; service: string; summary: string; details: { rolledBackTo: string; analysis: { phase: string } } };
+    expect(note).toMatchObject({ project: "canary", service: "payments", details: { rolledBackTo: stable, analysis: { phase: "Failed" } } });
+    expect(note.summary).toMatch(/^payments: canary r-[0-9a-f]{12} rolled back to r-[0-9a-f]{12}: error ratio [\d.]+% vs [\d.]+% \(SPRT\)/);
+    expect(hooks.filter((h) => h.kind === "canary.rolled-back")).toHaveLength(1);
     const view = await keelson(["rollout", "payments", "-C", project]);
     expect(view.stdout).toMatch(/step 2: analysis Failed — error ratio: canary/);
     expect(view.stdout).toMatch(/error ratio +FAIL/);

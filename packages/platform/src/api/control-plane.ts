@@ -29,9 +29,13 @@ import {
 } from "../telemetry/index.js";
 import type { Principal } from "../security/index.js";
 import { applyDeclaredFlags, createExperiments, createFlagService, type FlagService } from "../flags/index.js";
+import { addCatalogRoutes } from "./catalog-routes.js";
+import { addDoraRoutes } from "./dora-routes.js";
 import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
 import { addOperationsRoutes } from "./operations-routes.js";
+import { addNotificationRoutes } from "./notification-routes.js";
+import type { Notifier } from "../catalog/index.js";
 import { actorName, authenticate, changeOf, checkAccess, noteChange, principalOf, type Credentials } from "./access.js";
 import { readJson, sendError, sendJson, type Access, type Handler } from "./http.js";
 import { addSecurityRoutes, type SecurityServices } from "./security-routes.js";
@@ -67,6 +71,8 @@ export interface ControlPlaneOptions {
   autoscaler?: Autoscaler;
   /** Chaos experiments; their gateway faults go into the routing table. */
   chaos?: ChaosController;
+  /** Notification deliveries (`keelson notifications`); without it those endpoints answer 404. */
+  notifier?: Notifier;
   /** Settles once the running replicas are re-adopted; no routing table is served before (see createRoutingPublisher). */
   routingReady?: Promise<unknown>;
   /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
@@ -197,6 +203,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
 
   const flagRoutes = addFlagRoutes(route, { flags, actorOf, store, project, log, ...(options.now ? { now: options.now } : {}) });
   addExperimentRoutes(route, { experiments: createExperiments({ store, project, flags }), usage: flagRoutes.usage });
+  addCatalogRoutes(route, { store, project, driver, flags, usage: flagRoutes.usage, log, ...(options.telemetry ? { traces: options.telemetry.traces } : {}), ...(options.now ? { now: options.now } : {}) });
+  addDoraRoutes(route, { store, project, actorOf, serviceParam, ...(options.now ? { now: options.now } : {}) });
+  addNotificationRoutes(route, { actorOf, ...(options.notifier ? { notifier: options.notifier } : {}) });
   addOperationsRoutes(route, {
     store,
     project,

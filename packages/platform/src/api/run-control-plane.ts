@@ -4,12 +4,13 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { KeelsonError, REPLICA_ENV } from "@keelson/protocol";
 import { pino } from "pino";
-import type { EventKind, IdentityTrust } from "@keelson/protocol";
+import type { IdentityTrust } from "@keelson/protocol";
 import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
 import { loadManifest, meshPortOf, mtlsEnabled, type Manifest } from "../manifest/index.js";
 import { createChaosController, createProcessDriver } from "../runtime/index.js";
 import { createAutoscaler, createGatewayLoadReader } from "../autoscale/index.js";
 import { createSqliteStore } from "../store/index.js";
+import { createNotifier } from "../catalog/index.js";
 import {
   collectProcessMetrics,
   createBuiltinMetricsSource,
@@ -19,7 +20,6 @@ import {
   createIncidentMonitor,
   createMetricStore,
   createPrometheusMetricsSource,
-  deliverWebhook,
   objectivesFromServices,
 } from "../telemetry/index.js";
 import { Registry } from "prom-client";
@@ -84,16 +84,9 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       return observe(source, target, settings, since);
     },
   };
-  const webhooks = manifest?.notifications?.webhooks ?? [];
-  const notify = (kind: EventKind, details: Record<string, unknown>) => {
-    const body = JSON.stringify({ kind, project, at: new Date().toISOString(), details });
-    for (const hook of webhooks) {
-      const url = typeof hook === "string" ? hook : hook.url;
-      void deliverWebhook(url, body, { kind }).then((err) => {
-        if (err !== undefined) log.warn({ url, kind, err }, "notification webhook not delivered; giving up");
-      });
-    }
-  };
+  // Notifications follow the event log (deploys, canary rollbacks, incidents, security blocks) and
+  // go to the webhooks last applied, in the background: no deploy waits for a webhook.
+  const notifier = createNotifier({ store, project, log, registry });
   // Security: API tokens (the first admin token goes to .keelson/token for the CLI), the audit
   // log, the secrets vault, and the CA that gives every service (and the gateway) its identity.
   const ca = await loadOrCreateCa({ dir: join(stateDir, "ca"), trustDomain: project });
@@ -123,7 +116,6 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     flagsUrl: selfUrl,
     log,
     analysis,
-    notify,
     // The security stage of every pipeline, under the manifest's policy as last read.
     async scan(input) {
       const current = (await loadManifest(dir).catch(() => undefined))?.manifest ?? manifest;
@@ -201,6 +193,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     telemetry: { metricStore, scraper, incidents, traces, otlpReceiver },
     autoscaler,
     chaos,
+    notifier,
     security,
     ...(manifest?.security.api?.tls
       ? { tls: { cert: await readFile(resolve(dir, manifest.security.api.tls.cert), "utf8"), key: await readFile(resolve(dir, manifest.security.api.tls.key), "utf8") } }
@@ -229,6 +222,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   autoscaler.start();
   scraper.start();
   incidents.start();
+  await notifier.start();
   await cp.routing.refresh();
   await writeFile(join(stateDir, CONTROL_PLANE_FILE), JSON.stringify({ pid: process.pid, url, project, startedAt: new Date().toISOString() }, null, 2));
   log.info({ url, project }, "control plane serving");
@@ -241,6 +235,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       await chaos.close();
       await autoscaler.stop();
       await incidents.stop({ graceMs: 2000 });
+      await notifier.stop({ graceMs: 2000 });
       await scraper.stop();
       await reconciler.stop();
       await driver.detach();

@@ -1,3 +1,25 @@
 // The catalog domain: teams and ownership, the service catalog, scorecards, notifications and DORA metrics.
 export { DEFAULT_NOTIFICATION_SETTINGS, getNotificationSettings, listTeams, saveTeams, webhookTarget } from "./teams.js";
 export type { NotificationSettings, TeamRecord, WebhookTarget } from "./teams.js";
+export { createNotifier, DELIVERY_STATES } from "./notifier.js";
+export type { DeliveryState, DeliveryTry, NotificationDelivery, Notifier, NotifierOptions, NotifierTimers } from "./notifier.js";
+export { chaosExperimentAt, NOTIFIED_EVENT_KINDS, notificationOf } from "./notification-events.js";
+export type { Notification, NotificationContext, NotifiedEventKind } from "./notification-events.js";
+export { escapeMrkdwn, jsonMessage, redactUrl, slackMessage } from "./notification-format.js";
+export type { MessageInput, NotificationMessage, NotificationMessageKind, SlackMessage } from "./notification-format.js";
+export { buildCatalog, createCatalogMemo, DEFAULT_OPENAPI_FILES, filesToCheck } from "./catalog.js";
+export type { CatalogEntry, CatalogInput, CatalogLink, CatalogMemo, CatalogServiceInput, CatalogSnapshot, DeclaredCall, ObservedCall, ScorecardSummary, ServiceApi, ServiceDependencies, ServiceDependents, StaleFlagInput, TeamView } from "./catalog.js";
+export { createCatalogService } from "./catalog-service.js";
+export type { CatalogFilter, CatalogListing, CatalogService, CatalogServiceOptions, DeployRecord, ScorecardReport, ServiceDetail } from "./catalog-service.js";
+export { RECENT_DEPLOY_DAYS, SCORECARD_RULES, scoreService, staleFlagsOf, teamScore, TEST_STAGE } from "./scorecard.js";
+export type { RuleOutcome, RuleResult, RuleStatus, Scorecard, ScorecardRule, ServiceFacts } from "./scorecard.js";
+export { createServiceHistory, foldServiceEvent } from "./service-history.js";
+export type { ServiceHistory, ServiceHistoryFold } from "./service-history.js";
+export { computeDora, DORA_EVENT_KINDS, foldDoraHistory, isoWeek } from "./dora.js";
+export type { DoraBlockedRollout, DoraCause, DoraChange, DoraChangeSet, DoraDeployment, DoraHistory, DoraIncident, DoraOptions, DoraReport, DoraReportScope, DoraServiceSummary, DoraWeek } from "./dora.js";
+export { CHANGE_FAILURE_THRESHOLDS, changeFailureBucket, frequencyBucket, LEAD_TIME_THRESHOLDS, leadTimeBucket, median, RECOVERY_THRESHOLDS, recoveryBucket } from "./dora-buckets.js";
+export type { DoraBucket, FrequencyWeek } from "./dora-buckets.js";
+export { DORA_CSV_COLUMNS, doraCsv } from "./dora-csv.js";
+export { DORA_CHANGES_COLLECTION, DoraChangesRequestSchema, importDoraChanges, listDoraChanges, MAX_DEPLOYMENT_COMMITS, MAX_IMPORT_DEPLOYMENTS, parseDoraChanges } from "./dora-changes.js";
+export type { DoraChangesRequest } from "./dora-changes.js";
+export { doraReport, MAX_DORA_WINDOW_DAYS, parseDoraWindow } from "./dora-report.js";

@@ -21,6 +21,9 @@ import { addFlagsCommands } from "./flags-commands.js";
 import { addSecurityCommands } from "./security-commands.js";
 import { addOperationsCommands } from "./operations-commands.js";
 import { addExperimentCommands } from "./experiment-commands.js";
+import { addNotificationCommands } from "./notification-commands.js";
+import { addCatalogCommands } from "./catalog-commands.js";
+import { addDoraCommands } from "./dora-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 class UsageError extends Error {}
@@ -576,6 +579,9 @@ export function buildProgram(): Command {
   addSecurityCommands(program);
   addOperationsCommands(program);
   addExperimentCommands(program);
+  addNotificationCommands(program);
+  addCatalogCommands(program);
+  addDoraCommands(program);
 
   program
     .command("serve")

@@ -7,7 +7,7 @@ import { dirname, join, relative } from "node:path";
 import { git, makeTempDir, useGitTestEnv } from "#test-support";
 import { isKeelsonError } from "@keelson/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { changedFiles, commitInfo, commitsBetween, exportTree, gitPath, gitToplevel, hasUncommittedChanges, matchesPathFilter, resolveCommit, servicesForChanges, tryResolveCommit } from "./git.js";
+import { changedFiles, commitInfo, commitsBetween, commitsTouching, exportTree, gitPath, gitToplevel, hasUncommittedChanges, matchesPathFilter, resolveCommit, servicesForChanges, tryResolveCommit } from "./git.js";
 
 useGitTestEnv();
 
@@ -141,6 +141,22 @@ describe("git", () => {
 
     expect(await commitsBetween(repo, undefined, "HEAD")).toEqual({ commits: [await commitInfo(repo, c[3])], rewritten: false });
     expect(await commitsBetween(repo, c[3], c[3])).toEqual({ commits: [], rewritten: false });
+  });
+
+  it("lists the commits of a range that touch given paths (a service's change set), oldest first", async () => {
+    const a = await commitsTouching(repo, c[0], c[3], ["services/a"]);
+    expect(a).toEqual({ commits: [await commitInfo(repo, c[1])], rewritten: false });
+    // Several paths: either one; "./" prefixes and trailing slashes are the same path.
+    expect((await commitsTouching(repo, c[0], c[3], ["./services/b/", "docs"])).commits.map((x) => x.sha)).toEqual([c[2], c[3]]);
+    // Literal paths, repo-relative whatever the folder git runs in: no glob, no match by prefix.
+    expect((await commitsTouching(join(repo, "services"), c[0], c[3], ["services/*"])).commits).toEqual([]);
+    expect((await commitsTouching(repo, c[0], c[3], ["services/"])).commits.map((x) => x.sha)).toEqual([c[1], c[2]]);
+    expect((await commitsTouching(repo, c[0], c[3], ["."])).commits).toHaveLength(3);
+    expect(await commitsTouching(repo, undefined, c[2], ["services/a"])).toEqual({ commits: [await commitInfo(repo, c[2])], rewritten: false });
+    expect(await commitsTouching(repo, c[3], c[1], ["services/a"])).toEqual({ commits: [await commitInfo(repo, c[1])], rewritten: true });
+    expect(await commitsTouching(repo, c[2], c[2], ["services/a"])).toEqual({ commits: [], rewritten: false });
+    const err = await rejection(commitsTouching(repo, c[0], c[3], ["../outside"]));
+    expect(isKeelsonError(err) && err.code).toBe("KEELSON_ERR_INVALID_INPUT");
   });
 
   it("flags a rewritten history and gives just the new commit", async () => {

@@ -202,6 +202,28 @@ export async function commitsBetween(repoDir: string, from: string | undefined, 
   return { commits: parseLog(stdout), rewritten: false };
 }
 
+/**
+ * The commits after `from` up to and including `to` that change any of `paths` (repo-relative,
+ * taken literally; "" or "." is the whole repository), oldest first: what a deployment of a
+ * service brought (`git log from..to -- paths`). Without `from` it is just `to`; a `from` that is
+ * not an ancestor of `to` (or is gone) cannot bound the range: just `to`, with `rewritten: true`.
+ *
+ * @example
+ * await commitsTouching("/src/shop", "3f2c…", "9a1b…", ["services/orders", "shared/lib"]);
+ */
+export async function commitsTouching(repoDir: string, from: string | undefined, to: string, paths: string[]): Promise<CommitRange> {
+  const toSha = await resolveCommit(repoDir, to);
+  if (from === undefined) return { commits: [await commitInfo(repoDir, toSha)], rewritten: false };
+  const fromSha = await tryResolveCommit(repoDir, from);
+  if (fromSha === undefined || !(await gitTest(repoDir, ["merge-base", "--is-ancestor", fromSha, toSha]))) {
+    return { commits: [await commitInfo(repoDir, toSha)], rewritten: true };
+  }
+  if (fromSha === toSha) return { commits: [], rewritten: false };
+  const specs = paths.map(checkExportPath).map((p) => (p === "" ? ":(top)" : `:(top,literal)${p}`));
+  const stdout = await git(repoDir, ["log", "-z", "--no-show-signature", "--date-order", "--reverse", LOG_FORMAT, `${fromSha}..${toSha}`, "--", ...(specs.length > 0 ? specs : [":(top)"])]);
+  return { commits: parseLog(stdout), rewritten: false };
+}
+
 function splitZ(stdout: string): string[] {
   return [...new Set(stdout.split("\0").filter(Boolean))].sort();
 }

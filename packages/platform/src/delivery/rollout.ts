@@ -46,6 +46,10 @@ export interface RolloutState {
   cleanup?: boolean;
   run?: string;
   commit?: string;
+  /** The commit's author time (from its release), so the events of the rollout carry it for DORA lead time. */
+  commitTime?: string;
+  /** When the new release first took production traffic (a ready rolling replica, a canary weight, the blue-green switch). */
+  servedAt?: string;
   message?: string;
   /** Canary with analysis: the release id the baseline replicas (the old release, started afresh) run under. */
   baseline?: string;
@@ -175,7 +179,17 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       kind,
       actor,
       subject: `service/${s.service}`,
-      details: { rollout: s.id, strategy: s.strategy, from: s.from, to: s.to, ...(s.commit ? { commit: s.commit } : {}), ...(s.run ? { run: s.run } : {}), ...details },
+      details: {
+        rollout: s.id,
+        strategy: s.strategy,
+        from: s.from,
+        to: s.to,
+        ...(s.commit ? { commit: s.commit } : {}),
+        ...(s.commitTime ? { commitTime: s.commitTime } : {}),
+        ...(s.run ? { run: s.run } : {}),
+        ...(s.servedAt ? { servedAt: s.servedAt } : {}),
+        ...details,
+      },
     });
   }
 
@@ -257,6 +271,11 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     // A deploy during a blue-green warm window ends that window: its old set is not kept.
     const from = record.release;
     const strategy: RolloutStrategy = from === undefined ? "rolling" : (spec.deploy?.strategy ?? "rolling");
+    // The commit and its author time come along on every event of the rollout (DORA lead time),
+    // also for a rollout `keelson up` started without naming a commit.
+    const built = await store.getRelease(to);
+    const commit = input.commit ?? built?.gitCommit;
+    const commitTime = built !== undefined && built.gitCommit === commit && typeof built.details.commitTime === "string" ? built.details.commitTime : undefined;
     const t = now();
     const state: RolloutState = {
       id: `ro-${randomBytes(4).toString("hex")}`,
@@ -272,7 +291,8 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       updatedAt: t,
       stepStartedAt: t,
       ...(input.run ? { run: input.run } : {}),
-      ...(input.commit ? { commit: input.commit } : {}),
+      ...(commit ? { commit } : {}),
+      ...(commitTime ? { commitTime } : {}),
       ...(input.group ? { group: input.group } : {}),
     };
     await store.setServiceRelease(project, record.name, to, { project, kind: "service.changed", actor, subject: `service/${record.name}`, details: { release: to, previous: from, rollout: state.id } });
@@ -441,6 +461,13 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       if (failed !== undefined) return fail(record, s, `rolled back with its release group ${s.group.id}: ${failed.service} failed (${failed.message ?? failed.phase})`, ctx);
     }
 
+    // A rolling rollout serves users from its first ready replica on (it is in the routing table):
+    // a failure after that reached users, one before did not (DORA tells them apart).
+    if (s.strategy === "rolling" && ACTIVE.has(s.phase) && s.servedAt === undefined && readyTo > 0) {
+      s.servedAt = now();
+      await save(s);
+    }
+
     // Failure checks while the new release is not yet serving everything.
     if (ACTIVE.has(s.phase)) {
       const crashed = ofTo.find((r) => !r.everReady && r.exitsSinceReady >= 3);
@@ -478,6 +505,7 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
           s.phase = "switched";
           s.weight = 100;
           s.stepStartedAt = now();
+          s.servedAt ??= s.stepStartedAt;
           s.warmUntil = new Date(Date.now() + (spec.deploy?.rollbackWindow ?? 600_000)).toISOString();
           await save(s);
           await event("rollout.step", s, "reconciler", { action: "switch", weight: 100, warmUntil: s.warmUntil });
@@ -501,6 +529,7 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
         if (s.from !== undefined) await split(record.name, [{ release: s.to, weight: 100, label: "stable" }, { release: s.from, weight: 0, label: "previous" }], "reconciler");
         s.phase = "finishing";
         s.weight = 100;
+        s.servedAt ??= now();
         await save(s);
         await event("rollout.step", s, "reconciler", { action: "promoted to all traffic", weight: 100 });
       }
@@ -532,11 +561,13 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
         if (counts.readyTo < canaryReplicas(n, weight)) return s;
         if (s.baseline !== undefined && baselineWeight(weight) > 0 && counts.readyBaseline < canaryReplicas(n, baselineWeight(weight))) return s;
         await canarySplit(record, s, weight, "reconciler");
+        if (weight > 0) s.servedAt ??= now();
         await event("rollout.step", s, "reconciler", { step: s.step, action: "setWeight", weight, ...(s.baseline !== undefined ? { baselineWeight: baselineWeight(weight) } : {}) });
       } else if ("match" in step) {
         if (counts.readyTo < 1) return s;
         s.match = [...(s.match ?? []), step.match];
         await canarySplit(record, s, s.weight, "reconciler");
+        s.servedAt ??= now();
         await event("rollout.step", s, "reconciler", { step: s.step, action: "match", match: step.match });
       } else if ("pause" in step) {
         if (step.pause === "manual") {
@@ -694,7 +725,15 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     }
     await store.setServiceRelease(project, record.name, to, { project, kind: "service.changed", actor, subject: `service/${record.name}`, details: { release: to, previous: current, rollback: state.id } });
     await save(state);
-    await event("rollback.started", state, actor, { warm, interrupted: isActive(prev) ? prev?.id : undefined, ...(input.why ? { why: input.why } : {}) });
+    // A rollout that had not ended (under way, or switched and warm) ends here: say which, and
+    // whether its release had taken traffic, so DORA counts it as failed or blocked.
+    const replaced = prev !== undefined && !isTerminal(prev) && prev.strategy !== "rollback" ? prev : undefined;
+    await event("rollback.started", state, actor, {
+      warm,
+      interrupted: isActive(prev) ? prev?.id : undefined,
+      ...(replaced ? { replaced: replaced.id, ...(replaced.servedAt ? { replacedServedAt: replaced.servedAt } : {}) } : {}),
+      ...(input.why ? { why: input.why } : {}),
+    });
     return state;
   }
 
