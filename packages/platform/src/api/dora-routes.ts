@@ -3,7 +3,7 @@
 // of the commits each deployment brought.
 import { KeelsonError } from "@keelson/protocol";
 import type { IncomingMessage } from "node:http";
-import { doraCsv, doraReport, importDoraChanges, parseDoraChanges, parseDoraWindow } from "../catalog/index.js";
+import { createDoraReporter, doraCsv, importDoraChanges, parseDoraChanges, parseDoraWindow } from "../catalog/index.js";
 import type { Store } from "../store/index.js";
 import { noteChange } from "./access.js";
 import { readJson, sendJson, type Route } from "./http.js";
@@ -56,34 +56,37 @@ function doraQuery(u: URL, allowed: readonly string[] = QUERY_KEYS): DoraQuery {
 export function addDoraRoutes(route: Route, deps: DoraRouteDeps): void {
   const { store, project } = deps;
   const now = deps.now ?? (() => new Date());
+  const dora = createDoraReporter({ store, project });
+  const report = (q: DoraQuery) => dora.report({ now: now(), ...(q.windowMs !== undefined ? { windowMs: q.windowMs } : {}), ...(q.team ? { team: q.team } : {}), ...(q.service ? { service: q.service } : {}) });
 
   route("GET", "/v1/dora", "read", async (_req, res, _params, u) => {
     const q = doraQuery(u);
-    const report = await doraReport({ store, project, now: now(), ...(q.windowMs !== undefined ? { windowMs: q.windowMs } : {}), ...(q.team ? { team: q.team } : {}), ...(q.service ? { service: q.service } : {}) });
+    const result = await report(q);
     if (q.format === "csv") {
-      const text = doraCsv(report);
+      const text = doraCsv(result);
       const scope = q.service ?? q.team ?? project;
       res.writeHead(200, {
         "content-type": "text/csv; charset=utf-8",
         "content-length": Buffer.byteLength(text),
-        "content-disposition": `attachment; filename="dora-${scope}-${report.window.to.slice(0, 10)}.csv"`,
+        "content-disposition": `attachment; filename="dora-${scope}-${result.window.to.slice(0, 10)}.csv"`,
       });
       res.end(text);
       return;
     }
-    sendJson(res, 200, report);
+    sendJson(res, 200, result);
   });
 
   route("GET", "/v1/dora/deployments", "read", async (_req, res, _params, u) => {
     const q = doraQuery(u, ["team", "service", "window"]);
-    const report = await doraReport({ store, project, now: now(), ...(q.windowMs !== undefined ? { windowMs: q.windowMs } : {}), ...(q.team ? { team: q.team } : {}), ...(q.service ? { service: q.service } : {}) });
-    sendJson(res, 200, { scope: report.scope, window: report.window, deployments: report.deployments });
+    const result = await report(q);
+    sendJson(res, 200, { scope: result.scope, window: result.window, deployments: result.deployments });
   });
 
   route("POST", "/v1/services/:name/dora/changes", { deploy: "name" }, async (req, res, params) => {
     const name = await deps.serviceParam(params.name);
     const request = parseDoraChanges(await readJson(req));
     const result = await importDoraChanges({ store, project, service: name, request, actor: deps.actorOf(req), now: now() });
+    dora.changesImported();
     noteChange(req, { after: result });
     sendJson(res, 200, { service: name, ...result });
   });

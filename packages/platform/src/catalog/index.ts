@@ -22,4 +22,5 @@ export type { DoraBucket, FrequencyWeek } from "./dora-buckets.js";
 export { DORA_CSV_COLUMNS, doraCsv } from "./dora-csv.js";
 export { DORA_CHANGES_COLLECTION, DoraChangesRequestSchema, importDoraChanges, listDoraChanges, MAX_DEPLOYMENT_COMMITS, MAX_IMPORT_DEPLOYMENTS, parseDoraChanges } from "./dora-changes.js";
 export type { DoraChangesRequest } from "./dora-changes.js";
-export { doraReport, MAX_DORA_WINDOW_DAYS, parseDoraWindow } from "./dora-report.js";
+export { createDoraReporter, doraReport, MAX_DORA_WINDOW_DAYS, parseDoraWindow } from "./dora-report.js";
+export type { DoraReporter, DoraReportQuery } from "./dora-report.js";
