@@ -1,5 +1,5 @@
-// Helpers shared by tests: polling with a deadline, temp folders, free ports, git, and calls to
-// a project's control-plane API with the token `keelson up` stored for it.
+// Helpers shared by tests: polling with a deadline, temp folders, free ports, git, calls to a
+// project's control-plane API with the token `keelson up` stored for it, and a PostgreSQL.
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -144,3 +144,5 @@ export async function rejection(promise: Promise<unknown>, code: ErrorCode): Pro
   return outcome as KeelsonError;
 }
 export { hasOpenssl, opensslCa } from "./openssl-ca.js";
+export { postgresAvailability, startTestPostgres } from "./postgres.js";
+export type { PostgresAvailability, TestDatabase, TestPostgres, TestSchema } from "./postgres.js";
