@@ -18,8 +18,8 @@
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { git, makeTempDir, useGitTestEnv } from "#test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { git, makeTempDir, runCli, useGitTestEnv } from "#test-support";
 import { createApiSecurity, createControlPlane, type ControlPlane } from "../../packages/platform/src/api/index.js";
 import type { DoraReport } from "../../packages/platform/src/catalog/index.js";
 import { main } from "../../packages/platform/src/cli/index.js";
@@ -88,20 +88,7 @@ describe("DORA metrics of a scripted history", () => {
   }
 
   /** Runs `keelson …` in this process; its exit code and what it printed. */
-  async function keelson(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = "";
-    let err = "";
-    const stdout = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-    const stderr = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-    process.exitCode = undefined;
-    try {
-      return { code: await main(["node", "keelson", ...args, "-C", dir]), out, err };
-    } finally {
-      process.exitCode = undefined;
-      stdout.mockRestore();
-      stderr.mockRestore();
-    }
-  }
+  const keelson = (args: string[]) => runCli(main, [...args, "-C", dir]);
 
   const report = async (args: string[] = []): Promise<DoraReport> => {
     const r = await keelson(["dora", "--json", ...args]);

@@ -8,9 +8,9 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeelsonEvent } from "@keelson/protocol";
-import { makeTempDir, waitFor } from "#test-support";
+import { makeTempDir, runCli, waitFor } from "#test-support";
 import { createApiSecurity, createControlPlane, type ApiSecurity, type ControlPlane } from "../../packages/platform/src/api/index.js";
 import { createNotifier, type NotificationDelivery, type Notifier } from "../../packages/platform/src/catalog/index.js";
 import { main } from "../../packages/platform/src/cli/index.js";
@@ -139,21 +139,7 @@ describe("notifications to a real local receiver", () => {
   }
 
   /** Runs `keelson …` in this process against the test's control plane. */
-  async function keelson(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = "";
-    let err = "";
-    const stdout = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-    const stderr = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-    process.exitCode = undefined;
-    try {
-      const code = await main(["node", "keelson", ...args, "-C", dir]);
-      return { code, out, err };
-    } finally {
-      process.exitCode = undefined;
-      stdout.mockRestore();
-      stderr.mockRestore();
-    }
-  }
+  const keelson = (args: string[]) => runCli(main, [...args, "-C", dir]);
 
   const events = (kinds: KeelsonEvent["kind"][], subject?: string) => store.listEvents({ project: "shop", kinds, ...(subject ? { subject } : {}) });
   const accepted = (id: string) => receiver.hits.filter((h) => h.id === id && h.status !== undefined && h.status < 300).length;

@@ -133,6 +133,29 @@ export function git(dir: string, args: string[], env: Record<string, string> = {
   });
 }
 
+/**
+ * Runs a CLI entry point (the `main` of packages/platform/src/cli) in this process with stdout and
+ * stderr captured; resolves with its exit code and what it printed.
+ *
+ * @example
+ * const { code, out } = await runCli(main, ["catalog", "-C", dir]);
+ */
+export async function runCli(main: (argv: string[]) => Promise<number>, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const stdout = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
+  const stderr = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
+  process.exitCode = undefined;
+  try {
+    const code = await main(["node", "keelson", ...args]);
+    return { code, out, err };
+  } finally {
+    process.exitCode = undefined;
+    stdout.mockRestore();
+    stderr.mockRestore();
+  }
+}
+
 /** The KeelsonError `promise` rejects with, after checking its code; fails the test when it resolves. */
 export async function rejection(promise: Promise<unknown>, code: ErrorCode): Promise<KeelsonError> {
   const outcome = await promise.then(

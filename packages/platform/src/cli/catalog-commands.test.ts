@@ -4,8 +4,8 @@
 // drift is marked once traces show calls.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { makeTempDir } from "#test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTempDir, runCli } from "#test-support";
 import { createApiSecurity, createControlPlane, type ControlPlane } from "../api/index.js";
 import { saveTeams, type ScorecardReport, type ServiceDetail } from "../catalog/index.js";
 import { createReconciler } from "../delivery/index.js";
@@ -47,21 +47,7 @@ describe("keelson catalog, service, teams and scorecard (CLI in process)", () =>
   let cleanup: () => Promise<void>;
   const silent = { info() {}, warn() {}, error() {} };
 
-  async function keelson(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = "";
-    let err = "";
-    const stdout = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-    const stderr = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-    process.exitCode = undefined;
-    try {
-      const code = await main(["node", "keelson", ...args, "-C", dir]);
-      return { code, out, err };
-    } finally {
-      process.exitCode = undefined;
-      stdout.mockRestore();
-      stderr.mockRestore();
-    }
-  }
+  const keelson = (args: string[]) => runCli(main, [...args, "-C", dir]);
 
   beforeAll(async () => {
     const tmp = await makeTempDir("keelson-catalog-cli-");
