@@ -120,8 +120,6 @@ export interface ReconcilerOptions {
   probeTls?: { dir: string };
   /** Canary analysis. */
   analysis?: AnalysisProvider;
-  /** Told about rollouts that fail or roll back (with the analysis evidence). */
-  notify?: (kind: EventKind, details: Record<string, unknown>) => void;
 }
 
 export interface Reconciler {
@@ -172,7 +170,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const listeners = new Set<() => void>();
   const reservedPorts = new Set<number>();
   const pipelines = createPipelineRunner({ store, project, stateDir, concurrency: options.buildConcurrency ?? 2, ...(options.scan ? { scan: options.scan } : {}) });
-  const rollouts: RolloutController = createRolloutController({ store, project, ...(options.analysis ? { analysis: options.analysis } : {}), ...(options.notify ? { notify: options.notify } : {}), wake: () => scheduleConverge(), log });
+  const rollouts: RolloutController = createRolloutController({ store, project, ...(options.analysis ? { analysis: options.analysis } : {}), wake: () => scheduleConverge(), log });
   /** Replicas out of the routing table, waiting for requests in flight before they stop. */
   const draining = new Set<string>();
   let timer: NodeJS.Timeout | undefined;

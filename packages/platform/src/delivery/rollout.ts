@@ -145,8 +145,6 @@ export interface RolloutControllerOptions {
   project: string;
   /** Canary analysis reads its numbers here; without it, analysis steps pause the rollout (Error). */
   analysis?: AnalysisProvider;
-  /** Told about rollouts that fail or roll back (with the evidence), e.g. to post webhooks. */
-  notify?: (kind: EventKind, details: Record<string, unknown>) => void;
   /** Asks for a converge step soon (an analysis look has its numbers). */
   wake?: () => void;
   log?: { warn(o: object, m?: string): void };
@@ -366,12 +364,10 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       s.weight = 0;
       await save(s);
       await event("rollout.failed", s, "reconciler", { why, rolledBackTo: from, ...evidence });
-      options.notify?.("rollout.failed", { service: s.service, rollout: s.id, from: s.to, rolledBackTo: from, why, ...evidence });
     } else {
       s.phase = "failed";
       await save(s);
       await event("rollout.failed", s, "reconciler", { why, ...evidence });
-      options.notify?.("rollout.failed", { service: s.service, rollout: s.id, release: s.to, why, ...evidence });
     }
     return s;
   }
