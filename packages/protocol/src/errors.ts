@@ -17,6 +17,7 @@ export const ERRORS = {
   KEELSON_ERR_START_FAILED: { status: 422, summary: "A replica could not be started, exited at once, or never became ready." },
   KEELSON_ERR_RUNTIME: { status: 500, summary: "The runtime driver failed to start, stop or inspect a replica." },
   KEELSON_ERR_CONTROL_PLANE_UNREACHABLE: { status: 503, summary: "The control plane did not answer." },
+  KEELSON_ERR_NO_LEADER: { status: 503, summary: "No control-plane instance leads right now (an election is under way, or the store is unreachable), so the request cannot be carried out; retry after the time in the retry-after header." },
   KEELSON_ERR_NO_ROUTE: { status: 404, summary: "The gateway has no route for the request's host and path." },
   KEELSON_ERR_NO_ENDPOINT: { status: 503, summary: "The service has no ready replica to take the request." },
   KEELSON_ERR_FAULT_INJECTED: { status: 503, summary: "The gateway answered with an error injected on purpose by a chaos experiment (`keelson chaos error`); `keelson chaos list` shows what runs." },

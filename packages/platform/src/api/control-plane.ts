@@ -75,6 +75,21 @@ export interface ControlPlaneOptions {
   notifier?: Notifier;
   /** Settles once the running replicas are re-adopted; no routing table is served before (see createRoutingPublisher). */
   routingReady?: Promise<unknown>;
+  /**
+   * Several instances on one store (ADR 0020). `following()`: another instance leads, so routing
+   * tables are read from the store, not built. `forward(req, res)`: called first for every request;
+   * true when it took the request (a follower forwards to the leader). `leading`: settles when this
+   * instance leads; loops that change state (scheduled flag changes) start only then.
+   * `announce`: tells the other instances about a new routing table.
+   */
+  cluster?: {
+    following: () => boolean;
+    forward: (req: IncomingMessage, res: ServerResponse) => boolean;
+    leading: Promise<unknown>;
+    announce: (table: RoutingTable) => Promise<void>;
+  };
+  /** What GET /readyz answers: 200 when ready, 503 with the reason otherwise (default: ready once listening). */
+  readiness?: () => Promise<{ ready: boolean; role: string; reason?: string }>;
   /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
   telemetry?: {
     metricStore: MetricStore;
@@ -111,6 +126,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     ...(options.routeAuth ? { routeAuth: options.routeAuth } : {}),
     ...(options.chaos ? { faults: options.chaos.faults } : {}),
     ...(options.routingReady ? { ready: options.routingReady } : {}),
+    ...(options.cluster ? { following: options.cluster.following, announce: options.cluster.announce } : {}),
   });
   const sseClients = new Set<ServerResponse>();
   let applying = false;
@@ -218,6 +234,12 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
 
   // Unauthenticated on purpose (liveness probes, `keelson up` finding its control plane): it says only that it runs, and for which project.
   route("GET", "/healthz", "public", async (_req, res) => sendJson(res, 200, { status: "ok", project }));
+  // Unauthenticated too (load balancers, Kubernetes readiness probes): whether this instance can serve, and its role.
+  route("GET", "/readyz", "public", async (_req, res) => {
+    const state = options.readiness ? await options.readiness() : { ready: true, role: "leader" };
+    if (!state.ready) res.setHeader("retry-after", "1");
+    sendJson(res, state.ready ? 200 : 503, { status: state.ready ? "ready" : "not-ready", role: state.role, ...(state.reason === undefined ? {} : { reason: state.reason }) });
+  });
   route("GET", "/metrics", "read", async (_req, res) => {
     const text = await registry.metrics();
     res.writeHead(200, { "content-type": registry.contentType });
@@ -464,11 +486,13 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   });
   route("GET", "/v1/routing", "watch", async (_req, res) => sendJson(res, 200, await routing.current()));
   route("GET", "/v1/watch/routing", "watch", async (req, res) => {
+    // Read first: a follower with no table yet answers 503, and the gateway tries another instance.
+    const first = await routing.current();
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     res.flushHeaders();
     sseClients.add(res);
     req.once("close", () => sseClients.delete(res));
-    writeSse(res, await routing.current());
+    writeSse(res, first);
   });
 
   const { security } = options;
@@ -491,6 +515,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   });
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
+    if (options.cluster?.forward(req, res) === true) return;
     const u = new URL(req.url ?? "/", "http://localhost");
     setSecurityHeaders(res, options.tls !== undefined);
     redactResponse(res, security.redactor());
@@ -563,8 +588,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           const addr = server.address();
           const p = addr && typeof addr === "object" ? addr.port : port;
           url = `${options.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${p}`;
-          // Scheduled flag changes are applied only by a control plane that got its port.
-          flagRoutes.start().catch((err: unknown) => log.warn({ err }, "applying scheduled flag changes failed"));
+          // Scheduled flag changes are applied only by a control plane that got its port, and leads.
+          void (options.cluster?.leading ?? Promise.resolve())
+            .then(() => flagRoutes.start())
+            .catch((err: unknown) => log.warn({ err }, "applying scheduled flag changes failed"));
           resolveListen(url);
         });
       });

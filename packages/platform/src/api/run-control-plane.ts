@@ -1,15 +1,20 @@
 // `keelson serve`: the control-plane process. Opens the store, re-adopts running
 // replicas, serves the API, and on SIGTERM exits leaving replicas running (static stability).
+// On a PostgreSQL store several instances run at once: one leads (ADR 0020), the others serve
+// the routing table from the store and forward API requests to the leader.
+import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { KeelsonError, REPLICA_ENV } from "@keelson/protocol";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KeelsonError, REPLICA_ENV, isKeelsonError } from "@keelson/protocol";
 import { pino } from "pino";
 import type { IdentityTrust } from "@keelson/protocol";
 import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
 import { loadManifest, meshPortOf, mtlsEnabled, type Manifest } from "../manifest/index.js";
 import { createChaosController, createProcessDriver } from "../runtime/index.js";
 import { createAutoscaler, createGatewayLoadReader } from "../autoscale/index.js";
-import { createSqliteStore } from "../store/index.js";
+import { createPostgresCoordination, createPostgresStore, createSingleCoordination, createSqliteStore, type Coordination, type LeaderRecord, type Store } from "../store/index.js";
 import { createNotifier } from "../catalog/index.js";
 import {
   collectProcessMetrics,
@@ -27,6 +32,7 @@ import { CONTROL_PLANE_IDENTITY, bootstrapAdminToken, createIdentityIssuer, crea
 import { createApiSecurity } from "./api-security.js";
 import { GATEWAY_IDENTITY } from "./access.js";
 import { createControlPlane } from "./control-plane.js";
+import { createLeaderForwarder } from "./leader-forward.js";
 import { createRouteAuthResolver } from "./route-auth-resolver.js";
 import { stateDirOf, CONTROL_PLANE_FILE, TOKEN_FILE } from "./state-files.js";
 
@@ -35,16 +41,60 @@ export interface RunControlPlaneOptions {
   host?: string;
   port?: number;
   gatewayUrl?: string;
+  /**
+   * The store: a SQLite file or a postgres:// (postgresql://) URL. Default: KEELSON_STORE_URL,
+   * else `.keelson/state.db`. Several instances may share one PostgreSQL store.
+   */
+  store?: string;
+  /** PostgreSQL schema (default: KEELSON_STORE_SCHEMA, else "keelson"). */
+  storeSchema?: string;
+  /** How often an instance that does not lead tries to (ms, default 500). */
+  campaignRetryMs?: number;
+}
+
+export interface RunningControlPlane {
+  url: string;
+  /** Whether this instance leads right now. */
+  leading(): boolean;
+  /**
+   * Settles when this instance must stop: it led, and the store connection that held its
+   * leadership broke (another instance may lead now). Stop it and start a new one, which
+   * campaigns again; `keelson serve` does.
+   */
+  ended: Promise<string>;
+  stop: () => Promise<void>;
+}
+
+/** Whether the store named is PostgreSQL (a URL) rather than a SQLite file. */
+export function isPostgresUrl(store: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(store);
+}
+
+/** Opens the store; a PostgreSQL that does not answer yet is retried (a schema newer than this Keelson is not). */
+async function openStore(target: string, schema: string | undefined, log: { warn(obj: object, msg: string): void }): Promise<Store> {
+  if (!isPostgresUrl(target)) return createSqliteStore({ path: target });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await createPostgresStore({ url: target, ...(schema === undefined ? {} : { schema }) });
+    } catch (err) {
+      if (!isKeelsonError(err) || err.code !== "KEELSON_ERR_STORE") throw err;
+      const delay = Math.min(10_000, 500 * 2 ** Math.min(attempt, 5));
+      log.warn({ err: err.message, retryInMs: delay }, "the store does not answer yet; retrying");
+      await sleep(delay);
+    }
+  }
 }
 
 /** Runs until SIGTERM/SIGINT. Resolves with the URL once serving. */
-export async function runControlPlane(options: RunControlPlaneOptions): Promise<{ url: string; stop: () => Promise<void> }> {
+export async function runControlPlane(options: RunControlPlaneOptions): Promise<RunningControlPlane> {
   const dir = resolve(options.dir);
   const stateDir = stateDirOf(dir);
   await mkdir(stateDir, { recursive: true });
   const log = pino({ name: "keelson-controlplane", base: { pid: process.pid } });
 
-  const store = await createSqliteStore({ path: join(stateDir, "state.db") });
+  const storeTarget = options.store ?? process.env.KEELSON_STORE_URL ?? join(stateDir, "state.db");
+  const storeSchema = options.storeSchema ?? process.env.KEELSON_STORE_SCHEMA;
+  const store = await openStore(storeTarget, storeSchema, log);
   let manifest: Manifest | undefined;
   try {
     manifest = (await loadManifest(dir)).manifest;
@@ -67,6 +117,29 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   });
   const selfUrl = `${manifest?.security.api?.tls ? "https" : "http"}://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${port}`;
   const otlpEndpoint = `${selfUrl}/v1/traces`;
+  const self = { id: `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`, url: selfUrl };
+  const coordination: Coordination = isPostgresUrl(storeTarget)
+    ? createPostgresCoordination({
+        url: storeTarget,
+        ...(storeSchema === undefined ? {} : { schema: storeSchema }),
+        self,
+        log: (level, msg, fields) => log[level](fields ?? {}, msg),
+        ...(options.campaignRetryMs === undefined ? {} : { retryMs: options.campaignRetryMs }),
+      })
+    : createSingleCoordination(self);
+  // Until elected, this instance follows: it builds no routing table and forwards the API to the leader.
+  let leading = false;
+  let leader: LeaderRecord | undefined;
+  let leaderReadAt = 0;
+  const currentLeader = async () => {
+    if (leader === undefined || Date.now() - leaderReadAt > 1_000) {
+      leader = await coordination.leader().catch(() => leader);
+      leaderReadAt = Date.now();
+    }
+    return leader;
+  };
+  let becameLeader!: () => void;
+  const leadingNow = new Promise<void>((r) => (becameLeader = r));
   // Telemetry: the gateway's RED metrics scraped into the built-in store (or read from
   // Prometheus when the manifest names one), and SLO burn-rate alerting over them.
   const registry = new Registry();
@@ -102,7 +175,6 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   await issuer.ensure(GATEWAY_IDENTITY);
   // The control plane's own certificate, which its probes present to replicas that serve TLS.
   const probeTlsDir = mtls ? (await issuer.ensure(CONTROL_PLANE_IDENTITY)).tlsDir : undefined;
-  issuer.start();
   const meshUrl = `${mtls ? "https" : "http"}://${manifest?.gateway.host ?? "127.0.0.1"}:${meshPortOf({ port: options.gatewayUrl ? Number(new URL(options.gatewayUrl).port) : (manifest?.gateway.port ?? 8080), meshPort: manifest?.gateway.meshPort })}`;
 
   const reconciler = createReconciler({
@@ -179,8 +251,29 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   // same port fails there, before it touches any replica), so routing tables wait for resume().
   let resumed!: () => void;
   const routingReady = new Promise<void>((r) => (resumed = r));
+  const apiTls = manifest?.security.api?.tls
+    ? { cert: await readFile(resolve(dir, manifest.security.api.tls.cert), "utf8"), key: await readFile(resolve(dir, manifest.security.api.tls.key), "utf8") }
+    : undefined;
+  const forwarder = createLeaderForwarder({ self: self.id, following: () => !leading, leader: currentLeader, ...(apiTls ? { ca: apiTls.cert } : {}), log });
   const cp = createControlPlane({
     routingReady,
+    cluster: {
+      following: () => !leading,
+      forward: (req, res) => forwarder.forward(req, res),
+      leading: leadingNow,
+      announce: (table) => coordination.publish("routing", String(table.version)),
+    },
+    async readiness() {
+      const role = leading ? "leader" : "follower";
+      try {
+        await store.getSetting("routing.version");
+      } catch (err) {
+        return { ready: false, role, reason: `the store does not answer: ${(err as Error).message}` };
+      }
+      if (leading) return { ready: true, role };
+      const known = await currentLeader();
+      return known === undefined ? { ready: false, role, reason: "no instance leads yet" } : { ready: true, role };
+    },
     project,
     dir,
     stateDir,
@@ -195,9 +288,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     chaos,
     notifier,
     security,
-    ...(manifest?.security.api?.tls
-      ? { tls: { cert: await readFile(resolve(dir, manifest.security.api.tls.cert), "utf8"), key: await readFile(resolve(dir, manifest.security.api.tls.key), "utf8") } }
-      : {}),
+    ...(apiTls ? { tls: apiTls } : {}),
     identityTrust: () => ({ trustDomain: project, jwks: ca.jwks() as unknown as IdentityTrust["jwks"], caPem: ca.caPem(), mtls }),
     routeAuth: createRouteAuthResolver({ dir, vault }),
   });
@@ -206,31 +297,81 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     url = await cp.listen(host, port);
   } catch (err) {
     await driver.detach();
+    await coordination.close();
     await store.close();
     throw err;
   }
-  let adopted: string[];
-  let lost: string[];
-  try {
-    ({ adopted, lost } = await reconciler.resume());
-  } finally {
-    resumed();
+  // A follower serves the leader's stored table to its gateways, and hears about each new one.
+  const unsubscribeRouting = coordination.subscribe("routing", () => {
+    if (!leading) void cp.routing.refresh().catch((err: unknown) => log.warn({ err }, "reading the leader's routing table failed"));
+  });
+  const unsubscribeLeader = coordination.subscribe("leader", (payload) => {
+    leaderReadAt = 0;
+    if (payload !== undefined) log.info({ leader: JSON.parse(payload) as unknown }, "a new leader was elected");
+  });
+
+  let ended!: (why: string) => void;
+  const endedPromise = new Promise<string>((r) => (ended = r));
+  const campaign = new AbortController();
+  /** Once elected: re-adopt what runs, then start everything that changes state. */
+  const lead = async () => {
+    const leadership = await coordination.campaign(campaign.signal);
+    leading = true;
+    leader = { ...self, term: leadership.term, since: new Date().toISOString() };
+    void leadership.lost.then((why) => {
+      if (!leading) return;
+      log.error({ why, term: leadership.term }, "lost leadership; stopping this instance so that a new one campaigns again");
+      ended(why);
+    });
+    let adopted: string[];
+    let lost: string[];
+    try {
+      ({ adopted, lost } = await reconciler.resume());
+    } finally {
+      resumed();
+    }
+    log.info({ adopted: adopted.length, lost: lost.length, term: leadership.term }, "re-adopted running replicas");
+    await store.appendEvent({
+      project,
+      kind: "controlplane.started",
+      actor: "controlplane",
+      subject: `project/${project}`,
+      details: { pid: process.pid, url, adopted, lost, ...(coordination.kind === "single" ? {} : { instance: self.id, term: leadership.term }) },
+    });
+    issuer.start();
+    reconciler.start();
+    autoscaler.start();
+    scraper.start();
+    incidents.start();
+    await notifier.start();
+    becameLeader();
+    await cp.routing.refresh();
+    await writeFile(join(stateDir, CONTROL_PLANE_FILE), JSON.stringify({ pid: process.pid, url, project, startedAt: new Date().toISOString() }, null, 2));
+    log.info({ url, project, term: leadership.term }, "control plane serving as leader");
+  };
+  const leadTask = lead();
+  if (coordination.kind === "single") {
+    // Alone on its store it leads at once: resolve only when it has re-adopted and serves.
+    await leadTask;
+  } else {
+    leadTask.catch((err: unknown) => {
+      if (campaign.signal.aborted) return;
+      log.error({ err }, "taking up leadership failed; stopping this instance");
+      ended(`taking up leadership failed: ${String(err)}`);
+    });
+    await cp.routing.refresh().catch(() => undefined);
+    log.info({ url, project, instance: self.id }, "control plane serving; campaigning for leadership");
   }
-  log.info({ adopted: adopted.length, lost: lost.length }, "re-adopted running replicas");
-  await store.appendEvent({ project, kind: "controlplane.started", actor: "controlplane", subject: `project/${project}`, details: { pid: process.pid, url, adopted, lost } });
-  reconciler.start();
-  autoscaler.start();
-  scraper.start();
-  incidents.start();
-  await notifier.start();
-  await cp.routing.refresh();
-  await writeFile(join(stateDir, CONTROL_PLANE_FILE), JSON.stringify({ pid: process.pid, url, project, startedAt: new Date().toISOString() }, null, 2));
-  log.info({ url, project }, "control plane serving");
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       log.info("control plane stopping; replicas keep running");
+      campaign.abort();
+      unsubscribeRouting();
+      unsubscribeLeader();
+      const wasLeading = leading;
+      leading = false;
       issuer.stop();
       await chaos.close();
       await autoscaler.stop();
@@ -242,9 +383,12 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       clearInterval(pruneTimer);
       await otlpReceiver.close();
       await cp.close();
+      await forwarder.close();
       await traces.close();
+      // Last: closing it frees leadership, and another instance may start adopting the replicas.
+      await coordination.close();
       await store.close();
-      await rm(join(stateDir, CONTROL_PLANE_FILE), { force: true });
+      if (wasLeading) await rm(join(stateDir, CONTROL_PLANE_FILE), { force: true });
     })());
-  return { url, stop };
+  return { url, leading: () => leading, ended: endedPromise, stop };
 }

@@ -590,10 +590,19 @@ export function buildProgram(): Command {
     .option("--host <host>", "address to bind")
     .addOption(new Option("--port <port>", "port").argParser(parsePort))
     .option("--gateway-url <url>", "gateway URL given to services")
-    .action(async (dirArg: string, opts: { host?: string; port?: number; gatewayUrl?: string }) => {
-      const cp = await runControlPlane({ dir: dirArg, ...opts });
-      await untilSignal();
-      await cp.stop();
+    .option("--store <url|file>", "the store: a postgres:// URL (several instances may share it) or a SQLite file (default: KEELSON_STORE_URL, else .keelson/state.db)")
+    .option("--store-schema <name>", "PostgreSQL schema of the store (default: KEELSON_STORE_SCHEMA, else keelson)")
+    .action(async (dirArg: string, opts: { host?: string; port?: number; gatewayUrl?: string; store?: string; storeSchema?: string }) => {
+      const signalled = untilSignal().then(() => "signal" as const);
+      // An instance that loses leadership (its store connection broke) stops, and a new one
+      // campaigns again, as Kubernetes' controller managers restart when they lose their lease.
+      for (;;) {
+        const cp = await runControlPlane({ dir: dirArg, ...opts });
+        const outcome = await Promise.race([signalled, cp.ended]);
+        await cp.stop();
+        if (outcome === "signal") break;
+        process.stderr.write(`keelson serve: ${outcome}; starting again as a candidate\n`);
+      }
       // Replicas were detached, not stopped; nothing else should keep this process alive.
       setTimeout(() => process.exit(0), 2000).unref();
     });
@@ -607,9 +616,10 @@ export function buildProgram(): Command {
     .addOption(new Option("--admin-port <port>", "port of /healthz, /metrics, /routes").argParser(parsePort).default(8081))
     .addOption(new Option("--mesh-port <port>", "port of the mesh listener (service-to-service calls)").argParser(parsePort).default(8082))
     .option("--mesh-tls", "serve the mesh listener over mutual TLS, and reach replicas of tls: true services, with the certificate the control plane issues")
-    .option("--control-plane <url>", "control-plane URL to follow", "http://127.0.0.1:7070")
+    .option("--control-plane <urls>", "control-plane URL to follow; several instances as a comma-separated list", "http://127.0.0.1:7070")
     .addOption(new Option("--workers <n|auto>", `processes serving the port; auto = one per CPU (default: ${DEFAULT_GATEWAY_WORKERS})`).argParser(parseWorkers))
-    .action(async (dirArg: string, opts: { host: string; port: number; adminPort: number; meshPort: number; meshTls?: boolean; controlPlane: string; workers?: number | "auto" }) => {
+    .option("--state-dir <dir>", "where it keeps its last routing table and pid file (default: .keelson/gateway; give each gateway on one host its own)")
+    .action(async (dirArg: string, opts: { host: string; port: number; adminPort: number; meshPort: number; meshTls?: boolean; controlPlane: string; workers?: number | "auto"; stateDir?: string }) => {
       const stateDir = stateDirOf(resolve(dirArg));
       // The control plane writes (and renews) the gateway's identity here.
       const identityDir = join(stateDir, "identity", GATEWAY_IDENTITY);
@@ -621,7 +631,7 @@ export function buildProgram(): Command {
         ...(opts.meshTls ? { meshTls: { dir: identityDir } } : {}),
         credentialFile: join(identityDir, "token.jwt"),
         controlPlaneUrl: opts.controlPlane,
-        stateDir: join(stateDir, GATEWAY_DIR),
+        stateDir: opts.stateDir === undefined ? join(stateDir, GATEWAY_DIR) : resolve(opts.stateDir),
         ...(opts.workers === undefined ? {} : { workers: opts.workers }),
       });
     });

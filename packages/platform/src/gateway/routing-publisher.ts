@@ -1,5 +1,8 @@
 // Keeps the routing table the gateways follow: rebuilt from the stored services, the driver's
 // ready replicas and the flags routes name after every change, versioned (the version survives restarts).
+// With several control-plane instances on one store, only the leader builds tables: it stores each
+// one, and the other instances serve the stored table to the gateways that follow them (ADR 0020).
+import { KeelsonError } from "@keelson/protocol";
 import type { CallerRule, Fault, FlagSet, IdentityTrust, RouteAuth, RoutingTable } from "@keelson/protocol";
 import type { RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
@@ -17,6 +20,8 @@ export interface RoutingPublisher {
 }
 
 const VERSION_KEY = "routing.version";
+/** The last table built, as JSON: what instances that do not lead serve. */
+export const ROUTING_TABLE_SETTING = "routing.table";
 
 /** How long a gateway holds a request for a service scaled to zero when `scaleToZero.holdTimeout` is not set. */
 export const DEFAULT_HOLD_TIMEOUT_MS = 30_000;
@@ -47,6 +52,13 @@ export function createRoutingPublisher(options: {
    * gateway that took it would refuse every request until the next one.
    */
   ready?: Promise<unknown>;
+  /**
+   * Whether this instance follows another that leads (default: never). A follower builds nothing:
+   * `refresh()` reads the table the leader stored, and tells subscribers when it is newer.
+   */
+  following?: () => boolean;
+  /** Called after a table is built and stored (the leader tells the other instances). */
+  announce?: (table: RoutingTable) => Promise<void>;
 }): RoutingPublisher {
   const { store, driver, project } = options;
   const faults = options.faults ?? (() => []);
@@ -55,7 +67,24 @@ export function createRoutingPublisher(options: {
   let fingerprint = "";
   let chain: Promise<RoutingTable> | undefined;
 
+  /** A follower's refresh: the leader's last stored table, when newer than the one served. */
+  async function reload(): Promise<RoutingTable> {
+    const text = await store.getSetting(ROUTING_TABLE_SETTING);
+    const stored = text === undefined ? undefined : (JSON.parse(text) as RoutingTable);
+    if (stored === undefined) {
+      if (table !== undefined) return table;
+      throw new KeelsonError("KEELSON_ERR_NO_LEADER", "no routing table yet: the leading control plane has not published one");
+    }
+    if (table === undefined || stored.version > table.version) {
+      table = stored;
+      fingerprint = "";
+      for (const l of listeners) l(table);
+    }
+    return table;
+  }
+
   async function rebuild(): Promise<RoutingTable> {
+    if (options.following?.() === true) return reload();
     if (options.ready !== undefined) await options.ready.catch(() => undefined);
     const services = await store.listServices(project);
     const endpoints = driver
@@ -107,7 +136,9 @@ export function createRoutingPublisher(options: {
     await store.setSetting(VERSION_KEY, String(version));
     table = { ...candidate, version };
     fingerprint = fp;
+    if (options.following !== undefined) await store.setSetting(ROUTING_TABLE_SETTING, JSON.stringify(table));
     for (const l of listeners) l(table);
+    if (options.announce !== undefined) await options.announce(table).catch(() => undefined);
     return table;
   }
 

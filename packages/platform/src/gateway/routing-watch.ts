@@ -72,7 +72,10 @@ export function parseRoutingTable(text: string): { ok: true; value: RoutingTable
 }
 
 export interface RoutingWatchOptions {
-  /** Base URL of the control plane, e.g. http://127.0.0.1:7070 */
+  /**
+   * Base URL of the control plane, e.g. http://127.0.0.1:7070; several instances of it as a
+   * comma-separated list: the watch moves to the next one when the one it follows fails.
+   */
   controlPlaneUrl: string;
   stateDir: string;
   /** Called with every valid table the control plane sends, in order. */
@@ -111,7 +114,8 @@ const MAX_EVENT_BYTES = 32 * 1024 * 1024;
  */
 export function createRoutingWatch(options: RoutingWatchOptions): RoutingWatch {
   const log = options.log ?? silentLogger;
-  const url = `${options.controlPlaneUrl.replace(/\/+$/, "")}/v1/watch/routing`;
+  const urls = controlPlaneUrls(options.controlPlaneUrl).map((u) => `${u}/v1/watch/routing`);
+  let index = 0;
   const initialBackoffMs = options.initialBackoffMs ?? 250;
   const maxBackoffMs = options.maxBackoffMs ?? 10_000;
   const idleTimeoutMs = options.idleTimeoutMs ?? 45_000;
@@ -169,7 +173,7 @@ export function createRoutingWatch(options: RoutingWatchOptions): RoutingWatch {
     queueSave(parsed.value);
   };
 
-  const followOnce = async (): Promise<void> => {
+  const followOnce = async (url: string): Promise<void> => {
     const res = await request(url, {
       dispatcher: agent,
       signal: abort.signal,
@@ -193,8 +197,9 @@ export function createRoutingWatch(options: RoutingWatchOptions): RoutingWatch {
     let attempt = 0;
     while (!abort.signal.aborted) {
       const began = Date.now();
+      const url = urls[index % urls.length]!;
       try {
-        await followOnce();
+        await followOnce(url);
         if (!abort.signal.aborted) log.warn({ url }, "the control plane closed the routing stream; reconnecting");
       } catch (err) {
         if (abort.signal.aborted) break;
@@ -203,6 +208,8 @@ export function createRoutingWatch(options: RoutingWatchOptions): RoutingWatch {
       const wasConnected = connected;
       setConnected(false);
       if (abort.signal.aborted) break;
+      // Several control-plane instances: try the next one (a follower serves the table as well).
+      index = (index + 1) % urls.length;
       // A stream that stayed up for a while earns a fresh backoff; one that drops at once does not.
       if (wasConnected && Date.now() - began > initialBackoffMs) attempt = 0;
       const ceiling = Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(attempt, 30));
@@ -230,6 +237,16 @@ export function createRoutingWatch(options: RoutingWatchOptions): RoutingWatch {
       return connected;
     },
   };
+}
+
+/** The control-plane URLs of a comma-separated list, without trailing slashes. */
+export function controlPlaneUrls(list: string): string[] {
+  const urls = list
+    .split(",")
+    .map((u) => u.trim().replace(/\/+$/, ""))
+    .filter((u) => u !== "");
+  if (urls.length === 0) throw new Error(`no control-plane URL in ${JSON.stringify(list)}`);
+  return urls;
 }
 
 function describe(err: unknown): string {

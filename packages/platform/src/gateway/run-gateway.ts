@@ -12,6 +12,7 @@ import type { GatewayCluster, GatewayClusterOptions } from "./gateway-cluster.js
 import { createGatewayCluster } from "./gateway-cluster.js";
 import type { Gateway, GatewayOptions } from "./gateway-server.js";
 import { createGateway } from "./gateway-server.js";
+import { controlPlaneUrls } from "./routing-watch.js";
 
 /** File name of the pid file inside the gateway's state folder. */
 export const GATEWAY_PID_FILE = "gateway.pid.json";
@@ -178,7 +179,8 @@ export async function runGateway(options: RunGatewayOptions): Promise<RunningGat
 
 /** The OTLP/HTTP traces URL of a control plane. */
 export function tracesEndpoint(controlPlaneUrl: string): string {
-  return `${controlPlaneUrl.replace(/\/+$/, "")}/v1/traces`;
+  // With several instances, spans go to the first: any instance forwards them to the leader.
+  return `${controlPlaneUrls(controlPlaneUrl)[0]}/v1/traces`;
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {

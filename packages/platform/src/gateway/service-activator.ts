@@ -3,6 +3,7 @@
 // with the gateway's identity credential), retrying a failed ask at most every `retryMs`.
 import { Agent, request } from "undici";
 import { credentialHeader } from "./credential-file.js";
+import { controlPlaneUrls } from "./routing-watch.js";
 import type { GatewayLogger } from "./logger.js";
 import { silentLogger } from "./logger.js";
 
@@ -117,7 +118,8 @@ export interface ActivateCallOptions {
  * anything else rejects with the status and the error body's message.
  */
 export function createActivateCall(options: ActivateCallOptions): { call: ActivateCall; close(): Promise<void> } {
-  const base = options.controlPlaneUrl.replace(/\/+$/, "");
+  // With several control-plane instances, the first: any instance forwards the call to the leader.
+  const base = controlPlaneUrls(options.controlPlaneUrl)[0]!;
   const timeoutMs = options.timeoutMs ?? 5_000;
   // Its own pool, closed with the gateway, like the routing watch's.
   const agent = new Agent({ connectTimeout: timeoutMs });

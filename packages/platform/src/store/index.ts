@@ -7,3 +7,16 @@ export type { PostgresPoolOptions, PostgresStoreOptions } from "./postgres-store
 export { createMemoryStore } from "./memory-store.js";
 export type { MemoryStoreOptions } from "./memory-store.js";
 export { canonicalJson } from "./canonical-json.js";
+export { createSingleCoordination } from "./coordination.js";
+export type { Coordination, LeaderRecord, Leadership } from "./coordination.js";
+export { createPostgresCoordination, LEADER_SETTING } from "./postgres-coordination.js";
+export type { PostgresCoordinationOptions } from "./postgres-coordination.js";
+export { openStore, resolveStoreLocation } from "./open-store.js";
+export type { OpenStoreOptions, ResolvedStoreLocation, StoreLocation } from "./open-store.js";
+export { migrateStore } from "./migrate-store.js";
+export type { MigrateStoreOptions, MigrationReport } from "./migrate-store.js";
+export type { AppliedMigration } from "./migrations.js";
+export { BACKUP_FORMAT, BACKUP_FORMAT_VERSION, backupStore, openBackup, restoreStore } from "./backup.js";
+export type { BackupHeader, BackupProgress, BackupReader, BackupStoreOptions, BackupSummary, RestoreStoreOptions, RestoreSummary } from "./backup.js";
+export { STORE_TABLES } from "./store-tables.js";
+export type { TableCounts, TableName } from "./store-tables.js";

@@ -1,0 +1,221 @@
+// Two control planes on one PostgreSQL database and two gateways, the real binary throughout:
+// the leader is killed with -9 under load through both gateways. No request may fail, the other
+// instance must lead (and act: re-adopt the replicas, scale a service) within seconds, and the
+// killed one comes back as a follower that forwards the API (ADR 0020).
+import { spawn, type ChildProcess } from "node:child_process";
+import { openSync, closeSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, makeTempDir, postgresAvailability, requireComponent, startTestPostgres, waitFor, type TestDatabase, type TestPostgres } from "#test-support";
+import { BIN, pidAlive } from "../e2e/cli.js";
+
+const availability = postgresAvailability();
+const available = requireComponent("PostgreSQL", availability.available, availability.reason);
+
+const SERVER = `
+import { createServer } from "node:http";
+const server = createServer((req, res) => {
+  if (req.url === "/ready") { res.end("ok"); return; }
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify({ pid: process.pid }));
+});
+server.keepAliveTimeout = 65_000;
+server.listen(Number(process.env.PORT), "127.0.0.1");
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
+`;
+
+interface Figures {
+  requests: number;
+  failed: number;
+  failures: string[];
+  leaderAfterMs: number;
+  actingAfterMs: number;
+}
+
+describe.runIf(available)("highly available control plane on PostgreSQL", { timeout: 300_000 }, () => {
+  let server: TestPostgres;
+  let db: TestDatabase;
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  const children: ChildProcess[] = [];
+  let cp1Port: number;
+  let cp2Port: number;
+  let gw1: string;
+  let gw2: string;
+  let token: string;
+  let storeUrl: string;
+
+  const spawnKeelson = (name: string, args: string[]): ChildProcess => {
+    const out = openSync(join(dir, `${name}.log`), "a");
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", out, out], env: { ...process.env, NO_COLOR: "1" } });
+    closeSync(out);
+    children.push(child);
+    return child;
+  };
+  const serve = (name: string, port: number) => spawnKeelson(name, ["serve", dir, "--port", String(port), "--store", storeUrl]);
+  const readyz = async (port: number): Promise<{ code: number; role?: string }> => {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+    const { role } = (await res.json()) as { role?: string };
+    return { code: res.status, ...(role === undefined ? {} : { role }) };
+  };
+  const api = async (port: number, path: string, init: RequestInit = {}) => {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...init.headers } });
+    return { status: res.status, text: await res.text() };
+  };
+
+  beforeAll(async () => {
+    server = await startTestPostgres();
+    db = await server.createDatabase();
+    storeUrl = db.url;
+    ({ dir, cleanup } = await makeTempDir("keelson-ha-"));
+    [cp1Port, cp2Port] = [await freePort(), await freePort()];
+    const [g1, a1, m1, g2, a2, m2] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    gw1 = `http://127.0.0.1:${g1}`;
+    gw2 = `http://127.0.0.1:${g2}`;
+    await writeFile(
+      join(dir, "keelson.yaml"),
+      [
+        "version: 1",
+        "project: ha",
+        `controlPlane: { host: 127.0.0.1, port: ${cp1Port} }`,
+        `gateway: { host: 127.0.0.1, port: ${g1}, adminPort: ${a1}, meshPort: ${m1} }`,
+        "services:",
+        "  api:",
+        "    owner: core",
+        "    path: services/api",
+        "    start: node server.mjs",
+        "    replicas: 2",
+        "    readiness: /ready",
+        "    routes: [{ path: /api, stripPrefix: true }]",
+        '    pipeline: { stages: [{ name: test, run: "node -e 0" }] }',
+        "",
+      ].join("\n"),
+    );
+    await mkdir(join(dir, "services", "api"), { recursive: true });
+    await writeFile(join(dir, "services", "api", "server.mjs"), SERVER);
+    await writeFile(join(dir, "services", "api", "package.json"), JSON.stringify({ name: "api", version: "1.0.0", private: true, type: "module" }));
+
+    serve("cp1", cp1Port);
+    await waitFor(async () => (await readyz(cp1Port)).role === "leader", { timeoutMs: 60_000, intervalMs: 100, what: "cp1 leading" });
+    token = (await readFile(join(dir, ".keelson", "token"), "utf8")).trim();
+    serve("cp2", cp2Port);
+    let seen: unknown;
+    await waitFor(async () => {
+      const r = await readyz(cp2Port);
+      seen = r;
+      return r.code === 200 && r.role === "follower";
+    }, { timeoutMs: 60_000, intervalMs: 100, what: "cp2 following" }).catch((err: unknown) => {
+      throw new Error(`${String(err)}; last answer ${JSON.stringify(seen)}`);
+    });
+
+    // The apply goes to the follower, which forwards it (and its streamed progress) to the leader.
+    const applied = await api(cp2Port, "/v1/apply", { method: "POST", body: "{}" });
+    expect(applied.status, applied.text).toBe(200);
+    expect(applied.text).toContain('"type":"done"');
+
+    const cps = [cp1Port, cp2Port].map((p) => `http://127.0.0.1:${p}`);
+    spawnKeelson("gw1", ["gateway", dir, "--port", String(g1), "--admin-port", String(a1), "--mesh-port", String(m1), "--control-plane", cps.join(","), "--state-dir", join(dir, "gw1")]);
+    spawnKeelson("gw2", ["gateway", dir, "--port", String(g2), "--admin-port", String(a2), "--mesh-port", String(m2), "--control-plane", [...cps].reverse().join(","), "--state-dir", join(dir, "gw2")]);
+    for (const gw of [gw1, gw2]) {
+      await waitFor(async () => (await fetch(`${gw}/api/x`)).status === 200, { timeoutMs: 30_000, intervalMs: 100, what: `${gw} routing /api` });
+    }
+  }, 240_000);
+
+  afterAll(async () => {
+    // The replicas were started by whichever instance led: stop them through the one that leads now.
+    for (const port of [cp2Port, cp1Port]) {
+      const r = await api(port, "/v1/down", { method: "POST", body: "{}" }).catch(() => undefined);
+      if (r?.status === 200) break;
+    }
+    for (const child of children) if (child.pid !== undefined && pidAlive(child.pid)) child.kill("SIGTERM");
+    await waitFor(() => children.every((c) => c.pid === undefined || !pidAlive(c.pid)), { timeoutMs: 20_000, what: "keelson processes to exit" }).catch(() => {
+      for (const c of children) if (c.pid !== undefined && pidAlive(c.pid)) c.kill("SIGKILL");
+    });
+    await db?.drop();
+    await server?.stop();
+    // The instances' own logs tell what went wrong in a failed run.
+    for (const name of ["cp1", "cp2", "cp1-again", "gw1", "gw2"]) {
+      const text = await readFile(join(dir, `${name}.log`), "utf8").catch(() => "");
+      const worrying = text.split("\n").filter((l) => l.trim() !== "" && (/"level":(50|60)/.test(l) || !l.startsWith("{")));
+      if (worrying.length > 0) process.stderr.write(`--- ${name}.log: errors and lines that are not log records ---\n${worrying.slice(-20).join("\n")}\n`);
+    }
+    if (process.env.KEELSON_KEEP_TEST_DIR !== "1") await cleanup?.();
+    else process.stderr.write(`kept ${dir}\n`);
+  });
+
+  it("keeps serving through the leader's kill -9, and the other instance leads and acts within seconds", async () => {
+    const figures: Figures = { requests: 0, failed: 0, failures: [], leaderAfterMs: -1, actingAfterMs: -1 };
+    const deadline = Date.now() + 40_000;
+    let stopLoad = false;
+    // Four clients, each alternating between the two gateways; bounded by count and time.
+    const client = async (n: number) => {
+      for (let i = 0; !stopLoad && i < 5_000 && Date.now() < deadline; i++) {
+        const gw = (i + n) % 2 === 0 ? gw1 : gw2;
+        figures.requests++;
+        try {
+          const res = await fetch(`${gw}/api/work`);
+          const body = await res.text();
+          if (res.status !== 200) {
+            figures.failed++;
+            figures.failures.push(`${gw} ${res.status} ${body.slice(0, 200)}`);
+          }
+        } catch (err) {
+          figures.failed++;
+          figures.failures.push(`${gw} ${String(err)}`);
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    const load = Promise.all([0, 1, 2, 3].map(client));
+
+    await new Promise((r) => setTimeout(r, 3_000));
+    const cp1 = children[0]!;
+    const killedAt = Date.now();
+    cp1.kill("SIGKILL");
+    await waitFor(async () => (await readyz(cp2Port).catch(() => ({ code: 0 }))).role === "leader", { timeoutMs: 20_000, intervalMs: 20, what: "cp2 leading" });
+    figures.leaderAfterMs = Date.now() - killedAt;
+    // Acting: it re-adopted the running replicas and recorded that it leads.
+    const started = await waitFor(
+      async () => {
+        const r = await api(cp2Port, "/v1/events?kind=controlplane.started&order=desc&limit=1");
+        const event = (JSON.parse(r.text) as { events: Array<{ details: { term?: number; adopted?: string[] } }> }).events[0];
+        return event !== undefined && (event.details.term ?? 0) >= 2 ? event : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 20, what: "the new leader's controlplane.started event" },
+    );
+    figures.actingAfterMs = Date.now() - killedAt;
+    expect(started.details.adopted).toHaveLength(2);
+
+    // The new leader changes things: a third replica, published to both gateways.
+    const scaled = await api(cp2Port, "/v1/services/api/scale", { method: "POST", body: JSON.stringify({ replicas: 3 }) });
+    expect(scaled.status, scaled.text).toBe(202);
+    const pids = new Set<number>();
+    await waitFor(
+      async () => {
+        for (const gw of [gw1, gw2]) pids.add(((await (await fetch(`${gw}/api/pid`)).json()) as { pid: number }).pid);
+        return pids.size === 3;
+      },
+      { timeoutMs: 30_000, intervalMs: 20, what: "requests reaching all three replicas" },
+    );
+
+    stopLoad = true;
+    await load;
+    process.stdout.write(`ha failover: ${JSON.stringify({ ...figures, failures: figures.failures.slice(0, 5) })}\n`);
+    expect(figures.failures).toEqual([]);
+    expect(figures.requests).toBeGreaterThan(200);
+    expect(figures.actingAfterMs).toBeLessThan(5_000);
+
+    // The killed instance comes back as a follower, and forwards what it is asked to the leader.
+    serve("cp1-again", cp1Port);
+    await waitFor(async () => {
+      const r = await readyz(cp1Port).catch(() => ({ code: 0, role: undefined }));
+      return r.code === 200 && r.role === "follower";
+    }, { timeoutMs: 30_000, intervalMs: 100, what: "cp1 back as a follower" });
+    const status = await api(cp1Port, "/v1/status");
+    expect(status.status).toBe(200);
+    const report = JSON.parse(status.text) as { controlPlane: { pid: number }; services: Array<{ name: string; replicas: { ready: number } }> };
+    expect(report.controlPlane.pid).toBe(children[1]!.pid);
+    expect(report.services.find((s) => s.name === "api")?.replicas.ready).toBe(3);
+  });
+});
