@@ -14,6 +14,7 @@ const LAYERS: Record<string, number> = {
   runtime: 1,
   telemetry: 1,
   security: 1,
+  kubernetes: 1,
   gateway: 2,
   flags: 2,
   catalog: 2,

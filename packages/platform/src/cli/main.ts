@@ -24,6 +24,7 @@ import { addExperimentCommands } from "./experiment-commands.js";
 import { addNotificationCommands } from "./notification-commands.js";
 import { addCatalogCommands } from "./catalog-commands.js";
 import { addDoraCommands } from "./dora-commands.js";
+import { addK8sCommands } from "./k8s-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 class UsageError extends Error {}
@@ -582,6 +583,7 @@ export function buildProgram(): Command {
   addNotificationCommands(program);
   addCatalogCommands(program);
   addDoraCommands(program);
+  addK8sCommands(program);
 
   program
     .command("serve")
