@@ -52,6 +52,24 @@ async function setup(flags?: () => Promise<{ revision: number; set: FlagSet }>, 
 }
 
 describe("routing publisher", () => {
+  it("on an instance that follows, serves the table the leader stored, telling subscribers only of newer ones", async () => {
+    const { store } = await setup();
+    const announced: number[] = [];
+    const leader = createRoutingPublisher({ store, driver: createMemoryDriver(), project: "shop", following: () => false, announce: async (t) => void announced.push(t.version) });
+    const follower = createRoutingPublisher({ store, driver: createMemoryDriver(), project: "shop", following: () => true });
+    // Nothing stored yet: a follower has nothing to serve (the gateway tries another instance).
+    await expect(follower.current()).rejects.toMatchObject({ code: "KEELSON_ERR_NO_LEADER" });
+    const built = await leader.refresh();
+    expect(announced).toEqual([built.version]);
+    const seen: number[] = [];
+    follower.subscribe((t) => seen.push(t.version));
+    expect(await follower.refresh()).toEqual(built);
+    expect(await follower.refresh()).toEqual(built);
+    expect(seen).toEqual([built.version]);
+    // The follower never builds: a version it serves is always one the leader assigned.
+    expect(await store.getSetting("routing.version")).toBe(String(built.version));
+  });
+
   it("builds no table before `ready` settles (a restarted control plane re-adopting its replicas)", async () => {
     let open!: () => void;
     const ready = new Promise<void>((r) => (open = r));

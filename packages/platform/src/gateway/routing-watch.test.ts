@@ -214,6 +214,21 @@ describe("following the control plane", () => {
     await waitFor(async () => (await savedVersion()) === v3.version, { what: "the third table on disk" });
   });
 
+  it("moves to the next control-plane instance of its list when the one it follows dies", async () => {
+    const a = await startUpstream("a");
+    const b = await startUpstream("b");
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const first = await startControlPlane(await freePort(), tableTo(a));
+    const second = await startControlPlane(await freePort(), tableTo(b));
+    // The first URL answers nothing at all: the watch goes on to the next.
+    const gw = await startGateway({ controlPlaneUrl: `${dead}, ${first.url}/,${second.url}` });
+    await waitFor(() => first.watchers === 1, { what: "the watch on the first live instance" });
+    expect((await get(`${gw.url}/`)).text).toBe("a");
+    await first.die();
+    await waitFor(() => second.watchers === 1, { what: "the watch on the second instance" });
+    await waitFor(async () => (await get(`${gw.url}/`)).text === "b", { what: "the second instance's table" });
+  });
+
   it("applies whatever the control plane sends, even an older version after it restarts", async () => {
     const a = await startUpstream("a");
     const b = await startUpstream("b");

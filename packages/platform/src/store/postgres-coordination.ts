@@ -121,7 +121,8 @@ export function createPostgresCoordination(options: PostgresCoordinationOptions)
   /** Tries for the lock once; on success records this instance as leader and returns its term. */
   const tryLead = async (): Promise<{ term: number; client: Client } | undefined> => {
     if (lockClient === undefined) {
-      const client = new Client({ ...connection, application_name: "keelson-leader" });
+      // "keelson-candidate" until it wins, then "keelson-leader": pg_stat_activity shows who leads.
+      const client = new Client({ ...connection, application_name: "keelson-candidate" });
       client.on("error", () => {});
       try {
         await client.connect();
@@ -135,6 +136,7 @@ export function createPostgresCoordination(options: PostgresCoordinationOptions)
     try {
       const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok", [POSTGRES_ADVISORY_LOCK_CLASS, `leader:${schema}`]);
       if (rows[0]?.ok !== true) return undefined;
+      await client.query("SET application_name = 'keelson-leader'");
       const term = ((await readLeader(client))?.term ?? 0) + 1;
       const record: LeaderRecord = { ...options.self, term, since: now().toISOString() };
       await client.query(`INSERT INTO ${settings} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [LEADER_SETTING, JSON.stringify(record)]);
