@@ -167,5 +167,7 @@ export async function rejection(promise: Promise<unknown>, code: ErrorCode): Pro
   return outcome as KeelsonError;
 }
 export { hasOpenssl, opensslCa } from "./openssl-ca.js";
+export { dockerAvailability, startTestDocker } from "./docker.js";
+export type { DockerAvailability, TestDocker } from "./docker.js";
 export { postgresAvailability, startTestPostgres } from "./postgres.js";
 export type { PostgresAvailability, TestDatabase, TestPostgres, TestSchema } from "./postgres.js";

@@ -1,4 +1,4 @@
-// The supervision core shared by the drivers that run replicas on a host (process, memory):
+// The supervision core shared by the drivers that run replicas on a host (process, memory, docker):
 // replica states and events, restart with backoff, stop, restart, adopt and detach, usage
 // sampling with the memory limit, and the fault hooks (kill, pause, resume).
 // A ReplicaHost only launches, watches, samples and signals runs; it reports back through a RunContext.
@@ -53,16 +53,17 @@ export interface HostedRun {
   /** Stops probes and watchers and leaves the process alone (after exit, or on detach). */
   release(): void;
   /**
-   * Sends a fault signal to everything the run started (its process group). Throws when it
-   * cannot; a SIGKILL's exit arrives through RunContext.exited as any exit does.
+   * Sends a fault signal to everything the run started (its process group; a container's
+   * processes, which the engine reaches asynchronously). Throws or rejects when it cannot; a
+   * SIGKILL's exit arrives through RunContext.exited as any exit does.
    */
-  signal(signal: FaultSignal): void;
+  signal(signal: FaultSignal): void | Promise<void>;
 }
 
 /** What a driver's recorded facts about a replica look like when a new control plane adopts it. */
 export type AdoptRecord = Parameters<RuntimeDriver["adopt"]>[1];
 
-/** Where runs happen. Implemented by the process driver and the memory driver. */
+/** Where runs happen. Implemented by the process, memory and docker drivers. */
 export interface ReplicaHost {
   /**
    * Starts a run. Rejects with KEELSON_ERR_PORT_IN_USE or KEELSON_ERR_START_FAILED; may
@@ -461,20 +462,21 @@ export function createSupervisor(options: SupervisorOptions): RuntimeDriver {
   }
 
   /** Sends a fault signal to a replica's running process group; false when there is none. */
-  function signalRun(id: string, signal: FaultSignal): boolean {
+  async function signalRun(id: string, signal: FaultSignal): Promise<boolean> {
     const entry = entries.get(id);
     const run = entry?.run;
     if (detached || entry === undefined || run === undefined || entry.stopRequested) return false;
     // Holding a run that is being stopped would only delay the stop until its SIGKILL.
     if (signal === "SIGSTOP" && entry.intent !== "run") return false;
     try {
-      run.signal(signal);
+      await run.signal(signal);
     } catch (err) {
       log("warn", "replica could not be signalled", { replica: id, pid: run.pid, signal, error: String(err) });
       return false;
     }
-    if (signal === "SIGSTOP") entry.paused = true;
-    if (signal === "SIGCONT") entry.paused = false;
+    // The run may have ended while an engine carried the signal: then nothing is held.
+    if (signal === "SIGSTOP" && entry.run === run) entry.paused = true;
+    if (signal === "SIGCONT" && entry.run === run) entry.paused = false;
     log(signal === "SIGCONT" ? "info" : "warn", `replica ${signal === "SIGKILL" ? "killed" : signal === "SIGSTOP" ? "paused" : "resumed"} by a fault hook`, { replica: id, pid: run.pid });
     return true;
   }
