@@ -25,6 +25,7 @@ import { addNotificationCommands } from "./notification-commands.js";
 import { addCatalogCommands } from "./catalog-commands.js";
 import { addDoraCommands } from "./dora-commands.js";
 import { addK8sCommands } from "./k8s-commands.js";
+import { addStoreCommands } from "./store-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 class UsageError extends Error {}
@@ -584,6 +585,7 @@ export function buildProgram(): Command {
   addCatalogCommands(program);
   addDoraCommands(program);
   addK8sCommands(program);
+  addStoreCommands(program);
 
   program
     .command("serve")

@@ -8,6 +8,12 @@ export interface Migration {
   sql: string;
 }
 
+/** A migration a store applied, as `keelson migrate` reports it. */
+export interface AppliedMigration {
+  version: number;
+  name: string;
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,

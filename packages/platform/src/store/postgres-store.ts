@@ -30,6 +30,7 @@ import {
 import type { DocumentRow, EventRow, PreparedDesiredState, ServiceRow } from "./store-input.js";
 import type { DocumentQuery, DocumentRecord, EventInput, EventQuery, IntegrityReport, ProjectRecord, ReleaseRecord, ReplicaRecord, ServiceRecord, Store } from "./store.js";
 import { checkReferences } from "./integrity.js";
+import type { AppliedMigration } from "./migrations.js";
 
 /** Connection settings for the pool, beside or instead of `url`. */
 export interface PostgresPoolOptions {
@@ -90,6 +91,21 @@ const AFTER_EVERY_CHARACTER = "\u{10FFFF}";
  * const staging = await createPostgresStore({ url, schema: "keelson_staging" });
  */
 export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
+  const { pool, ctx } = openPostgresPool(options);
+  try {
+    await migratePostgres(pool, ctx);
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw isKeelsonError(err) ? err : driverError(ctx, "open", err);
+  }
+  return postgresStore(pool, ctx);
+}
+
+/**
+ * Checks the options and makes the pool, without connecting: createPostgresStore and the store
+ * tooling (migrate, backup, restore) share it, so they name the store and hide its password alike.
+ */
+export function openPostgresPool(options: PostgresStoreOptions): { pool: Pool; ctx: StoreContext } {
   const target = describeTarget(options);
   const schema = options.schema ?? DEFAULT_SCHEMA;
   if (typeof schema !== "string" || !SCHEMA_NAME.test(schema)) {
@@ -98,24 +114,17 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       `store ${target.name}: schema: expected lowercase letters, digits and "_" (at most 63, not starting with a digit), got ${JSON.stringify(schema)}`,
     );
   }
-  const name = `${target.name} (schema ${schema})`;
+  const ctx: StoreContext = { name: `${target.name} (schema ${schema})`, schema, secrets: target.secrets, now: options.now ?? Date.now };
   let pool: Pool;
   try {
     pool = new Pool(poolConfig(options));
   } catch (err) {
-    throw driverError({ name, secrets: target.secrets }, "open", err);
+    throw driverError(ctx, "open", err);
   }
   // An idle connection the server drops emits "error" on the pool; unhandled, that would end the
   // process. The next query gets a fresh connection, or fails and reports the cause itself.
   pool.on("error", () => {});
-  const now = options.now ?? Date.now;
-  try {
-    await migrate(pool, { name, schema, secrets: target.secrets, now });
-  } catch (err) {
-    await pool.end().catch(() => {});
-    throw isKeelsonError(err) ? err : driverError({ name, secrets: target.secrets }, "open", err);
-  }
-  return postgresStore(pool, { name, schema, secrets: target.secrets, now });
+  return { pool, ctx };
 }
 
 interface Target {
@@ -205,14 +214,14 @@ function safeCause(err: unknown, secrets: string[]): unknown {
   return new Error(redact(messageOf(err), secrets));
 }
 
-interface StoreContext {
+export interface StoreContext {
   name: string;
   schema: string;
   secrets: string[];
   now: () => number;
 }
 
-function driverError(ctx: Pick<StoreContext, "name" | "secrets">, operation: string, err: unknown): KeelsonError {
+export function driverError(ctx: Pick<StoreContext, "name" | "secrets">, operation: string, err: unknown): KeelsonError {
   const pgCode = err instanceof DatabaseError ? err.code : undefined;
   return new KeelsonError("KEELSON_ERR_STORE", `store ${ctx.name}: ${operation} failed: ${redact(messageOf(err), ctx.secrets)}`, {
     cause: safeCause(err, ctx.secrets),
@@ -224,7 +233,8 @@ function lockKey(purpose: string, schema: string): [number, string] {
   return [POSTGRES_ADVISORY_LOCK_CLASS, `${purpose}:${schema}`];
 }
 
-async function schemaVersion(client: PoolClient | Pool, schema: string): Promise<number> {
+/** The schema version recorded in the store's schema; 0 when no migration ran there. */
+export async function schemaVersion(client: PoolClient | Pool, schema: string): Promise<number> {
   // A plain query of the catalog, not to_regclass: that answers from a cache, which may not yet
   // know a table another session has just created (seen when several stores migrate at once).
   const exists = await client.query(
@@ -237,7 +247,7 @@ async function schemaVersion(client: PoolClient | Pool, schema: string): Promise
   return row.rows[0]?.version ?? 0;
 }
 
-function newerSchemaError(ctx: Pick<StoreContext, "name" | "schema">, version: number): KeelsonError {
+export function newerSchemaError(ctx: Pick<StoreContext, "name" | "schema">, version: number): KeelsonError {
   return new KeelsonError(
     "KEELSON_ERR_STORE_MIGRATION",
     `the store ${ctx.name} has schema version ${version}, but this Keelson knows schema versions up to ${POSTGRES_SCHEMA_VERSION}; upgrade Keelson to open it`,
@@ -245,11 +255,16 @@ function newerSchemaError(ctx: Pick<StoreContext, "name" | "schema">, version: n
   );
 }
 
-async function migrate(pool: Pool, ctx: StoreContext): Promise<void> {
+/**
+ * Applies the pending migrations up to `upTo` (default: all) in one transaction and returns those
+ * it applied. `upTo` lets a test make a store of an older version.
+ */
+export async function migratePostgres(pool: Pool, ctx: StoreContext, upTo: number = POSTGRES_SCHEMA_VERSION): Promise<AppliedMigration[]> {
   // Read without the lock first: opening a current database must not queue behind a migration.
   const seen = await schemaVersion(pool, ctx.schema);
   if (seen > POSTGRES_SCHEMA_VERSION) throw newerSchemaError(ctx, seen);
-  if (seen === POSTGRES_SCHEMA_VERSION) return;
+  if (seen >= upTo) return [];
+  const applied: AppliedMigration[] = [];
   const client = await pool.connect();
   const stopListening = onConnectionError(client);
   let broken: Error | undefined;
@@ -272,7 +287,7 @@ async function migrate(pool: Pool, ctx: StoreContext): Promise<void> {
         applied_at TIMESTAMPTZ NOT NULL
       )`);
       for (const migration of POSTGRES_MIGRATIONS) {
-        if (migration.version <= current) continue;
+        if (migration.version <= current || migration.version > upTo) continue;
         try {
           await client.query(migration.sql);
         } catch (err) {
@@ -287,6 +302,7 @@ async function migrate(pool: Pool, ctx: StoreContext): Promise<void> {
           migration.name,
           isoNow(ctx.now),
         ]);
+        applied.push({ version: migration.version, name: migration.name });
       }
       await client.query("COMMIT");
     } catch (err) {
@@ -299,6 +315,7 @@ async function migrate(pool: Pool, ctx: StoreContext): Promise<void> {
     stopListening();
     client.release(broken);
   }
+  return applied;
 }
 
 /**
@@ -306,7 +323,7 @@ async function migrate(pool: Pool, ctx: StoreContext): Promise<void> {
  * hold it between two queries would emit "error" with nobody listening, which ends the process;
  * the next query on it fails and reports the cause instead.
  */
-function onConnectionError(client: PoolClient): () => void {
+export function onConnectionError(client: PoolClient): () => void {
   const ignore = (): void => {};
   client.on("error", ignore);
   return () => client.removeListener("error", ignore);

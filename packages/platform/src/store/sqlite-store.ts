@@ -6,6 +6,7 @@ import Database from "better-sqlite3";
 import { KeelsonError, isKeelsonError } from "@keelson/protocol";
 import type { KeelsonEvent } from "@keelson/protocol";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "./migrations.js";
+import type { AppliedMigration } from "./migrations.js";
 import {
   documentRecord,
   eventRecord,
@@ -60,9 +61,11 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
 /**
  * Opens the database with the settings every connection needs and brings its schema up
  * to date (read-write) or checks it is current (read-only). Exported for the store's own
- * tests, which inspect the connection; other code uses createSqliteStore.
+ * tests, which inspect the connection, and for the store tooling (migrate, backup, restore),
+ * which asks to find the schema as it is ("leave") and decides itself; other code uses
+ * createSqliteStore.
  */
-export function openSqliteDatabase(options: SqliteStoreOptions): Db {
+export function openSqliteDatabase(options: SqliteStoreOptions, schema: "migrate" | "check" | "leave" = options.readonly === true ? "check" : "migrate"): Db {
   const { path } = options;
   const readonly = options.readonly === true;
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
@@ -83,14 +86,13 @@ export function openSqliteDatabase(options: SqliteStoreOptions): Db {
     // busy_timeout first: the pragmas and the migration below may wait for another process.
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     db.pragma("foreign_keys = ON");
-    if (readonly) {
-      checkSchemaIsCurrent(db, path);
-    } else {
+    if (!readonly) {
       // WAL lets readers in other processes go on while one writer commits.
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = NORMAL");
-      migrate(db, path, options.now ?? Date.now);
     }
+    if (schema === "check") checkSchemaIsCurrent(db, path);
+    else if (schema === "migrate") migrateSqlite(db, path, { now: options.now ?? Date.now });
   } catch (err) {
     db.close();
     throw isKeelsonError(err) ? err : driverError(path, "open", err);
@@ -98,14 +100,15 @@ export function openSqliteDatabase(options: SqliteStoreOptions): Db {
   return db;
 }
 
-function schemaVersion(db: Db): number {
+/** The schema version recorded in the database; 0 for a database no migration ran on. */
+export function schemaVersion(db: Db): number {
   const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get();
   if (table === undefined) return 0;
   const row = db.prepare("SELECT MAX(version) AS version FROM schema_migrations").get() as { version: number | null };
   return row.version ?? 0;
 }
 
-function newerSchemaError(path: string, version: number): KeelsonError {
+export function newerSchemaError(path: string, version: number): KeelsonError {
   return new KeelsonError(
     "KEELSON_ERR_STORE_MIGRATION",
     `the store at ${path} has schema version ${version}, but this Keelson knows schema versions up to ${LATEST_SCHEMA_VERSION}; upgrade Keelson to open it`,
@@ -125,11 +128,18 @@ function checkSchemaIsCurrent(db: Db, path: string): void {
   }
 }
 
-function migrate(db: Db, path: string, now: () => number): void {
+/**
+ * Applies the pending migrations up to `upTo` (default: all) in one IMMEDIATE transaction and
+ * returns those it applied. `upTo` lets a test make a store of an older version.
+ */
+export function migrateSqlite(db: Db, path: string, options: { now: () => number; upTo?: number }): AppliedMigration[] {
+  const { now } = options;
+  const upTo = options.upTo ?? LATEST_SCHEMA_VERSION;
   // Read without a lock first: opening a current database must not queue behind the writer.
   const seen = schemaVersion(db);
   if (seen > LATEST_SCHEMA_VERSION) throw newerSchemaError(path, seen);
-  if (seen === LATEST_SCHEMA_VERSION) return;
+  if (seen >= upTo) return [];
+  const applied: AppliedMigration[] = [];
   db.transaction(() => {
     db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version    INTEGER PRIMARY KEY,
@@ -141,7 +151,7 @@ function migrate(db: Db, path: string, now: () => number): void {
     if (current > LATEST_SCHEMA_VERSION) throw newerSchemaError(path, current);
     const record = db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
     for (const migration of MIGRATIONS) {
-      if (migration.version <= current) continue;
+      if (migration.version <= current || migration.version > upTo) continue;
       try {
         db.exec(migration.sql);
       } catch (err) {
@@ -152,15 +162,17 @@ function migrate(db: Db, path: string, now: () => number): void {
         );
       }
       record.run(migration.version, migration.name, isoNow(now));
+      applied.push({ version: migration.version, name: migration.name });
     }
   }).immediate();
+  return applied;
 }
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function driverError(path: string, operation: string, err: unknown): KeelsonError {
+export function driverError(path: string, operation: string, err: unknown): KeelsonError {
   const sqliteCode = err instanceof Database.SqliteError ? err.code : undefined;
   return new KeelsonError("KEELSON_ERR_STORE", `store ${path}: ${operation} failed: ${messageOf(err)}`, {
     cause: err,
