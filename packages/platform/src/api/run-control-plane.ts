@@ -12,9 +12,9 @@ import { pino } from "pino";
 import type { IdentityTrust } from "@keelson/protocol";
 import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
 import { loadManifest, meshPortOf, mtlsEnabled, type Manifest } from "../manifest/index.js";
-import { createChaosController, createProcessDriver } from "../runtime/index.js";
+import { createChaosController, createDockerDriver, createProcessDriver, type RuntimeDriver, type RuntimeLog } from "../runtime/index.js";
 import { createAutoscaler, createGatewayLoadReader } from "../autoscale/index.js";
-import { createPostgresCoordination, createPostgresStore, createSingleCoordination, createSqliteStore, type Coordination, type LeaderRecord, type Store } from "../store/index.js";
+import { createPostgresCoordination, createSingleCoordination, openStore, resolveStoreLocation, type Coordination, type LeaderRecord, type ResolvedStoreLocation, type Store } from "../store/index.js";
 import { createNotifier } from "../catalog/index.js";
 import {
   collectProcessMetrics,
@@ -65,23 +65,37 @@ export interface RunningControlPlane {
   stop: () => Promise<void>;
 }
 
-/** Whether the store named is PostgreSQL (a URL) rather than a SQLite file. */
-export function isPostgresUrl(store: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(store);
-}
-
 /** Opens the store; a PostgreSQL that does not answer yet is retried (a schema newer than this Keelson is not). */
-async function openStore(target: string, schema: string | undefined, log: { warn(obj: object, msg: string): void }): Promise<Store> {
-  if (!isPostgresUrl(target)) return createSqliteStore({ path: target });
+async function openStoreRetrying(where: ResolvedStoreLocation, log: { warn(obj: object, msg: string): void }): Promise<Store> {
+  if (where.kind === "sqlite") return openStore({ path: where.path });
   for (let attempt = 0; ; attempt++) {
     try {
-      return await createPostgresStore({ url: target, ...(schema === undefined ? {} : { schema }) });
+      return await openStore({ url: where.url, ...(where.schema === undefined ? {} : { schema: where.schema }) });
     } catch (err) {
       if (!isKeelsonError(err) || err.code !== "KEELSON_ERR_STORE") throw err;
       const delay = Math.min(10_000, 500 * 2 ** Math.min(attempt, 5));
       log.warn({ err: err.message, retryInMs: delay }, "the store does not answer yet; retrying");
       await sleep(delay);
     }
+  }
+}
+
+/**
+ * The driver the manifest's `runtime` names: local processes, or containers on the Docker
+ * Engine at DOCKER_HOST (default /var/run/docker.sock). Without a loadable manifest, processes.
+ */
+function runtimeDriver(manifest: Manifest | undefined, log: RuntimeLog): RuntimeDriver {
+  switch (manifest?.runtime ?? "process") {
+    case "docker":
+      return createDockerDriver({ log });
+    case "kubernetes":
+      // The control plane does not drive a cluster yet (ADR 0019): releases reach it rendered.
+      throw new KeelsonError(
+        "KEELSON_ERR_INVALID_INPUT",
+        "runtime: kubernetes is rendered and applied with `keelson k8s render --out <dir>` / `keelson k8s apply`; the control plane does not start replicas in a cluster itself yet (docs/kubernetes.md)",
+      );
+    case "process":
+      return createProcessDriver({ log });
   }
 }
 
@@ -93,8 +107,11 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const log = pino({ name: "keelson-controlplane", base: { pid: process.pid } });
 
   const storeTarget = options.store ?? process.env.KEELSON_STORE_URL ?? join(stateDir, "state.db");
-  const storeSchema = options.storeSchema ?? process.env.KEELSON_STORE_SCHEMA;
-  const store = await openStore(storeTarget, storeSchema, log);
+  const postgres = /^postgres(ql)?:\/\//i.test(storeTarget);
+  // The schema setting is PostgreSQL's: the environment's is ignored for a SQLite file.
+  const storeSchema = options.storeSchema ?? (postgres ? process.env.KEELSON_STORE_SCHEMA : undefined);
+  const where = resolveStoreLocation({ ...(postgres || storeTarget.startsWith("sqlite:") ? { url: storeTarget } : { path: storeTarget }), ...(storeSchema === undefined ? {} : { schema: storeSchema }) });
+  const store = await openStoreRetrying(where, log);
   let manifest: Manifest | undefined;
   try {
     manifest = (await loadManifest(dir)).manifest;
@@ -112,16 +129,15 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const port = options.port ?? manifest?.controlPlane.port ?? 7070;
   const gatewayUrl = options.gatewayUrl ?? `http://${manifest?.gateway.host ?? "127.0.0.1"}:${manifest?.gateway.port ?? 8080}`;
 
-  const driver = createProcessDriver({
-    log: (level, msg, fields) => log[level](fields ?? {}, msg),
-  });
+  const driver = runtimeDriver(manifest, (level, msg, fields) => log[level](fields ?? {}, msg));
   const selfUrl = `${manifest?.security.api?.tls ? "https" : "http"}://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${port}`;
   const otlpEndpoint = `${selfUrl}/v1/traces`;
   const self = { id: `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`, url: selfUrl };
-  const coordination: Coordination = isPostgresUrl(storeTarget)
+  const coordination: Coordination =
+    where.kind === "postgres"
     ? createPostgresCoordination({
-        url: storeTarget,
-        ...(storeSchema === undefined ? {} : { schema: storeSchema }),
+        url: where.url,
+        ...(where.schema === undefined ? {} : { schema: where.schema }),
         self,
         log: (level, msg, fields) => log[level](fields ?? {}, msg),
         ...(options.campaignRetryMs === undefined ? {} : { retryMs: options.campaignRetryMs }),
