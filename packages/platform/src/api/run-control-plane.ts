@@ -12,7 +12,7 @@ import { pino } from "pino";
 import type { IdentityTrust } from "@keelson/protocol";
 import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
 import { loadManifest, meshPortOf, mtlsEnabled, type Manifest } from "../manifest/index.js";
-import { createChaosController, createDockerDriver, createProcessDriver, type RuntimeDriver, type RuntimeLog } from "../runtime/index.js";
+import { createChaosController, createDockerDriver, createProcessDriver, isProcessRunning, type RuntimeDriver, type RuntimeLog } from "../runtime/index.js";
 import { createAutoscaler, createGatewayLoadReader } from "../autoscale/index.js";
 import { createPostgresCoordination, createSingleCoordination, openStore, resolveStoreLocation, type Coordination, type LeaderRecord, type ResolvedStoreLocation, type Store } from "../store/index.js";
 import { createNotifier } from "../catalog/index.js";
@@ -99,6 +99,27 @@ function runtimeDriver(manifest: Manifest | undefined, log: RuntimeLog): Runtime
   }
 }
 
+/**
+ * One control plane per SQLite store: a second one would run its own reconciler on the same
+ * replicas. Several instances need PostgreSQL, where they elect a leader.
+ */
+async function refuseSecondOnSqlite(stateDir: string): Promise<void> {
+  const text = await readFile(join(stateDir, CONTROL_PLANE_FILE), "utf8").catch(() => undefined);
+  if (text === undefined) return;
+  let running: { pid?: unknown; url?: unknown };
+  try {
+    running = JSON.parse(text) as { pid?: unknown; url?: unknown };
+  } catch {
+    return;
+  }
+  if (typeof running.pid === "number" && running.pid !== process.pid && isProcessRunning(running.pid, undefined)) {
+    throw new KeelsonError(
+      "KEELSON_ERR_CONFLICT",
+      `another control plane (pid ${running.pid}, ${String(running.url)}) runs on this project's SQLite store; stop it first, or run several instances on a PostgreSQL store (--store postgres://...)`,
+    );
+  }
+}
+
 /** Runs until SIGTERM/SIGINT. Resolves with the URL once serving. */
 export async function runControlPlane(options: RunControlPlaneOptions): Promise<RunningControlPlane> {
   const dir = resolve(options.dir);
@@ -111,6 +132,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   // The schema setting is PostgreSQL's: the environment's is ignored for a SQLite file.
   const storeSchema = options.storeSchema ?? (postgres ? process.env.KEELSON_STORE_SCHEMA : undefined);
   const where = resolveStoreLocation({ ...(postgres || storeTarget.startsWith("sqlite:") ? { url: storeTarget } : { path: storeTarget }), ...(storeSchema === undefined ? {} : { schema: storeSchema }) });
+  if (where.kind === "sqlite") await refuseSecondOnSqlite(stateDir);
   const store = await openStoreRetrying(where, log);
   let manifest: Manifest | undefined;
   try {
