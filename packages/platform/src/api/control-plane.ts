@@ -7,7 +7,7 @@ import { createServer as createHttpsServer } from "node:https";
 import { KeelsonError, type EventKind, type IdentityTrust, type RouteAuth, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
 import { Counter, Registry } from "prom-client";
 import { listPipelineRuns, type ApplyProgress, type DeployOptions, type Log, type Reconciler } from "../delivery/index.js";
-import { createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
+import { GATEWAY_ADMIN_HEADER, createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
 import { loadManifest, type RouteAuthOut, type ServiceSpec } from "../manifest/index.js";
 import { readReplicaLogs, type ChaosController, type RuntimeDriver } from "../runtime/index.js";
 import type { Autoscaler } from "../autoscale/index.js";
@@ -88,6 +88,8 @@ export interface ControlPlaneOptions {
     leading: Promise<unknown>;
     announce: (table: RoutingTable) => Promise<void>;
   };
+  /** Told the admin URL each gateway names when it opens the routing watch. */
+  gateways?: { seen(adminUrl: string | undefined): void };
   /** What GET /readyz answers: 200 when ready, 503 with the reason otherwise (default: ready once listening). */
   readiness?: () => Promise<{ ready: boolean; role: string; reason?: string }>;
   /** Metrics, SLOs and incidents; without it the /v1/metrics and /v1/slo endpoints answer 404. */
@@ -488,6 +490,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   route("GET", "/v1/watch/routing", "watch", async (req, res) => {
     // Read first: a follower with no table yet answers 503, and the gateway tries another instance.
     const first = await routing.current();
+    const admin = req.headers[GATEWAY_ADMIN_HEADER];
+    options.gateways?.seen(Array.isArray(admin) ? admin[0] : admin);
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     res.flushHeaders();
     sseClients.add(res);

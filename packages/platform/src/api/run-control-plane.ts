@@ -32,6 +32,7 @@ import { CONTROL_PLANE_IDENTITY, bootstrapAdminToken, createIdentityIssuer, crea
 import { createApiSecurity } from "./api-security.js";
 import { GATEWAY_IDENTITY } from "./access.js";
 import { createControlPlane } from "./control-plane.js";
+import { createGatewayRegistry } from "./gateway-registry.js";
 import { createLeaderForwarder } from "./leader-forward.js";
 import { createRouteAuthResolver } from "./route-auth-resolver.js";
 import { stateDirOf, CONTROL_PLANE_FILE, TOKEN_FILE } from "./state-files.js";
@@ -184,7 +185,8 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   collectProcessMetrics(registry, "keelson_controlplane_");
   const metricStore = createMetricStore();
   const gatewayAdmin = `http://${manifest?.gateway.host ?? "127.0.0.1"}:${manifest?.gateway.adminPort ?? 8081}`;
-  const scraper = createGatewayScraper({ urls: () => [gatewayAdmin], store: metricStore, registry, log });
+  const gateways = createGatewayRegistry({ store, project, fixed: [gatewayAdmin], instance: self.id, log });
+  const scraper = createGatewayScraper({ urls: () => gateways.urls(), store: metricStore, registry, log });
   const prometheusUrl = manifest?.telemetry?.prometheus?.url;
   const source = prometheusUrl ? createPrometheusMetricsSource({ url: prometheusUrl }) : createBuiltinMetricsSource(metricStore);
   // Canary analysis looks every few seconds: with the built-in store it scrapes the gateway right
@@ -258,7 +260,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const autoscaler = createAutoscaler({
     store,
     project,
-    load: createGatewayLoadReader({ statsUrls: () => [gatewayAdmin], replicas: () => driver.list(), project }),
+    load: createGatewayLoadReader({ statsUrls: () => gateways.urls(), replicas: () => driver.list(), project }),
     scale: (service, replicas) => reconciler.scale(service, replicas, "autoscaler", { autoscaler: true }),
     log,
   });
@@ -295,6 +297,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const forwarder = createLeaderForwarder({ self: self.id, following: () => !leading, leader: currentLeader, ...(apiTls ? { ca: apiTls.cert } : {}), log });
   const cp = createControlPlane({
     routingReady,
+    gateways,
     cluster: {
       following: () => !leading,
       forward: (req, res) => forwarder.forward(req, res),
@@ -377,6 +380,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       details: { pid: process.pid, url, adopted, lost, ...(coordination.kind === "single" ? {} : { instance: self.id, term: leadership.term }) },
     });
     issuer.start();
+    await gateways.start();
     reconciler.start();
     autoscaler.start();
     scraper.start();
@@ -408,6 +412,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       campaign.abort();
       unsubscribeRouting();
       unsubscribeLeader();
+      gateways.stop();
       const wasLeading = leading;
       leading = false;
       issuer.stop();

@@ -581,6 +581,7 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
           stateDir: options.stateDir,
           ...(options.credentialFile === undefined ? {} : { credentialFile: options.credentialFile }),
           onTable: setTable,
+          adminUrl: address(admin, adminHost, adminPort),
           onConnection: (connected) => controlPlaneConnected.set(connected ? 1 : 0),
           log,
           ...watchOptions,

@@ -679,6 +679,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           stateDir: options.stateDir,
           ...(options.credentialFile === undefined ? {} : { credentialFile: options.credentialFile }),
           onTable: setTable,
+          adminUrl: address(admin, adminHost, options.adminPort),
           onConnection: (connected) => metrics.controlPlaneConnected.set(connected ? 1 : 0),
           log,
           ...options.watch,

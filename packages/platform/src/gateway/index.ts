@@ -17,7 +17,7 @@ export { createSeededRandom } from "./random.js";
 export type { Random } from "./random.js";
 export type { GatewayLogger } from "./logger.js";
 export { silentLogger } from "./logger.js";
-export { ROUTING_FILE, createRoutingWatch, loadRoutingTable, parseRoutingTable, saveRoutingTable } from "./routing-watch.js";
+export { GATEWAY_ADMIN_HEADER, ROUTING_FILE, createRoutingWatch, loadRoutingTable, parseRoutingTable, saveRoutingTable } from "./routing-watch.js";
 export type { RoutingWatch, RoutingWatchOptions } from "./routing-watch.js";
 export { DEFAULT_GATEWAY_WORKERS, GATEWAY_PID_FILE, resolveGatewayWorkers, runGateway } from "./run-gateway.js";
 export type { GatewayPidFile, RunGatewayOptions, RunningGateway, SignalSource } from "./run-gateway.js";

@@ -82,6 +82,11 @@ export interface RoutingWatchOptions {
   onTable(table: RoutingTable): void;
   /** File holding the gateway's identity token, sent as its bearer credential (re-read when it changes). */
   credentialFile?: string;
+  /**
+   * The gateway's admin URL, sent to the control plane (`x-keelson-gateway-admin`) so that the
+   * leading instance scrapes the metrics and load of every gateway that follows any instance.
+   */
+  adminUrl?: string;
   /** Called when the stream connects (true) or drops (false). */
   onConnection?(connected: boolean): void;
   log?: GatewayLogger;
@@ -102,6 +107,9 @@ export interface RoutingWatch {
   stop(): Promise<void>;
   readonly connected: boolean;
 }
+
+/** The header a gateway's watch names its admin URL in. */
+export const GATEWAY_ADMIN_HEADER = "x-keelson-gateway-admin";
 
 /** Largest event the watch buffers; a bigger one means a broken stream, not a big project. */
 const MAX_EVENT_BYTES = 32 * 1024 * 1024;
@@ -177,7 +185,11 @@ export function createRoutingWatch(options: RoutingWatchOptions): RoutingWatch {
     const res = await request(url, {
       dispatcher: agent,
       signal: abort.signal,
-      headers: { accept: "text/event-stream", ...(await authorization(options.credentialFile)) },
+      headers: {
+        accept: "text/event-stream",
+        ...(options.adminUrl === undefined ? {} : { [GATEWAY_ADMIN_HEADER]: options.adminUrl }),
+        ...(await authorization(options.credentialFile)),
+      },
       headersTimeout: 10_000,
       bodyTimeout: idleTimeoutMs,
     });
