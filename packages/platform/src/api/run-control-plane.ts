@@ -113,7 +113,13 @@ async function refuseSecondOnSqlite(stateDir: string): Promise<void> {
   } catch {
     return;
   }
-  if (typeof running.pid === "number" && running.pid !== process.pid && isProcessRunning(running.pid, undefined)) {
+  if (typeof running.pid !== "number" || running.pid === process.pid || !isProcessRunning(running.pid, undefined) || typeof running.url !== "string") return;
+  // A pid reused by another process after a crash is not a control plane: it must answer as one.
+  const answers = await fetch(`${running.url}/healthz`, { signal: AbortSignal.timeout(2_000) }).then(
+    (res) => res.ok,
+    () => false,
+  );
+  if (answers) {
     throw new KeelsonError(
       "KEELSON_ERR_CONFLICT",
       `another control plane (pid ${running.pid}, ${String(running.url)}) runs on this project's SQLite store; stop it first, or run several instances on a PostgreSQL store (--store postgres://...)`,
