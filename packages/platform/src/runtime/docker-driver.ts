@@ -95,6 +95,8 @@ export function createDockerDriver(options: DockerDriverOptions = {}): RuntimeDr
   });
   const collectors = new Map<string, LogCollector>();
   const containers = new Map<string, string>();
+  /** The current run's copier of each replica's output from the engine. */
+  const followers = new Map<string, LogFollower>();
   /** Removals of exited containers under way, per replica: a new run of it waits for its name. */
   const removals = new Map<string, Promise<void>>();
 
@@ -137,6 +139,8 @@ export function createDockerDriver(options: DockerDriverOptions = {}): RuntimeDr
     const pid = info.State.Pid;
     const pidStartTime = readProcStat(pid)?.startTime;
     containers.set(spec.id, info.Id);
+    const follower = followContainerLogs({ container, logDir: spec.logDir, replicaId: spec.id, resume: o.resumeLogs, log });
+    followers.set(spec.id, follower);
     return createDockerRun({
       spec,
       ctx,
@@ -148,7 +152,7 @@ export function createDockerDriver(options: DockerDriverOptions = {}): RuntimeDr
       paused: info.State.Paused,
       ready: o.ready && !info.State.Paused,
       collector: collectorFor(spec),
-      follower: followContainerLogs({ container, logDir: spec.logDir, replicaId: spec.id, resume: o.resumeLogs, log }),
+      follower,
       log,
       onGone: () => removeLater(spec.id, info.Id),
     });
@@ -249,6 +253,10 @@ export function createDockerDriver(options: DockerDriverOptions = {}): RuntimeDr
       const collector = collectors.get(id);
       collectors.delete(id);
       containers.delete(id);
+      // A driver that adopts the container next carries on from what the follower recorded: let it finish.
+      const follower = followers.get(id);
+      followers.delete(id);
+      await follower?.stop();
       if (why === "stopped") await removals.get(id);
       await collector?.close({ final: why === "stopped" });
     },

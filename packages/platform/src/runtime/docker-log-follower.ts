@@ -1,8 +1,8 @@
 // Copies a container's output from the engine (`docker logs --follow --timestamps`) into the
 // replica's raw <id>.stdout / <id>.stderr files, where the log collector of replica-logs.ts turns
 // it into <id>.log as for the process driver, so `keelson logs` reads both alike. The timestamp of
-// the last line copied is kept in <id>.engine-since: a driver that adopts the container carries on
-// after it, so output written while no control plane ran is copied once.
+// the last line copied of each stream is kept in <id>.engine-since: a driver that adopts the
+// container carries on after it, so output written while no control plane ran is copied once.
 import { appendFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type Docker from "dockerode";
@@ -20,6 +20,42 @@ export function engineTimeNs(stamp: string): bigint | undefined {
 
 export function engineSincePath(logDir: string, replicaId: string): string {
   return join(logDir, `${replicaId}.engine-since`);
+}
+
+/** The engine's timestamp (ns) of the last line copied, per stream; 0n: none yet. */
+export interface EngineSince {
+  stdout: bigint;
+  stderr: bigint;
+}
+
+/**
+ * Reads <id>.engine-since: `{"stdout":"<ns>","stderr":"<ns>"}`, or one number (written before
+ * the streams were kept apart, taken for both); nothing recorded, or unreadable, is 0n for both.
+ */
+export function parseEngineSince(text: string): EngineSince {
+  const ns = (v: unknown): bigint => (typeof v === "string" && /^\d+$/.test(v) ? BigInt(v) : 0n);
+  const trimmed = text.trim();
+  if (/^\d+$/.test(trimmed)) return { stdout: BigInt(trimmed), stderr: BigInt(trimmed) };
+  try {
+    const saved = JSON.parse(trimmed) as Partial<Record<keyof EngineSince, unknown>>;
+    return { stdout: ns(saved.stdout), stderr: ns(saved.stderr) };
+  } catch {
+    return { stdout: 0n, stderr: 0n };
+  }
+}
+
+/**
+ * The `since` (whole seconds) to ask the engine for when resuming after `copied`. The engine
+ * stamps each stream's lines in its own goroutine, so a line of one stream can reach the log a
+ * little after a later-stamped line of the other: the second before the older stream's last line
+ * is asked for too (what is repeated is dropped by stamp). A stream with nothing copied yet has
+ * had nothing to copy before the other's lines; with nothing copied at all, everything is asked for.
+ */
+export function resumeSinceSeconds(copied: EngineSince): number | undefined {
+  const stamps = [copied.stdout, copied.stderr].filter((s) => s > 0n);
+  if (stamps.length === 0) return undefined;
+  const oldest = stamps.reduce((a, b) => (a < b ? a : b));
+  return Math.max(0, Number(oldest / 1_000_000_000n) - 1);
 }
 
 export interface LogFollower {
@@ -44,13 +80,16 @@ export function followContainerLogs(o: LogFollowerOptions): LogFollower {
   const sincePath = engineSincePath(o.logDir, o.replicaId);
   let stream: NodeJS.ReadableStream | undefined;
   let stopped = false;
-  let last = 0n;
+  /** What an earlier follower of this container copied (adopting): those lines are dropped. */
+  let copied: EngineSince = { stdout: 0n, stderr: 0n };
+  /** The last line copied of each stream, recorded for a later adopt. */
+  const last: EngineSince = { stdout: 0n, stderr: 0n };
   let pending: Buffer = Buffer.alloc(0);
   let writing: Promise<void> = Promise.resolve();
 
   async function record(): Promise<void> {
     const tmp = `${sincePath}.tmp`;
-    await writeFile(tmp, String(last));
+    await writeFile(tmp, JSON.stringify({ stdout: String(last.stdout), stderr: String(last.stderr) }));
     await rename(tmp, sincePath);
   }
 
@@ -62,16 +101,17 @@ export function followContainerLogs(o: LogFollowerOptions): LogFollower {
     while (pending.length - offset >= 8) {
       const size = pending.readUInt32BE(offset + 4);
       if (pending.length - offset - 8 < size) break;
-      const kind = pending[offset];
+      const stream = pending[offset] === 2 ? "stderr" : "stdout";
       const payload = pending.subarray(offset + 8, offset + 8 + size);
       offset += 8 + size;
       const space = payload.indexOf(0x20);
       const stamp = space < 0 ? undefined : engineTimeNs(payload.subarray(0, space).toString("latin1"));
-      // Already copied before an adopt (`since` is whole seconds, so the engine repeats some).
-      if (stamp !== undefined && stamp <= last) continue;
-      if (stamp !== undefined) last = stamp;
+      // Already copied before an adopt (the engine repeats from `since`). Stamps only go up within
+      // a stream: the other stream's lines can come in a little out of order, and are all copied.
+      if (stamp !== undefined && stamp <= copied[stream]) continue;
+      if (stamp !== undefined && stamp > last[stream]) last[stream] = stamp;
       const text = stamp === undefined ? payload : payload.subarray(space + 1);
-      (kind === 2 ? err : out).push(text);
+      (stream === "stderr" ? err : out).push(text);
     }
     pending = pending.subarray(offset);
     if (out.length === 0 && err.length === 0) return;
@@ -89,10 +129,15 @@ export function followContainerLogs(o: LogFollowerOptions): LogFollower {
   const done = (async () => {
     await mkdir(o.logDir, { recursive: true });
     if (o.resume) {
-      const saved = await readFile(sincePath, "utf8").catch(() => "");
-      if (/^\d+$/.test(saved.trim())) last = BigInt(saved.trim());
+      copied = parseEngineSince(await readFile(sincePath, "utf8").catch(() => ""));
+      last.stdout = copied.stdout;
+      last.stderr = copied.stderr;
+    } else {
+      // A new container: what an earlier container of the replica copied says nothing about this one.
+      await record();
     }
-    stream = await o.container.logs({ follow: true, stdout: true, stderr: true, timestamps: true, ...(last > 0n ? { since: Number(last / 1_000_000_000n) } : {}) });
+    const since = resumeSinceSeconds(copied);
+    stream = await o.container.logs({ follow: true, stdout: true, stderr: true, timestamps: true, ...(since === undefined ? {} : { since }) });
     if (stopped) {
       (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
       return;
