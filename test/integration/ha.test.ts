@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, makeTempDir, postgresAvailability, requireComponent, startTestPostgres, waitFor, type TestDatabase, type TestPostgres } from "#test-support";
+import type { StatusReport } from "@keelson/protocol";
 import { BIN, pidAlive } from "../e2e/cli.js";
 
 const availability = postgresAvailability();
@@ -46,6 +47,8 @@ describe.runIf(available)("highly available control plane on PostgreSQL", { time
   let cp2Port: number;
   let gw1: string;
   let gw2: string;
+  let admin1: string;
+  let admin2: string;
   let token: string;
   let storeUrl: string;
   /** Tests that passed: the instances' logs are shown when one did not. */
@@ -78,6 +81,8 @@ describe.runIf(available)("highly available control plane on PostgreSQL", { time
     const [g1, a1, m1, g2, a2, m2] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     gw1 = `http://127.0.0.1:${g1}`;
     gw2 = `http://127.0.0.1:${g2}`;
+    admin1 = `http://127.0.0.1:${a1}`;
+    admin2 = `http://127.0.0.1:${a2}`;
     await writeFile(
       join(dir, "keelson.yaml"),
       [
@@ -226,9 +231,17 @@ describe.runIf(available)("highly available control plane on PostgreSQL", { time
     }, { timeoutMs: 30_000, intervalMs: 100, what: "cp1 back as a follower" });
     const status = await api(cp1Port, "/v1/status");
     expect(status.status).toBe(200);
-    const report = JSON.parse(status.text) as { controlPlane: { pid: number }; services: Array<{ name: string; replicas: { ready: number } }> };
+    const report = JSON.parse(status.text) as StatusReport;
     expect(report.controlPlane.pid).toBe(children[1]!.pid);
     expect(report.services.find((s) => s.name === "api")?.replicas.ready).toBe(3);
+    // Who leads and which gateways the leader scrapes: both, whichever instance each follows.
+    expect(report.cluster?.term).toBe(2);
+    expect(report.cluster?.instances.find((i) => i.leader)?.url).toBe(`http://127.0.0.1:${cp2Port}`);
+    await waitFor(async () => {
+      const again = JSON.parse((await api(cp1Port, "/v1/status")).text) as StatusReport;
+      return again.cluster?.instances.some((i) => !i.leader && i.url === `http://127.0.0.1:${cp1Port}`);
+    }, { what: "the restarted instance listed as a follower" });
+    expect([...(report.cluster?.gateways ?? [])].sort()).toEqual([admin1, admin2].sort());
     passed++;
   });
 

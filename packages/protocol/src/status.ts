@@ -48,4 +48,15 @@ export interface StatusReport {
   controlPlane: { url: string; pid: number; version: string; startedAt: string };
   gateway: { url: string };
   services: ServiceStatus[];
+  /** Several control-plane instances on one PostgreSQL store: who leads, who runs, which gateways follow. */
+  cluster?: ClusterStatus;
+}
+
+export interface ClusterStatus {
+  /** The leader's election number. */
+  term: number;
+  /** Instances seen in the last 30 s (each records itself every 5 s), the leader marked. */
+  instances: Array<{ id: string; url: string; leader: boolean; seenAt: string }>;
+  /** Admin URLs of the gateways seen in the last 2 minutes (and the manifest's). */
+  gateways: string[];
 }

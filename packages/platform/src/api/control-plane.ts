@@ -4,7 +4,7 @@ import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import { KeelsonError, type EventKind, type IdentityTrust, type RouteAuth, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
+import { KeelsonError, type ClusterStatus, type EventKind, type IdentityTrust, type RouteAuth, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
 import { Counter, Registry } from "prom-client";
 import { listPipelineRuns, type ApplyProgress, type DeployOptions, type Log, type Reconciler } from "../delivery/index.js";
 import { GATEWAY_ADMIN_HEADER, createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
@@ -88,6 +88,8 @@ export interface ControlPlaneOptions {
     leading: Promise<unknown>;
     announce: (table: RoutingTable) => Promise<void>;
   };
+  /** What `GET /v1/status` says of the instances and gateways, when there are several. */
+  clusterStatus?: () => Promise<ClusterStatus | undefined>;
   /** Told the admin URL each gateway names when it opens the routing watch. */
   gateways?: { seen(adminUrl: string | undefined): void };
   /** What GET /readyz answers: 200 when ready, 503 with the reason otherwise (default: ready once listening). */
@@ -160,6 +162,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   }
 
   async function status(): Promise<StatusReport> {
+    const cluster = await options.clusterStatus?.();
     const services = await store.listServices(project);
     const replicas = driver.list().filter((r) => r.spec.project === project);
     const out: ServiceStatus[] = services.map((s) => {
@@ -198,6 +201,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       controlPlane: { url, pid: process.pid, version: KEELSON_VERSION, startedAt },
       gateway: { url: gatewayUrl },
       services: out.sort((a, b) => a.name.localeCompare(b.name)),
+      ...(cluster === undefined ? {} : { cluster }),
     };
   }
 

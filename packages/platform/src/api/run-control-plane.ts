@@ -301,9 +301,27 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
     ? { cert: await readFile(resolve(dir, manifest.security.api.tls.cert), "utf8"), key: await readFile(resolve(dir, manifest.security.api.tls.key), "utf8") }
     : undefined;
   const forwarder = createLeaderForwarder({ self: self.id, following: () => !leading, leader: currentLeader, ...(apiTls ? { ca: apiTls.cert } : {}), log });
+  // With several instances each records itself every 5 s, so that `keelson status` lists them.
+  const INSTANCE_COLLECTION = "controlplane";
+  const recordInstance = () =>
+    store
+      .putDocuments([{ collection: INSTANCE_COLLECTION, project, id: self.id, tag: "", at: new Date().toISOString(), body: { url: self.url, pid: process.pid } }])
+      .catch((err: unknown) => log.warn({ err }, "recording this instance failed"));
+  const instanceTimer = coordination.kind === "single" ? undefined : setInterval(() => void recordInstance(), 5_000);
+  instanceTimer?.unref();
+  if (instanceTimer !== undefined) await recordInstance();
   const cp = createControlPlane({
     routingReady,
     gateways,
+    async clusterStatus() {
+      if (coordination.kind === "single") return undefined;
+      const [known, docs] = await Promise.all([currentLeader(), store.listDocuments({ collection: INSTANCE_COLLECTION, project, since: new Date(Date.now() - 30_000).toISOString() })]);
+      return {
+        term: known?.term ?? 0,
+        instances: docs.map((d) => ({ id: d.id, url: String(d.body.url), leader: d.id === known?.id, seenAt: d.at })),
+        gateways: gateways.urls(),
+      };
+    },
     cluster: {
       following: () => !leading,
       forward: (req, res) => forwarder.forward(req, res),
@@ -419,6 +437,7 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
       unsubscribeRouting();
       unsubscribeLeader();
       gateways.stop();
+      clearInterval(instanceTimer);
       const wasLeading = leading;
       leading = false;
       issuer.stop();

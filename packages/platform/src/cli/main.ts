@@ -48,6 +48,11 @@ function formatStatus(s: StatusReport): string {
   });
   return [
     `${color.bold("project")} ${s.project}   ${color.bold("control plane")} ${s.controlPlane.url}   ${color.bold("gateway")} ${s.gateway.url}`,
+    ...(s.cluster === undefined
+      ? []
+      : [
+          `${color.bold("instances")} ${s.cluster.instances.map((i) => (i.leader ? `${i.url} ${color.green(`(leader, term ${s.cluster!.term})`)}` : i.url)).join("  ")}   ${color.bold("gateways")} ${s.cluster.gateways.length}`,
+        ]),
     "",
     table(["SERVICE", "OWNER", "RELEASE", "READY", "RESTARTS", "CPU", "MEM", "ROUTES"], rows),
   ].join("\n");
