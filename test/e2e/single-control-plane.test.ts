@@ -1,9 +1,7 @@
 // A SQLite store takes one control plane: a second `keelson serve` on the same project would run a
 // second reconciler over the same replicas, so it is refused, naming the first and the way out.
-import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, makeTempDir } from "#test-support";
+import { freePort, makeTempDir, writeOneServiceProject } from "#test-support";
 import { keelson } from "./cli.js";
 
 describe("one control plane per SQLite store", { timeout: 120_000 }, () => {
@@ -12,25 +10,7 @@ describe("one control plane per SQLite store", { timeout: 120_000 }, () => {
 
   beforeAll(async () => {
     ({ dir, cleanup } = await makeTempDir("keelson-single-cp-"));
-    const [cp, gw, admin, mesh] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    await writeFile(
-      join(dir, "keelson.yaml"),
-      [
-        "version: 1",
-        "project: single",
-        `controlPlane: { host: 127.0.0.1, port: ${cp} }`,
-        `gateway: { host: 127.0.0.1, port: ${gw}, adminPort: ${admin}, meshPort: ${mesh} }`,
-        "services:",
-        "  api:",
-        "    owner: core",
-        "    path: services/api",
-        "    start: node -e \"require('node:http').createServer((q, s) => s.end('ok')).listen(process.env.PORT, '127.0.0.1')\"",
-        '    pipeline: { stages: [{ name: test, run: "node -e 0" }] }',
-        "",
-      ].join("\n"),
-    );
-    await mkdir(join(dir, "services", "api"), { recursive: true });
-    await writeFile(join(dir, "services", "api", "package.json"), JSON.stringify({ name: "api", version: "1.0.0", private: true }));
+    await writeOneServiceProject(dir, { project: "single" });
     const up = await keelson(["up", dir, "--detach"], { timeoutMs: 100_000 });
     expect(up.code, up.stdout + up.stderr).toBe(0);
   }, 110_000);

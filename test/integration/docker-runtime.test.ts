@@ -2,28 +2,14 @@
 // into an image, runs its replicas as containers on a real Docker Engine, routes through the
 // gateway as with processes, survives a container killed behind its back, and `keelson down`
 // removes the containers.
-import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dockerAvailability, freePort, makeTempDir, requireComponent, startTestDocker, waitFor, type TestDocker } from "#test-support";
+import { apiServerSource, dockerAvailability, makeTempDir, requireComponent, startTestDocker, waitFor, writeOneServiceProject, type TestDocker } from "#test-support";
 import { connectEngine } from "../../packages/platform/src/runtime/index.js";
 import { keelson } from "../e2e/cli.js";
 
 const availability = await dockerAvailability();
 const available = requireComponent("dockerd", availability.available, availability.reason);
 
-const SERVER = `
-import { createServer } from "node:http";
-import { existsSync } from "node:fs";
-const server = createServer((req, res) => {
-  if (req.url === "/ready") { res.end("ok"); return; }
-  res.setHeader("content-type", "application/json");
-  // /.dockerenv exists only inside a container.
-  res.end(JSON.stringify({ pid: process.pid, container: existsSync("/.dockerenv"), greeting: process.env.GREETING }));
-});
-server.listen(Number(process.env.PORT), "127.0.0.1");
-process.on("SIGTERM", () => server.close(() => process.exit(0)));
-`;
 
 describe.runIf(available)("the docker runtime end to end", { timeout: 300_000 }, () => {
   let docker: TestDocker;
@@ -41,33 +27,15 @@ describe.runIf(available)("the docker runtime end to end", { timeout: 300_000 },
     docker = await startTestDocker();
     env = { DOCKER_HOST: `unix://${docker.socketPath}` };
     ({ dir, cleanup } = await makeTempDir("keelson-docker-e2e-"));
-    const [cp, gw, admin, mesh] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    gateway = `http://127.0.0.1:${gw}`;
-    await writeFile(
-      join(dir, "keelson.yaml"),
-      [
-        "version: 1",
-        "project: dock",
-        "runtime: docker",
-        `controlPlane: { host: 127.0.0.1, port: ${cp} }`,
-        `gateway: { host: 127.0.0.1, port: ${gw}, adminPort: ${admin}, meshPort: ${mesh} }`,
-        "services:",
-        "  api:",
-        "    owner: core",
-        "    path: services/api",
-        "    start: node server.mjs",
-        "    replicas: 2",
-        "    readiness: /ready",
-        "    resources: { memory: 256mb }",
-        "    env: { GREETING: hello from a container }",
-        "    routes: [{ path: /api, stripPrefix: true }]",
-        '    pipeline: { stages: [{ name: test, run: "node -e 0" }] }',
-        "",
-      ].join("\n"),
-    );
-    await mkdir(join(dir, "services", "api"), { recursive: true });
-    await writeFile(join(dir, "services", "api", "server.mjs"), SERVER);
-    await writeFile(join(dir, "services", "api", "package.json"), JSON.stringify({ name: "api", version: "1.0.0", private: true, type: "module" }));
+    const project = await writeOneServiceProject(dir, {
+      project: "dock",
+      replicas: 2,
+      top: ["runtime: docker"],
+      service: ["resources: { memory: 256mb }", "env: { GREETING: hello from a container }"],
+      // /.dockerenv exists only inside a container.
+      server: apiServerSource({ container: 'existsSync("/.dockerenv")', greeting: "process.env.GREETING" }),
+    });
+    gateway = `http://127.0.0.1:${project.gatewayPort}`;
     const up = await keelson(["up", dir, "--detach"], { timeoutMs: 240_000, env });
     expect(up.code, up.stdout + up.stderr).toBe(0);
   }, 280_000);

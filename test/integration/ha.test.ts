@@ -4,28 +4,17 @@
 // killed one comes back as a follower that forwards the API (ADR 0020).
 import { spawn, type ChildProcess } from "node:child_process";
 import { openSync, closeSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, makeTempDir, postgresAvailability, requireComponent, startTestPostgres, waitFor, type TestDatabase, type TestPostgres } from "#test-support";
+import { freePort, makeTempDir, postgresAvailability, requireComponent, startTestPostgres, waitFor, writeOneServiceProject, type TestDatabase, type TestPostgres } from "#test-support";
 import type { StatusReport } from "@keelson/protocol";
 import { BIN, pidAlive } from "../e2e/cli.js";
 
 const availability = postgresAvailability();
 const available = requireComponent("PostgreSQL", availability.available, availability.reason);
 
-const SERVER = `
-import { createServer } from "node:http";
-const server = createServer((req, res) => {
-  if (req.url === "/ready") { res.end("ok"); return; }
-  res.setHeader("content-type", "application/json");
-  res.end(JSON.stringify({ pid: process.pid }));
-});
-server.keepAliveTimeout = 65_000;
-server.listen(Number(process.env.PORT), "127.0.0.1");
-process.on("SIGTERM", () => server.close(() => process.exit(0)));
-`;
 
 const NO_ANSWER: { code: number; role?: string } = { code: 0 };
 
@@ -77,34 +66,15 @@ describe.runIf(available)("highly available control plane on PostgreSQL", { time
     db = await server.createDatabase();
     storeUrl = db.url;
     ({ dir, cleanup } = await makeTempDir("keelson-ha-"));
-    [cp1Port, cp2Port] = [await freePort(), await freePort()];
-    const [g1, a1, m1, g2, a2, m2] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    const first = await writeOneServiceProject(dir, { project: "ha", replicas: 2 });
+    cp1Port = first.controlPlanePort;
+    cp2Port = await freePort();
+    const [g1, a1, m1] = [first.gatewayPort, first.adminPort, first.meshPort];
+    const [g2, a2, m2] = [await freePort(), await freePort(), await freePort()];
     gw1 = `http://127.0.0.1:${g1}`;
     gw2 = `http://127.0.0.1:${g2}`;
     admin1 = `http://127.0.0.1:${a1}`;
     admin2 = `http://127.0.0.1:${a2}`;
-    await writeFile(
-      join(dir, "keelson.yaml"),
-      [
-        "version: 1",
-        "project: ha",
-        `controlPlane: { host: 127.0.0.1, port: ${cp1Port} }`,
-        `gateway: { host: 127.0.0.1, port: ${g1}, adminPort: ${a1}, meshPort: ${m1} }`,
-        "services:",
-        "  api:",
-        "    owner: core",
-        "    path: services/api",
-        "    start: node server.mjs",
-        "    replicas: 2",
-        "    readiness: /ready",
-        "    routes: [{ path: /api, stripPrefix: true }]",
-        '    pipeline: { stages: [{ name: test, run: "node -e 0" }] }',
-        "",
-      ].join("\n"),
-    );
-    await mkdir(join(dir, "services", "api"), { recursive: true });
-    await writeFile(join(dir, "services", "api", "server.mjs"), SERVER);
-    await writeFile(join(dir, "services", "api", "package.json"), JSON.stringify({ name: "api", version: "1.0.0", private: true, type: "module" }));
 
     serve("cp1", cp1Port);
     await waitFor(async () => (await readyz(cp1Port)).role === "leader", { timeoutMs: 60_000, intervalMs: 100, what: "cp1 leading" });

@@ -167,6 +167,8 @@ export async function rejection(promise: Promise<unknown>, code: ErrorCode): Pro
   return outcome as KeelsonError;
 }
 export { hasOpenssl, opensslCa } from "./openssl-ca.js";
+export { apiServerSource, writeOneServiceProject } from "./one-service-project.js";
+export type { OneServiceProject } from "./one-service-project.js";
 export { dockerAvailability, startTestDocker } from "./docker.js";
 export type { DockerAvailability, TestDocker } from "./docker.js";
 export { postgresAvailability, startTestPostgres } from "./postgres.js";
