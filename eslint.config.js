@@ -6,11 +6,11 @@ import tseslint from "typescript-eslint";
 const testFiles = ["**/*.test.ts", "**/*.conformance.ts", "test/**/*.ts", "scripts/**/*.ts", "bench/**", "*.config.ts"];
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "**/.keelson/**", "bench/results/**"] },
+  { ignores: ["**/dist/**", "**/node_modules/**", "**/.keelson/**", "bench/results/**", "test-output/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ["packages/*/src/**/*.ts", "examples/shop/services/*/src/**/*.ts"],
+    files: ["packages/*/src/**/*.ts", "packages/dashboard/src/**/*.tsx", "examples/shop/services/*/src/**/*.ts"],
     ignores: testFiles,
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
@@ -19,7 +19,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["**/*.ts"],
+    files: ["**/*.ts", "**/*.tsx"],
     rules: {
       "@typescript-eslint/consistent-type-imports": ["error", { fixStyle: "inline-type-imports" }],
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],

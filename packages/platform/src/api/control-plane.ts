@@ -30,6 +30,7 @@ import {
 import type { Principal } from "../security/index.js";
 import { applyDeclaredFlags, createExperiments, createFlagService, type FlagService } from "../flags/index.js";
 import { addCatalogRoutes } from "./catalog-routes.js";
+import { addDashboardRoutes } from "./dashboard-routes.js";
 import { addDoraRoutes } from "./dora-routes.js";
 import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
@@ -73,6 +74,8 @@ export interface ControlPlaneOptions {
   chaos?: ChaosController;
   /** Notification deliveries (`keelson notifications`); without it those endpoints answer 404. */
   notifier?: Notifier;
+  /** The web dashboard's built files, served at / (default: the @keelson/dashboard package's dist folder). */
+  dashboardDir?: string;
   /** Settles once the running replicas are re-adopted; no routing table is served before (see createRoutingPublisher). */
   routingReady?: Promise<unknown>;
   /**
@@ -238,6 +241,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     ...(options.chaos ? { chaos: options.chaos } : {}),
   });
 
+  // The web dashboard's page and assets: public, with their own CSP; its API calls need a token.
+  addDashboardRoutes(route, options.dashboardDir === undefined ? {} : { dir: options.dashboardDir });
   // Unauthenticated on purpose (liveness probes, `keelson up` finding its control plane): it says only that it runs, and for which project.
   route("GET", "/healthz", "public", async (_req, res) => sendJson(res, 200, { status: "ok", project }));
   // Unauthenticated too (load balancers, Kubernetes readiness probes): whether this instance can serve, and its role.

@@ -9,7 +9,7 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, params: Record
 
 /**
  * Who may call an endpoint; every endpoint declares one, so none is open by accident.
- * - `public`: no credential (only /healthz).
+ * - `public`: no credential (/healthz, /readyz, and the dashboard's page and assets).
  * - `read`: any user token (viewer, deployer, admin).
  * - `admin`: admin tokens.
  * - `telemetry`: services (identity token), the gateway and admins: OTLP ingest.

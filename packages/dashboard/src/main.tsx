@@ -1,0 +1,7 @@
+// The dashboard's entry point: mounts the app into #app.
+import { render } from "preact";
+import { App } from "./app.js";
+import "./styles.css";
+
+const root = document.getElementById("app");
+if (root) render(<App />, root);
