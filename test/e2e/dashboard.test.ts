@@ -1,5 +1,6 @@
 // End to end in a real browser: the control plane serves the dashboard at /, a user logs in with
-// a token, sees each service's replicas and watches a scale change arrive without reloading.
+// a token, sees each service's replicas, watches scale changes arrive over the event stream, opens
+// the service view, and finds Roll back only when the token's role may use it.
 // Drives Debian's Chromium (`chromium` on PATH) with playwright-core; skipped when it is missing.
 import { accessSync, constants, existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -35,6 +36,7 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
   let page: Page;
   let url: string;
   const cspViolations: string[] = [];
+  const requests: Array<{ at: number; path: string }> = [];
 
   beforeAll(async () => {
     expect(existsSync(join(ROOT, "packages/dashboard/dist/index.html")), "the dashboard is built (npm run build)").toBe(true);
@@ -46,6 +48,7 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
     profile = await makeTempDir("keelson-chromium-");
     context = await chromium.launchPersistentContext(profile.dir, { executablePath: chromiumPath!, args: CHROMIUM_ARGS, headless: true, viewport: { width: 1280, height: 800 } });
     page = context.pages()[0] ?? (await context.newPage());
+    page.on("request", (r) => requests.push({ at: Date.now(), path: new URL(r.url()).pathname }));
     page.on("console", (m) => {
       if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
     });
@@ -84,13 +87,25 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
     await expect.poll(() => page.locator(".events li").count()).toBeGreaterThan(0);
   });
 
-  it("shows a scale change without a reload", async () => {
+  it("follows the event stream instead of polling", async () => {
+    await expect.poll(() => page.locator(".live.on").isVisible(), { timeout: 10_000 }).toBe(true);
+    expect(requests.some((r) => r.path === "/v1/watch/events")).toBe(true);
+    // The first slice polled /v1/status every 2 s; now only events (or the 30 s safety poll) reload
+    // it. The reload the stream's opening asks for runs within 150 ms: the window starts after it.
+    await new Promise((r) => setTimeout(r, 500));
+    const from = Date.now();
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(requests.filter((r) => r.path === "/v1/status" && r.at >= from)).toEqual([]);
+  });
+
+  it("shows a scale change without a reload, as the stream reports it", async () => {
     // A marker on the window: a reload would drop it. (Expressions as strings: they run in the page.)
     await page.evaluate("window.keep = 42");
     const res = await apiFetch(dir, `${url}/v1/services/api/scale`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ replicas: 2 }) });
     expect(res.status).toBe(202);
     const count = page.locator('tr[data-service="api"] .replicas .count');
-    await expect.poll(() => count.textContent(), { timeout: 30_000 }).toBe("2/2");
+    // Well inside the 30 s safety poll: only the stream can bring it this soon.
+    await expect.poll(() => count.textContent(), { timeout: 15_000 }).toBe("2/2");
     expect(await page.evaluate("window.keep")).toBe(42);
     await expect.poll(() => page.locator(".events").textContent(), { timeout: 10_000 }).toMatch(/replica\.ready/);
     // Into test-output only: a test run never changes committed files (docs/images has a copy chosen by hand).
@@ -105,13 +120,53 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
-  it("goes back to the login screen with the reason when the token is revoked", async () => {
+  it("opens the service view from the overview: replicas, scorecard, deploys, and Roll back for an admin", async () => {
+    await page.locator('tr[data-service="api"] a', { hasText: "api" }).click();
+    await expect.poll(() => page.evaluate("location.hash")).toBe("#/services/api");
+    await expect.poll(() => page.getByRole("heading", { name: "api", level: 1 }).isVisible()).toBe(true);
+    expect(await page.locator('[data-field="owner"]').textContent()).toBe("core");
+    const replicas = page.locator("table.replica-table tbody tr");
+    await expect.poll(() => replicas.count(), { timeout: 15_000 }).toBe(2);
+    for (const row of await replicas.all()) {
+      expect(await row.locator('[data-field="state"]').textContent()).toBe("ready");
+      expect(await row.locator('[data-field="restarts"]').textContent()).toBe("0");
+      expect(await row.locator('[data-field="pid"]').textContent()).toMatch(/^\d+$/);
+    }
+    await expect.poll(() => page.locator("ul.rules li").count()).toBeGreaterThan(2);
+    expect(await page.locator('[data-field="score"]').textContent()).toMatch(/passed, \d+ failed/);
+    expect(await page.locator(".deploys li").count()).toBeGreaterThan(0);
+    expect(await page.getByTestId("principal").textContent()).toMatch(/\(admin\)/);
+    // The admin may roll back; with one release there is nothing to go back to, and the page says why.
+    await page.getByRole("button", { name: "Roll back" }).click();
+    await page.getByRole("button", { name: "Confirm roll back" }).click();
+    await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 15_000 }).toMatch(/no previous release/);
+    await page.screenshot({ path: join(OUTPUT, "service.png"), fullPage: true });
+  });
+
+  it("shows a scale change on the service view through the stream", async () => {
+    const res = await apiFetch(dir, `${url}/v1/services/api/scale`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ replicas: 1 }) });
+    expect(res.status).toBe(202);
+    await expect.poll(() => page.locator("table.replica-table tbody tr").count(), { timeout: 15_000 }).toBe(1);
+    expect(await page.evaluate("location.hash")).toBe("#/services/api");
+  });
+
+  it("goes back to the login screen with the reason when the token is revoked; a viewer sees no Roll back and the API refuses it", async () => {
     const created = await apiFetch(dir, `${url}/v1/tokens`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "dash-viewer", role: "viewer" }) });
     expect(created.status).toBe(201);
     const { token, record } = (await created.json()) as { token: string; record: { id: string } };
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByLabel("API token").fill(token);
     await page.getByRole("button", { name: "Log in" }).click();
+    // Still on #/services/api: the viewer sees the service, not the button.
+    await expect.poll(() => page.locator("table.replica-table tbody tr").count(), { timeout: 15_000 }).toBe(1);
+    await expect.poll(() => page.getByTestId("principal").textContent()).toMatch(/dash-viewer \(viewer\)/);
+    expect(await page.getByRole("button", { name: "Roll back" }).count()).toBe(0);
+    await page.screenshot({ path: join(OUTPUT, "service-viewer.png"), fullPage: true });
+    // The API enforces it, whatever the page shows.
+    const refused = await fetch(`${url}/v1/services/api/rollback`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}" });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("KEELSON_ERR_FORBIDDEN");
+    await page.locator(".crumbs a").click();
     await expect.poll(() => page.locator('tr[data-service="api"]').isVisible(), { timeout: 15_000 }).toBe(true);
     expect((await apiFetch(dir, `${url}/v1/tokens/${record.id}`, { method: "DELETE" })).status).toBe(200);
     await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 15_000 }).toMatch(/refused your token \(401\)/);

@@ -33,25 +33,86 @@ export const tokenStore = {
   },
 };
 
+/** Who the token belongs to (GET /v1/whoami); the dashboard hides what the role may not do. */
+export type Principal = { kind: "user"; name: string; role: "viewer" | "deployer" | "admin"; teams: string[] } | { kind: "service" | "gateway" };
+
+/** A scorecard rule's outcome for one service. */
+export interface RuleOutcome {
+  rule: string;
+  title: string;
+  status: "pass" | "fail" | "unknown" | "n/a";
+  reason: string;
+}
+
+/** A deploy, rollback or failed rollout, newest first. */
+export interface DeployRecord {
+  at: string;
+  kind: "rollout.succeeded" | "rollout.failed" | "rollback.succeeded";
+  release: string | undefined;
+  from: string | undefined;
+  strategy: string | undefined;
+  actor: string;
+  why: string | undefined;
+}
+
+/** GET /v1/catalog/services/:name, the fields the service view shows. */
+export interface CatalogService {
+  name: string;
+  description: string | undefined;
+  lifecycle: "experimental" | "production" | "deprecated" | undefined;
+  tags: string[];
+  owner: { team: string; declared: boolean; contact: string | undefined };
+  links: Array<{ name: string; target: string; kind: "url" | "file"; href: string }>;
+  release: string | undefined;
+  scorecard: { score: number | undefined; passed: number; failed: number; unknown: number };
+  scorecardResults: RuleOutcome[];
+  deploys: DeployRecord[];
+}
+
+/** What a rollback request ended with: the release it rolls back to, or the API's error. */
+export type RollbackOutcome = { ok: true; release: string; outcome: string } | { ok: false; message: string };
+
 /** The API as the dashboard uses it, bound to one token. */
 export interface Api {
+  readonly token: string;
   status(signal?: AbortSignal): Promise<StatusReport>;
   /** The newest events first. */
   latestEvents(limit: number, signal?: AbortSignal): Promise<KeelsonEvent[]>;
+  whoami(signal?: AbortSignal): Promise<Principal>;
+  catalogService(name: string, signal?: AbortSignal): Promise<CatalogService>;
+  /** Starts a rollback to the previous release (the API streams progress; the dashboard follows events instead). */
+  rollback(name: string): Promise<RollbackOutcome>;
 }
 
 export function createApi(token: string): Api {
-  async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
-    const res = await fetch(path, { headers: { authorization: `Bearer ${token}`, accept: "application/json" }, ...(signal ? { signal } : {}) });
+  async function call(path: string, init: RequestInit = {}): Promise<Response> {
+    const res = await fetch(path, { ...init, headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(init.body === undefined ? {} : { "content-type": "application/json" }) } });
     if (res.status === 401) throw new UnauthorizedError("the control plane refused the token");
     if (!res.ok) {
       const body = (await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string } } | undefined;
       throw new ApiError(body?.error?.message ?? `${path} answered ${res.status}`, res.status, body?.error?.code);
     }
-    return (await res.json()) as T;
+    return res;
+  }
+  async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
+    return (await (await call(path, signal ? { signal } : {})).json()) as T;
   }
   return {
+    token,
     status: (signal) => get<StatusReport>("/v1/status", signal),
     latestEvents: async (limit, signal) => (await get<{ events: KeelsonEvent[] }>(`/v1/events?order=desc&limit=${limit}`, signal)).events,
+    whoami: async (signal) => (await get<{ principal: Principal }>("/v1/whoami", signal)).principal,
+    catalogService: (name, signal) => get<CatalogService>(`/v1/catalog/services/${encodeURIComponent(name)}`, signal),
+    async rollback(name) {
+      const res = await call(`/v1/services/${encodeURIComponent(name)}/rollback`, { method: "POST", body: JSON.stringify({ wait: false }) });
+      // NDJSON progress, then one `done` (with the result) or `error` line.
+      const lines = (await res.text()).split("\n").filter((l) => l.trim() !== "");
+      for (const line of lines.reverse()) {
+        const item = JSON.parse(line) as { type?: string; result?: { release: string; outcome: string }; error?: { message: string } };
+        if (item.type === "done" && item.result) return { ok: true, release: item.result.release, outcome: item.result.outcome };
+        if (item.type === "error") return { ok: false, message: item.error?.message ?? "the rollback failed" };
+      }
+      return { ok: false, message: "the control plane ended the rollback without a result" };
+    },
   };
 }

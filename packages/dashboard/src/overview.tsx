@@ -1,15 +1,15 @@
 // The Overview: every service with its owner, release, replicas and routes, and the latest events,
-// refreshed every 2 s from GET /v1/status and GET /v1/events.
+// from GET /v1/status and GET /v1/events, loaded again whenever the event stream reports a change.
 import { useCallback } from "preact/hooks";
 import type { KeelsonEvent, ServiceStatus } from "@keelson/protocol";
 import { UnauthorizedError, type Api } from "./api.js";
-import { usePolling } from "./use-polling.js";
+import { serviceHref } from "./router.js";
+import { useLiveLoad } from "./use-live.js";
 
-const REFRESH_MS = 2000;
 const EVENTS = 20;
 
-export function Overview(props: { api: Api; onUnauthorized: () => void }) {
-  const { api, onUnauthorized } = props;
+export function Overview(props: { api: Api; revision: number; onUnauthorized: () => void }) {
+  const { api, revision, onUnauthorized } = props;
   const load = useCallback((signal: AbortSignal) => Promise.all([api.status(signal), api.latestEvents(EVENTS, signal)]), [api]);
   const onError = useCallback(
     (err: Error) => {
@@ -19,7 +19,7 @@ export function Overview(props: { api: Api; onUnauthorized: () => void }) {
     },
     [onUnauthorized],
   );
-  const { data, error, updatedAt } = usePolling(load, REFRESH_MS, onError);
+  const { data, error, updatedAt } = useLiveLoad(load, revision, onError);
   const [status, events] = data ?? [undefined, undefined];
 
   return (
@@ -60,7 +60,7 @@ function ServiceTable(props: { services: ServiceStatus[] }) {
           {props.services.map((s) => (
             <tr key={s.name} data-service={s.name}>
               <th scope="row" data-label="Service">
-                {s.name}
+                <a href={serviceHref(s.name)}>{s.name}</a>
               </th>
               <td data-label="Owner">{s.owner}</td>
               <td data-label="Release">{s.release === undefined ? <span class="muted">none</span> : <code title={s.release}>{shortRelease(s.release)}</code>}</td>
@@ -76,7 +76,7 @@ function ServiceTable(props: { services: ServiceStatus[] }) {
   );
 }
 
-function Replicas(props: { ready: number; desired: number }) {
+export function Replicas(props: { ready: number; desired: number }) {
   const { ready, desired } = props;
   const health = ready >= desired ? "ok" : ready === 0 && desired > 0 ? "down" : "partial";
   const words = { ok: "all ready", partial: "some not ready", down: "none ready" }[health];
@@ -89,7 +89,7 @@ function Replicas(props: { ready: number; desired: number }) {
   );
 }
 
-function EventList(props: { events: KeelsonEvent[] }) {
+export function EventList(props: { events: KeelsonEvent[] }) {
   if (props.events.length === 0) return <p>No events yet.</p>;
   return (
     <ol class="events">
@@ -106,6 +106,6 @@ function EventList(props: { events: KeelsonEvent[] }) {
 }
 
 /** Releases are content hashes; the first 12 characters tell them apart. */
-function shortRelease(release: string): string {
+export function shortRelease(release: string): string {
   return release.length > 12 ? release.slice(0, 12) : release;
 }

@@ -32,6 +32,7 @@ import { applyDeclaredFlags, createExperiments, createFlagService, type FlagServ
 import { addCatalogRoutes } from "./catalog-routes.js";
 import { addDashboardRoutes } from "./dashboard-routes.js";
 import { addDoraRoutes } from "./dora-routes.js";
+import { addEventWatchRoutes } from "./event-watch-routes.js";
 import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
 import { addOperationsRoutes } from "./operations-routes.js";
@@ -495,6 +496,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     const spans = await requireTelemetry().traces.listSpans({ fromMs: Date.now() - windowMs });
     sendJson(res, 200, buildServiceMap(spans, { windowMs }));
   });
+  const eventWatch = addEventWatchRoutes(route, { store, project, log });
   route("GET", "/v1/routing", "watch", async (_req, res) => sendJson(res, 200, await routing.current()));
   route("GET", "/v1/watch/routing", "watch", async (req, res) => {
     // Read first: a follower with no table yet answers 503, and the gateway tries another instance.
@@ -616,6 +618,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await flagRoutes.close();
       for (const res of sseClients) res.end();
       sseClients.clear();
+      eventWatch.close();
       await new Promise<void>((r) => {
         server.close(() => r());
         // Watch streams and idle keep-alive sockets would hold close() open.
