@@ -1,6 +1,7 @@
 // End to end in a real browser: the control plane serves the dashboard at /, a user logs in with
 // a token, sees each service's replicas, watches scale changes arrive over the event stream, opens
-// the service view, and finds Roll back only when the token's role may use it.
+// the service view, and finds Roll back only when the token's role may use it; searches traces and
+// opens one's waterfall, and reads the audit log (an admin's view only).
 // Drives Debian's Chromium (`chromium` on PATH) with playwright-core; skipped when it is missing.
 import { accessSync, constants, existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -35,6 +36,7 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
   let context: BrowserContext;
   let page: Page;
   let url: string;
+  let gatewayPort: number;
   const cspViolations: string[] = [];
   const requests: Array<{ at: number; path: string }> = [];
 
@@ -43,6 +45,7 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
     ({ dir, cleanup } = await makeTempDir("keelson-e2e-dashboard-"));
     const ports = await writeOneServiceProject(dir, { project: "dash" });
     url = `http://127.0.0.1:${ports.controlPlanePort}`;
+    gatewayPort = ports.gatewayPort;
     const up = await keelson(["up", dir, "--detach"]);
     expect(up.code, up.stderr).toBe(0);
     profile = await makeTempDir("keelson-chromium-");
@@ -150,6 +153,70 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
     expect(await page.evaluate("location.hash")).toBe("#/services/api");
   });
 
+  it("lists a trace the gateway exported and opens its waterfall, with a span's attributes on selection", async () => {
+    // The gateway exports a span per request to the control plane: poll until one is stored.
+    const sent = await fetch(`http://127.0.0.1:${gatewayPort}/api/x`);
+    expect(sent.status).toBeLessThan(500);
+    await expect
+      .poll(
+        async () => {
+          const res = await apiFetch(dir, `${url}/v1/traces?service=keelson-gateway&since=1h`);
+          return ((await res.json()) as { traces?: unknown[] }).traces?.length ?? 0;
+        },
+        { timeout: 15_000, interval: 250 },
+      )
+      .toBeGreaterThan(0);
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Traces" }).click();
+    await expect.poll(() => page.evaluate("location.hash")).toBe("#/traces");
+    const rows = page.locator("table.traces tbody tr");
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(await rows.first().locator('[data-field="service"]').textContent()).toBe("keelson-gateway");
+    expect(await rows.first().locator('[data-field="spans"]').textContent()).toMatch(/^\d+$/);
+    // The search goes through the API's parameters: an unknown service lists nothing.
+    await page.getByLabel("Service").fill("no-such-service");
+    await page.getByRole("button", { name: "Search" }).click();
+    await expect.poll(() => page.getByText("No traces match.").isVisible()).toBe(true);
+    await page.getByLabel("Service").fill("keelson-gateway");
+    await page.getByRole("button", { name: "Search" }).click();
+    await expect.poll(() => rows.count()).toBeGreaterThan(0);
+    await page.screenshot({ path: join(OUTPUT, "traces.png"), fullPage: true });
+
+    await rows.first().locator("th a").click();
+    await expect.poll(() => page.evaluate("location.hash")).toMatch(/^#\/traces\/[0-9a-f]{32}$/);
+    const spans = page.locator("ol.waterfall li");
+    await expect.poll(() => spans.count(), { timeout: 10_000 }).toBeGreaterThan(0);
+    // The bar's place and width come through the CSSOM, which the CSP's style-src allows.
+    const width = await spans.first().locator(".span-bar").evaluate((el: { style: { width: string } }) => el.style.width);
+    expect(width).toMatch(/%$/);
+    expect((await spans.first().locator(".span-bar").boundingBox())?.width).toBeGreaterThan(0);
+    // Keyboard: focus the row and press Enter to show its attributes.
+    await spans.first().locator("button").focus();
+    await page.keyboard.press("Enter");
+    await expect.poll(() => spans.first().locator("button").getAttribute("aria-pressed")).toBe("true");
+    await expect.poll(() => page.locator(".span-details dd[data-attribute]").count()).toBeGreaterThan(0);
+    await page.screenshot({ path: join(OUTPUT, "trace-waterfall.png"), fullPage: true });
+    expect(cspViolations).toEqual([]);
+  });
+
+  it("shows the scale calls in the audit log for an admin, filtered through the API", async () => {
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Audit" }).click();
+    await expect.poll(() => page.evaluate("location.hash")).toBe("#/audit");
+    const scale = page.locator("table.audit tbody tr", { hasText: "POST /v1/services/:name/scale" });
+    await expect.poll(() => scale.count(), { timeout: 10_000 }).toBe(2);
+    expect(await scale.first().locator('[data-field="target"]').textContent()).toBe("service/api");
+    expect(await scale.first().locator('[data-field="result"]').textContent()).toMatch(/^ok/);
+    await page.getByLabel("Action").fill("POST /v1/services/:name/rollback");
+    await page.getByRole("button", { name: "Filter" }).click();
+    const rows = page.locator("table.audit tbody tr");
+    await expect.poll(() => scale.count()).toBe(0);
+    await expect.poll(() => rows.count()).toBeGreaterThan(0);
+    for (const row of await rows.all()) expect(await row.locator('[data-field="action"]').textContent()).toBe("POST /v1/services/:name/rollback");
+    await page.screenshot({ path: join(OUTPUT, "audit.png"), fullPage: true });
+    await page.locator("a.brand").click();
+    await page.locator('tr[data-service="api"] a', { hasText: "api" }).click();
+    await expect.poll(() => page.evaluate("location.hash")).toBe("#/services/api");
+  });
+
   it("goes back to the login screen with the reason when the token is revoked; a viewer sees no Roll back and the API refuses it", async () => {
     const created = await apiFetch(dir, `${url}/v1/tokens`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "dash-viewer", role: "viewer" }) });
     expect(created.status).toBe(201);
@@ -161,6 +228,8 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
     await expect.poll(() => page.locator("table.replica-table tbody tr").count(), { timeout: 15_000 }).toBe(1);
     await expect.poll(() => page.getByTestId("principal").textContent()).toMatch(/dash-viewer \(viewer\)/);
     expect(await page.getByRole("button", { name: "Roll back" }).count()).toBe(0);
+    expect(await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Traces" }).isVisible()).toBe(true);
+    expect(await page.getByRole("link", { name: "Audit" }).count()).toBe(0);
     await page.screenshot({ path: join(OUTPUT, "service-viewer.png"), fullPage: true });
     // The API enforces it, whatever the page shows.
     const refused = await fetch(`${url}/v1/services/api/rollback`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}" });

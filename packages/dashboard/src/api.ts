@@ -72,6 +72,65 @@ export interface CatalogService {
 /** What a rollback request ended with: the release it rolls back to, or the API's error. */
 export type RollbackOutcome = { ok: true; release: string; outcome: string } | { ok: false; message: string };
 
+/** GET /v1/traces: one trace in a search's answer (telemetry's TraceSummary). */
+export interface TraceSummary {
+  traceId: string;
+  rootService: string;
+  rootName: string;
+  /** Microseconds since the Unix epoch. */
+  startTimeUs: number;
+  durationUs: number;
+  spanCount: number;
+  errorCount: number;
+  services: string[];
+}
+
+/** GET /v1/traces/:id: one span (telemetry's SpanRecord, the fields the waterfall shows). */
+export interface SpanRecord {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string | undefined;
+  name: string;
+  kind: string;
+  service: string;
+  startTimeUs: number;
+  durationUs: number;
+  status: "unset" | "ok" | "error";
+  statusMessage: string | undefined;
+  attributes: Record<string, unknown>;
+  resource: Record<string, unknown>;
+}
+
+/** The search GET /v1/traces takes; durations as the API reads them ("250ms", "15m"). */
+export interface TraceSearch {
+  service?: string;
+  minDuration?: string;
+  errorsOnly?: boolean;
+  since?: string;
+  limit?: number;
+}
+
+/** GET /v1/audit: one audited request. */
+export interface AuditRecord {
+  seq: number;
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  from: string;
+  result: "ok" | "denied" | "error";
+  status?: number;
+  error?: string;
+}
+
+/** The filters GET /v1/audit applies (exact matches). */
+export interface AuditFilter {
+  actor?: string;
+  action?: string;
+  target?: string;
+  limit?: number;
+}
+
 /** The API as the dashboard uses it, bound to one token. */
 export interface Api {
   readonly token: string;
@@ -82,6 +141,18 @@ export interface Api {
   catalogService(name: string, signal?: AbortSignal): Promise<CatalogService>;
   /** Starts a rollback to the previous release (the API streams progress; the dashboard follows events instead). */
   rollback(name: string): Promise<RollbackOutcome>;
+  searchTraces(search: TraceSearch, signal?: AbortSignal): Promise<TraceSummary[]>;
+  trace(traceId: string, signal?: AbortSignal): Promise<SpanRecord[]>;
+  /** Admins only (the API answers 403 to other roles). Newest first. */
+  audit(filter: AuditFilter, signal?: AbortSignal): Promise<AuditRecord[]>;
+}
+
+/** Query parameters from the set values only (empty strings are no filter). */
+function query(params: Record<string, string | number | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, String(v));
+  const text = q.toString();
+  return text === "" ? "" : `?${text}`;
 }
 
 export function createApi(token: string): Api {
@@ -103,6 +174,15 @@ export function createApi(token: string): Api {
     latestEvents: async (limit, signal) => (await get<{ events: KeelsonEvent[] }>(`/v1/events?order=desc&limit=${limit}`, signal)).events,
     whoami: async (signal) => (await get<{ principal: Principal }>("/v1/whoami", signal)).principal,
     catalogService: (name, signal) => get<CatalogService>(`/v1/catalog/services/${encodeURIComponent(name)}`, signal),
+    searchTraces: async (s, signal) =>
+      (
+        await get<{ traces: TraceSummary[] }>(
+          `/v1/traces${query({ service: s.service?.trim(), minDuration: s.minDuration?.trim(), status: s.errorsOnly ? "error" : undefined, since: s.since, limit: s.limit })}`,
+          signal,
+        )
+      ).traces,
+    trace: async (id, signal) => (await get<{ spans: SpanRecord[] }>(`/v1/traces/${encodeURIComponent(id)}`, signal)).spans,
+    audit: async (f, signal) => (await get<{ records: AuditRecord[] }>(`/v1/audit${query({ actor: f.actor?.trim(), action: f.action?.trim(), target: f.target?.trim(), limit: f.limit })}`, signal)).records,
     async rollback(name) {
       const res = await call(`/v1/services/${encodeURIComponent(name)}/rollback`, { method: "POST", body: JSON.stringify({ wait: false }) });
       // NDJSON progress, then one `done` (with the result) or `error` line.

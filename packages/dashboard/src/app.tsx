@@ -3,10 +3,12 @@
 // to the login screen with the reason.
 import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 import { createApi, tokenStore, UnauthorizedError, type Api, type Principal } from "./api.js";
+import { AuditView } from "./audit-view.js";
 import { Login } from "./login.js";
 import { Overview } from "./overview.js";
-import { useView } from "./router.js";
+import { useView, type View } from "./router.js";
 import { ServiceView } from "./service-view.js";
+import { TraceView, TracesView } from "./traces-view.js";
 import { useEventStream } from "./use-live.js";
 
 export function App() {
@@ -29,6 +31,30 @@ export function App() {
   return <Shell key={api.token} api={api} logOut={logOut} />;
 }
 
+/** GET /v1/audit is for admins only (security-routes.ts). */
+export function mayReadAudit(principal: Principal | undefined): boolean {
+  return principal?.kind === "user" && principal.role === "admin";
+}
+
+function Nav(props: { view: View; principal: Principal | undefined }) {
+  const { view, principal } = props;
+  const section = view.name === "trace" ? "traces" : view.name === "service" ? "overview" : view.name;
+  const links: Array<[string, string, string]> = [
+    ["overview", "#/", "Overview"],
+    ["traces", "#/traces", "Traces"],
+  ];
+  if (mayReadAudit(principal)) links.push(["audit", "#/audit", "Audit"]);
+  return (
+    <nav aria-label="Main" class="nav">
+      {links.map(([name, href, text]) => (
+        <a key={name} href={href} aria-current={section === name ? "page" : undefined}>
+          {text}
+        </a>
+      ))}
+    </nav>
+  );
+}
+
 function Shell(props: { api: Api; logOut: (reason?: string) => void }) {
   const { api, logOut } = props;
   const onUnauthorized = useCallback(() => logOut("The control plane refused your token (401). Log in again."), [logOut]);
@@ -49,6 +75,7 @@ function Shell(props: { api: Api; logOut: (reason?: string) => void }) {
         <a class="brand" href="#/">
           Keelson
         </a>
+        <Nav view={view} principal={principal} />
         <span class="who">
           <span class={`live ${live.connected ? "on" : "off"}`} title={live.dropped ?? (live.connected ? "Live: following the event stream" : "Connecting…")}>
             {live.connected ? "Live" : "Offline"}
@@ -64,12 +91,32 @@ function Shell(props: { api: Api; logOut: (reason?: string) => void }) {
         </span>
       </header>
       <main id="main">
-        {view.name === "service" ? (
-          <ServiceView key={view.service} api={api} name={view.service} principal={principal} revision={live.revision} onUnauthorized={onUnauthorized} />
-        ) : (
-          <Overview api={api} revision={live.revision} onUnauthorized={onUnauthorized} />
-        )}
+        <Page view={view} api={api} principal={principal} revision={live.revision} onUnauthorized={onUnauthorized} />
       </main>
     </>
   );
+}
+
+function Page(props: { view: View; api: Api; principal: Principal | undefined; revision: number; onUnauthorized: () => void }) {
+  const { view, api, principal, revision, onUnauthorized } = props;
+  switch (view.name) {
+    case "service":
+      return <ServiceView key={view.service} api={api} name={view.service} principal={principal} revision={revision} onUnauthorized={onUnauthorized} />;
+    case "traces":
+      return <TracesView api={api} revision={revision} onUnauthorized={onUnauthorized} />;
+    case "trace":
+      return <TraceView key={view.traceId} api={api} traceId={view.traceId} onUnauthorized={onUnauthorized} />;
+    case "audit":
+      // The API refuses other roles anyway; the page says so instead of showing the error.
+      return principal !== undefined && !mayReadAudit(principal) ? (
+        <>
+          <h1>Audit log</h1>
+          <p>Only admins may read the audit log.</p>
+        </>
+      ) : (
+        <AuditView api={api} revision={revision} onUnauthorized={onUnauthorized} />
+      );
+    case "overview":
+      return <Overview api={api} revision={revision} onUnauthorized={onUnauthorized} />;
+  }
 }

@@ -1,10 +1,15 @@
-// A tiny hash router: `#/` is the overview, `#/services/<name>` a service. Hash routes need no
+// A tiny hash router: `#/` is the overview, `#/services/<name>` a service, `#/traces` the trace
+// search, `#/traces/<id>` one trace's waterfall, `#/audit` the audit log. Hash routes need no
 // server support (the control plane serves index.html at / only) and survive a reload.
 import { useEffect, useState } from "preact/hooks";
 
-export type View = { name: "overview" } | { name: "service"; service: string };
+export type View = { name: "overview" } | { name: "service"; service: string } | { name: "traces" } | { name: "trace"; traceId: string } | { name: "audit" };
 
 export function parseHash(hash: string): View {
+  if (/^#\/traces\/?$/.test(hash)) return { name: "traces" };
+  if (/^#\/audit\/?$/.test(hash)) return { name: "audit" };
+  const trace = /^#\/traces\/([0-9a-f]{32})\/?$/i.exec(hash);
+  if (trace?.[1] !== undefined) return { name: "trace", traceId: trace[1].toLowerCase() };
   const match = /^#\/services\/([^/]+)\/?$/.exec(hash);
   if (match?.[1] !== undefined) {
     try {
@@ -14,6 +19,10 @@ export function parseHash(hash: string): View {
     }
   }
   return { name: "overview" };
+}
+
+export function traceHref(traceId: string): string {
+  return `#/traces/${traceId}`;
 }
 
 export function serviceHref(name: string): string {
