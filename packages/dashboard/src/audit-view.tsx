@@ -2,7 +2,7 @@
 // which target and how it ended, newest first, filtered by actor, action and target through
 // GET /v1/audit's query parameters.
 import { useCallback, useState } from "preact/hooks";
-import { UnauthorizedError, type Api, type AuditFilter, type AuditRecord } from "./api.js";
+import type { Api, AuditFilter, AuditRecord } from "./api.js";
 import { useLiveLoad } from "./use-live.js";
 
 const LIMIT = 100;
@@ -11,15 +11,7 @@ export function AuditView(props: { api: Api; revision: number; onUnauthorized: (
   const { api, revision, onUnauthorized } = props;
   const [filter, setFilter] = useState<AuditFilter>({ limit: LIMIT });
   const load = useCallback((signal: AbortSignal) => api.audit(filter, signal), [api, filter]);
-  const onError = useCallback(
-    (err: Error) => {
-      if (!(err instanceof UnauthorizedError)) return false;
-      onUnauthorized();
-      return true;
-    },
-    [onUnauthorized],
-  );
-  const { data, error, updatedAt } = useLiveLoad(load, revision, onError);
+  const { data, error, updatedAt } = useLiveLoad(load, revision, onUnauthorized);
 
   function submit(e: Event) {
     e.preventDefault();

@@ -2,7 +2,7 @@
 // from GET /v1/status and GET /v1/events, loaded again whenever the event stream reports a change.
 import { useCallback } from "preact/hooks";
 import type { KeelsonEvent, ServiceStatus } from "@keelson/protocol";
-import { UnauthorizedError, type Api } from "./api.js";
+import type { Api } from "./api.js";
 import { serviceHref } from "./router.js";
 import { useLiveLoad } from "./use-live.js";
 
@@ -11,15 +11,7 @@ const EVENTS = 20;
 export function Overview(props: { api: Api; revision: number; onUnauthorized: () => void }) {
   const { api, revision, onUnauthorized } = props;
   const load = useCallback((signal: AbortSignal) => Promise.all([api.status(signal), api.latestEvents(EVENTS, signal)]), [api]);
-  const onError = useCallback(
-    (err: Error) => {
-      if (!(err instanceof UnauthorizedError)) return false;
-      onUnauthorized();
-      return true;
-    },
-    [onUnauthorized],
-  );
-  const { data, error, updatedAt } = useLiveLoad(load, revision, onError);
+  const { data, error, updatedAt } = useLiveLoad(load, revision, onUnauthorized);
   const [status, events] = data ?? [undefined, undefined];
 
   return (

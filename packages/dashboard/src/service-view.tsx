@@ -3,7 +3,7 @@
 // rollbacks; and Roll back for a token that may deploy the service (the API enforces it anyway).
 import { useCallback, useState } from "preact/hooks";
 import type { ReplicaStatus } from "@keelson/protocol";
-import { ApiError, UnauthorizedError, type Api, type CatalogService, type DeployRecord, type Principal, type RuleOutcome } from "./api.js";
+import { ApiError, type Api, type CatalogService, type DeployRecord, type Principal, type RuleOutcome } from "./api.js";
 import { Replicas, shortRelease } from "./overview.js";
 import { useLiveLoad } from "./use-live.js";
 
@@ -21,15 +21,7 @@ export function ServiceView(props: { api: Api; name: string; principal: Principa
     const [status, entry] = await Promise.all([api.status(signal), api.catalogService(name, signal)]);
     return { status: status.services.find((s) => s.name === name), entry };
   }, [api, name]);
-  const onError = useCallback(
-    (err: Error) => {
-      if (!(err instanceof UnauthorizedError)) return false;
-      onUnauthorized();
-      return true;
-    },
-    [onUnauthorized],
-  );
-  const { data, error, updatedAt } = useLiveLoad(load, revision, onError);
+  const { data, error, updatedAt } = useLiveLoad(load, revision, onUnauthorized);
   const notFound = error instanceof ApiError && error.status === 404;
 
   if (notFound) {

@@ -3,7 +3,7 @@
 // its start and duration, its attributes shown when selected.
 import { Fragment } from "preact";
 import { useCallback, useState } from "preact/hooks";
-import { ApiError, UnauthorizedError, type Api, type SpanRecord, type TraceSearch, type TraceSummary } from "./api.js";
+import { ApiError, type Api, type SpanRecord, type TraceSearch, type TraceSummary } from "./api.js";
 import { traceHref } from "./router.js";
 import { useLiveLoad } from "./use-live.js";
 
@@ -21,17 +21,6 @@ export function formatDuration(us: number): string {
   return `${(us / 1_000_000).toFixed(2)} s`;
 }
 
-function useUnauthorized(onUnauthorized: () => void) {
-  return useCallback(
-    (err: Error) => {
-      if (!(err instanceof UnauthorizedError)) return false;
-      onUnauthorized();
-      return true;
-    },
-    [onUnauthorized],
-  );
-}
-
 function Status(props: { error: Error | undefined; updatedAt: Date | undefined }) {
   return (
     <p class="meta" aria-live="polite">
@@ -44,7 +33,7 @@ export function TracesView(props: { api: Api; revision: number; onUnauthorized: 
   const { api, revision, onUnauthorized } = props;
   const [search, setSearch] = useState<TraceSearch>({ since: "1h", limit: 50 });
   const load = useCallback((signal: AbortSignal) => api.searchTraces(search, signal), [api, search]);
-  const { data, error, updatedAt } = useLiveLoad(load, revision, useUnauthorized(onUnauthorized));
+  const { data, error, updatedAt } = useLiveLoad(load, revision, onUnauthorized);
 
   function submit(e: Event) {
     e.preventDefault();
@@ -154,7 +143,7 @@ export function TraceView(props: { api: Api; traceId: string; onUnauthorized: ()
   const { api, traceId, onUnauthorized } = props;
   const load = useCallback((signal: AbortSignal) => api.trace(traceId, signal), [api, traceId]);
   // Spans do not change once stored: no reload on events (revision fixed at 0).
-  const { data, error, updatedAt } = useLiveLoad(load, 0, useUnauthorized(onUnauthorized));
+  const { data, error, updatedAt } = useLiveLoad(load, 0, onUnauthorized);
   const [selected, setSelected] = useState<string | undefined>(undefined);
   const crumbs = (
     <nav aria-label="Breadcrumb" class="crumbs">

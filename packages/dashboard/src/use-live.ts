@@ -2,7 +2,7 @@
 // run again when it reports a change (useLiveLoad), with a slow safety poll in case it misses one.
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { KeelsonEvent } from "@keelson/protocol";
-import type { Api } from "./api.js";
+import { UnauthorizedError, type Api } from "./api.js";
 import { watchEvents } from "./event-stream.js";
 
 /** A reload every 30 s even without events: the stream can miss what the event log never records. */
@@ -47,9 +47,9 @@ export interface Loaded<T> {
 
 /**
  * Runs `load` now, again (once per burst) whenever `revision` changes, and every SAFETY_POLL_MS;
- * never two at once. `onError` returning true means the caller took over (logged out): it stops.
+ * never two at once. A refused token stops it and calls `onUnauthorized` (the app logs out).
  */
-export function useLiveLoad<T>(load: (signal: AbortSignal) => Promise<T>, revision: number, onError: (err: Error) => boolean): Loaded<T> {
+export function useLiveLoad<T>(load: (signal: AbortSignal) => Promise<T>, revision: number, onUnauthorized: () => void): Loaded<T> {
   const [state, setState] = useState<Loaded<T>>({ data: undefined, error: undefined, updatedAt: undefined });
   const request = useRef<() => void>(() => {});
   useEffect(() => {
@@ -70,8 +70,9 @@ export function useLiveLoad<T>(load: (signal: AbortSignal) => Promise<T>, revisi
         if (!stopped) setState({ data, error: undefined, updatedAt: new Date() });
       } catch (err) {
         if (stopped) return;
-        if (onError(err as Error)) {
+        if (err instanceof UnauthorizedError) {
           stopped = true;
+          onUnauthorized();
           return;
         }
         setState((prev) => ({ ...prev, error: err as Error }));
@@ -99,7 +100,7 @@ export function useLiveLoad<T>(load: (signal: AbortSignal) => Promise<T>, revisi
       controller.abort();
       if (timer !== undefined) clearTimeout(timer);
     };
-  }, [load, onError]);
+  }, [load, onUnauthorized]);
   // The first revision is the stream opening: the load above already ran for it.
   const seen = useRef(revision);
   useEffect(() => {
