@@ -3,42 +3,25 @@
 // the service view, and finds Roll back only when the token's role may use it; searches traces and
 // opens one's waterfall, and reads the audit log (an admin's view only).
 // Drives Debian's Chromium (`chromium` on PATH) with playwright-core; skipped when it is missing.
-import { accessSync, constants, existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
-import { delimiter, join } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiFetch, apiToken, makeTempDir, requireComponent, writeOneServiceProject } from "#test-support";
+import { apiFetch, apiToken, makeTempDir, writeOneServiceProject } from "#test-support";
+import { chromiumAvailable, openBrowser, SCREENSHOTS as OUTPUT, type Browser } from "./browser.js";
 import { ROOT, keelson } from "./cli.js";
 
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
-const OUTPUT = join(ROOT, "test-output", "dashboard");
-
-function findOnPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir === "") continue;
-    const file = join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {}
-  }
-  return undefined;
-}
-
-const chromiumPath = findOnPath("chromium");
-const available = requireComponent("Chromium", chromiumPath !== undefined, "no `chromium` on PATH (apt-get install chromium)");
+const available = chromiumAvailable();
 
 describe.skipIf(!available).sequential("dashboard in Chromium", () => {
   let dir: string;
   let cleanup: () => Promise<void>;
-  let profile: { dir: string; cleanup: () => Promise<void> };
-  let context: BrowserContext;
+  let browser: Browser;
   let page: Page;
   let url: string;
   let gatewayPort: number;
-  const cspViolations: string[] = [];
-  const requests: Array<{ at: number; path: string }> = [];
+  let cspViolations: string[];
+  let requests: Browser["requests"];
 
   beforeAll(async () => {
     expect(existsSync(join(ROOT, "packages/dashboard/dist/index.html")), "the dashboard is built (npm run build)").toBe(true);
@@ -48,18 +31,11 @@ describe.skipIf(!available).sequential("dashboard in Chromium", () => {
     gatewayPort = ports.gatewayPort;
     const up = await keelson(["up", dir, "--detach"]);
     expect(up.code, up.stderr).toBe(0);
-    profile = await makeTempDir("keelson-chromium-");
-    context = await chromium.launchPersistentContext(profile.dir, { executablePath: chromiumPath!, args: CHROMIUM_ARGS, headless: true, viewport: { width: 1280, height: 800 } });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on("request", (r) => requests.push({ at: Date.now(), path: new URL(r.url()).pathname }));
-    page.on("console", (m) => {
-      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-    });
-    await mkdir(OUTPUT, { recursive: true });
+    browser = await openBrowser();
+    ({ page, cspViolations, requests } = browser);
   }, 180_000);
   afterAll(async () => {
-    await context?.close();
-    await profile?.cleanup();
+    await browser?.close();
     if (dir) await keelson(["down", dir]);
     await cleanup?.();
   }, 120_000);

@@ -134,6 +134,12 @@ export interface AuditFilter {
 /** The API as the dashboard uses it, bound to one token. */
 export interface Api {
   readonly token: string;
+  /** GET a JSON document from the API (views with their own typed calls build on it, e.g. flags-api.ts). */
+  get<T>(path: string, signal?: AbortSignal): Promise<T>;
+  /** A mutation with a JSON body (or none); the JSON answer, or undefined for an empty one. ApiError carries the API's code and message. */
+  send<T>(method: "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<T>;
+  /** The raw response of a request the API accepted (for streaming answers such as NDJSON or logs). */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
   status(signal?: AbortSignal): Promise<StatusReport>;
   /** The newest events first. */
   latestEvents(limit: number, signal?: AbortSignal): Promise<KeelsonEvent[]>;
@@ -148,7 +154,7 @@ export interface Api {
 }
 
 /** Query parameters from the set values only (empty strings are no filter). */
-function query(params: Record<string, string | number | undefined>): string {
+export function query(params: Record<string, string | number | undefined>): string {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, String(v));
   const text = q.toString();
@@ -168,8 +174,16 @@ export function createApi(token: string): Api {
   async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
     return (await (await call(path, signal ? { signal } : {})).json()) as T;
   }
+  async function send<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await call(path, body === undefined ? { method } : { method, body: JSON.stringify(body) });
+    const text = await res.text();
+    return (text.trim() === "" ? undefined : JSON.parse(text)) as T;
+  }
   return {
     token,
+    get,
+    send,
+    fetch: call,
     status: (signal) => get<StatusReport>("/v1/status", signal),
     latestEvents: async (limit, signal) => (await get<{ events: KeelsonEvent[] }>(`/v1/events?order=desc&limit=${limit}`, signal)).events,
     whoami: async (signal) => (await get<{ principal: Principal }>("/v1/whoami", signal)).principal,

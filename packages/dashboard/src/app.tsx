@@ -4,9 +4,14 @@
 import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 import { createApi, tokenStore, UnauthorizedError, type Api, type Principal } from "./api.js";
 import { AuditView } from "./audit-view.js";
+import { DeploysView } from "./deploys-view.js";
+import { DoraView } from "./dora-view.js";
+import { FlagsView, FlagView } from "./flags-view.js";
 import { Login } from "./login.js";
 import { Overview } from "./overview.js";
 import { useView, type View } from "./router.js";
+import { mayReadAudit } from "./permissions.js";
+import { ServiceMapView } from "./service-map-view.js";
 import { ServiceView } from "./service-view.js";
 import { TraceView, TracesView } from "./traces-view.js";
 import { useEventStream } from "./use-live.js";
@@ -31,17 +36,16 @@ export function App() {
   return <Shell key={api.token} api={api} logOut={logOut} />;
 }
 
-/** GET /v1/audit is for admins only (security-routes.ts). */
-export function mayReadAudit(principal: Principal | undefined): boolean {
-  return principal?.kind === "user" && principal.role === "admin";
-}
-
 function Nav(props: { view: View; principal: Principal | undefined }) {
   const { view, principal } = props;
-  const section = view.name === "trace" ? "traces" : view.name === "service" ? "overview" : view.name;
+  const section = view.name === "trace" ? "traces" : view.name === "service" ? "overview" : view.name === "flag" ? "flags" : view.name;
   const links: Array<[string, string, string]> = [
     ["overview", "#/", "Overview"],
+    ["deploys", "#/deploys", "Deploys"],
     ["traces", "#/traces", "Traces"],
+    ["map", "#/map", "Service map"],
+    ["flags", "#/flags", "Flags"],
+    ["dora", "#/dora", "DORA"],
   ];
   if (mayReadAudit(principal)) links.push(["audit", "#/audit", "Audit"]);
   return (
@@ -102,6 +106,16 @@ function Page(props: { view: View; api: Api; principal: Principal | undefined; r
   switch (view.name) {
     case "service":
       return <ServiceView key={view.service} api={api} name={view.service} principal={principal} revision={revision} onUnauthorized={onUnauthorized} />;
+    case "deploys":
+      return <DeploysView api={api} principal={principal} revision={revision} onUnauthorized={onUnauthorized} />;
+    case "map":
+      return <ServiceMapView api={api} principal={principal} revision={revision} onUnauthorized={onUnauthorized} />;
+    case "flags":
+      return <FlagsView api={api} principal={principal} revision={revision} onUnauthorized={onUnauthorized} />;
+    case "flag":
+      return <FlagView key={view.key} api={api} flagKey={view.key} principal={principal} revision={revision} onUnauthorized={onUnauthorized} />;
+    case "dora":
+      return <DoraView api={api} principal={principal} revision={revision} onUnauthorized={onUnauthorized} />;
     case "traces":
       return <TracesView api={api} revision={revision} onUnauthorized={onUnauthorized} />;
     case "trace":

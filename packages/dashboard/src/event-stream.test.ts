@@ -1,7 +1,7 @@
 // The dashboard's SSE parser and hash router: pure functions, tested without a browser.
 import { describe, expect, it } from "vitest";
 import { createSseParser, type SseMessage } from "./event-stream.js";
-import { parseHash, serviceHref } from "./router.js";
+import { flagHref, parseHash, serviceHref } from "./router.js";
 
 function parse(chunks: string[]): SseMessage[] {
   const out: SseMessage[] = [];
@@ -43,5 +43,12 @@ describe("parseHash", () => {
     expect(parseHash(serviceHref("a b"))).toEqual({ name: "service", service: "a b" });
     expect(parseHash("#/services/%E0%A4%A")).toEqual({ name: "overview" });
     expect(parseHash("#/nowhere")).toEqual({ name: "overview" });
+    expect(parseHash("#/constructor")).toEqual({ name: "overview" });
+  });
+
+  it("knows each section and one flag", () => {
+    for (const name of ["deploys", "traces", "map", "flags", "dora", "audit"]) expect(parseHash(`#/${name}`)).toEqual({ name });
+    expect(parseHash(flagHref("new-checkout"))).toEqual({ name: "flag", key: "new-checkout" });
+    expect(parseHash("#/traces/0123456789ABCDEF0123456789abcdef")).toEqual({ name: "trace", traceId: "0123456789abcdef0123456789abcdef" });
   });
 });

@@ -5,15 +5,10 @@ import { useCallback, useState } from "preact/hooks";
 import type { ReplicaStatus } from "@keelson/protocol";
 import { ApiError, type Api, type CatalogService, type DeployRecord, type Principal, type RuleOutcome } from "./api.js";
 import { Replicas, shortRelease } from "./overview.js";
+import { mayDeploy } from "./permissions.js";
 import { useLiveLoad } from "./use-live.js";
 
 const DEPLOYS = 10;
-
-/** Mirrors the API's rule (security/authorize.ts): admins, and deployers of the owning team. */
-export function mayDeploy(principal: Principal | undefined, owner: string): boolean {
-  if (principal?.kind !== "user") return false;
-  return principal.role === "admin" || (principal.role === "deployer" && principal.teams.includes(owner));
-}
 
 export function ServiceView(props: { api: Api; name: string; principal: Principal | undefined; revision: number; onUnauthorized: () => void }) {
   const { api, name, principal, revision, onUnauthorized } = props;

@@ -1,0 +1,6 @@
+// Placeholder: replaced by the view's implementation.
+import type { Api, Principal } from "./api.js";
+
+export function ServiceMapView(_props: { api: Api; principal: Principal | undefined; revision: number; onUnauthorized: () => void }) {
+  return <h1>Service map</h1>;
+}
