@@ -533,7 +533,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     if (options.cluster?.forward(req, res) === true) return;
     const u = new URL(req.url ?? "/", "http://localhost");
     setSecurityHeaders(res, options.tls !== undefined);
-    redactResponse(res, security.redactor());
+    // The dashboard's built files hold no secrets, and a text round trip would corrupt binary ones.
+    if (!isDashboardFile(u.pathname)) redactResponse(res, security.redactor());
     const match = routes.find((r) => r.method === req.method && r.pattern.test(u.pathname));
     const known = routes.some((r) => r.pattern.test(u.pathname));
     if (!match) {
@@ -657,6 +658,10 @@ function setSecurityHeaders(res: ServerResponse, tls: boolean): void {
  * once, as it is written. A redacted body may be shorter than the one measured, so a
  * content-length set before is dropped: Node measures a body given whole to end() itself.
  */
+function isDashboardFile(path: string): boolean {
+  return path === "/" || path.startsWith("/assets/");
+}
+
 function redactResponse(res: ServerResponse, redactor: { redact(text: string): string; size: number }): void {
   if (redactor.size === 0) return;
   const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;

@@ -13,19 +13,21 @@ import { DASHBOARD_CSP, findDashboardDir } from "./dashboard-routes.js";
 
 const silent = { info() {}, warn() {}, error() {} };
 
-async function startControlPlane(stateDir: string, dashboardDir: string): Promise<{ cp: ControlPlane; url: string }> {
+async function startControlPlane(stateDir: string, dashboardDir: string): Promise<{ cp: ControlPlane; url: string; security: Awaited<ReturnType<typeof createApiSecurity>> }> {
   const store = createMemoryStore();
   const driver = createMemoryDriver();
   const reconciler = createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:1", log: silent });
   const security = await createApiSecurity({ store, project: "shop", stateDir });
   const cp = createControlPlane({ project: "shop", dir: stateDir, stateDir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security, dashboardDir });
-  return { cp, url: await cp.listen("127.0.0.1", 0) };
+  return { cp, url: await cp.listen("127.0.0.1", 0), security };
 }
 
 describe("dashboard routes", () => {
   let cleanup: () => Promise<void>;
-  let built: { cp: ControlPlane; url: string };
-  let missing: { cp: ControlPlane; url: string };
+  let built: Awaited<ReturnType<typeof startControlPlane>>;
+  let missing: Awaited<ReturnType<typeof startControlPlane>>;
+  // Bytes that are not UTF-8: a text round trip would turn them into U+FFFD.
+  const binary = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0xff, 0xfe, 0x00, 0xc3, 0x28, 0x80]);
 
   beforeAll(async () => {
     const tmp = await makeTempDir("keelson-dashboard-");
@@ -35,6 +37,7 @@ describe("dashboard routes", () => {
     await writeFile(join(dist, "index.html"), '<!doctype html><script type="module" src="/assets/index-abc123.js"></script>');
     await writeFile(join(dist, "assets", "index-abc123.js"), "console.log(1)");
     await writeFile(join(dist, "assets", "index-abc123.css"), "body{}");
+    await writeFile(join(dist, "assets", "logo-abc123.png"), binary);
     await writeFile(join(tmp.dir, "secret.js"), "the token");
     built = await startControlPlane(tmp.dir, dist);
     missing = await startControlPlane(tmp.dir, join(tmp.dir, "not-built"));
@@ -64,6 +67,16 @@ describe("dashboard routes", () => {
     expect(await js.text()).toBe("console.log(1)");
     const css = await fetch(`${built.url}/assets/index-abc123.css`);
     expect(css.headers.get("content-type")).toBe("text/css; charset=utf-8");
+  });
+
+  it("serves binary assets byte for byte while the vault holds secrets (API answers are redacted, built files are not)", async () => {
+    await built.security.vault.set("api", "TOKEN", "console", "user:test");
+    await built.security.secretsChanged();
+    const png = await fetch(`${built.url}/assets/logo-abc123.png`);
+    expect(png.headers.get("content-type")).toBe("image/png");
+    expect(Buffer.from(await png.arrayBuffer()).equals(binary)).toBe(true);
+    // The built script contains the secret's value as a word: it is served as built.
+    expect(await (await fetch(`${built.url}/assets/index-abc123.js`)).text()).toBe("console.log(1)");
   });
 
   it("answers 404 for anything outside the assets folder or of an unknown type", async () => {
