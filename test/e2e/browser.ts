@@ -66,9 +66,11 @@ export async function openBrowser(viewport = { width: 1280, height: 800 }): Prom
 
 /** Opens the dashboard at `url` and logs in with `token`; resolves once the header shows the stream is live. */
 export async function logIn(page: Page, url: string, token: string): Promise<void> {
-  await page.goto(`${url}/`);
-  await page.evaluate('sessionStorage.removeItem("keelson.token")');
   await page.goto(`${url}/#/`);
+  // Whoever was logged in in this tab is forgotten; the reload starts the app at its login screen
+  // (a goto that only changes the hash would not reload the page).
+  await page.evaluate('sessionStorage.removeItem("keelson.token")');
+  await page.reload();
   await expect.poll(() => page.getByLabel("API token").isVisible(), { timeout: 15_000 }).toBe(true);
   await page.getByLabel("API token").fill(token);
   await page.getByRole("button", { name: "Log in" }).click();

@@ -8,13 +8,15 @@ export class UnauthorizedError extends Error {
   override readonly name = "UnauthorizedError";
 }
 
-/** Any other failed call, with the API's error code and message when it sent them. */
+/** Any other failed call, with the API's error code, message and details when it sent them. */
 export class ApiError extends Error {
   override readonly name = "ApiError";
   constructor(
     message: string,
     readonly status: number,
     readonly code: string | undefined,
+    /** The error's `details` (e.g. a flag's validation issues, each with its path). */
+    readonly details?: unknown,
   ) {
     super(message);
   }
@@ -166,8 +168,8 @@ export function createApi(token: string): Api {
     const res = await fetch(path, { ...init, headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(init.body === undefined ? {} : { "content-type": "application/json" }) } });
     if (res.status === 401) throw new UnauthorizedError("the control plane refused the token");
     if (!res.ok) {
-      const body = (await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string } } | undefined;
-      throw new ApiError(body?.error?.message ?? `${path} answered ${res.status}`, res.status, body?.error?.code);
+      const body = (await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string; details?: unknown } } | undefined;
+      throw new ApiError(body?.error?.message ?? `${path} answered ${res.status}`, res.status, body?.error?.code, body?.error?.details);
     }
     return res;
   }

@@ -1,18 +1,28 @@
-// The Overview: every service with its owner, release, replicas and routes, and the latest events,
-// from GET /v1/status and GET /v1/events, loaded again whenever the event stream reports a change.
+// The Overview: every service with its owner, release, replicas, traffic (request rate, error ratio,
+// p99), error budget and routes; the rollouts under way, the open incidents and the latest events.
+// Four requests per reload whatever the number of services (GET /v1/status, /v1/events,
+// /v1/metrics, /v1/slo), loaded again whenever the event stream reports a change.
 import { useCallback } from "preact/hooks";
-import type { KeelsonEvent, ServiceStatus } from "@keelson/protocol";
+import type { ActiveRollout, KeelsonEvent, ServiceStatus } from "@keelson/protocol";
 import type { Api } from "./api.js";
+import { isUnavailable, loadOverviewTelemetry, type OpenIncident, type OverviewTelemetry, type RedRow, type SloRow } from "./overview-api.js";
+import { describeObjective, describeRollout, errorBudget, openIncidents, redByService, redCells, type Cell } from "./overview-metrics.js";
 import { serviceHref } from "./router.js";
 import { useLiveLoad } from "./use-live.js";
+import "./overview.css";
 
 const EVENTS = 20;
 
 export function Overview(props: { api: Api; revision: number; onUnauthorized: () => void }) {
   const { api, revision, onUnauthorized } = props;
-  const load = useCallback((signal: AbortSignal) => Promise.all([api.status(signal), api.latestEvents(EVENTS, signal)]), [api]);
+  const load = useCallback(
+    (signal: AbortSignal) => Promise.all([api.status(signal), api.latestEvents(EVENTS, signal), loadOverviewTelemetry(api, signal)]),
+    [api],
+  );
   const { data, error, updatedAt } = useLiveLoad(load, revision, onUnauthorized);
-  const [status, events] = data ?? [undefined, undefined];
+  const [status, events, telemetry] = data ?? [undefined, undefined, undefined];
+  const rollouts = status?.services.flatMap((s) => (s.rollout === undefined ? [] : [{ service: s.name, rollout: s.rollout }])) ?? [];
+  const incidents = telemetry && !isUnavailable(telemetry.slos) ? openIncidents(telemetry.slos) : undefined;
 
   return (
     <>
@@ -25,8 +35,23 @@ export function Overview(props: { api: Api; revision: number; onUnauthorized: ()
       <section aria-labelledby="services-heading">
         <h2 id="services-heading">Services</h2>
         {status && status.services.length === 0 ? <p>No services yet: run <code>keelson up</code>.</p> : null}
-        {status && status.services.length > 0 ? <ServiceTable services={status.services} /> : null}
+        {status && telemetry && status.services.length > 0 ? (
+          <>
+            <TelemetryNote telemetry={telemetry} />
+            <ServiceTable services={status.services} telemetry={telemetry} incidents={incidents ?? []} />
+          </>
+        ) : null}
       </section>
+      <div class="overview-now">
+        <section aria-labelledby="rollouts-heading" data-section="rollouts">
+          <h2 id="rollouts-heading">Rollouts under way</h2>
+          {status ? <RolloutList rollouts={rollouts} /> : null}
+        </section>
+        <section aria-labelledby="incidents-heading" data-section="incidents">
+          <h2 id="incidents-heading">Open incidents</h2>
+          {telemetry ? isUnavailable(telemetry.slos) ? <p class="muted">Not available: {telemetry.slos.unavailable}.</p> : <IncidentList incidents={incidents ?? []} slos={telemetry.slos} /> : null}
+        </section>
+      </div>
       <section aria-labelledby="events-heading">
         <h2 id="events-heading">Latest events</h2>
         {events ? <EventList events={events} /> : null}
@@ -35,36 +60,134 @@ export function Overview(props: { api: Api; revision: number; onUnauthorized: ()
   );
 }
 
-function ServiceTable(props: { services: ServiceStatus[] }) {
+function TelemetryNote(props: { telemetry: OverviewTelemetry }) {
+  const { metrics, slos } = props.telemetry;
+  return (
+    <p class="hint" id="services-hint">
+      Requests, errors (5xx) and p99 latency at the gateway over the last 5 minutes; error budget: what is left of the service's tightest SLO.
+      {isUnavailable(metrics) ? <span class="error"> Metrics not available: {metrics.unavailable}.</span> : null}
+      {isUnavailable(slos) ? <span class="error"> SLOs not available: {slos.unavailable}.</span> : null}
+    </p>
+  );
+}
+
+function ServiceTable(props: { services: ServiceStatus[]; telemetry: OverviewTelemetry; incidents: OpenIncident[] }) {
+  const { metrics, slos } = props.telemetry;
+  const red = isUnavailable(metrics) ? undefined : redByService(metrics);
   return (
     <div class="table-wrap">
-      <table class="services">
+      <table class="services" aria-describedby="services-hint">
         <thead>
           <tr>
             <th scope="col">Service</th>
             <th scope="col">Owner</th>
             <th scope="col">Release</th>
             <th scope="col">Replicas ready</th>
+            <th scope="col">Requests/s</th>
+            <th scope="col">Errors</th>
+            <th scope="col">p99</th>
+            <th scope="col">Error budget</th>
             <th scope="col">Routes</th>
           </tr>
         </thead>
         <tbody>
           {props.services.map((s) => (
-            <tr key={s.name} data-service={s.name}>
-              <th scope="row" data-label="Service">
-                <a href={serviceHref(s.name)}>{s.name}</a>
-              </th>
-              <td data-label="Owner">{s.owner}</td>
-              <td data-label="Release">{s.release === undefined ? <span class="muted">none</span> : <code title={s.release}>{shortRelease(s.release)}</code>}</td>
-              <td data-label="Replicas ready">
-                <Replicas ready={s.replicas.ready} desired={s.replicas.desired} />
-              </td>
-              <td data-label="Routes">{s.routes.length === 0 ? <span class="muted">none</span> : s.routes.map((r) => <code key={r} class="route">{r}</code>)}</td>
-            </tr>
+            <ServiceRow key={s.name} service={s} red={red} slos={isUnavailable(slos) ? undefined : slos} incidents={props.incidents.filter((i) => i.service === s.name).length} />
           ))}
         </tbody>
       </table>
     </div>
+  );
+}
+
+function ServiceRow(props: { service: ServiceStatus; red: Map<string, RedRow> | undefined; slos: SloRow[] | undefined; incidents: number }) {
+  const { service: s, red, slos, incidents } = props;
+  const unknown: Cell = { text: "n/a", tone: "none", detail: "not available" };
+  const cells = red === undefined ? { rate: unknown, errors: unknown, p99: unknown } : redCells(red.get(s.name));
+  const budget = slos === undefined ? unknown : errorBudget(slos, s.name);
+  return (
+    <tr data-service={s.name}>
+      <th scope="row" data-label="Service">
+        <a href={serviceHref(s.name)}>{s.name}</a>
+        {s.rollout === undefined ? null : (
+          <span class="badge rollout" data-badge="rollout">
+            {s.rollout.phase === "paused" ? "rollout paused" : "rolling out"}
+          </span>
+        )}
+        {incidents === 0 ? null : (
+          <span class="badge incident" data-badge="incident">
+            {incidents === 1 ? "incident" : `${incidents} incidents`}
+          </span>
+        )}
+      </th>
+      <td data-label="Owner">{s.owner}</td>
+      <td data-label="Release">{s.release === undefined ? <span class="muted">none</span> : <code title={s.release}>{shortRelease(s.release)}</code>}</td>
+      <td data-label="Replicas ready">
+        <Replicas ready={s.replicas.ready} desired={s.replicas.desired} />
+      </td>
+      <MetricCell label="Requests/s" field="rate" cell={cells.rate} />
+      <MetricCell label="Errors" field="errors" cell={cells.errors} />
+      <MetricCell label="p99" field="p99" cell={cells.p99} />
+      <MetricCell label="Error budget" field="budget" cell={budget} />
+      <td data-label="Routes">{s.routes.length === 0 ? <span class="muted">none</span> : s.routes.map((r) => <code key={r} class="route">{r}</code>)}</td>
+    </tr>
+  );
+}
+
+function MetricCell(props: { label: string; field: string; cell: Cell }) {
+  const { label, field, cell } = props;
+  return (
+    <td data-label={label} data-field={field} class={`metric tone-${cell.tone}`} title={cell.detail}>
+      {cell.text}
+      {cell.detail === undefined ? null : <span class="visually-hidden"> ({cell.detail})</span>}
+    </td>
+  );
+}
+
+function RolloutList(props: { rollouts: Array<{ service: string; rollout: ActiveRollout }> }) {
+  if (props.rollouts.length === 0) return <p>No rollouts under way.</p>;
+  return (
+    <ul class="now-list">
+      {props.rollouts.map(({ service, rollout: r }) => (
+        <li key={r.id} data-rollout={service}>
+          <a href={serviceHref(service)}>{service}</a>
+          <span class={`phase ${r.phase}`}>{describeRollout(r)}</span>
+          <span class="muted">
+            {r.from === undefined ? null : (
+              <>
+                <code title={r.from}>{shortRelease(r.from)}</code> →{" "}
+              </>
+            )}
+            <code title={r.to}>{shortRelease(r.to)}</code> · since <time dateTime={r.startedAt}>{new Date(r.startedAt).toLocaleTimeString()}</time>
+          </span>
+          {r.message === undefined ? null : <span class="muted">{r.message}</span>}
+        </li>
+      ))}
+      <li class="more">
+        <a href="#/deploys">Pipelines and rollouts</a>
+      </li>
+    </ul>
+  );
+}
+
+function IncidentList(props: { incidents: OpenIncident[]; slos: SloRow[] }) {
+  if (props.incidents.length === 0) return <p>No open incidents.</p>;
+  return (
+    <ul class="now-list">
+      {props.incidents.map((i) => {
+        const objective = props.slos.find((s) => s.incident?.id === i.id);
+        return (
+          <li key={i.id} data-incident={i.service}>
+            <a href={serviceHref(i.service)}>{i.service}</a>
+            <span class={`severity ${i.severity}`}>{i.severity === "page" ? "Page" : "Ticket"}</span>
+            <span>{objective ? describeObjective(objective) : `${i.slo} (${i.objective})`}: burning its error budget</span>
+            <span class="muted">
+              since <time dateTime={i.openedAt}>{new Date(i.openedAt).toLocaleString()}</time>
+            </span>
+          </li>
+        );
+      })}
+    </ul>
   );
 }
 

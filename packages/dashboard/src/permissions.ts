@@ -12,3 +12,9 @@ export function mayDeploy(principal: Principal | undefined, owner: string): bool
 export function mayReadAudit(principal: Principal | undefined): boolean {
   return principal?.kind === "user" && principal.role === "admin";
 }
+
+/** Change, kill or roll back a flag (flags.write): admins, and deployers of the flag's owner team; a flag without an owner only admins. */
+export function mayChangeFlag(principal: Principal | undefined, owner: string | undefined): boolean {
+  if (principal?.kind !== "user") return false;
+  return principal.role === "admin" || (principal.role === "deployer" && owner !== undefined && principal.teams.includes(owner));
+}

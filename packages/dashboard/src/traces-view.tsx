@@ -1,11 +1,14 @@
 // The Traces views: a search (#/traces) over GET /v1/traces, and one trace's waterfall
 // (#/traces/<id>) from GET /v1/traces/:id, each span a row indented by depth with a bar placed by
-// its start and duration, its attributes shown when selected.
+// its start and duration, its attributes shown when selected, and under it the log lines that
+// share the trace's id (GET /v1/traces/:id/logs), the selected span's lines highlighted.
 import { Fragment } from "preact";
 import { useCallback, useState } from "preact/hooks";
 import { ApiError, type Api, type SpanRecord, type TraceSearch, type TraceSummary } from "./api.js";
 import { traceHref } from "./router.js";
+import { fetchTraceLogs, logRows } from "./trace-logs.js";
 import { useLiveLoad } from "./use-live.js";
+import "./traces-view.css";
 
 const WINDOWS = [
   ["15m", "Last 15 minutes"],
@@ -168,7 +171,7 @@ export function TraceView(props: { api: Api; traceId: string; onUnauthorized: ()
     <>
       {crumbs}
       <div class="title">
-        <h1>
+        <h1 class="trace-title">
           Trace <code>{traceId}</code>
         </h1>
         <Status error={error} updatedAt={updatedAt} />
@@ -204,9 +207,77 @@ export function TraceView(props: { api: Api; traceId: string; onUnauthorized: ()
             ))}
           </ol>
           {chosen === undefined ? <p class="hint">Select a span to see its attributes.</p> : <SpanDetails span={chosen} />}
+          <TraceLogs api={api} traceId={traceId} startUs={start} selected={chosen} onUnauthorized={onUnauthorized} />
         </>
       )}
     </>
+  );
+}
+
+/** "+12.3 ms" from the trace's start ("−" for a line stamped before it: clocks differ). */
+function offsetText(us: number): string {
+  return us < 0 ? `−${formatDuration(-us)}` : `+${formatDuration(us)}`;
+}
+
+function TraceLogs(props: { api: Api; traceId: string; startUs: number; selected: SpanRecord | undefined; onUnauthorized: () => void }) {
+  const { api, traceId, startUs, selected, onUnauthorized } = props;
+  // Lines may be collected a moment after the spans arrive: Refresh asks again (a new load function runs at once).
+  const [asked, setAsked] = useState(0);
+  const load = useCallback((signal: AbortSignal) => fetchTraceLogs(api, traceId, signal), [api, traceId, asked]);
+  const { data, error } = useLiveLoad(load, 0, onUnauthorized);
+  const [onlySelected, setOnlySelected] = useState(false);
+  const rows = logRows(data?.logs ?? [], selected);
+  const shown = selected !== undefined && onlySelected ? rows.filter((r) => r.relation !== "other") : rows;
+  return (
+    <section aria-labelledby="trace-logs-heading" class="trace-logs">
+      <div class="title">
+        <h2 id="trace-logs-heading">Logs</h2>
+        <button type="button" class="quiet" onClick={() => setAsked((n) => n + 1)}>
+          Refresh logs
+        </button>
+      </div>
+      {error ? <p class="error">Logs not loaded: {error.message}</p> : null}
+      {data === undefined ? (
+        error ? null : <p class="hint">Loading logs…</p>
+      ) : (
+        <>
+          <p class="hint" data-field="log-summary">
+            {data.logs.length === 0 ? "No lines" : `${data.logs.length} ${data.logs.length === 1 ? "line" : "lines"}`} with this trace's id in the logs of{" "}
+            {data.services.length === 0 ? "no service of the project" : data.services.join(", ")}
+            {data.truncated ? ` (the first ${data.logs.length} shown)` : ""}. Services write it on each line with @keelson/sdk's logger.
+          </p>
+          {selected === undefined || rows.length === 0 ? null : (
+            <label class="check log-filter">
+              <input type="checkbox" checked={onlySelected} onChange={(e) => setOnlySelected((e.currentTarget as HTMLInputElement).checked)} /> Only lines of{" "}
+              {selected.service}
+            </label>
+          )}
+          {shown.length === 0 ? null : (
+            <ol class="log-lines" aria-label="Log lines">
+              {shown.map(({ index, log, entry, relation }) => (
+                <li key={index} class={`log-line ${relation} ${log.stream}`} data-service={log.service} data-span={log.spanId} data-relation={relation}>
+                  <span class="log-when">
+                    <time dateTime={new Date(entry.atMs).toISOString()} title={new Date(entry.atMs).toISOString()}>
+                      {new Date(entry.atMs).toLocaleTimeString(undefined, { hour12: false, hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3 })}
+                    </time>{" "}
+                    <span class="muted">{offsetText(entry.atMs * 1000 - startUs)}</span>
+                  </span>
+                  <span class="log-source">
+                    <span class="log-service">{log.service}</span> <span class="muted">{log.replica}</span>
+                    {relation === "span" ? <span class="log-mark"> · this span</span> : null}
+                  </span>
+                  <span class="log-text">
+                    {entry.level === undefined ? null : <span class={`log-level ${entry.level}`}>{entry.level} </span>}
+                    <span class="log-message">{entry.message}</span>
+                    {entry.fields === "" ? null : <span class="muted"> {entry.fields}</span>}
+                  </span>
+                </li>
+              ))}
+            </ol>
+          )}
+        </>
+      )}
+    </section>
   );
 }
 

@@ -41,6 +41,26 @@ export interface ServiceStatus {
   endpoints: string[];
   routes: string[];
   instances: ReplicaStatus[];
+  /** The rollout under way, while it has not succeeded, failed or been rolled back; absent otherwise. */
+  rollout?: ActiveRollout;
+}
+
+/** A rollout in progress, as GET /v1/status summarizes it (GET /v1/services/:name/rollout has all of it). */
+export interface ActiveRollout {
+  id: string;
+  strategy: "rolling" | "blueGreen" | "canary" | "rollback";
+  phase: "progressing" | "paused" | "promoting" | "switched" | "finishing";
+  /** The release it replaces; undefined for a service's first release. */
+  from: string | undefined;
+  to: string;
+  /** Percent of traffic on `to`. */
+  weight: number;
+  /** Canary: the step being worked on (0-based) of `steps`. */
+  step: number;
+  steps: number;
+  startedAt: string;
+  /** Why it waits or what it does now, in words (the rollout's own message). */
+  message?: string;
 }
 
 export interface StatusReport {

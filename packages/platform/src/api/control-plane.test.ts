@@ -1,10 +1,12 @@
 // The control plane's wiring of flags into routing: a change to a flag a route names
-// republishes the routing table with the new definition. And what GET /v1/status shows of replicas.
+// republishes the routing table with the new definition. And what GET /v1/status shows of replicas
+// and of rollouts under way.
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { StatusReport } from "@keelson/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, waitFor } from "#test-support";
-import { createReconciler } from "../delivery/index.js";
+import { createReconciler, createRolloutController } from "../delivery/index.js";
 import { createFlagService, type FlagService } from "../flags/index.js";
 import { parseManifest } from "../manifest/index.js";
 import { createMemoryDriver } from "../runtime/index.js";
@@ -148,6 +150,94 @@ describe("control plane status", () => {
       expect((await instances("checkout-v2"))[0]).not.toHaveProperty("usage");
     } finally {
       await Promise.all(driver.list().map((r) => driver.stop(r.spec.id)));
+      await reconciler.stop();
+      await cp.close();
+      await tmp.cleanup();
+    }
+  });
+
+  it("GET /v1/status carries a rollout under way (the overview lists it), and none for a service without one", async () => {
+    const tmp = await makeTempDir("keelson-cp-status-rollout-");
+    const store = createMemoryStore();
+    const canary = yaml.replace("    start: node main.js\n    routes:", "    start: node main.js\n    deploy: { strategy: canary, steps: [{ setWeight: 20 }, { pause: manual }] }\n    routes:");
+    const { manifest } = parseManifest(canary, "/tmp/shop/keelson.yaml", { checkPaths: false });
+    await store.applyDesiredState({
+      project: { name: "shop", manifestPath: "/tmp/shop/keelson.yaml", manifestHash: "h", appliedAt: new Date().toISOString() },
+      upsert: Object.entries(manifest.services).map(([name, spec]) => ({ project: "shop", name, spec: JSON.parse(JSON.stringify(spec)) as Record<string, unknown>, release: "r-aaaaaaaaaaaa" })),
+      remove: [],
+      events: [],
+    });
+    const reconciler = createReconciler({ store, driver: createMemoryDriver(), project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    const security = await createApiSecurity({ store, project: "shop", stateDir: tmp.dir });
+    const { token } = await security.tokens.create({ name: "watcher", role: "viewer", actor: "test" });
+    const cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver: createMemoryDriver(), reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
+    const url = await cp.listen("127.0.0.1", 0);
+    try {
+      // The rollout controller records the rollout in the store, as a deploy does; the reconciler reads it from there.
+      for (const id of ["r-aaaaaaaaaaaa", "r-bbbbbbbbbbbb"]) await store.putRelease({ id, project: "shop", service: "checkout", sourceHash: "s", configHash: "c", gitCommit: undefined, createdAt: new Date().toISOString(), details: {} });
+      const record = await store.getService("shop", "checkout");
+      const started = await createRolloutController({ store, project: "shop" }).begin({ record: record!, to: "r-bbbbbbbbbbbb", actor: "user:ana" });
+      const res = await fetch(`${url}/v1/status`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      const services = ((await res.json()) as StatusReport).services;
+      expect(services.find((s) => s.name === "checkout")?.rollout).toEqual({
+        id: started.id,
+        strategy: "canary",
+        phase: "progressing",
+        from: "r-aaaaaaaaaaaa",
+        to: "r-bbbbbbbbbbbb",
+        weight: 0,
+        step: 0,
+        steps: 2,
+        startedAt: started.startedAt,
+      });
+      expect(services.find((s) => s.name === "checkout-v2")).not.toHaveProperty("rollout");
+    } finally {
+      await reconciler.stop();
+      await cp.close();
+      await tmp.cleanup();
+    }
+  });
+});
+
+describe("GET /v1/services/:name/logs", () => {
+  const silent = { info() {}, warn() {}, error() {} };
+
+  it("grep keeps the lines containing the text, any case, and tail counts those; a follow that matches nothing yet still answers at once", async () => {
+    const tmp = await makeTempDir("keelson-cp-logs-");
+    const store = createMemoryStore();
+    const { manifest } = parseManifest(yaml, "/tmp/shop/keelson.yaml", { checkPaths: false });
+    await store.applyDesiredState({
+      project: { name: "shop", manifestPath: "/tmp/shop/keelson.yaml", manifestHash: "h", appliedAt: new Date().toISOString() },
+      upsert: Object.entries(manifest.services).map(([name, spec]) => ({ project: "shop", name, spec: JSON.parse(JSON.stringify(spec)) as Record<string, unknown>, release: "r-aaaaaaaaaaaa" })),
+      remove: [],
+      events: [],
+    });
+    const driver = createMemoryDriver();
+    const reconciler = createReconciler({ store, driver, project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    const security = await createApiSecurity({ store, project: "shop", stateDir: tmp.dir });
+    const { token } = await security.tokens.create({ name: "reader", role: "viewer", actor: "test" });
+    const cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
+    const url = await cp.listen("127.0.0.1", 0);
+    const logs = join(tmp.dir, "logs", "checkout");
+    await mkdir(logs, { recursive: true });
+    const line = (s: number, text: string) => `${JSON.stringify({ t: new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString(), replica: "checkout-0", stream: "stdout", line: text })}\n`;
+    await writeFile(join(logs, "checkout-0.log"), line(1, "charge ok") + line(2, "charge FAILED: card declined") + line(3, "charge ok") + line(4, "refund failed: gone") + line(5, "charge ok"));
+    const read = async (query: string) => {
+      const res = await fetch(`${url}/v1/services/checkout/logs${query}`, { headers: { authorization: `Bearer ${token}` } });
+      return { status: res.status, lines: (await res.text()).split("\n").filter((l) => l !== "").map((l) => (JSON.parse(l) as { line: string }).line) };
+    };
+    try {
+      expect(await read("?grep=failed")).toEqual({ status: 200, lines: ["charge FAILED: card declined", "refund failed: gone"] });
+      expect(await read("?grep=FAILED&tail=1")).toEqual({ status: 200, lines: ["refund failed: gone"] });
+      expect((await read("?tail=1")).lines).toEqual(["charge ok"]);
+      expect((await read(`?grep=${"x".repeat(201)}`)).status).toBe(400);
+      const abort = new AbortController();
+      const res = await fetch(`${url}/v1/services/checkout/logs?follow=1&tail=5&grep=no-such-text`, { headers: { authorization: `Bearer ${token}` }, signal: abort.signal });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toMatch(/^application\/x-ndjson/);
+      abort.abort();
+    } finally {
       await reconciler.stop();
       await cp.close();
       await tmp.cleanup();

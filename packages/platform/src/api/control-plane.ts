@@ -1,21 +1,18 @@
 // The control plane's HTTP API: a composition root that wires the store, the runtime
 // driver, the reconciler and the routing publisher to HTTP. No domain rules live here.
-import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { KeelsonError, type ClusterStatus, type EventKind, type IdentityTrust, type RouteAuth, type ReplicaStatus, type RoutingTable, type ServiceStatus, type StatusReport } from "@keelson/protocol";
 import { Counter, Registry } from "prom-client";
-import { listPipelineRuns, type ApplyProgress, type DeployOptions, type Log, type Reconciler } from "../delivery/index.js";
+import { activeRollout, type ApplyProgress, type DeployOptions, type Log, type Reconciler } from "../delivery/index.js";
 import { GATEWAY_ADMIN_HEADER, createRoutingPublisher, readTrafficSplit, writeTrafficSplit, type RoutingPublisher } from "../gateway/index.js";
 import { loadManifest, type RouteAuthOut, type ServiceSpec } from "../manifest/index.js";
 import { readReplicaLogs, type ChaosController, type RuntimeDriver } from "../runtime/index.js";
 import type { Autoscaler } from "../autoscale/index.js";
 import type { Store } from "../store/index.js";
 import {
-  buildServiceMap,
   collectProcessMetrics,
-  parseDurationMs,
   parseTraceSearchParams,
   summarizeRed,
   summarizeTrace,
@@ -36,11 +33,14 @@ import { addEventWatchRoutes } from "./event-watch-routes.js";
 import { addExperimentRoutes } from "./experiment-routes.js";
 import { addFlagRoutes } from "./flag-routes.js";
 import { addOperationsRoutes } from "./operations-routes.js";
+import { addPipelineRoutes } from "./pipeline-routes.js";
 import { addNotificationRoutes } from "./notification-routes.js";
 import type { Notifier } from "../catalog/index.js";
 import { actorName, authenticate, changeOf, checkAccess, noteChange, principalOf, type Credentials } from "./access.js";
 import { readJson, sendError, sendJson, type Access, type Handler } from "./http.js";
 import { addSecurityRoutes, type SecurityServices } from "./security-routes.js";
+import { addServiceMapRoutes } from "./service-map-routes.js";
+import { addTraceLogRoutes } from "./trace-log-routes.js";
 
 export const KEELSON_VERSION = "0.1.0";
 
@@ -169,7 +169,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     const cluster = await options.clusterStatus?.();
     const services = await store.listServices(project);
     const replicas = driver.list().filter((r) => r.spec.project === project);
-    const out: ServiceStatus[] = services.map((s) => {
+    // Rollout states are kept in memory once read: one lookup per service costs no store query.
+    const rollouts = await Promise.all(services.map((s) => reconciler.rolloutOf(s.name)));
+    const out: ServiceStatus[] = services.map((s, index) => {
       const spec = s.spec as unknown as ServiceSpec;
       const instances: ReplicaStatus[] = replicas
         .filter((r) => r.spec.service === s.name)
@@ -190,6 +192,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           ...(r.paused === true ? { paused: true } : {}),
         }));
       const ready = instances.filter((i) => i.state === "ready" && i.release === s.release);
+      const rollout = activeRollout(rollouts[index], spec.deploy?.steps?.length ?? 0);
       return {
         name: s.name,
         owner: spec.owner,
@@ -198,6 +201,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         endpoints: instances.filter((i) => i.state === "ready").map((i) => i.url),
         routes: (spec.routes ?? []).map((r) => `${r.host ?? ""}${r.path}`),
         instances,
+        ...(rollout === undefined ? {} : { rollout }),
       };
     });
     return {
@@ -309,15 +313,21 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     const tail = u.searchParams.get("tail");
     const sinceDate = since ? new Date(since) : undefined;
     if (sinceDate && Number.isNaN(sinceDate.getTime())) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `since: expected an ISO time, got "${since}"`);
+    // A plain substring, not a pattern: nothing a caller sends can make the scan slow.
+    const grep = u.searchParams.get("grep")?.toLowerCase() ?? "";
+    if (grep.length > 200) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `grep: expected at most 200 characters, got ${grep.length}`);
     const abort = new AbortController();
     req.once("close", () => abort.abort());
     res.writeHead(200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
+    // Now, not with the first line: a follow whose search matches nothing yet is still an answer.
+    res.flushHeaders();
     const logDir = join(stateDir, "logs", name);
     try {
       for await (const line of readReplicaLogs({
         logDir,
         ...(sinceDate ? { since: sinceDate } : {}),
         ...(tail ? { tail: Number(tail) } : {}),
+        ...(grep === "" ? {} : { match: (l: { line: string }) => l.line.toLowerCase().includes(grep) }),
         follow: u.searchParams.get("follow") === "1",
         signal: abort.signal,
       })) {
@@ -406,26 +416,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     const name = await serviceParam(params.name);
     sendJson(res, 200, { service: name, releases: await reconciler.releases(name) });
   });
-  route("GET", "/v1/services/:name/pipelines", "read", async (_req, res, params, u) => {
-    const name = await serviceParam(params.name);
-    const limit = Number(u.searchParams.get("limit") ?? "20");
-    const active = reconciler.pipelines.active(name)?.run;
-    sendJson(res, 200, { service: name, runs: await listPipelineRuns({ store, project, service: name, limit: Number.isFinite(limit) ? limit : 20, ...(active ? { activeRun: active } : {}) }) });
-  });
-  route("GET", "/v1/pipelines/:run/log", "read", async (_req, res, params) => {
-    const run = params.run ?? "";
-    if (!/^run-[\w-]+$/.test(run)) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `run: expected a run id like run-20261126-221500-ab12cd, got "${run}"`);
-    const base = join(stateDir, "pipelines");
-    for (const service of await readdir(base).catch(() => [] as string[])) {
-      const text = await readFile(join(base, service, `${run}.log`), "utf8").catch(() => undefined);
-      if (text !== undefined) {
-        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
-        res.end(text);
-        return;
-      }
-    }
-    throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no log for pipeline run "${run}"`);
-  });
+  addPipelineRoutes(route, { store, project, stateDir, pipelines: reconciler.pipelines, serviceParam });
   route("GET", "/v1/services/:name/traffic", "read", async (_req, res, params) => {
     const name = await serviceParam(params.name);
     sendJson(res, 200, { service: name, split: (await readTrafficSplit(store, project, name)) ?? null });
@@ -491,11 +482,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     if (spans.length === 0) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no trace "${params.id ?? ""}" is stored`);
     sendJson(res, 200, { spans, summary: summarizeTrace(spans) });
   });
-  route("GET", "/v1/service-map", "read", async (_req, res, _p, u) => {
-    const windowMs = parseDurationMs("window", u.searchParams.get("window") ?? "15m");
-    const spans = await requireTelemetry().traces.listSpans({ fromMs: Date.now() - windowMs });
-    sendJson(res, 200, buildServiceMap(spans, { windowMs }));
-  });
+  addServiceMapRoutes(route, { store, project, traces: options.telemetry?.traces });
+  addTraceLogRoutes(route, { store, project, stateDir, traces: options.telemetry?.traces });
   const eventWatch = addEventWatchRoutes(route, { store, project, log });
   route("GET", "/v1/routing", "watch", async (_req, res) => sendJson(res, 200, await routing.current()));
   route("GET", "/v1/watch/routing", "watch", async (req, res) => {

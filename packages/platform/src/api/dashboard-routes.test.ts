@@ -71,7 +71,7 @@ describe("dashboard routes", () => {
 
   it("serves binary assets byte for byte while the vault holds secrets (API answers are redacted, built files are not)", async () => {
     await built.security.vault.set("api", "TOKEN", "console", "user:test");
-    await built.security.secretsChanged();
+    await built.security.secretsChanged?.("api");
     const png = await fetch(`${built.url}/assets/logo-abc123.png`);
     expect(png.headers.get("content-type")).toBe("image/png");
     expect(Buffer.from(await png.arrayBuffer()).equals(binary)).toBe(true);

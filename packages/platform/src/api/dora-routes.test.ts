@@ -88,6 +88,11 @@ describe("DORA endpoints", () => {
     expect(web.deployments.map((d) => d.id)).toEqual(["ro-2"]);
     const orders = (await (await call("GET", "/v1/dora?service=orders&window=12w", tokens.viewer)).json()) as DoraReport;
     expect(orders.deployments.map((d) => [d.id, d.team])).toEqual([["ro-1", "commerce"]]);
+    // Without the deployment list (what the dashboard asks for on every event): the same figures.
+    const summary = (await (await call("GET", "/v1/dora?team=web&deployments=false", tokens.viewer)).json()) as Partial<DoraReport>;
+    expect(summary).not.toHaveProperty("deployments");
+    expect(summary).toEqual({ ...web, deployments: undefined });
+    expect(summary.weeks?.reduce((n, w) => n + w.deployments, 0)).toBe(1);
     // A window that ends before anything happened: no data, not zero.
     const early = (await (await call("GET", "/v1/dora?window=1d", tokens.viewer)).json()) as DoraReport;
     expect(early.summary.changeFailureRate).toMatchObject({ value: null, reason: "no deployments in the window" });
@@ -99,7 +104,9 @@ describe("DORA endpoints", () => {
       ["/v1/dora?window=0d", 400, /^window:/],
       ["/v1/dora?window=99999d", 400, /^window:.*at most 3650d/],
       ["/v1/dora?format=xml", 400, /^format: expected json or csv, got "xml"/],
-      ["/v1/dora?teams=web", 400, /^teams: not a parameter of \/v1\/dora \(parameters: team, service, window, format\)/],
+      ["/v1/dora?teams=web", 400, /^teams: not a parameter of \/v1\/dora \(parameters: team, service, window, format, deployments\)/],
+      ["/v1/dora?deployments=no", 400, /^deployments: expected true or false, got "no"/],
+      ["/v1/dora?format=csv&deployments=false", 400, /^deployments: the CSV export is the list of deployments/],
       ["/v1/dora?team=web&team=commerce", 400, /^team: given more than once/],
       ["/v1/dora?team=web&service=orders", 400, /^team, service: give one of them/],
       ["/v1/dora?service=%2e%2e%2f", 400, /^service: expected a service name/],

@@ -23,9 +23,11 @@ interface DoraQuery {
   service?: string;
   windowMs?: number;
   format: "json" | "csv";
+  /** JSON only: list every deployment of the window (default); false leaves the list out. */
+  deployments: boolean;
 }
 
-const QUERY_KEYS = ["team", "service", "window", "format"];
+const QUERY_KEYS = ["team", "service", "window", "format", "deployments"];
 
 /** The query of GET /v1/dora: every parameter checked, unknown ones refused with the known ones named. */
 function doraQuery(u: URL, allowed: readonly string[] = QUERY_KEYS): DoraQuery {
@@ -44,11 +46,16 @@ function doraQuery(u: URL, allowed: readonly string[] = QUERY_KEYS): DoraQuery {
   const window = u.searchParams.get("window");
   const team = name("team");
   const service = name("service");
-  return { ...(team ? { team } : {}), ...(service ? { service } : {}), ...(window !== null ? { windowMs: parseDoraWindow(window) } : {}), format };
+  // The dashboard reloads the report on every event: the deployment list can be most of a year's answer.
+  const list = u.searchParams.get("deployments") ?? "true";
+  if (list !== "true" && list !== "false") throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `deployments: expected true or false, got ${JSON.stringify(list.slice(0, 100))}`);
+  if (list === "false" && format === "csv") throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", "deployments: the CSV export is the list of deployments; deployments=false is for format=json");
+  return { ...(team ? { team } : {}), ...(service ? { service } : {}), ...(window !== null ? { windowMs: parseDoraWindow(window) } : {}), format, deployments: list === "true" };
 }
 
 /**
- * Registers GET /v1/dora (the four keys; `team`, `service`, `window`, `format=json|csv`),
+ * Registers GET /v1/dora (the four keys; `team`, `service`, `window`, `format=json|csv`,
+ * `deployments=false` to leave the list of deployments out of the JSON),
  * GET /v1/dora/deployments (the deployments of the window, for `keelson dora import-git`) and
  * POST /v1/services/:name/dora/changes (the commits each deployment brought; admins and deployers
  * of the service's team, audited).
@@ -73,7 +80,11 @@ export function addDoraRoutes(route: Route, deps: DoraRouteDeps): void {
       res.end(text);
       return;
     }
-    sendJson(res, 200, result);
+    if (q.deployments) sendJson(res, 200, result);
+    else {
+      const { deployments: _left, ...summary } = result;
+      sendJson(res, 200, summary);
+    }
   });
 
   route("GET", "/v1/dora/deployments", "read", async (_req, res, _params, u) => {

@@ -10,6 +10,7 @@ import {
   ofrepContext,
   ofrepEvaluate,
   ofrepEvaluateAll,
+  readDeclaredFlags,
   ScheduleRequestSchema,
   type FlagService,
   type FlagSnapshot,
@@ -121,7 +122,9 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     const key = params.key as string;
     const flag = s.set.flags[key];
     if (!flag) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `flag "${key}" does not exist; \`keelson flags list\` shows the flags`);
-    sendJson(res, 200, { key, revision: s.revision, flag });
+    // Declared in keelson.yaml: the next `keelson up` puts the manifest's definition back.
+    const declared = (await readDeclaredFlags({ store, project })).flags.includes(key);
+    sendJson(res, 200, { key, revision: s.revision, flag, declared });
   });
   route("PUT", "/v1/flags/:key", { flag: "key" }, async (req, res, params) => {
     const key = params.key as string;

@@ -10,6 +10,8 @@ export type { MessageInput, NotificationMessage, NotificationMessageKind, SlackM
 export { buildCatalog, createCatalogMemo, DEFAULT_OPENAPI_FILES, filesToCheck } from "./catalog.js";
 export type { CatalogEntry, CatalogInput, CatalogLink, CatalogMemo, CatalogServiceInput, CatalogSnapshot, DeclaredCall, ObservedCall, ScorecardSummary, ServiceApi, ServiceDependencies, ServiceDependents, StaleFlagInput, TeamView } from "./catalog.js";
 export { createCatalogService } from "./catalog-service.js";
+export { buildDependencyMap, declaredCallees } from "./dependency-map.js";
+export type { DeclaredCalls, DependencyEdge, DependencyMap, UnusedCall } from "./dependency-map.js";
 export type { CatalogFilter, CatalogListing, CatalogService, CatalogServiceOptions, DeployRecord, ScorecardReport, ServiceDetail } from "./catalog-service.js";
 export { RECENT_DEPLOY_DAYS, SCORECARD_RULES, scoreService, staleFlagsOf, teamScore, TEST_STAGE } from "./scorecard.js";
 export type { RuleOutcome, RuleResult, RuleStatus, Scorecard, ScorecardRule, ServiceFacts } from "./scorecard.js";

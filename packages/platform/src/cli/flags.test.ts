@@ -199,8 +199,14 @@ describe("flags declared in the manifest", () => {
       { action: "create", kind: "evaluator", key: "staff", fields: [] },
     ]);
 
+    expect((await call("GET", "/v1/flags/live-only")).body).toMatchObject({ key: "live-only", declared: false });
     const lines = await apply();
     expect(lines.find((l) => l.type === "flags")).toEqual({ type: "flags", revision: 2, created: ["banner", "new-checkout"], changed: [], removed: [], evaluators: ["staff"] });
+    // The dashboard warns that edits of a declared flag last until the next `keelson up`.
+    expect((await call("GET", "/v1/flags/banner")).body).toMatchObject({ key: "banner", declared: true, flag: { defaultVariant: "plain" } });
+    expect((await call("GET", "/v1/flags/live-only")).body).toMatchObject({ declared: false });
+    const [created] = (await call("GET", "/v1/flags/banner/history")).body?.changes as Array<{ kind: string; source?: string }>;
+    expect(created).toMatchObject({ kind: "flag.created", source: "manifest" });
     expect(lines.at(-1)).toMatchObject({ type: "done", result: { failures: [], flags: { revision: 2 } } });
     const set = await flagSet();
     expect(set.revision).toBe(2);

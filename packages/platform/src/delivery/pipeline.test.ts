@@ -76,6 +76,40 @@ describe("pipelines", () => {
     expect(log).toContain("boom");
   });
 
+  it("records every stage the run will go through, so a view shows the ones after a failure as not run", async () => {
+    const scanning = createPipelineRunner({ store, project: "p", stateDir: stateDir(), scan: async () => undefined });
+    const s = spec(["pipeline:", "  stages:", "    - { name: build, run: 'true' }", "    - { name: test, run: 'exit 1' }", "    - { name: package, run: 'true' }"]);
+    await expect(scanning.ensureRelease({ service: "api", spec: s, manifestDir: dir, source: { kind: "worktree" }, actor: "test", trigger: "deploy" })).rejects.toThrow(/stage "test"/);
+    const [view] = await listPipelineRuns({ store, project: "p", service: "api" });
+    expect(view?.planned).toEqual(["build", "test", "package", "scan"]);
+    expect(view?.stages.map((x) => [x.name, x.status])).toEqual([
+      ["build", "succeeded"],
+      ["test", "failed"],
+    ]);
+    expect(view?.stages[0]?.startedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+  });
+
+  it("lists every service's runs newest first when no service is named, each with its service", async () => {
+    await run(spec(["build: 'true'"]));
+    await mkdir(join(dir, "web"), { recursive: true });
+    await writeFile(join(dir, "web", "server.js"), "console.log('web')\n");
+    const web = { ...spec(["build: 'true'"]), path: "web" };
+    await runner.ensureRelease({ service: "web", spec: web, manifestDir: dir, source: { kind: "worktree" }, actor: "ana", trigger: "deploy" });
+    // A run that started and never ended is running only while the runner says so.
+    await store.appendEvent({ project: "p", kind: "pipeline.started", actor: "bob", subject: "service/web", details: { run: "run-20260101-000000-aaaaaa", trigger: "watch" } });
+    await store.appendEvent({ project: "p", kind: "pipeline.started", actor: "bob", subject: "flag/web", details: { run: "run-20260101-000000-bbbbbb" } });
+    const all = await listPipelineRuns({ store, project: "p", activeRuns: ["run-20260101-000000-aaaaaa"] });
+    expect(all.map((r) => [r.service, r.status])).toEqual([
+      ["web", "running"],
+      ["web", "succeeded"],
+      ["api", "succeeded"],
+    ]);
+    expect(all[1]).toMatchObject({ actor: "ana", trigger: "deploy" });
+    expect((await listPipelineRuns({ store, project: "p" }))[0]?.status).toBe("interrupted");
+    expect((await listPipelineRuns({ store, project: "p", limit: 1 })).map((r) => r.service)).toEqual(["web"]);
+    expect((await listPipelineRuns({ store, project: "p", service: "api" })).map((r) => r.service)).toEqual(["api"]);
+  });
+
   it("kills a stage that hangs when its timeout is up", async () => {
     const s = spec(["pipeline:", "  stages:", "    - { name: test, run: 'sleep 30', timeout: 300ms }"]);
     const t = Date.now();

@@ -266,12 +266,15 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
         const lockfile = await findLockfile(serviceDir);
         const links = lockfile === undefined ? await linkDependencies(layout, workspace) : [];
         const stages = await resolveStages(spec, serviceDir);
+        // Every stage the run will go through, in order: stage events carry it, so a run's view can
+        // show the stages still queued (or skipped after a failure).
+        const plan = [...stages.map((s) => s.name), ...(options.scan ? ["scan"] : [])];
         const env = { KEELSON_SERVICE: service, KEELSON_PIPELINE_RUN: runId, ...(commit ? { KEELSON_COMMIT: commit } : {}) };
         const stageResults: Array<{ name: string; durationMs: number; cached?: boolean }> = [];
         let cacheHit = false;
         let scan: ScanRecord | undefined;
         for (const stage of stages) {
-          const result = await runOneStage({ service, runId, stage, serviceDir, lockfile, env, logFile, actor, progress });
+          const result = await runOneStage({ service, runId, stage, serviceDir, lockfile, env, logFile, actor, progress, plan });
           stageResults.push(result);
           if (result.cached) cacheHit = true;
         }
@@ -279,7 +282,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
         // a pipeline cannot opt out of the project's security policy.
         if (options.scan) {
           const git = layout.git ? { repoDir: layout.root, servicePath: layout.servicePath, ...(commit ? { commit } : {}) } : undefined;
-          scan = await runScanHook({ service, runId, release: id, path: posixPath(spec.path), git, workspace, serviceDir, logFile, actor, progress });
+          scan = await runScanHook({ service, runId, release: id, path: posixPath(spec.path), git, workspace, serviceDir, logFile, actor, progress, plan });
         }
         // Package: seal the workspace, hash it, move it to the artifact store.
         await sealTree(workspace);
@@ -331,8 +334,9 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     logFile: string;
     actor: string;
     progress: (p: PipelineProgress) => void;
+    plan: string[];
   }): Promise<{ name: string; durationMs: number; cached?: boolean }> {
-    const { service, runId, stage, serviceDir, lockfile, logFile, actor, progress } = input;
+    const { service, runId, stage, serviceDir, lockfile, logFile, actor, progress, plan } = input;
     // The install stage is cached by lockfile: a hit copies node_modules instead of installing.
     const cacheDir = stage.name === "install" && lockfile !== undefined ? join(stateDir, "cache", "deps", await installCacheKey(serviceDir, lockfile, stage.run)) : undefined;
     if (cacheDir !== undefined && (await stat(join(cacheDir, "node_modules")).then(() => true, () => false))) {
@@ -340,11 +344,11 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       await copyFolder(join(cacheDir, "node_modules"), join(serviceDir, "node_modules"));
       const durationMs = Date.now() - t;
       progress({ type: "stage", service, run: runId, stage: stage.name, status: "cached", durationMs, message: `dependencies from the cache (${lockfile} unchanged)` });
-      await event("stage.succeeded", service, actor, { run: runId, stage: stage.name, durationMs, cached: true });
+      await event("stage.succeeded", service, actor, { run: runId, stage: stage.name, durationMs, cached: true, plan });
       return { name: stage.name, durationMs, cached: true };
     }
     progress({ type: "stage", service, run: runId, stage: stage.name, status: "started", message: stage.run });
-    await event("stage.started", service, actor, { run: runId, stage: stage.name, command: stage.run });
+    await event("stage.started", service, actor, { run: runId, stage: stage.name, command: stage.run, plan });
     await mkdir(dirname(logFile), { recursive: true });
     await appendFile(logFile, `\n==> stage ${stage.name}: ${stage.run}\n`);
     const outcome = await runStage(
@@ -382,6 +386,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     logFile: string;
     actor: string;
     progress: (p: PipelineProgress) => void;
+    plan: string[];
   }): Promise<ScanRecord | undefined> {
     const { service, runId, release: releaseId, actor, progress } = input;
     const t = Date.now();
@@ -391,7 +396,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       await appendFile(input.logFile, `\n==> stage scan: built-in scanners\n${lines.map((l) => `${l}\n`).join("")}`);
     };
     progress({ type: "stage", service, run: runId, stage: "scan", status: "started" });
-    await event("stage.started", service, actor, { run: runId, stage: "scan", command: "built-in scanners" });
+    await event("stage.started", service, actor, { run: runId, stage: "scan", command: "built-in scanners", plan: input.plan });
     let result: Awaited<ReturnType<ScanHook>>;
     try {
       result = await options.scan?.({
@@ -570,27 +575,43 @@ export interface PipelineRunView {
   actor: string;
   release: string | undefined;
   commit: string | undefined;
+  /** The commit's subject line and author, when the sources were in git. */
+  commitSubject?: string;
+  commitAuthor?: string;
   startedAt: string;
   finishedAt: string | undefined;
   durationMs: number | undefined;
-  stages: Array<{ name: string; status: "running" | "succeeded" | "failed"; durationMs?: number; cached?: boolean; why?: string }>;
+  /** The stages that started, in order. */
+  stages: Array<{ name: string; status: "running" | "succeeded" | "failed"; startedAt?: string; durationMs?: number; cached?: boolean; why?: string }>;
+  /**
+   * Every stage the run goes through, in order, once its first stage has started (runs recorded
+   * before stage events carried it have none): the names after `stages` are still to run, or
+   * were skipped when the run failed.
+   */
+  planned?: string[];
   message: string | undefined;
   /** The run's log, relative to the state folder. */
   log: string | undefined;
 }
 
+const RUN_EVENTS: EventKind[] = ["pipeline.started", "pipeline.succeeded", "pipeline.failed", "stage.started", "stage.succeeded", "stage.failed"];
+
 /**
- * The service's pipeline runs, newest first, folded from the event log. A run that never
- * finished and is not running now was cut short (the control plane stopped during it).
+ * Pipeline runs, newest first, folded from the event log: one service's, or every service's
+ * when `service` is left out. A run that never finished and is not running now (not in
+ * `activeRun`/`activeRuns`) was cut short (the control plane stopped during it).
+ *
+ * @example
+ * const runs = await listPipelineRuns({ store, project: "shop", limit: 20, activeRuns: ["run-20261126-221500-ab12cd"] });
  */
-export async function listPipelineRuns(input: { store: Store; project: string; service: string; limit?: number; activeRun?: string }): Promise<PipelineRunView[]> {
+export async function listPipelineRuns(input: { store: Store; project: string; service?: string; limit?: number; activeRun?: string; activeRuns?: Iterable<string> }): Promise<PipelineRunView[]> {
   const { store, project, service } = input;
   const events = await store.listEvents({
     project,
-    subject: `service/${service}`,
-    kinds: ["pipeline.started", "pipeline.succeeded", "pipeline.failed", "stage.started", "stage.succeeded", "stage.failed"],
+    ...(service === undefined ? { subjectPrefix: "service/" } : { subject: `service/${service}` }),
+    kinds: RUN_EVENTS,
     descending: true,
-    limit: 2000,
+    limit: service === undefined ? 5000 : 2000,
   });
   const runs = new Map<string, PipelineRunView>();
   for (const e of [...events].reverse()) {
@@ -601,12 +622,14 @@ export async function listPipelineRuns(input: { store: Store; project: string; s
     if (e.kind === "pipeline.started") {
       view = {
         run: id,
-        service,
+        service: service ?? e.subject.slice("service/".length),
         status: "running",
         trigger: typeof d.trigger === "string" ? d.trigger : undefined,
         actor: e.actor,
         release: typeof d.release === "string" ? d.release : undefined,
         commit: typeof d.commit === "string" ? d.commit : undefined,
+        ...(typeof d.commitSubject === "string" ? { commitSubject: d.commitSubject } : {}),
+        ...(typeof d.commitAuthor === "string" ? { commitAuthor: d.commitAuthor } : {}),
         startedAt: e.at,
         finishedAt: undefined,
         durationMs: undefined,
@@ -618,8 +641,9 @@ export async function listPipelineRuns(input: { store: Store; project: string; s
       continue;
     }
     if (!view) continue;
+    if (view.planned === undefined && Array.isArray(d.plan)) view.planned = d.plan.filter((x): x is string => typeof x === "string");
     const stageName = typeof d.stage === "string" ? d.stage : undefined;
-    if (e.kind === "stage.started" && stageName) view.stages.push({ name: stageName, status: "running" });
+    if (e.kind === "stage.started" && stageName) view.stages.push({ name: stageName, status: "running", startedAt: e.at });
     else if ((e.kind === "stage.succeeded" || e.kind === "stage.failed") && stageName) {
       let stage = view.stages.findLast((s) => s.name === stageName);
       if (!stage) view.stages.push((stage = { name: stageName, status: "running" }));
@@ -634,7 +658,9 @@ export async function listPipelineRuns(input: { store: Store; project: string; s
       if (typeof d.message === "string") view.message = d.message;
     }
   }
+  const active = new Set(input.activeRuns ?? []);
+  if (input.activeRun !== undefined) active.add(input.activeRun);
   const out = [...runs.values()].reverse();
-  for (const r of out) if (r.status === "running" && r.run !== input.activeRun) r.status = "interrupted";
+  for (const r of out) if (r.status === "running" && !active.has(r.run)) r.status = "interrupted";
   return out.slice(0, input.limit ?? 50);
 }

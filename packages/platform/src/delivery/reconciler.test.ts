@@ -348,6 +348,27 @@ describe("reconciler (memory store and driver)", () => {
     expect(running("orders")).toHaveLength(2);
   });
 
+  it("canary analysis: each look's numbers per version stay with the analysis that failed (what the dashboard charts)", async () => {
+    await reconciler.stop();
+    const { provider, looks } = scripted({ canaryErrors: 12 });
+    reconciler = withAnalysis(provider);
+    const deploy = analysisDeploy("");
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "1", deploy } }), { actor: "test" });
+    reconciler.start();
+    await reconciler.apply(manifest({ orders: { replicas: 2, env: "2", deploy } }), { actor: "test" });
+    const state = await reconciler.rolloutOf("orders");
+    expect(state?.phase).toBe("rolled-back");
+    const [failed] = state?.analyses ?? [];
+    expect(failed?.phase).toBe("Failed");
+    const samples = failed?.samples ?? [];
+    // One sample per look that read numbers, in time order, the last one the verdict's evidence.
+    expect(samples.length).toBe(looks.length);
+    expect(samples.map((x) => x.canary.requests)).toEqual(samples.map((_, i) => 100 * (i + 1)));
+    expect(samples.every((x) => x.canary.errorRatio === 0.12 && x.baseline.errorRatio === 0)).toBe(true);
+    expect(samples.map((x) => x.at)).toEqual([...samples.map((x) => x.at)].sort((a, b) => a - b));
+    expect(samples.at(-1)).toEqual({ at: failed?.evidence?.at, canary: failed?.evidence?.canary, baseline: failed?.evidence?.baseline });
+  });
+
   it("canary analysis: a broken metrics source pauses the rollout (Error) instead of promoting; abort rolls it back", async () => {
     await reconciler.stop();
     reconciler = withAnalysis(scripted({ fail: true }).provider);

@@ -5,7 +5,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { parseManifest, type ServiceSpec } from "../manifest/index.js";
 import type { ReplicaInfo } from "../runtime/index.js";
 import { createMemoryStore, type ServiceRecord, type Store } from "../store/index.js";
-import { createRolloutController, type RolloutController } from "./rollout.js";
+import { appendSample, createRolloutController, type AnalysisSample, type RolloutController } from "./rollout.js";
 
 const SHA = "a".repeat(40);
 
@@ -123,5 +123,27 @@ describe("rollout events for DORA", () => {
     const [started] = await events("rollback.started");
     expect(started).toMatchObject({ from: "r-green", to: "r-blue", replaced: state.id, replacedServedAt: switched?.servedAt });
     expect(started).not.toHaveProperty("interrupted");
+  });
+});
+
+describe("analysis samples (the dashboard's charts)", () => {
+  const sample = (at: number): AnalysisSample => ({ at, canary: { requests: at, errors: 0, errorRatio: 0 }, baseline: { requests: at, errors: 0, errorRatio: 0 } });
+
+  it("keeps every look up to the bound, oldest first", () => {
+    let samples: AnalysisSample[] | undefined;
+    for (let k = 1; k <= 4; k++) samples = appendSample(samples, sample(k), 4);
+    expect(samples?.map((x) => x.at)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("past the bound, thins the older looks to every other one and keeps the newest: still spanning the whole analysis", () => {
+    let samples: AnalysisSample[] | undefined;
+    for (let k = 1; k <= 5; k++) samples = appendSample(samples, sample(k), 4);
+    expect(samples?.map((x) => x.at)).toEqual([1, 3, 5]);
+    for (let k = 6; k <= 40; k++) samples = appendSample(samples, sample(k), 4);
+    expect(samples?.length).toBeLessThanOrEqual(4);
+    expect(samples?.[0]?.at).toBe(1);
+    expect(samples?.at(-1)?.at).toBe(40);
+    const times = (samples ?? []).map((x) => x.at);
+    expect([...times].sort((a, b) => a - b)).toEqual(times);
   });
 });

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { KeelsonError, type EventKind, type TrafficSplit } from "@keelson/protocol";
 import type { DeployStepOut, ServiceSpec } from "../manifest/index.js";
-import { analysisSettings, judge, startAnalysis, type AnalysisEvidence, type AnalysisObservation, type AnalysisPhase, type AnalysisRun, type AnalysisSettings, type AnalysisTarget } from "./analysis.js";
+import { analysisSettings, judge, startAnalysis, type AnalysisEvidence, type AnalysisObservation, type AnalysisPhase, type AnalysisRun, type AnalysisSettings, type AnalysisTarget, type VersionSummary } from "./analysis.js";
 import type { ReplicaInfo } from "../runtime/index.js";
 import type { ServiceRecord, Store } from "../store/index.js";
 import { readTrafficSplit, writeTrafficSplit } from "../gateway/index.js";
@@ -54,7 +54,7 @@ export interface RolloutState {
   /** Canary with analysis: the release id the baseline replicas (the old release, started afresh) run under. */
   baseline?: string;
   /** Canary: the analysis step under way. */
-  analysis?: { step: number; run: AnalysisRun; nextLookAt: string; dryRun: boolean; wouldHave?: { phase: AnalysisPhase; reason: string } };
+  analysis?: { step: number; run: AnalysisRun; nextLookAt: string; dryRun: boolean; wouldHave?: { phase: AnalysisPhase; reason: string }; samples?: AnalysisSample[] };
   /** Canary: finished analyses, oldest first, with their verdicts and evidence. */
   analyses?: AnalysisRecord[];
   /** Released together with other services (`keelson deploy a b c`): they go live together and roll back together. */
@@ -78,6 +78,29 @@ export interface AnalysisRecord {
   startedAt: string;
   endedAt: string;
   evidence?: AnalysisEvidence;
+  /** Each look's numbers, oldest first (what the dashboard charts). */
+  samples?: AnalysisSample[];
+}
+
+/** One look of a canary analysis: both versions' numbers since the analysis began. */
+export interface AnalysisSample {
+  /** When the numbers were read, ms since the epoch. */
+  at: number;
+  canary: VersionSummary;
+  baseline: VersionSummary;
+}
+
+/** Looks kept per analysis (a 1 h analysis looking every 5 s has 720). */
+export const ANALYSIS_SAMPLES_KEPT = 240;
+
+/**
+ * The samples with `sample` added. Past `max`, every other older sample goes, so that what is
+ * kept still spans the whole analysis (more coarsely) and the rollout's stored state stays small.
+ */
+export function appendSample(samples: readonly AnalysisSample[] | undefined, sample: AnalysisSample, max = ANALYSIS_SAMPLES_KEPT): AnalysisSample[] {
+  const out = [...(samples ?? []), sample];
+  if (out.length <= max) return out;
+  return [...out.slice(0, -1).filter((_, i) => i % 2 === 0), sample];
 }
 
 /** The replicas the converge step should aim for, from the service and its rollout. */
@@ -633,6 +656,9 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     const observation = look.observation;
     looks.delete(s.service);
     a.run = judge(a.run, observation, settings);
+    // A look that read numbers is a point on the dashboard's charts of this analysis.
+    const looked = a.run.evidence;
+    if (observation.error === undefined && looked?.at === observation.at) a.samples = appendSample(a.samples, { at: looked.at, canary: looked.canary, baseline: looked.baseline });
     a.nextLookAt = new Date(Date.now() + settings.intervalMs).toISOString();
     const verdict = a.run.phase;
     if (verdict === "Running") {
@@ -690,6 +716,7 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
         startedAt: new Date(a.run.startedAt).toISOString(),
         endedAt: now(),
         ...(a.run.evidence ? { evidence: a.run.evidence } : {}),
+        ...(a.samples ? { samples: a.samples } : {}),
       },
     ];
     delete s.analysis;

@@ -36,6 +36,16 @@ export interface DeclaredFlagsResult {
 const settingKey = (project: string) => `flags-declared.${project}`;
 const NOTHING_DECLARED: DeclaredFlags = { flags: [], evaluators: [] };
 
+/**
+ * What the last apply declared (flag keys and evaluator names); nothing before the first apply.
+ *
+ * @example
+ * (await readDeclaredFlags({ store, project: "shop" })).flags.includes("new-checkout"); // set by `keelson up`
+ */
+export async function readDeclaredFlags(options: { store: Store; project: string }): Promise<DeclaredFlags> {
+  return readDeclared(options.store, options.project);
+}
+
 async function readDeclared(store: Store, project: string): Promise<DeclaredFlags> {
   const text = await store.getSetting(settingKey(project));
   if (text === undefined) return NOTHING_DECLARED;

@@ -61,6 +61,8 @@ describe("experiments", () => {
     expect((await experiments.results("checkout")).metric).toBe("purchase");
     await experiments.ingest([conversion("u1", "signup")]);
     await expect(experiments.results("checkout")).rejects.toThrow(/metric: flag "checkout" has conversions for purchase, signup/);
+    // The metrics to choose from, for clients that offer a choice (the dashboard).
+    await expect(experiments.results("checkout")).rejects.toMatchObject({ details: { metrics: ["purchase", "signup"] } });
     await expect(experiments.results("checkout", { metric: "purchase", control: "maybe" })).rejects.toThrow(/control: flag "checkout" has no variant "maybe"; its variants: on, off/);
     expect((await experiments.results("checkout", { metric: "purchase", control: "on" })).comparisons.map((c) => c.variant)).toEqual(["off"]);
     await expect(experiments.results("banner")).rejects.toThrow(/not an experiment \(type release\)/);

@@ -341,7 +341,9 @@ export function createExperiments(options: ExperimentsOptions): Experiments {
 
       let metric = query.metric;
       if (metric === undefined && agg.events.length > 1) {
-        throw invalid(`metric: flag "${flag}" has conversions for ${agg.events.join(", ")}; choose one (?metric=${agg.events[0]}, or --metric on the CLI)`);
+        throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `metric: flag "${flag}" has conversions for ${agg.events.join(", ")}; choose one (?metric=${agg.events[0]}, or --metric on the CLI)`, {
+          details: { metrics: [...agg.events] },
+        });
       }
       metric ??= agg.events[0];
       const ev = metric === undefined ? -1 : agg.events.indexOf(metric);

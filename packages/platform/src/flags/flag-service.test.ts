@@ -94,6 +94,11 @@ describe("flag service", () => {
     expect(kill?.kind).toBe("flag.killed");
     const restored = await flags.rollback("new-checkout", created!.seq, "oncall");
     expect(restored.set.flags["new-checkout"]).toEqual(created!.after);
+    // The history says which change a rollback went back to (the dashboard shows it).
+    const [rolledBack] = await flags.history("new-checkout", 1);
+    expect(rolledBack).toMatchObject({ kind: "flag.changed", actor: "oncall", rollbackTo: created!.seq });
+    expect(created).not.toHaveProperty("rollbackTo");
+    expect(created).not.toHaveProperty("source");
     await expect(flags.rollback("new-checkout", 999_999, "oncall")).rejects.toThrow(/has no change 999999/);
     await expect(flags.kill("missing", "oncall")).rejects.toThrow(/flag "missing" does not exist/);
   });

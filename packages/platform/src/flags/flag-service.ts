@@ -37,6 +37,12 @@ export interface FlagChange {
   before: FlagDefinition | null;
   after: FlagDefinition | null;
   diff: FlagDiff[];
+  /** What made the change when not a direct edit: "manifest" (`keelson up`) or "import" (a whole set). */
+  source?: string;
+  /** The change a rollback went back to. */
+  rollbackTo?: number;
+  /** The scheduled change that made it. */
+  scheduled?: string;
 }
 
 export interface FlagDiff {
@@ -240,6 +246,9 @@ export function createFlagService(options: { store: Store; project: string; now?
         before: (e.details.before ?? null) as FlagDefinition | null,
         after: (e.details.after ?? null) as FlagDefinition | null,
         diff: (e.details.diff ?? []) as FlagDiff[],
+        ...(typeof e.details.source === "string" ? { source: e.details.source } : {}),
+        ...(typeof e.details.rollbackTo === "number" ? { rollbackTo: e.details.rollbackTo } : {}),
+        ...(typeof e.details.scheduled === "string" ? { scheduled: e.details.scheduled } : {}),
       }));
     },
     rollback: (key, seq, actor) =>

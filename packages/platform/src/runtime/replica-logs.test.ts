@@ -170,6 +170,32 @@ describe("readReplicaLogs", () => {
     expect(await readAll({ logDir: dir, tail: 0 })).toEqual([]);
   });
 
+  it("match keeps only the lines it accepts; tail counts those, reaching back into rotated files", async () => {
+    await seed();
+    const odd = (l: LogLine) => /[1357]$/.test(l.line);
+    expect((await readAll({ logDir: dir, match: odd })).map((l) => l.line)).toEqual(["a1", "a3", "a5", "a7"]);
+    // The last two matches, not the matches among the last two lines (b6, a7).
+    expect((await readAll({ logDir: dir, match: odd, tail: 2 })).map((l) => l.line)).toEqual(["a5", "a7"]);
+    expect((await readAll({ logDir: dir, match: odd, tail: 3 })).map((l) => l.line)).toEqual(["a3", "a5", "a7"]);
+    expect((await readAll({ logDir: dir, match: odd, tail: 10, since: new Date(at(4)) })).map((l) => l.line)).toEqual(["a5", "a7"]);
+    expect(await readAll({ logDir: dir, match: () => false, tail: 5 })).toEqual([]);
+  });
+
+  it("follow with match yields only new lines it accepts", async () => {
+    await writeFile(join(dir, "web-0.log"), record("web-0", 1, "GET /a 200") + record("web-0", 2, "GET /b 500"));
+    const abort = new AbortController();
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const l of readReplicaLogs({ logDir: dir, tail: 5, follow: true, match: (x) => x.line.includes("500"), signal: abort.signal, pollIntervalMs: 20 })) seen.push(l.line);
+    })();
+    await waitFor(() => seen.length === 1);
+    await appendFile(join(dir, "web-0.log"), record("web-0", 3, "GET /c 200") + record("web-0", 4, "GET /d 500"));
+    await waitFor(() => seen.length === 2);
+    abort.abort();
+    await reading;
+    expect(seen).toEqual(["GET /b 500", "GET /d 500"]);
+  });
+
   it("lastLogLines gives one replica's last lines with their streams", async () => {
     await seed();
     const lines = await lastLogLines(dir, "web-0", 3);

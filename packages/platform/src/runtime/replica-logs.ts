@@ -259,8 +259,10 @@ export interface ReadReplicaLogsOptions {
   replicaIds?: string[];
   /** Only lines collected at or after this time. */
   since?: Date;
-  /** Only the last n lines (of those after `since`) before following. */
+  /** Only the last n lines (of those after `since` that `match`) before following. */
   tail?: number;
+  /** Only lines it accepts (a search); `tail` counts these, so a search finds older matches too. */
+  match?: (line: LogLine) => boolean;
   /** Keep yielding new lines until `signal` aborts. */
   follow?: boolean;
   signal?: AbortSignal;
@@ -290,12 +292,13 @@ export async function* readReplicaLogs(options: ReadReplicaLogsOptions): AsyncGe
   // A function, not a narrowed property, because it changes while we await.
   const aborted = (): boolean => signal?.aborted === true;
   const sinceMs = options.since?.getTime() ?? Number.NEGATIVE_INFINITY;
+  const match = options.match ?? (() => true);
   const ids = options.replicaIds ?? (await listLoggedReplicas(logDir));
   const cursors = new Map<string, Cursor>();
 
   if (options.tail !== undefined) {
     const want = Math.max(0, Math.floor(options.tail));
-    const perReplica = await Promise.all(ids.map((id) => readReplicaTail(logDir, id, want, sinceMs, cursors)));
+    const perReplica = await Promise.all(ids.map((id) => readReplicaTail(logDir, id, want, sinceMs, cursors, match)));
     const merged = perReplica.flat().sort(byTime);
     for (const line of merged.slice(Math.max(0, merged.length - want))) {
       if (aborted()) return;
@@ -304,7 +307,7 @@ export async function* readReplicaLogs(options: ReadReplicaLogsOptions): AsyncGe
   } else {
     for await (const line of mergeByTime(ids.map((id) => readReplicaHistory(logDir, id, sinceMs, cursors)))) {
       if (aborted()) return;
-      yield line;
+      if (match(line)) yield line;
     }
   }
   if (options.follow !== true) return;
@@ -327,7 +330,7 @@ export async function* readReplicaLogs(options: ReadReplicaLogsOptions): AsyncGe
     }
     for (const line of batch.sort(byTime)) {
       if (aborted()) return;
-      if (Date.parse(line.t) >= sinceMs) yield line;
+      if (Date.parse(line.t) >= sinceMs && match(line)) yield line;
     }
   }
 }
@@ -470,13 +473,13 @@ async function* mergeByTime(sources: Array<AsyncGenerator<LogLine>>): AsyncGener
 }
 
 /** The last `want` lines of one replica at or after sinceMs, oldest first, reading files backwards. */
-async function readReplicaTail(logDir: string, id: string, want: number, sinceMs: number, cursors: Map<string, Cursor>): Promise<LogLine[]> {
+async function readReplicaTail(logDir: string, id: string, want: number, sinceMs: number, cursors: Map<string, Cursor>, match: (line: LogLine) => boolean): Promise<LogLine[]> {
   const files = await openReplicaFiles(logDir, id);
   const lines: LogLine[] = [];
   cursors.set(id, { ino: undefined, pos: 0 });
   try {
     for (const file of files) {
-      const { reachedSince, end } = await readBackwards(file.fh, file.size, want - lines.length, sinceMs, lines);
+      const { reachedSince, end } = await readBackwards(file.fh, file.size, want - lines.length, sinceMs, lines, match);
       if (file.current) cursors.set(id, { ino: file.ino, pos: end });
       if (reachedSince || lines.length >= want) break;
     }
@@ -488,10 +491,10 @@ async function readReplicaTail(logDir: string, id: string, want: number, sinceMs
 
 /**
  * Reads complete lines backwards from `size`, pushing (newest first) onto `out` until
- * `want` are found or a line is older than sinceMs. `end` is the offset after the last
- * complete line (a trailing partial line is a write in progress and is left out).
+ * `want` that `match` accepts are found or a line is older than sinceMs. `end` is the offset after
+ * the last complete line (a trailing partial line is a write in progress and is left out).
  */
-async function readBackwards(fh: FileHandle, size: number, want: number, sinceMs: number, out: LogLine[]): Promise<{ reachedSince: boolean; end: number }> {
+async function readBackwards(fh: FileHandle, size: number, want: number, sinceMs: number, out: LogLine[], match: (line: LogLine) => boolean): Promise<{ reachedSince: boolean; end: number }> {
   let pos = size;
   let right = Buffer.alloc(0);
   let end: number | undefined;
@@ -500,6 +503,7 @@ async function readBackwards(fh: FileHandle, size: number, want: number, sinceMs
     const line = parseLogLine(segment.toString("utf8"));
     if (line === undefined) return "more";
     if (Date.parse(line.t) < sinceMs) return "since";
+    if (!match(line)) return "more";
     out.push(line);
     found += 1;
     return found >= want ? "enough" : "more";

@@ -66,6 +66,8 @@ export { buildTraceTree, flattenTraceTree, formatDuration, renderTraceTree } fro
 export type { RenderTraceOptions, TraceNode, TraceTree } from "./trace-tree.js";
 export { buildServiceMap, EXTERNAL_CALLER } from "./service-map.js";
 export type { ServiceMap, ServiceMapEdge, ServiceMapNode, ServiceMapOptions } from "./service-map.js";
+export { DEFAULT_TRACE_LOG_LIMIT, findTraceLogs, matchTraceLine, traceServices } from "./trace-logs.js";
+export type { CollectedLogLine, FindTraceLogsOptions, TraceLogLine, TraceLogs } from "./trace-logs.js";
 export { collectProcessMetrics } from "./process-metrics.js";
 export { deliverWebhook } from "./webhook.js";
 export type { WebhookDelivery } from "./webhook.js";
