@@ -42,7 +42,7 @@ export function Chart(props: ChartProps) {
       height,
       series: [
         {},
-        ...series.map((s, i) => ({ label: s.label, stroke: s.color ?? PALETTE[i % PALETTE.length], width: 2, spanGaps: false, value: (_u: uPlot, v: number | null) => (v === null ? "–" : fmt(v)) })),
+        ...series.map((s, i) => ({ label: s.label, stroke: s.color ?? PALETTE[i % PALETTE.length], width: 2, spanGaps: false, value: (u: uPlot, v: number | null, seriesIdx: number, idx: number | null) => legendValue(u, v, seriesIdx, idx, fmt) })),
         ...thresholds.map((t) => ({ label: t.label, stroke: "#6b7280", dash: [4, 4], width: 1, points: { show: false } })),
       ],
       axes: [{}, { values: (_u: uPlot, ticks: number[]) => ticks.map(fmt), size: 60 }],
@@ -66,6 +66,18 @@ export function Chart(props: ChartProps) {
   }, [times, series, thresholds]);
 
   return <div class="chart" role="img" aria-label={title} ref={box} />;
+}
+
+/** The value under the cursor; with no cursor on the chart, the series' latest value (not a dash). */
+function legendValue(u: uPlot, v: number | null, seriesIdx: number, idx: number | null, fmt: (value: number) => string): string {
+  if (v !== null) return fmt(v);
+  if (idx !== null) return "–";
+  const values = u.data[seriesIdx] ?? [];
+  for (let i = values.length - 1; i >= 0; i--) {
+    const last = values[i];
+    if (typeof last === "number") return fmt(last);
+  }
+  return "–";
 }
 
 function toData(times: number[], series: ChartSeries[], thresholds: Array<{ value: number }>): uPlot.AlignedData {
