@@ -6,6 +6,7 @@
 import { useCallback, useEffect, useState } from "preact/hooks";
 import type { KeelsonEvent, ReplicaStatus } from "@keelson/protocol";
 import { ApiError, type Api, type CatalogService, type DeployRecord, type Principal, type RuleOutcome } from "./api.js";
+import { ConfirmAction } from "./confirm-action.js";
 import { Replicas, shortRelease } from "./overview.js";
 import { mayDeploy } from "./permissions.js";
 import { RolloutPanel } from "./rollout-panel.js";
@@ -422,40 +423,20 @@ function Deploys(props: { deploys: DeployRecord[] }) {
 
 /** Roll back with an inline confirmation; the result (or the API's refusal) is announced. */
 function Rollback(props: { api: Api; name: string }) {
-  const [step, setStep] = useState<"idle" | "confirm" | "busy">("idle");
-  const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | undefined>(undefined);
-  async function confirm() {
-    setStep("busy");
-    try {
-      const result = await props.api.rollback(props.name);
-      setOutcome(result.ok ? { ok: true, text: `Rolling back to ${shortRelease(result.release)}.` } : { ok: false, text: result.message });
-    } catch (err) {
-      setOutcome({ ok: false, text: (err as Error).message });
-    }
-    setStep("idle");
-  }
+  const { api, name } = props;
   return (
     <div class="actions">
-      {step === "confirm" ? (
-        <p role="group" aria-label="Confirm the rollback">
-          Roll {props.name} back to its previous release?{" "}
-          <button type="button" onClick={() => void confirm()}>
-            Confirm roll back
-          </button>{" "}
-          <button type="button" class="quiet" onClick={() => setStep("idle")}>
-            Cancel
-          </button>
-        </p>
-      ) : (
-        <button type="button" disabled={step === "busy"} onClick={() => (setOutcome(undefined), setStep("confirm"))}>
-          {step === "busy" ? "Rolling back…" : "Roll back"}
-        </button>
-      )}
-      {outcome === undefined ? null : (
-        <p class={outcome.ok ? "ok" : "error"} role={outcome.ok ? "status" : "alert"}>
-          {outcome.text}
-        </p>
-      )}
+      <ConfirmAction
+        label="Roll back"
+        question={`Roll ${name} back to its previous release?`}
+        confirmLabel="Confirm roll back"
+        busyLabel="Rolling back…"
+        run={async () => {
+          const result = await api.rollback(name);
+          if (!result.ok) throw new Error(result.message);
+          return `Rolling back to ${shortRelease(result.release)}.`;
+        }}
+      />
     </div>
   );
 }
