@@ -15,12 +15,14 @@ const LAYERS: Record<string, number> = {
   telemetry: 1,
   security: 1,
   kubernetes: 1,
+  templates: 1,
   gateway: 2,
   flags: 2,
   catalog: 2,
   delivery: 3,
   autoscale: 3,
   api: 4,
+  doctor: 4,
   cli: 5,
 };
 

@@ -5,6 +5,7 @@
 export const ERRORS = {
   KEELSON_ERR_MANIFEST_NOT_FOUND: { status: 404, summary: "No keelson.yaml was found where one was expected." },
   KEELSON_ERR_MANIFEST_INVALID: { status: 422, summary: "The manifest is not valid YAML or does not match the schema; every problem is listed with its place." },
+  KEELSON_ERR_TEMPLATE_INVALID: { status: 422, summary: "A service template (its template.yaml or one of its files) is malformed: a bad variable definition, an unknown or unclosed placeholder; every problem is listed with its file and line, and nothing was written." },
   KEELSON_ERR_INVALID_INPUT: { status: 400, summary: "A request or command argument is malformed." },
   KEELSON_ERR_NOT_FOUND: { status: 404, summary: "The named object (service, release, replica, route) does not exist." },
   KEELSON_ERR_CONFLICT: { status: 409, summary: "The change conflicts with the current state (for example another apply is running)." },

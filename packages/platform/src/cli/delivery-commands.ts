@@ -218,7 +218,8 @@ export function addDeliveryCommands(program: Command): void {
       const seenFile = join(stateDirOf(dir), "watch.json");
       const lastSeen = await readFile(seenFile, "utf8").then((t) => (JSON.parse(t) as { lastSeen?: string }).lastSeen, () => undefined);
       const filters = pathFilters(loaded, repo);
-      const manifestFile = toRepoPath(repo, loaded.file);
+      // The manifest and the shared pipeline files it reads: a change to them needs `keelson up`.
+      const manifestFiles = [loaded.file, ...loaded.sharedFiles].map((f) => toRepoPath(repo, f));
       let first = lastSeen === undefined;
       const watcher = createGitWatcher({
         repoDir: repo,
@@ -231,7 +232,7 @@ export function addDeliveryCommands(program: Command): void {
             first = false;
             print(`watching ${repo} (${opts.ref}) from ${batch.to.slice(0, 10)}`);
           } else {
-            await handleBatch(api, batch, filters, manifestFile);
+            await handleBatch(api, batch, filters, manifestFiles);
           }
           await mkdir(stateDirOf(dir), { recursive: true });
           await writeFile(seenFile, JSON.stringify({ lastSeen: batch.to, at: new Date().toISOString() }));
@@ -300,11 +301,13 @@ export function pathFilters(loaded: LoadedManifest, repo: string): Array<{ name:
   }));
 }
 
-async function handleBatch(api: ApiClient, batch: GitCommitBatch, filters: Array<{ name: string; paths: string[] }>, manifestFile: string): Promise<void> {
+async function handleBatch(api: ApiClient, batch: GitCommitBatch, filters: Array<{ name: string; paths: string[] }>, manifestFiles: string[]): Promise<void> {
   const services = servicesForChanges(batch.files, filters);
   const head = batch.commits.at(-1);
   print(`${color.bold(batch.to.slice(0, 10))} ${head?.subject ?? ""}: ${batch.commits.length} new commit${batch.commits.length === 1 ? "" : "s"}, ${batch.files.length} files changed${batch.rewritten ? color.yellow(" (history was rewritten)") : ""}`);
-  if (batch.files.includes(manifestFile)) print(color.yellow(`  ${manifestFile} changed: run \`keelson up\` to apply it (watch deploys code, not manifest changes)`));
+  for (const file of manifestFiles.filter((f) => batch.files.includes(f))) {
+    print(color.yellow(`  ${file} changed: run \`keelson up\` to apply it (watch deploys code, not manifest changes)`));
+  }
   if (services.length === 0) {
     print(color.dim("  no service's paths changed; nothing to deploy"));
     return;

@@ -26,6 +26,8 @@ import { addCatalogCommands } from "./catalog-commands.js";
 import { addDoraCommands } from "./dora-commands.js";
 import { addK8sCommands } from "./k8s-commands.js";
 import { addStoreCommands } from "./store-commands.js";
+import { addDoctorCommand } from "./doctor-command.js";
+import { addTemplateCommands } from "./template-commands.js";
 import { connect, describeProgress, print, untilSignal } from "./progress.js";
 
 class UsageError extends Error {}
@@ -591,6 +593,8 @@ export function buildProgram(): Command {
   addDoraCommands(program);
   addK8sCommands(program);
   addStoreCommands(program);
+  addDoctorCommand(program);
+  addTemplateCommands(program);
 
   program
     .command("serve")

@@ -1,6 +1,9 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { makeTempDir } from "#test-support";
 import { applyDeclaredFlags, createFlagService, readFlagState } from "../flags/index.js";
-import { parseManifest } from "../manifest/index.js";
+import { loadManifest, parseManifest } from "../manifest/index.js";
 import { createMemoryStore, type ServiceRecord } from "../store/index.js";
 import { computePlan, formatPlan, toPlain } from "./plan.js";
 
@@ -94,6 +97,103 @@ describe("computePlan", () => {
     expect(text).toContain('  + service "payments" will be created\n');
     expect(text).toContain('  - service "legacy" will be removed\n');
     expect(text).toMatch(/Plan: 1 to create, 1 to change, 1 to remove\.\n$/);
+  });
+});
+
+describe("pipeline templates in the plan", () => {
+  const template = (test: string, extra = "") => `pipelines:
+  node-service:
+    stages:
+      - { name: build, run: node build.mjs }
+      - { name: test, run: ${test} }
+${extra}`;
+  const withTemplate = (pipelines: string) =>
+    `project: shop\n${pipelines}services:\n${svc("orders", "    pipeline: node-service\n")}${svc("payments", "    pipeline: { template: node-service, stages: { build: { timeout: 1m } } }\n")}${svc("web", "    build: npm run build\n")}`;
+
+  it("shows an edit to a template as a pipeline change of every service that uses it, naming the template", () => {
+    const before = withTemplate(template("node test.mjs"));
+    const after = withTemplate(template("node test.mjs --ci", "      - { name: lint, run: node lint.mjs, timeout: 30s }\n"));
+    const plan = computePlan({ manifest: load(after).manifest, stored: stored(before) });
+    expect(plan.unchanged).toEqual(["web"]);
+    expect(plan.changes.map((c) => [c.service, c.pipeline])).toEqual([
+      [
+        "orders",
+        {
+          template: "node-service",
+          templateChanged: false,
+          stages: [
+            { stage: "test", action: "change", from: { run: "node test.mjs" }, to: { run: "node test.mjs --ci" } },
+            { stage: "lint", action: "add", to: { run: "node lint.mjs", timeout: 30_000 } },
+          ],
+          reordered: false,
+        },
+      ],
+      [
+        "payments",
+        {
+          template: "node-service",
+          templateChanged: false,
+          stages: [
+            { stage: "test", action: "change", from: { run: "node test.mjs" }, to: { run: "node test.mjs --ci" } },
+            { stage: "lint", action: "add", to: { run: "node lint.mjs", timeout: 30_000 } },
+          ],
+          reordered: false,
+        },
+      ],
+    ]);
+    // The JSON keeps the field-level change too.
+    expect(plan.changes[0]?.fields.map((f) => f.path)).toEqual(["pipeline.stages"]);
+    const text = formatPlan(plan);
+    for (const service of ["orders", "payments"]) {
+      expect(text).toContain(
+        [
+          `  ~ service "${service}" will be changed`,
+          '      ~ pipeline stages from template "node-service":',
+          '          ~ stage "test": run "node test.mjs" → "node test.mjs --ci"',
+          '          + stage "lint": "node lint.mjs" (timeout 30000 ms)',
+          "",
+        ].join("\n"),
+      );
+    }
+    expect(text).not.toContain("pipeline.stages");
+    expect(text).toMatch(/Plan: 0 to create, 2 to change, 0 to remove\.\n$/);
+  });
+
+  it("shows a service moving to a template, a removed stage and a new order", () => {
+    const own = `project: shop\nservices:\n${svc("orders", "    pipeline: { stages: [{ name: test, run: node test.mjs }, { name: build, run: node build.mjs }, { name: e2e, run: node e2e.mjs }] }\n")}`;
+    const templated = `project: shop\n${template("node test.mjs")}services:\n${svc("orders", "    pipeline: node-service\n")}`;
+    const plan = computePlan({ manifest: load(templated).manifest, stored: stored(own) });
+    expect(plan.changes[0]?.pipeline).toEqual({ template: "node-service", templateChanged: true, stages: [{ stage: "e2e", action: "remove", from: { run: "node e2e.mjs" } }], reordered: true });
+    expect(formatPlan(plan)).toContain('      ~ pipeline stages now from template "node-service":\n          - stage "e2e"\n          ~ the stages run in a new order\n');
+    // Switching between templates names both; leaving one says so.
+    const other = templated.replace(/node-service/g, "node-lib");
+    const switched = computePlan({ manifest: load(other).manifest, stored: stored(templated) });
+    expect(switched.changes[0]?.pipeline).toEqual({ template: "node-lib", previousTemplate: "node-service", templateChanged: true, stages: [], reordered: false });
+    expect(formatPlan(switched)).toContain('      ~ pipeline stages from template "node-lib" (was template "node-service"):\n          (the same stages)\n');
+    expect(formatPlan(computePlan({ manifest: load(own).manifest, stored: stored(templated) }))).toContain('      ~ pipeline stages of its own (was template "node-service"):\n');
+  });
+
+  it("lists every service using a template from a shared file after that file is edited", async () => {
+    const { dir, cleanup } = await makeTempDir("keelson-plan-templates-");
+    try {
+      for (const name of ["orders", "payments", "web"]) await mkdir(join(dir, "project", name), { recursive: true });
+      await mkdir(join(dir, "ci"));
+      await writeFile(join(dir, "ci", "pipelines.yaml"), template("node test.mjs"));
+      await writeFile(join(dir, "project", "keelson.yaml"), withTemplate("pipelineFiles: [../ci/pipelines.yaml]\n"));
+      const applied = await loadManifest(join(dir, "project"));
+      const records = Object.entries(applied.manifest.services).map(([name, spec]): ServiceRecord => ({ project: "shop", name, spec: toPlain(spec), generation: 1, release: "r-000000000001", updatedAt: "2026-11-26T00:00:00.000Z" }));
+      expect(computePlan({ manifest: applied.manifest, stored: records }).changes).toEqual([]);
+
+      await writeFile(join(dir, "ci", "pipelines.yaml"), template("node test.mjs --ci"));
+      const plan = computePlan({ manifest: (await loadManifest(join(dir, "project"))).manifest, stored: records });
+      expect(plan.changes.map((c) => [c.action, c.service, c.pipeline?.template])).toEqual([
+        ["change", "orders", "node-service"],
+        ["change", "payments", "node-service"],
+      ]);
+      expect(plan.unchanged).toEqual(["web"]);
+    } finally {
+      await cleanup();
+    }
   });
 });
 

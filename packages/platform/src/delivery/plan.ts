@@ -23,6 +23,36 @@ export interface PlanChange {
   fields: FieldChange[];
   /** True when the sources changed since the release the service runs (a rebuild is due). */
   sourcesChanged: boolean;
+  /** For change: how the pipeline's stages change, stage by stage, and the template they come from. */
+  pipeline?: PlanPipelineChange;
+}
+
+/** A stage as the plan shows it. */
+export interface PlanStage {
+  run: string;
+  /** Milliseconds; absent: the pipeline's stageTimeout. */
+  timeout?: number;
+}
+
+/** One stage added, removed or changed (by name). */
+export interface PlanStageChange {
+  stage: string;
+  action: "add" | "remove" | "change";
+  from?: PlanStage;
+  to?: PlanStage;
+}
+
+/** A change to a service's pipeline stages, e.g. after an edit to the template it uses. */
+export interface PlanPipelineChange {
+  /** The template the stages come from now; absent: the service's own stages. */
+  template?: string;
+  /** The template they came from before, when that differs. */
+  previousTemplate?: string;
+  /** The service uses another template than before, or starts or stops using one. */
+  templateChanged: boolean;
+  stages: PlanStageChange[];
+  /** The stages on both sides run in another order. */
+  reordered: boolean;
 }
 
 /** Where a stored flag differs from the manifest: the manifest's value and the stored one (absent: not there). */
@@ -95,7 +125,8 @@ export function computePlan(input: PlanInput): Plan {
     }
     const fields = diff("", current.spec, desired);
     const sourcesChanged = candidate !== undefined && candidate !== current.release;
-    if (fields.length > 0 || sourcesChanged) changes.push({ action: "change", service: name, fields, sourcesChanged });
+    const pipeline = pipelineChange(current.spec, desired, fields);
+    if (fields.length > 0 || sourcesChanged) changes.push({ action: "change", service: name, fields, sourcesChanged, ...(pipeline === undefined ? {} : { pipeline }) });
     else unchanged.push(name);
   }
   for (const s of stored) {
@@ -131,6 +162,68 @@ function planFlagKind(kind: PlanFlagChange["kind"], declared: Readonly<Record<st
     if (!Object.hasOwn(declared, key) && Object.hasOwn(stored, key)) out.push({ action: "remove", kind, key, fields: [] });
   }
   return out;
+}
+
+/** The fields of a pipeline that the stage-by-stage summary stands for in the printed plan. */
+const PIPELINE_STAGE_FIELDS = new Set(["pipeline.stages", "pipeline.template"]);
+
+function stagesOf(spec: unknown): Array<{ name: string } & PlanStage> {
+  const stages = isObject(spec) && isObject(spec.pipeline) ? spec.pipeline.stages : undefined;
+  if (!Array.isArray(stages)) return [];
+  return stages.filter(isObject).map((s) => ({ name: String(s.name), run: String(s.run), ...(typeof s.timeout === "number" ? { timeout: s.timeout } : {}) }));
+}
+
+function templateOf(spec: unknown): string | undefined {
+  const t = isObject(spec) && isObject(spec.pipeline) ? spec.pipeline.template : undefined;
+  return typeof t === "string" ? t : undefined;
+}
+
+/**
+ * The stage-by-stage change of a service's pipeline, when its stages or template changed: a
+ * template edited in one place shows on every service that uses it, naming the template.
+ */
+function pipelineChange(from: unknown, to: unknown, fields: readonly FieldChange[]): PlanPipelineChange | undefined {
+  if (!fields.some((f) => PIPELINE_STAGE_FIELDS.has(f.path))) return undefined;
+  const before = stagesOf(from);
+  const after = stagesOf(to);
+  const byName = new Map(before.map((s) => [s.name, s]));
+  const stages: PlanStageChange[] = [];
+  const plain = (s: { name: string } & PlanStage): PlanStage => ({ run: s.run, ...(s.timeout === undefined ? {} : { timeout: s.timeout }) });
+  for (const s of after) {
+    const old = byName.get(s.name);
+    if (old === undefined) stages.push({ stage: s.name, action: "add", to: plain(s) });
+    else if (old.run !== s.run || old.timeout !== s.timeout) stages.push({ stage: s.name, action: "change", from: plain(old), to: plain(s) });
+  }
+  const kept = new Set(after.map((s) => s.name));
+  for (const s of before) if (!kept.has(s.name)) stages.push({ stage: s.name, action: "remove", from: plain(s) });
+  const common = (list: Array<{ name: string }>, other: Set<string>) => list.map((s) => s.name).filter((n) => other.has(n));
+  const reordered = common(before, kept).join("\0") !== common(after, new Set(before.map((s) => s.name))).join("\0");
+  const template = templateOf(to);
+  const previous = templateOf(from);
+  const templateChanged = previous !== template;
+  return { ...(template === undefined ? {} : { template }), ...(templateChanged && previous !== undefined ? { previousTemplate: previous } : {}), templateChanged, stages, reordered };
+}
+
+/** The stage lines of a pipeline change, for people. */
+function describePipelineChange(p: PlanPipelineChange, c: ReturnType<typeof pc.createColors>): string[] {
+  const lines: string[] = [];
+  const was = p.previousTemplate === undefined ? "" : ` (was template "${p.previousTemplate}")`;
+  const source = p.template === undefined ? (p.templateChanged ? " of its own" : "") : ` ${p.templateChanged && p.previousTemplate === undefined ? "now " : ""}from template "${p.template}"`;
+  lines.push(c.yellow(`      ~ pipeline stages${source}${was}:`));
+  const timeout = (s: PlanStage | undefined) => (s?.timeout === undefined ? "default" : `${s.timeout} ms`);
+  for (const s of p.stages) {
+    if (s.action === "add") lines.push(c.green(`          + stage "${s.stage}": ${show(s.to?.run)}${s.to?.timeout === undefined ? "" : ` (timeout ${timeout(s.to)})`}`));
+    else if (s.action === "remove") lines.push(c.red(`          - stage "${s.stage}"`));
+    else {
+      const what: string[] = [];
+      if (s.from?.run !== s.to?.run) what.push(`run ${show(s.from?.run)} → ${show(s.to?.run)}`);
+      if (s.from?.timeout !== s.to?.timeout) what.push(`timeout ${timeout(s.from)} → ${timeout(s.to)}`);
+      lines.push(c.yellow(`          ~ stage "${s.stage}": ${what.join(", ")}`));
+    }
+  }
+  if (p.reordered) lines.push(c.yellow("          ~ the stages run in a new order"));
+  if (p.stages.length === 0 && !p.reordered) lines.push(c.yellow("          (the same stages)"));
+  return lines;
 }
 
 /** The spec as plain JSON data (what the store keeps). */
@@ -173,7 +266,9 @@ export function formatPlan(plan: Plan, options: { color?: boolean } = {}): strin
       case "change":
         lines.push(c.yellow(`  ~ service "${ch.service}" will be changed`));
         if (ch.sourcesChanged) lines.push(c.yellow(`      ~ sources changed: will be rebuilt and rolled out`));
+        if (ch.pipeline !== undefined) lines.push(...describePipelineChange(ch.pipeline, c));
         for (const f of ch.fields) {
+          if (ch.pipeline !== undefined && PIPELINE_STAGE_FIELDS.has(f.path)) continue;
           if (f.from === undefined) lines.push(c.green(`      + ${f.path}: ${show(f.to)}`));
           else if (f.to === undefined) lines.push(c.red(`      - ${f.path}: ${show(f.from)}`));
           else lines.push(c.yellow(`      ~ ${f.path}: ${show(f.from)} → ${show(f.to)}`));

@@ -56,7 +56,7 @@ describe("schemaAt", () => {
 
 describe("knownKeys and records", () => {
   it("lists the keys of mappings and of unions of mappings", () => {
-    expect(knownKeys(ManifestSchema)).toEqual(["version", "project", "controlPlane", "gateway", "runtime", "teams", "telemetry", "notifications", "security", "services", "flags", "flagEvaluators"]);
+    expect(knownKeys(ManifestSchema)).toEqual(["version", "project", "controlPlane", "gateway", "runtime", "teams", "telemetry", "notifications", "security", "pipelines", "pipelineFiles", "services", "flags", "flagEvaluators"]);
     expect(knownKeys(schemaAt(ManifestSchema, ["services", "x", "routes", 0]))).toEqual(["path", "host", "stripPrefix", "rateLimit", "maxBodySize", "fallback", "flag", "auth"]);
     expect(knownKeys(schemaAt(ManifestSchema, ["services", "x", "deploy", "steps", 0]))).toEqual(["setWeight", "pause", "analysis", "match"]);
     expect(knownKeys(schemaAt(ManifestSchema, ["project"]))).toEqual([]);

@@ -21,7 +21,7 @@ describe("manifestJsonSchema", () => {
     expect(schema.title).toBe("keelson.yaml");
     expect(schema.description).toMatch(/Keelson manifest/);
     expect(schema.type).toBe("object");
-    expect(Object.keys(schema.properties)).toEqual(["version", "project", "controlPlane", "gateway", "runtime", "teams", "telemetry", "notifications", "security", "services", "flags", "flagEvaluators"]);
+    expect(Object.keys(schema.properties)).toEqual(["version", "project", "controlPlane", "gateway", "runtime", "teams", "telemetry", "notifications", "security", "pipelines", "pipelineFiles", "services", "flags", "flagEvaluators"]);
   });
 
   it("rejects unknown keys wherever the zod schema is strict", () => {

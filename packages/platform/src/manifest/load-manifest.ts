@@ -7,6 +7,7 @@ import { KeelsonError } from "@keelson/protocol";
 import { checkAgainstSchema } from "./check-against-schema.js";
 import { checkManifestRules } from "./manifest-rules.js";
 import { formatIssuePath, formatManifestIssue, type ManifestIssue } from "./manifest-issue.js";
+import { collectPipelineTemplates, resolvePipelines, type PipelineTemplateSet } from "./pipeline-templates.js";
 import { ManifestSchema, type Manifest } from "./schema.js";
 import { parseYamlSource, type PlacedIssue } from "./yaml-source.js";
 
@@ -23,8 +24,13 @@ export interface LoadedManifest {
   dir: string;
   /** The text as read. */
   text: string;
-  /** sha256 of `text`, hex: tells whether the manifest changed since it was last applied. */
+  /**
+   * sha256 of `text` (and of the shared pipeline files, when there are any), hex: tells
+   * whether the manifest changed since it was last applied.
+   */
   hash: string;
+  /** Absolute paths of the shared files read besides the manifest (`pipelineFiles`), in order. */
+  sharedFiles: string[];
 }
 
 export interface ParseManifestOptions {
@@ -43,9 +49,11 @@ export interface ParseManifestOptions {
 export function parseManifest(text: string, file: string, options: ParseManifestOptions = {}): LoadedManifest {
   const abs = resolve(file);
   const dir = dirname(abs);
+  const shown = shownName(file);
   const source = parseYamlSource(text);
   const placed: PlacedIssue[] = [...source.issues];
   let manifest: Manifest | undefined;
+  let templates: PipelineTemplateSet | undefined;
 
   // When the YAML itself is broken the document's shape is a guess, and schema errors on
   // that guess would only bury the real problem.
@@ -53,22 +61,35 @@ export function parseManifest(text: string, file: string, options: ParseManifest
     if (source.empty) {
       placed.push({ line: 1, column: 1, path: "", message: "the file is empty; a manifest needs at least project and services", expected: "mapping" });
     } else {
+      templates = collectPipelineTemplates(source.data, { dir, manifestFile: shown, locate: source.locate, show: shownName });
       const check = checkAgainstSchema(ManifestSchema, source.data);
-      const byPath = [...(check.ok ? [] : check.issues), ...checkManifestRules(source.data, { dir, checkPaths: options.checkPaths ?? true })];
+      const byPath = [
+        ...(check.ok ? [] : check.issues),
+        ...templates.manifestIssues,
+        ...checkManifestRules(source.data, { dir, checkPaths: options.checkPaths ?? true, pipelineTemplates: templates }),
+      ];
       for (const { path, at, ...rest } of byPath) placed.push({ ...source.locate(path, at), path: formatIssuePath(path), ...rest });
-      if (check.ok) manifest = check.value;
+      if (check.ok) manifest = resolvePipelines(check.value, templates);
     }
   }
 
-  if (placed.length > 0 || manifest === undefined) {
-    const shown = shownName(file);
-    const issues: ManifestIssue[] = placed
-      .map((i) => ({ file: shown, ...i }))
-      // Stable sort: issues at one place keep the order they were found in.
-      .sort((a, b) => a.line - b.line || a.column - b.column);
+  const elsewhere = templates?.fileIssues ?? [];
+  if (placed.length > 0 || elsewhere.length > 0 || manifest === undefined) {
+    const issues: ManifestIssue[] = [
+      ...placed
+        .map((i) => ({ file: shown, ...i }))
+        // Stable sort: issues at one place keep the order they were found in.
+        .sort((a, b) => a.line - b.line || a.column - b.column),
+      // Then the shared files' own problems, file by file, each already in line order.
+      ...elsewhere,
+    ];
     throw new KeelsonError("KEELSON_ERR_MANIFEST_INVALID", issues.map(formatManifestIssue).join("\n"), { details: { issues } });
   }
-  return { manifest: deepFreeze(manifest), file: abs, dir, text, hash: createHash("sha256").update(text).digest("hex") };
+  const files = templates?.files ?? [];
+  const hash = createHash("sha256").update(text);
+  // A shared file is part of what the manifest says: editing it changes the hash too.
+  for (const f of files) hash.update(`\0${f.path}\0${f.text}`);
+  return { manifest: deepFreeze(manifest), file: abs, dir, text, hash: hash.digest("hex"), sharedFiles: files.map((f) => f.path) };
 }
 
 /**

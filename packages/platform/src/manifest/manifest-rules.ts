@@ -10,6 +10,7 @@ import type { z } from "zod";
 import { schemaAt } from "./describe-schema.js";
 import { didYouMean } from "./did-you-mean.js";
 import { formatIssuePath, type PathIssue, type PathSegment } from "./manifest-issue.js";
+import { checkPipelineTemplateRules, collectPipelineTemplates, type PipelineTemplateSet } from "./pipeline-templates.js";
 import { ManifestSchema, ServiceSpecSchema, meshPortOf, mtlsEnabled } from "./schema.js";
 
 export interface ManifestRuleOptions {
@@ -17,6 +18,8 @@ export interface ManifestRuleOptions {
   dir: string;
   /** Check that every service `path` is an existing folder (off for text not on disk yet). */
   checkPaths: boolean;
+  /** The pipeline templates the services may use; default: those the data defines and its pipelineFiles. */
+  pipelineTemplates?: PipelineTemplateSet;
 }
 
 type Shape = typeof ServiceSpecSchema.shape;
@@ -61,6 +64,7 @@ export function checkManifestRules(data: unknown, options: ManifestRuleOptions):
     ...checkRouteFlags(root, services),
     ...checkPorts(root, services),
     ...checkDelivery(root, services),
+    ...checkPipelineTemplateRules(services, options.pipelineTemplates ?? collectPipelineTemplates(root, { dir: options.dir, manifestFile: "keelson.yaml" })),
     ...checkTls(root, services),
     ...checkFlags(root),
     ...(options.checkPaths ? [...checkPaths(services, options.dir), ...checkIncludes(services, options.dir)] : []),
@@ -276,7 +280,8 @@ function checkDelivery(root: Record<string, unknown>, services: Record<string, u
   const issues: PathIssue[] = [];
   for (const [name, raw] of Object.entries(services)) {
     const pipeline = field(raw, "pipeline");
-    if (pipeline?.stages !== undefined) {
+    // A pipeline with a template is checked with the templates (pipeline-templates.ts).
+    if (pipeline !== undefined && pipeline.template === undefined && Array.isArray(pipeline.stages)) {
       for (const key of ["build", "test"] as const) {
         if (field(raw, key) === undefined) continue;
         issues.push({

@@ -13,6 +13,10 @@ export const expectedText = z.registry<{ expected: string }>();
 // RFC 1123 labels, so names also work as Kubernetes object and DNS names (no trailing "-").
 const NAME = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const NAME_RULE = 'lowercase letters, digits and "-", starting with a letter, not ending with "-", at most 63 characters';
+/** Whether `text` is a valid name of a service, team, stage or template (see NAME_RULE). */
+export function isName(text: string): boolean {
+  return NAME.test(text);
+}
 const name = (what: string) =>
   z.string().regex(NAME, { message: `${what} must be ${NAME_RULE}` }).register(expectedText, { expected: `${what} (${NAME_RULE})` });
 
@@ -306,12 +310,62 @@ const PipelineStage = z
   })
   .register(expectedText, { expected: "mapping with name, run and optionally timeout" });
 
+/** One service's change to one stage of its template. */
+const StageOverride = z
+  .strictObject({
+    run: z.string().min(1).optional().describe("Command that replaces the template stage's run, for this service."),
+    timeout: Duration.optional().describe("Timeout that replaces the template stage's, for this service."),
+  })
+  .refine((o) => o.run !== undefined || o.timeout !== undefined, { message: "an override needs run, timeout or both" })
+  .register(expectedText, { expected: "mapping with run and/or timeout" });
+
+const PIPELINE_TEMPLATE_NAME = "pipeline template name";
+
+/** A pipeline defined once (in `pipelines` or a `pipelineFiles` file) and used by many services. */
+const PipelineTemplate = z
+  .strictObject({
+    description: z.string().optional().describe("What the template is for."),
+    stages: z
+      .array(PipelineStage)
+      .min(1, { message: "a pipeline template needs at least one stage" })
+      .register(expectedText, { expected: "non-empty list of stages (mappings with name, run and optionally timeout)" })
+      .describe("The stages every service using the template runs, in order."),
+  })
+  .superRefine((t, ctx) => {
+    const seen = new Set<string>();
+    t.stages.forEach((stage, i) => {
+      if (seen.has(stage.name)) ctx.addIssue({ code: "custom", path: ["stages", i, "name"], message: `stage "${stage.name}" is listed twice` });
+      seen.add(stage.name);
+    });
+  });
+
+/** Named pipeline templates; the same shape in the manifest and in a shared file. */
+const PipelineTemplates = z.record(name(PIPELINE_TEMPLATE_NAME), PipelineTemplate.describe("A pipeline template."));
+
+/**
+ * A shared file of pipeline templates (listed in a manifest's `pipelineFiles`): its own
+ * `pipelines` mapping, as in keelson.yaml, so one file can serve several repositories.
+ */
+export const PipelineFileSchema = z.strictObject({
+  version: z.literal(1).default(1).describe("Schema version of this file."),
+  pipelines: PipelineTemplates.describe("Pipeline templates by name."),
+});
+
 /** The service's own pipeline: stages run in a clean workspace; success makes a release. */
 const PipelineSpec = z.strictObject({
-  stages: z
-    .array(PipelineStage)
+  template: name(PIPELINE_TEMPLATE_NAME)
     .optional()
-    .describe("Stages in order. Default: install (with the service's own lockfile), build (`build` or the package.json build script), test (`test` or the package.json test script)."),
+    .describe("A template of `pipelines` (or of a `pipelineFiles` file) whose stages this service runs; `stages` then overrides single stages by name."),
+  stages: z
+    .union([
+      z.array(PipelineStage),
+      z.record(name("stage name"), StageOverride.describe("What changes in this stage of the template.")),
+    ])
+    .register(expectedText, { expected: "list of stages (mappings with name, run, timeout), or with template a mapping of stage name to { run, timeout }" })
+    .optional()
+    .describe(
+      "Stages in order. Default: install (with the service's own lockfile), build (`build` or the package.json build script), test (`test` or the package.json test script). With `template`: a mapping of the template's stage names to overrides ({ run, timeout }).",
+    ),
   include: z
     .array(z.string().min(1))
     .default([])
@@ -319,6 +373,10 @@ const PipelineSpec = z.strictObject({
   stageTimeout: Duration.prefault(600_000).describe("Default longest time per stage."),
   retainReleases: z.number().int().min(2).max(1000).default(10).describe("Releases kept per service; older ones and their artifacts are deleted (never the live or previous one)."),
 });
+/** A pipeline may be written as just the name of a template. */
+const PipelineOrTemplate = z
+  .union([name(PIPELINE_TEMPLATE_NAME).transform((template) => PipelineSpec.parse({ template })), PipelineSpec])
+  .register(expectedText, { expected: "pipeline template name, or a mapping with template, stages, include, stageTimeout, retainReleases" });
 
 /** One limit on how fast the autoscaler may change a service's replica count (HPA's scaling policies). */
 const ScalingPolicySpec = z.strictObject({
@@ -494,7 +552,7 @@ export const ServiceSpecSchema = z.strictObject({
   env: z.record(envName("environment variable name"), EnvValue).prefault({}).describe("Environment variables for each replica."),
   stopTimeout: Duration.prefault(10_000).describe("How long a replica may take to stop after SIGTERM before it is killed."),
   startTimeout: Duration.prefault(30_000).describe("How long a new replica may take to become ready."),
-  pipeline: PipelineSpec.optional().describe("The service's pipeline: stages, shared paths, timeouts and release retention."),
+  pipeline: PipelineOrTemplate.optional().describe("The service's pipeline: a template name, or stages (or a template with overrides), shared paths, timeouts and release retention."),
   deploy: DeploySpec.optional().describe("How new versions roll out: rolling (default), blue-green or canary steps."),
   autoscale: AutoscaleSpec.optional().describe("Replica counts driven by load; `replicas` is then the starting count, kept within min..max."),
   resources: ResourcesSpec.optional().describe("Limits per replica."),
@@ -644,6 +702,11 @@ export const ManifestSchema = z.strictObject({
     .optional()
     .describe("Who hears about deploys, rollbacks, incidents and blocked releases (besides each team's own `notifications`)."),
   security: SecuritySpec.prefault({}).describe("Service identity, mTLS, and the pipeline's security gate."),
+  pipelines: PipelineTemplates.optional().describe("Pipeline templates by name: stages defined once and used by many services (`pipeline: <name>`)."),
+  pipelineFiles: z
+    .array(z.string().min(1))
+    .optional()
+    .describe("Shared files of pipeline templates (relative to the manifest), each with its own `pipelines` mapping; several repositories can use one file."),
   services: z.record(name("service name"), ServiceSpecSchema.describe("A service.")).describe("The services of the project, by name."),
   flags: z
     .record(flagKey, FlagSpec.describe("A feature flag, in flagd's format plus Keelson's fields."))
@@ -667,16 +730,38 @@ export function mtlsEnabled(manifest: Pick<Manifest, "security" | "runtime">): b
 
 /** The manifest as written (before defaults). */
 export type ManifestInput = z.input<typeof ManifestSchema>;
-/** The manifest after validation and defaults: what the rest of Keelson works with. */
-export type Manifest = z.output<typeof ManifestSchema>;
-export type ServiceSpec = z.output<typeof ServiceSpecSchema>;
+/** The manifest after validation and defaults, as written: pipelines still name their templates. */
+export type ManifestWritten = z.output<typeof ManifestSchema>;
+/** A service after validation and defaults, as written. */
+export type ServiceSpecWritten = z.output<typeof ServiceSpecSchema>;
+export type PipelineStageOut = z.output<typeof PipelineStage>;
+export type PipelineTemplateOut = z.output<typeof PipelineTemplate>;
+export type StageOverrideOut = z.output<typeof StageOverride>;
+
+/**
+ * A service's pipeline with its template resolved: `stages` are concrete (the template's,
+ * with the service's overrides applied) and `template` names where they came from.
+ */
+export interface PipelineSpecOut {
+  template?: string;
+  stages?: PipelineStageOut[];
+  include: string[];
+  stageTimeout: number;
+  retainReleases: number;
+}
+/** A service as the rest of Keelson works with it: its pipeline resolved. */
+export type ServiceSpec = Omit<ServiceSpecWritten, "pipeline"> & { pipeline?: PipelineSpecOut };
+/**
+ * The manifest after validation, defaults and pipeline resolution: what the rest of Keelson
+ * works with. `pipelines` holds every template, the shared files' included.
+ */
+export type Manifest = Omit<ManifestWritten, "services"> & { services: Record<string, ServiceSpec> };
 export type ProbeSpec = z.output<typeof Probe>;
 export type RouteSpecOut = z.output<typeof RouteSpec>;
 export type ResilienceSpecOut = z.output<typeof ResilienceSpec>;
 export type DeploySpecOut = z.output<typeof DeploySpec>;
 export type AnalysisSpecOut = z.output<typeof AnalysisSpec>;
 export type DeployStepOut = z.output<typeof DeployStep>;
-export type PipelineSpecOut = z.output<typeof PipelineSpec>;
 export type FlagSpecOut = z.output<typeof FlagSpec>;
 export type SecuritySpecOut = z.output<typeof SecuritySpec>;
 export type RouteAuthOut = z.output<typeof RouteAuthSpec>;
