@@ -28,7 +28,19 @@ teams:
   data:
     members: [bo]
 
+# One pipeline for every TypeScript service, kept in a file several repositories may share.
+pipelineFiles: [ci/pipelines.yaml]
+
 services: {}   # keelson new adds them here
+`;
+
+const PIPELINES = `# The shared pipeline templates (keelson.yaml's pipelineFiles).
+pipelines:
+  node-service:
+    description: build with tsc, then the service's own tests
+    stages:
+      - { name: build, run: npm run build }
+      - { name: test, run: npm test }
 `;
 
 /** Runs a service's own command (its manifest `build` or `test`) in its folder, as a person would. */
@@ -55,13 +67,15 @@ describe.sequential("service templates end to end", () => {
     return (await res.json()) as T;
   }
 
-  /** The manifest's build and test commands of a service, run in its folder; both must pass. */
+  /** The manifest's build and test commands of a service (or its pipeline template's stages), run in its folder; all must pass. */
   async function ownTests(service: string): Promise<string> {
-    const { services } = parse(await readFile(join(dir, "keelson.yaml"), "utf8")) as { services: Record<string, { path: string; build?: string; test?: string }> };
+    const { services } = parse(await readFile(join(dir, "keelson.yaml"), "utf8")) as { services: Record<string, { path: string; build?: string; test?: string; pipeline?: string }> };
     const entry = services[service]!;
     const cwd = join(dir, entry.path);
+    const shared = parse(await readFile(join(dir, "ci", "pipelines.yaml"), "utf8")) as { pipelines: Record<string, { stages: Array<{ run: string }> }> };
+    const commands = entry.pipeline === undefined ? [entry.build, entry.test] : shared.pipelines[entry.pipeline]!.stages.map((st) => st.run);
     let output = "";
-    for (const cmd of [entry.build, entry.test]) {
+    for (const cmd of commands) {
       if (cmd === undefined) continue;
       const r = await run(cmd, cwd);
       output += r.output;
@@ -76,6 +90,8 @@ describe.sequential("service templates end to end", () => {
     gateway = `http://127.0.0.1:${ports.gateway}`;
     controlPlane = `http://127.0.0.1:${ports.controlPlane}`;
     await writeFile(join(dir, "keelson.yaml"), manifest(ports));
+    await mkdir(join(dir, "ci"));
+    await writeFile(join(dir, "ci", "pipelines.yaml"), PIPELINES);
     await writeFile(join(dir, ".gitignore"), ".keelson/\n");
     await git(dir, ["init", "-q"]);
     await git(dir, ["add", "-A"]);
@@ -118,7 +134,7 @@ describe.sequential("service templates end to end", () => {
     "http-ts: keelson new, its own tests pass, keelson up serves it through the gateway",
     async () => {
       const started = Date.now();
-      const created = await cli(["new", "http-ts", "hello", "-C", dir, "--owner", "web"]);
+      const created = await cli(["new", "http-ts", "hello", "-C", dir, "--owner", "web", "--pipeline", "node-service"]);
       expect(created.code, out(created)).toBe(0);
       expect(created.stdout).toContain("✓ hello from template http-ts (built-in)");
       expect(created.stdout).toContain("services.hello added, owner web");
@@ -152,6 +168,7 @@ describe.sequential("service templates end to end", () => {
       const text = await readFile(join(dir, "keelson.yaml"), "utf8");
       expect(text).toContain("members: [ana]   # front of house");
       expect(text).toContain("services: # keelson new adds them here\n  hello:\n");
+      expect(text).toMatch(/\n {4}pipeline: node-service\n/);
     },
     LONG * 2,
   );
@@ -164,7 +181,7 @@ describe.sequential("service templates end to end", () => {
         ["worker-ts", "jobs", "data"],
         ["static-site", "site", "web"],
       ] as const) {
-        const r = await cli(["new", template, name, "-C", dir, "--owner", owner, ...(template === "static-site" ? ["--set", "title=Fresh & Friends"] : [])]);
+        const r = await cli(["new", template, name, "-C", dir, "--owner", owner, ...(template === "static-site" ? ["--set", "title=Fresh & Friends"] : ["--pipeline", "node-service"])]);
         expect(r.code, out(r)).toBe(0);
       }
       for (const name of ["jobs", "site"]) expect(await ownTests(name)).toMatch(/# pass [1-9]\d*\n# fail 0/);
@@ -204,7 +221,7 @@ describe.sequential("service templates end to end", () => {
   );
 
   it(
-    "a code change ships with keelson deploy",
+    "a code change ships with keelson deploy, through the shared pipeline template's stages",
     async () => {
       const app = join(dir, "services", "hello", "src", "app.ts");
       const source = await readFile(app, "utf8");
@@ -219,6 +236,24 @@ describe.sequential("service templates end to end", () => {
       expect(after?.id).not.toBe(before?.id);
       const root = (await (await fetch(`${gateway}/hello/`)).json()) as { changed?: boolean; release: string };
       expect(root).toMatchObject({ service: "hello", changed: true, release: after?.id });
+      // The run was the template's: its two stages, by name.
+      const runs = (await api<{ runs: Array<{ release?: string; stages: Array<{ name: string; status: string }> }> }>("/v1/pipelines?service=hello&limit=1")).runs;
+      expect(runs[0]?.stages.filter((st) => st.name === "build" || st.name === "test").map((st) => `${st.name} ${st.status}`)).toEqual(["build succeeded", "test succeeded"]);
+    },
+    LONG,
+  );
+
+  it(
+    "an edit to the shared pipeline template shows in keelson plan for every service that uses it",
+    async () => {
+      await writeFile(join(dir, "ci", "pipelines.yaml"), PIPELINES.replace("      - { name: test, run: npm test }", "      - { name: test, run: npm test }\n      - { name: check, run: node --version }"));
+      const plan = await cli(["plan", dir]);
+      expect(plan.code, out(plan)).toBe(0);
+      for (const name of ["hello", "jobs"]) expect(plan.stdout).toContain(`~ service "${name}" will be changed`);
+      expect(plan.stdout.match(/~ pipeline stages from template "node-service":\n {10}\+ stage "check": "node --version"/g)).toHaveLength(2);
+      // The static site has its own pipeline: the template's change is not its change.
+      expect(plan.stdout).not.toContain('service "site" will be changed');
+      await writeFile(join(dir, "ci", "pipelines.yaml"), PIPELINES);
     },
     LONG,
   );

@@ -83,10 +83,11 @@ export function addTemplateCommands(program: Command): void {
     .option("-C, --dir <dir>", "project folder", ".")
     .option("--owner <team>", "the team that owns it, one of keelson.yaml's teams (default: the only one)")
     .option("--path <folder>", "the service's folder, relative to keelson.yaml (default: services/<name>)")
+    .option("--pipeline <template>", "use this pipeline template of keelson.yaml instead of the template's own build and test")
     .addOption(new Option("--set <name=value>", "a template variable; repeat for several").argParser(collectSet).default({}, "none"))
     .option("-y, --yes", "ask nothing: defaults for what is not set, an error for what is missing")
     .option("--json", "print what was made as JSON")
-    .action(async (template: string, name: string, opts: { dir: string; owner?: string; path?: string; set: Record<string, string>; yes?: boolean; json?: boolean }) => {
+    .action(async (template: string, name: string, opts: { dir: string; owner?: string; path?: string; pipeline?: string; set: Record<string, string>; yes?: boolean; json?: boolean }) => {
       const interactive = !opts.yes && !opts.json && Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY);
       const rl = interactive ? createInterface({ input: process.stdin, output: process.stdout }) : undefined;
       try {
@@ -97,6 +98,7 @@ export function addTemplateCommands(program: Command): void {
           set: opts.set,
           ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
           ...(opts.path !== undefined ? { path: opts.path } : {}),
+          ...(opts.pipeline !== undefined ? { pipeline: opts.pipeline } : {}),
           ...(rl ? { ask: terminalAsker(rl), chooseOwner: ownerChooser(rl) } : {}),
         });
         print(opts.json ? JSON.stringify(created, null, 2) : formatCreated(created));

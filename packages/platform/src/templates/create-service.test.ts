@@ -91,6 +91,18 @@ describe("keelson new: creating a service from a template", () => {
     expect(await readFile(join(dir, "apps", "greeter", "src", "app.ts"), "utf8")).toContain('export const LOUD_FLAG = "hello-loud";');
   });
 
+  it("--pipeline uses a pipeline template of the manifest instead of the template's build and test", async () => {
+    const withTemplate = MANIFEST.replace("\n# Flags last.\n", "\npipelines:\n  node-service:\n    stages:\n      - { name: build, run: npm run build }\n      - { name: test, run: npm test }\n\n# Flags last.\n");
+    await writeFile(join(dir, "keelson.yaml"), withTemplate);
+    await create({ pipeline: "node-service" });
+    const { manifest } = await loadManifest(dir);
+    const hello = manifest.services.hello!;
+    expect(hello.pipeline?.template).toBe("node-service");
+    expect(hello.build).toBeUndefined();
+    expect(hello.test).toBeUndefined();
+    expect(await readFile(join(dir, "keelson.yaml"), "utf8")).toMatch(/\n {4}pipeline: node-service\n/);
+  });
+
   it("uses an empty folder that is already there", async () => {
     await mkdir(join(dir, "services", "hello"));
     await create({ template: "static-site" });
@@ -144,6 +156,9 @@ describe("keelson new: creating a service from a template", () => {
     it("a value that does not fit its variable", () => refused({ set: { route: "hello" } }, "KEELSON_ERR_INVALID_INPUT", '--set route=hello: expected a value matching //[a-z0-9][a-z0-9/._~-]*/, got "hello"'));
 
     it("an owner that is not a team", () => refused({ owner: "wbe" }, "KEELSON_ERR_INVALID_INPUT", '--owner "wbe" is not a team of keelson.yaml; did you mean `web`?; teams: web, data'));
+
+    it("a pipeline template the manifest does not define", () =>
+      refused({ pipeline: "node-servce" }, "KEELSON_ERR_INVALID_INPUT", '--pipeline "node-servce" is not a pipeline template of keelson.yaml; it defines none (pipelines: or pipelineFiles:)'));
 
     it("no owner when there are several teams", () => refused({ owner: undefined }, "KEELSON_ERR_INVALID_INPUT", "--owner is needed: which team owns the service? teams: web, data"));
 

@@ -33,6 +33,11 @@ export interface CreateServiceOptions extends LibraryOptions {
   owner?: string;
   /** The service's folder, relative to keelson.yaml (default services/<service>). */
   path?: string;
+  /**
+   * A pipeline template of the manifest (`pipelines:` or a `pipelineFiles` file) the service
+   * uses instead of the template's own `build` and `test` (`pipeline: <name>`).
+   */
+  pipeline?: string;
   /** Variable values (`--set name=value`). */
   set?: Readonly<Record<string, string>>;
   /** Asks for variables not set; only when someone can answer (a terminal). */
@@ -94,6 +99,7 @@ export async function createService(options: CreateServiceOptions): Promise<Crea
   const template = await findTemplate(options.template, options);
   progress(`template ${template.name} (${template.origin}): ${template.files.length} files`);
   const owner = await chooseOwner(Object.keys(manifest.teams ?? {}), options);
+  if (options.pipeline !== undefined) checkPipelineTemplate(options.pipeline, Object.keys(manifest.pipelines ?? {}));
 
   const written = options.path ?? `services/${service}`;
   const dir = resolve(loaded.dir, written);
@@ -114,7 +120,8 @@ export async function createService(options: CreateServiceOptions): Promise<Crea
   });
   const render = (text: string) => renderPlaceholders(text, values);
   const files = renderTemplateFiles(template, values);
-  const entry = withOwnerAndPath(renderManifestEntry(template.definition, values, render), owner, path);
+  let entry = withOwnerAndPath(renderManifestEntry(template.definition, values, render), owner, path);
+  if (options.pipeline !== undefined) entry = withPipelineTemplate(entry, options.pipeline);
   const nextText = addServiceEntry({ text: loaded.text, service, entry });
   checkNewManifest(nextText, loaded.file, service, template.name);
   const entryData = parseManifest(nextText, loaded.file, { checkPaths: false }).manifest.services[service];
@@ -174,6 +181,25 @@ async function chooseOwner(teams: string[], options: CreateServiceOptions): Prom
     teams.length > 0 ? `--owner is needed: which team owns the service? teams: ${teams.join(", ")}` : "--owner is needed: keelson.yaml declares no teams, so name the team that owns the service",
     { details: { teams } },
   );
+}
+
+function checkPipelineTemplate(name: string, defined: string[]): void {
+  if (defined.includes(name)) return;
+  const close = didYouMean(name, defined);
+  throw new KeelsonError(
+    "KEELSON_ERR_INVALID_INPUT",
+    `--pipeline "${name}" is not a pipeline template of keelson.yaml${close ? `; did you mean \`${close}\`?` : ""}; ${defined.length > 0 ? `templates: ${defined.join(", ")}` : "it defines none (pipelines: or pipelineFiles:)"}`,
+    { details: { pipeline: name, templates: defined } },
+  );
+}
+
+/** The entry with `pipeline: <name>` where the template's `build` (or `test`, or `pipeline`) was, and neither of those. */
+function withPipelineTemplate(entry: YAMLMap, name: string): YAMLMap {
+  const replaced = new Set(["build", "test", "pipeline"]);
+  const at = entry.items.findIndex((p) => isScalar(p.key) && replaced.has(String(p.key.value)));
+  entry.items = entry.items.filter((p) => !(isScalar(p.key) && replaced.has(String(p.key.value))));
+  entry.items.splice(at < 0 ? entry.items.length : at, 0, new Pair(new Scalar("pipeline"), new Scalar(name)));
+  return entry;
 }
 
 /** The entry with `owner` first and `path` after the catalog fields. */
