@@ -16,6 +16,7 @@ import { createGateway } from "./gateway-server.js";
 import { parseTraceparent } from "./gateway-tracing.js";
 import { createSeededRandom } from "./random.js";
 import { buildRoutingTable } from "./routing-table.js";
+import { createMeshIdentity } from "./fixtures/mesh-identity.js";
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 let stateDir = "";
@@ -181,6 +182,32 @@ describe("gateway tracing", () => {
     expect(server.attributes["http.response.status_code"]).toBe(500);
     expect(tryspan.spanId).toBe(sent!.spanId);
     expect(tryspan.parentSpanId).toBe(server.spanId);
+  });
+
+  it("records a mesh call the call policy denies with its caller and the service it tried (the map's undeclared edge)", async () => {
+    const collector = await startCollector();
+    const upstream = await startUpstream();
+    const mesh = await createMeshIdentity("test");
+    cleanups.push(() => mesh.cleanup());
+    const gw = await startGateway({ meshPort: 0, tracing: { endpoint: collector.endpoint, flushIntervalMs: 20 } });
+    gw.setTable(
+      buildRoutingTable({
+        project: "test",
+        version: ++version,
+        identity: mesh.trust,
+        services: [{ name: "orders", routes: [], callers: [{ service: "web" }] }],
+        endpoints: [{ service: "orders", replicaId: "orders-1", url: upstream.url, release: "r1" }],
+      }),
+    );
+    const traceparent = `00-${INCOMING_TRACE}-${INCOMING_SPAN}-01`;
+    expect(await get(`${gw.meshUrl!}/refunds/7?all=1`, { "x-keelson-service": "orders", "x-keelson-identity": await mesh.tokenFor("billing"), traceparent })).toBe(403);
+    expect(upstream.traceparents).toEqual([]);
+    const [server] = await spansOf(collector.store, INCOMING_TRACE, 1);
+    expect(server!.kind).toBe("server");
+    expect(server!.attributes[TRACE_ATTRIBUTES.CALLER]).toBe("billing");
+    expect(server!.attributes[TRACE_ATTRIBUTES.TARGET_SERVICE]).toBe("orders");
+    expect(server!.attributes["http.response.status_code"]).toBe(403);
+    expect(server!.status).not.toBe("error");
   });
 
   it("passes an unsampled incoming traceparent through untouched and records nothing", async () => {

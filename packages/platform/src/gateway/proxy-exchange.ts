@@ -445,6 +445,12 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
         const q = target.indexOf("?");
         const path = q === -1 ? target : target.slice(0, q);
         this.ctx.metrics.rejections.inc({ service: serviceName, reason: "policy_denied" });
+        // The span names the service the caller tried: the service map shows the denied call as
+        // a used-but-undeclared edge (a 403, not an error of the callee).
+        if (this.span !== undefined) {
+          this.span.service = serviceName;
+          this.span.path = path;
+        }
         this.ctx.log.warn({ caller: meshCaller, service: serviceName, method: this.method, path }, "call denied by the call policy");
         this.fail(403, "KEELSON_ERR_FORBIDDEN", `service "${meshCaller}" may not call ${this.method} ${path} on "${serviceName}"; list it in services.${meshCaller}.calls`, { caller: meshCaller, service: serviceName });
         return;
