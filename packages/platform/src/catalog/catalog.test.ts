@@ -97,6 +97,13 @@ describe("buildCatalog", () => {
     expect(orders?.dependencies).toMatchObject({ undeclared: [], unused: [], observed: [{ service: "payments", calls: 90, callsPerMinute: 6, errorRatio: 0.1 }] });
   });
 
+  it("reads a spec stored before calls took mappings (plain names) without throwing", () => {
+    const legacy = services.map((s) => (s.name === "orders" ? { ...s, spec: { ...s.spec, calls: ["payments"] as unknown as typeof s.spec.calls } } : s));
+    const { entries } = buildCatalog(input({ services: legacy }));
+    expect(entries.find((e) => e.name === "orders")?.dependencies).toMatchObject({ declared: [{ service: "payments" }], undeclared: [], unused: [] });
+    expect(entries.find((e) => e.name === "payments")?.dependents.declared).toEqual(["orders"]);
+  });
+
   it("lists who calls a service, declared and observed (requests from outside too)", () => {
     const { entries } = buildCatalog(input());
     expect(entries.find((e) => e.name === "orders")?.dependents).toEqual({ declared: ["storefront"], observed: [{ service: "storefront", calls: 450, callsPerMinute: 30, errorRatio: 0.0067 }] });

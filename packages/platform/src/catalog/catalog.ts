@@ -212,6 +212,20 @@ function declaredTests(spec: ServiceSpec): string[] | undefined {
   return spec.test !== undefined ? ["test"] : undefined;
 }
 
+/**
+ * A spec's `calls` as mappings. Specs stored before calls took mappings hold plain names (as the
+ * routing publisher also reads them); the catalog must not throw on a store from then.
+ */
+function declaredCalls(spec: ServiceSpec): DeclaredCall[] {
+  const calls: unknown[] = Array.isArray(spec.calls) ? spec.calls : [];
+  return calls.flatMap((c): DeclaredCall[] => {
+    if (typeof c === "string") return c === "" ? [] : [{ service: c }];
+    if (c === null || typeof c !== "object" || typeof (c as { service?: unknown }).service !== "string") return [];
+    const { service, paths, methods } = c as { service: string; paths?: string[]; methods?: string[] };
+    return [{ service, ...(paths ? { paths: [...paths] } : {}), ...(methods ? { methods: [...methods] } : {}) }];
+  });
+}
+
 function observedCall(e: { calls: number; ratePerSecond: number; errorRatio: number }, service: string): ObservedCall {
   return { service, calls: e.calls, callsPerMinute: Math.round(e.ratePerSecond * 60 * 100) / 100, errorRatio: Math.round(e.errorRatio * 10_000) / 10_000 };
 }
@@ -233,7 +247,7 @@ export function buildCatalog(input: CatalogInput): CatalogSnapshot {
   }
   const calledBy = new Map<string, string[]>();
   for (const s of input.services) {
-    for (const c of s.spec.calls ?? []) {
+    for (const c of declaredCalls(s.spec)) {
       const list = calledBy.get(c.service);
       if (list) list.push(s.name);
       else calledBy.set(c.service, [s.name]);
@@ -288,7 +302,7 @@ export function buildCatalog(input: CatalogInput): CatalogSnapshot {
     const card = scoreService(facts);
     scorecards.set(s.name, card);
 
-    const declared: DeclaredCall[] = (spec.calls ?? []).map((c) => ({ service: c.service, ...("paths" in c && c.paths ? { paths: [...c.paths] } : {}), ...("methods" in c && c.methods ? { methods: [...c.methods] } : {}) }));
+    const declared = declaredCalls(spec);
     const declaredNames = new Set(declared.map((c) => c.service));
     const seen = observed === undefined ? undefined : (out.get(s.name) ?? []);
     const seenNames = new Set((seen ?? []).map((c) => c.service));
