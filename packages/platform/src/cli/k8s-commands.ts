@@ -1,23 +1,17 @@
 // `keelson k8s render`: writes the project as Kubernetes YAML (a file per component and a
 // kustomization.yaml) for kubectl or GitOps tools. `keelson k8s apply`: applies the same objects
 // with server-side apply and follows the rollouts. Parsing and output only; kubernetes/ renders.
+// kubernetes/ and the Kubernetes client (about a thousand modules) load only when a k8s command
+// runs: every other command starts without them.
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { KeelsonError } from "@keelson/protocol";
-import {
-  GENERATED_HEADER,
-  applyKubernetes,
-  kubernetesFiles,
-  referencedSecrets,
-  renderKubernetes,
-  validateKubernetesObjects,
-  type KubernetesApplyProgress,
-  type KubernetesRender,
-} from "../kubernetes/index.js";
+import type * as Kubernetes from "../kubernetes/index.js";
+import type { KubernetesApplyProgress, KubernetesRender } from "../kubernetes/index.js";
 import { loadManifest, parseDuration, type LoadedManifest } from "../manifest/index.js";
 import { color, ms } from "./output.js";
 import { print } from "./progress.js";
@@ -32,6 +26,9 @@ interface RenderOptions {
   storeSecret: string;
   gatewayServiceType: "ClusterIP" | "NodePort" | "LoadBalancer";
 }
+
+type KubernetesModule = typeof Kubernetes;
+const loadKubernetes = (): Promise<KubernetesModule> => import("../kubernetes/index.js");
 
 const NAME = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -75,13 +72,13 @@ function addRenderOptions(cmd: Command): Command {
     .addOption(new Option("--gateway-service-type <type>", "also expose the gateway's public port with a Service of this type").choices(["ClusterIP", "NodePort", "LoadBalancer"]).default("ClusterIP"));
 }
 
-function renderProject(loaded: LoadedManifest, opts: RenderOptions): KubernetesRender {
+function renderProject(k8s: KubernetesModule, loaded: LoadedManifest, opts: RenderOptions): KubernetesRender {
   const project = loaded.manifest.project;
   const prefix = (opts.imagePrefix ?? project).replace(/\/+$/, "");
   for (const name of [...Object.keys(opts.image), ...Object.keys(opts.release)]) {
     if (loaded.manifest.services[name] === undefined) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `--image/--release name service "${name}", which ${loaded.file} does not declare`);
   }
-  const render = renderKubernetes(loaded.manifest, {
+  const render = k8s.renderKubernetes(loaded.manifest, {
     manifestText: loaded.text,
     ...(opts.namespace === undefined ? {} : { namespace: opts.namespace }),
     images: (service) => opts.image[service] ?? `${prefix}/${service}:${opts.tag}`,
@@ -89,40 +86,41 @@ function renderProject(loaded: LoadedManifest, opts: RenderOptions): KubernetesR
     controlPlane: { image: opts.keelsonImage ?? `${prefix}/keelson:${opts.tag}`, storeSecret: opts.storeSecret },
     gateway: { serviceType: opts.gatewayServiceType },
   });
-  validateKubernetesObjects(render.objects);
+  k8s.validateKubernetesObjects(render.objects);
   for (const w of render.warnings) print(color.yellow(`  ! ${w}`));
   return render;
 }
 
 /** The Secrets to create before applying, as kubectl commands. */
-function secretsNote(render: KubernetesRender): string {
-  const lines = referencedSecrets(render.objects).map(
+function secretsNote(k8s: KubernetesModule, render: KubernetesRender): string {
+  const lines = k8s.referencedSecrets(render.objects).map(
     (s) => `    kubectl -n ${s.namespace} create secret generic ${s.name} ${(s.keys.length > 0 ? s.keys : ["<key>"]).map((k) => `--from-literal=${k}=...`).join(" ")}`,
   );
   return lines.length === 0 ? "" : `${color.bold("Secrets")} the pods read (no value is ever rendered); create them before applying:\n${lines.join("\n")}`;
 }
 
 /** Writes the files and removes files an earlier render wrote that are no longer part of it. */
-async function writeFiles(out: string, render: KubernetesRender, source: string): Promise<string[]> {
+async function writeFiles(k8s: KubernetesModule, out: string, render: KubernetesRender, source: string): Promise<string[]> {
   await mkdir(out, { recursive: true });
-  const files = kubernetesFiles(render.objects, { source });
+  const files = k8s.kubernetesFiles(render.objects, { source });
   const keep = new Set(files.map((f) => f.path));
   for (const name of await readdir(out)) {
     if (!name.endsWith(".yaml") || keep.has(name)) continue;
     const text = await readFile(join(out, name), "utf8").catch(() => "");
-    if (text.startsWith(GENERATED_HEADER)) await rm(join(out, name));
+    if (text.startsWith(k8s.GENERATED_HEADER)) await rm(join(out, name));
   }
   for (const f of files) await writeFile(join(out, f.path), f.text);
   return files.map((f) => f.path);
 }
 
 /** The cluster from --kubeconfig, $KUBECONFIG, ~/.kube/config or the pod's service account; an error naming them when there is none. */
-function kubeConfigFrom(opts: { kubeconfig?: string; context?: string }): KubeConfig {
+async function kubeConfigFrom(opts: { kubeconfig?: string; context?: string }): Promise<KubeConfig> {
+  const { KubeConfig } = await import("@kubernetes/client-node");
   const kc = new KubeConfig();
   const defaultFile = join(homedir(), ".kube", "config");
   try {
     if (opts.kubeconfig !== undefined) kc.loadFromFile(resolve(opts.kubeconfig));
-    else if ((process.env.KUBECONFIG ?? "") !== "" || existsSync(defaultFile) || process.env.KUBERNETES_SERVICE_HOST !== undefined) kc.loadFromDefault();
+    else if ((process.env.KUBECONFIG ?? "") !== "" || existsSync(defaultFile) || (process.env.KUBERNETES_SERVICE_HOST ?? "") !== "") kc.loadFromDefault();
     else throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `no Kubernetes cluster configured: set KUBECONFIG, pass --kubeconfig, or create ${defaultFile} (e.g. with your provider's CLI)`);
   } catch (err) {
     if (err instanceof KeelsonError) throw err;
@@ -151,12 +149,13 @@ export function addK8sCommands(program: Command): void {
       .requiredOption("--out <folder>", "folder to write the files into"),
   ).action(async (dirArg: string, opts: RenderOptions & { out: string }) => {
     const loaded = await loadManifest(resolve(dirArg));
-    const render = renderProject(loaded, opts);
+    const k8s = await loadKubernetes();
+    const render = renderProject(k8s, loaded, opts);
     const out = resolve(opts.out);
     const source = relative(out, loaded.file) || loaded.file;
-    const written = await writeFiles(out, render, source);
+    const written = await writeFiles(k8s, out, render, source);
     print(`${color.green("✓")} ${render.objects.length} objects in namespace ${render.namespace} written to ${out}: ${written.join(", ")}`);
-    const note = secretsNote(render);
+    const note = secretsNote(k8s, render);
     if (note !== "") print(note);
     const shown = relative(process.cwd(), out);
     print(color.dim(`apply with: kubectl apply -k ${shown === "" ? "." : shown.startsWith("..") ? out : shown}   (or keelson k8s apply)`));
@@ -172,15 +171,16 @@ export function addK8sCommands(program: Command): void {
       .addOption(new Option("--timeout <duration>", "longest wait for the rollouts").argParser(duration).default(600_000, "10m")),
   ).action(async (dirArg: string, opts: RenderOptions & { kubeconfig?: string; context?: string; dryRun?: "server" | "client"; timeout: number }) => {
     const loaded = await loadManifest(resolve(dirArg));
-    const render = renderProject(loaded, opts);
+    const k8s = await loadKubernetes();
+    const render = renderProject(k8s, loaded, opts);
     if (opts.dryRun === "client") {
       print(`${color.green("✓")} ${render.objects.length} objects valid for namespace ${render.namespace}; nothing sent (--dry-run=client)`);
       return;
     }
-    const kubeConfig = kubeConfigFrom(opts);
+    const kubeConfig = await kubeConfigFrom(opts);
     const started = Date.now();
     print(`${color.bold("applying")} ${render.objects.length} objects to ${kubeConfig.getCurrentCluster()?.server ?? "?"} (context ${kubeConfig.getCurrentContext()}, namespace ${render.namespace})${opts.dryRun === "server" ? " as a server dry run" : ""}`);
-    const result = await applyKubernetes(render.objects, {
+    const result = await k8s.applyKubernetes(render.objects, {
       kubeConfig,
       dryRun: opts.dryRun === "server",
       timeoutMs: opts.timeout,
