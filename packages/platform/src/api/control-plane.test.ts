@@ -1,7 +1,7 @@
 // The control plane's wiring of flags into routing: a change to a flag a route names
 // republishes the routing table with the new definition. And what GET /v1/status shows of replicas
 // and of rollouts under way.
-import { mkdir, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { StatusReport } from "@keelson/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -237,6 +237,35 @@ describe("GET /v1/services/:name/logs", () => {
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toMatch(/^application\/x-ndjson/);
       abort.abort();
+
+      // A follow opened while the vault is empty still redacts a secret set while it runs.
+      const live = new AbortController();
+      const following = await fetch(`${url}/v1/services/checkout/logs?follow=1&tail=1&grep=token`, { headers: { authorization: `Bearer ${token}` }, signal: live.signal });
+      const reader = following.body!.getReader();
+      await security.vault.set("checkout", "API_TOKEN", "tok-live-123456", "user:test");
+      await security.secretsChanged?.("checkout");
+      await appendFile(join(logs, "checkout-0.log"), line(8, "token=tok-live-123456"));
+      let streamed = "";
+      while (!streamed.includes("token=")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        streamed += new TextDecoder().decode(value);
+      }
+      live.abort();
+      expect(streamed).toContain("token=[redacted]");
+      expect(streamed).not.toContain("tok-live");
+
+      // A secret the vault holds: the search sees lines as shown, redacted, so guessing its
+      // characters one by one tells nothing; the twice-escaped form (a JSON line in JSON) is redacted.
+      await writeFile(join(logs, "checkout-1.log"), line(6, "login password=hunter2-secret") + line(7, JSON.stringify({ msg: "cfg", password: 'hunter2"q' })));
+      await security.vault.set("checkout", "DB_PASSWORD", "hunter2-secret", "user:test");
+      await security.vault.set("checkout", "OTHER", 'hunter2"q', "user:test");
+      await security.secretsChanged?.("checkout");
+      expect((await read("?grep=password%3Dhunter2-s")).lines).toEqual([]);
+      expect((await read("?grep=password%3D")).lines).toEqual(["login password=[redacted]"]);
+      const raw = await (await fetch(`${url}/v1/services/checkout/logs?grep=cfg`, { headers: { authorization: `Bearer ${token}` } })).text();
+      expect(raw).toContain("cfg");
+      expect(raw).not.toContain("hunter2");
     } finally {
       await reconciler.stop();
       await cp.close();

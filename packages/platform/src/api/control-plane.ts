@@ -37,7 +37,7 @@ import { addPipelineRoutes } from "./pipeline-routes.js";
 import { addNotificationRoutes } from "./notification-routes.js";
 import type { Notifier } from "../catalog/index.js";
 import { actorName, authenticate, changeOf, checkAccess, noteChange, principalOf, type Credentials } from "./access.js";
-import { readJson, sendError, sendJson, type Access, type Handler } from "./http.js";
+import { drained, readJson, sendError, sendJson, type Access, type Handler } from "./http.js";
 import { addSecurityRoutes, type SecurityServices } from "./security-routes.js";
 import { addServiceMapRoutes } from "./service-map-routes.js";
 import { addTraceLogRoutes } from "./trace-log-routes.js";
@@ -318,6 +318,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     if (grep.length > 200) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `grep: expected at most 200 characters, got ${grep.length}`);
     const abort = new AbortController();
     req.once("close", () => abort.abort());
+    // The search sees lines as the answer shows them, secrets redacted: matching the raw text would
+    // tell a caller, line by line, whether a secret starts with what it guessed.
+    const shown = (text: string) => security.redactor().redact(text).toLowerCase();
     res.writeHead(200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
     // Now, not with the first line: a follow whose search matches nothing yet is still an answer.
     res.flushHeaders();
@@ -327,11 +330,11 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         logDir,
         ...(sinceDate ? { since: sinceDate } : {}),
         ...(tail ? { tail: Number(tail) } : {}),
-        ...(grep === "" ? {} : { match: (l: { line: string }) => l.line.toLowerCase().includes(grep) }),
+        ...(grep === "" ? {} : { match: (l: { line: string }) => shown(l.line).includes(grep) }),
         follow: u.searchParams.get("follow") === "1",
         signal: abort.signal,
       })) {
-        if (!res.write(`${JSON.stringify(line)}\n`)) await new Promise((r) => res.once("drain", r));
+        if (!res.write(`${JSON.stringify(line)}\n`)) await drained(res);
       }
     } catch (err) {
       if (!abort.signal.aborted) log.warn({ err }, "log stream failed");
@@ -522,7 +525,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     const u = new URL(req.url ?? "/", "http://localhost");
     setSecurityHeaders(res, options.tls !== undefined);
     // The dashboard's built files hold no secrets, and a text round trip would corrupt binary ones.
-    if (!isDashboardFile(u.pathname)) redactResponse(res, security.redactor());
+    if (!isDashboardFile(u.pathname)) redactResponse(res, () => security.redactor());
     const match = routes.find((r) => r.method === req.method && r.pattern.test(u.pathname));
     const known = routes.some((r) => r.pattern.test(u.pathname));
     if (!match) {
@@ -641,24 +644,39 @@ function setSecurityHeaders(res: ServerResponse, tls: boolean): void {
   if (tls) res.setHeader("strict-transport-security", "max-age=31536000");
 }
 
-/**
- * Replaces known secret values in everything the response writes (JSON, NDJSON lines, SSE, text),
- * once, as it is written. A redacted body may be shorter than the one measured, so a
- * content-length set before is dropped: Node measures a body given whole to end() itself.
- */
 function isDashboardFile(path: string): boolean {
   return path === "/" || path.startsWith("/assets/");
 }
 
-function redactResponse(res: ServerResponse, redactor: { redact(text: string): string; size: number }): void {
-  if (redactor.size === 0) return;
+type Redactor = { redact(text: string): string; size: number };
+
+/**
+ * Replaces known secret values in everything the response writes (JSON, NDJSON lines, SSE, text),
+ * once, as it is written, with the secrets known at each write: a stream that runs for minutes
+ * (a followed log) redacts a secret set while it runs. A redacted body may be shorter than the
+ * one measured, so a content-length is dropped, unless the vault is empty when the head is
+ * written: that answer is then sent as measured.
+ */
+function redactResponse(res: ServerResponse, current: () => Redactor): void {
   const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
   const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
   const end = res.end.bind(res) as (chunk?: unknown, ...rest: unknown[]) => ServerResponse;
-  const clean = (chunk: unknown) => (typeof chunk === "string" ? redactor.redact(chunk) : Buffer.isBuffer(chunk) ? Buffer.from(redactor.redact(chunk.toString("utf8"))) : chunk);
+  let measured = false;
+  const clean = (chunk: unknown) => {
+    const redactor = current();
+    if (measured || redactor.size === 0) return chunk;
+    return typeof chunk === "string" ? redactor.redact(chunk) : Buffer.isBuffer(chunk) ? Buffer.from(redactor.redact(chunk.toString("utf8"))) : chunk;
+  };
+  const hasLength = (arg: unknown) => arg !== null && typeof arg === "object" && !Array.isArray(arg) && Object.keys(arg).some((name) => name.toLowerCase() === "content-length");
   const unmeasured = (arg: unknown) =>
     arg !== null && typeof arg === "object" && !Array.isArray(arg) ? Object.fromEntries(Object.entries(arg).filter(([name]) => name.toLowerCase() !== "content-length")) : arg;
-  (res as { writeHead: unknown }).writeHead = (...args: unknown[]) => writeHead(...args.map(unmeasured));
+  (res as { writeHead: unknown }).writeHead = (...args: unknown[]) => {
+    if (current().size === 0) {
+      measured = args.some(hasLength);
+      return writeHead(...args);
+    }
+    return writeHead(...args.map(unmeasured));
+  };
   (res as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]) => write(clean(chunk), ...rest);
   (res as { end: unknown }).end = (chunk?: unknown, ...rest: unknown[]) => (typeof chunk === "function" || chunk === undefined ? end(chunk, ...rest) : end(clean(chunk), ...rest));
 }

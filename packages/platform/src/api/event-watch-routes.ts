@@ -3,7 +3,7 @@
 // every `pollMs`; a read takes at most 1,000 events, so a burst is sent over several reads.
 import { KeelsonError } from "@keelson/protocol";
 import type { Store } from "../store/index.js";
-import type { Route } from "./http.js";
+import { drained, type Route } from "./http.js";
 
 /** Events read from the store per poll, at most. */
 export const WATCH_PAGE = 1000;
@@ -84,7 +84,7 @@ export function addEventWatchRoutes(route: Route, deps: EventWatchDeps): EventWa
         deps.log?.warn({ err }, "reading the event log for /v1/watch/events failed");
       }
       // A client that reads slowly holds the stream back rather than the server's memory.
-      if (!stopped && res.writableNeedDrain) await new Promise((r) => (res.once("drain", r), res.once("close", r)));
+      if (!stopped && res.writableNeedDrain) await drained(res);
       // A full page means more are waiting: read again at once.
       if (!stopped) timer = setTimeout(() => void tick(), full ? 0 : pollMs);
     };

@@ -65,3 +65,20 @@ export function sendError(res: ServerResponse, err: unknown): void {
   }
   sendJson(res, e.status, e.toBody());
 }
+
+/**
+ * Waits until a response that refused a write (backpressure) drains, or closes: a client that
+ * leaves while the server waits never sends `drain`, and the handler must not wait for it forever.
+ */
+export function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.once("drain", done);
+    res.once("close", done);
+  });
+}

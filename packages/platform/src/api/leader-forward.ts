@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { KeelsonError } from "@keelson/protocol";
 import { Agent, request } from "undici";
 import type { LeaderRecord } from "../store/index.js";
-import { sendError } from "./http.js";
+import { drained, sendError } from "./http.js";
 
 /** Paths a follower answers itself. */
 const LOCAL_PATHS = new Set(["/healthz", "/readyz", "/metrics", "/v1/routing", "/v1/watch/routing"]);
@@ -76,7 +76,7 @@ export function createLeaderForwarder(options: {
     res.flushHeaders();
     try {
       for await (const chunk of upstream.body) {
-        if (!res.write(chunk as Buffer)) await new Promise((r) => res.once("drain", r));
+        if (!res.write(chunk as Buffer)) await drained(res);
       }
     } catch (err) {
       if (!abort.signal.aborted) options.log.warn({ err, path: req.url }, "forwarding the leader's answer broke off");

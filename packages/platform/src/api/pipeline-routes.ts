@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { KeelsonError } from "@keelson/protocol";
 import { findPipelineLog, followPipelineLog, listPipelineRuns, pipelineLogFile, RUN_ID_PATTERN, type PipelineRunner } from "../delivery/index.js";
 import type { Store } from "../store/index.js";
-import { sendJson, type Route } from "./http.js";
+import { drained, sendJson, type Route } from "./http.js";
 
 export interface PipelineRouteDeps {
   store: Store;
@@ -88,7 +88,7 @@ export function addPipelineRoutes(route: Route, deps: PipelineRouteDeps): void {
     res.flushHeaders();
     for await (const text of followPipelineLog({ ...target, signal: abort.signal, ...deps.follow })) {
       if (res.destroyed) break;
-      if (!res.write(text)) await new Promise((r) => res.once("drain", r));
+      if (!res.write(text)) await drained(res);
     }
     res.end();
   }

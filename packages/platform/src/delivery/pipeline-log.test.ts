@@ -4,7 +4,7 @@ import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { makeTempDir } from "#test-support";
-import { findPipelineLog, followPipelineLog, pipelineLogFile } from "./pipeline-log.js";
+import { findPipelineLog, followPipelineLog, MAX_PENDING_LINE, pipelineLogFile } from "./pipeline-log.js";
 
 describe("pipeline logs", () => {
   let dir: string;
@@ -49,6 +49,23 @@ describe("pipeline logs", () => {
     expect((await next()).value).toBe("all tests passed");
     expect((await next()).done).toBe(true);
     expect(seen.join("")).toBe("==> stage test: node test.mjs\nwaiting for the go signal\ntick 1\nall tests passed");
+  });
+
+  it("sends a line longer than MAX_PENDING_LINE in pieces while it is written, never splitting a character", async () => {
+    let running = true;
+    await mkdir(join(dir, "pipelines", "api"), { recursive: true });
+    // A progress bar redrawn with \r and no newline: 40,000 three-byte characters, 120 KB.
+    await writeFile(file, "€".repeat(40_000));
+    const follow = followPipelineLog({ file, running: () => running, signal: new AbortController().signal, pollMs: 5 });
+    const first = await follow.next();
+    expect(first.done).toBe(false);
+    expect(first.value!.length).toBeGreaterThan(0);
+    expect(first.value!).toMatch(/^€+$/);
+    expect(Buffer.byteLength(first.value!)).toBeGreaterThan(MAX_PENDING_LINE);
+    running = false;
+    let rest = "";
+    for await (const text of follow) rest += text;
+    expect(first.value! + rest).toBe("€".repeat(40_000));
   });
 
   it("keeps multi-byte characters whole across reads", async () => {

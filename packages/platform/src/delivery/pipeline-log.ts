@@ -34,6 +34,8 @@ export interface FollowLogOptions {
 
 /** The most read at once; more output is read on the next turn without waiting. */
 const CHUNK = 256 * 1024;
+/** A "line" longer than this (a progress bar redrawn with \r, a dump without newlines) goes out in pieces. */
+export const MAX_PENDING_LINE = 64 * 1024;
 
 /**
  * The log's text from the start, then what the run appends, as it appends it, until the run
@@ -62,6 +64,13 @@ export async function* followPipelineLog(options: FollowLogOptions): AsyncGenera
       if (newline >= 0) {
         yield pending.subarray(0, newline + 1).toString("utf8");
         pending = pending.subarray(newline + 1);
+      } else if (pending.length > MAX_PENDING_LINE) {
+        // Held back no longer: cut before a character's continuation bytes, never inside one.
+        let cut = pending.length;
+        while (cut > 0 && (pending[cut - 1]! & 0xc0) === 0x80) cut--;
+        if (cut > 0 && pending[cut - 1]! >= 0xc0) cut--;
+        yield pending.subarray(0, cut).toString("utf8");
+        pending = pending.subarray(cut);
       }
       if (chunk.length === CHUNK) continue;
     }

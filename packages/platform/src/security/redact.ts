@@ -83,9 +83,12 @@ export function createRedactor(values: Iterable<string>): Redactor {
 function formsOf(secret: string): string[] {
   const bytes = Buffer.from(secret, "utf8");
   const base64 = bytes.toString("base64");
+  const escaped = JSON.stringify(secret).slice(1, -1);
   return [
     secret,
-    JSON.stringify(secret).slice(1, -1),
+    escaped,
+    // A JSON log line (the SDK's logger) sent inside a JSON answer is escaped twice.
+    JSON.stringify(escaped).slice(1, -1),
     base64,
     base64.replace(/=+$/, ""),
     bytes.toString("base64url"),
