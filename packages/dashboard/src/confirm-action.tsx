@@ -22,8 +22,14 @@ export function ConfirmAction(props: ConfirmActionProps) {
   const [step, setStep] = useState<"idle" | "confirm" | "busy">("idle");
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | undefined>(undefined);
   const confirmButton = useRef<HTMLButtonElement>(null);
+  const trigger = useRef<HTMLButtonElement>(null);
+  const last = useRef(step);
   useEffect(() => {
+    // Into the question when it opens; back to the button after Cancel or once the change is done,
+    // so that a keyboard user does not start again from the top of the page.
     if (step === "confirm") confirmButton.current?.focus();
+    else if (step === "idle" && last.current !== "idle") trigger.current?.focus();
+    last.current = step;
   }, [step]);
 
   async function confirm() {
@@ -51,15 +57,20 @@ export function ConfirmAction(props: ConfirmActionProps) {
           </button>
         </p>
       ) : (
-        <button type="button" class={danger ? "danger" : "quiet"} disabled={step === "busy"} onClick={() => (setOutcome(undefined), setStep("confirm"))}>
+        <button type="button" ref={trigger} class={danger ? "danger" : "quiet"} disabled={step === "busy"} onClick={() => (setOutcome(undefined), setStep("confirm"))}>
           {step === "busy" ? busyLabel : label}
         </button>
       )}
-      {outcome === undefined ? null : (
-        <p class={outcome.ok ? "ok" : "error"} role={outcome.ok ? "status" : "alert"}>
+      {/* The status region stays in the page, so that screen readers announce its text when it
+          changes; a refusal is an alert, which is announced when it appears. */}
+      <p class={outcome?.ok === true ? "confirm-outcome ok" : "confirm-outcome"} role="status">
+        {outcome?.ok === true ? outcome.text : ""}
+      </p>
+      {outcome?.ok === false ? (
+        <p class="error" role="alert">
           {outcome.text}
         </p>
-      )}
+      ) : null}
     </div>
   );
 }

@@ -246,7 +246,9 @@ export function FlagView(props: { api: Api; flagKey: string; principal: Principa
                 announce={setNotice}
                 run={async () => {
                   const state = flag.state === "ENABLED" ? "DISABLED" : "ENABLED";
-                  const r = await calls.put(flagKey, { ...flag, state });
+                  // From the flag as it is now, not as this page last loaded it: only the state changes.
+                  const current = (await calls.flag(flagKey)).flag;
+                  const r = await calls.put(flagKey, { ...current, state });
                   reload();
                   return `${flagKey} is ${state} from revision ${r.revision}.`;
                 }}

@@ -163,7 +163,7 @@ function MapGraph(props: { layout: MapLayout; windowText: string }) {
           {layout.routes.map(({ link, points }) => (
             <g key={link.id} class={`map-edge ${link.bucket} ${link.declaration}`} data-edge={link.id} data-bucket={link.bucket} data-declaration={link.declaration}>
               <title>{link.description}</title>
-              <path d={pathThrough(points)} stroke-width={strokeWidth(link)} marker-end={`url(#map-arrow-${link.bucket})`} />
+              <path d={pathThrough(points)} style={{ strokeWidth: strokeWidth(link) }} marker-end={`url(#map-arrow-${link.bucket})`} />
             </g>
           ))}
         </g>
