@@ -9,7 +9,7 @@ export interface ApiClient {
   /** GET a plain-text answer (a pipeline log). */
   text(path: string): Promise<string>;
   readonly url: string;
-  get<T>(path: string): Promise<T>;
+  get<T>(path: string, options?: { signal?: AbortSignal }): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
   request<T>(method: "PUT" | "DELETE" | "POST" | "GET", path: string, body?: unknown): Promise<T>;
   /** POST or GET whose answer is NDJSON; yields each parsed line. */
@@ -44,8 +44,8 @@ export function createApiClient(url: string, credentials: { stateDir: string } |
 
   return {
     url,
-    async get<T>(path: string) {
-      return (await (await request(path, { method: "GET" })).json()) as T;
+    async get<T>(path: string, options: { signal?: AbortSignal } = {}) {
+      return (await (await request(path, { method: "GET", ...(options.signal ? { signal: options.signal } : {}) })).json()) as T;
     },
     async text(path: string) {
       return (await request(path, { method: "GET" })).text();

@@ -12,6 +12,9 @@ import { color } from "./output.js";
 import { print } from "./progress.js";
 import { storeLocationOf } from "./store-commands.js";
 
+/** How long the control plane's status may take: doctor's checks have not started yet. */
+const STATUS_TIMEOUT_MS = 5000;
+
 /** The project's control plane, gateway and status, when they run. */
 async function findRunning(stateDir: string): Promise<RunningProject | undefined> {
   const [cp, gw] = await Promise.all([findControlPlane(stateDir), findGateway(stateDir)]);
@@ -21,10 +24,12 @@ async function findRunning(stateDir: string): Promise<RunningProject | undefined
     ...(gw === undefined ? {} : { gateway: { pid: gw.pid, url: gw.url, ...(gw.adminUrl === undefined ? {} : { adminUrl: gw.adminUrl }) } }),
   };
   if (cp !== undefined) {
+    // A control plane that answers /healthz may still stall on /v1/status; the readiness check reports it.
+    const signal = AbortSignal.timeout(STATUS_TIMEOUT_MS);
     try {
-      running.status = await createApiClient(cp.url, { stateDir }).get<StatusReport>("/v1/status");
+      running.status = await createApiClient(cp.url, { stateDir }).get<StatusReport>("/v1/status", { signal });
     } catch (err) {
-      running.statusError = err instanceof Error ? err.message : String(err);
+      running.statusError = signal.aborted ? `GET /v1/status did not answer within ${STATUS_TIMEOUT_MS / 1000} s` : err instanceof Error ? err.message : String(err);
     }
   }
   return running;

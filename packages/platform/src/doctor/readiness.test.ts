@@ -62,8 +62,16 @@ describe("checkReadiness", () => {
     expect((await checkReadiness({ manifest, status: status([closed]) }))[0]?.message).toBe(`orders: /ready fails on 1 of 1 replicas: orders-0 (port ${closed}): ECONNREFUSED`);
   });
 
-  it("skips when the project is not running, saying why", async () => {
+  it("fails a service that should run replicas and runs none, and passes one scaled to zero", async () => {
+    const gone = status([1, 2], ["failed", "stopped"]);
+    const results = await checkReadiness({ manifest, status: gone });
+    expect(results[0]).toEqual({ check: "readiness", status: "fail", message: "orders: 0 of 2 replicas run", fix: "`keelson status orders` shows each replica; `keelson logs orders` shows why they stopped" });
+    const scaledToZero = status([]);
+    expect((await checkReadiness({ manifest, status: scaledToZero }))[0]).toEqual({ check: "readiness", status: "pass", message: "orders: no replica runs (0 desired)" });
+  });
+
+  it("skips when the project is not running, and fails when the running control plane's status cannot be read", async () => {
     expect(await checkReadiness({ manifest, status: undefined })).toEqual([{ check: "readiness", status: "skip", message: "the project is not running; `keelson up` starts it" }]);
-    expect((await checkReadiness({ manifest, status: undefined, statusError: "401" }))[0]?.message).toContain("its status could not be read: 401");
+    expect((await checkReadiness({ manifest, status: undefined, statusError: "401" }))[0]).toMatchObject({ status: "fail", message: "the control plane runs but its status could not be read: 401" });
   });
 });

@@ -21,12 +21,15 @@ const LIVE: ReadonlySet<ReplicaStatus["state"]> = new Set(["starting", "ready", 
 
 /**
  * A line per service: pass when its readiness path answers on every replica, fail naming the
- * replicas that do not, warn for a service without a readiness path; skip when nothing runs.
+ * replicas that do not (or when none of the replicas it should have runs), warn for a service
+ * without a readiness path; skip when nothing runs, fail when the control plane's status could
+ * not be read.
  */
 export async function checkReadiness(input: { manifest: Manifest; status: StatusReport | undefined; statusError?: string }): Promise<CheckResult[]> {
   const { manifest, status } = input;
   if (status === undefined) {
-    return [input.statusError === undefined ? skip("readiness", "the project is not running; `keelson up` starts it") : skip("readiness", `the control plane runs but its status could not be read: ${input.statusError}`)];
+    if (input.statusError === undefined) return [skip("readiness", "the project is not running; `keelson up` starts it")];
+    return [fail("readiness", `the control plane runs but its status could not be read: ${input.statusError}`, "`keelson status` shows whether the control plane answers; if it hangs, `keelson down` and `keelson up` restart it")];
   }
   const results = await Promise.all(
     Object.entries(manifest.services).map(async ([name, spec]): Promise<CheckResult> => {
@@ -37,7 +40,10 @@ export async function checkReadiness(input: { manifest: Manifest; status: Status
         return warn("readiness", `${name} has no readiness path: its replicas get traffic as soon as they start`, `set services.${name}.readiness to a path that answers 2xx once the service can serve, e.g. readiness: /health`);
       }
       const replicas = running.instances.filter((i) => LIVE.has(i.state));
-      if (replicas.length === 0) return pass("readiness", `${name}: no replica runs (${running.replicas.desired} desired)`);
+      if (replicas.length === 0) {
+        if (running.replicas.desired === 0) return pass("readiness", `${name}: no replica runs (0 desired)`);
+        return fail("readiness", `${name}: 0 of ${running.replicas.desired} replicas run`, `\`keelson status ${name}\` shows each replica; \`keelson logs ${name}\` shows why they stopped`);
+      }
       if (spec.tls) {
         // Its replicas serve HTTPS with certificates of the project's CA; the control plane probes them with it.
         const unready = replicas.filter((i) => i.state !== "ready");

@@ -1,7 +1,8 @@
 // Replacing a file so that readers see the old content or the new, never a part: the new
 // content goes to a temporary file beside it (flushed to disk), which is then renamed over it.
+// A symbolic link is followed: the file it names is replaced, and the link stays a link.
 import { randomBytes } from "node:crypto";
-import { open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { open, readFile, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { KeelsonError } from "@keelson/protocol";
 
@@ -32,8 +33,10 @@ export interface StageOptions {
  * await staged.commit();
  */
 export async function stageFile(file: string, content: string | Buffer, options: StageOptions = {}): Promise<StagedFile> {
-  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString("hex")}.tmp`);
-  const mode = options.mode ?? (await stat(file).then((s) => s.mode & 0o777, () => 0o644));
+  // Renaming over a link would replace the link; the file it names is the one to replace.
+  const target = await realpath(file).catch(() => file);
+  const tmp = join(dirname(target), `.${basename(target)}.${randomBytes(4).toString("hex")}.tmp`);
+  const mode = options.mode ?? (await stat(target).then((s) => s.mode & 0o777, () => 0o644));
   const handle = await open(tmp, "wx", mode);
   try {
     await handle.chmod(mode); // open's mode is narrowed by the umask; keep the file's own
@@ -59,7 +62,7 @@ export async function stageFile(file: string, content: string | Buffer, options:
         }
       }
       try {
-        await doRename(tmp, file);
+        await doRename(tmp, target);
       } catch (err) {
         await discard();
         throw err;

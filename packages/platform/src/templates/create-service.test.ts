@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { lstat, mkdir, readdir, readFile, readlink, rename, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, readlink, rename, symlink, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import type { ErrorCode } from "@keelson/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -107,6 +107,19 @@ describe("keelson new: creating a service from a template", () => {
     await mkdir(join(dir, "services", "hello"));
     await create({ template: "static-site" });
     expect(existsSync(join(dir, "services", "hello", "server.mjs"))).toBe(true);
+  });
+
+  it("edits the file a symlinked keelson.yaml names and keeps the link", async () => {
+    await mkdir(join(dir, "shared"));
+    await writeFile(join(dir, "shared", "keelson.yaml"), MANIFEST);
+    await mkdir(join(dir, "app", "services", "api"), { recursive: true });
+    await symlink(join("..", "shared", "keelson.yaml"), join(dir, "app", "keelson.yaml"));
+    await create({ project: join(dir, "app"), template: "static-site" });
+    expect((await lstat(join(dir, "app", "keelson.yaml"))).isSymbolicLink()).toBe(true);
+    expect(await readlink(join(dir, "app", "keelson.yaml"))).toBe(join("..", "shared", "keelson.yaml"));
+    expect((await loadManifest(join(dir, "shared", "keelson.yaml"), { checkPaths: false })).manifest.services.hello).toMatchObject({ path: "services/hello" });
+    expect(existsSync(join(dir, "app", "services", "hello", "server.mjs"))).toBe(true);
+    expect(await readdir(join(dir, "shared"))).toEqual(["keelson.yaml"]);
   });
 
   describe("writes nothing on bad input", () => {

@@ -43,6 +43,8 @@ describe("placeholders", () => {
   it("refuses to render a text with a problem instead of leaving a placeholder in the output", () => {
     expect(() => renderPlaceholders("{{ missing }}", { name: "x" })).toThrow('no value for "missing"');
     expect(() => renderPlaceholders("{{ oops", {})).toThrow("without a closing");
+    // Only a record's own values count: not Object.prototype's toString.
+    expect(() => renderPlaceholders("{{ toString }}", {})).toThrow('no value for "toString"');
   });
 
   it("tells a text that is exactly one placeholder", () => {

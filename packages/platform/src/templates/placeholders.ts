@@ -171,7 +171,8 @@ export function renderPlaceholders(text: string, values: Readonly<Record<string,
       out += t.text;
       continue;
     }
-    const value = values[t.placeholder.variable];
+    // Own values only: a variable named toString or constructor is not Object.prototype's.
+    const value = Object.hasOwn(values, t.placeholder.variable) ? values[t.placeholder.variable] : undefined;
     if (value === undefined) throw new Error(`${t.placeholder.line}:${t.placeholder.column} no value for "${t.placeholder.variable}"`);
     out += placeholderText(t.placeholder, value);
   }

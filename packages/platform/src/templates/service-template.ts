@@ -46,6 +46,7 @@ const MAX_FILES = 1000;
 const MAX_BYTES = 20 * 1024 * 1024;
 /** npm leaves .gitignore files out of packages, so templates ship them as `gitignore`. */
 const RENAMED: Record<string, string> = { gitignore: ".gitignore" };
+const SYMLINK_REFUSED = "a template may not hold symbolic links; copy the file in instead";
 
 /** A path as shown in messages: relative to the working directory when inside it. */
 export function shownPath(abs: string): string {
@@ -95,7 +96,9 @@ export async function loadTemplate(dir: string, options: { name: string; origin:
   const { name, origin } = options;
   let definitionFile: string | undefined;
   for (const f of DEFINITION_FILES) {
-    if (await lstat(join(dir, f)).then((s) => s.isFile(), () => false)) {
+    const info = await lstat(join(dir, f)).catch(() => undefined);
+    if (info?.isSymbolicLink()) throw templateError(name, [{ file: shownPath(join(dir, f)), line: 1, column: 1, path: "", message: SYMLINK_REFUSED }]);
+    if (info?.isFile()) {
       definitionFile = join(dir, f);
       break;
     }
@@ -116,14 +119,15 @@ export async function loadTemplate(dir: string, options: { name: string; origin:
     for (const entry of (await readdir(folder, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const abs = join(folder, entry.name);
       const rel = relative(dir, abs).split(sep).join("/");
+      const shown = shownPath(abs);
+      // Before anything is skipped: a link among the skipped names (the source note) would be written through.
+      if (entry.isSymbolicLink()) {
+        issues.push({ file: shown, line: 1, column: 1, path: "", message: SYMLINK_REFUSED });
+        continue;
+      }
       if (folder === dir && ((DEFINITION_FILES as readonly string[]).includes(entry.name) || entry.name === SOURCE_NOTE_FILE)) continue;
       if (entry.isDirectory()) {
         if (!SKIPPED_DIRS.has(entry.name)) await walk(abs);
-        continue;
-      }
-      const shown = shownPath(abs);
-      if (entry.isSymbolicLink()) {
-        issues.push({ file: shown, line: 1, column: 1, path: "", message: "a template may not hold symbolic links; copy the file in instead" });
         continue;
       }
       if (!entry.isFile()) continue;
@@ -167,7 +171,8 @@ export function renderTemplateFiles(template: ServiceTemplate, values: Readonly<
       return rendered;
     });
     const last = segments.length - 1;
-    segments[last] = RENAMED[segments[last] as string] ?? (segments[last] as string);
+    const base = segments[last] as string;
+    segments[last] = Object.hasOwn(RENAMED, base) ? (RENAMED[base] as string) : base;
     const path = segments.join("/");
     if (seen.has(path)) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `template "${template.name}": two files become ${path}; choose other values`);
     seen.add(path);

@@ -235,7 +235,7 @@ export function renderManifestEntry(definition: TemplateDefinition, values: Read
     Scalar(_key, s) {
       if (typeof s.value !== "string") return;
       const sole = solePlaceholder(s.value);
-      const typed = sole !== undefined && sole.filters.length === 0 ? values[sole.variable] : undefined;
+      const typed = sole !== undefined && sole.filters.length === 0 && Object.hasOwn(values, sole.variable) ? values[sole.variable] : undefined;
       if (typed !== undefined && typeof typed !== "string") {
         s.value = typed;
         s.type = "PLAIN";

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -90,6 +90,55 @@ describe("the template library", () => {
     const clone = await rejection(addTemplate(pathToFileURL(join(dir, "nothing-here")).href, { userDir }), "KEELSON_ERR_NOT_FOUND");
     expect(clone.message).toMatch(/^git clone file:\/\/.*nothing-here failed: /);
     expect(await readdir(userDir)).toEqual(["my-http"]);
+  });
+
+  it("refuses a --subdir that is a symbolic link: the folder it names keeps its .git and nothing is added", async () => {
+    // A folder elsewhere on the machine that looks like a template, with a repository of its own.
+    const victim = join(dir, "victim");
+    await writeTemplate(victim, DEFINITION("victim"));
+    await mkdir(join(victim, ".git"));
+    await writeFile(join(victim, ".git", "HEAD"), "ref: refs/heads/main\n");
+    const repo = join(dir, "repo");
+    await writeTemplate(join(repo, "templates", "ok"));
+    await symlink(victim, join(repo, "evil"));
+    await git(dir, ["init", "-q", repo]);
+    await git(repo, ["add", "-A"]);
+    await git(repo, ["commit", "-q", "-m", "a link"]);
+    const url = pathToFileURL(repo).href;
+    const err = await rejection(addTemplate(url, { userDir, subdir: "evil" }), "KEELSON_ERR_TEMPLATE_INVALID");
+    expect(err.message).toBe(`--subdir evil is a symbolic link in ${url}; a template's folder must be a real folder of the source`);
+    // A folder reached through a link further up is outside the clone too.
+    const deeper = await rejection(addTemplate(url, { userDir, subdir: "evil/.git" }), "KEELSON_ERR_INVALID_INPUT");
+    expect(deeper.message).toBe(`--subdir evil/.git leads outside ${url} (through ".." or a symbolic link); name a folder inside it`);
+    expect(existsSync(join(victim, ".git", "HEAD"))).toBe(true);
+    expect(await readdir(userDir)).toEqual([]);
+  });
+
+  it("copies the folder a link names, not the link, and leaves that folder's .git alone", async () => {
+    const real = join(dir, "real", "team-api");
+    await writeTemplate(real);
+    await mkdir(join(real, ".git"));
+    await symlink(real, join(dir, "team-api"));
+    const added = await addTemplate(join(dir, "team-api"), { userDir });
+    expect((await lstat(added.dir)).isDirectory()).toBe(true);
+    expect(existsSync(join(real, ".git"))).toBe(true);
+    expect(await readdir(added.dir)).toEqual([".keelson-source.json", "main.mjs", "template.yaml"]);
+  });
+
+  it("never writes through a symbolic link a template holds, nor uses a linked template folder by name", async () => {
+    const victim = join(dir, "victim.txt");
+    await writeFile(victim, "mine\n");
+    await writeTemplate(join(dir, "src", "team-api"));
+    await symlink(victim, join(dir, "src", "team-api", ".keelson-source.json"));
+    const err = await rejection(addTemplate(join(dir, "src", "team-api"), { userDir }), "KEELSON_ERR_TEMPLATE_INVALID");
+    expect(err.message).toMatch(/\.keelson-source\.json:1:1 a template may not hold symbolic links/);
+    expect(await readFile(victim, "utf8")).toBe("mine\n");
+    expect(await readdir(userDir)).toEqual([]);
+    // A link among the user's templates is neither listed nor found by name.
+    await writeTemplate(join(dir, "elsewhere"));
+    await symlink(join(dir, "elsewhere"), join(userDir, "linked"));
+    expect((await listTemplates({ userDir })).map((t) => t.name)).not.toContain("linked");
+    await rejection(findTemplate("linked", { userDir }), "KEELSON_ERR_NOT_FOUND");
   });
 
   it("names the templates there are when one is not found, with a suggestion", async () => {

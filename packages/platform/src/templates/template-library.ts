@@ -4,9 +4,9 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { cp, lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { basename, join, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import { KeelsonError } from "@keelson/protocol";
 import { didYouMean } from "../manifest/index.js";
@@ -70,6 +70,7 @@ async function folders(dir: string): Promise<string[]> {
 
 async function sourceNote(dir: string): Promise<TemplateSourceNote | undefined> {
   try {
+    if (!(await lstat(join(dir, SOURCE_NOTE_FILE))).isFile()) return undefined;
     return JSON.parse(await readFile(join(dir, SOURCE_NOTE_FILE), "utf8")) as TemplateSourceNote;
   } catch {
     return undefined;
@@ -100,6 +101,11 @@ export async function listTemplates(options: LibraryOptions = {}): Promise<Templ
   return out;
 }
 
+/** Whether `path` is a folder itself, not a symbolic link to one (the listing shows only those). */
+async function isRealFolder(path: string): Promise<boolean> {
+  return lstat(path).then((s) => s.isDirectory(), () => false);
+}
+
 /** Whether the argument names a folder rather than a template ("./x", "../x", "/x", "x/y"). */
 function looksLikePath(text: string): boolean {
   return text.startsWith(".") || text.includes("/") || text.includes("\\");
@@ -119,9 +125,9 @@ export async function findTemplate(nameOrPath: string, options: LibraryOptions =
     return loadTemplate(dir, { name: basename(dir), origin: "folder" });
   }
   const builtin = join(options.builtinDir ?? BUILTIN_TEMPLATES_DIR, nameOrPath);
-  if (TEMPLATE_NAME.test(nameOrPath) && existsSync(builtin)) return loadTemplate(builtin, { name: nameOrPath, origin: "built-in" });
+  if (TEMPLATE_NAME.test(nameOrPath) && (await isRealFolder(builtin))) return loadTemplate(builtin, { name: nameOrPath, origin: "built-in" });
   const user = join(options.userDir ?? userTemplatesDir(), nameOrPath);
-  if (TEMPLATE_NAME.test(nameOrPath) && existsSync(user)) return loadTemplate(user, { name: nameOrPath, origin: "user" });
+  if (TEMPLATE_NAME.test(nameOrPath) && (await isRealFolder(user))) return loadTemplate(user, { name: nameOrPath, origin: "user" });
   const names = [...(await folders(options.builtinDir ?? BUILTIN_TEMPLATES_DIR)), ...(await folders(options.userDir ?? userTemplatesDir()))];
   const close = didYouMean(nameOrPath, names);
   throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no template "${nameOrPath}"${close ? `; did you mean \`${close}\`?` : ""}; templates: ${names.join(", ")} (\`keelson templates list\`; a folder works too: ./path/to/template)`, {
@@ -176,21 +182,17 @@ export async function addTemplate(source: string, options: AddTemplateOptions = 
       const commit = (await run("git", ["-C", join(staging, "clone"), "rev-parse", "HEAD"])).stdout.trim();
       note = { source, kind: "git", ...(options.ref ? { ref: options.ref } : {}), commit, addedAt: new Date().toISOString() };
     } else {
+      // The folder a link names is copied, never the link (cp would copy a link as a link).
       const dir = resolve(source);
       if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
         throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no folder or git repository at ${source} (a git URL starts with https://, ssh://, git://, file:// or user@host:)`);
       }
       note = { source: dir, kind: "folder", addedAt: new Date().toISOString() };
-      await cp(dir, join(staging, "clone"), { recursive: true, verbatimSymlinks: true, filter: (from) => !/[/\\](\.git|node_modules)$/.test(from) });
+      await cp(await realpath(dir), join(staging, "clone"), { recursive: true, verbatimSymlinks: true, filter: (from) => !/[/\\](\.git|node_modules)$/.test(from) });
     }
-    let root = join(staging, "clone");
-    if (options.subdir !== undefined) {
-      root = resolve(root, options.subdir);
-      if (!root.startsWith(join(staging, "clone")) || !(await stat(root).then((s) => s.isDirectory(), () => false))) {
-        throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no folder ${options.subdir} in ${source}`);
-      }
-    }
-    await rm(join(root, ".git"), { recursive: true, force: true });
+    const clone = join(staging, "clone");
+    let root = clone;
+    if (options.subdir !== undefined) root = await subfolder(clone, options.subdir, source);
     const fallbackName = basename(options.subdir ?? source.replace(/[/\\]+$/, "")).replace(/\.git$/, "");
     // Checked under a provisional name first; the definition may name itself.
     const probe = await loadTemplate(root, { name: options.name ?? fallbackName, origin: "user" });
@@ -202,7 +204,10 @@ export async function addTemplate(source: string, options: AddTemplateOptions = 
     const dest = join(userDir, name);
     const replaced = existsSync(dest);
     if (replaced && !options.force) throw new KeelsonError("KEELSON_ERR_CONFLICT", `a template "${name}" was already added (${dest}); --force replaces it`);
-    await writeFile(join(root, SOURCE_NOTE_FILE), `${JSON.stringify(note, null, 2)}\n`);
+    // Only now, and only the clone's own: a .git reached through a link could be anyone's.
+    await rm(join(clone, ".git"), { recursive: true, force: true });
+    await rm(join(root, SOURCE_NOTE_FILE), { force: true }); // a copy of an added template has one; never written through
+    await writeFile(join(root, SOURCE_NOTE_FILE), `${JSON.stringify(note, null, 2)}\n`, { flag: "wx" });
     if (replaced) await rename(dest, trash);
     try {
       await rename(root, dest);
@@ -216,6 +221,25 @@ export async function addTemplate(source: string, options: AddTemplateOptions = 
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
+}
+
+/**
+ * The template's folder inside a clone: a real folder under it, never a symbolic link (which
+ * could name any folder on the machine, and would be moved in as a link).
+ */
+async function subfolder(clone: string, subdir: string, source: string): Promise<string> {
+  const root = resolve(clone, subdir);
+  const info = await lstat(root).catch(() => undefined);
+  if (info === undefined) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no folder ${subdir} in ${source}`, { details: { source, subdir } });
+  if (info.isSymbolicLink()) {
+    throw new KeelsonError("KEELSON_ERR_TEMPLATE_INVALID", `--subdir ${subdir} is a symbolic link in ${source}; a template's folder must be a real folder of the source`, { details: { source, subdir } });
+  }
+  const [real, top] = await Promise.all([realpath(root), realpath(clone)]);
+  if (real !== top && !real.startsWith(top + sep)) {
+    throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `--subdir ${subdir} leads outside ${source} (through ".." or a symbolic link); name a folder inside it`, { details: { source, subdir } });
+  }
+  if (!info.isDirectory()) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `no folder ${subdir} in ${source}`, { details: { source, subdir } });
+  return real;
 }
 
 async function cloneInto(source: string, ref: string | undefined, dest: string): Promise<void> {

@@ -40,6 +40,33 @@ describe("template variables", () => {
     expect(err.message).toBe('route: its default becomes "/orders" here, which does not fit (expected a value matching //[a-z]{1,3}/, got "/orders"); pass --set route=…');
   });
 
+  it("lists a variable whose default uses an earlier variable without a value as needing one, instead of crashing", async () => {
+    const vars = `  token: { description: A token }\n  header: { description: Header, default: "Bearer {{token}}" }`;
+    const err = await rejection(resolveVariables(template(vars), { builtins, given: {} }), "KEELSON_ERR_INVALID_INPUT");
+    expect(err.message).toBe('template "t" needs values for token (A token), header (Header); pass --set token=… --set header=…, or run in a terminal to be asked');
+    expect(err.details).toMatchObject({ missing: ["token", "header"] });
+    // The same after a --set of the earlier variable that does not fit.
+    const invalid = await rejection(resolveVariables(template(`${VARS}\n  label: { description: Label, default: "x{{replicas}}" }`), { builtins, given: { replicas: "many", token: "t" } }), "KEELSON_ERR_INVALID_INPUT");
+    expect(invalid.message.split("\n")).toEqual([
+      '--set replicas=many: expected an integer, got "many"',
+      'template "t" needs a value for label (Label); pass --set label=…, or run in a terminal to be asked',
+    ]);
+    // A terminal is asked without a suggestion, and Enter is not an answer.
+    let label: VariableQuestion | undefined;
+    const ask = async (q: VariableQuestion) => {
+      if (q.variable.name === "label") label = q;
+      return q.variable.name === "token" ? "tok" : "";
+    };
+    await rejection(resolveVariables(template(`${VARS}\n  label: { description: Label, default: "x{{replicas}}" }`), { builtins, given: { replicas: "many" }, ask }), "KEELSON_ERR_INVALID_INPUT");
+    expect(label?.suggestion).toBeUndefined();
+    expect(label?.check("")).toBe("a value is needed");
+  });
+
+  it("reads a variable named like an Object method (toString, constructor) from its own value, not the prototype", async () => {
+    const values = await resolveVariables(template(`  toString: { description: T, default: "{{name}}-text" }\n  constructor: { description: C, type: integer, default: 3 }`), { builtins, given: {} });
+    expect(values).toEqual({ ...builtins, toString: "orders-text", constructor: 3 });
+  });
+
   it("asks for what is not set, in order, offering each default with earlier answers filled in", async () => {
     const asked: Array<[string, string | undefined]> = [];
     const answers: Record<string, string> = { route: "/shop/orders", replicas: "", tls: "", token: "tok", note: "" };

@@ -3,7 +3,7 @@
 // before anything is written and reported at once.
 import { KeelsonError } from "@keelson/protocol";
 import { didYouMean } from "../manifest/index.js";
-import { renderPlaceholders, type TemplateValue } from "./placeholders.js";
+import { renderPlaceholders, scanPlaceholders, type TemplateValue } from "./placeholders.js";
 import { BUILTIN_VARIABLES, parseValue, valueProblem, type BuiltinVariable, type TemplateVariable } from "./template-definition.js";
 import type { ServiceTemplate } from "./service-template.js";
 
@@ -48,9 +48,10 @@ export async function resolveVariables(template: ServiceTemplate, input: Resolve
   }
   const missing: TemplateVariable[] = [];
   for (const v of declared) {
-    let suggestion: string | undefined;
-    if (v.default !== undefined) suggestion = typeof v.default === "string" ? renderPlaceholders(v.default, values) : String(v.default);
-    const given = input.given[v.name];
+    const suggestion = defaultValue(v, values);
+    // A variable with a default but no suggestion needs a value: an earlier variable its default uses has none.
+    const needed = v.required || v.default !== undefined;
+    const given = Object.hasOwn(input.given, v.name) ? input.given[v.name] : undefined;
     if (given !== undefined) {
       const value = parseValue(v, given);
       const wrong = valueProblem(v, value);
@@ -60,7 +61,7 @@ export async function resolveVariables(template: ServiceTemplate, input: Resolve
     }
     const check = (answer: string): string | undefined => {
       const raw = answer === "" ? suggestion : answer;
-      if (raw === undefined) return v.required ? "a value is needed" : undefined;
+      if (raw === undefined) return needed ? "a value is needed" : undefined;
       return valueProblem(v, parseValue(v, raw));
     };
     if (input.ask) {
@@ -76,7 +77,7 @@ export async function resolveVariables(template: ServiceTemplate, input: Resolve
       const wrong = valueProblem(v, value);
       if (wrong !== undefined) problems.push(`${v.name}: its default becomes ${JSON.stringify(suggestion)} here, which does not fit (${wrong}); pass --set ${v.name}=…`);
       else values[v.name] = value;
-    } else if (v.required) {
+    } else if (needed) {
       missing.push(v);
     } else {
       values[v.name] = "";
@@ -91,4 +92,12 @@ export async function resolveVariables(template: ServiceTemplate, input: Resolve
     throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", problems.join("\n"), { details: { template: template.name, problems, missing: missing.map((v) => v.name) } });
   }
   return values;
+}
+
+/** A variable's default with its placeholders replaced; undefined without one, or when a variable it uses has no value. */
+function defaultValue(v: TemplateVariable, values: Readonly<Record<string, TemplateValue>>): string | undefined {
+  if (v.default === undefined) return undefined;
+  if (typeof v.default !== "string") return String(v.default);
+  const uses = scanPlaceholders(v.default, new Set()).placeholders;
+  return uses.every((p) => Object.hasOwn(values, p.variable)) ? renderPlaceholders(v.default, values) : undefined;
 }
