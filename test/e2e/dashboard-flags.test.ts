@@ -271,6 +271,26 @@ describe.skipIf(!available).sequential("dashboard flags and experiments in Chrom
     }
   });
 
+  it("refuses a save over a change someone made while the editor was open (If-Match), until the latest is loaded", async () => {
+    await page.goto(`${url}/#/flags/banner`);
+    await page.getByRole("button", { name: "Edit" }).click();
+    await expect.poll(() => page.getByLabel("Default variant").isVisible(), { timeout: 15_000 }).toBe(true);
+    // Someone else changes the flag meanwhile.
+    const theirs = { ...(await getFlag("banner")).flag, description: "changed by someone else" };
+    expect((await api("PUT", "/v1/flags/banner", theirs)).status).toBe(200);
+    await expect.poll(() => page.getByText("Someone changed this flag since you opened the editor").isVisible(), { timeout: 15_000 }).toBe(true);
+    await page.getByLabel("Default variant").selectOption("sale");
+    await page.getByRole("button", { name: "Save flag" }).click();
+    await expect.poll(() => page.getByRole("alert").first().textContent(), { timeout: 10_000 }).toMatch(/changed since it was read/);
+    expect((await getFlag("banner")).flag).toMatchObject({ description: "changed by someone else", defaultVariant: "plain" });
+    // Loading the latest, the same change goes through and keeps theirs.
+    await page.getByRole("button", { name: "Load the latest" }).click();
+    await page.getByLabel("Default variant").selectOption("sale");
+    await page.getByRole("button", { name: "Save flag" }).click();
+    await expect.poll(() => page.getByRole("status").filter({ hasText: "Saved banner" }).isVisible(), { timeout: 10_000 }).toBe(true);
+    expect((await getFlag("banner")).flag).toMatchObject({ description: "changed by someone else", defaultVariant: "sale" });
+  });
+
   it("gives a viewer no edit, kill or rollback controls, and the API refuses them with 403", async () => {
     const created = await api("POST", "/v1/tokens", { name: "flag-viewer", role: "viewer" });
     expect(created.status).toBe(201);

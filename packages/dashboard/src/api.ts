@@ -139,7 +139,7 @@ export interface Api {
   /** GET a JSON document from the API (views with their own typed calls build on it, e.g. flags-api.ts). */
   get<T>(path: string, signal?: AbortSignal): Promise<T>;
   /** A mutation with a JSON body (or none); the JSON answer, or undefined for an empty one. ApiError carries the API's code and message. */
-  send<T>(method: "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<T>;
+  send<T>(method: "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
   /** The raw response of a request the API accepted (for streaming answers such as NDJSON or logs). */
   fetch(path: string, init?: RequestInit): Promise<Response>;
   status(signal?: AbortSignal): Promise<StatusReport>;
@@ -165,7 +165,12 @@ export function query(params: Record<string, string | number | undefined>): stri
 
 export function createApi(token: string): Api {
   async function call(path: string, init: RequestInit = {}): Promise<Response> {
-    const res = await fetch(path, { ...init, headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(init.body === undefined ? {} : { "content-type": "application/json" }) } });
+    // The caller's headers (If-Match, say) with the token, and JSON unless the caller says otherwise.
+    const headers = new Headers(init.headers);
+    headers.set("authorization", `Bearer ${token}`);
+    if (!headers.has("accept")) headers.set("accept", "application/json");
+    if (init.body !== undefined && !headers.has("content-type")) headers.set("content-type", "application/json");
+    const res = await fetch(path, { ...init, headers });
     if (res.status === 401) throw new UnauthorizedError("the control plane refused the token");
     if (!res.ok) {
       const body = (await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string; details?: unknown } } | undefined;
@@ -176,8 +181,8 @@ export function createApi(token: string): Api {
   async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
     return (await (await call(path, signal ? { signal } : {})).json()) as T;
   }
-  async function send<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await call(path, body === undefined ? { method } : { method, body: JSON.stringify(body) });
+  async function send<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    const res = await call(path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     const text = await res.text();
     return (text.trim() === "" ? undefined : JSON.parse(text)) as T;
   }

@@ -11,8 +11,10 @@ export interface FlagEditorProps {
   flagKey: string;
   /** The flag as stored now (it may change while the editor is open). */
   flag: FlagDefinition;
-  /** PUTs the definition; rejects with the API's error. */
-  save: (definition: FlagDefinition) => Promise<{ revision: number }>;
+  /** The stored flag's tag (GET's etag), which changes with it. */
+  tag: string | undefined;
+  /** PUTs the definition if the flag is still the one tagged `ifMatch`; rejects with the API's error (a 409 when it changed). */
+  save: (definition: FlagDefinition, ifMatch: string | undefined) => Promise<{ revision: number }>;
   /** Closes the editor, with what to announce when it saved. */
   onClose: (saved?: string) => void;
 }
@@ -21,8 +23,10 @@ const fieldId = (field: FlagField) => `flag-edit-${field}`;
 const errorId = (field: FlagField) => `flag-edit-${field}-error`;
 
 export function FlagEditor(props: FlagEditorProps) {
-  const { flagKey, flag, save, onClose } = props;
+  const { flagKey, flag, tag, save, onClose } = props;
   const [base, setBase] = useState(flag);
+  // The flag this draft started from: the save is refused if the stored flag is another by then.
+  const [baseTag, setBaseTag] = useState(tag);
   const [draft, setDraft] = useState<FlagDraft>(() => draftOf(flag));
   const [issues, setIssues] = useState<FieldIssue[]>([]);
   const [busy, setBusy] = useState(false);
@@ -50,7 +54,7 @@ export function FlagEditor(props: FlagEditorProps) {
     }
     setBusy(true);
     try {
-      const { revision } = await save(built.definition);
+      const { revision } = await save(built.definition, baseTag);
       setIssues([]);
       onClose(`Saved ${flagKey} as revision ${revision}.`);
     } catch (err) {
@@ -69,12 +73,13 @@ export function FlagEditor(props: FlagEditorProps) {
       <h3 id="flag-editor-heading">Edit {flagKey}</h3>
       {changedMeanwhile ? (
         <p class="flag-notice" role="status">
-          Someone changed this flag since you opened the editor. Saving replaces these fields with what you see here.{" "}
+          Someone changed this flag since you opened the editor: load the latest and redo your change (a save now is refused, so that theirs is not overwritten).{" "}
           <button
             type="button"
             class="quiet"
             onClick={() => {
               setBase(flag);
+              setBaseTag(tag);
               setDraft(draftOf(flag));
               setIssues([]);
             }}

@@ -17,6 +17,8 @@ export interface FlagDetail {
   flag: FlagDefinition;
   /** Declared in keelson.yaml at the last `keelson up`, which puts the declared definition back. */
   declared?: boolean;
+  /** The definition's tag (also the etag): sent back as If-Match, a change made meanwhile is refused. */
+  tag?: string;
 }
 
 /** One difference between two definitions: a dotted path and the values on each side (absent: none). */
@@ -104,7 +106,7 @@ export function flagsApi(api: Api) {
     usage: (signal?: AbortSignal) => api.get<FlagUsageView>("/v1/flags/usage", signal),
     flag: (key: string, signal?: AbortSignal) => api.get<FlagDetail>(flagPath(key), signal),
     history: async (key: string, signal?: AbortSignal) => (await api.get<{ changes: FlagChange[] }>(flagPath(key, "/history?limit=50"), signal)).changes,
-    put: (key: string, definition: FlagDefinition) => api.send<FlagDetail>("PUT", flagPath(key), definition),
+    put: (key: string, definition: FlagDefinition, ifMatch?: string) => api.send<FlagDetail>("PUT", flagPath(key), definition, ifMatch === undefined ? {} : { "if-match": ifMatch }),
     kill: (key: string) => api.send<FlagDetail>("POST", flagPath(key, "/kill")),
     rollback: (key: string, seq: number) => api.send<{ key: string; revision: number; flag: FlagDefinition | null }>("POST", flagPath(key, "/rollback"), { to: seq }),
     results: (key: string, metric: string | undefined, signal?: AbortSignal) =>

@@ -247,8 +247,8 @@ export function FlagView(props: { api: Api; flagKey: string; principal: Principa
                 run={async () => {
                   const state = flag.state === "ENABLED" ? "DISABLED" : "ENABLED";
                   // From the flag as it is now, not as this page last loaded it: only the state changes.
-                  const current = (await calls.flag(flagKey)).flag;
-                  const r = await calls.put(flagKey, { ...current, state });
+                  const current = await calls.flag(flagKey);
+                  const r = await calls.put(flagKey, { ...current.flag, state }, current.tag);
                   reload();
                   return `${flagKey} is ${state} from revision ${r.revision}.`;
                 }}
@@ -280,7 +280,8 @@ export function FlagView(props: { api: Api; flagKey: string; principal: Principa
             <FlagEditor
               flagKey={flagKey}
               flag={flag}
-              save={(definition) => calls.put(flagKey, definition)}
+              tag={data.detail.tag}
+              save={(definition, ifMatch) => calls.put(flagKey, definition, ifMatch)}
               onClose={(saved) => {
                 setEditing(false);
                 if (saved !== undefined) {

@@ -7,6 +7,7 @@ import {
   createFlagSchedule,
   createFlagUsage,
   findStaleFlags,
+  flagTag,
   ofrepContext,
   ofrepEvaluate,
   ofrepEvaluateAll,
@@ -124,12 +125,14 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
     if (!flag) throw new KeelsonError("KEELSON_ERR_NOT_FOUND", `flag "${key}" does not exist; \`keelson flags list\` shows the flags`);
     // Declared in keelson.yaml: the next `keelson up` puts the manifest's definition back.
     const declared = (await readDeclaredFlags({ store, project })).flags.includes(key);
-    sendJson(res, 200, { key, revision: s.revision, flag, declared });
+    sendJson(res, 200, { key, revision: s.revision, flag, declared, tag: flagTag(flag) }, { etag: flagTag(flag) });
   });
   route("PUT", "/v1/flags/:key", { flag: "key" }, async (req, res, params) => {
     const key = params.key as string;
-    const s = await flags.put(key, await readJson(req), actorOf(req));
-    sendJson(res, 200, { key, revision: s.revision, flag: s.set.flags[key] });
+    // If-Match: the tag the caller read (GET's etag); a flag changed since is a 409, not overwritten.
+    const ifMatch = req.headers["if-match"];
+    const s = await flags.put(key, await readJson(req), actorOf(req), typeof ifMatch === "string" && ifMatch.trim() !== "" ? { ifMatch: ifMatch.trim() } : {});
+    sendJson(res, 200, { key, revision: s.revision, flag: s.set.flags[key], tag: flagTag(s.set.flags[key]) }, { etag: flagTag(s.set.flags[key]) });
   });
   route("DELETE", "/v1/flags/:key", { flag: "key" }, async (req, res, params) => {
     const s = await flags.remove(params.key as string, actorOf(req));

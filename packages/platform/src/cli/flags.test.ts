@@ -52,6 +52,27 @@ describe("flag API", () => {
     await cleanup();
   });
 
+  it("refuses a change made from a stale read (If-Match), instead of overwriting the change in between", async () => {
+    expect((await call("PUT", "/v1/flags/guarded", { state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "off" })).status).toBe(200);
+    const read = await call("GET", "/v1/flags/guarded");
+    const tag = read.headers.get("etag")!;
+    expect(tag).toMatch(/^"[0-9a-f]{16}"$/);
+    expect(read.body?.tag).toBe(tag);
+    // Someone else changes it first.
+    expect((await call("PUT", "/v1/flags/guarded", { state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "on" })).status).toBe(200);
+    const stale = await call("PUT", "/v1/flags/guarded", { state: "DISABLED", variants: { on: true, off: false }, defaultVariant: "off" }, { "if-match": tag });
+    expect(stale.status).toBe(409);
+    expect((stale.body?.error as { code: string; message: string }).code).toBe("KEELSON_ERR_CONFLICT");
+    expect((stale.body?.error as { message: string }).message).toMatch(/flag "guarded" changed since it was read/);
+    expect(((await call("GET", "/v1/flags/guarded")).body?.flag as { defaultVariant: string }).defaultVariant).toBe("on");
+    // With the current tag the change goes through, and answers the new tag.
+    const fresh = (await call("GET", "/v1/flags/guarded")).headers.get("etag")!;
+    const ok = await call("PUT", "/v1/flags/guarded", { state: "DISABLED", variants: { on: true, off: false }, defaultVariant: "on" }, { "if-match": fresh });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("etag")).not.toBe(fresh);
+    expect((await call("DELETE", "/v1/flags/guarded")).status).toBe(200);
+  });
+
   it("creates a flag, refuses bad ones with the path named, and keeps history with diffs", async () => {
     expect((await call("PUT", "/v1/flags/new-checkout", checkout)).status).toBe(200);
     const bad = await call("PUT", "/v1/flags/broken", { state: "ENABLED", variants: { a: 1 }, defaultVariant: "b" });

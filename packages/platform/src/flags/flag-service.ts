@@ -56,6 +56,17 @@ export interface FlagDiff {
 export interface FlagChangeOptions {
   /** Recorded in the details of each event of the change (e.g. `{ scheduled: "sch-3" }`). */
   details?: Record<string, unknown>;
+  /**
+   * The flag's tag (flagTag) as the caller last read it: the change is refused with
+   * KEELSON_ERR_CONFLICT when the flag is not that definition any more (someone changed it in
+   * between), instead of overwriting their change. `put` only.
+   */
+  ifMatch?: string;
+}
+
+/** A flag definition's tag, quoted as an HTTP entity tag: equal tags, equal definitions. */
+export function flagTag(definition: FlagDefinition | null | undefined): string {
+  return `"${createHash("sha256").update(canonicalJson(definition ?? null)).digest("hex").slice(0, 16)}"`;
 }
 
 export interface FlagService {
@@ -213,6 +224,11 @@ export function createFlagService(options: { store: Store; project: string; now?
         checkKey(key);
         const snap = await snapshot();
         const before = snap.set.flags[key] ?? null;
+        if (opts.ifMatch !== undefined && opts.ifMatch !== flagTag(before)) {
+          throw new KeelsonError("KEELSON_ERR_CONFLICT", `flag "${key}" changed since it was read (${before ? "another change came first" : "it was deleted"}); read it again and redo the change`, {
+            details: { key, ifMatch: opts.ifMatch, current: flagTag(before) },
+          });
+        }
         const next = validate({ ...snap.set, flags: { ...snap.set.flags, [key]: definition } });
         const after = next.flags[key] as FlagDefinition;
         if (before && sameJson(before, after)) return snap;
