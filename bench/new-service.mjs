@@ -49,7 +49,7 @@ async function firstAnswer(url) {
   const deadline = Date.now() + 60_000;
   for (;;) {
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+      const res = await fetch(url, { signal: globalThis.AbortSignal.timeout(5000) });
       await res.arrayBuffer();
       if (res.status === 200) return;
     } catch {}
