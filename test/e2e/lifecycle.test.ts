@@ -1,7 +1,7 @@
 // End to end: `init` writes a project that runs as it is; `up` in the foreground follows
 // logs and Ctrl-C (SIGINT) stops everything gracefully; a taken replica port is a clear error.
 import { spawn } from "node:child_process";
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
@@ -43,6 +43,12 @@ describe.sequential("project lifecycle", () => {
     expect(v.code, v.stderr).toBe(0);
     expect(v.stdout).toMatch(/is valid: project "my-project", 1 service/);
     expect((await keelson(["init", dir])).code).toBe(1); // never overwrites
+    // A folder that does not exist yet is made (`keelson init my-app`, as the guide says).
+    const fresh = join(dir, "not-yet", "my-app");
+    const made = await keelson(["init", fresh]);
+    expect(made.code, made.stderr).toBe(0);
+    expect(await readFile(join(fresh, "keelson.yaml"), "utf8")).toMatch(/^project: my-app$/m);
+    await rm(join(dir, "not-yet"), { recursive: true });
   });
 
   it("up in the foreground serves, follows logs, and Ctrl-C stops everything", async () => {

@@ -211,6 +211,8 @@ export function buildProgram(): Command {
       const file = join(dir, "keelson.yaml");
       if (existsSync(file)) throw new KeelsonError("KEELSON_ERR_CONFLICT", `${file} already exists`);
       const name = opts.name ?? basename(dir); // manifestTemplate makes it a valid project name
+      // `keelson init my-app` makes the folder, as the getting-started guide says.
+      await mkdir(dir, { recursive: true });
       await writeFile(file, manifestTemplate(name));
       const starter = join(dir, STARTER_SERVICE_PATH, "server.mjs");
       if (!existsSync(starter)) {
