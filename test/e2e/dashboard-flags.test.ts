@@ -261,8 +261,11 @@ describe.skipIf(!available).sequential("dashboard flags and experiments in Chrom
       await page.getByRole("button", { name: "Edit" }).click();
       await expect.poll(() => page.getByLabel("Targeting (JsonLogic)").isVisible()).toBe(true);
       expect(await page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(390);
+      // The editor takes the focus when it opens and gives it back to Edit when it closes.
+      expect(await page.evaluate('document.activeElement?.closest("form.flag-editor") !== null')).toBe(true);
       await screenshot(page, "flag-phone");
       await page.getByRole("button", { name: "Cancel" }).click();
+      await expect.poll(() => page.evaluate("document.activeElement?.textContent?.trim()")).toBe("Edit");
       await page.goto(`${url}/#/flags/pay-experiment`);
       await expect.poll(() => page.locator('li[data-comparison="on"]').isVisible(), { timeout: 15_000 }).toBe(true);
       expect(await page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(390);

@@ -34,6 +34,10 @@ export function FlagEditor(props: FlagEditorProps) {
   const changedMeanwhile = !sameJson(base, flag);
 
   useEffect(() => {
+    // Opened: the first field has the focus, where a keyboard user expects the form to start.
+    form.current?.querySelector<HTMLElement>("select, input, textarea")?.focus();
+  }, []);
+  useEffect(() => {
     // After a refusal, the first field with a problem gets the focus (the summary is announced).
     if (issues.length > 0) form.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
   }, [issues]);

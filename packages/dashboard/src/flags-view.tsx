@@ -4,7 +4,7 @@
 // change history with diffs and rollback, and the experiment's results for an experiment flag.
 import type { FlagDefinition } from "@keelson/protocol";
 import { Fragment } from "preact";
-import { useCallback, useMemo, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, UnauthorizedError, type Api, type Principal } from "./api.js";
 import { ConfirmAction } from "./confirm-action.js";
 import { ExperimentSection } from "./experiment-results.js";
@@ -182,6 +182,13 @@ export function FlagView(props: { api: Api; flagKey: string; principal: Principa
   );
   const { data, error, updatedAt } = useLiveLoad(load, revision, onUnauthorized);
   const [editing, setEditing] = useState(false);
+  const editButton = useRef<HTMLButtonElement>(null);
+  const wasEditing = useRef(false);
+  useEffect(() => {
+    // The editor closed (saved or cancelled): the focus goes back to Edit.
+    if (!editing && wasEditing.current) editButton.current?.focus();
+    wasEditing.current = editing;
+  }, [editing]);
   const [notice, setNotice] = useState<{ ok: boolean; text: string } | undefined>(undefined);
   const reload = () => setTick((t) => t + 1);
 
@@ -222,6 +229,7 @@ export function FlagView(props: { api: Api; flagKey: string; principal: Principa
               {editing ? null : (
                 <button
                   type="button"
+                  ref={editButton}
                   onClick={() => {
                     setNotice(undefined);
                     setEditing(true);

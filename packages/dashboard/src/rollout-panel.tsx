@@ -2,7 +2,7 @@
 // the canary steps, every analysis' verdict with its evidence and the per-version charts of error
 // ratio and latency, and, once it is over, its outcome and why. Promote and Abort for a token
 // that may deploy the service (the API enforces it anyway).
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { TrafficSplit } from "@keelson/protocol";
 import type { Api } from "./api.js";
 import { Chart } from "./chart.js";
@@ -303,6 +303,16 @@ function RolloutActions(props: { api: Api; name: string; rollout: Rollout; onCha
   const [confirm, setConfirm] = useState<"full" | "abort" | undefined>(undefined);
   const [busy, setBusy] = useState(false);
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | undefined>(undefined);
+  const confirmButton = useRef<HTMLButtonElement>(null);
+  const buttons = useRef<HTMLParagraphElement>(null);
+  const asked = useRef(false);
+  useEffect(() => {
+    // Into the question when it opens; back to the actions when it closes (a keyboard user
+    // would otherwise start again from the top of the page).
+    if (confirm !== undefined) confirmButton.current?.focus();
+    else if (asked.current) buttons.current?.querySelector<HTMLButtonElement>("button:not([disabled])")?.focus();
+    asked.current = confirm !== undefined;
+  }, [confirm]);
 
   async function run(kind: "step" | "full" | "abort") {
     setBusy(true);
@@ -341,7 +351,7 @@ function RolloutActions(props: { api: Api; name: string; rollout: Rollout; onCha
               Skip the remaining steps and send all traffic to <code>{short(rollout.to)}</code>?{" "}
             </>
           )}
-          <button type="button" disabled={busy} onClick={() => void run(confirm)}>
+          <button type="button" ref={confirmButton} disabled={busy} onClick={() => void run(confirm)}>
             {confirm === "abort" ? "Confirm abort" : "Confirm promote fully"}
           </button>{" "}
           <button type="button" class="quiet" onClick={() => setConfirm(undefined)}>
@@ -349,7 +359,7 @@ function RolloutActions(props: { api: Api; name: string; rollout: Rollout; onCha
           </button>
         </p>
       ) : any ? (
-        <p class="buttons">
+        <p class="buttons" ref={buttons}>
           {allowed.promote ? (
             <button type="button" disabled={busy} onClick={() => void run("step")}>
               Promote
