@@ -39,17 +39,37 @@ export async function makeTempDir(prefix = "keelson-test-"): Promise<{ dir: stri
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** A port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports for tests to hand to the processes they start, below Linux's ephemeral range
+ * (32768-60999): a port from the OS (`listen(0)`) is an ephemeral one, which any outgoing
+ * connection of a concurrent test may take before the process binds it (a flake CI met as
+ * KEELSON_ERR_PORT_IN_USE). Each vitest worker draws from its own slice of 20000-32767, in
+ * order from a random start, never handing out a port twice, and checks that it binds.
+ */
+const PORT_FLOOR = 20_000;
+const PORT_SLICE = 1_500;
+const handedOut = new Set<number>();
+const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? "0") % 8;
+const slice = { from: PORT_FLOOR + worker * PORT_SLICE, size: PORT_SLICE };
+let cursor = Math.floor(Math.random() * slice.size);
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === "string") return reject(new Error("no port"));
-      srv.close(() => resolve(addr.port));
-    });
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
+}
+
+/** A port that was free a moment ago on 127.0.0.1, outside the ephemeral range. */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < slice.size; tries++) {
+    const port = slice.from + (cursor++ % slice.size);
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port left in ${slice.from}-${slice.from + slice.size - 1}`);
 }
 
 /**
