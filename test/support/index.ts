@@ -43,8 +43,8 @@ export async function makeTempDir(prefix = "keelson-test-"): Promise<{ dir: stri
  * Ports for tests to hand to the processes they start, below Linux's ephemeral range
  * (32768-60999): a port from the OS (`listen(0)`) is an ephemeral one, which any outgoing
  * connection of a concurrent test may take before the process binds it (a flake CI met as
- * KEELSON_ERR_PORT_IN_USE). Each vitest worker draws from its own slice of 20000-32767, in
- * order from a random start, never handing out a port twice, and checks that it binds.
+ * KEELSON_ERR_PORT_IN_USE). Each vitest worker draws from its own slice of 20000-31999, every
+ * other port from a random start, never handing out a port twice, and checks that it binds.
  */
 const PORT_FLOOR = 20_000;
 const PORT_SLICE = 1_500;
@@ -63,8 +63,10 @@ function bindable(port: number): Promise<boolean> {
 
 /** A port that was free a moment ago on 127.0.0.1, outside the ephemeral range. */
 export async function freePort(): Promise<number> {
-  for (let tries = 0; tries < slice.size; tries++) {
-    const port = slice.from + (cursor++ % slice.size);
+  for (let tries = 0; tries < slice.size / 2; tries++) {
+    // Every other port: the one after a port handed out stays free for a service's second replica
+    // (a fixed `port:` serves replica i on port + i).
+    const port = slice.from + ((cursor += 2) % slice.size);
     if (handedOut.has(port)) continue;
     handedOut.add(port);
     if (await bindable(port)) return port;

@@ -33,9 +33,11 @@ async function manifestWith(ports: { cp: number; gw: number; admin: number; mesh
 
 /** Free ports for everything, the service's two in a row. */
 async function freePorts() {
+  const others = { cp: await freePort(), gw: await freePort(), admin: await freePort(), mesh: await freePort() };
+  // orders + 1 is the second replica's: free, and none of the others (freePort hands out ports in order).
   let orders = await freePort();
-  while (!((await probePort("127.0.0.1", orders + 1)) === "free")) orders = await freePort();
-  return { cp: await freePort(), gw: await freePort(), admin: await freePort(), mesh: await freePort(), orders };
+  while (Object.values(others).includes(orders + 1) || !((await probePort("127.0.0.1", orders + 1)) === "free")) orders = await freePort();
+  return { ...others, orders };
 }
 
 const status = (instances: Array<{ port: number; pid: number }>): StatusReport => ({
