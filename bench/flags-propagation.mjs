@@ -5,6 +5,8 @@
 // writing one SSE event to 100 fetch() readers (the floor of the fan-out). OFREP: 100 flags,
 // bulk evaluation (POST /ofrep/v1/evaluate/flags) `--requests` times, beside GET /healthz.
 // Every API call and every provider carries an admin API token (only /healthz needs none).
+// The target: a change reaches every provider within 100 ms at p99; the last line says PASS or
+// FAIL, and FAIL exits with status 1.
 // Usage: node bench/flags-propagation.mjs [--clients 100] [--changes 20] [--requests 300]  (after `npm run build`)
 import { createServer } from "node:http";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -23,6 +25,8 @@ const arg = (name, fallback) => {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 };
 const CLIENTS = arg("clients", 100);
+/** Issue #7's target for the p99 of an API change reaching every provider. */
+const TARGET_P99_MS = 100;
 const CHANGES = arg("changes", 20);
 const REQUESTS = arg("requests", 300);
 const silent = { info() {}, warn() {}, error() {} };
@@ -182,6 +186,10 @@ try {
   console.log(`  reference: bare SSE write → ${CLIENTS} readers: p50 ${f(q(reference, 0.5))}, p99 ${f(q(reference, 0.99))}; ratio of p99s ${(q(keelson, 0.99) / q(reference, 0.99)).toFixed(1)}x`);
   console.log(`OFREP bulk evaluation of 100 flags (${REQUESTS} requests): p50 ${f(q(bulk, 0.5))}, p99 ${f(q(bulk, 0.99))}`);
   console.log(`  reference: GET /healthz: p50 ${f(q(health, 0.5))}, p99 ${f(q(health, 0.99))}`);
+  const p99 = q(keelson, 0.99);
+  const pass = p99 < TARGET_P99_MS;
+  console.log(`${pass ? "PASS" : "FAIL"}: flag change → ${CLIENTS} providers p99 ${f(p99)} (target < ${TARGET_P99_MS} ms)`);
+  if (!pass) process.exitCode = 1;
 } finally {
   await cp.stop();
 }

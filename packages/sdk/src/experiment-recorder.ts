@@ -10,7 +10,7 @@ export interface ExperimentRecorderOptions {
   /** Base URL of the control plane. */
   url: string;
   fetch?: typeof globalThis.fetch;
-  /** Send queued events at least this often (default 1 s). */
+  /** Send queued events about this often (default 1 s; each wait is spread by ±25% so replicas do not send in step). */
   flushMs?: number;
   /** Send as soon as this many are queued, and at most this many per request (default 500). */
   batchSize?: number;
@@ -99,7 +99,15 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
     ring[tail % capacity] = event;
     tail++;
     if (tail - head >= batchSize && backoff === 0 && inflight === undefined) schedule(0);
-    else if (timer === undefined && inflight === undefined) schedule(backoff || flushMs);
+    else if (timer === undefined && inflight === undefined) schedule(spread(backoff || flushMs));
+  }
+
+  /**
+   * A wait of about `ms`, spread by ±25%: replicas started together (or woken by the same flag
+   * change) would otherwise all send to the control plane in the same millisecond.
+   */
+  function spread(ms: number): number {
+    return ms <= 0 ? 0 : Math.round(ms * (0.75 + Math.random() * 0.5));
   }
 
   function schedule(delay: number): void {
@@ -193,7 +201,7 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
     void run.finally(() => {
       inflight = undefined;
       if (closed || (tail === head && counts.size === 0)) return;
-      schedule(backoff > 0 ? backoff : tail - head >= batchSize ? 0 : flushMs);
+      schedule(spread(backoff > 0 ? backoff : tail - head >= batchSize ? 0 : flushMs));
     });
     return run;
   }
@@ -218,7 +226,7 @@ export function createExperimentRecorder(options: ExperimentRecorderOptions): Ex
       if (n !== undefined) counts.set(flag, n + 1);
       else if (counts.size < EXPERIMENT_LIMITS.maxEvaluatedFlagsPerRequest && fits(flag, EXPERIMENT_LIMITS.maxNameLength)) counts.set(flag, 1);
       else return;
-      if (timer === undefined && inflight === undefined) schedule(backoff || flushMs);
+      if (timer === undefined && inflight === undefined) schedule(spread(backoff || flushMs));
     },
     stats: () => ({ queued: tail - head, dropped, sent }),
     async close(timeoutMs = 2_000) {

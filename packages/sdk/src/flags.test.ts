@@ -1,11 +1,13 @@
-// The flag provider's requests to the control plane carry the service's identity token: the
-// change stream, the polling fallback and the experiment events, against a local HTTP server
-// that records what it gets. (Behaviour against a real control plane: test/integration.)
+// The flag provider against local HTTP servers that speak the control plane's protocol and
+// record what they get: the identity token on every request, a stream that goes silent (the
+// heartbeat watchdog), a flag set it cannot use (ERROR, then READY), and polling with an ETag.
+// (Behaviour against a real control plane: test/integration/flags-provider.test.ts.)
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OpenFeature, ProviderEvents, ProviderStatus, type EventDetails } from "@openfeature/server-sdk";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "#test-support";
 import { KeelsonFlagProvider } from "./flags.js";
 import { createIdentity } from "./identity.js";
@@ -85,5 +87,199 @@ describe("KeelsonFlagProvider: identity", () => {
     await provider.initialize();
     await provider.onClose();
     expect(seen.map((s) => [s.path, s.authorization])).toEqual([["/v1/flags/stream", undefined]]);
+  });
+});
+
+/** A throwaway HTTP server on loopback; close() ends open streams too. */
+async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; close(): Promise<void> }> {
+  const srv = createServer(handler);
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(srv.address() as { port: number }).port}`,
+    async close() {
+      srv.closeAllConnections();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    },
+  };
+}
+
+/** Every event the provider emits, in order, with its message. */
+function recordEvents(provider: KeelsonFlagProvider): Array<{ type: ProviderEvents; message: string | undefined }> {
+  const events: Array<{ type: ProviderEvents; message: string | undefined }> = [];
+  for (const type of [ProviderEvents.Ready, ProviderEvents.Stale, ProviderEvents.Error, ProviderEvents.ConfigurationChanged]) {
+    provider.events.addHandler(type, (details?: EventDetails) => events.push({ type, message: details?.message }));
+  }
+  return events;
+}
+
+const frame = (data: unknown) => `event: flags\ndata: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
+
+describe("KeelsonFlagProvider: a stream that goes silent", () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()?.();
+  });
+
+  it("after its snapshot, silence past streamIdleMs is a dead stream: STALE with the reason, polling, a new connection", async () => {
+    let streams = 0;
+    let polls = 0;
+    const srv = await serve((req, res) => {
+      if (req.url === "/v1/flags/stream") {
+        streams++;
+        // Each connection gets the snapshot, then nothing: no event, no heartbeat.
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(frame(view));
+        return;
+      }
+      polls++;
+      const etag = `"${view.etag}"`;
+      if (req.headers["if-none-match"] === etag) return void res.writeHead(304, { etag }).end();
+      res.writeHead(200, { "content-type": "application/json", etag }).end(JSON.stringify(view));
+    });
+    cleanups.push(srv.close);
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, streamIdleMs: 200, pollMs: 20, reconnectMs: 50 });
+    cleanups.push(() => provider.onClose());
+    const events = recordEvents(provider);
+    await provider.initialize();
+
+    const stale = await waitFor(() => events.find((e) => e.type === ProviderEvents.Stale), { what: "STALE after the silence" });
+    expect(stale.message).toBe("serving flag revision 1 from memory: no event or heartbeat on the flag stream for 200 ms");
+    await waitFor(() => polls >= 1 && streams >= 2, { what: "polling and a new stream connection" });
+    // Still the snapshot it had, without an error.
+    expect(await provider.resolveBooleanEvaluation("checkout", false, {})).toMatchObject({ value: true, reason: "STATIC" });
+    expect(events.filter((e) => e.type === ProviderEvents.Error)).toEqual([]);
+  });
+
+  it("a stream that never answers at all (not even its headers) falls back to polling, so initialize() still gets a snapshot", async () => {
+    let streams = 0;
+    const srv = await serve((req, res) => {
+      if (req.url === "/v1/flags/stream") return void streams++; // accepted, never answered
+      res.writeHead(200, { "content-type": "application/json", etag: `"${view.etag}"` }).end(JSON.stringify(view));
+    });
+    cleanups.push(srv.close);
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, streamIdleMs: 100, pollMs: 10_000, reconnectMs: 50, initTimeoutMs: 5_000 });
+    cleanups.push(() => provider.onClose());
+    await provider.initialize();
+    expect(provider.revision).toBe(1);
+    await waitFor(() => streams >= 2, { what: "the stream to be tried again" });
+  });
+
+  it("heartbeats alone keep the stream alive: no STALE and no new connection", async () => {
+    let streams = 0;
+    let heartbeats = 0;
+    const srv = await serve((req, res) => {
+      if (req.url !== "/v1/flags/stream") return void res.writeHead(404).end();
+      streams++;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(frame(view));
+      const timer = setInterval(() => {
+        res.write(": heartbeat\n\n");
+        heartbeats++;
+      }, 20);
+      req.once("close", () => clearInterval(timer));
+    });
+    cleanups.push(srv.close);
+    // Idle time well above the heartbeat interval, so that a busy machine's pauses do not trip it.
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, streamIdleMs: 400, reconnectMs: 50 });
+    cleanups.push(() => provider.onClose());
+    const events = recordEvents(provider);
+    await provider.initialize();
+    // Sixty heartbeats span at least three idle periods: a watchdog that ignored them would have fired.
+    await waitFor(() => heartbeats >= 60, { what: "sixty heartbeats" });
+    expect(streams).toBe(1);
+    expect(events).toEqual([]);
+  });
+});
+
+describe("KeelsonFlagProvider: a flag set it cannot use", () => {
+  afterEach(async () => {
+    await OpenFeature.clearProviders();
+  });
+
+  it("says ERROR with the reason and keeps serving the last good set; the next good set makes it READY again", async () => {
+    let stream: ServerResponse | undefined;
+    const srv = await serve((req, res) => {
+      if (req.url !== "/v1/flags/stream") return void res.writeHead(404).end();
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(frame(view));
+      stream = res;
+    });
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, reconnectMs: 50 });
+    try {
+      await OpenFeature.setProviderAndWait("sdk-unusable-set", provider);
+      const client = OpenFeature.getClient("sdk-unusable-set");
+      const errors: Array<string | undefined> = [];
+      let readies = 0;
+      client.addHandler(ProviderEvents.Error, (d?: EventDetails) => errors.push(d?.message));
+      client.addHandler(ProviderEvents.Ready, () => readies++);
+      readies = 0; // a READY handler added while READY runs at once
+      expect(client.providerStatus).toBe(ProviderStatus.READY);
+
+      // Revision 2 has a flag without variants: this SDK cannot compile it.
+      stream?.write(frame({ revision: 2, etag: "r2", flags: { checkout: { state: "ENABLED", defaultVariant: "on" } } }));
+      await waitFor(() => errors.length === 1, { what: "the ERROR event" });
+      expect(errors[0]).toMatch(/^flag set revision 2 not usable: .+; serving revision 1$/);
+      expect(client.providerStatus).toBe(ProviderStatus.ERROR);
+      const served = await client.getBooleanDetails("checkout", false, { targetingKey: "u" });
+      expect(served).toMatchObject({ value: true, reason: "STATIC" });
+      expect(served.errorCode).toBeUndefined();
+
+      // Not JSON, then not a flag set: each an ERROR, the stream kept, the old set still served.
+      stream?.write(frame("{not json"));
+      stream?.write(frame({ revision: 3, flags: [] }));
+      await waitFor(() => errors.length === 3, { what: "two more ERROR events" });
+      expect(errors[1]).toMatch(/^the flag stream sent a flag set that is not JSON \(.+\); serving revision 1$/);
+      expect(errors[2]).toBe("the flag stream sent something that is not a flag set (expected { revision, etag, flags }); serving revision 1");
+      expect(await provider.resolveBooleanEvaluation("checkout", false, {})).toMatchObject({ value: true, reason: "STATIC" });
+      expect(provider.revision).toBe(1);
+
+      // A good revision over the same stream: served, and READY again.
+      stream?.write(frame({ revision: 4, etag: "r4", flags: { checkout: { ...view.flags.checkout, defaultVariant: "off" } } }));
+      await waitFor(() => provider.revision === 4, { what: "revision 4" });
+      expect(client.providerStatus).toBe(ProviderStatus.READY);
+      expect(readies).toBe(1);
+      expect(await client.getBooleanValue("checkout", true, { targetingKey: "u" })).toBe(false);
+      expect(errors).toHaveLength(3);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe("KeelsonFlagProvider: polling with an ETag", () => {
+  it("sends the ETag of the last 200 as If-None-Match, keeps its snapshot on 304, and takes a changed set", async () => {
+    let current = view;
+    const log: Array<{ ifNoneMatch: string | undefined; status: number; etag: string }> = [];
+    const srv = await serve((req, res) => {
+      if (req.url === "/v1/flags/stream") return void res.writeHead(503).end();
+      const etag = `"${current.etag}"`;
+      const status = req.headers["if-none-match"] === etag ? 304 : 200;
+      log.push({ ifNoneMatch: req.headers["if-none-match"], status, etag });
+      if (status === 304) return void res.writeHead(304, { etag }).end();
+      res.writeHead(200, { "content-type": "application/json", etag }).end(JSON.stringify(current));
+    });
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, pollMs: 20, reconnectMs: 60_000 });
+    try {
+      await provider.initialize();
+      await waitFor(() => log.filter((l) => l.status === 304).length >= 3, { what: "three 304 answers" });
+      expect(provider.revision).toBe(1);
+      expect(await provider.resolveBooleanEvaluation("checkout", false, {})).toMatchObject({ value: true });
+
+      current = { revision: 2, etag: "r2", flags: { checkout: { ...view.flags.checkout, defaultVariant: "off" } } };
+      await waitFor(() => provider.revision === 2, { what: "the changed set" });
+      await waitFor(() => log.filter((l) => l.status === 304 && l.etag === '"r2"').length >= 2, { what: "304 answers for the new ETag" });
+      expect(await provider.resolveBooleanEvaluation("checkout", true, {})).toMatchObject({ value: false });
+
+      // Every request carried the ETag of the last 200 before it (none before the first).
+      let last200: string | undefined;
+      for (const l of log) {
+        expect(l.ifNoneMatch).toBe(last200);
+        if (l.status === 200) last200 = l.etag;
+      }
+      expect(log.filter((l) => l.status === 200).map((l) => l.etag)).toEqual(['"r1"', '"r2"']);
+    } finally {
+      await provider.onClose();
+      await srv.close();
+    }
   });
 });

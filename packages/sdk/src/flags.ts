@@ -1,8 +1,9 @@
 // The OpenFeature provider for Keelson flags (`@keelson/sdk/flags`): evaluates locally from a
 // snapshot of the project's flag set, kept current over the control plane's change stream
 // (Server-Sent Events), falling back to polling with an ETag. When the control plane is
-// unreachable it keeps serving the last snapshot and says so (STALE). Evaluation never throws
-// into the service: a failure is the caller's default value with an error code.
+// unreachable, or the stream goes silent past its heartbeat, it keeps serving the last snapshot
+// and says so (STALE). Evaluation never throws into the service: a failure is the caller's
+// default value with an error code.
 // For flags of type "experiment" it records who was served which variant (exposures), and
 // OpenFeature's `track` records conversions; both go to the control plane in batches, with the
 // number of evaluations of each flag (so the control plane can tell flags no longer used).
@@ -28,8 +29,16 @@ export interface KeelsonFlagProviderOptions {
   pollMs?: number;
   /** Wait this long before reconnecting the stream, doubled up to 30 s (default 500 ms). */
   reconnectMs?: number;
-  /** How long initialize() waits for a first snapshot before failing (default 5 s). */
+  /**
+   * How long initialize() waits for a first snapshot before failing (default 5 s). The provider
+   * keeps trying after that, and says READY when the first snapshot arrives.
+   */
   initTimeoutMs?: number;
+  /**
+   * Treat the stream as dead after this long without a byte from it, an event or the control
+   * plane's heartbeat (sent every 15 s): abort it, say STALE, poll and reconnect (default 35 s).
+   */
+  streamIdleMs?: number;
   fetch?: typeof globalThis.fetch;
   /** Batching of exposure and conversion events and evaluation counts (defaults: every 1 s or 500 events, at most 10,000 queued). */
   experiments?: Pick<ExperimentRecorderOptions, "flushMs" | "batchSize" | "maxQueued" | "maxBackoffMs">;
@@ -76,13 +85,23 @@ export class KeelsonFlagProvider implements Provider {
   private readonly pollMs: number;
   private readonly reconnectMs: number;
   private readonly initTimeoutMs: number;
+  private readonly streamIdleMs: number;
   private readonly identity: Identity | undefined;
   private compiled: CompiledFlagSet | undefined;
   private view: SetView | undefined;
   private closed = false;
   private stale = false;
+  /**
+   * OpenFeature holds this provider in ERROR: initialize() timed out, or a snapshot was not
+   * usable. Only a READY event takes it out, so the next usable snapshot emits one.
+   */
+  private errored = false;
+  /** The ETag of the last snapshot that could not be used, so that polling reports it once. */
+  private rejectedEtag: string | undefined;
   private stream: AbortController | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** The running poll loop; a loop that finds another here (or none) stops. */
+  private pollLoop: object | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly recorder: ExperimentRecorder;
   /** Keys of the flags of type "experiment" in the current snapshot. */
@@ -96,6 +115,7 @@ export class KeelsonFlagProvider implements Provider {
     this.pollMs = options.pollMs ?? 5_000;
     this.reconnectMs = options.reconnectMs ?? 500;
     this.initTimeoutMs = options.initTimeoutMs ?? 5_000;
+    this.streamIdleMs = options.streamIdleMs ?? 35_000;
     this.identity = options.identity === false ? undefined : (options.identity ?? defaultIdentity());
     const identity = this.identity;
     this.recorder = createExperimentRecorder({
@@ -119,7 +139,11 @@ export class KeelsonFlagProvider implements Provider {
 
   async initialize(): Promise<void> {
     const first = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`KeelsonFlagProvider: no flag snapshot from ${this.url} within ${this.initTimeoutMs} ms`)), this.initTimeoutMs);
+      const timer = setTimeout(() => {
+        // OpenFeature now marks the provider ERROR; connect() keeps trying, and apply() says READY.
+        this.errored = true;
+        reject(new Error(`KeelsonFlagProvider: no flag snapshot from ${this.url} within ${this.initTimeoutMs} ms`));
+      }, this.initTimeoutMs);
       timer.unref();
       this.onFirst = () => {
         clearTimeout(timer);
@@ -194,38 +218,73 @@ export class KeelsonFlagProvider implements Provider {
     return authorization === undefined ? {} : { authorization };
   }
 
+  /** A snapshot as text (a stream event's data, a poll's body): applied, or reported as ERROR. */
+  private receive(text: string, from: string): void {
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      this.fail(`${from} sent a flag set that is not JSON (${err instanceof Error ? err.message : String(err)}); serving ${this.serving()}`);
+      return;
+    }
+    const d = data as Partial<SetView> | null;
+    if (typeof d !== "object" || d === null || typeof d.revision !== "number" || typeof d.etag !== "string" || typeof d.flags !== "object" || d.flags === null || Array.isArray(d.flags)) {
+      this.fail(`${from} sent something that is not a flag set (expected { revision, etag, flags }); serving ${this.serving()}`);
+      return;
+    }
+    this.apply(d as SetView);
+  }
+
   /** Takes a new snapshot; tells OpenFeature which flags changed. */
   private apply(view: SetView): void {
     if (this.view && view.revision <= this.view.revision && view.etag === this.view.etag) {
-      if (this.stale) this.fresh();
+      this.recovered(`serving flag revision ${view.revision}, current again`);
       return;
     }
+    if (view.etag === this.rejectedEtag) return; // reported already
     let compiled: CompiledFlagSet;
     try {
       // The control plane checked the set when it was written.
       compiled = compileFlagSet({ flags: view.flags, ...(view.$evaluators ? { $evaluators: view.$evaluators } : {}) }, { checked: true });
     } catch (err) {
-      // A set this SDK cannot compile (a newer operator?) leaves the last good one serving.
-      this.events.emit(ProviderEvents.Error, { message: `flag set revision ${view.revision} not usable: ${err instanceof Error ? err.message : String(err)}` });
+      // A set this SDK cannot compile (a newer format?) leaves the last good one serving.
+      this.rejectedEtag = view.etag;
+      this.fail(`flag set revision ${view.revision} not usable: ${err instanceof Error ? err.message : String(err)}; serving ${this.serving()}`);
       return;
     }
     const before = this.view;
     this.view = view;
     this.compiled = compiled;
+    this.rejectedEtag = undefined;
     this.experimentFlags = new Set(Object.keys(view.flags).filter((k) => view.flags[k]?.type === "experiment"));
     if (before === undefined) {
       this.onFirst();
+      // After a failed initialize() OpenFeature holds the provider in ERROR until it hears READY.
+      this.recovered(`first flag snapshot (revision ${view.revision}) received`);
       return;
     }
     const keys = [...new Set([...Object.keys(before.flags), ...Object.keys(view.flags)])];
     const flagsChanged = keys.filter((k) => JSON.stringify(before.flags[k]) !== JSON.stringify(view.flags[k]));
-    if (this.stale) this.fresh();
+    this.recovered(`serving flag revision ${view.revision}`);
     this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged, metadata: { revision: view.revision } });
   }
 
-  private fresh(): void {
+  /** What evaluation serves now, for messages. */
+  private serving(): string {
+    return this.view ? `revision ${this.view.revision}` : "callers' defaults (no snapshot yet)";
+  }
+
+  private fail(message: string): void {
+    this.errored = true;
+    this.events.emit(ProviderEvents.Error, { message });
+  }
+
+  /** A usable, current snapshot: READY again if the provider was STALE or in ERROR. */
+  private recovered(message: string): void {
+    if (!this.stale && !this.errored) return;
     this.stale = false;
-    this.events.emit(ProviderEvents.Ready, { message: "flag stream reconnected" });
+    this.errored = false;
+    this.events.emit(ProviderEvents.Ready, { message });
   }
 
   private goStale(why: string): void {
@@ -234,17 +293,27 @@ export class KeelsonFlagProvider implements Provider {
     this.events.emit(ProviderEvents.Stale, { message: `serving flag revision ${this.view.revision} from memory: ${why}` });
   }
 
-  /** Opens the change stream; on failure polls and retries with backoff. */
+  /** Opens the change stream; on failure (or silence) polls and retries with backoff. */
   private connect(delay: number): void {
     if (this.closed) return;
     const ac = new AbortController();
     this.stream = ac;
+    // A half-open connection or a proxy that stopped forwarding raises no error: only silence
+    // past the control plane's heartbeat tells. Restarted by every byte, headers included.
+    let silent: string | undefined;
+    const watchdog = setTimeout(() => {
+      silent = `no event or heartbeat on the flag stream for ${this.streamIdleMs} ms`;
+      ac.abort();
+    }, this.streamIdleMs);
+    watchdog.unref();
     void (async () => {
       try {
         const res = await this.doFetch(`${this.url}/v1/flags/stream`, { signal: ac.signal, headers: { accept: "text/event-stream", ...this.authHeaders() } });
         if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
+        watchdog.refresh();
         clearTimeout(this.pollTimer);
         this.pollTimer = undefined;
+        this.pollLoop = undefined;
         const reader = res.body.getReader();
         const decoder = new TextDecoder();
         let buffer = "";
@@ -252,6 +321,7 @@ export class KeelsonFlagProvider implements Provider {
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
+          watchdog.refresh();
           buffer += decoder.decode(value, { stream: true });
           let end: number;
           while ((end = buffer.indexOf("\n\n")) !== -1) {
@@ -262,33 +332,41 @@ export class KeelsonFlagProvider implements Provider {
               .filter((l) => l.startsWith("data: "))
               .map((l) => l.slice(6))
               .join("\n");
-            if (data) this.apply(JSON.parse(data) as SetView);
+            if (data) this.receive(data, "the flag stream");
           }
         }
         throw new Error("stream ended");
       } catch (err) {
         if (this.closed) return;
-        this.goStale(err instanceof Error ? err.message : String(err));
+        this.goStale(silent ?? (err instanceof Error ? err.message : String(err)));
         this.poll();
         clearTimeout(this.reconnectTimer);
         this.reconnectTimer = setTimeout(() => this.connect(Math.min(30_000, delay * 2)), delay);
         this.reconnectTimer.unref();
+      } finally {
+        clearTimeout(watchdog);
       }
     })();
   }
 
   /** GET /v1/flags with If-None-Match while the stream is down. */
   private poll(): void {
-    if (this.closed || this.pollTimer !== undefined) return;
+    if (this.closed || this.pollLoop !== undefined) return;
+    // A loop of its own: a stream that reconnects and drops again during a request starts a new
+    // loop, and this one must then stop rather than run beside it.
+    const loop = {};
+    this.pollLoop = loop;
     const once = async () => {
       try {
         const res = await this.doFetch(`${this.url}/v1/flags`, { headers: { ...(this.view ? { "if-none-match": `"${this.view.etag}"` } : {}), ...this.authHeaders() } });
-        if (res.status === 200) this.apply((await res.json()) as SetView);
-        else await res.body?.cancel();
+        if (res.status === 200) {
+          const text = await res.text();
+          if (this.pollLoop === loop) this.receive(text, `GET ${this.url}/v1/flags`);
+        } else await res.body?.cancel();
       } catch {
         // Still unreachable: keep serving what we have.
       }
-      if (this.closed || this.pollTimer === undefined) return;
+      if (this.closed || this.pollLoop !== loop) return;
       this.pollTimer = setTimeout(() => void once(), this.pollMs);
       this.pollTimer.unref();
     };

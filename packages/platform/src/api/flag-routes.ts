@@ -16,6 +16,7 @@ import {
   type FlagService,
   type FlagSnapshot,
   type FlagUsage,
+  type GatewayFlagRequests,
 } from "../flags/index.js";
 import type { Store } from "../store/index.js";
 import { readJson, sendJson, type Route } from "./http.js";
@@ -34,6 +35,8 @@ export interface FlagRoutesDeps {
   /** Wall clock for usage, staleness and scheduled changes (default: the system clock). */
   now?: () => Date;
   log?: { warn(obj: object, msg?: string): void };
+  /** The gateways' per-variant flag requests (the metric store): requests a flag routed count as its evaluations. */
+  gateway?: GatewayFlagRequests;
 }
 
 export interface FlagRoutes {
@@ -58,7 +61,14 @@ function daysParam(u: URL, name: string): number | undefined {
 export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
   const { flags, actorOf, store, project } = deps;
   const now = deps.now ?? (() => new Date());
-  const usage = createFlagUsage({ store, project, flags, now, onError: (err) => deps.log?.warn({ err }, "writing flag evaluation counts failed; retrying") });
+  const usage = createFlagUsage({
+    store,
+    project,
+    flags,
+    now,
+    onError: (err) => deps.log?.warn({ err }, "writing flag evaluation counts failed; retrying"),
+    ...(deps.gateway ? { gateway: deps.gateway } : {}),
+  });
   const schedule = createFlagSchedule({ store, project, flags, now, onError: (err) => deps.log?.warn({ err }, "applying scheduled flag changes failed; retrying") });
   const streams = new Set<ServerResponse>();
   const frame = (s: FlagSnapshot) => `event: flags\nid: ${s.revision}\ndata: ${JSON.stringify(view(s))}\n\n`;
@@ -73,11 +83,12 @@ export function addFlagRoutes(route: Route, deps: FlagRoutesDeps): FlagRoutes {
   heartbeat.unref();
 
   route("GET", "/v1/flags", "evaluate", async (req, res) => {
-    // Pollers send the last ETag back and get 304 while nothing changed.
+    // Pollers send the last ETag back and get 304 while nothing changed. Weak comparison, as
+    // for OFREP: a proxy that compresses the answer hands the client W/"…" to send back.
     const s = await flags.snapshot();
     const etag = `"${s.etag}"`;
     const inm = req.headers["if-none-match"];
-    if (typeof inm === "string" && inm.split(",").some((t) => t.trim() === etag)) return sendJson(res, 304, undefined, { etag });
+    if (typeof inm === "string" && inm.split(",").some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) return sendJson(res, 304, undefined, { etag });
     sendJson(res, 200, view(s), { etag });
   });
   route("PUT", "/v1/flags", "admin", async (req, res) => {
