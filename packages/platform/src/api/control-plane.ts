@@ -231,8 +231,12 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     routes.push({ method, pattern, keys, name: path, handler, access });
   }
 
-  const flagRoutes = addFlagRoutes(route, { flags, actorOf, store, project, log, ...(options.now ? { now: options.now } : {}) });
-  addExperimentRoutes(route, { experiments: createExperiments({ store, project, flags }), usage: flagRoutes.usage });
+  const telemetry = options.telemetry;
+  // Requests a gateway routed by a flag count as the flag's evaluations (stale flags).
+  const flagRoutes = addFlagRoutes(route, { flags, actorOf, store, project, log, ...(options.now ? { now: options.now } : {}), ...(telemetry ? { gateway: { metrics: telemetry.metricStore } } : {}) });
+  // Results read the gateway's per-variant requests from the metric store, scraped right before (as canary analysis does).
+  const gatewayMetrics = telemetry ? { metrics: telemetry.metricStore, refresh: () => telemetry.scraper.scrapeOnce() } : undefined;
+  addExperimentRoutes(route, { experiments: createExperiments({ store, project, flags, ...(gatewayMetrics ? { gateway: gatewayMetrics } : {}) }), usage: flagRoutes.usage });
   addCatalogRoutes(route, { store, project, driver, flags, usage: flagRoutes.usage, log, ...(options.telemetry ? { traces: options.telemetry.traces } : {}), ...(options.now ? { now: options.now } : {}) });
   addDoraRoutes(route, { store, project, actorOf, serviceParam, ...(options.now ? { now: options.now } : {}) });
   addNotificationRoutes(route, { actorOf, ...(options.notifier ? { notifier: options.notifier } : {}) });

@@ -1,9 +1,10 @@
 // `keelson experiment results <flag>`: per-variant users, conversions and rates, the lift of each
 // treatment over the control with its always-valid interval, the sample ratio check and the
-// verdict, from the control plane.
+// verdict, and for requests the gateway routed by the flag, the error ratio of each variant
+// against the control's and its latency, from the control plane.
 import { resolve } from "node:path";
 import { InvalidArgumentError, type Command } from "commander";
-import type { ExperimentResults, Interval } from "../flags/index.js";
+import type { ExperimentGatewayResults, ExperimentResults, Interval } from "../flags/index.js";
 import { color, table } from "./output.js";
 import { connect, print } from "./progress.js";
 
@@ -21,6 +22,55 @@ function lift(abs: Interval | undefined, rel: Interval | undefined): string {
   let text = `${pp(abs.estimate)} (${pp(abs.low)} to ${pp(abs.high)})`;
   if (rel) text += `  ${signed(rel.estimate * 100, 1, "%")} (${signed(rel.low * 100, 0, "%")} to ${signed(rel.high * 100, 0, "%")})`;
   return abs.low > 0 ? color.green(text) : abs.high < 0 ? color.red(text) : text;
+}
+
+/** A latency in seconds, in ms below 10 s. */
+function latency(seconds: number | undefined): string {
+  if (seconds === undefined) return color.dim("-");
+  if (seconds >= 10) return `${seconds.toFixed(1)} s`;
+  const ms = seconds * 1000;
+  return `${ms < 10 ? ms.toFixed(1) : ms.toFixed(0)} ms`;
+}
+
+/** The error-ratio difference of a variant against the control; more errors are worse (red). */
+function errorDifference(d: Interval | undefined): string {
+  if (!d) return color.dim("-");
+  const pp = (x: number) => signed(x * 100, 2, " pp");
+  const text = `${pp(d.estimate)} (${pp(d.low)} to ${pp(d.high)})`;
+  return d.low > 0 ? color.red(text) : d.high < 0 ? color.green(text) : text;
+}
+
+/** A window in seconds as days, hours or minutes. */
+function span(seconds: number): string {
+  if (seconds >= 86_400 && seconds % 86_400 === 0) return `${seconds / 86_400} d`;
+  if (seconds >= 3_600) return `${Math.round(seconds / 3_600)} h`;
+  return `${Math.max(1, Math.round(seconds / 60))} min`;
+}
+
+/** The gateway block: requests the flag routed per variant, error ratio against the control's, latency. */
+function formatGateway(g: ExperimentGatewayResults, control: string, confidence: string): string[] {
+  const lines: string[] = [];
+  lines.push(`${color.bold("gateway")}: requests routed by the flag on ${g.routes.join(", ") || "-"} over the last ${span(g.windowSeconds)} the control plane kept`);
+  const byVariant = new Map(g.comparisons.map((c) => [c.variant, c]));
+  lines.push(
+    table(
+      ["VARIANT", "REQUESTS", "ERRORS", "ERROR RATIO", "P50", "P99", `ERROR RATIO vs ${control} (${confidence}, always valid)`],
+      g.variants.map((v) => [
+        v.variant,
+        String(v.requests),
+        String(v.errors),
+        v.errorRatio === undefined || v.ci === undefined ? color.dim("-") : `${pct(v.errorRatio)} ${color.dim(`(${pct(v.ci.low, 1)}-${pct(v.ci.high, 1)})`)}`,
+        latency(v.p50),
+        latency(v.p99),
+        v.variant === control ? color.dim("control") : errorDifference(byVariant.get(v.variant)?.difference),
+      ]),
+    ),
+  );
+  const abandoned = g.variants.reduce((n, v) => n + v.abandoned, 0);
+  if (abandoned > 0) lines.push(color.dim(`note: ${abandoned} requests whose client left before the answer are counted in neither requests nor errors`));
+  const verdict = g.verdict === "no difference yet" ? color.yellow(g.verdict) : color.green(`${g.verdict} (${g.winner ?? "?"}, fewer errors)`);
+  lines.push(`${color.bold("gateway verdict")} (error ratio): ${verdict}`);
+  return lines;
 }
 
 /** The human form of an experiment's results. */
@@ -57,6 +107,7 @@ export function formatExperimentResults(r: ExperimentResults): string {
   const verdict = r.verdict === "broken: sample ratio mismatch" ? color.red(r.verdict) : r.verdict === "no difference yet" ? color.yellow(r.verdict) : color.green(`${r.verdict} (${r.winner ?? "?"})`);
   lines.push(`${color.bold("verdict")}: ${verdict}`);
   for (const note of r.notes) lines.push(color.dim(`note: ${note}`));
+  if (r.gateway !== undefined) lines.push("", ...formatGateway(r.gateway, r.control, confidence));
   return lines.join("\n");
 }
 
@@ -65,7 +116,7 @@ export function addExperimentCommands(program: Command): void {
 
   experiment
     .command("results")
-    .description("per-variant users, conversions, rate, lift vs the control with its interval, the sample ratio check and a verdict")
+    .description("per-variant users, conversions, rate, lift vs the control with its interval, the sample ratio check and a verdict; for requests the gateway routed by the flag, error ratio vs the control's, p50/p99 latency and a verdict")
     .argument("<flag>", "the experiment flag's key")
     .option("-C, --dir <dir>", "project folder", ".")
     .option("-m, --metric <event>", "the conversion event (client.track name); required when several were seen")

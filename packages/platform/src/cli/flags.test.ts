@@ -2,12 +2,12 @@
 // history and rollback, the change stream, OFREP as the official OpenFeature OFREP provider
 // uses it, flags declared in the manifest (set by apply, drift shown by plan), and evaluation
 // counts, stale flags and scheduled changes through the API and the `keelson flags` CLI.
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { OFREPProvider } from "@openfeature/ofrep-provider";
 import { OpenFeature } from "@openfeature/server-sdk";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { makeTempDir, waitFor } from "#test-support";
+import { makeTempDir, runCli, waitFor } from "#test-support";
 import { main } from "./main.js";
 import { createReconciler } from "../delivery/index.js";
 import type { ScheduledChange, StaleReport } from "../flags/index.js";
@@ -414,5 +414,172 @@ describe("flag usage, stale flags and scheduled changes (API and CLI)", () => {
     expect(h.code, h.err).toBe(0);
     expect(h.out).toMatch(/killed .*defaultVariant: "on" → "off"/);
     expect(h.out).toMatch(/targeting: \{"if":\[true,"on",null\]\} → \(none\)/);
+  });
+});
+
+describe("GET /v1/flags with an ETag (the SDK's polling)", () => {
+  let cp: ControlPlane;
+  let url: string;
+  let token: string;
+  let cleanup: () => Promise<void>;
+  const silent = { info() {}, warn() {}, error() {} };
+
+  const get = (headers: Record<string, string> = {}) => fetch(`${url}/v1/flags`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+
+  beforeAll(async () => {
+    const tmp = await makeTempDir("keelson-flag-etag-");
+    cleanup = tmp.cleanup;
+    const store = createMemoryStore();
+    const driver = createMemoryDriver();
+    const reconciler = createReconciler({ store, driver, project: "shop", stateDir: tmp.dir, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    const security = await createApiSecurity({ store, project: "shop", stateDir: tmp.dir });
+    ({ token } = await security.tokens.create({ name: "ana", role: "admin", actor: "test" }));
+    cp = createControlPlane({ project: "shop", dir: tmp.dir, stateDir: tmp.dir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
+    url = await cp.listen("127.0.0.1", 0);
+  });
+  afterAll(async () => {
+    await cp.close();
+    await cleanup();
+  });
+
+  it("answers an ETag (the body's etag, quoted), 304 with no body for a matching If-None-Match, and 200 with a new ETag after a change", async () => {
+    const put = (defaultVariant: string) =>
+      fetch(`${url}/v1/flags/polled`, { method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ ...checkout, defaultVariant }) });
+    expect((await put("off")).status).toBe(200);
+    const first = await get();
+    expect(first.status).toBe(200);
+    const etag = first.headers.get("etag") as string;
+    const body = (await first.json()) as { revision: number; etag: string; flags: Record<string, unknown> };
+    expect(etag).toBe(`"${body.etag}"`);
+    expect(Object.keys(body.flags)).toEqual(["polled"]);
+
+    const unchanged = await get({ "if-none-match": etag });
+    expect(unchanged.status).toBe(304);
+    expect(unchanged.headers.get("etag")).toBe(etag);
+    expect(await unchanged.text()).toBe("");
+    // Weakly compared, and any tag of a list matches; another tag does not.
+    expect((await get({ "if-none-match": `W/${etag}` })).status).toBe(304);
+    expect((await get({ "if-none-match": `"other", ${etag}` })).status).toBe(304);
+    expect((await get({ "if-none-match": '"other"' })).status).toBe(200);
+
+    expect((await put("on")).status).toBe(200);
+    const changed = await get({ "if-none-match": etag });
+    expect(changed.status).toBe(200);
+    const next = changed.headers.get("etag") as string;
+    expect(next).not.toBe(etag);
+    const after = (await changed.json()) as { revision: number; etag: string; flags: Record<string, { defaultVariant: string }> };
+    expect(after.revision).toBe(body.revision + 1);
+    expect(next).toBe(`"${after.etag}"`);
+    expect(after.flags.polled?.defaultVariant).toBe("on");
+    expect((await get({ "if-none-match": next })).status).toBe(304);
+  });
+});
+
+describe("flagd import and export (API and CLI)", () => {
+  let cp: ControlPlane;
+  let url: string;
+  let token: string;
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  const silent = { info() {}, warn() {}, error() {} };
+
+  async function call(method: string, path: string, body?: unknown) {
+    const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}) });
+    const text = await res.text();
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
+  }
+  const keelson = (...args: string[]) => runCli(main, [...args, "-C", dir]);
+
+  beforeAll(async () => {
+    const tmp = await makeTempDir("keelson-flagd-files-");
+    cleanup = tmp.cleanup;
+    dir = tmp.dir;
+    const store = createMemoryStore();
+    const driver = createMemoryDriver();
+    const stateDir = join(dir, ".keelson");
+    await mkdir(stateDir, { recursive: true });
+    const reconciler = createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:1", log: silent });
+    const security = await createApiSecurity({ store, project: "shop", stateDir });
+    ({ token } = await security.tokens.create({ name: "ana", role: "admin", actor: "test" }));
+    cp = createControlPlane({ project: "shop", dir, stateDir, store, driver, reconciler, gatewayUrl: "http://127.0.0.1:1", log: silent, security });
+    url = await cp.listen("127.0.0.1", 0);
+    await writeFile(join(stateDir, "controlplane.json"), JSON.stringify({ pid: process.pid, url, project: "shop" }));
+    await writeFile(join(stateDir, "token"), `${token}\n`, { mode: 0o600 });
+  });
+  afterAll(async () => {
+    await cp.close();
+    await cleanup();
+  });
+
+  it("exports the flags to a flagd file and imports it back unchanged: object variants, $evaluators and Keelson's fields", async () => {
+    const set = {
+      flags: {
+        "checkout-theme": {
+          state: "ENABLED",
+          type: "experiment",
+          owner: "commerce",
+          description: "Colours of the new checkout",
+          variants: { classic: { primary: "#333", rounded: false }, fresh: { primary: "#0a7", rounded: true, sizes: [12, 14] } },
+          defaultVariant: "classic",
+          targeting: { if: [{ $ref: "beta-users" }, "fresh", { fractional: [["classic", 80], ["fresh", 20]] }] },
+          metadata: { ticket: "SHOP-42" },
+        },
+        "new-search": { state: "DISABLED", type: "release", variants: { on: true, off: false }, defaultVariant: "off", safeVariant: "off", prerequisites: [{ flag: "checkout-theme", variant: "fresh" }] },
+      },
+      $evaluators: { "beta-users": { ends_with: [{ var: "email" }, "@example.com"] } },
+    };
+    expect((await call("PUT", "/v1/flags", set)).status).toBe(200);
+
+    const file = join(dir, "flags.flagd.json");
+    const exported = await keelson("flags", "export", "-o", file);
+    expect(exported.code, exported.err).toBe(0);
+    expect(exported.out).toContain(`wrote ${file}`);
+    const doc = JSON.parse(await readFile(file, "utf8")) as { $schema?: string; flags: Record<string, Record<string, unknown>>; $evaluators?: unknown };
+    // flagd's format: Keelson's own fields travel as keelson.* metadata.
+    expect(doc.$schema).toBe("https://flagd.dev/schema/v0/flags.json");
+    expect(doc.flags["checkout-theme"]).not.toHaveProperty("owner");
+    expect(doc.flags["checkout-theme"]?.metadata).toMatchObject({ ticket: "SHOP-42", "keelson.owner": "commerce", "keelson.type": "experiment" });
+    expect(doc.flags["checkout-theme"]?.variants).toEqual(set.flags["checkout-theme"].variants);
+    expect(doc.$evaluators).toEqual(set.$evaluators);
+
+    // Another set in between, then the file back.
+    expect((await call("PUT", "/v1/flags", { flags: { other: { state: "ENABLED", variants: { a: 1 }, defaultVariant: "a" } } })).status).toBe(200);
+    const imported = await keelson("flags", "import", file);
+    expect(imported.code, imported.err).toBe(0);
+    expect(imported.out).toMatch(new RegExp(`imported 2 flags from ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(revision \\d+\\)`));
+    const back = (await call("GET", "/v1/flags")).body as { flags: unknown; $evaluators?: unknown };
+    expect(back.flags).toEqual(set.flags);
+    expect(back.$evaluators).toEqual(set.$evaluators);
+    const theme = await call("POST", "/v1/flags/checkout-theme/evaluate", { context: { targetingKey: "u1", email: "ana@example.com" } });
+    expect(theme.body).toMatchObject({ variant: "fresh", value: { primary: "#0a7", rounded: true, sizes: [12, 14] } });
+  });
+
+  it("refuses a bad file with 400, naming the place in the file, and keeps the flags it had", async () => {
+    const before = (await call("GET", "/v1/flags")).body as { revision: number };
+    // The array form flagd also reads: the second flag's default is no variant of it.
+    const bad = JSON.stringify({
+      flags: [
+        { key: "fine", state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "off" },
+        { key: "broken", state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "maybe" },
+      ],
+    });
+    const api = await call("PUT", "/v1/flags", bad);
+    expect(api.status).toBe(400);
+    const error = api.body?.error as { code: string; message: string; details: { issues: Array<{ path: unknown[] }> } };
+    expect(error.code).toBe("KEELSON_ERR_INVALID_INPUT");
+    expect(error.message).toMatch(/^invalid flag set:\n {2}flags\.1\.defaultVariant: /);
+    expect(error.details.issues[0]?.path).toEqual(["flags", 1, "defaultVariant"]);
+
+    const file = join(dir, "bad.flagd.json");
+    await writeFile(file, bad);
+    const cli = await keelson("flags", "import", file);
+    expect(cli.code).not.toBe(0);
+    expect(cli.err).toMatch(/flags\.1\.defaultVariant: /);
+    // A file that is not JSON is refused before it is sent, naming the file.
+    await writeFile(file, '{ "flags": { "x": ');
+    const notJson = await keelson("flags", "import", file);
+    expect(notJson.code).not.toBe(0);
+    expect(notJson.err).toContain(`${file}: not valid JSON`);
+    expect(((await call("GET", "/v1/flags")).body as { revision: number }).revision).toBe(before.revision);
   });
 });

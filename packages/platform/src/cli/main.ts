@@ -723,6 +723,12 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
+    // Commander prints the errors of its own parsing; one an action throws (a file that is not
+    // JSON) reaches here as it was thrown, unprinted.
+    if (err instanceof InvalidArgumentError) {
+      process.stderr.write(`${color.red("error:")} ${err.message}\n`);
+      return 2;
+    }
     if (err instanceof CommanderError) {
       if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return 0;
       return 2;

@@ -3,6 +3,7 @@
 // skewed and on fair splits, and the verdicts.
 import { describe, expect, it } from "vitest";
 import {
+  analyzeErrorRatios,
   analyzeExperiment,
   chiSquaredSurvival,
   confidenceSequenceRadius,
@@ -231,5 +232,54 @@ describe("analyzeExperiment", () => {
     const w = wilson(5, 100, 1.96);
     expect(w.low).toBeCloseTo(0.0215, 4);
     expect(w.high).toBeCloseTo(0.1118, 4);
+  });
+});
+
+describe("analyzeErrorRatios", () => {
+  it("calls a variant with more errors worse than the control once the always-valid interval of the difference leaves 0", () => {
+    const a = analyzeErrorRatios(
+      [
+        { variant: "v1", requests: 2_000, errors: 2 },
+        { variant: "v2", requests: 2_000, errors: 200 },
+      ],
+      "v1",
+    );
+    expect(a.variants.map((v) => [v.variant, v.errorRatio])).toEqual([
+      ["v1", 0.001],
+      ["v2", 0.1],
+    ]);
+    // Wilson at 95% for the display interval, as for conversion rates.
+    expect(a.variants[1]?.ci).toEqual(wilson(200, 2_000, normalQuantile(0.975)));
+    const [c] = a.comparisons;
+    expect(c?.difference?.estimate).toBeCloseTo(0.099, 6);
+    expect(c?.difference?.low).toBeGreaterThan(0);
+    // The same sequence as the conversion lift, with requests for users.
+    expect(c?.difference).toEqual(differenceSequence({ variant: "v2", users: 2_000, conversions: 200 }, { variant: "v1", users: 2_000, conversions: 2 }, 0.05, 10_000));
+    expect(a).toMatchObject({ verdict: "control wins", winner: "v1" });
+  });
+
+  it("calls a treatment with fewer errors the winner, and waits while the interval spans 0", () => {
+    const better = analyzeErrorRatios(
+      [
+        { variant: "old", requests: 3_000, errors: 300 },
+        { variant: "fix", requests: 3_000, errors: 30 },
+        { variant: "same", requests: 3_000, errors: 290 },
+      ],
+      "old",
+    );
+    expect(better.comparisons.map((c) => [c.variant, c.verdict])).toEqual([
+      ["fix", "treatment wins"],
+      ["same", "no difference yet"],
+    ]);
+    expect(better).toMatchObject({ verdict: "treatment wins", winner: "fix" });
+    const early = analyzeErrorRatios(
+      [
+        { variant: "old", requests: 50, errors: 1 },
+        { variant: "new", requests: 50, errors: 4 },
+      ],
+      "old",
+    );
+    expect(early.verdict).toBe("no difference yet");
+    expect(analyzeErrorRatios([{ variant: "old", requests: 10, errors: 0 }, { variant: "new", requests: 0, errors: 0 }], "old").comparisons[0]).toMatchObject({ difference: undefined, verdict: "no difference yet" });
   });
 });

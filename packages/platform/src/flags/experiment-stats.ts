@@ -5,6 +5,8 @@
 //   fixed-sample interval it may be looked at after every event and still covers the true
 //   difference at all times at once with probability 1 - alpha, so "peeking" until the interval
 //   leaves 0 does not inflate false wins.
+// - Error ratio (the gateway side): the same confidence sequence for the difference of the
+//   variants' shares of failed requests, where lower is better.
 // - Sample ratio mismatch: a chi-squared goodness-of-fit test of exposed users per variant
 //   against the split's weights; p < 0.001 means assignment or exposure logging is broken and
 //   no lift can be trusted.
@@ -311,6 +313,81 @@ export function analyzeExperiment(variants: VariantCounts[], control: string, we
   if (wins.length > 0) {
     out.verdict = "treatment wins";
     out.winner = (wins[0] as Comparison).variant;
+  } else if (comparisons.length > 0 && comparisons.every((c) => c.verdict === "control wins")) {
+    out.verdict = "control wins";
+    out.winner = control;
+  }
+  return out;
+}
+
+// --- the gateway side: error ratios --------------------------------------------------------
+
+/** Requests of one variant that the gateway routed by the experiment's flag. */
+export interface VariantRequests {
+  variant: string;
+  /** Requests answered (errors included). */
+  requests: number;
+  /** Of those, 5xx answers (the service failed, did not answer in time or could not be reached). */
+  errors: number;
+}
+
+export interface VariantErrorStats extends VariantRequests {
+  /** errors / requests; undefined without requests. */
+  errorRatio: number | undefined;
+  /** Wilson score interval of the error ratio at 1 - alpha (fixed-sample, for display, as a conversion rate's). */
+  ci: { low: number; high: number } | undefined;
+}
+
+export interface ErrorRatioComparison {
+  variant: string;
+  control: string;
+  /** errorRatio(variant) - errorRatio(control), with the always-valid interval; undefined while an arm has no requests. */
+  difference: Interval | undefined;
+  /** Fewer errors win: "treatment wins" when the interval is below 0, "control wins" when above. */
+  verdict: ComparisonVerdict;
+}
+
+export interface ErrorRatioAnalysis {
+  alpha: number;
+  variants: VariantErrorStats[];
+  comparisons: ErrorRatioComparison[];
+  verdict: ComparisonVerdict;
+  /** The variant with the fewest errors (the best treatment, or the control) when the verdict names one. */
+  winner?: string;
+}
+
+/**
+ * Compares the variants' error ratios with the control's, as `analyzeExperiment` compares
+ * conversion rates (the same always-valid confidence sequence, alpha split over the treatments),
+ * but with requests for users and fewer errors better. Requests of one user are not independent,
+ * so with a few heavy users the interval is narrower than it should be.
+ *
+ * @example
+ * analyzeErrorRatios([{ variant: "v1", requests: 2000, errors: 2 }, { variant: "v2", requests: 2000, errors: 200 }], "v1").verdict; // "control wins"
+ */
+export function analyzeErrorRatios(variants: VariantRequests[], control: string, options: Omit<AnalyzeOptions, "srmAlpha"> = {}): ErrorRatioAnalysis {
+  const alpha = options.alpha ?? 0.05;
+  const optimizeAt = options.optimizeAt ?? 10_000;
+  const z = normalQuantile(1 - alpha / 2);
+  const counts = (v: VariantRequests): VariantCounts => ({ variant: v.variant, users: v.requests, conversions: v.errors });
+  const stats: VariantErrorStats[] = variants.map((v) => ({
+    ...v,
+    errorRatio: v.requests > 0 ? v.errors / v.requests : undefined,
+    ci: v.requests > 0 ? wilson(v.errors, v.requests, z) : undefined,
+  }));
+  const base = variants.find((v) => v.variant === control) ?? { variant: control, requests: 0, errors: 0 };
+  const treatments = variants.filter((v) => v.variant !== control);
+  const each = alpha / Math.max(1, treatments.length);
+  const comparisons: ErrorRatioComparison[] = treatments.map((t) => {
+    const difference = differenceSequence(counts(t), counts(base), each, optimizeAt);
+    const verdict: ComparisonVerdict = difference === undefined ? "no difference yet" : difference.high < 0 ? "treatment wins" : difference.low > 0 ? "control wins" : "no difference yet";
+    return { variant: t.variant, control, difference, verdict };
+  });
+  const out: ErrorRatioAnalysis = { alpha, variants: stats, comparisons, verdict: "no difference yet" };
+  const wins = comparisons.filter((c) => c.verdict === "treatment wins").sort((a, b) => (a.difference?.estimate ?? 0) - (b.difference?.estimate ?? 0));
+  if (wins.length > 0) {
+    out.verdict = "treatment wins";
+    out.winner = (wins[0] as ErrorRatioComparison).variant;
   } else if (comparisons.length > 0 && comparisons.every((c) => c.verdict === "control wins")) {
     out.verdict = "control wins";
     out.winner = control;

@@ -2,7 +2,9 @@
 // the user cap, the expected split read from the flag, and aggregates that survive a restart.
 import { describe, expect, it } from "vitest";
 import type { ExperimentEvent, FlagDefinition } from "@keelson/protocol";
+import { createGatewayMetrics } from "../gateway/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
+import { createMetricStore } from "../telemetry/index.js";
 import { createExperiments, expectedWeights } from "./experiments.js";
 import { createFlagService, type FlagService } from "./flag-service.js";
 
@@ -123,5 +125,50 @@ describe("expectedWeights", () => {
     expect(expectedWeights({ ...checkout, targeting: undefined })).toEqual({ weights: { on: 1, off: 1 }, from: "equal" });
     expect(expectedWeights({ ...checkout, targeting: { if: [true, { fractional: [["on", 90], ["off", 10]] }, "off"] } }).from).toBe("equal");
     expect(expectedWeights({ ...checkout, targeting: { fractional: [["on", { var: "w" }], ["off", 10]] } }).from).toBe("equal");
+  });
+});
+
+describe("experiment results from the gateway's metrics", () => {
+  it("adds the requests the gateway routed by the flag, summed over routes, with abandoned ones apart, after a fresh scrape", async () => {
+    const { store, flags } = await setup();
+    // A real gateway's counters, scraped as the control plane scrapes them.
+    const gateway = createGatewayMetrics({ defaultMetrics: false });
+    const metrics = createMetricStore();
+    let scrapes = 0;
+    const refresh = async () => {
+      scrapes++;
+      metrics.ingest(await gateway.registry.metrics(), { instance: "127.0.0.1:8081" });
+    };
+    const experiments = createExperiments({ store, project: "shop", flags, gateway: { metrics, refresh } });
+    await refresh(); // the baseline
+    expect((await experiments.results("checkout")).gateway).toBeUndefined();
+
+    const on = [gateway.flagVariant("/checkout", "checkout", "on"), gateway.flagVariant("/api/checkout", "checkout", "on")];
+    const off = gateway.flagVariant("/checkout", "checkout", "off");
+    for (let i = 0; i < 300; i++) {
+      gateway.recordFlag(on[i % 2]!, i % 10 === 0 ? 503 : 200, 0.2);
+      gateway.recordFlag(off, 200, 0.004);
+    }
+    gateway.recordFlag(off, 499, 9);
+    // Another flag's requests are not this one's.
+    gateway.recordFlag(gateway.flagVariant("/", "banner", "on"), 500, 1);
+
+    const r = await experiments.results("checkout");
+    expect(scrapes).toBe(3);
+    const g = r.gateway!;
+    expect(g.routes).toEqual(["/api/checkout", "/checkout"]);
+    expect(g.windowSeconds).toBe(7 * 86_400);
+    expect(g.variants.map((v) => [v.variant, v.requests, v.errors, v.abandoned])).toEqual([
+      ["on", 300, 30, 0],
+      ["off", 300, 0, 1],
+    ]);
+    const byVariant = Object.fromEntries(g.variants.map((v) => [v.variant, v]));
+    expect(byVariant.on?.errorRatio).toBeCloseTo(0.1, 10);
+    // 0.2 s falls in (0.1, 0.25], 0.004 s in (0.0025, 0.005]: interpolated inside the bucket.
+    expect(byVariant.on?.p50).toBeCloseTo(0.175, 6);
+    expect(byVariant.off?.p50).toBeGreaterThan(0.0025);
+    expect(byVariant.off?.p50).toBeLessThanOrEqual(0.005);
+    expect(g.comparisons[0]).toMatchObject({ variant: "on", control: "off", verdict: "control wins" });
+    expect(g).toMatchObject({ verdict: "control wins", winner: "off" });
   });
 });

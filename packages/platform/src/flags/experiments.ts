@@ -6,9 +6,14 @@
 // `experiment.<project>.<flag>#<n>` hold an append-only log of first exposures ([user, variant])
 // and first conversions ([user, -1 - event]) in chunks, so that after a restart each user is
 // still counted once. Only the open chunk and the aggregates are rewritten per batch.
+//
+// The gateway side (requests routed by the flag, their errors and latency per variant) is not
+// stored here: the gateway counts it, the control plane scrapes it into its metric store, and
+// the results read it from there.
 import { KeelsonError, type ExperimentEvent, type FlagDefinition } from "@keelson/protocol";
 import type { Store } from "../store/index.js";
-import { analyzeExperiment, type AnalyzeOptions, type ExperimentAnalysis, type VariantStats } from "./experiment-stats.js";
+import { bucketQuantile, GATEWAY_FLAG_REQUEST_DURATION, GATEWAY_FLAG_REQUESTS, type Bucket, type MetricStore } from "../telemetry/index.js";
+import { analyzeErrorRatios, analyzeExperiment, type AnalyzeOptions, type ErrorRatioAnalysis, type ExperimentAnalysis, type VariantErrorStats, type VariantStats } from "./experiment-stats.js";
 import type { FlagService } from "./flag-service.js";
 
 /** What one POST of events did: counted events, and why the others did not count. */
@@ -31,6 +36,24 @@ export interface ExperimentVariantResult extends VariantStats {
   valueSum: number;
 }
 
+/** The gateway side of one variant. */
+export interface ExperimentGatewayVariant extends VariantErrorStats {
+  /** Requests whose client left before the answer (499): counted in neither `requests` nor `errors`. */
+  abandoned: number;
+  /** Latency percentiles in seconds (histogram_quantile over the gateway's buckets); undefined without requests. */
+  p50: number | undefined;
+  p99: number | undefined;
+}
+
+/** Requests the gateway routed by the experiment's flag: error ratios per variant against the control's, and latency. */
+export interface ExperimentGatewayResults extends Omit<ErrorRatioAnalysis, "variants"> {
+  /** The routes (path prefixes) that routed by the flag. */
+  routes: string[];
+  /** How far back the counts go: the control plane's metric store (in memory, so from its start at most). */
+  windowSeconds: number;
+  variants: ExperimentGatewayVariant[];
+}
+
 /** GET /v1/experiments/<flag>/results. */
 export interface ExperimentResults extends Omit<ExperimentAnalysis, "variants"> {
   flag: string;
@@ -49,6 +72,8 @@ export interface ExperimentResults extends Omit<ExperimentAnalysis, "variants"> 
   userCap: number;
   /** New users not counted because the cap was reached. */
   usersDropped: number;
+  /** Requests the gateway routed by the flag; absent while it routed none (or without gateway metrics). */
+  gateway?: ExperimentGatewayResults;
   /** Plain-language caveats. */
   notes: string[];
 }
@@ -74,6 +99,11 @@ export interface ExperimentsOptions {
   /** Log records per stored chunk (default 2,000). */
   chunkSize?: number;
   analysis?: AnalyzeOptions;
+  /**
+   * The gateway's per-variant requests, as scraped into the control plane's metric store; without
+   * it results have no gateway block. `refresh` scrapes the gateways first, so results are current.
+   */
+  gateway?: { metrics: Pick<MetricStore, "increase" | "retentionMs">; refresh?: () => Promise<unknown> };
 }
 
 /** Variants per flag the aggregates track (a user's variant and converted events share one number). */
@@ -324,6 +354,58 @@ export function createExperiments(options: ExperimentsOptions): Experiments {
     return result;
   }
 
+  /** The gateway block of a flag's results: every request its routes decided, over the metric store's whole window. */
+  async function gatewayResults(flag: string, names: string[], control: string, weights: Record<string, number>, alpha: number | undefined): Promise<ExperimentGatewayResults | undefined> {
+    const source = options.gateway;
+    if (source === undefined) return undefined;
+    await source.refresh?.();
+    const { metrics } = source;
+    const window = metrics.retentionMs;
+    const select = { window, where: { flag }, steps: "cover" as const };
+    const outcomes = metrics.increase(GATEWAY_FLAG_REQUESTS, { ...select, by: ["variant", "outcome"] });
+    if (!outcomes.some((o) => o.value > 0)) return undefined;
+    const counts = new Map<string, { ok: number; error: number; abandoned: number }>();
+    for (const o of outcomes) {
+      const variant = o.labels.variant ?? "";
+      const outcome = o.labels.outcome;
+      let c = counts.get(variant);
+      if (c === undefined) counts.set(variant, (c = { ok: 0, error: 0, abandoned: 0 }));
+      if (outcome === "ok" || outcome === "error" || outcome === "abandoned") c[outcome] += Math.round(o.value);
+    }
+    const buckets = new Map<string, Bucket[]>();
+    for (const b of metrics.increase(`${GATEWAY_FLAG_REQUEST_DURATION}_bucket`, { ...select, by: ["variant", "le"] })) {
+      const variant = b.labels.variant ?? "";
+      const le = b.labels.le === "+Inf" ? Infinity : Number(b.labels.le);
+      if (Number.isNaN(le)) continue;
+      let list = buckets.get(variant);
+      if (list === undefined) buckets.set(variant, (list = []));
+      list.push({ le, count: b.value });
+    }
+    const routes = metrics
+      .increase(GATEWAY_FLAG_REQUESTS, { ...select, by: ["route"] })
+      .filter((r) => r.value > 0 && r.labels.route !== undefined)
+      .map((r) => r.labels.route as string)
+      .sort();
+    // The variants of the split, the control, and any other the gateway saw.
+    const shown = [...new Set([...names, ...counts.keys()])].filter((v) => v === control || (weights[v] ?? 0) > 0 || (counts.get(v)?.ok ?? 0) + (counts.get(v)?.error ?? 0) > 0);
+    const analysis = analyzeErrorRatios(
+      shown.map((v) => ({ variant: v, requests: (counts.get(v)?.ok ?? 0) + (counts.get(v)?.error ?? 0), errors: counts.get(v)?.error ?? 0 })),
+      control,
+      { ...options.analysis, ...(alpha !== undefined ? { alpha } : {}) },
+    );
+    const quantile = (q: number, v: string) => {
+      const b = buckets.get(v);
+      const x = b === undefined ? NaN : bucketQuantile(q, b.sort((x1, x2) => x1.le - x2.le));
+      return Number.isNaN(x) ? undefined : x;
+    };
+    return {
+      ...analysis,
+      routes,
+      windowSeconds: Math.round(window / 1000),
+      variants: analysis.variants.map((v) => ({ ...v, abandoned: counts.get(v.variant)?.abandoned ?? 0, p50: quantile(0.5, v.variant), p99: quantile(0.99, v.variant) })),
+    };
+  }
+
   return {
     ingest(events) {
       const run = queue.then(() => ingestBatch(events));
@@ -379,6 +461,8 @@ export function createExperiments(options: ExperimentsOptions): Experiments {
         notes.push("the targeting is not a plain fractional split: the sample ratio check assumes equal shares");
       }
 
+      const gateway = await gatewayResults(flag, names, control, weights, query.alpha);
+
       const { variants: _v, ...rest } = analysis;
       return {
         flag,
@@ -392,6 +476,7 @@ export function createExperiments(options: ExperimentsOptions): Experiments {
         switched: agg.switched,
         userCap: maxUsers,
         usersDropped: agg.usersDropped,
+        ...(gateway !== undefined ? { gateway } : {}),
         notes,
       };
     },

@@ -1,7 +1,9 @@
-// How much each flag is used: evaluations counted in memory (from the SDK's batches, OFREP and
-// the evaluate endpoint) and folded into one store setting, `flags-usage.<project>`, at most
-// every few seconds, with each flag's last evaluation time and a running total.
+// How much each flag is used: evaluations counted in memory (from the SDK's batches, OFREP, the
+// evaluate endpoint, and the requests gateways routed by a flag, read from the metric store) and
+// folded into one store setting, `flags-usage.<project>`, at most every few seconds, with each
+// flag's last evaluation time and a running total.
 import type { Store } from "../store/index.js";
+import { DEFAULT_RETENTION, GATEWAY_FLAG_REQUESTS, type MetricQuery } from "../telemetry/index.js";
 import type { FlagService } from "./flag-service.js";
 
 /** What is known of one flag's use. */
@@ -42,6 +44,21 @@ export interface FlagUsageOptions {
   flushMs?: number;
   /** Called when a timed write fails (the counts are kept for the next one). */
   onError?: (err: unknown) => void;
+  /**
+   * The gateways' flag routing as scraped into the control plane's metric store: every request a
+   * route's flag decided counts as an evaluation of that flag, so a flag only gateways evaluate is
+   * in use too. Its clock must be `now`'s.
+   */
+  gateway?: GatewayFlagRequests;
+}
+
+/** Where the gateways' per-variant flag requests are read. */
+export interface GatewayFlagRequests {
+  metrics: Pick<MetricQuery, "increase">;
+  /** The metric store's finest step (default 10 s): requests are taken a whole step at a time. */
+  stepMs?: number;
+  /** How often they are taken (default every minute, and before every read). */
+  everyMs?: number;
 }
 
 /** Flags counted between two writes; evaluations of further (unknown) keys are not counted. */
@@ -66,6 +83,33 @@ export function createFlagUsage(options: FlagUsageOptions): FlagUsage {
   let timer: NodeJS.Timeout | undefined;
   let queue: Promise<unknown> = Promise.resolve();
   let closed = false;
+  const gateway = options.gateway;
+  const stepMs = gateway?.stepMs ?? (DEFAULT_RETENTION[0] as { stepMs: number }).stepMs;
+  /** Gateway requests are taken up to here (a step boundary, ms). */
+  let gatewayUntil = Math.floor(now().getTime() / stepMs) * stepMs;
+  const gatewayTimer = gateway === undefined ? undefined : setInterval(() => takeGatewayRequests(), gateway.everyMs ?? 60_000);
+  gatewayTimer?.unref();
+
+  /** Counts the gateway requests of the steps completed since the last time, as evaluations at the end of those steps. */
+  function takeGatewayRequests(): void {
+    if (gateway === undefined || closed) return;
+    // Only steps that ended a step ago: a scrape that began before a step's end may still be writing into it.
+    const end = Math.floor(now().getTime() / stepMs) * stepMs - stepMs;
+    if (end <= gatewayUntil) return;
+    let counts;
+    try {
+      // Exactly the steps from gatewayUntil to end ("cover" takes the step holding the window's start).
+      counts = gateway.metrics.increase(GATEWAY_FLAG_REQUESTS, { window: end - gatewayUntil - 1, at: end - 1, by: ["flag"], steps: "cover" });
+    } catch (err) {
+      options.onError?.(err);
+      return;
+    }
+    gatewayUntil = end;
+    for (const c of counts) {
+      const n = Math.round(c.value);
+      if (c.labels.flag !== undefined && n > 0) record(c.labels.flag, n, end);
+    }
+  }
 
   function load(): Promise<FlagUsageView> {
     state ??= (async () => {
@@ -150,13 +194,16 @@ export function createFlagUsage(options: FlagUsageOptions): FlagUsage {
       return taken;
     },
     async read() {
+      takeGatewayRequests();
       await flush();
       const view = await load();
       return { since: view.since, flags: { ...view.flags } };
     },
     flush,
     async close() {
+      takeGatewayRequests();
       closed = true;
+      clearInterval(gatewayTimer);
       clearTimeout(timer);
       timer = undefined;
       await flush();

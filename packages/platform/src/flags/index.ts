@@ -9,6 +9,7 @@ export * from "./flag-usage.js";
 export * from "./stale-flags.js";
 export * from "./flag-schedule.js";
 export {
+  analyzeErrorRatios,
   analyzeExperiment,
   chiSquaredSurvival,
   confidenceSequenceRadius,
@@ -20,10 +21,14 @@ export {
   type AnalyzeOptions,
   type Comparison,
   type ComparisonVerdict,
+  type ErrorRatioAnalysis,
+  type ErrorRatioComparison,
   type ExperimentAnalysis,
   type ExperimentVerdict,
   type Interval,
   type SampleRatioCheck,
   type VariantCounts,
+  type VariantErrorStats,
+  type VariantRequests,
   type VariantStats,
 } from "./experiment-stats.js";

@@ -52,14 +52,45 @@ export function ofrepEvaluate(snap: FlagSnapshot, key: string, body: unknown): O
   return { status: 200, body: result };
 }
 
+/** Whether a rule reads the time: `$flagd.timestamp` (or all of `$flagd`), or a `var` whose path is computed and so might. */
+export function readsTime(rule: unknown): boolean {
+  if (Array.isArray(rule)) return rule.some(readsTime);
+  if (rule === null || typeof rule !== "object") return false;
+  for (const [op, arg] of Object.entries(rule)) {
+    if (op === "var") {
+      const path: unknown = Array.isArray(arg) ? arg[0] : arg;
+      if (typeof path === "string" ? path === "$flagd" || path === "$flagd.timestamp" : typeof path === "object" && path !== null) return true;
+    }
+    if (readsTime(arg)) return true;
+  }
+  return false;
+}
+
+/** Per compiled set: whether any flag's targeting (or shared evaluator) reads the time. */
+const timeDependent = new WeakMap<object, boolean>();
+
+function dependsOnTime(snap: FlagSnapshot): boolean {
+  let known = timeDependent.get(snap.compiled);
+  if (known === undefined) {
+    known = Object.values(snap.set.flags).some((f) => readsTime(f.targeting)) || readsTime(snap.set.$evaluators ?? {});
+    timeDependent.set(snap.compiled, known);
+  }
+  return known;
+}
+
 /**
  * POST /ofrep/v1/evaluate/flags. The ETag covers the flag set's revision and the context, so a
- * client polling with If-None-Match gets 304 until either changes.
+ * client polling with If-None-Match gets 304 until either changes. When a rule reads the time
+ * (`$flagd.timestamp`), the same set and context can answer differently later: the ETag then
+ * covers the results themselves, so a 304 still means nothing changed.
  */
 export function ofrepEvaluateAll(snap: FlagSnapshot, body: unknown, ifNoneMatch: string | undefined): OfrepAnswer {
   const parsed = ofrepContext(body);
   if (!parsed.ok) return { status: 400, body: parsed.failure };
-  const etag = `"${createHash("sha256").update(`${snap.etag}\n${JSON.stringify(parsed.context)}`).digest("hex").slice(0, 24)}"`;
+  const results = dependsOnTime(snap) ? snap.compiled.evaluateAll(parsed.context).map(toOfrep) : undefined;
+  const hash = createHash("sha256").update(`${snap.etag}\n${JSON.stringify(parsed.context)}`);
+  if (results !== undefined) hash.update(`\n${JSON.stringify(results)}`);
+  const etag = `"${hash.digest("hex").slice(0, 24)}"`;
   if (ifNoneMatch !== undefined && ifNoneMatch.split(",").some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) return { status: 304, headers: { etag } };
-  return { status: 200, body: { flags: snap.compiled.evaluateAll(parsed.context).map(toOfrep) }, headers: { etag } };
+  return { status: 200, body: { flags: results ?? snap.compiled.evaluateAll(parsed.context).map(toOfrep) }, headers: { etag } };
 }

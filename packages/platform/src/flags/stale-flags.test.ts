@@ -3,7 +3,9 @@
 // the start of counting) and by change, and the exemptions of kill switches and permissions.
 import { afterEach, describe, expect, it } from "vitest";
 import { waitFor } from "#test-support";
+import { createGatewayMetrics } from "../gateway/index.js";
 import { createMemoryStore } from "../store/index.js";
+import { createMetricStore } from "../telemetry/index.js";
 import { createFlagService } from "./flag-service.js";
 import { createFlagUsage, type FlagUsage } from "./flag-usage.js";
 import { findStaleFlags } from "./stale-flags.js";
@@ -143,5 +145,49 @@ describe("stale flags", () => {
     const { flags, usage } = setup();
     await expect(findStaleFlags({ flags, usage, now: new Date(), days: 0 })).rejects.toThrow(/days: expected a whole number of days from 1 to 3650, got 0/);
     await expect(findStaleFlags({ flags, usage, now: new Date(), unchangedDays: 1.5 })).rejects.toThrow(/unchangedDays/);
+  });
+});
+
+describe("stale flags routed by the gateway", () => {
+  it("counts the requests a gateway routed by a flag (scraped into the metric store) as its evaluations, so a flag only gateways use is not stale", async () => {
+    let t = Date.parse("2026-01-01T00:00:00Z");
+    const now = () => new Date(t);
+    const store = createMemoryStore({ now: () => t });
+    const flags = createFlagService({ store, project: "shop", now });
+    // A real gateway's counters, scraped the way the control plane scrapes them.
+    const gateway = createGatewayMetrics({ defaultMetrics: false });
+    const metricStore = createMetricStore({ now: () => t });
+    const scrape = async () => metricStore.ingest(await gateway.registry.metrics(), { instance: "127.0.0.1:8081", at: t });
+    const usage = createFlagUsage({ store, project: "shop", flags, now, flushMs: 60_000, gateway: { metrics: metricStore } });
+    usages.push(usage);
+    await usage.read(); // counting begins 2026-01-01
+    await flags.put("checkout-v2", flag("release"), "ana");
+    await flags.put("unused", flag("release"), "ana");
+
+    t += 40 * DAY;
+    await scrape(); // the gateway's first scrape: its baseline
+    const v2 = gateway.flagVariant("/checkout", "checkout-v2", "on");
+    const v1 = gateway.flagVariant("/checkout", "checkout-v2", "off");
+    for (let i = 0; i < 5; i++) gateway.recordFlag(v2, i === 0 ? 500 : 200, 0.01);
+    gateway.recordFlag(v1, 200, 0.01);
+    t += 5_000;
+    await scrape();
+    // Requests are taken a whole 10 s step at a time, a step after it ended: not yet.
+    expect((await usage.read()).flags["checkout-v2"]).toBeUndefined();
+    t += 30_000;
+    const used = (await usage.read()).flags["checkout-v2"];
+    expect(used?.evaluations).toBe(6);
+    expect(Date.parse(used!.lastEvaluatedAt)).toBeGreaterThanOrEqual(Date.parse("2026-02-10T00:00:00Z"));
+    expect(Date.parse(used!.lastEvaluatedAt)).toBeLessThanOrEqual(t);
+    // Taken once: reading again counts nothing twice.
+    t += 60_000;
+    expect((await usage.read()).flags["checkout-v2"]?.evaluations).toBe(6);
+
+    const report = await findStaleFlags({ flags, usage, now: now() });
+    expect(report.flags.map((f) => [f.flag, f.reasons])).toEqual([["unused", ["not-evaluated"]]]);
+    // A month later without gateway traffic it is stale like any other.
+    t += 31 * DAY;
+    await scrape();
+    expect((await findStaleFlags({ flags, usage, now: now() })).flags.find((f) => f.flag === "checkout-v2")?.why).toEqual(["no evaluation for 31 days (last 2026-02-10)"]);
   });
 });

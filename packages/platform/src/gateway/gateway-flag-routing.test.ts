@@ -160,6 +160,53 @@ describe("gateway routing by flag", () => {
     expect(metrics).not.toContain('variant="control"');
   });
 
+  it("counts every variant's answers by outcome, and their durations, on /metrics: the plain route's variant too", { timeout: 30_000 }, async () => {
+    const gw = await startGateway();
+    const eps = await endpoints();
+    // checkout-v2 fails every fourth request (not enough to open its circuit breaker).
+    let calls = 0;
+    const failing = await listen(
+      createServer((req, res) => {
+        req.resume();
+        const fail = calls++ % 4 === 0;
+        res.writeHead(fail ? 500 : 200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ release: "r-v2" }));
+      }),
+    );
+    gw.setTable(table(eps.map((e) => (e.service === "checkout-v2" ? { ...e, url: failing } : e)), { "checkout-experiment": experiment }));
+    const sample = users.slice(0, 200);
+    const landed = await landings(gw, sample);
+    const engine = compileFlagSet({ flags: { "checkout-experiment": experiment } } as FlagSet);
+    const expected: Record<string, number> = {};
+    for (const id of sample) {
+      const v = engine.evaluate("checkout-experiment", { targetingKey: id }).variant!;
+      expected[v] = (expected[v] ?? 0) + 1;
+    }
+    const failed = [...landed.values()].filter((r) => r === "status 500").length;
+    expect(failed).toBe(Math.ceil(expected.treatment! / 4));
+    // Without a user the flag gives its default variant, and the request counts there.
+    expect(await get(`${gw.url}/cart`)).toBe("r-stable");
+
+    const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    const series = (name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\} (\\S+)$`, "m").exec(text)?.[1]);
+    const at = (variant: string, outcome: string) => series("keelson_gateway_flag_requests_total", `route="/",flag="checkout-experiment",variant="${variant}",outcome="${outcome}"`);
+    expect(at("control", "ok")).toBe(expected.control! + 1);
+    expect(at("canary", "ok")).toBe(expected.canary);
+    expect(at("treatment", "error")).toBe(failed);
+    expect(at("treatment", "ok")).toBe(expected.treatment! - failed);
+    expect(text).not.toMatch(/keelson_gateway_flag_requests_total\{[^}]*variant="control",outcome="error"/);
+    const duration = (variant: string, part: string) => series(`keelson_gateway_flag_request_duration_seconds_${part}`, `route="/",flag="checkout-experiment",variant="${variant}"`);
+    for (const v of ["control", "canary", "treatment"]) {
+      expect(duration(v, "count")).toBe(expected[v]! + (v === "control" ? 1 : 0));
+      expect(duration(v, "sum")).toBeGreaterThan(0);
+    }
+    // The same buckets as the gateway's request durations.
+    const bounds = (name: string) => [...new Set([...text.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"\\}`, "gm"))].map((m) => m[1]))];
+    expect(bounds("keelson_gateway_flag_request_duration_seconds")).toEqual(bounds("keelson_gateway_request_duration_seconds"));
+    expect(bounds("keelson_gateway_flag_request_duration_seconds")).toHaveLength(15);
+    expect(series("keelson_gateway_flag_request_duration_seconds_bucket", 'route="/",flag="checkout-experiment",variant="treatment",le="+Inf"')).toBe(expected.treatment);
+  });
+
   it("routes everyone the plain way when the flag is disabled or killed to a variant the route does not list, and back when enabled", { timeout: 30_000 }, async () => {
     const gw = await startGateway();
     const eps = await endpoints();

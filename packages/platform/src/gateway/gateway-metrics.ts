@@ -1,7 +1,8 @@
 // The gateway's Prometheus metrics on its own registry. Per-request RED (by service, version,
 // route, replica) lives in plain counter cells the hot path bumps in O(1), with no label
 // hashing per request, and is written out at scrape time; the resilience counters (retries,
-// rejections, fallbacks, ejections, upgrades, flag routes) and state gauges sit beside them.
+// rejections, fallbacks, ejections, upgrades, flag routes), the per flag variant outcomes and
+// durations (the gateway side of experiments) and state gauges sit beside them.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { collectProcessMetrics } from "../telemetry/index.js";
 
@@ -12,8 +13,15 @@ export const NONE_LABEL = "none";
 /** Route label of service-to-service calls routed by the x-keelson-service header. */
 export const INTERNAL_ROUTE = "internal";
 
-/** Upper bounds (seconds) of the duration histogram. */
+/** Upper bounds (seconds) of the duration histograms. */
 export const DURATION_BUCKETS_S: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** Index in a cell's `buckets` of a duration: the first bound it does not exceed, the last slot for +Inf. */
+function bucketOf(seconds: number): number {
+  let b = 0;
+  while (b < DURATION_BUCKETS_S.length && seconds > DURATION_BUCKETS_S[b]!) b++;
+  return b;
+}
 
 /** Durations of one service/version/route. */
 export class DurationCell {
@@ -69,6 +77,25 @@ export class FlagRouteCell {
   constructor(readonly labels: { readonly route: string; readonly flag: string; readonly variant: string }) {}
 }
 
+/** What a request under a flag came to: `error` a 5xx (the service failed, did not answer in time, or none could be reached), `abandoned` the client left first (499). */
+export type FlagOutcome = "ok" | "error" | "abandoned";
+
+/**
+ * Requests whose route's flag gave one variant (listed on the route or not: an unlisted variant
+ * takes the plain route), by outcome, and their durations: the gateway side of an experiment.
+ * Bumped in O(1), exported at scrape time.
+ */
+export class FlagVariantCell {
+  ok = 0;
+  error = 0;
+  abandoned = 0;
+  /** Per bucket of DURATION_BUCKETS_S, the last for +Inf; not cumulative (summed at scrape). */
+  readonly buckets = new Float64Array(DURATION_BUCKETS_S.length + 1);
+  sum = 0;
+  count = 0;
+  constructor(readonly labels: { readonly route: string; readonly flag: string; readonly variant: string }) {}
+}
+
 /** What the state gauges read of one service at scrape time. */
 export interface ServiceGauges {
   service: string;
@@ -93,6 +120,10 @@ export interface GatewayMetrics {
   readonly unrouted: RequestCell;
   /** The counter cell of a route's flag variant; look it up once per table and keep it. */
   flagRoute(route: string, flag: string, variant: string): FlagRouteCell;
+  /** The outcome and duration cell of a route's flag variant; look it up once and keep it. */
+  flagVariant(route: string, flag: string, variant: string): FlagVariantCell;
+  /** Counts one finished request under a flag variant (as `record` counts it under its service). */
+  recordFlag(cell: FlagVariantCell, status: number, seconds: number): void;
   /** Long-lived counters of a service named by the routing table. */
   service(name: string): ServiceMetrics;
   /** A stable small number for a route label, to index per-endpoint cell arrays. */
@@ -149,17 +180,25 @@ class CellCounter extends Counter<RequestLabel> {
   }
 }
 
-/** A histogram whose buckets come from the duration cells. */
-class CellHistogram extends Histogram<DurationLabel> {
+/** What a histogram cell holds: per-bucket (not cumulative) counts, their sum and count. */
+interface HistogramCell<L extends string> {
+  readonly labels: Readonly<Record<L, string>>;
+  readonly buckets: Float64Array;
+  readonly sum: number;
+  readonly count: number;
+}
+
+/** A histogram whose buckets come from cells (request durations, flag variant durations). */
+class CellHistogram<L extends string> extends Histogram<L> {
   constructor(
-    config: { name: string; help: string; registers: Registry[] },
-    private readonly source: () => Iterable<DurationCell>,
+    config: { name: string; help: string; registers: Registry[]; labelNames: readonly L[] },
+    private readonly source: () => Iterable<HistogramCell<L>>,
   ) {
-    super({ ...config, labelNames: ["service", "version", "route"], buckets: [...DURATION_BUCKETS_S] });
+    super({ ...config, labelNames: [...config.labelNames], buckets: [...DURATION_BUCKETS_S] });
   }
 
-  override async get(): ReturnType<Histogram<DurationLabel>["get"]> {
-    return this.snapshot() as unknown as Awaited<ReturnType<Histogram<DurationLabel>["get"]>>;
+  override async get(): ReturnType<Histogram<L>["get"]> {
+    return this.snapshot() as unknown as Awaited<ReturnType<Histogram<L>["get"]>>;
   }
 
   /** What prom-client's registry prints (the same shape as `get`). */
@@ -222,11 +261,12 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
     },
     () => (expire(), requestCells.values()),
   );
-  new CellHistogram(
+  new CellHistogram<DurationLabel>(
     {
       name: "keelson_gateway_request_duration_seconds",
       help: "Time from receiving a request to finishing its response, by service, version and route (no replica label, to bound the series count).",
       registers: [registry],
+      labelNames: ["service", "version", "route"],
     },
     () => durationCells.values(),
   );
@@ -326,6 +366,32 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
       for (const c of flagRouteCells.values()) if (c.count > 0) this.inc(c.labels, c.count);
     },
   });
+  const flagVariantCells = new Map<string, FlagVariantCell>();
+  new Counter({
+    name: "keelson_gateway_flag_requests_total",
+    help: "Requests a route's feature flag decided, by route (path prefix), flag, variant (also a variant the route does not list, which takes the plain route) and outcome: ok, error (5xx: the service failed, did not answer in time or could not be reached) or abandoned (499: the client left first).",
+    labelNames: ["route", "flag", "variant", "outcome"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of flagVariantCells.values()) {
+        if (c.ok > 0) this.inc({ ...c.labels, outcome: "ok" }, c.ok);
+        if (c.error > 0) this.inc({ ...c.labels, outcome: "error" }, c.error);
+        if (c.abandoned > 0) this.inc({ ...c.labels, outcome: "abandoned" }, c.abandoned);
+      }
+    },
+  });
+  new CellHistogram<"route" | "flag" | "variant">(
+    {
+      name: "keelson_gateway_flag_request_duration_seconds",
+      help: "Time from receiving a request to finishing its response, by route, flag and variant, for requests a route's feature flag decided.",
+      registers: [registry],
+      labelNames: ["route", "flag", "variant"],
+    },
+    function* () {
+      for (const c of flagVariantCells.values()) if (c.count > 0) yield c;
+    },
+  );
   const tableVersion = new Gauge({
     name: "keelson_gateway_routing_table_version",
     help: "Version of the routing table the gateway serves (0 before the first table).",
@@ -405,6 +471,20 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
       if (c === undefined) flagRouteCells.set(key, (c = new FlagRouteCell({ route, flag, variant })));
       return c;
     },
+    flagVariant(route, flag, variant) {
+      const key = `${route}\u0000${flag}\u0000${variant}`;
+      let c = flagVariantCells.get(key);
+      if (c === undefined) flagVariantCells.set(key, (c = new FlagVariantCell({ route, flag, variant })));
+      return c;
+    },
+    recordFlag(c, status, seconds) {
+      if (status >= 500) c.error++;
+      else if (status === 499) c.abandoned++;
+      else c.ok++;
+      c.count++;
+      c.sum += seconds;
+      c.buckets[bucketOf(seconds)]!++;
+    },
     record(c, status, seconds, at) {
       const cls = (status / 100) | 0;
       c.counts[cls >= 1 && cls <= 5 ? cls : 5]!++;
@@ -414,9 +494,7 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
       if (!c.exported || !d.exported) revive(c);
       d.count++;
       d.sum += seconds;
-      let b = 0;
-      while (b < DURATION_BUCKETS_S.length && seconds > DURATION_BUCKETS_S[b]!) b++;
-      d.buckets[b]!++;
+      d.buckets[bucketOf(seconds)]!++;
     },
     setStateSource(source) {
       stateSource = source;

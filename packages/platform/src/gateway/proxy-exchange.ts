@@ -15,7 +15,7 @@ import { BodyLimit, BodyTooLargeError } from "./body-limit.js";
 import type { Bulkhead, BulkheadWaiter, QueueTicket } from "./bulkhead.js";
 import type { Admission, CircuitBreaker } from "./circuit-breaker.js";
 import { REJECTED } from "./circuit-breaker.js";
-import type { GatewayMetrics, RequestCell, ServiceMetrics } from "./gateway-metrics.js";
+import type { FlagVariantCell, GatewayMetrics, RequestCell, ServiceMetrics } from "./gateway-metrics.js";
 import { NONE_LABEL } from "./gateway-metrics.js";
 import type { CompiledFault, FaultHit } from "./fault-injection.js";
 import { FAULT_HEADER, drawFaults } from "./fault-injection.js";
@@ -243,6 +243,8 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
   private versionPin: string | undefined = undefined;
   /** Version the route's flag pinned the request to (after an explicit x-keelson-version). */
   private flagPin: string | undefined = undefined;
+  /** Where the request's outcome is counted under the variant its route's flag gave it. */
+  private flagMeasure: FlagVariantCell | undefined = undefined;
   private cookies: string | undefined = undefined;
   private route: RouteRuntime | undefined = undefined;
   private service: ServiceTarget | undefined = undefined;
@@ -481,14 +483,18 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
       service = state.services.get(compiled.service);
       name = compiled.service;
       if (route.flag !== undefined) {
-        const flagged = route.flag.route(state.services, service, raw, this.cookies);
-        if (flagged !== undefined) {
-          service = flagged.service;
-          name = flagged.service.name;
-          this.flagPin = flagged.choice.version;
-          if (this.span !== undefined) {
-            this.span.flagKey = route.flag.key;
-            this.span.flagVariant = flagged.choice.variant;
+        const decided = route.flag.decide(state.services, service, raw, this.cookies);
+        if (decided !== undefined) {
+          this.flagMeasure = decided.measure;
+          const flagged = decided.target;
+          if (flagged !== undefined) {
+            service = flagged.service;
+            name = flagged.service.name;
+            this.flagPin = flagged.choice.version;
+            if (this.span !== undefined) {
+              this.span.flagKey = route.flag.key;
+              this.span.flagVariant = flagged.choice.variant;
+            }
           }
         }
       }
@@ -1238,7 +1244,9 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
       else if (fault !== undefined) cell = fault.cellOf(this.faultRelease, routeId);
       else cell = sm.noneCells[routeId] ??= metrics.cell(sm.name, NONE_LABEL, routeId, NONE_LABEL);
     }
-    metrics.record(cell, status, (now - this.started) / 1000, now);
+    const seconds = (now - this.started) / 1000;
+    metrics.record(cell, status, seconds, now);
+    if (this.flagMeasure !== undefined) metrics.recordFlag(this.flagMeasure, status, seconds);
     this.ctx.requestFinished();
   }
 

@@ -104,3 +104,41 @@ describe("RouteFlagEvaluator", () => {
     expect(evaluator({ other: experiment })).toBeUndefined();
   });
 });
+
+describe("RouteFlagEvaluator.decide", () => {
+  const services = new Map([
+    ["web", { name: "web", endpoints: [1] }],
+    ["web-v2", { name: "web-v2", endpoints: [1] }],
+  ]);
+
+  it("routes a listed variant to its target and measures an unlisted one on the plain route, each in its own cell", () => {
+    const flag = evaluator({ experiment })!;
+    const treated = flag.decide(services, services.get("web"), ["x-user-id", "u-1"], undefined);
+    expect(treated).toMatchObject({ variant: "treatment", target: { service: { name: "web-v2" }, choice: { version: "canary" } }, measure: { labels: { route: "/", flag: "experiment", variant: "treatment" } } });
+    expect(treated?.target?.choice.cell.count).toBe(1);
+    const control = flag.decide(services, services.get("web"), ["x-user-id", "u-2"], undefined);
+    expect(control).toMatchObject({ variant: "control", target: undefined, measure: { labels: { variant: "control" } } });
+    // The same cell for every request of the variant.
+    expect(flag.decide(services, services.get("web"), ["x-user-id", "u-3"], undefined)?.measure).toBe(control?.measure);
+  });
+
+  it("decides nothing for a disabled flag, or when the listed variant's service has no ready endpoint", () => {
+    const disabled = { ...experiment, state: "DISABLED" as const };
+    expect(evaluator({ experiment: disabled })!.decide(services, services.get("web"), ["x-user-id", "u-1"], undefined)).toBeUndefined();
+    const down = new Map([...services, ["web-v2", { name: "web-v2", endpoints: [] }]]);
+    expect(evaluator({ experiment })!.decide(down, down.get("web"), ["x-user-id", "u-1"], undefined)).toBeUndefined();
+  });
+});
+
+describe("GatewayMetrics.recordFlag", () => {
+  it("counts 5xx as errors and 499 as abandoned, and bins durations in the request histogram's buckets", () => {
+    const metrics = createGatewayMetrics({ defaultMetrics: false });
+    const cell = metrics.flagVariant("/", "experiment", "treatment");
+    expect(metrics.flagVariant("/", "experiment", "treatment")).toBe(cell);
+    for (const [status, seconds] of [[200, 0.003], [404, 0.02], [500, 0.2], [504, 31], [499, 1]] as const) metrics.recordFlag(cell, status, seconds);
+    expect({ ok: cell.ok, error: cell.error, abandoned: cell.abandoned, count: cell.count }).toEqual({ ok: 2, error: 2, abandoned: 1 , count: 5 });
+    expect(cell.sum).toBeCloseTo(32.223, 6);
+    // 0.003 s in (0.0025, 0.005], 0.02 in (0.01, 0.025], 0.2 in (0.1, 0.25], 1 in (0.5, 1], 31 past 30 s.
+    expect([...cell.buckets].map((n, i) => (n > 0 ? i : -1)).filter((i) => i >= 0)).toEqual([2, 4, 7, 9, 14]);
+  });
+});

@@ -1,9 +1,10 @@
 // Routing by feature flag: the flags a routing table carries, checked and compiled once per table
 // with the same engine the control plane uses, and each flagged route's evaluator, which reads
-// only the headers and cookies its context names and answers the variant's service and version.
+// only the headers and cookies its context names and answers the variant's service and version,
+// with the cell that measures the request's outcome and duration under its variant.
 import type { CompiledFlagSet, EvaluationContext, FlagIssue, RouteFlag, RoutingTable } from "@keelson/protocol";
 import { checkFlagSet, compileFlagSet } from "@keelson/protocol";
-import type { FlagRouteCell, GatewayMetrics } from "./gateway-metrics.js";
+import type { FlagRouteCell, FlagVariantCell, GatewayMetrics } from "./gateway-metrics.js";
 import type { GatewayLogger } from "./logger.js";
 import { readCookie, sameHeaderName } from "./traffic-split.js";
 
@@ -16,6 +17,17 @@ export interface FlagRouteChoice {
   readonly version: string | undefined;
   /** Counts the requests the choice was applied to. */
   readonly cell: FlagRouteCell;
+  /** Measures their outcomes and durations. */
+  readonly measure: FlagVariantCell;
+}
+
+/** What a route's flag decided for one request. */
+export interface FlagDecision<S> {
+  readonly variant: string;
+  /** Where to count the request's outcome and duration (`GatewayMetrics.recordFlag`). */
+  readonly measure: FlagVariantCell;
+  /** Where the variant sends the request; undefined: the plain route (a variant the route does not list). */
+  readonly target: { readonly service: S; readonly choice: FlagRouteChoice } | undefined;
 }
 
 /** The compiled flags of one table, handed to the next table so an unchanged set is not compiled (or reported) again. */
@@ -98,15 +110,25 @@ export class RouteFlagEvaluator {
     if (flag === undefined || flags === undefined || !flags.keys().includes(flag.key)) return undefined;
     const choices = new Map<string, FlagRouteChoice>();
     for (const [variant, target] of Object.entries(flag.variants)) {
-      choices.set(variant, { variant, service: target.service, version: target.version, cell: options.metrics.flagRoute(options.route, flag.key, variant) });
+      choices.set(variant, {
+        variant,
+        service: target.service,
+        version: target.version,
+        cell: options.metrics.flagRoute(options.route, flag.key, variant),
+        measure: options.metrics.flagVariant(options.route, flag.key, variant),
+      });
     }
-    return new RouteFlagEvaluator(flag, flags, choices);
+    return new RouteFlagEvaluator(flag, flags, choices, (variant) => options.metrics.flagVariant(options.route, flag.key, variant));
   }
+
+  /** Cells of the variants the route does not list (they take the plain route), made on first use. */
+  private readonly unlisted = new Map<string, FlagVariantCell>();
 
   private constructor(
     readonly flag: RouteFlag,
     private readonly flags: CompiledFlagSet,
     choices: Map<string, FlagRouteChoice>,
+    private readonly measureCell: (variant: string) => FlagVariantCell,
   ) {
     const headerAttrs: string[] = [];
     const headerNames: string[] = [];
@@ -139,6 +161,12 @@ export class RouteFlagEvaluator {
    * `cookies` the joined Cookie header.
    */
   choose(rawHeaders: readonly string[], cookies: string | undefined): FlagRouteChoice | undefined {
+    const variant = this.variantOf(rawHeaders, cookies);
+    return variant === undefined ? undefined : this.choices.get(variant);
+  }
+
+  /** The variant the flag gives the request; undefined when it errs or is disabled. Never throws. */
+  private variantOf(rawHeaders: readonly string[], cookies: string | undefined): string | undefined {
     const context: EvaluationContext = {};
     const names = this.headerNames;
     const wanted = names.length;
@@ -159,16 +187,40 @@ export class RouteFlagEvaluator {
         if (value !== undefined && !Object.hasOwn(context, attr)) context[attr] = value;
       }
     }
-    let variant: string | undefined;
     try {
       const result = this.flags.evaluate(this.flag.key, context);
       if (result.reason === "ERROR" || result.reason === "DISABLED") return undefined;
-      variant = result.variant;
+      return result.variant;
     } catch {
       // The engine answers errors as results; this is for a bug, which must not cost the request.
       return undefined;
     }
-    return variant === undefined ? undefined : this.choices.get(variant);
+  }
+
+  /**
+   * `route`, and also for a variant the route does not list (the request takes the plain route,
+   * measured under that variant, as an experiment's control usually is). Undefined, neither
+   * routed nor measured, when the flag errs or is disabled, or when a listed variant's service has
+   * no ready endpoint (the plain route serves it, so its outcome says nothing of the variant).
+   */
+  decide<S extends { readonly endpoints: readonly unknown[] }>(
+    services: ReadonlyMap<string, S>,
+    own: S | undefined,
+    rawHeaders: readonly string[],
+    cookies: string | undefined,
+  ): FlagDecision<S> | undefined {
+    const variant = this.variantOf(rawHeaders, cookies);
+    if (variant === undefined) return undefined;
+    const choice = this.choices.get(variant);
+    if (choice === undefined) {
+      let measure = this.unlisted.get(variant);
+      if (measure === undefined) this.unlisted.set(variant, (measure = this.measureCell(variant)));
+      return { variant, measure, target: undefined };
+    }
+    const service = choice.service === undefined ? own : services.get(choice.service);
+    if (service === undefined || service.endpoints.length === 0) return undefined;
+    choice.cell.count++;
+    return { variant, measure: choice.measure, target: { service, choice } };
   }
 
   /**

@@ -27,11 +27,18 @@ export const GATEWAY_REQUEST_DURATION = "keelson_gateway_request_duration_second
 /** Requests in flight (a gauge), when the gateway exposes it: `{service, version, replica}`. */
 export const GATEWAY_REQUESTS_IN_FLIGHT = "keelson_gateway_requests_in_flight";
 
-/** The gateway's RED metrics; labels a gateway does not (yet) send simply read as empty. */
+/** Requests a route's feature flag decided: `{route, flag, variant, outcome}`, outcome ok, error or abandoned. */
+export const GATEWAY_FLAG_REQUESTS = "keelson_gateway_flag_requests_total";
+/** Their duration histogram: `{route, flag, variant}`. */
+export const GATEWAY_FLAG_REQUEST_DURATION = "keelson_gateway_flag_request_duration_seconds";
+
+/** The gateway's RED metrics, also per flag variant; labels a gateway does not (yet) send simply read as empty. */
 export const GATEWAY_METRICS: readonly MetricDefinition[] = Object.freeze([
   { name: GATEWAY_REQUESTS, type: "counter", labels: ["service", "version", "route", "replica", "code_class"] },
   { name: GATEWAY_REQUEST_DURATION, type: "histogram", labels: ["service", "version", "route"] },
   { name: GATEWAY_REQUESTS_IN_FLIGHT, type: "gauge", labels: ["service", "version", "replica"] },
+  { name: GATEWAY_FLAG_REQUESTS, type: "counter", labels: ["route", "flag", "variant", "outcome"] },
+  { name: GATEWAY_FLAG_REQUEST_DURATION, type: "histogram", labels: ["route", "flag", "variant"] },
 ]);
 
 /** One resolution: a value per `stepMs`, kept for `spanMs`. */
