@@ -3,7 +3,8 @@
 // at 10% (so 20 req/s each, Poisson arrivals, Bernoulli errors, log-normal latencies recorded
 // in the gateway's histogram buckets), hands the analysis what a metrics source would hold at
 // every scrape, and records when it decides. Scenarios: (a) canary errors 5.5% vs 0.5%,
-// (b) canary latency x1.5 (p99 +50%), (c) identical versions (A/A). The same traffic is judged
+// (b) canary latency x1.5 (p99 +50%), (c) identical versions (A/A), (d) the canary's tail alone
+// slower (same median, log-normal sigma 0.5 -> 0.674: p99 +50%). The same traffic is judged
 // by a Flagger-default loop (every 60 s: success rate >= 99% and p99 <= 500 ms; 5 failed
 // checks roll back) as the reference.
 // Usage: node bench/canary-sim.mjs [--runs 1000] [--json]   (after `npm run build`)
@@ -67,6 +68,8 @@ export const SCENARIOS = {
   errors: { label: "(a) canary errors 5.5% vs 0.5%", canary: { errorRatio: 0.055 }, targetS: 30, targetShare: 0.95 },
   latency: { label: "(b) canary latency x1.5 (p99 +50%)", canary: { medianFactor: 1.5 }, targetS: 60, targetShare: 0.9 },
   aa: { label: "(c) identical versions (A/A)", canary: {}, maxFalseAlarms: 0.01 },
+  // Same median, wider spread: sigma 0.5 -> 0.5 + ln(1.5) / z(0.99) moves only the tail (p99 128 -> 192 ms).
+  tail: { label: "(d) canary latency tail only (same median, p99 +50%)", canary: { sigma: 0.5 + Math.log(1.5) / 2.3263479 }, targetS: 60, targetShare: 0.9 },
 };
 
 /** The settings the simulation judges with: the defaults, the shop's SLO guards, 5 min of analysis. */
@@ -80,7 +83,7 @@ export function simulateRun(scenario, seed, settings = SIM_SETTINGS, horizonS = 
   const random = rng(seed);
   const rate = TRAFFIC.totalRate * TRAFFIC.canaryWeight;
   const base = { rate, errorRatio: TRAFFIC.baselineErrorRatio, median: TRAFFIC.median, sigma: TRAFFIC.sigma };
-  const canary = version(random, { ...base, errorRatio: scenario.canary.errorRatio ?? base.errorRatio, median: base.median * (scenario.canary.medianFactor ?? 1) });
+  const canary = version(random, { ...base, errorRatio: scenario.canary.errorRatio ?? base.errorRatio, median: base.median * (scenario.canary.medianFactor ?? 1), sigma: scenario.canary.sigma ?? base.sigma });
   const baseline = version(random, base);
   let run = startAnalysis(0);
   let keelson;

@@ -128,6 +128,8 @@ describe.skipIf(!available)("canary analysis against a real Prometheus", () => {
   const goodCanary = traffic("g-canary", { requests: 20, errors: 1 }, 3);
   const goodBaseline = traffic("g-baseline", { requests: 20, errors: 1 });
   const versions = [badCanary, badBaseline, goodCanary, goodBaseline];
+  /** The fake gateway's /metrics answers 503: Prometheus can no longer scrape it (the last test). */
+  let scrapeDown = false;
 
   beforeAll(async () => {
     const tmp = await makeTempDir("keelson-analysis-prom-");
@@ -136,6 +138,10 @@ describe.skipIf(!available)("canary analysis against a real Prometheus", () => {
       req.resume();
       if (req.url !== "/metrics") {
         res.writeHead(404).end();
+        return;
+      }
+      if (scrapeDown) {
+        res.writeHead(503).end("down");
         return;
       }
       res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
@@ -245,6 +251,28 @@ describe.skipIf(!available)("canary analysis against a real Prometheus", () => {
     const run = judge(startAnalysis(countersStartedAt), obs, settings);
     expect(run.phase).toBe("Error");
     expect(run.reason).toMatch(/^the analysis cannot be evaluated: .*parse error/);
+  });
+
+  // Last: it leaves the fake gateway unscrapable.
+  it("ends in Error, not Successful, when Prometheus stops getting the gateway's numbers mid-analysis (increase() freezes)", async () => {
+    const target = { service: "payments", canary: "g-canary", baseline: "g-baseline" };
+    const settings: AnalysisSettings = { ...DEFAULT_ANALYSIS, intervalMs: 1000, durationMs: 8000, minRequests: 20 };
+    const startedAt = Date.now();
+    let run = startAnalysis(startedAt);
+    const totals: number[] = [];
+    for (let i = 0; i < 20 && run.phase === "Running"; i++) {
+      if (i > 0) await sleep(settings.intervalMs);
+      if (Date.now() - startedAt >= 4000) scrapeDown = true;
+      const obs = await observe(source, target, settings, startedAt, Date.now());
+      expect(obs.error).toBeUndefined();
+      totals.push((obs.canary?.requests ?? 0) + (obs.baseline?.requests ?? 0));
+      run = judge(run, obs, settings);
+    }
+    // Prometheus answered all along, with totals that rose and then stood still.
+    expect(Math.max(...totals)).toBeGreaterThan(40);
+    expect(totals.slice(-3).every((t) => t === totals.at(-1))).toBe(true);
+    expect(run.phase, run.reason).toBe("Error");
+    expect(run.reason).toMatch(/^the metrics stopped changing: neither version's request count rose in \d+ s \(3 looks\)/);
   });
 });
 

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { KeelsonError, REPLICA_ENV, isKeelsonError } from "@keelson/protocol";
 import { pino } from "pino";
 import type { IdentityTrust } from "@keelson/protocol";
-import { createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
+import { createBuiltinAnalysisProvider, createReconciler, observe, type AnalysisProvider } from "../delivery/index.js";
 import { loadManifest, meshPortOf, mtlsEnabled, type Manifest } from "../manifest/index.js";
 import { createChaosController, createDockerDriver, createProcessDriver, isProcessRunning, type RuntimeDriver, type RuntimeLog } from "../runtime/index.js";
 import { createAutoscaler, createGatewayLoadReader } from "../autoscale/index.js";
@@ -195,14 +195,10 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const scraper = createGatewayScraper({ urls: () => gateways.urls(), store: metricStore, registry, log });
   const prometheusUrl = manifest?.telemetry?.prometheus?.url;
   const source = prometheusUrl ? createPrometheusMetricsSource({ url: prometheusUrl }) : createBuiltinMetricsSource(metricStore);
-  // Canary analysis looks every few seconds: with the built-in store it scrapes the gateway right
-  // before each look, so it never judges numbers older than the look itself.
-  const analysis: AnalysisProvider = {
-    async observe(target, settings, since) {
-      if (!prometheusUrl) await scraper.scrapeOnce();
-      return observe(source, target, settings, since);
-    },
-  };
+  // Canary analysis looks every few seconds: with the built-in store it scrapes the gateways right
+  // before each look, so it never judges numbers older than the look itself, and a gateway it
+  // cannot scrape makes the look a failed read rather than one with frozen counts.
+  const analysis: AnalysisProvider = prometheusUrl ? { observe: (target, settings, since) => observe(source, target, settings, since) } : createBuiltinAnalysisProvider({ scraper, source });
   // Notifications follow the event log (deploys, canary rollbacks, incidents, security blocks) and
   // go to the webhooks last applied, in the background: no deploy waits for a webhook.
   const notifier = createNotifier({ store, project, log, registry });

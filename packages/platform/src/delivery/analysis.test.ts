@@ -139,6 +139,64 @@ describe("judge", () => {
     expect(run.reason).toBe("the analysis cannot be evaluated: Prometheus rejected it: bad_data: parse error");
   });
 
+  it("frozen counts while the canary has weight: Error after three still looks, never Successful", () => {
+    // The auditor's run: six scrapes of 200 requests a look, then the scrapes stop and the totals freeze.
+    const s = { ...settings, durationMs: 60_000 };
+    const totals = (k: number) => ({ canary: { requests: 100 * Math.min(k, 6), errors: 0 }, baseline: { requests: 100 * Math.min(k, 6), errors: 0 } });
+    const run = feed(totals, s);
+    expect(run.phase).toBe("Error");
+    expect(run.looks).toBe(9);
+    expect(run.reason).toBe("the metrics stopped changing: neither version's request count rose in 15 s (3 looks), though they rose by 40.0/s before; is the metrics source (or its scrape of the gateway) stuck?");
+    // Frozen from the look the duration ends at: no pass on it, the next looks decide.
+    const late = feed((k) => totals(k <= 5 ? k : 5));
+    expect(late.phase).toBe("Error");
+    expect(late.looks).toBe(8);
+    // At weight 0 only match rules send requests, and they may stop: the totals judged so far pass.
+    let run0 = startAnalysis(0);
+    for (let k = 1; k <= 12 && run0.phase === "Running"; k++) run0 = judge(run0, { at: k * 5000, weight: 0, ...totals(Math.min(k, 3)) }, settings);
+    expect(run0.phase).toBe("Successful");
+  });
+
+  it("a quiet service whose totals rise now and then stays Inconclusive, not Error", () => {
+    const s = { ...settings, durationMs: 60_000 };
+    // 3 requests per version every 4 looks (0.3/s): 3 still looks in a row are ordinary here.
+    const run = feed((k) => ({ canary: { requests: 3 * Math.floor(k / 4), errors: 0 }, baseline: { requests: 3 * Math.floor(k / 4), errors: 0 } }), s);
+    expect(run.phase).toBe("Inconclusive");
+    expect(run.reason).toMatch(/^too little traffic to judge in 60 s: canary 9, baseline 9 requests/);
+  });
+
+  it("fails a canary whose tail alone grew (same median), on the share above the pooled p90 bucket bound", () => {
+    // Per look and version: baseline 3% above 100 ms, canary 9%; more fast requests too, so the
+    // distributions overlap as much as before (Mann-Whitney sees no slowdown).
+    const run = feed((k) => ({
+      canary: { requests: 100 * k, errors: 0, buckets: buckets({ 0.025: 24 * k, 0.05: 39 * k, 0.1: 28 * k, 0.25: 9 * k }) },
+      baseline: { requests: 100 * k, errors: 0, buckets: buckets({ 0.025: 17 * k, 0.05: 50 * k, 0.1: 30 * k, 0.25: 3 * k }) },
+    }));
+    expect(run.phase).toBe("Failed");
+    expect(run.reason).toMatch(/^latency tail: slower than 100 ms: canary 9\.00% vs baseline 3\.00%; evidence 10\^\d\.\d, fails at 10\^2\.\d$/);
+    expect(run.evidence?.checks.find((c) => c.name === "latency")?.status).toBe("watching");
+    // It counts from the start: the threshold is fixed at the first look (200 requests together)
+    // and that look's requests count too (counting from the look after the threshold took 7 looks).
+    expect(run.tailLe).toBe(0.1);
+    expect(run.looks).toBe(5);
+  });
+
+  it("latency limit from an SLO: a 300 ms limit is checked at 300 ms, interpolated inside the 250-500 ms bucket", () => {
+    const s = { ...settings, latencyLimit: { seconds: 0.3, maxSlowRatio: 0.01, source: "SLO fast" } };
+    // Both versions alike, so only the limit can fail: 5% in (250, 500] ms is 4% above 300 ms
+    // (it used to be counted above 500 ms: nothing, a pass).
+    const slow = (k: number) => ({ requests: 100 * k, errors: 0, buckets: buckets({ 0.1: 95 * k, 0.5: 5 * k }) });
+    const failed = feed((k) => ({ canary: slow(k), baseline: slow(k) }), s);
+    expect(failed.phase).toBe("Failed");
+    expect(failed.reason).toMatch(/^latency limit: canary p99 450 ms against a limit of 300 ms \(SLO fast\): 4\.00% of its requests slower, at most 1\.00% allowed; evidence/);
+    expect(failed.evidence?.checks.filter((c) => c.status === "fail").map((c) => c.name)).toEqual(["latency limit"]);
+    // Just under: 1.2% in the bucket is 0.96% above 300 ms.
+    const under = (k: number) => ({ requests: 1000 * k, errors: 0, buckets: buckets({ 0.1: 988 * k, 0.5: 12 * k }) });
+    const passed = feed((k) => ({ canary: under(k), baseline: under(k) }), s);
+    expect(passed.phase).toBe("Successful");
+    expect(passed.evidence?.checks.find((c) => c.name === "latency limit")?.detail).toMatch(/: 0\.96% of its requests slower, at most 1\.00% allowed/);
+  });
+
   it("takes its settings from the SLOs, deploy.analysis and the step, in that order", () => {
     const { manifest } = parseManifest(
       [

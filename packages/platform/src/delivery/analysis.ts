@@ -6,11 +6,12 @@
 //
 // Outcomes, as in Argo Rollouts' AnalysisRuns: Successful, Failed, Inconclusive (too little
 // traffic, or a metric without data: never passes or fails silently) and Error (the metrics
-// source is broken). Every verdict carries its evidence: the numbers per version and each
-// check's statistic against its threshold.
+// source is broken, or its numbers stopped moving). Every verdict carries its evidence: the
+// numbers per version and each check's statistic against its threshold.
 import { KeelsonError } from "@keelson/protocol";
 import type { AnalysisSpecOut, ServiceSpec } from "../manifest/index.js";
-import type { MetricsSource } from "../telemetry/index.js";
+import { fractionAbove } from "../telemetry/index.js";
+import type { MetricsSource, ScrapeTarget } from "../telemetry/index.js";
 import { bucketCounts, logMixture, mannWhitney, normalQuantile, oneSampleRateUpdate, rejects, twoSampleRateUpdate } from "./analysis-stats.js";
 
 export type AnalysisPhase = "Running" | "Successful" | "Failed" | "Inconclusive" | "Error";
@@ -118,6 +119,12 @@ export interface AnalysisObservation {
   error?: string;
   /** The failure is the analysis' own (a PromQL query Prometheus rejects): retrying will not help. */
   fatal?: boolean;
+  /**
+   * The canary's traffic weight (%) when the numbers were read. At 0 (only `match` rules send it
+   * requests) traffic may stop for good reasons, so numbers that stop moving are not an Error
+   * there; undefined is taken as above 0.
+   */
+  weight?: number;
 }
 
 export interface CheckResult {
@@ -154,24 +161,53 @@ export interface AnalysisRun {
   prev?: { canary: HighWater; baseline: HighWater };
   errorsLLR?: number[];
   tailLLR?: number[];
-  /** Bucket bound the tail check counts slow requests above, fixed once the baseline has enough requests. */
+  /** Bucket bound the tail check counts slow requests above, fixed once both versions together have enough requests. */
   tailLe?: number;
   guardErrorsLLR?: number[];
   guardLatencyLLR?: number[];
   customBreaches: Record<string, number>;
   customSeen: string[];
   consecutiveErrors: number;
+  /** Whether the request totals still move (see STALL_LOOKS); from the first look with requests on. */
+  flow?: RequestFlow;
   evidence?: AnalysisEvidence;
+}
+
+/** Both versions' request totals over the looks: when they first showed requests and last rose. */
+export interface RequestFlow {
+  firstAt: number;
+  /** Requests of both versions at `firstAt`. */
+  first: number;
+  movedAt: number;
+  /** Requests of both versions when they last rose. */
+  moved: number;
+  /** Each version's requests at the last look: [canary, baseline]. */
+  last: [number, number];
+  /** Looks in a row since, in which neither version's total rose. */
+  stillLooks: number;
 }
 
 export function startAnalysis(at: number): AnalysisRun {
   return { startedAt: at, looks: 0, phase: "Running", customBreaches: {}, customSeen: [], consecutiveErrors: 0 };
 }
 
-/** Baseline requests needed before the tail threshold is chosen from its histogram. */
-const TAIL_MIN_BASELINE = 200;
-/** The tail check counts requests slower than the baseline's p95 bucket bound. */
-const TAIL_SHARE = 0.05;
+/** Requests of both versions together needed before the tail threshold is chosen from their histogram. */
+const TAIL_MIN_REQUESTS = 200;
+/**
+ * The tail check counts requests slower than the lowest bucket bound that at most this share of
+ * both versions' requests together exceed (their p90 bucket bound). Not higher: the gateway's
+ * buckets are coarse (…, 50, 100, 250, 500 ms), and at a baseline p99 of 128 ms the next bound,
+ * 250 ms, sees a few requests a minute at 20 requests/s, too few to decide within a minute.
+ */
+const TAIL_SHARE = 0.1;
+/** Looks in a row without a new request that, at the rate seen before, make the numbers stalled. */
+const STALL_LOOKS = 3;
+/**
+ * Requests the earlier rate would have brought meanwhile before stillness counts: for steady
+ * Poisson traffic, 20 expected and none seen has a chance of e^-20 (2e-9), so a quiet service
+ * stays Inconclusive rather than Error.
+ */
+const STALL_EXPECTED = 20;
 
 /** The checks a run performs (each gets an equal share of the false-alarm budget). */
 function activeChecks(s: AnalysisSettings): string[] {
@@ -315,17 +351,25 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
       const detail = `p50 ${ms(canary.p50)} vs ${ms(baseline.p50)}, p99 ${ms(canary.p99)} vs ${ms(baseline.p99)}; Mann-Whitney U=${Math.round(mw.u)}, P(canary slower)=${mw.auc.toFixed(3)}, z=${mw.z.toFixed(2)}, fails above ${zCrit.toFixed(2)}`;
       results.push({ name: "latency", status: fail ? "fail" : "watching", detail });
       if (fail) failures.push(`latency: ${detail}`);
-      // Tail: the share of requests slower than the baseline's p95 bucket bound, compared sequentially.
+      // Tail: the share of requests slower than a bucket bound, canary against baseline, by the
+      // same mSPRT as errors. The bound is the p90 bucket bound of both versions' requests
+      // together: under "no worse" which version served a request says nothing about its
+      // latency, so a bound read off the pooled histogram leaves the test valid, and the requests
+      // that chose it count too (the test starts with everything since the run began).
       if (run.tailLe !== undefined && dc.buckets && db.buckets) {
         const le = run.tailLe;
         const slowC = { n: dc.n, x: Math.max(0, dc.n - sumUpTo(dc.buckets, cb, le)) };
         const slowB = { n: db.n, x: Math.max(0, db.n - sumUpTo(db.buckets, bb, le)) };
         run.tailLLR = twoSampleRateUpdate(run.tailLLR, slowC, slowB);
       }
-      if (run.tailLe === undefined && baseline.requests >= TAIL_MIN_BASELINE) {
-        const total = bb[bb.length - 1]!.count;
-        const bound = bb.find((b) => b.le !== Infinity && total - b.count <= TAIL_SHARE * total);
-        if (bound) run.tailLe = bound.le;
+      if (run.tailLe === undefined && canary.requests + baseline.requests >= TAIL_MIN_REQUESTS) {
+        const pooled = cb.map((b, i) => ({ le: b.le, count: b.count + (bb[i]?.count ?? 0) }));
+        const total = pooled[pooled.length - 1]!.count;
+        const bound = pooled.find((b) => b.le !== Infinity && total - b.count <= TAIL_SHARE * total);
+        if (bound) {
+          run.tailLe = bound.le;
+          run.tailLLR = twoSampleRateUpdate(run.tailLLR, slowSoFar(dc.mark, cb, bound.le), slowSoFar(db.mark, bb, bound.le));
+        }
       }
       if (run.tailLe !== undefined) {
         const le = run.tailLe;
@@ -337,7 +381,7 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
         results.push({ name: "latency tail", status: tailFail ? "fail" : "watching", detail: tdetail });
         if (tailFail) failures.push(`latency tail: ${tdetail}`);
       } else {
-        results.push({ name: "latency tail", status: "no-data", detail: `waits for ${TAIL_MIN_BASELINE} baseline requests to fix its threshold (has ${baseline.requests})` });
+        results.push({ name: "latency tail", status: "no-data", detail: `waits for ${TAIL_MIN_REQUESTS} requests of both versions together to fix its threshold (has ${canary.requests + baseline.requests})` });
       }
     } else {
       results.push({ name: "latency", status: "no-data", detail: "no latency histogram for both versions yet" });
@@ -356,15 +400,18 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
   if (s.latencyLimit !== undefined) {
     const { seconds, maxSlowRatio, source } = s.latencyLimit;
     const cb = obs.canary?.buckets;
-    // Counted above the first bucket bound at or over the limit: never more slow requests than there are.
-    const le = cb?.find((b) => b.le >= seconds)?.le;
-    if (cb && le !== undefined && dc.buckets) {
-      const slow = { n: dc.n, x: Math.max(0, dc.n - sumUpTo(dc.buckets, cb, le)) };
+    if (cb && cb.length >= 2 && dc.buckets) {
+      // Requests slower than the limit itself, the ones in the bucket holding it counted by linear
+      // interpolation (as histogram_quantile assumes, and as the SLO's own burn rate counts them):
+      // "at most 1% slower than 300 ms" is then "the interpolated p99 is at most 300 ms".
+      const slow = { n: dc.n, x: Math.min(dc.n, slowerThan(dc.buckets, cb, seconds)) };
       run.guardLatencyLLR = oneSampleRateUpdate(run.guardLatencyLLR, maxSlowRatio, slow);
-      const share = canary.requests > 0 ? 1 - atOrBelow(cb, le) / canary.requests : undefined;
+      const above = fractionAbove(seconds, cb);
+      const share = Number.isNaN(above) ? undefined : above;
+      const q = 1 - maxSlowRatio;
       const lr = logMixture(run.guardLatencyLLR);
       const fail = rejects(run.guardLatencyLLR, alpha);
-      const detail = `canary requests slower than ${ms(le)}: ${pct(share)}, limit ${pct(maxSlowRatio)} (${source}); evidence ${pow10(lr)}, fails at ${pow10(needed)}`;
+      const detail = `canary p${+(q * 100).toFixed(2)} ${ms(quantile(cb, q))} against a limit of ${ms(seconds)} (${source}): ${pct(share)} of its requests slower, at most ${pct(maxSlowRatio)} allowed; evidence ${pow10(lr)}, fails at ${pow10(needed)}`;
       results.push({ name: "latency limit", status: fail ? "fail" : "watching", detail });
       if (fail) failures.push(`latency limit: ${detail}`);
     } else {
@@ -392,13 +439,23 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
   const elapsedMs = obs.at - run.startedAt;
   run.prev = { canary: dc.mark, baseline: db.mark };
   run.evidence = { at: obs.at, elapsedMs, looks: run.looks, canary, baseline, checks: results };
+  run.flow = follow(run.flow, obs.at, canary.requests, baseline.requests);
 
   if (failures.length > 0) {
     run.phase = "Failed";
     run.reason = failures.join("; ");
     return run;
   }
-  if (elapsedMs >= s.durationMs) {
+  // Numbers that stop moving while the canary has weight are a source that stopped (a gateway no
+  // longer scraped, Prometheus down), not a quiet canary: never a pass.
+  const stall = obs.weight === 0 ? undefined : stalled(run.flow, obs.at);
+  if (stall !== undefined && run.flow !== undefined && run.flow.stillLooks >= STALL_LOOKS) {
+    run.phase = "Error";
+    run.reason = `the metrics stopped changing: neither version's request count rose in ${Math.round((obs.at - run.flow.movedAt) / 1000)} s (${run.flow.stillLooks} looks), though they rose by ${stall.perSecond.toFixed(1)}/s before; is the metrics source (or its scrape of the gateway) stuck?`;
+    return run;
+  }
+  // Still for a look or two already unlikely at the rate seen: wait for the next looks rather than pass.
+  if (elapsedMs >= s.durationMs && stall === undefined) {
     const short = [canary.requests < s.minRequests ? `canary ${canary.requests}` : "", baseline.requests < s.minRequests ? `baseline ${baseline.requests}` : ""].filter(Boolean);
     const silent = s.custom.filter((m) => !run.customSeen.includes(m.name)).map((m) => m.name);
     if (short.length > 0) {
@@ -413,6 +470,50 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
     }
   }
   return run;
+}
+
+/** The flow after a look that read `canary` and `baseline` requests (totals since the run began). */
+function follow(flow: RequestFlow | undefined, at: number, canary: number, baseline: number): RequestFlow | undefined {
+  const total = canary + baseline;
+  if (flow === undefined) return total > 0 ? { firstAt: at, first: total, movedAt: at, moved: total, last: [canary, baseline], stillLooks: 0 } : undefined;
+  // A total that dips (Prometheus extrapolates) and comes back rises against the look before.
+  const rose = canary > flow.last[0] || baseline > flow.last[1];
+  return rose ? { ...flow, movedAt: at, moved: total, last: [canary, baseline], stillLooks: 0 } : { ...flow, last: [canary, baseline], stillLooks: flow.stillLooks + 1 };
+}
+
+/**
+ * Whether the totals have been still for longer than the rate seen before makes likely: the rate
+ * from the first look with requests to the last rise (the first look may hold requests from before
+ * the run), and at least STALL_EXPECTED requests it would have brought since. Undefined: not stalled.
+ */
+function stalled(flow: RequestFlow | undefined, at: number): { perSecond: number } | undefined {
+  if (flow === undefined || flow.stillLooks === 0 || !(flow.movedAt > flow.firstAt)) return undefined;
+  const perMs = (flow.moved - flow.first) / (flow.movedAt - flow.firstAt);
+  return perMs * (at - flow.movedAt) >= STALL_EXPECTED ? { perSecond: perMs * 1000 } : undefined;
+}
+
+/** Slow requests (above bound `le`) since the run began, from a version's high-water marks. */
+function slowSoFar(mark: HighWater, bounds: Array<{ le: number }>, le: number): { n: number; x: number } {
+  if (mark.counts === undefined) return { n: 0, x: 0 };
+  return { n: mark.requests, x: Math.max(0, mark.requests - sumUpTo(mark.counts, bounds, le)) };
+}
+
+/**
+ * Requests of an interval slower than `seconds`: the per-bucket counts (not cumulative) of the
+ * buckets above it, plus the share of the bucket holding it that lies above, by linear
+ * interpolation (the first bucket starts at 0; a +Inf bucket holding it counts whole).
+ */
+function slowerThan(perBucket: number[], bounds: Array<{ le: number }>, seconds: number): number {
+  let slow = 0;
+  let lower = 0;
+  for (let i = 0; i < perBucket.length; i++) {
+    const upper = bounds[i]?.le ?? Infinity;
+    const c = perBucket[i] ?? 0;
+    if (lower >= seconds) slow += c;
+    else if (upper > seconds) slow += upper === Infinity ? c : (c * (upper - seconds)) / (upper - lower);
+    lower = upper;
+  }
+  return slow;
 }
 
 /**
@@ -458,4 +559,55 @@ export async function observe(source: MetricsSource, target: AnalysisTarget, set
     const fatal = err instanceof KeelsonError && err.code === "KEELSON_ERR_INVALID_INPUT";
     return { at, error: err instanceof Error ? err.message : String(err), ...(fatal ? { fatal } : {}) };
   }
+}
+
+/** What the built-in analysis provider needs of the gateway scraper. */
+export interface ScrapeRounds {
+  /** One round over every gateway now (joining one in flight); never rejects. */
+  scrapeOnce(): Promise<ScrapeTarget[]>;
+}
+
+/**
+ * Where analysis reads its numbers with the built-in metric store: it scrapes every gateway into
+ * the store right before each look, then reads. The store keeps answering from what it holds when
+ * a scrape fails, so counts would freeze and a canary pass on stale numbers: a look after a failed
+ * scrape, or with a gateway whose last good scrape is older than `maxAgeMs` before the look, is a
+ * failed read instead (an Error after `errorLimit` of them in a row).
+ *
+ * @example
+ * const analysis = createBuiltinAnalysisProvider({ scraper, source: createBuiltinMetricsSource(metricStore) });
+ * await analysis.observe({ service: "orders", canary: "r-2", baseline: "b-1" }, settings, since);
+ */
+export function createBuiltinAnalysisProvider(options: {
+  scraper: ScrapeRounds;
+  source: MetricsSource;
+  /**
+   * Oldest good scrape a look accepts, before the look began (default: the analysis interval plus
+   * 5 s, the scraper's longest wait: a look may join a round that began before it).
+   */
+  maxAgeMs?: number;
+  now?: () => number;
+}): { observe(target: AnalysisTarget, settings: AnalysisSettings, since: number): Promise<AnalysisObservation> } {
+  const now = options.now ?? Date.now;
+  return {
+    async observe(target, settings, since) {
+      const lookAt = now();
+      const scraped = await options.scraper.scrapeOnce();
+      const problem = scrapeProblem(scraped, lookAt - (options.maxAgeMs ?? settings.intervalMs + 5_000), lookAt);
+      if (problem !== undefined) return { at: now(), error: problem };
+      return observe(options.source, target, settings, since, now());
+    },
+  };
+}
+
+/** Why a scrape round's numbers are not fresh enough for a look (good scrapes must begin at `since` or later). */
+function scrapeProblem(targets: readonly ScrapeTarget[], since: number, lookAt: number): string | undefined {
+  if (targets.length === 0) return "no gateway to scrape metrics from";
+  const problems = targets.flatMap((t) => {
+    if (t.lastError !== undefined) return [`gateway metrics at ${t.url}: the scrape failed: ${t.lastError}`];
+    if (t.lastSuccessAt === undefined) return [`gateway metrics at ${t.url}: never scraped successfully`];
+    if (t.lastSuccessAt < since) return [`gateway metrics at ${t.url}: last scraped successfully ${Math.round((lookAt - t.lastSuccessAt) / 1000)} s before this look`];
+    return [];
+  });
+  return problems.length > 0 ? problems.join("; ") : undefined;
 }

@@ -63,8 +63,8 @@ describe("createGatewayScraper", () => {
     await scraper.scrapeOnce();
     const instance = new URL(gw.url).host;
     expect(first).toEqual([
-      { url: gw.url, instance, lastScrapeAt: now - 10_000, lastSamples: 1, lastError: undefined, failures: 0 },
-      { url: `${gw.url}/`, instance, lastScrapeAt: now - 10_000, lastSamples: 1, lastError: undefined, failures: 0 },
+      { url: gw.url, instance, lastScrapeAt: now - 10_000, lastSuccessAt: now - 10_000, lastSamples: 1, lastError: undefined, failures: 0 },
+      { url: `${gw.url}/`, instance, lastScrapeAt: now - 10_000, lastSuccessAt: now - 10_000, lastSamples: 1, lastError: undefined, failures: 0 },
     ]);
     expect(gw.paths).toEqual(["/metrics", "/metrics", "/metrics", "/metrics"]);
     expect(store.increase(GATEWAY_REQUESTS, { window: "1m", by: ["code_class", "instance"] }).map((v) => [v.labels.code_class, v.labels.instance, v.value])).toEqual([
@@ -93,6 +93,7 @@ describe("createGatewayScraper", () => {
     const round1 = await scraper.scrapeOnce();
     await scraper.scrapeOnce();
     expect(scraper.failures).toBe(6);
+    expect(round1.map((t) => t.lastSuccessAt)).toEqual([undefined, undefined, undefined]);
     expect(round1.map((t) => t.lastError)).toEqual([
       "answered 500: internal error",
       `${garbage.url}/metrics:2:44: expected "," or "}" after the value of label "service", got "1"`,
@@ -105,7 +106,8 @@ describe("createGatewayScraper", () => {
 
     broken = false;
     const round3 = await scraper.scrapeOnce();
-    expect(round3[0]).toMatchObject({ lastError: undefined, failures: 2, lastSamples: 1 });
+    expect(round3[0]).toMatchObject({ lastError: undefined, failures: 2, lastSamples: 1, lastSuccessAt: round3[0]?.lastScrapeAt });
+    expect(round3[0]?.lastSuccessAt).toBeGreaterThan(0);
     expect(log.lines.filter(([level]) => level === "info")).toEqual([["info", { target: flaky.url }, "gateway metrics scrape works again"]]);
     expect(await registry.metrics()).toMatch(/keelson_controlplane_metric_series 1\n/);
   });

@@ -30,7 +30,10 @@ export interface ScrapeTarget {
   url: string;
   /** The `instance` label its series carry (host:port, as Prometheus names a target). */
   instance: string;
+  /** When the last scrape began, whether it worked or not. */
   lastScrapeAt: number | undefined;
+  /** When the last successful scrape began: numbers read from the store are no newer than this. */
+  lastSuccessAt: number | undefined;
   /** Samples stored by the last successful scrape. */
   lastSamples: number | undefined;
   /** Undefined while it answers. */
@@ -119,7 +122,7 @@ export function createGatewayScraper(options: GatewayScraperOptions): GatewayScr
       } catch {
         // Reported as the scrape's error below.
       }
-      targets.set(url, (target = { url, instance, lastScrapeAt: undefined, lastSamples: undefined, lastError: undefined, failures: 0 }));
+      targets.set(url, (target = { url, instance, lastScrapeAt: undefined, lastSuccessAt: undefined, lastSamples: undefined, lastError: undefined, failures: 0 }));
     }
     const started = now();
     try {
@@ -132,6 +135,7 @@ export function createGatewayScraper(options: GatewayScraperOptions): GatewayScr
       const result = store.ingest(text, { instance: target.instance, at: started, source: endpoint });
       if (target.lastError !== undefined) log.info({ target: url }, "gateway metrics scrape works again");
       target.lastError = undefined;
+      target.lastSuccessAt = started;
       target.lastSamples = result.samples;
     } catch (err) {
       if (abort.signal.aborted) return;
