@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import type { KeelsonEvent } from "@keelson/protocol";
+import type { KeelsonEvent, StatusReport } from "@keelson/protocol";
 import { apiFetch, freePort, makeTempDir, waitFor } from "#test-support";
 import type { RolloutState } from "../../packages/platform/src/delivery/index.js";
 import { keelson, ROOT } from "../e2e/cli.js";
@@ -218,6 +218,16 @@ describe.sequential("canary releases of payments under load", () => {
     const state = await rollout();
     expect(state).toMatchObject({ phase: "rolled-back", from: stable });
     const canary = state.to;
+    // The canary's and the baseline's replicas go with the rollback: only the stable release runs.
+    expect(state.baseline).toMatch(/^b-[0-9a-f]+$/);
+    await waitFor(
+      async () => {
+        const res = await apiFetch(project, `${controlPlaneUrl}/v1/status`);
+        const payments = ((await res.json()) as StatusReport).services.find((x) => x.name === "payments");
+        return payments?.instances.length === 2 && payments.instances.every((i) => i.release === stable);
+      },
+      { timeoutMs: 20_000, what: "only the stable release's replicas of payments" },
+    );
 
     // Every failed request was answered by the canary, and the failures stopped with the rollback.
     const bad = samples.filter(failed);

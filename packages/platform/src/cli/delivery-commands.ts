@@ -65,6 +65,11 @@ export function reportResult(r: DeployResult, what: string, started: number, pre
         print(`${prefix}${color.yellow("‖")} ${r.service}: ${r.release} takes ${r.rollout.weight}% of traffic; rollout ${r.rollout.id} waits at step ${r.rollout.step + 1} for \`keelson promote ${r.service}\` (${took})`);
         return;
       }
+      if (r.rollout?.phase === "progressing" && r.rollout.gate) {
+        // A release group member ready to go live, held back by a paused member.
+        print(`${prefix}${color.yellow("‖")} ${r.service}: ${r.release} is ready and takes ${r.rollout.weight}% of traffic; rollout ${r.rollout.id} waits for its release group (${took})`);
+        return;
+      }
       print(`${prefix}${color.green("✓")} ${r.service}: ${what} ${r.release} serves all traffic (${took})${r.rollout?.phase === "switched" && r.rollout.warmUntil ? color.dim(`; ${r.previous} stays warm for rollback until ${r.rollout.warmUntil}`) : ""}`);
       return;
     case "unchanged":

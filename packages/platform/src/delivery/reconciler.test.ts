@@ -1,6 +1,7 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { EventKind } from "@keelson/protocol";
 import { makeTempDir, waitFor } from "#test-support";
 import { parseManifest } from "../manifest/index.js";
 import { createMemoryDriver, createMemoryHost, type MemoryDriver, type MemoryHost } from "../runtime/index.js";
@@ -38,7 +39,7 @@ describe("reconciler (memory store and driver)", () => {
   let reconciler: Reconciler;
   let stateDir: string;
   let cleanup: () => Promise<void>;
-  /** Releases whose replicas crash at once. */
+  /** Releases whose replicas crash at once (or one replica of a release: `<release>/<index>`). */
   const broken = new Set<string>();
 
   function make(d: MemoryDriver): Reconciler {
@@ -50,7 +51,7 @@ describe("reconciler (memory store and driver)", () => {
     store = createMemoryStore();
     host = createMemoryHost();
     broken.clear();
-    driver = createMemoryDriver({ host, readyDelayMs: 5, behavior: (spec) => (broken.has(spec.release) ? { exitAfterMs: 1, exitCode: 7 } : undefined) });
+    driver = createMemoryDriver({ host, readyDelayMs: 5, behavior: (spec) => (broken.has(spec.release) || broken.has(`${spec.release}/${spec.index}`) ? { exitAfterMs: 1, exitCode: 7 } : undefined) });
     reconciler = make(driver);
   });
   afterEach(async () => {
@@ -388,6 +389,45 @@ describe("reconciler (memory store and driver)", () => {
     await waitFor(async () => running("orders").every((r) => r.release === stable) && (await weights()) === undefined, { what: "the abort to finish" });
   });
 
+  it("canary analysis: a metrics source that fails or freezes halfway through pauses the rollout (Error), never promotes", async () => {
+    // Two good looks, then the source goes away: as failed reads, or (a store no longer fed) as
+    // totals that stop rising although the canary still has its weight.
+    const halfway = (mode: "fail" | "freeze"): AnalysisProvider => {
+      let k = 0;
+      return {
+        async observe() {
+          k++;
+          if (k > 2 && mode === "fail") return { at: Date.now(), error: "gateway metrics at http://127.0.0.1:9: the scrape failed: cannot connect (ECONNREFUSED)" };
+          const n = 100 * Math.min(k, 2);
+          return { at: Date.now(), canary: { requests: n, errors: 0 }, baseline: { requests: n, errors: 0 } };
+        },
+      };
+    };
+    // Frozen totals (200 requests each, past minRequests) used to pass once the duration was over.
+    const deploy = "{ strategy: canary, drain: 0, steps: [{ setWeight: 20 }, { analysis: { interval: 20ms, duration: 1s, metrics: [errors] } }, { setWeight: 50 }] }";
+    await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy } }), { actor: "test" });
+    const stable = await release();
+    for (const [mode, message] of [
+      ["fail", /analysis Error: the metrics source failed 3 times in a row: gateway metrics at .*ECONNREFUSED/],
+      ["freeze", /analysis Error: the metrics stopped changing: neither version's request count rose in \d+ s \(3 looks\)/],
+    ] as const) {
+      await reconciler.stop();
+      reconciler = withAnalysis(halfway(mode));
+      reconciler.start();
+      await reconciler.apply(manifest({ orders: { replicas: 1, env: mode, deploy } }), { actor: "test" });
+      const canary = await release();
+      expect(canary).not.toBe(stable);
+      const state = await reconciler.rolloutOf("orders");
+      expect(state).toMatchObject({ phase: "paused", step: 1, weight: 20 });
+      expect(state?.message).toMatch(message);
+      expect(state?.analyses?.at(-1)?.phase).toBe("Error");
+      expect((await weights())?.find(([r]) => r === canary)).toEqual([canary, 20]);
+      expect((await store.listEvents({ project: "shop", kinds: ["rollout.succeeded"] })).filter((e) => e.details.to === canary)).toEqual([]);
+      await reconciler.abort("orders", "alice");
+      await waitFor(async () => (await weights()) === undefined && running("orders").every((r) => r.release === stable), { what: "the abort to finish" });
+    }
+  });
+
   it("canary analysis: too little traffic is Inconclusive and pauses; promote accepts it; a dry run only reports", async () => {
     const quiet: AnalysisProvider = { observe: async () => ({ at: Date.now(), canary: { requests: 3, errors: 0 }, baseline: { requests: 3, errors: 0 } }) };
     await reconciler.stop();
@@ -472,28 +512,43 @@ describe("reconciler (memory store and driver)", () => {
     expect(split?.affinity).toEqual({ header: "x-user-id" });
   });
 
-  it("a release group goes live together and rolls back together when one member fails", async () => {
-    // Real pipelines (no build or test stages) over two dependency-free folders.
+  /**
+   * Two services, orders and payments, built by real pipelines (no build or test stages) from
+   * dependency-free folders, for release groups. `deploy` and `more` (extra lines, e.g. a port)
+   * per service; `version` writes a new main.js into both, so both get a new release.
+   */
+  async function groupProject() {
     const project = join(stateDir, "project");
-    for (const name of ["orders", "payments"]) {
-      await mkdir(join(project, name), { recursive: true });
-      await writeFile(join(project, name, "main.js"), "// v1\n");
-    }
-    const text = (deploy: { orders: string; payments: string }) =>
+    const version = async (v: string) => {
+      for (const name of ["orders", "payments"]) {
+        await mkdir(join(project, name), { recursive: true });
+        await writeFile(join(project, name, "main.js"), `// ${v}\n`);
+      }
+    };
+    await version("v1");
+    const text = (services: Record<"orders" | "payments", { deploy: string; more?: string[] }>) =>
       parseManifest(
-        ["project: shop", "services:", ...(["orders", "payments"] as const).flatMap((n) => [`  ${n}:`, "    owner: web", `    path: ${n}`, "    start: node main.js", "    startTimeout: 5s", `    deploy: ${deploy[n]}`]), ""].join("\n"),
+        ["project: shop", "services:", ...(["orders", "payments"] as const).flatMap((n) => [`  ${n}:`, "    owner: web", `    path: ${n}`, "    start: node main.js", "    startTimeout: 5s", `    deploy: ${services[n].deploy}`, ...(services[n].more ?? []).map((l) => `    ${l}`)]), ""].join("\n"),
         join(project, "keelson.yaml"),
         { checkPaths: false },
       );
     await reconciler.stop();
     reconciler = createReconciler({ store, driver, project: "shop", stateDir, gatewayUrl: "http://127.0.0.1:8080", convergeIntervalMs: 50 });
-    const strategies = { orders: "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }", payments: "{ strategy: blueGreen, drain: 0, rollbackWindow: 1m }" };
-    await reconciler.apply(text(strategies), { actor: "test" });
+    return { text, version };
+  }
+
+  const events = async (service: string, kinds: EventKind[]) => (await store.listEvents({ project: "shop", subject: `service/${service}`, kinds })).map((e): Record<string, unknown> => ({ kind: e.kind, ...e.details }));
+
+  it("a release group goes live together and rolls back together when one member fails", async () => {
+    const { text, version } = await groupProject();
+    const manualCanary = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }";
+    const services = { orders: { deploy: manualCanary, more: ["replicas: 2"] }, payments: { deploy: "{ strategy: blueGreen, drain: 0, rollbackWindow: 1m }" } };
+    await reconciler.apply(text(services), { actor: "test" });
     const v1 = { orders: await release("orders"), payments: await release("payments") };
     reconciler.start();
 
     // Together: orders pauses at its manual step; payments' new set is ready but waits for orders to switch.
-    for (const name of ["orders", "payments"]) await writeFile(join(project, name, "main.js"), "// v2\n");
+    await version("v2");
     const first = await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
     expect(first.map((r) => r.outcome)).toEqual(["started", "started"]);
     const group = first[0]?.rollout?.group;
@@ -505,26 +560,113 @@ describe("reconciler (memory store and driver)", () => {
     await reconciler.promote("orders", "bob");
     await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "switched" && ["finishing", "succeeded"].includes((await reconciler.rolloutOf("orders"))?.phase ?? ""), { what: "both members live" });
 
-    // A second group where orders fails: payments (rolling, so live already) goes back too.
+    // A second group where orders fails after the gate, scaling up to all its replicas, while
+    // payments (blue-green) is live already: payments goes back too.
     await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "succeeded", { what: "orders' first rollout to finish" });
     const v2 = { orders: await release("orders"), payments: await release("payments") };
-    await reconciler.apply(text({ ...strategies, payments: "{ strategy: rolling, drain: 0 }" }), { actor: "test" });
-    expect(await release("payments")).toBe(v2.payments);
-    for (const name of ["orders", "payments"]) await writeFile(join(project, name, "main.js"), "// v3\n");
+    await version("v3");
     const second = await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
-    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "paused" && (await reconciler.rolloutOf("payments"))?.phase === "succeeded", { what: "orders paused, payments live" });
-    await reconciler.abort("orders", "alice");
+    const v3orders = second[0]?.release as string;
+    // The canary replica (index 0) is fine; the second one, started on promotion, crashes.
+    broken.add(`${v3orders}/1`);
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "paused" && (await reconciler.rolloutOf("payments"))?.gate === true, { what: "orders paused, payments at its gate" });
+    await reconciler.promote("orders", "bob");
     await waitFor(async () => (await release("payments")) === v2.payments && (await reconciler.rolloutOf("payments"))?.strategy === "rollback", { what: "payments rolled back with its group" });
     expect(await release("orders")).toBe(v2.orders);
-    expect((await reconciler.rolloutOf("payments"))?.message).toBe(`its release group ${second[0]?.rollout?.group?.id} failed: orders: aborted by alice`);
+    expect(await reconciler.rolloutOf("orders")).toMatchObject({ phase: "rolled-back", message: expect.stringMatching(/exited 3 times before becoming ready/) });
+    expect((await reconciler.rolloutOf("payments"))?.message).toMatch(new RegExp(`^its release group ${second[0]?.rollout?.group?.id} failed: orders: replica orders-\\w+-1 exited 3 times`));
+    // The switch had happened: payments' v3 served, and its failure is recorded as such.
+    expect((await events("payments", ["rollback.started"])).at(-1)).toMatchObject({ warm: true, replacedServedAt: expect.any(String) });
+
     // Nothing starts when one member's pipeline fails.
     await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "succeeded", { what: "payments' rollback to finish" });
-    await rm(join(project, "payments"), { recursive: true });
-    await writeFile(join(project, "orders", "main.js"), "// v4\n");
+    await rm(join(stateDir, "project", "payments"), { recursive: true });
+    await writeFile(join(stateDir, "project", "orders", "main.js"), "// v4\n");
     await expect(reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false })).rejects.toThrow(/none of orders, payments was deployed: payments: /);
     expect(await release("orders")).toBe(v2.orders);
   });
 
+  it("a rolling member of a release group starts its new set beside the old one without traffic and switches when the group goes live", async () => {
+    const { text, version } = await groupProject();
+    const manualCanary = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }";
+    await reconciler.apply(text({ orders: { deploy: manualCanary }, payments: { deploy: "{ strategy: rolling, drain: 0 }", more: ["replicas: 2"] } }), { actor: "test" });
+    const v1 = await release("payments");
+    reconciler.start();
+
+    await version("v2");
+    // The deploy waits until orders pauses and payments is ready at the gate behind it, and says so.
+    const progress: ApplyProgress[] = [];
+    const [, started] = await reconciler.deployTogether(["orders", "payments"], { actor: "ci", onProgress: (p) => progress.push(p) });
+    const v2 = started?.release as string;
+    expect(started).toMatchObject({ outcome: "deployed", rollout: { strategy: "rolling", hold: "switch", phase: "progressing", gate: true, weight: 0 } });
+    expect(progress.find((p) => p.type === "service" && p.service === "payments")).toMatchObject({
+      status: "ready",
+      message: `rollout ${started?.rollout?.id} is ready and waits at its release group's gate for orders, which is paused; \`keelson promote orders\` goes on`,
+    });
+    expect((await reconciler.rolloutOf("orders"))?.phase).toBe("paused");
+    // Both sets run and are ready; all traffic stays on the old one.
+    expect(running("payments").map((r) => [r.release, r.state]).sort()).toEqual([[v1, "ready"], [v1, "ready"], [v2, "ready"], [v2, "ready"]].sort());
+    expect(await weights("payments")).toEqual([[v1, 100], [v2, 0]]);
+    expect(await reconciler.rolloutOf("payments")).toMatchObject({ phase: "progressing", weight: 0 });
+    expect((await reconciler.rolloutOf("payments"))?.servedAt).toBeUndefined();
+
+    await reconciler.promote("orders", "bob");
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "succeeded", { what: "payments to switch and finish" });
+    expect(running("payments").map((r) => r.release)).toEqual([v2, v2]);
+    // It first served at the switch, after the group's gate opened (orders promoted).
+    const switched = (await events("payments", ["rollout.step"])).find((e) => e.action === "switch");
+    expect(switched).toMatchObject({ weight: 100, group: started?.rollout?.group?.id });
+    const [promoted] = await store.listEvents({ project: "shop", subject: "service/orders", kinds: ["rollout.promoted"] });
+    expect(Date.parse(String(switched?.servedAt))).toBeGreaterThanOrEqual(Date.parse(promoted?.at ?? ""));
+    await waitFor(async () => (await readTrafficSplit(store, "shop", "payments")) === undefined, { what: "payments' split to be cleared" });
+  });
+
+  it("a rolling member held at the gate is rolled back with its group before it took any traffic", async () => {
+    const { text, version } = await groupProject();
+    const manualCanary = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }";
+    await reconciler.apply(text({ orders: { deploy: manualCanary }, payments: { deploy: "{ strategy: rolling, drain: 0 }" } }), { actor: "test" });
+    const v1 = { orders: await release("orders"), payments: await release("payments") };
+    reconciler.start();
+    await version("v2");
+    const [first] = await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "paused" && (await reconciler.rolloutOf("payments"))?.gate === true, { what: "orders paused, payments at its gate" });
+    await reconciler.abort("orders", "alice");
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "rolled-back", { what: "payments rolled back with its group" });
+    const payments = await reconciler.rolloutOf("payments");
+    expect(payments?.message).toBe(`rolled back with its release group ${first?.rollout?.group?.id}: orders failed (aborted by alice)`);
+    expect(payments?.servedAt).toBeUndefined();
+    expect(await release("payments")).toBe(v1.payments);
+    expect(await release("orders")).toBe(v1.orders);
+    await waitFor(() => running("payments").every((r) => r.release === v1.payments), { what: "payments' new set to stop" });
+    expect((await events("payments", ["rollout.failed"])).at(-1)).toMatchObject({ why: payments?.message, rolledBackTo: v1.payments });
+  });
+
+  it("a rolling member with a fixed port starts replacing replicas only once the rest of its group is at the gate", async () => {
+    const { text, version } = await groupProject();
+    const manualCanary = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }";
+    await reconciler.apply(text({ orders: { deploy: manualCanary }, payments: { deploy: "{ strategy: rolling, drain: 0 }", more: ["port: 9400"] } }), { actor: "test" });
+    const v1 = await release("payments");
+    reconciler.start();
+    await version("v2");
+    const [, started] = await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
+    expect(started?.rollout).toMatchObject({ hold: "start" });
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "paused", { what: "orders paused" });
+    // Orders waits for a person: payments has not started its new release.
+    await reconciler.converge();
+    expect(running("payments").map((r) => r.release)).toEqual([v1]);
+    expect(await reconciler.rolloutOf("payments")).toMatchObject({ phase: "progressing", weight: 0 });
+    expect((await reconciler.rolloutOf("payments"))?.gate).toBeUndefined();
+
+    await reconciler.promote("orders", "bob");
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "succeeded" && (await reconciler.rolloutOf("orders"))?.phase === "succeeded", { what: "both members live" });
+    expect(running("payments").map((r) => r.release)).toEqual([started?.release]);
+    // Orders reached its gate, then payments started rolling, then orders took all traffic.
+    const steps = (await store.listEvents({ project: "shop", kinds: ["rollout.step"] })).map((e) => `${e.subject} ${String(e.details.action)}`);
+    const at = (x: string) => steps.indexOf(x);
+    expect(at("service/orders waiting for its release group")).toBeGreaterThanOrEqual(0);
+    expect(at("service/payments rolling: its release group is at its gate")).toBeGreaterThan(at("service/orders waiting for its release group"));
+    expect(at("service/orders promoted to all traffic")).toBeGreaterThan(at("service/payments rolling: its release group is at its gate"));
+  });
 });
 
 

@@ -640,12 +640,18 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
             onProgress({ type: "rollout", service: name, rollout: state.id, strategy: state.strategy, phase: state.phase, ...(state.from ? { from: state.from } : {}), to: state.to, weight: state.weight, ready, replicas: spec.replicas, ...(message ? { message } : {}) });
           }
           const serving = state.phase === "succeeded" || state.phase === "switched" || (state.phase === "finishing" && (state.strategy === "canary" || state.strategy === "rollback"));
+          const behind = state.phase === "progressing" && state.gate && state.hold !== "start" ? await pausedMember(state) : undefined;
           if (serving) {
             open.delete(name);
             onProgress({ type: "service", service: name, status: "ready" });
           } else if (state.phase === "paused") {
             open.delete(name);
             onProgress({ type: "service", service: name, status: "ready", message: `rollout ${state.id} is paused at step ${state.step + 1}; \`keelson promote ${name}\` goes on` });
+          } else if (behind !== undefined) {
+            // Ready at its release group's gate, behind a member that waits for a person: as long a wait as that pause.
+            open.delete(name);
+            const paused = behind;
+            onProgress({ type: "service", service: name, status: "ready", message: `rollout ${state.id} is ready and waits at its release group's gate for ${paused}, which is paused; \`keelson promote ${paused}\` goes on` });
           } else if (state.phase === "rolled-back" || state.phase === "failed") {
             open.delete(name);
             const message = await failureMessage(name, state.message ?? "rollout failed", mine.filter((r) => r.spec.release === state.to), { id: state.to, count: spec.replicas });
@@ -686,6 +692,16 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       }
     }
     return failures;
+  }
+
+  /** A member of the rollout's release group that waits for a person (paused), if any. */
+  async function pausedMember(state: RolloutState): Promise<string | undefined> {
+    for (const m of state.group?.members ?? []) {
+      if (m === state.service) continue;
+      const other = await rollouts.get(m);
+      if (other?.group?.id === state.group?.id && other?.phase === "paused") return m;
+    }
+    return undefined;
   }
 
   function analysisProgress(step: number, e: AnalysisEvidence): string {
@@ -794,8 +810,9 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   /**
    * Runs the services' pipelines, then rolls all the new releases out at once. With several
    * services they form a release group: nothing starts unless every pipeline made a release,
-   * they go live together (canaries wait for each other after their steps, blue-green sets
-   * switch together) and they roll back together if any fails.
+   * they go live together (canaries wait for each other after their steps, blue-green and
+   * rolling sets start beside the old ones and switch together; a rolling update with a fixed
+   * port starts once the others are at their gate) and they roll back together if any fails.
    */
   async function deployTogether(names: string[], opts: DeployOptions): Promise<DeployResult[]> {
     const onProgress = opts.onProgress ?? (() => {});

@@ -63,6 +63,15 @@ export interface RolloutState {
   gate?: boolean;
   /** In a group: this rollout went live, then a member failed, so it was rolled back too. */
   undone?: boolean;
+  /** In a group: rolled back because of this member's own failure (what every other member then names). */
+  groupCause?: { service: string; message: string };
+  /**
+   * A rolling update in a group waits for the group: `switch`, its whole new set starts beside
+   * the old one without traffic and takes it all when the group goes live (as blue-green does);
+   * `start` (a fixed port, so two releases cannot run side by side), it starts replacing
+   * replicas only once every other member is at its gate, and the group goes live then.
+   */
+  hold?: "switch" | "start";
   /** Canary: request match rules (A/B, testers) in force, from match steps passed. */
   match?: Array<Extract<DeployStepOut, { match: unknown }>["match"]>;
 }
@@ -292,6 +301,8 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     // A deploy during a blue-green warm window ends that window: its old set is not kept.
     const from = record.release;
     const strategy: RolloutStrategy = from === undefined ? "rolling" : (spec.deploy?.strategy ?? "rolling");
+    // A rolling member of a group must not go live before the group does.
+    const hold = strategy === "rolling" && input.group !== undefined && from !== undefined && from !== to ? (spec.port === undefined ? "switch" : "start") : undefined;
     // The commit and its author time come along on every event of the rollout (DORA lead time),
     // also for a rollout `keelson up` started without naming a commit.
     const built = await store.getRelease(to);
@@ -306,7 +317,8 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       to,
       phase: "progressing",
       step: 0,
-      weight: strategy === "canary" ? 0 : 100,
+      // A canary, a blue-green set and a held rolling one get no traffic until their steps or switch.
+      weight: strategy === "rolling" && hold === undefined ? 100 : 0,
       actor,
       startedAt: t,
       updatedAt: t,
@@ -315,11 +327,12 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       ...(commit ? { commit } : {}),
       ...(commitTime ? { commitTime } : {}),
       ...(input.group ? { group: input.group } : {}),
+      ...(hold ? { hold } : {}),
     };
     await store.setServiceRelease(project, record.name, to, { project, kind: "service.changed", actor, subject: `service/${record.name}`, details: { release: to, previous: from, rollout: state.id } });
     await save(state);
     await event("rollout.started", state, actor);
-    if (strategy === "blueGreen" && from !== undefined) {
+    if ((strategy === "blueGreen" || hold === "switch") && from !== undefined) {
       // The new set starts beside the old one and gets no traffic until the switch (preview it with x-keelson-version: preview).
       await split(record.name, [{ release: from, weight: 100, label: "stable" }, { release: to, weight: 0, label: "preview" }], actor);
     }
@@ -351,7 +364,9 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     switch (s.phase) {
       case "progressing":
       case "paused":
-        if (s.strategy === "blueGreen") return { release, replicas: n, keep: [{ release: s.from, replicas: n }] };
+        if (s.strategy === "blueGreen" || s.hold === "switch") return { release, replicas: n, keep: [{ release: s.from, replicas: n }] };
+        // Not started yet: the old replicas keep their ports until the group is at its gate.
+        if (s.hold === "start" && !s.gate) return { release: s.from, replicas: n, keep: [] };
         if (s.strategy === "canary") return { release, replicas: canaryReplicas(n, s.weight), keep: [{ release: s.from, replicas: n }, ...baselineKeep(s, n)] };
         return { release, replicas: n, keep: [] };
       case "promoting":
@@ -403,21 +418,43 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     await event(s.strategy === "rollback" ? "rollback.succeeded" : "rollout.succeeded", s, actor, { durationMs: Date.now() - Date.parse(s.startedAt) });
   }
 
-  /** A member of the rollout's group whose rollout failed, if any. */
-  async function failedMember(s: RolloutState): Promise<RolloutState | undefined> {
+  /**
+   * Why the rollout's group failed, if it did: the member that failed on its own and its reason,
+   * also when the member seen first was only rolled back with the group.
+   */
+  async function failedMember(s: RolloutState): Promise<{ service: string; message: string } | undefined> {
+    let found: { service: string; message: string } | undefined;
     for (const m of s.group?.members ?? []) {
       if (m === s.service) continue;
       const other = await get(m);
-      if (other?.group?.id === s.group?.id && (other?.phase === "failed" || other?.phase === "rolled-back" || other?.undone)) return other;
+      if (other === undefined || other.group?.id !== s.group?.id) continue;
+      if (other.phase !== "failed" && other.phase !== "rolled-back" && !other.undone) continue;
+      if (other.groupCause === undefined) return { service: other.service, message: other.message ?? other.phase };
+      found ??= other.groupCause;
     }
-    return undefined;
+    return found;
   }
 
   /**
-   * A grouped rollout may go live once every member is ready to (a canary through its steps, a
-   * blue-green set ready) or live already; rolling members go live replica by replica and do not wait.
-   * Until then this one waits at its gate.
+   * Whether every other member of the group is at its gate (ready to go live: a canary through its
+   * steps, a blue-green or held rolling set ready, a fixed-port rolling update replacing replicas)
+   * or past it. With `exceptStarting`, members that start only at the gate (`hold: start`) are not waited for.
    */
+  async function othersAtGate(s: RolloutState, options: { exceptStarting: boolean }): Promise<boolean> {
+    for (const m of s.group?.members ?? []) {
+      if (m === s.service) continue;
+      const other = await get(m);
+      if (other === undefined || other.group?.id !== s.group?.id) continue;
+      // A rolling rollout begun before rolling members held (no `hold`) goes live on its own.
+      const free = other.strategy === "rollback" || (other.strategy === "rolling" && other.hold === undefined);
+      if (free || other.gate || !ACTIVE.has(other.phase) || other.phase === "promoting") continue;
+      if (options.exceptStarting && other.hold === "start") continue;
+      return false;
+    }
+    return true;
+  }
+
+  /** A grouped rollout may go live once every other member is at its gate or past it. Until then this one waits at its gate. */
   async function groupReady(s: RolloutState): Promise<boolean> {
     if (s.group === undefined) return true;
     if (!s.gate) {
@@ -425,14 +462,7 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       await save(s);
       await event("rollout.step", s, "reconciler", { action: "waiting for its release group", group: s.group.id });
     }
-    for (const m of s.group.members) {
-      if (m === s.service) continue;
-      const other = await get(m);
-      if (other?.group?.id !== s.group.id) continue;
-      if (other.strategy === "rolling" || other.strategy === "rollback" || other.gate || !ACTIVE.has(other.phase) || other.phase === "promoting") continue;
-      return false;
-    }
-    return true;
+    return othersAtGate(s, { exceptStarting: false });
   }
 
   async function tick(record: ServiceRecord, ctx: RolloutContext): Promise<RolloutState | undefined> {
@@ -451,9 +481,10 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       const failed = await failedMember(s);
       if (failed !== undefined) {
         s.undone = true;
+        s.groupCause = failed;
         await save(s);
         const warm = mine.filter((r) => r.spec.release === s.from && r.state === "ready").length >= Math.max(1, n);
-        return startRollback({ record, to: s.from, actor: "reconciler", warm, why: `its release group ${s.group.id} failed: ${failed.service}: ${failed.message ?? failed.phase}` });
+        return startRollback({ record, to: s.from, actor: "reconciler", warm, why: `its release group ${s.group.id} failed: ${failed.service}: ${failed.message}` });
       }
     }
     if (TERMINAL.has(s.phase)) {
@@ -477,12 +508,16 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
 
     if (s.group !== undefined && ACTIVE.has(s.phase)) {
       const failed = await failedMember(s);
-      if (failed !== undefined) return fail(record, s, `rolled back with its release group ${s.group.id}: ${failed.service} failed (${failed.message ?? failed.phase})`, ctx);
+      if (failed !== undefined) {
+        s.groupCause = failed;
+        return fail(record, s, `rolled back with its release group ${s.group.id}: ${failed.service} failed (${failed.message})`, ctx);
+      }
     }
 
     // A rolling rollout serves users from its first ready replica on (it is in the routing table):
-    // a failure after that reached users, one before did not (DORA tells them apart).
-    if (s.strategy === "rolling" && ACTIVE.has(s.phase) && s.servedAt === undefined && readyTo > 0) {
+    // a failure after that reached users, one before did not (DORA tells them apart). One that
+    // holds its switch for its group serves from the switch.
+    if (s.strategy === "rolling" && s.hold !== "switch" && ACTIVE.has(s.phase) && s.servedAt === undefined && readyTo > 0) {
       s.servedAt = now();
       await save(s);
     }
@@ -494,7 +529,10 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       const slow = stepAge > spec.startTimeout && ofTo.some((r) => r.state !== "ready") && s.phase !== "paused";
       const timeout = spec.deploy?.timeout ?? 600_000;
       // Waiting for a person (a manual pause, or at a release group's gate for another member) does not count.
-      const tooLong = s.phase !== "paused" && !s.gate && Date.now() - Date.parse(s.startedAt) - (s.pausedMs ?? 0) > timeout;
+      // (A fixed-port rolling member waits before its gate and rolls after it, so it is the other way round.)
+      const atGate = s.hold === "start" ? !s.gate : s.gate === true;
+      const waiting = s.phase === "paused" || atGate;
+      const tooLong = !waiting && Date.now() - Date.parse(s.startedAt) - (s.pausedMs ?? 0) > timeout;
       if (ctx.startError || crashed || slow || tooLong) {
         const why = ctx.startError
           ? ctx.startError.message
@@ -513,6 +551,30 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
       case "rollback":
         if (s.phase === "finishing") {
           if (others.length === 0) await succeed(s);
+          return s;
+        }
+        if (s.hold === "switch" && from !== undefined) {
+          // The new set is ready beside the old one; all traffic moves once the group goes live.
+          if (readyTo < n || !(await groupReady(s))) return s;
+          await split(record.name, [{ release: s.to, weight: 100, label: "stable" }, { release: from, weight: 0, label: "previous" }], "reconciler");
+          s.phase = "finishing";
+          s.weight = 100;
+          s.stepStartedAt = now();
+          s.servedAt ??= s.stepStartedAt;
+          await save(s);
+          await event("rollout.step", s, "reconciler", { action: "switch", weight: 100, group: s.group?.id });
+          return s;
+        }
+        if (s.hold === "start" && !s.gate) {
+          if (!(await othersAtGate(s, { exceptStarting: true }))) return s;
+          // The time spent waiting for the group is not the rollout's own: its timeouts start now.
+          const t = now();
+          s.gate = true;
+          s.weight = 100;
+          s.pausedMs = (s.pausedMs ?? 0) + (Date.parse(t) - Date.parse(s.startedAt));
+          s.stepStartedAt = t;
+          await save(s);
+          await event("rollout.step", s, "reconciler", { action: "rolling: its release group is at its gate", group: s.group?.id });
           return s;
         }
         if (readyTo >= n && ofTo.length === n && others.length === 0) await succeed(s);
@@ -655,7 +717,8 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     if (look.observation === undefined) return "waiting";
     const observation = look.observation;
     looks.delete(s.service);
-    a.run = judge(a.run, observation, settings);
+    // The weight tells judge whether numbers that stop moving mean a stalled source (see judge).
+    a.run = judge(a.run, { ...observation, weight: s.weight }, settings);
     // A look that read numbers is a point on the dashboard's charts of this analysis.
     const looked = a.run.evidence;
     if (observation.error === undefined && looked?.at === observation.at) a.samples = appendSample(a.samples, { at: looked.at, canary: looked.canary, baseline: looked.baseline });

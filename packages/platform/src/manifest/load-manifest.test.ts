@@ -271,6 +271,23 @@ services:
     );
   });
 
+  it("rejects an analysis right after a header match step, at its place: its baseline would get no traffic", () => {
+    const { message } = invalid(`project: shop
+services:
+  api:
+    owner: commerce
+    path: services/api
+    start: node server.js
+    deploy:
+      strategy: canary
+      steps:
+        - match: { headers: { x-beta: "1" } }
+        - analysis: {}
+        - setWeight: 10
+`);
+    expect(message).toMatch(/^keelson\.yaml:11:21 services\.api\.deploy\.steps\[1\]\.analysis: no step before this analysis sets a weight above 0, .*put a setWeight of 1-99 before it/);
+  });
+
   it("reports two services with the same name as a duplicate key", () => {
     const { message, issues } = invalid(`project: shop
 services:

@@ -59,26 +59,31 @@ describe("checkManifestRules", () => {
     ]);
   });
 
-  it("checks canary steps: increasing weights within maxWeight, analyses with traffic before them, PromQL with a Prometheus", () => {
+  it("checks canary steps: increasing weights within maxWeight, analyses at a weight that gives the baseline traffic, PromQL with a Prometheus", () => {
     const analysis = { analysis: { metrics: [{ name: "queue", query: "sum(queue_depth)", max: 10 }] } };
+    const noWeight =
+      "no step before this analysis sets a weight above 0, so its baseline (which gets the canary's weighted share; match steps send requests to the canary only) would get no requests and the analysis could never pass; put a setWeight of 1-99 before it, e.g. { setWeight: 10 }";
     expect(
       lines({
         services: {
           a: { ...base, deploy: { strategy: "canary", maxWeight: 40, steps: [{ setWeight: 20 }, { setWeight: 20 }, { setWeight: 10 }, { setWeight: 50 }] } },
           b: { ...base, deploy: { strategy: "canary", steps: [{ analysis: {} }, { setWeight: 0 }, { analysis: {} }, { match: { headers: { "x-beta": "1" } } }, analysis] } },
           c: { ...base, deploy: { strategy: "rolling", analysis: {}, affinity: { header: "x-user" } } },
-          ok: { ...base, deploy: { strategy: "canary", maxWeight: 50, analysis: { duration: "2m" }, steps: [{ match: { cookies: { canary: "always" } } }, { analysis: {} }, { setWeight: 10 }, { setWeight: 50 }] } },
+          e: { ...base, deploy: { strategy: "canary", steps: [{ setWeight: 100 }, { analysis: {} }] } },
+          ok: { ...base, deploy: { strategy: "canary", maxWeight: 50, analysis: { duration: "2m" }, steps: [{ match: { cookies: { canary: "always" } } }, { setWeight: 10 }, { analysis: {} }, { setWeight: 50 }, { analysis: {} }] } },
         },
       }),
     ).toEqual([
       "services.a.deploy.steps.1.setWeight: weights must increase: 20 comes after 20 (steps[0])",
       "services.a.deploy.steps.2.setWeight: weights must increase: 10 comes after 20 (steps[1])",
       "services.a.deploy.steps.3.setWeight: 50 is above maxWeight 40",
-      "services.b.deploy.steps.0.analysis: this analysis has nothing to measure: no step before it sends traffic to the new version (setWeight above 0 or match)",
-      "services.b.deploy.steps.2.analysis: this analysis has nothing to measure: no step before it sends traffic to the new version (setWeight above 0 or match)",
+      `services.b.deploy.steps.0.analysis: ${noWeight}`,
+      `services.b.deploy.steps.2.analysis: ${noWeight}`,
+      `services.b.deploy.steps.4.analysis: ${noWeight}`,
       "services.b.deploy.steps.4.analysis.metrics.0.query: a PromQL metric needs a Prometheus server: set telemetry.prometheus.url",
       "services.c.deploy.analysis: analysis is for strategy canary; strategy is rolling",
       "services.c.deploy.affinity: affinity is for strategy canary; strategy is rolling",
+      "services.e.deploy.steps.1.analysis: this analysis follows setWeight 100 (steps[0]), which leaves its baseline no share of traffic (it gets min(weight, 100 - weight)), so the analysis could never pass; analyse at a weight of 1-99",
     ]);
     // With a Prometheus, the PromQL metric is fine.
     expect(lines({ telemetry: { prometheus: { url: "http://127.0.0.1:9090" } }, services: { b: { ...base, deploy: { strategy: "canary", steps: [{ setWeight: 5 }, analysis] } } } })).toEqual([]);
@@ -327,5 +332,25 @@ describe("route flag rules", () => {
 
   it("leaves badly shaped route flags to the schema", () => {
     expect(lines({ services: { checkout: { ...base, routes: [routeFlag({ treatment: {} }), routeFlag({ treatment: "canary" })] } } })).toEqual([]);
+  });
+});
+
+describe("flag owners", () => {
+  const flag = (owner?: unknown) => ({ state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "off", ...(owner === undefined ? {} : { owner }) });
+  const teams = { commerce: { members: ["chidi"] }, platform: {} };
+
+  it("must name a declared team, a team member or a service when the manifest has teams", () => {
+    const data = { teams, services: { orders: base }, flags: { "new-checkout": flag("comerce"), "dark-mode": flag("growth"), team: flag("platform"), member: flag("chidi"), service: flag("orders"), none: flag() } };
+    expect(lines(data)).toEqual([
+      'flags.new-checkout.owner: "comerce" is not a team declared in teams, a member of one, or a service; did you mean `commerce`?',
+      'flags.dark-mode.owner: "growth" is not a team declared in teams, a member of one, or a service; declared teams: commerce, platform',
+    ]);
+    expect(rules(data)[0]).toMatchObject({ path: ["flags", "new-checkout", "owner"], found: '"comerce"' });
+    expect(lines({ teams: {}, flags: { x: flag("commerce") } })).toEqual(['flags.x.owner: "commerce" is not a team declared in teams, a member of one, or a service; teams is empty']);
+  });
+
+  it("are free text without teams, and a badly typed owner is left to the schema", () => {
+    expect(lines({ flags: { x: flag("anyone") } })).toEqual([]);
+    expect(lines({ teams, flags: { x: flag(42), y: "not a flag" } })).toEqual([]);
   });
 });

@@ -67,6 +67,7 @@ export function checkManifestRules(data: unknown, options: ManifestRuleOptions):
     ...checkPipelineTemplateRules(services, options.pipelineTemplates ?? collectPipelineTemplates(root, { dir: options.dir, manifestFile: "keelson.yaml" })),
     ...checkTls(root, services),
     ...checkFlags(root),
+    ...checkFlagOwners(root, services),
     ...(options.checkPaths ? [...checkPaths(services, options.dir), ...checkIncludes(services, options.dir)] : []),
   ];
 }
@@ -101,6 +102,31 @@ function checkOwners(root: Record<string, unknown>, services: Record<string, unk
     issues.push({
       path: ["services", name, "owner"],
       message: `team "${owner}" is not declared in teams`,
+      found: JSON.stringify(owner),
+      hint: close !== undefined ? `did you mean \`${close}\`?` : teams.length > 0 ? `declared teams: ${teams.join(", ")}` : "teams is empty",
+    });
+  }
+  return issues;
+}
+
+/**
+ * A flag's owner must be someone the manifest knows when it declares `teams`: a team, a member
+ * of one, or a service (whom the catalog counts a stale flag against).
+ */
+function checkFlagOwners(root: Record<string, unknown>, services: Record<string, unknown>): PathIssue[] {
+  if (!isRecord(root.teams) || !isRecord(root.flags)) return [];
+  const teams = Object.keys(root.teams);
+  const members = Object.values(root.teams).flatMap((t) => (isRecord(t) && Array.isArray(t.members) ? t.members.filter((m): m is string => typeof m === "string") : []));
+  const known = [...new Set([...teams, ...members, ...Object.keys(services)])];
+  const issues: PathIssue[] = [];
+  for (const [key, flag] of Object.entries(root.flags)) {
+    const owner = isRecord(flag) ? flag.owner : undefined;
+    // Anything but a non-empty string is the schema's to report.
+    if (typeof owner !== "string" || owner === "" || known.includes(owner)) continue;
+    const close = didYouMean(owner, known);
+    issues.push({
+      path: ["flags", key, "owner"],
+      message: `"${owner}" is not a team declared in teams, a member of one, or a service`,
       found: JSON.stringify(owner),
       hint: close !== undefined ? `did you mean \`${close}\`?` : teams.length > 0 ? `declared teams: ${teams.join(", ")}` : "teams is empty",
     });
@@ -322,7 +348,7 @@ function checkDelivery(root: Record<string, unknown>, services: Record<string, u
 
 /**
  * Canary steps that could never work: weights that do not increase or pass maxWeight, an
- * analysis before any request reaches the new version, PromQL metrics without a Prometheus.
+ * analysis whose baseline gets no traffic, PromQL metrics without a Prometheus.
  */
 function checkCanarySteps(root: Record<string, unknown>, name: string, deploy: NonNullable<FieldValue<"deploy">>): PathIssue[] {
   const issues: PathIssue[] = [];
@@ -338,7 +364,6 @@ function checkCanarySteps(root: Record<string, unknown>, name: string, deploy: N
   checkMetrics(deploy.analysis?.metrics, at("analysis"));
   let weight = -1;
   let weightStep = -1;
-  let traffic = false;
   (deploy.steps ?? []).forEach((step, i) => {
     if ("setWeight" in step) {
       if (step.setWeight <= weight) {
@@ -349,12 +374,19 @@ function checkCanarySteps(root: Record<string, unknown>, name: string, deploy: N
       }
       weight = Math.max(weight, step.setWeight);
       weightStep = i;
-      if (step.setWeight > 0) traffic = true;
-    } else if ("match" in step) {
-      traffic = true;
     } else if ("analysis" in step) {
-      if (!traffic) {
-        issues.push({ path: at("steps", i, "analysis"), message: "this analysis has nothing to measure: no step before it sends traffic to the new version (setWeight above 0 or match)" });
+      // The baseline gets the canary's weighted share, min(weight, 100 - weight); matched
+      // requests go to the canary only. With no share, the analysis could only end Inconclusive.
+      if (weight <= 0) {
+        issues.push({
+          path: at("steps", i, "analysis"),
+          message: "no step before this analysis sets a weight above 0, so its baseline (which gets the canary's weighted share; match steps send requests to the canary only) would get no requests and the analysis could never pass; put a setWeight of 1-99 before it, e.g. { setWeight: 10 }",
+        });
+      } else if (weight >= 100) {
+        issues.push({
+          path: at("steps", i, "analysis"),
+          message: `this analysis follows setWeight 100 (steps[${weightStep}]), which leaves its baseline no share of traffic (it gets min(weight, 100 - weight)), so the analysis could never pass; analyse at a weight of 1-99`,
+        });
       }
       checkMetrics(step.analysis.metrics, at("steps", i, "analysis"));
     }
