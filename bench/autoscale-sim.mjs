@@ -5,7 +5,13 @@
 // MemoryStore, a LoadReader fed by the simulator (what the gateway's live stats would say:
 // per-replica mean concurrency by Little's law over the window) and a `scale` that starts
 // replicas after START_MS. Scenarios: (1) a step to 5x load; (2) steady load with ±20% noise for
-// 30 minutes. The reference is the same simulator under Kubernetes HPA defaults: a 15 s sync,
+// 30 minutes; (3) load whose noise keeps the ratio at the edge of the tolerance, so the count has
+// reasons to move both ways. Flapping is measured over sliding windows: the changes in any 300 s,
+// and the shortest gap between two changes in opposite directions (a flap), per kind: a scale-up
+// undone, which the scale-down stabilization must keep at least as long as its window, and a
+// scale-down undone, which only the load decides (HPA's default has no scale-up stabilization).
+// The reference is the same simulator
+// under Kubernetes HPA defaults: a 15 s sync,
 // metrics 30 s old and averaged over 60 s (metrics-server), the same 300 s scale-down
 // stabilization and scaling policies (hpa.ts implements HPA's algorithm, so the code is shared).
 // Usage: node bench/autoscale-sim.mjs [--runs 20] [--json]   (after `npm run build`)
@@ -27,9 +33,15 @@ export const CONTROLLERS = {
   hpa: { label: "HPA defaults (15 s sync, metrics 30 s old, 60 s average)", autoscale: { min: 1, max: 30, interval: 15_000, window: 60_000 }, metricsDelayMs: 30_000 },
 };
 
+/** The scale-down stabilization window of both controllers (HPA's default): a flap must not be shorter. */
+export const SCALE_DOWN_WINDOW_S = 300;
+
 export const SCENARIOS = {
   step: { label: "(1) step from 200 to 1000 req/s (5x)", baseRps: 200, stepRps: 1000, replicas: 2, stepAtS: 120, afterS: 180, targetS: 10 },
-  noise: { label: "(2) 800 req/s ±20% noise (a new level every 5 s) for 30 min", baseRps: 800, noise: 0.2, noiseEveryS: 5, replicas: 8, durationS: 1800, windowS: 300, maxChangesPerWindow: 1 },
+  noise: { label: "(2) 800 req/s ±20% noise (a new level every 5 s) for 30 min", baseRps: 800, noise: 0.2, noiseEveryS: 5, replicas: 8, durationS: 1800, windowS: SCALE_DOWN_WINDOW_S, maxChangesPerWindow: 1 },
+  // 10 replicas carry 1000 req/s exactly at target; ±12% lasting a minute each crosses the 10%
+  // tolerance now up, now down, so the count has reasons to move both ways.
+  edge: { label: "(3) 1000 req/s ±12% noise (a new level every 60 s) for 30 min, at the tolerance edge", baseRps: 1000, noise: 0.12, noiseEveryS: 60, replicas: 10, durationS: 1800, windowS: SCALE_DOWN_WINDOW_S },
 };
 
 /** The service's replicas and their traffic, one bin per simulated second. */
@@ -98,9 +110,9 @@ function observe(cluster, nowMs, windowMs, delayMs) {
  * One run of a scenario under one controller. Returns the replica counts over time and the
  * figures of the scenario: reaction (step) or changes per window (noise).
  */
-export async function simulateRun(scenarioName, controllerName, seed) {
+export async function simulateRun(scenarioName, controllerName, seed, autoscaleOverrides = {}) {
   const scenario = SCENARIOS[scenarioName];
-  const controller = CONTROLLERS[controllerName];
+  const controller = { ...CONTROLLERS[controllerName], autoscale: { ...CONTROLLERS[controllerName].autoscale, ...autoscaleOverrides } };
   const random = rng(seed);
   let nowMs = 0;
   const clock = () => EPOCH + nowMs;
@@ -162,9 +174,47 @@ export async function simulateRun(scenarioName, controllerName, seed) {
       changes: changes.map((c) => ({ atS: (c.atMs - stepAtMs) / 1000, from: c.from, to: c.to })),
     };
   }
-  const windows = Math.ceil(scenario.durationS / scenario.windowS);
-  const perWindow = Array.from({ length: windows }, (_, w) => changes.filter((c) => Math.floor(c.atMs / 1000 / scenario.windowS) === w).length);
-  return { changes: changes.length, perWindow, maxPerWindow: Math.max(...perWindow), meanPerWindow: changes.length / windows, final: cluster.replicas.length, trail: changes.map((c) => `${c.from}→${c.to}@${Math.round(c.atMs / 1000)}s`) };
+  const flapping = measureFlapping(changes, scenario.windowS * 1000);
+  return {
+    changes: changes.length,
+    ...flapping,
+    meanPerWindow: changes.length / (scenario.durationS / scenario.windowS),
+    final: cluster.replicas.length,
+    trail: changes.map((c) => `${c.from}→${c.to}@${Math.round(c.atMs / 1000)}s`),
+  };
+}
+
+/**
+ * How much a list of replica-count changes (oldest first) flaps: the most changes in any window
+ * of `windowMs` (sliding, so two changes a second apart count together wherever they fall), and
+ * the flaps, two changes in a row in opposite directions, per kind: `upDown` (a scale-up undone)
+ * and `downUp` (a scale-down undone), each with its count and shortest gap in seconds (undefined
+ * without one). Only neighbours need comparing: the closest pair of opposite changes is always
+ * adjacent in time.
+ *
+ * @example
+ * measureFlapping([{ atMs: 0, from: 2, to: 3 }, { atMs: 30_000, from: 3, to: 2 }], 300_000);
+ * // { maxPerWindow: 2, upDown: { count: 1, minGapS: 30 }, downUp: { count: 0, minGapS: undefined } }
+ */
+export function measureFlapping(changes, windowMs) {
+  let maxPerWindow = 0;
+  for (let i = 0; i < changes.length; i++) {
+    let n = 0;
+    for (let j = i; j < changes.length && changes[j].atMs < changes[i].atMs + windowMs; j++) n++;
+    maxPerWindow = Math.max(maxPerWindow, n);
+  }
+  const upDown = { count: 0, minGapS: undefined };
+  const downUp = { count: 0, minGapS: undefined };
+  for (let i = 1; i < changes.length; i++) {
+    const before = Math.sign(changes[i - 1].to - changes[i - 1].from);
+    const after = Math.sign(changes[i].to - changes[i].from);
+    if (before === after || before === 0 || after === 0) continue;
+    const kind = before > 0 ? upDown : downUp;
+    const gapS = (changes[i].atMs - changes[i - 1].atMs) / 1000;
+    kind.count++;
+    if (kind.minGapS === undefined || gapS < kind.minGapS) kind.minGapS = gapS;
+  }
+  return { maxPerWindow, upDown, downUp };
 }
 
 function quantile(xs, q) {
@@ -191,9 +241,16 @@ export async function simulateScenario(scenarioName, runs, seed0 = 1) {
         example: results[0].changes,
       };
     } else {
+      const flaps = (kind) => {
+        const gaps = results.map((r) => r[kind].minGapS).filter((g) => g !== undefined);
+        return { total: results.reduce((a, r) => a + r[kind].count, 0), runs: results.filter((r) => r[kind].count > 0).length, minGapS: gaps.length === 0 ? undefined : Math.min(...gaps) };
+      };
       out[controller] = {
         changes: { p50: quantile(results.map((r) => r.changes), 0.5), max: Math.max(...results.map((r) => r.changes)) },
+        // mean: changes per window length over the run; max: the most in any sliding window of that length.
         perWindow: { mean: results.reduce((a, r) => a + r.meanPerWindow, 0) / runs, max: Math.max(...results.map((r) => r.maxPerWindow)) },
+        upDown: flaps("upDown"),
+        downUp: flaps("downUp"),
         example: results[0].trail,
       };
     }
@@ -216,9 +273,13 @@ function report(results) {
     } else {
       for (const who of Object.keys(CONTROLLERS)) {
         const x = r[who];
-        lines.push(`  ${who.padEnd(8)} replica-count changes in 30 min: p50 ${x.changes.p50}, max ${x.changes.max}; per 300 s window: mean ${x.perWindow.mean.toFixed(2)}, max ${x.perWindow.max}; first run: ${x.example.join(" ") || "none"}`);
+        const flaps = (f) => `${f.total} in ${f.runs} runs${f.minGapS === undefined ? "" : `, shortest ${f.minGapS.toFixed(0)} s`}`;
+        lines.push(
+          `  ${who.padEnd(8)} replica-count changes in 30 min: p50 ${x.changes.p50}, max ${x.changes.max}; per 300 s: mean ${x.perWindow.mean.toFixed(2)}, max in any 300 s ${x.perWindow.max}; scale-ups undone: ${flaps(x.upDown)}; scale-downs undone: ${flaps(x.downUp)}; first run: ${x.example.join(" ") || "none"}`,
+        );
       }
-      lines.push(`  (target: at most ${SCENARIOS.noise.maxChangesPerWindow} change per scale-down window)`);
+      const max = SCENARIOS[r.name].maxChangesPerWindow;
+      lines.push(`  (target: no scale-up undone within the ${SCALE_DOWN_WINDOW_S} s scale-down window${max === undefined ? "" : `; at most ${max} change in any ${SCALE_DOWN_WINDOW_S} s`})`);
     }
   }
   return lines.join("\n");

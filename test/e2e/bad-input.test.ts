@@ -40,11 +40,13 @@ describe("keelson CLI on bad input", () => {
   it("names each autoscale setting that cannot be met, and chaos options that make no sense", async () => {
     await writeFile(
       join(dir, "keelson.yaml"),
-      ["project: bad", "services:", "  api:", "    owner: web", "    path: .", "    start: node x.js", "    autoscale:", "      min: 3", "      max: 2", "      target: { inflight: 0, memory: 50 }", "    resources: { memory: 10kb }", ""].join("\n"),
+      ["project: bad", "services:", "  api:", "    owner: web", "    path: .", "    start: node x.js", "    autoscale:", "      min: 3", "      max: 2", "      target: { inflight: 0, p95: 0ms, memory: 50 }", "      window: 0s", "    resources: { memory: 10kb }", ""].join("\n"),
     );
     const r = await keelson(["validate", dir]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/services\.api\.autoscale\.target\.inflight: /);
+    expect(r.stderr).toMatch(/keelson\.yaml:10:\d+ services\.api\.autoscale\.target\.p95: must be more than 0/);
+    expect(r.stderr).toMatch(/services\.api\.autoscale\.window: must be 1s to 60s/);
     expect(r.stderr).toMatch(/services\.api\.autoscale\.target\.memory: unknown key/);
     expect(r.stderr).toMatch(/services\.api\.resources\.memory: .*at least 1mb/);
     await writeFile(join(dir, "keelson.yaml"), ["project: bad", "services:", "  api:", "    owner: web", "    path: .", "    start: node x.js", "    autoscale: { min: 3, max: 2 }", ""].join("\n"));

@@ -335,9 +335,11 @@ export type Fault = z.infer<typeof FaultSchema>;
  * Scale from zero: while the service has no endpoint, the gateway holds a request up to
  * `holdTimeoutMs`, asks the control plane once to start a replica (POST
  * /v1/services/{name}/activate), and sends the request on when an endpoint appears.
+ * With `threshold`, it asks only once that many requests are held at once (absent: 1).
  */
 export const ActivationSchema = z.strictObject({
   holdTimeoutMs: z.number().int().positive(),
+  threshold: z.number().int().min(1).optional(),
 });
 export type Activation = z.infer<typeof ActivationSchema>;
 

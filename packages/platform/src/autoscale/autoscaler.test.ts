@@ -1,9 +1,13 @@
+import { createServer, type Server } from "node:http";
 import { KeelsonError } from "@keelson/protocol";
 import type { KeelsonEvent } from "@keelson/protocol";
 import { waitFor } from "#test-support";
 import { describe, expect, it } from "vitest";
+import { LATENCY_BOUNDS_MS, type StatsSnapshot } from "../gateway/index.js";
+import type { ReplicaInfo } from "../runtime/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
 import { checkLoad, createAutoscaler, EVALUATIONS_KEPT, type AutoscalerLog, type LoadReader } from "./autoscaler.js";
+import { createGatewayLoadReader } from "./gateway-load-reader.js";
 import type { ServiceLoad } from "./hpa.js";
 
 const START = Date.parse("2026-03-01T10:00:00.000Z");
@@ -28,7 +32,10 @@ interface Harness {
   run(ms: number, stepMs?: number): Promise<void>;
 }
 
-async function setup(services: Record<string, { spec: Record<string, unknown>; release?: string | null }>, options: { now?: () => number; tickMs?: number; store?: Store } = {}): Promise<Harness> {
+async function setup(
+  services: Record<string, { spec: Record<string, unknown>; release?: string | null }>,
+  options: { now?: () => number; tickMs?: number; store?: Store; reader?: (clock: Harness["clock"]) => LoadReader } = {},
+): Promise<Harness> {
   let nowMs = START;
   const clock = { now: () => nowMs, advance: (ms: number) => void (nowMs += ms) };
   const store = options.store ?? createMemoryStore({ now: clock.now });
@@ -61,7 +68,7 @@ async function setup(services: Record<string, { spec: Record<string, unknown>; r
   const autoscaler = createAutoscaler({
     store,
     project: PROJECT,
-    load: reader,
+    load: options.reader?.(clock) ?? reader,
     now: options.now ?? clock.now,
     ...(options.tickMs === undefined ? {} : { tickMs: options.tickMs }),
     log,
@@ -388,6 +395,104 @@ describe("createAutoscaler", () => {
   });
 });
 
+/** A ready replica of orders, as the runtime driver lists it. */
+function runtimeReplica(id: string): ReplicaInfo {
+  return {
+    spec: { id, project: PROJECT, service: "orders", release: "r-1", index: 0, cwd: "/srv", command: "node server.js", env: {}, port: 41000, readiness: undefined, liveness: undefined, stopTimeoutMs: 10_000, startTimeoutMs: 30_000, logDir: "/tmp/logs" },
+    state: "ready",
+    pid: 4242,
+    pidStartTime: undefined,
+    restarts: 0,
+    startedAt: new Date(START - 3_600_000).toISOString(),
+    lastExit: undefined,
+    everReady: true,
+    exitsSinceReady: 0,
+    details: {},
+  };
+}
+
+/**
+ * A gateway's `/stats` for a 10 s window in which each replica answered 2 requests of 10 ms
+ * (near-zero load), counted by a gateway that started at `startedAtMs`.
+ */
+function quietWindow(replicas: readonly string[], nowMs: number, startedAtMs: number): StatsSnapshot {
+  const histogram = new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0);
+  histogram[LATENCY_BOUNDS_MS.indexOf(10)] = 2;
+  return {
+    windowSeconds: 10,
+    coveredSeconds: Math.min(10, (nowMs - startedAtMs) / 1_000),
+    at: new Date(nowMs).toISOString(),
+    latencyBoundsMs: LATENCY_BOUNDS_MS,
+    series: replicas.map((replica) => ({ service: "orders", version: "r-1", replica, requests: 2, errors: 0, errorRate: 0, rps: 0.2, latencyMs: { mean: 10, p50: 10, p90: 10, p99: 10 }, inflight: 0, peakInflight: 1, histogram })),
+    versions: [],
+  };
+}
+
+/** A gateway admin stand-in on 127.0.0.1 (port 0) answering `/stats` with `body()`. */
+async function gatewayAdmin(body: () => StatsSnapshot): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    if (!req.url?.startsWith("/stats")) return void res.writeHead(404).end();
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe("createAutoscaler over the gateway's live stats", () => {
+  it("holds 4 replicas while a restarted gateway has seen only part of the window and while no gateway answers, and scales down once a whole window is quiet", async () => {
+    const ids = ["orders-0", "orders-1", "orders-2", "orders-3"];
+    let gateway: { url: string; close(): Promise<void> } | undefined;
+    // Without stabilization and with the default policies, a quiet whole window takes 4 to 1 in one look.
+    const h = await setup(orders({ min: 1, max: 10, scaleDown: { stabilization: 0 } }, 4), {
+      reader: (c) => createGatewayLoadReader({ statsUrls: () => (gateway === undefined ? [] : [gateway.url]), replicas: () => ids.map(runtimeReplica), project: PROJECT, now: c.now }),
+    });
+    const restart = async () => {
+      await gateway?.close();
+      const startedAtMs = h.clock.now();
+      gateway = await gatewayAdmin(() => quietWindow(ids, h.clock.now(), startedAtMs));
+    };
+    try {
+      // (1) The gateway restarted: its window grows from 0 to 8 s of 10 and reads almost no load.
+      await restart();
+      await h.autoscaler.tick();
+      await h.run(8_000, 2_000);
+      expect(await h.replicas()).toBe(4);
+      let held = await h.events("autoscale.held");
+      expect(held.map((e) => e.details.reason)).toEqual(["metrics-partial"]);
+      expect(held[0]!.details).toMatchObject({ from: 4, to: 4, recommendation: 1, coveredMs: 0, windowMs: 10_000, message: expect.stringMatching(/no scale-down until the window is full/) });
+      expect(h.autoscaler.status("orders")?.evaluations.at(-1)).toMatchObject({ outcome: "held", reason: "metrics-partial", inputs: { coveredMs: 8_000 } });
+
+      // (2) The gateway is gone: nothing to read, the count stays.
+      await gateway!.close();
+      gateway = undefined;
+      await h.run(10_000, 2_000);
+      expect(await h.replicas()).toBe(4);
+      held = await h.events("autoscale.held");
+      expect(held.map((e) => e.details.reason)).toEqual(["metrics-partial", "metrics-unavailable"]);
+      expect(held[1]!.details).toMatchObject({ from: 4, to: 4, message: expect.stringMatching(/no load/) });
+      expect(h.autoscaler.status("orders")?.held).toMatchObject({ reason: "metrics-unavailable" });
+
+      // (3) It comes back: held through its first window, then the same quiet load over a whole window scales down.
+      await restart();
+      await h.run(8_000, 2_000);
+      expect(await h.replicas()).toBe(4);
+      expect(h.scales).toEqual([]);
+      await h.run(4_000, 2_000);
+      expect(await h.replicas()).toBe(1);
+      expect((await h.events("autoscale.scaled")).map((e) => e.details)).toMatchObject([{ from: 4, to: 1, reason: "scale-down" }]);
+      expect((await h.events("autoscale.held")).map((e) => e.details.reason)).toEqual(["metrics-partial", "metrics-unavailable", "metrics-partial"]);
+    } finally {
+      await gateway?.close();
+    }
+  });
+});
+
 describe("checkLoad", () => {
   it("keeps good values, drops bad ones with a message, and rejects what cannot be a load", () => {
     expect(checkLoad({ requests: 3, replicas: [{ replica: "a", ready: true, inflight: 2, rps: "5" }], p95Ms: -1 }, "orders", 42)).toEqual({
@@ -395,6 +500,9 @@ describe("checkLoad", () => {
       problems: ["replica a: rps 5 is not a non-negative number", "p95Ms -1 is not a non-negative number"],
     });
     expect(checkLoad(null, "orders", 0)).toEqual({ problems: ["expected an object, got null"] });
+    // Coverage of the window goes through; unreadable coverage counts as none (no scale-down on it).
+    expect(checkLoad({ requests: 1, windowMs: 10_000, replicas: [], coveredMs: 2_500 }, "orders", 0).load?.coveredMs).toBe(2_500);
+    expect(checkLoad({ requests: 1, windowMs: 10_000, replicas: [], coveredMs: "soon" }, "orders", 0)).toMatchObject({ load: { coveredMs: 0 }, problems: ["coveredMs soon is not a non-negative number"] });
     expect(checkLoad({ requests: 1, replicas: [7, { replica: "b", ready: "yes" }] }, "orders", 0)).toMatchObject({
       load: { replicas: [{ replica: "b", ready: false }] },
       problems: ["replicas[0]: expected { replica, ready, ... }"],

@@ -50,6 +50,8 @@ export interface AutoscaleEvaluation {
   inputs: {
     requests?: number;
     windowMs?: number;
+    /** Set when the gateways saw only this much of the window (one restarted within it). */
+    coveredMs?: number;
     replicas?: { total: number; ready: number; notReady: number };
     measures: MeasureProposal[];
     idleForMs?: number;
@@ -205,6 +207,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       message,
       inputs: {
         ...(load === undefined ? {} : { requests: load.requests, windowMs: load.windowMs, replicas: replicaTotals(load.replicas) }),
+        ...(load?.coveredMs === undefined ? {} : { coveredMs: load.coveredMs }),
         measures: decision.measures,
         ...(decision.idleForMs === undefined ? {} : { idleForMs: decision.idleForMs }),
       },
@@ -230,7 +233,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   async function reportHold(service: string, state: ServiceState, reason: DecisionReason, details: Record<string, unknown>): Promise<void> {
     if (state.heldReported === reason) return;
     state.heldReported = reason;
-    const level = reason === "metrics-unavailable" || reason === "metrics-invalid" || reason === "scale-failed" ? "warn" : "info";
+    const level = reason === "metrics-unavailable" || reason === "metrics-invalid" || reason === "metrics-partial" || reason === "scale-failed" ? "warn" : "info";
     log[level]({ service, reason, message: details.message }, "autoscaler holds the replica count");
     await event("autoscale.held", service, details);
   }
@@ -436,6 +439,7 @@ function eventDetails(decision: Decision, load: ServiceLoad | undefined, config:
       ...(m.note === undefined ? {} : { note: m.note }),
     })),
     ...(load === undefined ? {} : { replicas: { ...replicaTotals(load.replicas), missing }, requests: load.requests, windowMs: load.windowMs }),
+    ...(load?.coveredMs === undefined ? {} : { coveredMs: load.coveredMs }),
     ...(decision.recommendation === undefined ? {} : { recommendation: decision.recommendation }),
     ...(decision.stabilization === undefined ? {} : { stabilization: decision.stabilization }),
     ...(decision.limits === undefined
@@ -488,6 +492,12 @@ export function checkLoad(raw: unknown, service: string, fallbackAtMs: number): 
     const p95 = measureValue(r.p95Ms);
     if (p95 === undefined) problems.push(`p95Ms ${String(r.p95Ms)} is not a non-negative number`);
     else load.p95Ms = p95;
+  }
+  if (r.coveredMs !== undefined) {
+    const covered = measureValue(r.coveredMs);
+    // Unreadable coverage is read as none: the load may then scale up but not down.
+    if (covered === undefined) problems.push(`coveredMs ${String(r.coveredMs)} is not a non-negative number`);
+    load.coveredMs = covered ?? 0;
   }
   return { load, problems };
 }

@@ -191,6 +191,22 @@ describe("createGatewayLoadReader", () => {
     expect(await reader.read("orders", 10_000)).toBeUndefined();
   });
 
+  it("marks a window a restarted gateway saw only part of, as far as the least covered gateway's", async () => {
+    const full = await gateway({ ...snapshot([series("orders", "orders-0", 100, 50, 50)]), coveredSeconds: 10 });
+    const restarted = await gateway({ ...snapshot([series("orders", "orders-0", 4, 50, 50)]), coveredSeconds: 2.5 });
+    const older = await gateway(snapshot([series("orders", "orders-0", 100, 50, 50)]));
+    const broken = await gateway({ ...snapshot([]), coveredSeconds: "a while" });
+    const read = (urls: string[]) => createGatewayLoadReader({ statsUrls: () => urls, replicas: () => RUNTIME, project: "shop", now: () => AT }).read("orders", 10_000);
+    expect((await read([full.url]))?.coveredMs).toBeUndefined();
+    // A gateway that does not report coverage (an older version) counts as covering the window.
+    expect((await read([full.url, older.url]))?.coveredMs).toBeUndefined();
+    const partial = await read([full.url, restarted.url]);
+    expect(partial?.coveredMs).toBe(2_500);
+    // What was seen is still divided by the whole window: (100 + 4) × 50 ms / 10 s.
+    expect(partial?.replicas[0]?.inflight).toBeCloseTo(0.52, 9);
+    expect((await read([full.url, broken.url]))?.coveredMs).toBe(0);
+  });
+
   it("leaves p95 out rather than mixing histograms with different buckets", async () => {
     const a = await gateway(snapshot([series("orders", "orders-0", 100, 50, 50)]));
     const b = await gateway({ ...snapshot([{ ...series("orders", "orders-0", 100, 50, 50), histogram: [100, 0] }]), latencyBoundsMs: [1000] });

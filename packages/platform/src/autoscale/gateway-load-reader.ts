@@ -2,7 +2,9 @@
 // `GET /stats?window=<s>`) per replica, summed over gateways, with readiness and CPU from the
 // runtime driver. Per-replica concurrency comes from Little's law, the service's p95 from the
 // summed latency histograms. Any gateway that does not answer makes the whole read undefined:
-// part of the traffic would look like less load, so the autoscaler holds instead.
+// part of the traffic would look like less load, so the autoscaler holds instead. For the same
+// reason a gateway that started within the window (a restart) marks the load as partly covered,
+// which may scale up on what was seen but not down.
 import type { StatsSnapshot } from "../gateway/index.js";
 import type { ReplicaInfo } from "../runtime/index.js";
 import type { LoadReader } from "./autoscaler.js";
@@ -88,6 +90,9 @@ interface ReplicaSum {
  * it took over twice (the older replicas still carry it for the rest of the window) and scale
  * up again right after a scale-up. A live replica with no series in any gateway (not in the
  * routing table yet) has no inflight or rps: it is missing, as HPA counts a pod without metrics.
+ * The window is covered as far as the least covered gateway's (`coveredSeconds`); when that is
+ * less than the window, `coveredMs` says so and the values are still divided by the whole
+ * window (they read low, which `decide` allows to scale up but not down).
  */
 export function serviceLoadFromSnapshots(input: { service: string; snapshots: readonly StatsSnapshot[]; replicas: readonly ReplicaInfo[]; atMs: number; project?: string }): ServiceLoad {
   const { service, snapshots, atMs } = input;
@@ -128,7 +133,16 @@ export function serviceLoadFromSnapshots(input: { service: string; snapshots: re
   }
   const result: ServiceLoad = { service, atMs, windowMs, replicas, requests };
   if (requests > 0 && histogram !== undefined) result.p95Ms = quantileOfHistogram(0.95, histogram, bounds);
+  const covered = Math.min(...snapshots.map((s) => coveredSecondsOf(s, windowSeconds)));
+  if (covered < windowSeconds) result.coveredMs = Math.round(covered * 1_000);
   return result;
+}
+
+/** A snapshot's covered seconds within 0..window; absent (an older gateway) is the whole window, anything else not a number none of it. */
+function coveredSecondsOf(snapshot: StatsSnapshot, windowSeconds: number): number {
+  const c: unknown = snapshot.coveredSeconds;
+  if (c === undefined) return windowSeconds;
+  return typeof c === "number" && Number.isFinite(c) ? Math.max(0, Math.min(windowSeconds, c)) : 0;
 }
 
 function finite(x: unknown): number {

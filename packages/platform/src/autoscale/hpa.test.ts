@@ -72,12 +72,13 @@ describe("resolveAutoscale: the defaults", () => {
   });
 
   it("scale to zero gets its defaults only with min 0; given fields win and the rest keep their defaults", () => {
-    expect(config({ min: 0, max: 3 }).scaleToZero).toEqual({ idleMs: 300_000, holdTimeoutMs: 30_000 });
+    expect(config({ min: 0, max: 3 }).scaleToZero).toEqual({ idleMs: 300_000, holdTimeoutMs: 30_000, activation: 1 });
     const c = config({ min: 0, max: 3, target: { rps: 50, p95: "250ms" }, window: "30s", scaleDown: { stabilization: "1m" }, scaleToZero: { idle: "10m" } });
     expect(c.target).toEqual({ rps: 50, p95: 250 });
     expect(c.windowMs).toBe(30_000);
     expect(c.scaleDown).toEqual({ stabilizationMs: 60_000, policies: [{ type: "percent", value: 100, periodMs: 15_000 }], select: "max" });
-    expect(c.scaleToZero).toEqual({ idleMs: 600_000, holdTimeoutMs: 30_000 });
+    expect(c.scaleToZero).toEqual({ idleMs: 600_000, holdTimeoutMs: 30_000, activation: 1 });
+    expect(config({ min: 0, max: 3, scaleToZero: { activation: 5 } }).scaleToZero).toEqual({ idleMs: 300_000, holdTimeoutMs: 30_000, activation: 5 });
   });
 });
 
@@ -357,6 +358,57 @@ describe("decide: one look, as HPA's reconcile", () => {
 
   it("is steady when the count fits", () => {
     expect(at(emptyMemory(), config({ min: 1, max: 10 }), 3, loadAt(3, 10.5), 0)).toMatchObject({ outcome: "steady", reason: "at-target", to: 3 });
+  });
+
+  it("keeps a target of 0 or a ratio that is not finite out of the decision and out of the history (regression)", () => {
+    // The manifest refuses p95: 0; a stored spec or another caller may still hold one. It used to
+    // scale to max on any traffic (ratio Infinity) and record NaN when idle (0 / 0).
+    const zeroP95: AutoscaleConfig = { ...config({ min: 1, max: 10, scaleDown: { stabilization: 0 } }), target: { p95: 0 } };
+    for (const l of [loadAt(4, 5, { p95Ms: 120 }), loadAt(4, 0, { requests: 0 })]) {
+      const d = at(emptyMemory(), zeroP95, 4, l, 0);
+      expect(d).toMatchObject({ outcome: "hold", reason: "metrics-invalid", to: 4, message: expect.stringMatching(/target 0 for p95 is not a positive number/) });
+      expect(d.memory.recommendations).toEqual([{ atMs: 0, replicas: 4 }]);
+    }
+    const zeroInflight: AutoscaleConfig = { ...zeroP95, target: { inflight: 0 } };
+    expect(at(emptyMemory(), zeroInflight, 4, loadAt(4, 5), 0)).toMatchObject({ outcome: "hold", reason: "metrics-invalid", to: 4 });
+    expect(inflight(3, ready(5, 5, 5)).proposal).toBe(2);
+    expect(replicaMeasureProposal({ measure: "rps", target: Number.NaN, tolerance: 0.1, current: 3, replicas: ready(5, 5, 5), atMs: 0, initializationMs: 0 })).toMatchObject({ invalid: expect.stringMatching(/not a positive number/) });
+    // A finite measure over a tiny target overflows to Infinity: no proposal either.
+    expect(serviceMeasureProposal({ measure: "p95", target: 1e-300, tolerance: 0.1, current: 2, value: 1e300 })).toMatchObject({ invalid: expect.stringMatching(/no finite ratio/) });
+    // With a usable measure beside it, the usable one still scales up (and only up).
+    const both: AutoscaleConfig = { ...zeroP95, target: { p95: 0, inflight: 10 } };
+    expect(at(emptyMemory(), both, 2, loadAt(2, 20, { p95Ms: 120 }), 0)).toMatchObject({ outcome: "scale", to: 4 });
+    const down = at(emptyMemory(), both, 4, loadAt(4, 1, { p95Ms: 120 }), 0);
+    expect(down).toMatchObject({ outcome: "hold", reason: "metrics-invalid", to: 4 });
+    expect(down.memory.recommendations.every((r) => Number.isInteger(r.replicas))).toBe(true);
+  });
+
+  it("does not scale down on a window the gateways saw only part of (a restart), but scales up on it", () => {
+    const c = config({ min: 1, max: 10, scaleDown: { stabilization: 0 } });
+    // 4 replicas, near-zero load over the 3 s a restarted gateway saw of the 10 s window.
+    const restarted = loadAt(4, 0.2, { coveredMs: 3_000 });
+    const d = at(emptyMemory(), c, 4, restarted, 0);
+    expect(d).toMatchObject({ outcome: "hold", reason: "metrics-partial", to: 4, recommendation: 1 });
+    expect(d.message).toMatch(/saw only 3s of the 10s window .*no scale-down until the window is full/);
+    // Recorded as on target: what the scale-down window remembers is the current count.
+    expect(d.memory.recommendations.at(-1)).toEqual({ atMs: 0, replicas: 4 });
+    // The same load over a whole window scales down (nothing else held it).
+    expect(at(emptyMemory(), c, 4, loadAt(4, 0.2), 0)).toMatchObject({ outcome: "scale", reason: "scale-down", to: 1 });
+    expect(at(emptyMemory(), c, 4, loadAt(4, 0.2, { coveredMs: 10_000 }), 0)).toMatchObject({ outcome: "scale", to: 1 });
+    // What was seen already asks for more: scale up.
+    expect(at(emptyMemory(), c, 2, loadAt(2, 20, { coveredMs: 5_000 }), 0)).toMatchObject({ outcome: "scale", reason: "scale-up", to: 4 });
+    // Nor does an idle-looking partial window count toward scale to zero.
+    const z = config({ min: 0, max: 4, scaleDown: { stabilization: 0 }, scaleToZero: { idle: "1m" } });
+    let memory = at(emptyMemory(), z, 1, loadAt(1, 0, { requests: 0 }), 0).memory;
+    memory = at(memory, z, 1, loadAt(1, 0, { requests: 0, coveredMs: 2_000 }), 50_000).memory;
+    expect(at(memory, z, 1, loadAt(1, 0, { requests: 0 }), 70_000)).toMatchObject({ outcome: "hold", reason: "waiting-for-idle", idleForMs: 20_000 });
+  });
+
+  it("wakes from zero only once scaleToZero.activation requests were seen in the window", () => {
+    const z = config({ min: 0, max: 4, scaleToZero: { activation: 5 } });
+    expect(at(emptyMemory(), z, 0, load([], { requests: 4 }), 0)).toMatchObject({ outcome: "steady", reason: "below-activation", to: 0, message: expect.stringMatching(/4 requests in the window, fewer than the 5 that wake it/) });
+    expect(at(emptyMemory(), z, 0, load([], { requests: 5 }), 0)).toMatchObject({ outcome: "scale", reason: "activated", to: 1 });
+    expect(at(emptyMemory(), config({ min: 0, max: 4 }), 0, load([], { requests: 1 }), 0)).toMatchObject({ outcome: "scale", reason: "activated", to: 1 });
   });
 
   it("pauses at zero when min > 0 (as HPA), and at min 0 activates on requests", () => {

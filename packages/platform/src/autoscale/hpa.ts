@@ -34,6 +34,11 @@ export interface ServiceLoad {
   p95Ms?: number;
   /** Requests to the service in the window (all replicas). */
   requests: number;
+  /**
+   * How much of the window the source saw, when less than `windowMs` (a gateway started within
+   * the window). Such a load reads low: it may scale up, never down (see `decide`).
+   */
+  coveredMs?: number;
 }
 
 export interface ScalingPolicy {
@@ -59,8 +64,8 @@ export interface AutoscaleConfig {
   intervalMs: number;
   scaleUp: ScalingRules;
   scaleDown: ScalingRules;
-  /** Present only with min 0. */
-  scaleToZero: { idleMs: number; holdTimeoutMs: number } | undefined;
+  /** Present only with min 0. `activation`: requests in the window (or held by a gateway) that wake the service from zero. */
+  scaleToZero: { idleMs: number; holdTimeoutMs: number; activation: number } | undefined;
   /** CPU samples of replicas started less than this ago are set aside (HPA's CPU initialization period). */
   cpuInitializationMs: number;
 }
@@ -79,7 +84,7 @@ export const AUTOSCALE_DEFAULTS: {
   readonly intervalMs: number;
   readonly scaleUp: Readonly<ScalingRules>;
   readonly scaleDown: Readonly<ScalingRules>;
-  readonly scaleToZero: { readonly idleMs: number; readonly holdTimeoutMs: number };
+  readonly scaleToZero: { readonly idleMs: number; readonly holdTimeoutMs: number; readonly activation: number };
   readonly cpuInitializationMs: number;
 } = deepFreeze({
   target: { inflight: 10 },
@@ -95,7 +100,7 @@ export const AUTOSCALE_DEFAULTS: {
     select: "max",
   },
   scaleDown: { stabilizationMs: 300_000, policies: [{ type: "percent", value: 100, periodMs: 15_000 }], select: "max" },
-  scaleToZero: { idleMs: 300_000, holdTimeoutMs: 30_000 },
+  scaleToZero: { idleMs: 300_000, holdTimeoutMs: 30_000, activation: 1 },
   cpuInitializationMs: 30_000,
 });
 
@@ -127,7 +132,14 @@ export function resolveAutoscale(spec: AutoscaleSpecOut): AutoscaleConfig {
     intervalMs: spec.interval ?? D.intervalMs,
     scaleUp: rules(spec.scaleUp, D.scaleUp),
     scaleDown: rules(spec.scaleDown, D.scaleDown),
-    scaleToZero: spec.min === 0 ? { idleMs: spec.scaleToZero?.idle ?? D.scaleToZero.idleMs, holdTimeoutMs: spec.scaleToZero?.holdTimeout ?? D.scaleToZero.holdTimeoutMs } : undefined,
+    scaleToZero:
+      spec.min === 0
+        ? {
+            idleMs: spec.scaleToZero?.idle ?? D.scaleToZero.idleMs,
+            holdTimeoutMs: spec.scaleToZero?.holdTimeout ?? D.scaleToZero.holdTimeoutMs,
+            activation: spec.scaleToZero?.activation ?? D.scaleToZero.activation,
+          }
+        : undefined,
     cpuInitializationMs: D.cpuInitializationMs,
   };
 }
@@ -209,6 +221,8 @@ export function replicaMeasureProposal(input: {
   initializationMs: number;
 }): MeasureProposal {
   const { measure, target, tolerance, current } = input;
+  const badTarget = targetProblem(measure, target);
+  if (badTarget !== undefined) return { measure, target, invalid: badTarget };
   const counts: ReplicaCounts = { ready: 0, notReady: 0, missing: 0 };
   let sum = 0;
   for (const r of input.replicas) {
@@ -230,6 +244,7 @@ export function replicaMeasureProposal(input: {
   }
   const average = sum / counts.ready;
   const ratio = average / target;
+  if (!Number.isFinite(ratio)) return { measure, target, replicas: counts, invalid: `${measure} ${average} against target ${target} gives no finite ratio` };
   const base: MeasureProposal = { measure, target, current: average, ratio, replicas: counts };
   const rebalanceNotReady = counts.notReady > 0 && ratio > 1;
   if (!rebalanceNotReady && counts.missing === 0) {
@@ -269,13 +284,24 @@ export function replicaMeasureProposal(input: {
  */
 export function serviceMeasureProposal(input: { measure: "p95"; target: number; tolerance: number; current: number; value: number | undefined }): MeasureProposal {
   const { measure, target, tolerance, current } = input;
+  const badTarget = targetProblem(measure, target);
+  if (badTarget !== undefined) return { measure, target, invalid: badTarget };
   const value = measureValue(input.value);
   if (value === undefined) return { measure, target, invalid: `no ${measure} value` };
   const ratio = value / target;
+  if (!Number.isFinite(ratio)) return { measure, target, invalid: `${measure} ${value} against target ${target} gives no finite ratio` };
   const base: MeasureProposal = { measure, target, current: value, ratio };
   if (current === 0) return { ...base, proposal: ceilCount(ratio) };
   if (Math.abs(1 - ratio) <= tolerance) return { ...base, proposal: current, note: "within tolerance" };
   return { ...base, proposal: ceilCount(ratio * current) };
+}
+
+/**
+ * Why a target cannot be aimed at: 0 (the manifest refuses it, but a stored spec or a caller
+ * may still hold one) would turn any load into an infinite ratio and no load into NaN.
+ */
+function targetProblem(measure: Measure, target: number): string | undefined {
+  return typeof target === "number" && Number.isFinite(target) && target > 0 ? undefined : `target ${String(target)} for ${measure} is not a positive number`;
 }
 
 /** Every target measure's proposal, and the replica count they ask for together. */
@@ -501,8 +527,10 @@ export type DecisionReason =
   | "activated"
   | "at-target"
   | "idle-at-zero"
+  | "below-activation"
   | "metrics-unavailable"
   | "metrics-invalid"
+  | "metrics-partial"
   | "stabilization"
   | "scale-up-limit"
   | "scale-down-limit"
@@ -537,9 +565,11 @@ function seconds(ms: number): string {
 /**
  * One look at a service, as HPA's reconcile: the current count outside min..max is moved in at
  * once; otherwise the measures propose, stabilization and policies bound, and min/max clamp.
- * Without load (`load` undefined: the source gave nothing) the count is held. With min 0 the
- * last replica stops only after `scaleToZero.idle` without requests, and a service at zero
- * with requests in the window is activated to max(1, min) at once.
+ * Without load (`load` undefined: the source gave nothing) the count is held. A load that saw
+ * only part of its window (`coveredMs`, a gateway restarted) may scale up but not down: the
+ * unseen part counts as on target, as HPA counts a pod without metrics when scaling down. With
+ * min 0 the last replica stops only after `scaleToZero.idle` without requests, and a service
+ * at zero with `scaleToZero.activation` requests in the window is activated to max(1, min) at once.
  */
 export function decide(input: { config: AutoscaleConfig; current: number; load: ServiceLoad | undefined; unavailable?: string; nowMs: number; memory: AutoscaleMemory }): Decision {
   const { config, current, load, nowMs } = input;
@@ -548,8 +578,10 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
     memory.initialized = true;
     memory.recommendations.push({ atMs: nowMs, replicas: current });
   }
-  // Idleness is observed, never assumed: a look without load restarts the idle clock too.
-  if (load === undefined || load.requests > 0) memory.lastRequestAtMs = nowMs;
+  // Idleness is observed, never assumed: a look without load, or at a window partly unseen,
+  // restarts the idle clock too.
+  const partial = load !== undefined && load.coveredMs !== undefined && load.coveredMs < load.windowMs;
+  if (load === undefined || load.requests > 0 || partial) memory.lastRequestAtMs = nowMs;
   const idleForMs = nowMs - memory.lastRequestAtMs!;
   const base = { from: current, measures: [] as MeasureProposal[], memory, ...(config.min === 0 ? { idleForMs } : {}) };
   const hold = (reason: DecisionReason, message: string, extra: Partial<Decision> = {}): Decision => ({ ...base, outcome: "hold", reason, message, to: current, ...extra });
@@ -557,9 +589,13 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
   if (current === 0) {
     if (config.min > 0) return hold("disabled", `the service was scaled to 0 while min is ${config.min}: autoscaling is paused until it runs again (as HPA)`);
     if (load === undefined) return hold("metrics-unavailable", `at zero, and ${input.unavailable ?? "the metrics source gave nothing"}`);
-    if (load.requests > 0) {
+    const activation = config.scaleToZero?.activation ?? AUTOSCALE_DEFAULTS.scaleToZero.activation;
+    if (load.requests > 0 && load.requests >= activation) {
       const to = Math.max(1, config.min);
       return { ...base, outcome: "scale", reason: "activated", message: `${load.requests} requests arrived while at zero: starting ${to}`, to };
+    }
+    if (load.requests > 0) {
+      return { ...base, outcome: "steady", reason: "below-activation", message: `at zero, ${load.requests} requests in the window, fewer than the ${activation} that wake it (scaleToZero.activation)`, to: 0 };
     }
     return { ...base, outcome: "steady", reason: "idle-at-zero", message: "at zero, no requests", to: 0 };
   }
@@ -579,6 +615,15 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
   const proposals = proposeReplicas(config, current, load);
   if (proposals.desired === undefined || proposals.invalid !== undefined) return hold("metrics-invalid", proposals.invalid ?? "no measure could be computed", { measures: proposals.measures });
   const recommendation = proposals.desired;
+  // Whatever a caller passed, nothing but a count enters the stabilization history.
+  if (!Number.isInteger(recommendation) || recommendation < 0) return hold("metrics-invalid", `the measures gave ${recommendation} replicas, not a count`, { measures: proposals.measures });
+  const why = `${proposals.measure} ${describe(proposals.measures.find((m) => m.measure === proposals.measure))}`;
+  if (partial && recommendation < current) {
+    // Recorded as a recommendation of the current count (on target), which the scale-down window then remembers.
+    memory.recommendations = stabilize({ history: memory.recommendations, desired: current, current, nowMs, upWindowMs: config.scaleUp.stabilizationMs, downWindowMs: config.scaleDown.stabilizationMs }).history;
+    const message = `${why} asks for ${recommendation}, but the gateways saw only ${seconds(load.coveredMs!)} of the ${seconds(load.windowMs)} window (one started within it): no scale-down until the window is full`;
+    return hold("metrics-partial", message, { measures: proposals.measures, recommendation });
+  }
 
   const stabilized = stabilize({ history: memory.recommendations, desired: recommendation, current, nowMs, upWindowMs: config.scaleUp.stabilizationMs, downWindowMs: config.scaleDown.stabilizationMs });
   memory.recommendations = stabilized.history;
@@ -592,7 +637,6 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
     stabilization: { replicas: stabilized.replicas, lowestUp: stabilized.lowestUp, highestDown: stabilized.highestDown, upWindowMs: config.scaleUp.stabilizationMs, downWindowMs: config.scaleDown.stabilizationMs },
     limits: { ...limits, min, max: config.max },
   };
-  const why = `${proposals.measure} ${describe(proposals.measures.find((m) => m.measure === proposals.measure))}`;
   const to = limits.replicas;
   if (to !== current) {
     const cut = limits.limitedBy === undefined ? "" : ` (${limitText(limits.limitedBy, limits, min, config)})`;

@@ -46,4 +46,17 @@ describe("mergeStatsSnapshots", () => {
   it("answers an empty window when no worker has traffic", () => {
     expect(mergeStatsSnapshots([], 60)).toMatchObject({ windowSeconds: 60, series: [], versions: [] });
   });
+
+  it("covers the window as far as its least covered worker, and not at all with a worker missing", () => {
+    const full = { ...workerSnapshot("web-1", [2]), coveredSeconds: 10 };
+    const restarted = { ...workerSnapshot("web-1", [2]), coveredSeconds: 3.5 };
+    // A worker of a version that does not report coverage counts as covering the window.
+    const older = workerSnapshot("web-1", [2]);
+    delete older.coveredSeconds;
+    expect(mergeStatsSnapshots([full, older], 10).coveredSeconds).toBe(10);
+    expect(mergeStatsSnapshots([full, restarted], 10).coveredSeconds).toBe(3.5);
+    expect(mergeStatsSnapshots([full, full], 10, { missing: 1 }).coveredSeconds).toBe(0);
+    // No worker answered: nothing of the window was seen (not an idle service).
+    expect(mergeStatsSnapshots([], 10).coveredSeconds).toBe(0);
+  });
 });

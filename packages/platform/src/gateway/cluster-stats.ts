@@ -11,9 +11,10 @@ type Sum = { requests: number; errors: number; latencySum: number; inflight: num
  * One snapshot from the workers' snapshots of the same window. Counts, in-flight requests and
  * histograms add up; latency quantiles are estimated again from the summed histogram. The peak
  * in flight is the sum of the workers' peaks (their peaks need not fall in the same second, so it
- * is an upper bound).
+ * is an upper bound). The window is covered as far as the least covered worker's; with a worker
+ * missing (`missing`, or no snapshot at all) part of the traffic is unseen, so not at all.
  */
-export function mergeStatsSnapshots(snapshots: readonly StatsSnapshot[], windowSeconds: number): StatsSnapshot {
+export function mergeStatsSnapshots(snapshots: readonly StatsSnapshot[], windowSeconds: number, options: { missing?: number } = {}): StatsSnapshot {
   const first = snapshots[0];
   const bounds = first?.latencyBoundsMs ?? LATENCY_BOUNDS_MS;
   const series = new Map<string, { service: string; version: string; replica: string; sum: Sum }>();
@@ -33,8 +34,10 @@ export function mergeStatsSnapshots(snapshots: readonly StatsSnapshot[], windowS
   }
   // Sorted as a single gateway sorts them: by service, version, then replica.
   const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  const covered = (options.missing ?? 0) > 0 || snapshots.length === 0 ? 0 : Math.min(windowSeconds, ...snapshots.map((s) => s.coveredSeconds ?? windowSeconds));
   return {
     windowSeconds,
+    coveredSeconds: covered,
     at: new Date().toISOString(),
     latencyBoundsMs: bounds,
     series: [...series.values()]

@@ -45,12 +45,13 @@ async function startUpstream(name: string): Promise<string> {
 }
 
 let version = 0;
-/** Service "orders" scaled to zero (holding requests up to `holdTimeoutMs`), or served by `url`. */
-function table(options: { url?: string; holdTimeoutMs?: number } = {}): RoutingTable {
+/** Service "orders" scaled to zero (holding requests up to `holdTimeoutMs`, asking at `threshold` held), or served by `url`. */
+function table(options: { url?: string; holdTimeoutMs?: number; threshold?: number } = {}): RoutingTable {
+  const activation = { holdTimeoutMs: options.holdTimeoutMs ?? 10_000, ...(options.threshold === undefined ? {} : { threshold: options.threshold }) };
   return buildRoutingTable({
     project: "test",
     version: ++version,
-    services: [{ name: "orders", routes: [{ path: "/", stripPrefix: false }], activation: { holdTimeoutMs: options.holdTimeoutMs ?? 10_000 } }],
+    services: [{ name: "orders", routes: [{ path: "/", stripPrefix: false }], activation }],
     endpoints: options.url === undefined ? [] : [{ service: "orders", replicaId: `orders-${version}`, url: options.url, release: "r1" }],
   });
 }
@@ -155,6 +156,27 @@ describe("a service scaled to zero", () => {
     expect(r.status).toBe(200);
     expect(JSON.parse(r.text)).toEqual({ name: "orders-1" });
     expect(await held(gw)).toBe(0);
+    expect(cp.activations).toHaveLength(1);
+  });
+
+  it("with an activation threshold, asks only once that many requests are held at once", async () => {
+    const first = table({ threshold: 3 });
+    const cp = await startControlPlane(first);
+    const gw = await startGateway(cp.url);
+    await serving(gw, first.version);
+
+    const pending = [send(`${gw.url}/orders/1`), send(`${gw.url}/orders/2`)];
+    await waitFor(async () => (await held(gw)) === 2, { what: "2 held requests" });
+    const state = JSON.parse((await send(`${gw.adminUrl}/state`)).text) as GatewayState;
+    expect(state.services.find((s) => s.name === "orders")?.activation).toEqual({ holdTimeoutMs: 10_000, held: 2, threshold: 3 });
+    const thirdAt = performance.now();
+    pending.push(send(`${gw.url}/orders/3`));
+    await waitFor(() => cp.activations.length === 1, { what: "the activate call" });
+    // Asked for by the third request, not the first.
+    expect(cp.activations[0]!.at).toBeGreaterThanOrEqual(thirdAt);
+    const up = await startUpstream("orders-1");
+    cp.publish(table({ url: up }));
+    expect((await Promise.all(pending)).map((a) => a.status)).toEqual([200, 200, 200]);
     expect(cp.activations).toHaveLength(1);
   });
 

@@ -173,8 +173,11 @@ describe("createGatewayCluster", () => {
     // Process metrics of the primary and both workers, summed.
     expect(await metricValue(gw, "process_cpu_seconds_total")).toBeGreaterThan(0);
     // The traffic window canary analysis reads: both workers' attempts in one snapshot.
-    const stats = await adminJson<{ windowSeconds: number; versions: Array<{ service: string; requests: number; replicas: number }> }>(gw, "/stats?window=60");
+    const stats = await adminJson<{ windowSeconds: number; coveredSeconds: number; versions: Array<{ service: string; requests: number; replicas: number }> }>(gw, "/stats?window=60");
     expect(stats.body.windowSeconds).toBe(60);
+    // Both workers answered; they started moments ago, so only part of the minute is covered.
+    expect(stats.body.coveredSeconds).toBeGreaterThan(0);
+    expect(stats.body.coveredSeconds).toBeLessThan(60);
     expect(stats.body.versions.map((v) => [v.service, v.requests, v.replicas])).toEqual([["web", 12, 1]]);
     const state = await adminJson<{ version: number; workers: Array<{ slot: number; pid: number; state: { services: unknown[] } }> }>(gw, "/state");
     expect(state.body.version).toBe(version);

@@ -486,7 +486,9 @@ export function createGatewayCluster(options: GatewayClusterOptions): GatewayClu
           return;
         }
         const snapshots = await Promise.all(liveWorkers().map((l) => ask(l.slot, l.worker, { what: "stats", windowSeconds: seconds })));
-        sendJson(res, 200, mergeStatsSnapshots(snapshots.flatMap((x) => (x === undefined ? [] : [x])), seconds));
+        const answered = snapshots.flatMap((x) => (x === undefined ? [] : [x]));
+        // A worker down or silent took part of the traffic: its share is unseen (coveredSeconds 0).
+        sendJson(res, 200, mergeStatsSnapshots(answered, seconds, { missing: count - answered.length }));
         return;
       }
       default:

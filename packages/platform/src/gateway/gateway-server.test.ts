@@ -964,6 +964,9 @@ describe("admin state and stats", () => {
     for (let i = 0; i < 10; i++) await send(`${gw.url}/`);
     const stats = JSON.parse((await send(`${gw.adminUrl}/stats?window=10`)).text) as StatsSnapshot;
     expect(stats.windowSeconds).toBe(10);
+    // A gateway started moments ago has seen only part of the window.
+    expect(stats.coveredSeconds).toBeGreaterThan(0);
+    expect(stats.coveredSeconds).toBeLessThan(10);
     expect(stats.series.map((s) => [s.replica, s.requests, s.errors])).toEqual([
       ["web-1", 5, 0],
       ["web-2", 5, 5],

@@ -72,4 +72,45 @@ describe("HeldRequests", () => {
     expect(billing.woken).toBe(1);
     expect(activator.calls.at(-1)).toBe("released billing");
   });
+
+  it("asks for a replica only once the activation threshold is held at once, and not at all for an episode below it", () => {
+    const activator = recordingActivator();
+    const holds = new HeldRequests(10, activator);
+    holds.tableChanged(new Map([["orders", { endpoints: [], activation: { holdTimeoutMs: 1_000, threshold: 3 } }]]));
+    const [a, b, c] = [request(), request(), request()];
+    holds.hold("orders", a);
+    holds.hold("orders", b);
+    expect(activator.calls).toEqual([]);
+    // Two requests gave up (timed out): the episode ends without an ask, and without a release.
+    holds.leave("orders", a);
+    holds.leave("orders", b);
+    expect(activator.calls).toEqual([]);
+    for (const r of [a, b]) holds.hold("orders", r);
+    expect(activator.calls).toEqual([]);
+    holds.hold("orders", c);
+    expect(activator.calls).toEqual(["holding orders"]);
+    holds.hold("orders", request());
+    expect(activator.calls).toEqual(["holding orders"]);
+    holds.wakeAll();
+    expect(activator.calls).toEqual(["holding orders", "released orders"]);
+  });
+
+  it("asks at once when a new table lowers the threshold to what already waits, and at the cap when the threshold is above it", () => {
+    const activator = recordingActivator();
+    const holds = new HeldRequests(2, activator);
+    holds.tableChanged(new Map([["orders", { endpoints: [], activation: { holdTimeoutMs: 1_000, threshold: 5 } }]]));
+    holds.hold("orders", request());
+    expect(activator.calls).toEqual([]);
+    holds.hold("orders", request());
+    expect(activator.calls).toEqual(["holding orders"]);
+
+    const other = recordingActivator();
+    const more = new HeldRequests(10, other);
+    more.tableChanged(new Map([["orders", { endpoints: [], activation: { holdTimeoutMs: 1_000, threshold: 4 } }]]));
+    more.hold("orders", request());
+    more.hold("orders", request());
+    expect(other.calls).toEqual([]);
+    more.tableChanged(new Map([["orders", { endpoints: [], activation: { holdTimeoutMs: 1_000, threshold: 2 } }]]));
+    expect(other.calls).toEqual(["holding orders"]);
+  });
 });

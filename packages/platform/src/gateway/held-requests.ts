@@ -1,7 +1,8 @@
 // Scale from zero, the data-plane side: requests for a service that may scale to zero and has no
 // endpoint wait here (at most `maxPerService` per service and process) until a routing table
-// brings one. The first request held starts a hold episode, reported to the activator, which
-// asks the control plane for a replica; the episode ends when no request is held any more.
+// brings one. The first request held starts a hold episode; it is reported to the activator,
+// which asks the control plane for a replica, once the activation threshold is held (1 unless
+// the table says otherwise). The episode ends when no request is held any more.
 import type { ServiceActivator } from "./service-activator.js";
 
 /** A request waiting for an endpoint (the exchange). */
@@ -13,11 +14,16 @@ export interface HeldRequest {
 /** What a new table tells the holds about a service: whether its requests must still wait. */
 export interface HoldTarget {
   readonly endpoints: { readonly length: number };
-  readonly activation: unknown;
+  /** Present while the service may scale to zero; `threshold`: requests held at once before a replica is asked for. */
+  readonly activation: { readonly holdTimeoutMs: number; readonly threshold?: number | undefined } | undefined;
 }
 
 export class HeldRequests {
   private readonly byService = new Map<string, Set<HeldRequest>>();
+  /** Services whose current episode was reported to the activator. */
+  private readonly reported = new Set<string>();
+  /** Activation thresholds above 1, from the last table. */
+  private readonly thresholds = new Map<string, number>();
 
   constructor(
     private readonly maxPerService: number,
@@ -30,11 +36,11 @@ export class HeldRequests {
     if (held === undefined) {
       if (this.maxPerService < 1) return false;
       this.byService.set(service, (held = new Set()));
-      this.activator?.holding(service);
     } else if (held.size >= this.maxPerService) {
       return false;
     }
     held.add(request);
+    this.reportIfDue(service, held);
     return true;
   }
 
@@ -44,7 +50,7 @@ export class HeldRequests {
     if (held === undefined || !held.delete(request)) return;
     if (held.size > 0) return;
     this.byService.delete(service);
-    this.activator?.released(service);
+    if (this.reported.delete(service)) this.activator?.released(service);
   }
 
   /**
@@ -52,10 +58,19 @@ export class HeldRequests {
    * longer may scale to zero, or left the table (those then get their answer at once).
    */
   tableChanged(services: ReadonlyMap<string, HoldTarget>): void {
+    this.thresholds.clear();
+    for (const [service, target] of services) {
+      const threshold = target.activation?.threshold;
+      if (threshold !== undefined && threshold > 1) this.thresholds.set(service, threshold);
+    }
     if (this.byService.size === 0) return;
     for (const [service, held] of this.byService) {
       const target = services.get(service);
-      if (target !== undefined && target.endpoints.length === 0 && target.activation !== undefined) continue;
+      if (target !== undefined && target.endpoints.length === 0 && target.activation !== undefined) {
+        // A lowered threshold may be met by the requests already waiting.
+        this.reportIfDue(service, held);
+        continue;
+      }
       this.end(service, held);
     }
   }
@@ -72,7 +87,15 @@ export class HeldRequests {
 
   private end(service: string, held: Set<HeldRequest>): void {
     this.byService.delete(service);
-    this.activator?.released(service);
+    if (this.reported.delete(service)) this.activator?.released(service);
     for (const request of held) request.wake();
+  }
+
+  /** Reports the episode once enough requests wait; a threshold above the cap is met at the cap. */
+  private reportIfDue(service: string, held: ReadonlySet<HeldRequest>): void {
+    if (this.reported.has(service)) return;
+    if (held.size < Math.min(this.thresholds.get(service) ?? 1, this.maxPerService)) return;
+    this.reported.add(service);
+    this.activator?.holding(service);
   }
 }

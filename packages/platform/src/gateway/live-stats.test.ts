@@ -77,6 +77,18 @@ describe("LiveStats", () => {
     // Asking for it again (the replica came back) starts a fresh series.
     expect(stats.series("api", "r1", "api-1")).not.toBe(old);
   });
+
+  it("says how much of the window it covers, so a restarted gateway's short window is not read as low load", () => {
+    const c = clock(500_000);
+    const stats = new LiveStats({ now: c.now });
+    expect(stats.snapshot(10).coveredSeconds).toBe(0);
+    c.set(503_250);
+    expect(stats.snapshot(10).coveredSeconds).toBe(3.25);
+    expect(stats.snapshot(2).coveredSeconds).toBe(2);
+    c.set(600_000);
+    expect(stats.snapshot(10).coveredSeconds).toBe(10);
+    expect(stats.snapshot().coveredSeconds).toBe(60);
+  });
 });
 
 describe("histogramQuantile", () => {

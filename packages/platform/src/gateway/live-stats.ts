@@ -78,6 +78,12 @@ export interface SeriesStats extends TrafficStats {
 
 export interface StatsSnapshot {
   windowSeconds: number;
+  /**
+   * Seconds of the window the gateway was counting: less than `windowSeconds` when it started
+   * within the window (a restart), so the counts miss what came before. Absent from gateways
+   * that predate it (read as the whole window).
+   */
+  coveredSeconds?: number;
   /** Wall-clock time of the snapshot. */
   at: string;
   latencyBoundsMs: readonly number[];
@@ -97,8 +103,12 @@ export interface LiveStatsOptions {
 
 export class LiveStats {
   private readonly all = new Map<string, LiveSeries>();
+  /** When counting began (the options' clock). */
+  private readonly startedAt: number;
 
-  constructor(private readonly options: LiveStatsOptions) {}
+  constructor(private readonly options: LiveStatsOptions) {
+    this.startedAt = options.now();
+  }
 
   /** The series of a replica (created on first use; one object per service/version/replica). */
   series(service: string, version: string, replica: string): LiveSeries {
@@ -143,6 +153,7 @@ export class LiveStats {
     series.sort((a, b) => byName(a, b) || (a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : 0));
     return {
       windowSeconds: span,
+      coveredSeconds: Math.round(Math.min(span, Math.max(0, (now - this.startedAt) / 1_000)) * 1_000) / 1_000,
       at: new Date().toISOString(),
       latencyBoundsMs: LATENCY_BOUNDS_MS,
       series,

@@ -1,9 +1,9 @@
-import { DEFAULT_SERVICE_POLICY, RoutingTableSchema, type FlagSet, type RoutingTable } from "@keelson/protocol";
+import { ActivationSchema, DEFAULT_SERVICE_POLICY, RoutingTableSchema, type FlagSet, type RoutingTable } from "@keelson/protocol";
 import { describe, expect, it } from "vitest";
 import { parseManifest } from "../manifest/index.js";
 import { createMemoryStore } from "../store/index.js";
 import { createMemoryDriver } from "../runtime/index.js";
-import { createRoutingPublisher } from "./routing-publisher.js";
+import { activationOf, createRoutingPublisher } from "./routing-publisher.js";
 import { writeTrafficSplit } from "./traffic-splits.js";
 
 const yaml = `project: shop
@@ -128,5 +128,15 @@ describe("routing publisher", () => {
     expect(next.version).toBe(first.version + 1);
     expect(next.flags?.revision).toBe(3);
     expect(next.flags?.set.flags["checkout-experiment"]).toEqual(current.set.flags["checkout-experiment"]);
+  });
+});
+
+describe("activationOf", () => {
+  it("carries scaleToZero's hold timeout and activation threshold, leaving the threshold out at its default", () => {
+    expect(activationOf(undefined)).toEqual({ holdTimeoutMs: 30_000 });
+    expect(activationOf({ holdTimeout: 5_000, activation: 1 })).toEqual({ holdTimeoutMs: 5_000 });
+    const three = activationOf({ activation: 3 });
+    expect(three).toEqual({ holdTimeoutMs: 30_000, threshold: 3 });
+    expect(ActivationSchema.parse(three)).toEqual(three);
   });
 });

@@ -3,7 +3,7 @@
 // With several control-plane instances on one store, only the leader builds tables: it stores each
 // one, and the other instances serve the stored table to the gateways that follow them (ADR 0020).
 import { KeelsonError } from "@keelson/protocol";
-import type { CallerRule, Fault, FlagSet, IdentityTrust, RouteAuth, RoutingTable } from "@keelson/protocol";
+import type { Activation, CallerRule, Fault, FlagSet, IdentityTrust, RouteAuth, RoutingTable } from "@keelson/protocol";
 import type { RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
 import type { RouteAuthOut, ServiceSpec } from "../manifest/index.js";
@@ -114,7 +114,7 @@ export function createRoutingPublisher(options: {
           ...(callers.has(s.name) ? { callers: callers.get(s.name) } : {}),
           ...(faults(s.name).length > 0 ? { faults: faults(s.name) } : {}),
           // min: 0 means the service may be scaled to zero: gateways hold requests while it wakes.
-          ...(spec.autoscale?.min === 0 ? { activation: { holdTimeoutMs: spec.autoscale.scaleToZero?.holdTimeout ?? DEFAULT_HOLD_TIMEOUT_MS } } : {}),
+          ...(spec.autoscale?.min === 0 ? { activation: activationOf(spec.autoscale.scaleToZero) } : {}),
         };
       }),
     );
@@ -165,6 +165,15 @@ export function createRoutingPublisher(options: {
       return () => listeners.delete(listener);
     },
   };
+}
+
+/**
+ * The routing table's `activation` of a service that may scale to zero. The threshold is left
+ * out at its default (1), so such tables stay what gateways before it accept.
+ */
+export function activationOf(scaleToZero: { holdTimeout?: number | undefined; activation?: number | undefined } | undefined): Activation {
+  const threshold = scaleToZero?.activation ?? 1;
+  return { holdTimeoutMs: scaleToZero?.holdTimeout ?? DEFAULT_HOLD_TIMEOUT_MS, ...(threshold > 1 ? { threshold } : {}) };
 }
 
 /** Each service's allowed callers, from every service's `calls` (the manifest says who calls whom; the table, who may be called by whom). */

@@ -291,7 +291,9 @@ export class ServiceTarget {
       const active = this.faults.filter((f) => f.untilMs > wallNow);
       if (active.length > 0) state.faults = active.map(describeFault);
     }
-    if (this.activation !== undefined) state.activation = { holdTimeoutMs: this.activation.holdTimeoutMs, held: 0 };
+    if (this.activation !== undefined) {
+      state.activation = { holdTimeoutMs: this.activation.holdTimeoutMs, held: 0, ...(this.activation.threshold === undefined ? {} : { threshold: this.activation.threshold }) };
+    }
     return state;
   }
 }
@@ -322,8 +324,8 @@ export interface ServiceState {
   retryBudget: { requests: number; retries: number; available: number };
   /** Faults injected now (`version` as a release id, split labels resolved). */
   faults?: Fault[];
-  /** The service may scale to zero; `held`: requests waiting for a replica in this gateway process. */
-  activation?: { holdTimeoutMs: number; held: number };
+  /** The service may scale to zero; `held`: requests waiting for a replica in this gateway process; `threshold`: held at once before one is asked for (absent: 1). */
+  activation?: { holdTimeoutMs: number; held: number; threshold?: number };
 }
 
 function describeFault(f: CompiledFault): Fault {

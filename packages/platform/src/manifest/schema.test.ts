@@ -203,6 +203,21 @@ describe("ServiceSpecSchema", () => {
     expect(ok.autoscale).toEqual({ min: 0, max: 4, target: { p95: 200 }, scaleDown: { stabilization: 120_000 }, scaleToZero: { idle: 600_000 } });
   });
 
+  it("refuses autoscale durations of 0 where 0 means nothing, naming the field (regression: p95 0 scaled to max)", () => {
+    const issues = (autoscale: unknown) => ServiceSpecSchema.safeParse({ ...service, autoscale }).error?.issues.map((i) => [i.path.join("."), i.message]);
+    expect(issues({ min: 1, max: 3, target: { p95: 0 } })).toEqual([["autoscale.target.p95", "must be more than 0 (no latency can meet a target of 0)"]]);
+    expect(issues({ min: 1, max: 3, target: { p95: "0ms" } })).toEqual([["autoscale.target.p95", "must be more than 0 (no latency can meet a target of 0)"]]);
+    expect(issues({ min: 1, max: 3, window: "0s" })).toEqual([["autoscale.window", "must be 1s to 60s (the gateway keeps the last 60 seconds, in whole seconds)"]]);
+    expect(issues({ min: 1, max: 3, window: "2m" })?.[0]?.[0]).toBe("autoscale.window");
+    expect(issues({ min: 1, max: 3, interval: 0 })).toEqual([["autoscale.interval", "must be more than 0 (the autoscaler would look without pause)"]]);
+    expect(issues({ min: 1, max: 3, scaleUp: { policies: [{ type: "pods", value: 4, period: "0s" }] } })).toEqual([["autoscale.scaleUp.policies.0.period", "must be more than 0 (a period of 0 would limit nothing)"]]);
+    expect(issues({ min: 0, max: 3, scaleToZero: { holdTimeout: 0 } })?.[0]?.[0]).toBe("autoscale.scaleToZero.holdTimeout");
+    expect(issues({ min: 0, max: 3, scaleToZero: { activation: 0 } })?.[0]?.[0]).toBe("autoscale.scaleToZero.activation");
+    // 0 stays meaningful where it is: no stabilization, stop at once when idle.
+    const ok = ServiceSpecSchema.parse({ ...service, autoscale: { min: 0, max: 3, window: "1s", interval: "10ms", target: { p95: "1ms" }, scaleUp: { stabilization: 0 }, scaleToZero: { idle: 0, activation: 3 } } });
+    expect(ok.autoscale).toEqual({ min: 0, max: 3, window: 1_000, interval: 10, target: { p95: 1 }, scaleUp: { stabilization: 0 }, scaleToZero: { idle: 0, activation: 3 } });
+  });
+
   it("reads a memory limit as bytes and refuses one under 1mb", () => {
     expect(ServiceSpecSchema.parse({ ...service, resources: { memory: "256mb" } }).resources).toEqual({ memory: 256 * 1024 * 1024 });
     expect(ServiceSpecSchema.safeParse({ ...service, resources: { memory: "512kb" } }).error?.issues.map((i) => [i.path.join("."), i.message])).toEqual([["resources.memory", "must be at least 1mb"]]);

@@ -378,11 +378,14 @@ const PipelineOrTemplate = z
   .union([name(PIPELINE_TEMPLATE_NAME).transform((template) => PipelineSpec.parse({ template })), PipelineSpec])
   .register(expectedText, { expected: "pipeline template name, or a mapping with template, stages, include, stageTimeout, retainReleases" });
 
+/** A duration that must be more than 0; `why` says what 0 would mean, for the error. */
+const positiveDuration = (why: string) => Duration.refine((ms) => ms > 0, { message: `must be more than 0 (${why})` });
+
 /** One limit on how fast the autoscaler may change a service's replica count (HPA's scaling policies). */
 const ScalingPolicySpec = z.strictObject({
   type: z.enum(["pods", "percent"]).describe("pods: at most `value` replicas per `period`; percent: at most `value` percent of the current count per `period`."),
   value: z.number().int().min(1).max(1000).describe("Replicas, or percent of the current count."),
-  period: Duration.describe("The window the limit applies to."),
+  period: positiveDuration("a period of 0 would limit nothing").describe("The window the limit applies to."),
 });
 
 /** How the autoscaler moves in one direction: stabilization window and rate limits. */
@@ -401,24 +404,33 @@ const AutoscaleSpec = z
       .strictObject({
         inflight: z.number().positive().optional().describe("Target concurrent requests per replica (the default measure, 10)."),
         rps: z.number().positive().optional().describe("Target requests per second per replica."),
-        p95: Duration.optional().describe("Target 95th percentile latency of the service."),
+        p95: positiveDuration("no latency can meet a target of 0").optional().describe("Target 95th percentile latency of the service."),
         cpu: z.number().positive().max(100).optional().describe("Target CPU percent (of one core) per replica."),
       })
       .refine((t) => Object.values(t).some((v) => v !== undefined), { message: "give at least one of inflight, rps, p95, cpu" })
       .optional()
       .describe("Per-replica load to aim for; with several measures the largest replica count wins."),
     tolerance: z.number().min(0).max(1).optional().describe("Relative deviation from the target ignored before scaling (default 0.1 = 10%)."),
-    window: Duration.optional().describe("How far back load is averaged at each look (default 10s)."),
-    interval: Duration.optional().describe("Time between looks (default 2s)."),
+    window: Duration.refine((ms) => ms >= 1_000 && ms <= 60_000, { message: "must be 1s to 60s (the gateway keeps the last 60 seconds, in whole seconds)" })
+      .optional()
+      .describe("How far back load is averaged at each look (default 10s; 1s to 60s)."),
+    interval: positiveDuration("the autoscaler would look without pause").optional().describe("Time between looks (default 2s)."),
     scaleUp: ScalingRulesSpec.optional().describe("How fast replicas are added (default: no stabilization; up to double or 4 more per 15s, whichever is more)."),
     scaleDown: ScalingRulesSpec.optional().describe("How fast replicas are removed (default: a 5 minute stabilization window; up to all extra replicas per 15s)."),
     scaleToZero: z
       .strictObject({
         idle: Duration.optional().describe("How long the service must see no request before its last replica stops (default 5m)."),
-        holdTimeout: Duration.optional().describe("How long the gateway holds a request while the first replica starts (default 30s)."),
+        holdTimeout: positiveDuration("a request would never wait for a replica").optional().describe("How long the gateway holds a request while the first replica starts (default 30s)."),
+        activation: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .optional()
+          .describe("Requests that wake the service from zero: held at once by a gateway, or seen in one window (default 1); fewer are answered 503 after holdTimeout."),
       })
       .optional()
-      .describe("With min: 0, when to stop the last replica and how long a request waits for a new one."),
+      .describe("With min: 0, when to stop the last replica, how long a request waits for a new one and how many requests wake it."),
   })
   .refine((a) => a.min <= a.max, { message: "must not exceed autoscale.max", path: ["min"] })
   .refine((a) => a.scaleToZero === undefined || a.min === 0, { message: "needs autoscale.min: 0", path: ["scaleToZero"] });
