@@ -3,12 +3,14 @@
 // time, talks only to 127.0.0.1, and reports its figures (printed at the end, and written as
 // JSON to $KEELSON_CHAOS_REPORT when set, which docs/reliability.md is made from).
 //  (a) a random replica killed every second for 60 s: no idempotent request fails
-//  (b) the control plane SIGKILLed mid-deploy and restarted: the rollout ends consistently, no
-//      request fails, the store passes its integrity check, no replica process is orphaned
+//  (b) the control plane SIGKILLed mid-deploy (new replicas take 5 s to start, and the event
+//      log shows the rollout ended only after the restart) and restarted: the rollout ends on one
+//      release that the store and the gateway agree on, no request fails, the store passes its
+//      integrity check, no replica process is orphaned
 //  (c) one service fully down (every replica hung): calls to it fail fast once its circuit is
 //      open, the storefront serves its fallback, every other service's success rate holds
-//  (d) a 5x load spike on the autoscaled service: replicas are added within 10 s and p99 latency
-//      comes back under the SLO
+//  (d) a 5x load spike on the autoscaled service (whose replica starts in under 1 s by itself): a
+//      new replica serves requests within 10 s and p99 latency comes back under the SLO
 //  (e) a release that crash-loops at start: restarts back off, the control plane stays calm, the
 //      rollout rolls back and the old release serves throughout
 //  (f) `keelson chaos latency` as a user runs it: the delay shows, Ctrl-C ends it
@@ -17,7 +19,8 @@ import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { parseDocument } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { KeelsonEvent, StatusReport } from "@keelson/protocol";
+import type { KeelsonEvent, RoutingTable, StatusReport } from "@keelson/protocol";
+import type { StatsSnapshot } from "../../packages/platform/src/gateway/index.js";
 import { apiFetch, freePort, makeTempDir, waitFor } from "#test-support";
 import { BIN, keelson } from "./cli.js";
 import { failed, quantile, startLoad, summarize, type LoadTarget, type Sample } from "./load.js";
@@ -29,6 +32,8 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
   let dir: string;
   let cleanup: () => Promise<void>;
   let gateway: string;
+  /** The gateway's admin listener (/routes, /stats). */
+  let admin: string;
   let cpUrl: string;
   let orderId: string;
   let targets: LoadTarget[];
@@ -47,6 +52,26 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
 
   async function events(kinds: string[], after: number): Promise<KeelsonEvent[]> {
     return (await api<{ events: KeelsonEvent[] }>(`/v1/events?kind=${kinds.join(",")}&after=${after}&limit=1000`)).events;
+  }
+
+  async function gatewayAdmin<T>(path: string): Promise<T> {
+    const res = await fetch(`${admin}${path}`);
+    expect(res.status, path).toBe(200);
+    return (await res.json()) as T;
+  }
+
+  /** Ms from a replica's process start to its first passed readiness check, by the event log after `after`. */
+  async function startToReadyMs(replica: string, after: number): Promise<number> {
+    const [started, ready] = await waitFor(
+      async () => {
+        const life = (await events(["replica.started", "replica.ready"], after)).filter((e) => e.subject === `replica/${replica}`);
+        const start = life.find((e) => e.kind === "replica.started");
+        const up = start && life.find((e) => e.kind === "replica.ready" && e.seq > start.seq);
+        return start && up ? [start, up] : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: `replica.started and replica.ready of ${replica}` },
+    );
+    return Date.parse(ready.at) - Date.parse(started.at);
   }
 
   async function lastSeq(): Promise<number> {
@@ -94,6 +119,7 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     ({ dir, cleanup } = await makeTempDir("keelson-chaos-"));
     const ports = { controlPlane: await freePort(), gateway: await freePort(), admin: await freePort(), mesh: await freePort() };
     gateway = `http://127.0.0.1:${ports.gateway}`;
+    admin = `http://127.0.0.1:${ports.admin}`;
     await writeShopCopy(dir, ports);
     await editManifest((doc) => {
       // Two replicas of everything that serves idempotent reads, so a replica can die without an outage.
@@ -144,7 +170,7 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     const samples = await load.stop();
     expect(r.code, r.stderr).toBe(0);
     const experiment = JSON.parse(r.stdout) as { injections: number; skipped: number; state: string };
-    const kills = await events(["chaos.injected"], before);
+    const kills = (await events(["chaos.injected"], before)).filter((e) => e.details.kind === "kill");
     const bad = samples.filter(failed);
     report.a = { seconds: 60, kills: experiment.injections, skippedRounds: experiment.skipped, requests: samples.length, failed: bad.length, p99Ms: Math.round(quantile(samples.map((s) => s.latencyMs), 0.99)), byTarget: summarize(samples) };
     expect(experiment.state).toBe("finished");
@@ -160,22 +186,28 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     const before = await lastSeq();
     const oldRelease = (await status()).services.find((s) => s.name === "notifications")?.release;
     const load = startLoad({ base: gateway, targets, rps: 30, maxMs: 120_000 });
-    await editManifest((doc) => doc.setIn(["services", "notifications", "env", "MAIL_FROM"], "orders+v2@shop.example"));
+    await editManifest((doc) => {
+      doc.setIn(["services", "notifications", "env", "MAIL_FROM"], "orders+v2@shop.example");
+      // Each replica of the new release takes over 5 s to become ready, so the rolling deploy of
+      // two replicas (one at a time) lasts over 10 s, longer than the kill below needs even on a
+      // crowded machine (where starting the CLI alone took 11 s once): the control plane dies
+      // with the rollout under way, and the event log checks that it did.
+      doc.setIn(["services", "notifications", "start"], "sleep 5 && exec node dist/main.js");
+    });
     // `keelson up` drives the deploy; it loses its control plane half-way and fails, as a client would.
     const upProcess = spawn(process.execPath, [BIN, "up", dir, "--detach"], { stdio: "ignore", env: { ...process.env, NO_COLOR: "1" } });
     const upExit = new Promise<number | null>((r) => upProcess.once("exit", (code) => r(code)));
-    await waitFor(async () => ((await events(["rollout.started"], before)).some((e) => e.subject === "service/notifications") ? true : undefined), { timeoutMs: 120_000, what: "the notifications rollout to start" });
+    const started = await waitFor(async () => (await events(["rollout.started"], before)).find((e) => e.subject === "service/notifications"), { timeoutMs: 120_000, what: "the notifications rollout to start" });
     const chaos = await keelson(["chaos", "controlplane", "-C", dir, "--signal", "KILL", "--down", "1s", "--json"], { timeoutMs: 60_000 });
     expect(chaos.code, chaos.stderr).toBe(0);
-    const outage = JSON.parse(chaos.stdout) as { downMs: number; integrity: { ok: boolean; problems: string[] } };
+    const outage = JSON.parse(chaos.stdout) as { pid: number; newPid: number; downMs: number; integrity: { ok: boolean; problems: string[] } };
     expect(outage.integrity.problems).toEqual([]);
     await upExit;
-    // The restarted control plane carries the rollout on from the store.
-    const rollout = await waitFor(
-      async () => {
-        const view = await api<{ rollout: { phase: string; to: string } | null }>("/v1/services/notifications/rollout");
-        return view.rollout && ["succeeded", "failed", "rolled-back"].includes(view.rollout.phase) ? view.rollout : undefined;
-      },
+    // The restarted control plane carries the rollout on from the store, to its end.
+    const rolloutId = started.details.rollout as string;
+    const endKinds = ["rollout.succeeded", "rollout.failed", "rollback.started", "rollback.succeeded"];
+    const end = await waitFor(
+      async () => (await events(endKinds, before)).find((e) => e.subject === "service/notifications" && e.details.rollout === rolloutId && (e.kind === "rollout.succeeded" || e.kind === "rollout.failed")),
       { timeoutMs: 90_000, what: "the interrupted rollout to end" },
     );
     const s = await waitFor(async () => {
@@ -183,6 +215,16 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
       const n = st.services.find((x) => x.name === "notifications");
       return n && n.instances.length === n.replicas.desired && n.instances.every((i) => i.state === "ready" && i.release === n.release) ? st : undefined;
     }, { timeoutMs: 60_000, what: "notifications to settle on one release" });
+    const notifications = s.services.find((x) => x.name === "notifications");
+    const release = notifications?.release;
+    // The gateway agrees with the store: it routes to, and has lately served, that release only.
+    await waitFor(async () => {
+      const table = await gatewayAdmin<RoutingTable>("/routes");
+      const endpoints = table.services.find((x) => x.name === "notifications")?.endpoints ?? [];
+      const stats = await gatewayAdmin<StatsSnapshot>("/stats?window=2");
+      const served = stats.series.filter((x) => x.service === "notifications" && x.requests > 0);
+      return endpoints.length === notifications?.replicas.desired && endpoints.every((e) => e.release === release) && served.length > 0 && served.every((x) => x.version === release) ? true : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 250, what: `the gateway to route and serve notifications from ${release} only` });
     const samples = await load.stop();
     const integrity = await api<{ ok: boolean; problems: string[] }>("/v1/integrity");
     // No replica process outlived its record: every replica process belongs to a replica status knows.
@@ -192,12 +234,43 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
       const pgid = await pgidOf(pid);
       if (pgid !== undefined && !groups.has(pgid)) orphans.push(pid);
     }
-    const notifications = s.services.find((x) => x.name === "notifications");
-    report.b = { controlPlaneDownMs: outage.downMs, rollout: rollout.phase, release: notifications?.release === oldRelease ? "old" : "new", requests: samples.length, failed: samples.filter(failed).length, integrity: integrity.ok, orphans: orphans.length };
+    // The event log tells when things happened: the injection, the restarted control plane, the rollout's end.
+    const log = await events(["chaos.injected", "controlplane.started", "replica.ready", ...endKinds], before);
+    const injected = log.filter((e) => e.kind === "chaos.injected" && e.details.kind === "controlplane");
+    expect(injected.map((e) => e.details)).toEqual([{ kind: "controlplane", pid: outage.pid, signal: "SIGKILL" }]);
+    const kill = injected[0] as KeelsonEvent;
+    const restart = log.find((e) => e.kind === "controlplane.started" && e.details.pid === outage.newPid);
+    expect(restart, "the restarted control plane's controlplane.started event").toBeDefined();
+    const ends = log.filter((e) => e.subject === "service/notifications" && endKinds.includes(e.kind));
+    const view = await api<{ rollout: { id: string; phase: string } | null }>("/v1/services/notifications/rollout");
+    report.b = {
+      controlPlaneDownMs: outage.downMs,
+      killedAfterRolloutStartMs: Date.parse(kill.at) - Date.parse(started.at),
+      newReplicasReadyAtKill: log.filter((e) => e.kind === "replica.ready" && e.details.service === "notifications" && e.details.release === started.details.to && e.seq < kill.seq).length,
+      rolloutEndedAfterRestartMs: Date.parse(end.at) - Date.parse(restart!.at),
+      rollout: view.rollout?.phase,
+      release: release === oldRelease ? "old" : release === started.details.to ? "new" : release,
+      requests: samples.length,
+      failed: samples.filter(failed).length,
+      integrity: integrity.ok,
+      orphans: orphans.length,
+    };
+    // Mid-deploy: the rollout had started before the kill, nothing ended it before the kill or
+    // while the control plane was down, and it ended under the restarted one.
+    expect(started.seq).toBeLessThan(kill.seq);
+    expect(kill.seq).toBeLessThan(restart!.seq);
+    expect(ends.filter((e) => e.seq < restart!.seq).map((e) => `${e.seq} ${e.kind}`)).toEqual([]);
+    expect(end.seq).toBeGreaterThan(restart!.seq);
+    // Consistent: resumed to the new release, or rolled back to the old one, and the store says
+    // which. ("failed" leaves a service with no release to go back to; this one has one, so
+    // that would not be a consistent end.)
+    expect(view.rollout?.id).toBe(rolloutId);
+    expect(["succeeded", "rolled-back"]).toContain(view.rollout?.phase);
+    expect(end.kind).toBe(view.rollout?.phase === "succeeded" ? "rollout.succeeded" : "rollout.failed");
+    expect(release).toBe(view.rollout?.phase === "succeeded" ? started.details.to : oldRelease);
     expect(samples.filter(failed).map((x) => `${x.target} ${x.status} ${x.error ?? ""}`)).toEqual([]);
     expect(integrity.problems).toEqual([]);
     expect(orphans).toEqual([]);
-    expect(["succeeded", "rolled-back", "failed"]).toContain(rollout.phase);
   }, 300_000);
 
   it("(c) one service fully down: calls to it fail fast with the circuit open, the storefront serves its fallback, the others hold", async () => {
@@ -208,6 +281,7 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     const withRecs = targets.map((t) => (t.label === "recommendations" ? { ...t, weight: 4, keepBody: true } : t));
     const load = startLoad({ base: gateway, targets: withRecs, rps: 40, maxMs: 45_000 });
     // Hang every replica of recommendations, and hang again any the runtime restarts, for 25 s.
+    const seqBefore = await lastSeq();
     const startedAt = load.elapsed();
     const r = await keelson(["chaos", "hang", "recommendations", "-C", dir, "--interval", "500ms", "--duration", "25s", "--allow-last", "--json"], { timeoutMs: 60_000 });
     const endedAt = load.elapsed();
@@ -215,6 +289,7 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     const samples = await load.stop();
     expect(r.code, r.stderr).toBe(0);
     const hung = (JSON.parse(r.stdout) as { injections: number }).injections;
+    const hangs = (await events(["chaos.injected"], seqBefore)).filter((e) => e.details.kind === "hang");
     const recs = samples.filter((s) => s.target === "recommendations" && s.at >= startedAt && s.at < endedAt);
     const circuitOpen = (s: Sample) => s.status === 503 && (s.body ?? "").includes("KEELSON_ERR_CIRCUIT_OPEN");
     const opened = recs.find(circuitOpen);
@@ -243,6 +318,9 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
       successDuring: Object.fromEntries(Object.entries(during).map(([k, v]) => [k, v.success])),
     };
     expect(hung).toBeGreaterThanOrEqual(1);
+    // Every replica hung is an event naming it and its service.
+    expect(hangs.length).toBe(hung);
+    expect(hangs.every((e) => e.details.service === "recommendations" && e.subject.startsWith("replica/recommendations-"))).toBe(true);
     expect(opened!.at - startedAt).toBeLessThan(15_000);
     // Fail fast: most calls after the circuit opened got the breaker's answer at once (the rest
     // are the half-open probes, which wait for the timeout).
@@ -252,34 +330,56 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     expect(pages.length).toBeGreaterThan(20);
     expect(pages.every((s) => s.status === 200)).toBe(true);
     expect(pages.filter((s) => s.body?.includes("Often bought together")).length).toBeLessThan(pages.length * 0.1);
-    // Every other service answers as before.
+    // Every other service answers as before: all of it.
     for (const [target, v] of Object.entries(during)) {
       if (target === "recommendations") continue;
       expect(v.success, target).toBe(before[target]?.success);
+      expect(v.success, target).toBe(1);
     }
     await waitFor(async () => ((await status()).services.find((s) => s.name === "recommendations")?.replicas.ready ?? 0) >= 1 || undefined, { timeoutMs: 60_000, what: "recommendations to recover" });
   }, 180_000);
 
-  it("(d) a 5x load spike on recommendations: replicas are added within 10 s and p99 comes back under the SLO", async () => {
+  it("(d) a 5x load spike on recommendations: a new replica serves within 10 s and p99 comes back under the SLO", async () => {
     const path = targets.find((t) => t.label === "recommendations")?.path as string;
     const one = [{ label: "recommendations", path, weight: 1 }];
-    await waitFor(async () => ((await status()).services.find((s) => s.name === "recommendations")?.replicas.desired === 1 ? true : undefined), { timeoutMs: 90_000, what: "recommendations back at one replica" });
+    // Back at one replica, and only that one (no replica of the scale-down still stopping).
+    const alone = await waitFor(
+      async () => {
+        const s = (await status()).services.find((x) => x.name === "recommendations");
+        return s?.replicas.desired === 1 && s.instances.length === 1 && s.instances[0]?.state === "ready" ? s.instances[0].id : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 250, what: "recommendations back at one ready replica" },
+    );
+    // The issue's reaction target is for a service that starts in under a second. Restarted
+    // before any load, its one replica shows how long the service takes to start by itself.
+    const restartedAfter = await lastSeq();
+    const restart = await keelson(["restart", "recommendations", "-C", dir]);
+    expect(restart.code, restart.stderr).toBe(0);
+    const aloneStartToReadyMs = await startToReadyMs(alone, restartedAfter);
     const before = await lastSeq();
     const load = startLoad({ base: gateway, targets: one, rps: 30, maxMs: 70_000 });
     await new Promise((r) => setTimeout(r, 8_000));
+    const running = new Set((await status()).services.find((x) => x.name === "recommendations")?.instances.map((i) => i.id));
     const spikeAt = load.elapsed();
     const spikeWall = Date.now();
     load.setRate(150);
-    const serving = await waitFor(
+    // Reaction ends when the gateway has a successful answer from a replica started for the
+    // spike (its live window counts attempts and errors per replica), not when one is merely ready.
+    const first = await waitFor(
       async () => {
-        const s = (await status()).services.find((x) => x.name === "recommendations");
-        return s && s.replicas.ready >= 2 ? Date.now() : undefined;
+        const stats = await gatewayAdmin<StatsSnapshot>("/stats?window=2");
+        const fresh = stats.series.find((x) => x.service === "recommendations" && !running.has(x.replica) && !x.replica.startsWith("fault:") && x.requests > x.errors);
+        return fresh ? { replica: fresh.replica, wall: Date.now(), at: load.elapsed() } : undefined;
       },
-      { timeoutMs: 40_000, intervalMs: 200, what: "a second recommendations replica ready" },
+      { timeoutMs: 40_000, intervalMs: 200, what: "a new recommendations replica serving" },
     );
     await new Promise((r) => setTimeout(r, Math.max(0, 40_000 - (Date.now() - spikeWall))));
     const samples = await load.stop();
     const scaled = await events(["autoscale.scaled"], before);
+    // Started during the spike, beside one to two more on two cores busy with 150 requests/s,
+    // the new replica starts slower than alone: reported, not bounded (0.8-1.7 s on a quiet
+    // machine, 4.4 s on a crowded one).
+    const spikeStartToReadyMs = await startToReadyMs(first.replica, before);
     // A failed request counts as infinitely slow: a window meets the SLO only if its 99th
     // percentile answer was a success under 250 ms.
     const windows: Array<{ from: number; p99: number; failed: number }> = [];
@@ -292,7 +392,10 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     const final = (await status()).services.find((x) => x.name === "recommendations");
     report.d = {
       rps: { steady: 30, spike: 150 },
-      reactionMs: serving - spikeWall,
+      reactionMs: first.wall - spikeWall,
+      startToReadyAloneMs: aloneStartToReadyMs,
+      newReplicaStartToReadyMs: spikeStartToReadyMs,
+      failedBeforeNewReplicaServed: samples.filter((x) => failed(x) && x.at < first.at).length,
       replicasAfter: final?.replicas.desired,
       decisions: scaled.map((e) => ({ at: e.at, from: e.details.from, to: e.details.to })),
       p99BeforeMs: Math.round(quantile(samples.filter((s) => s.at < spikeAt).map((s) => s.latencyMs), 0.99)),
@@ -302,9 +405,11 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
       failedAfterRecovery: samples.filter((x) => failed(x) && x.at >= spikeAt + (recovered?.from ?? Infinity)).length,
     };
     expect(scaled.length).toBeGreaterThan(0);
-    expect(serving - spikeWall).toBeLessThan(10_000);
+    expect(first.wall - spikeWall).toBeLessThan(10_000);
+    expect(aloneStartToReadyMs).toBeLessThan(1_000);
     expect(recovered, JSON.stringify(windows)).toBeDefined();
     expect(recovered!.from).toBeLessThan(30_000);
+    expect(samples.filter((x) => failed(x) && x.at >= spikeAt + recovered!.from).length).toBe(0);
   }, 180_000);
 
   it("(e) a release that crash-loops at start: restarts back off, no CPU storm, the old release serves throughout", async () => {
@@ -314,8 +419,12 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
     const cpu0 = await cpuTicks(cpPid);
     const t0 = Date.now();
     const load = startLoad({ base: gateway, targets, rps: 30, maxMs: 120_000 });
-    // OUTBOX_LIST_LIMIT 0 is refused at start: every replica of this release exits at once.
-    await editManifest((doc) => doc.setIn(["services", "notifications", "env", "OUTBOX_LIST_LIMIT"], "0"));
+    // OUTBOX_LIST_LIMIT 0 is refused at start: every replica of this release exits at once
+    // (started without (b)'s 5 s delay, as the shop starts it).
+    await editManifest((doc) => {
+      doc.setIn(["services", "notifications", "env", "OUTBOX_LIST_LIMIT"], "0");
+      doc.setIn(["services", "notifications", "start"], "node dist/main.js");
+    });
     const up = await keelson(["up", dir, "--detach"], { timeoutMs: 180_000 });
     const samples = await load.stop();
     const cpu = ((await cpuTicks(cpPid)) - cpu0) / 100 / ((Date.now() - t0) / 1000);
@@ -352,6 +461,7 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
 
   it("(f) keelson chaos latency: clients see the delay while it runs, and Ctrl-C stops it and takes it out", async () => {
     const path = targets.find((t) => t.label === "recommendations")?.path as string;
+    const before = await lastSeq();
     const timed = async () => {
       const t0 = performance.now();
       const res = await fetch(`${gateway}${path}`);
@@ -379,7 +489,14 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
       const r = await timed();
       return r.ms < 250 ? r : undefined;
     }, { timeoutMs: 10_000, what: "the delay to be gone" });
-    report.f = { injectedDelayMs: 300, observedMs: Math.round(slow.ms), afterStopMs: Math.round(fast.ms) };
+    // The event log has the injection with its delay and share, and who stopped it.
+    const log = await events(["chaos.injected", "chaos.stopped"], before);
+    const injected = log.filter((e) => e.kind === "chaos.injected");
+    expect(injected.map((e) => ({ subject: e.subject, kind: e.details.kind, delayMs: e.details.delayMs, share: e.details.share }))).toEqual([{ subject: "service/recommendations", kind: "latency", delayMs: 300, share: 1 }]);
+    const stopped = log.filter((e) => e.kind === "chaos.stopped");
+    expect(stopped.map((e) => ({ experiment: e.details.experiment, state: e.details.state }))).toEqual([{ experiment: injected[0]?.details.experiment, state: "stopped" }]);
+    expect(stopped[0]?.actor).toMatch(/^user:/);
+    report.f = { injectedDelayMs: 300, observedMs: Math.round(slow.ms), afterStopMs: Math.round(fast.ms), stoppedBy: stopped[0]?.actor };
   }, 60_000);
 });
 

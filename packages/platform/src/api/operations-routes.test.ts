@@ -1,7 +1,7 @@
 // The operations endpoints through the real control plane: chaos experiments (who may start
-// them, faults reaching the routing table, stopping), the autoscaler's decisions and waking a
-// service scaled to zero, the refusal to scale an autoscaled service by hand, and the store's
-// integrity check.
+// them, faults reaching the routing table, stopping, the control-plane injection's record), the
+// autoscaler's decisions and waking a service scaled to zero, the refusal to scale an autoscaled
+// service by hand, and the store's integrity check.
 import type { KeelsonEvent, RoutingTable } from "@keelson/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, waitFor } from "#test-support";
@@ -120,6 +120,33 @@ describe("operations endpoints", () => {
     const stopped = await call("DELETE", `/v1/services/orders/chaos/${x.id}`, admin);
     expect(((await stopped.json()) as { state: string }).state).toBe("stopped");
     await waitFor(async () => (faultsOf(await cp.routing.current()) === undefined ? true : undefined));
+  });
+
+  it("records a control-plane injection (admins only) before the CLI stops the control plane, and checks its signal", async () => {
+    expect((await call("POST", "/v1/chaos", webDeployer, { kind: "controlplane" })).status).toBe(403);
+    expect((await call("POST", "/v1/chaos", viewer, { kind: "controlplane" })).status).toBe(403);
+    const bad = await call("POST", "/v1/chaos", admin, { kind: "controlplane", signal: "SIGHUP" });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toBe('signal: expected "SIGKILL" or "SIGTERM", got "SIGHUP"');
+    const extra = await call("POST", "/v1/chaos", admin, { kind: "controlplane", durationMs: 1_000 });
+    expect(extra.status).toBe(400);
+    expect(((await extra.json()) as { error: { message: string } }).error.message).toMatch(/^durationMs: not an option of a controlplane injection/);
+    const before = (await store.listEvents({ kinds: ["chaos.injected"] })).length;
+
+    const res = await call("POST", "/v1/chaos", admin, { kind: "controlplane", signal: "SIGTERM" });
+    expect(res.status).toBe(202);
+    // The pid the CLI will signal is this process: the control plane answering.
+    expect(await res.json()).toEqual({ kind: "controlplane", pid: process.pid, signal: "SIGTERM" });
+    const injected = await store.listEvents({ kinds: ["chaos.injected"] });
+    expect(injected.length).toBe(before + 1);
+    expect(injected[injected.length - 1]).toMatchObject({ subject: "project/shop", actor: "user:ops", details: { kind: "controlplane", pid: process.pid, signal: "SIGTERM" } });
+    // Without a signal: SIGKILL, the CLI's default. Nothing was stopped here: this endpoint only records.
+    expect(await (await call("POST", "/v1/chaos", admin, { kind: "controlplane" })).json()).toMatchObject({ signal: "SIGKILL" });
+    const audit = await waitFor(async () => {
+      const list = (await store.listEvents({ kinds: ["audit"] })).filter((e) => e.details.action === "POST /v1/chaos");
+      return list.some((e) => e.details.status === 202) ? list : undefined;
+    });
+    expect(audit.find((e) => e.details.status === 202)?.details.after).toEqual({ kind: "controlplane", pid: process.pid, signal: "SIGTERM" });
   });
 
   it("marks a service that may scale to zero for activation, and wakes it when the gateway asks", async () => {

@@ -59,8 +59,10 @@ export function addOperationsRoutes(route: Route, deps: OperationsDeps): void {
     const body = await readJson(req);
     if (body.kind === "controlplane") {
       // The CLI stops and restarts the control plane itself; this records the injection first.
-      await store.appendEvent({ project, kind: "chaos.injected", actor: actorOf(req), subject: `project/${project}`, details: { kind: "controlplane", pid: deps.pid, signal: typeof body.signal === "string" ? body.signal : "SIGKILL" } });
-      sendJson(res, 202, { kind: "controlplane", pid: deps.pid });
+      const signal = controlPlaneSignal(body);
+      await store.appendEvent({ project, kind: "chaos.injected", actor: actorOf(req), subject: `project/${project}`, details: { kind: "controlplane", pid: deps.pid, signal } });
+      noteChange(req, { after: { kind: "controlplane", pid: deps.pid, signal } });
+      sendJson(res, 202, { kind: "controlplane", pid: deps.pid, signal });
       return;
     }
     if (body.service !== undefined) throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", "service: an experiment on one service goes to POST /v1/services/<name>/chaos");
@@ -88,4 +90,14 @@ export function addOperationsRoutes(route: Route, deps: OperationsDeps): void {
   });
 
   route("GET", "/v1/integrity", "read", async (_req, res) => sendJson(res, 200, await store.checkIntegrity()));
+}
+
+/** The signal of a `controlplane` injection (what `keelson chaos controlplane --signal` sends), checked as parseChaosRequest checks the others. */
+function controlPlaneSignal(body: Record<string, unknown>): "SIGKILL" | "SIGTERM" {
+  for (const field of Object.keys(body)) {
+    if (field !== "kind" && field !== "signal") throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `${field}: not an option of a controlplane injection (options: signal)`);
+  }
+  const signal = body.signal ?? "SIGKILL";
+  if (signal !== "SIGKILL" && signal !== "SIGTERM") throw new KeelsonError("KEELSON_ERR_INVALID_INPUT", `signal: expected "SIGKILL" or "SIGTERM", got ${JSON.stringify(body.signal)}`);
+  return signal;
 }
