@@ -1,6 +1,7 @@
 // The flag provider against local HTTP servers that speak the control plane's protocol and
 // record what they get: the identity token on every request, a stream that goes silent (the
-// heartbeat watchdog), a flag set it cannot use (ERROR, then READY), and polling with an ETag.
+// heartbeat watchdog), a flag set it cannot use (ERROR, then READY), polling with an ETag (which
+// never makes it READY while the stream is down), and a poll that never answers.
 // (Behaviour against a real control plane: test/integration/flags-provider.test.ts.)
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -277,6 +278,156 @@ describe("KeelsonFlagProvider: polling with an ETag", () => {
         if (l.status === 200) last200 = l.etag;
       }
       expect(log.filter((l) => l.status === 200).map((l) => l.etag)).toEqual(['"r1"', '"r2"']);
+    } finally {
+      await provider.onClose();
+      await srv.close();
+    }
+  });
+});
+
+describe("KeelsonFlagProvider: a poll that does not answer", () => {
+  it("gives up on a poll the control plane accepted and never answers after pollTimeoutMs, and polls again", async () => {
+    const log: string[] = [];
+    let polls = 0;
+    const srv = await serve((req, res) => {
+      if (req.url === "/v1/flags/stream") return void res.writeHead(503).end();
+      const n = ++polls;
+      if (n === 1) return void res.writeHead(200, { "content-type": "application/json", etag: `"${view.etag}"` }).end(JSON.stringify(view));
+      // Accepted, never answered (a half-open or hung control plane): only the client can end it.
+      log.push(`poll ${n}`);
+      req.socket.once("close", () => log.push(`closed ${n}`));
+    });
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, pollMs: 20, pollTimeoutMs: 150, reconnectMs: 60_000 });
+    try {
+      await provider.initialize();
+      await waitFor(() => log.includes("closed 2") && log.includes("poll 3"), { what: "the second poll given up and a third sent" });
+      expect(log[0]).toBe("poll 2");
+      expect(provider.revision).toBe(1);
+    } finally {
+      await provider.onClose();
+      await srv.close();
+    }
+  });
+
+  it("onClose aborts a poll in flight: the server sees its connection closed, and its answer is neither applied nor announced", async () => {
+    const newer = JSON.stringify({ revision: 2, etag: "r2", flags: { checkout: { ...view.flags.checkout, defaultVariant: "off" } } });
+    let polls = 0;
+    let inFlight: ServerResponse | undefined;
+    let closed = false;
+    const srv = await serve((req, res) => {
+      if (req.url === "/v1/flags/stream") return void res.writeHead(503).end();
+      if (++polls === 1) return void res.writeHead(200, { "content-type": "application/json", etag: `"${view.etag}"` }).end(JSON.stringify(view));
+      // A newer set: the headers and part of the body now, the rest after the provider is closed.
+      res.writeHead(200, { "content-type": "application/json", etag: '"r2"' });
+      res.write(newer.slice(0, 10));
+      // The connection, not the response (which "close"s when it ends): a kept-alive socket stays open.
+      req.socket.once("close", () => (closed = true));
+      res.on("error", () => undefined);
+      inFlight = res;
+    });
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, pollMs: 20, pollTimeoutMs: 60_000, reconnectMs: 60_000 });
+    const events = recordEvents(provider);
+    try {
+      await provider.initialize();
+      const res = await waitFor(() => inFlight, { what: "a poll in flight" });
+      // The first snapshot came from a poll, the stream being down: STALE, not READY.
+      expect(events.map((e) => e.type)).toEqual([ProviderEvents.Stale]);
+      expect(events[0]?.message).toBe("serving flag revision 1 from memory: the flag stream is down (stream answered 503); polling");
+
+      await provider.onClose();
+      if (!res.destroyed) res.end(newer.slice(10));
+      await waitFor(() => closed, { timeoutMs: 3_000, what: "the server to see the poll's connection closed" });
+      expect(provider.revision).toBe(1);
+      expect(events.map((e) => e.type)).toEqual([ProviderEvents.Stale]);
+    } finally {
+      await provider.onClose();
+      await srv.close();
+    }
+  });
+});
+
+describe("KeelsonFlagProvider: READY", () => {
+  afterEach(async () => {
+    await OpenFeature.clearProviders();
+  });
+
+  it("says READY once when an ERROR (a frame that is not a flag set) came before the first snapshot", async () => {
+    let stream: ServerResponse | undefined;
+    const srv = await serve((req, res) => {
+      if (req.url !== "/v1/flags/stream") return void res.writeHead(404).end();
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(frame("{not json"));
+      res.write(frame(view));
+      stream = res;
+    });
+    const client = OpenFeature.getClient("sdk-one-ready");
+    let readies = 0;
+    const errors: Array<string | undefined> = [];
+    let changes = 0;
+    client.addHandler(ProviderEvents.Ready, () => readies++);
+    readies = 0; // the default provider was READY: the handler ran at once
+    client.addHandler(ProviderEvents.Error, (d?: EventDetails) => errors.push(d?.message));
+    client.addHandler(ProviderEvents.ConfigurationChanged, () => changes++);
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, initTimeoutMs: 5_000 });
+    try {
+      await OpenFeature.setProviderAndWait("sdk-one-ready", provider);
+      expect(provider.revision).toBe(1);
+      // One more revision over the stream: every event before it has been delivered by then.
+      stream?.write(frame({ revision: 2, etag: "r2", flags: view.flags }));
+      await waitFor(() => changes === 1, { what: "revision 2" });
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/^the flag stream sent a flag set that is not JSON .+; serving callers' defaults \(no snapshot yet\)$/);
+      expect(readies).toBe(1);
+      expect(client.providerStatus).toBe(ProviderStatus.READY);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe("KeelsonFlagProvider: STALE while the stream is down, whatever the polls answer", () => {
+  it("a poll's 304 and its 200 (a newer set, applied) both leave it STALE; READY only when the stream is back", async () => {
+    let current: typeof view = view;
+    let streamUp = true;
+    let stream: ServerResponse | undefined;
+    const answers: Array<{ status: number; etag: string }> = [];
+    const srv = await serve((req, res) => {
+      if (req.url === "/v1/flags/stream") {
+        if (!streamUp) return void res.writeHead(503).end();
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(frame(current));
+        stream = res;
+        return;
+      }
+      const etag = `"${current.etag}"`;
+      const status = req.headers["if-none-match"] === etag ? 304 : 200;
+      answers.push({ status, etag });
+      if (status === 304) return void res.writeHead(304, { etag }).end();
+      res.writeHead(200, { "content-type": "application/json", etag }).end(JSON.stringify(current));
+    });
+    const provider = new KeelsonFlagProvider({ url: srv.url, identity: false, log: silent, pollMs: 20, reconnectMs: 30 });
+    const events = recordEvents(provider);
+    try {
+      await provider.initialize();
+      expect(events).toEqual([]);
+
+      // The stream drops and stays down: STALE, and polling.
+      streamUp = false;
+      stream?.destroy();
+      await waitFor(() => answers.filter((a) => a.status === 304).length >= 2, { what: "two 304 answers" });
+      // A newer set, which only a poll can bring now: applied, and still STALE.
+      current = { revision: 2, etag: "r2", flags: { checkout: { ...view.flags.checkout, defaultVariant: "off" } } };
+      await waitFor(() => provider.revision === 2, { what: "revision 2 from a poll" });
+      await waitFor(() => answers.filter((a) => a.status === 304 && a.etag === '"r2"').length >= 2, { what: "two 304 answers for r2" });
+      expect(answers.some((a) => a.status === 200 && a.etag === '"r2"')).toBe(true);
+      expect(events.map((e) => e.type)).toEqual([ProviderEvents.Stale, ProviderEvents.ConfigurationChanged]);
+      expect(await provider.resolveBooleanEvaluation("checkout", true, {})).toMatchObject({ value: false, reason: "STATIC" });
+
+      // The stream is back: READY.
+      streamUp = true;
+      await waitFor(() => events.some((e) => e.type === ProviderEvents.Ready), { what: "READY" });
+      expect(events.map((e) => e.type)).toEqual([ProviderEvents.Stale, ProviderEvents.ConfigurationChanged, ProviderEvents.Ready]);
+      expect(events[2]?.message).toBe("serving flag revision 2, current again");
     } finally {
       await provider.onClose();
       await srv.close();

@@ -2,8 +2,8 @@
 // snapshot of the project's flag set, kept current over the control plane's change stream
 // (Server-Sent Events), falling back to polling with an ETag. When the control plane is
 // unreachable, or the stream goes silent past its heartbeat, it keeps serving the last snapshot
-// and says so (STALE). Evaluation never throws into the service: a failure is the caller's
-// default value with an error code.
+// and says so (STALE) until the stream is back, whatever the polls bring meanwhile. Evaluation
+// never throws into the service: a failure is the caller's default value with an error code.
 // For flags of type "experiment" it records who was served which variant (exposures), and
 // OpenFeature's `track` records conversions; both go to the control plane in batches, with the
 // number of evaluations of each flag (so the control plane can tell flags no longer used).
@@ -27,6 +27,8 @@ export interface KeelsonFlagProviderOptions {
   url?: string;
   /** Poll this often while the stream is down (default 5 s). */
   pollMs?: number;
+  /** Give up on a poll that has not answered (headers and body) after this long, and poll again later (default 10 s). */
+  pollTimeoutMs?: number;
   /** Wait this long before reconnecting the stream, doubled up to 30 s (default 500 ms). */
   reconnectMs?: number;
   /**
@@ -67,6 +69,13 @@ const CODES: Record<string, ErrorCode> = {
 /**
  * An OpenFeature provider over the project's Keelson flags.
  *
+ * Its status follows the change stream: READY while the stream is connected and its last set was
+ * usable; STALE while the stream is down (the last set keeps serving, and polls keep it current,
+ * but only the stream coming back makes it READY again, so a poll's `200` and its `304` leave the
+ * status alike); ERROR when initialize() timed out or a set could not be used, until the next
+ * usable set (READY from the stream, STALE from a poll). Nothing is applied or emitted after
+ * onClose(), and no request is left open.
+ *
  * @example
  * import { OpenFeature } from "@openfeature/server-sdk";
  * import { KeelsonFlagProvider } from "@keelson/sdk/flags";
@@ -83,6 +92,7 @@ export class KeelsonFlagProvider implements Provider {
   private readonly url: string;
   private readonly doFetch: typeof globalThis.fetch;
   private readonly pollMs: number;
+  private readonly pollTimeoutMs: number;
   private readonly reconnectMs: number;
   private readonly initTimeoutMs: number;
   private readonly streamIdleMs: number;
@@ -91,17 +101,28 @@ export class KeelsonFlagProvider implements Provider {
   private view: SetView | undefined;
   private closed = false;
   private stale = false;
+  /** The change stream is connected (it answered 200); polls run only while it is not. */
+  private live = false;
+  /** Why the stream last went down, for the STALE message. */
+  private streamDown = "not connected yet";
   /**
    * OpenFeature holds this provider in ERROR: initialize() timed out, or a snapshot was not
-   * usable. Only a READY event takes it out, so the next usable snapshot emits one.
+   * usable. Only an event of ours takes it out, so the next usable snapshot emits one.
    */
   private errored = false;
+  /**
+   * Where initialize() stands. While it waits, the first snapshot resolves it and OpenFeature
+   * says READY itself (one of ours would be a second); once it has failed, only ours does.
+   */
+  private initialization: "waiting" | "failed" | "done" = "waiting";
   /** The ETag of the last snapshot that could not be used, so that polling reports it once. */
   private rejectedEtag: string | undefined;
   private stream: AbortController | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   /** The running poll loop; a loop that finds another here (or none) stops. */
   private pollLoop: object | undefined;
+  /** The poll request in flight, aborted on close, when the stream is back, or at its timeout. */
+  private pollRequest: AbortController | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly recorder: ExperimentRecorder;
   /** Keys of the flags of type "experiment" in the current snapshot. */
@@ -113,6 +134,7 @@ export class KeelsonFlagProvider implements Provider {
     this.url = url.replace(/\/+$/, "");
     this.doFetch = options.fetch ?? globalThis.fetch;
     this.pollMs = options.pollMs ?? 5_000;
+    this.pollTimeoutMs = options.pollTimeoutMs ?? 10_000;
     this.reconnectMs = options.reconnectMs ?? 500;
     this.initTimeoutMs = options.initTimeoutMs ?? 5_000;
     this.streamIdleMs = options.streamIdleMs ?? 35_000;
@@ -140,7 +162,9 @@ export class KeelsonFlagProvider implements Provider {
   async initialize(): Promise<void> {
     const first = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        // OpenFeature now marks the provider ERROR; connect() keeps trying, and apply() says READY.
+        // OpenFeature now marks the provider ERROR; connect() keeps trying, and first() says READY
+        // (STALE when the first snapshot comes from a poll).
+        this.initialization = "failed";
         this.errored = true;
         reject(new Error(`KeelsonFlagProvider: no flag snapshot from ${this.url} within ${this.initTimeoutMs} ms`));
       }, this.initTimeoutMs);
@@ -157,6 +181,9 @@ export class KeelsonFlagProvider implements Provider {
   async onClose(): Promise<void> {
     this.closed = true;
     this.stream?.abort();
+    // A poll in flight would keep the process alive, and its answer must not be applied.
+    this.pollRequest?.abort();
+    this.pollLoop = undefined;
     clearTimeout(this.pollTimer);
     clearTimeout(this.reconnectTimer);
     await this.recorder.close();
@@ -219,7 +246,8 @@ export class KeelsonFlagProvider implements Provider {
   }
 
   /** A snapshot as text (a stream event's data, a poll's body): applied, or reported as ERROR. */
-  private receive(text: string, from: string): void {
+  private receive(text: string, from: string, fromStream: boolean): void {
+    if (this.closed) return;
     let data: unknown;
     try {
       data = JSON.parse(text);
@@ -232,13 +260,13 @@ export class KeelsonFlagProvider implements Provider {
       this.fail(`${from} sent something that is not a flag set (expected { revision, etag, flags }); serving ${this.serving()}`);
       return;
     }
-    this.apply(d as SetView);
+    this.apply(d as SetView, fromStream);
   }
 
   /** Takes a new snapshot; tells OpenFeature which flags changed. */
-  private apply(view: SetView): void {
+  private apply(view: SetView, fromStream: boolean): void {
     if (this.view && view.revision <= this.view.revision && view.etag === this.view.etag) {
-      this.recovered(`serving flag revision ${view.revision}, current again`);
+      this.current(fromStream, `serving flag revision ${view.revision}, current again`);
       return;
     }
     if (view.etag === this.rejectedEtag) return; // reported already
@@ -258,14 +286,12 @@ export class KeelsonFlagProvider implements Provider {
     this.rejectedEtag = undefined;
     this.experimentFlags = new Set(Object.keys(view.flags).filter((k) => view.flags[k]?.type === "experiment"));
     if (before === undefined) {
-      this.onFirst();
-      // After a failed initialize() OpenFeature holds the provider in ERROR until it hears READY.
-      this.recovered(`first flag snapshot (revision ${view.revision}) received`);
+      this.first(fromStream, view.revision);
       return;
     }
     const keys = [...new Set([...Object.keys(before.flags), ...Object.keys(view.flags)])];
     const flagsChanged = keys.filter((k) => JSON.stringify(before.flags[k]) !== JSON.stringify(view.flags[k]));
-    this.recovered(`serving flag revision ${view.revision}`);
+    this.current(fromStream, `serving flag revision ${view.revision}`);
     this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged, metadata: { revision: view.revision } });
   }
 
@@ -279,12 +305,46 @@ export class KeelsonFlagProvider implements Provider {
     this.events.emit(ProviderEvents.Error, { message });
   }
 
-  /** A usable, current snapshot: READY again if the provider was STALE or in ERROR. */
-  private recovered(message: string): void {
-    if (!this.stale && !this.errored) return;
-    this.stale = false;
-    this.errored = false;
-    this.events.emit(ProviderEvents.Ready, { message });
+  /** The first usable snapshot. */
+  private first(fromStream: boolean, revision: number): void {
+    if (this.initialization === "waiting") {
+      // initialize() resolves with it and OpenFeature says READY, also after an ERROR event of
+      // ours (a frame that was not a flag set): a READY of ours would be a second one.
+      this.initialization = "done";
+      this.errored = false;
+      this.onFirst();
+      // From a poll the stream is down, so STALE, said after OpenFeature's READY (which follows
+      // initialize() in a microtask) so that it sticks.
+      if (!fromStream) {
+        setImmediate(() => {
+          if (!this.closed && !this.live) this.goStale(this.pollingReason());
+        }).unref();
+      }
+      return;
+    }
+    // initialize() gave up: OpenFeature holds the provider in ERROR until it hears from us.
+    this.current(fromStream, `first flag snapshot (revision ${revision}) received`);
+  }
+
+  /**
+   * A usable snapshot that is current. From the stream: READY again if the provider was STALE or
+   * in ERROR. From a poll the stream is down, so at most STALE: out of ERROR, never READY.
+   */
+  private current(fromStream: boolean, message: string): void {
+    if (fromStream) {
+      if (!this.stale && !this.errored) return;
+      this.stale = false;
+      this.errored = false;
+      this.events.emit(ProviderEvents.Ready, { message });
+    } else if (this.errored) {
+      this.errored = false;
+      this.stale = false;
+      this.goStale(this.pollingReason());
+    }
+  }
+
+  private pollingReason(): string {
+    return `the flag stream is down (${this.streamDown}); polling`;
   }
 
   private goStale(why: string): void {
@@ -311,9 +371,11 @@ export class KeelsonFlagProvider implements Provider {
         const res = await this.doFetch(`${this.url}/v1/flags/stream`, { signal: ac.signal, headers: { accept: "text/event-stream", ...this.authHeaders() } });
         if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
         watchdog.refresh();
+        this.live = true;
         clearTimeout(this.pollTimer);
         this.pollTimer = undefined;
         this.pollLoop = undefined;
+        this.pollRequest?.abort();
         const reader = res.body.getReader();
         const decoder = new TextDecoder();
         let buffer = "";
@@ -332,13 +394,15 @@ export class KeelsonFlagProvider implements Provider {
               .filter((l) => l.startsWith("data: "))
               .map((l) => l.slice(6))
               .join("\n");
-            if (data) this.receive(data, "the flag stream");
+            if (data) this.receive(data, "the flag stream", true);
           }
         }
         throw new Error("stream ended");
       } catch (err) {
+        this.live = false;
         if (this.closed) return;
-        this.goStale(silent ?? (err instanceof Error ? err.message : String(err)));
+        this.streamDown = silent ?? (err instanceof Error ? err.message : String(err));
+        this.goStale(this.streamDown);
         this.poll();
         clearTimeout(this.reconnectTimer);
         this.reconnectTimer = setTimeout(() => this.connect(Math.min(30_000, delay * 2)), delay);
@@ -349,7 +413,10 @@ export class KeelsonFlagProvider implements Provider {
     })();
   }
 
-  /** GET /v1/flags with If-None-Match while the stream is down. */
+  /**
+   * GET /v1/flags with If-None-Match while the stream is down. A 200 keeps the snapshot current,
+   * a 304 changes nothing; neither makes the provider READY (only the stream does).
+   */
   private poll(): void {
     if (this.closed || this.pollLoop !== undefined) return;
     // A loop of its own: a stream that reconnects and drops again during a request starts a new
@@ -357,14 +424,23 @@ export class KeelsonFlagProvider implements Provider {
     const loop = {};
     this.pollLoop = loop;
     const once = async () => {
+      // A control plane that accepts the request and never answers (half-open, or hung) would
+      // hold the loop for undici's 300 s: each poll has a deadline of its own.
+      const ac = new AbortController();
+      this.pollRequest = ac;
+      const deadline = setTimeout(() => ac.abort(), this.pollTimeoutMs);
+      deadline.unref();
       try {
-        const res = await this.doFetch(`${this.url}/v1/flags`, { headers: { ...(this.view ? { "if-none-match": `"${this.view.etag}"` } : {}), ...this.authHeaders() } });
+        const res = await this.doFetch(`${this.url}/v1/flags`, { signal: ac.signal, headers: { ...(this.view ? { "if-none-match": `"${this.view.etag}"` } : {}), ...this.authHeaders() } });
         if (res.status === 200) {
           const text = await res.text();
-          if (this.pollLoop === loop) this.receive(text, `GET ${this.url}/v1/flags`);
+          if (this.pollLoop === loop) this.receive(text, `GET ${this.url}/v1/flags`, false);
         } else await res.body?.cancel();
       } catch {
-        // Still unreachable: keep serving what we have.
+        // Still unreachable, or too slow: keep serving what we have.
+      } finally {
+        clearTimeout(deadline);
+        if (this.pollRequest === ac) this.pollRequest = undefined;
       }
       if (this.closed || this.pollLoop !== loop) return;
       this.pollTimer = setTimeout(() => void once(), this.pollMs);

@@ -190,4 +190,34 @@ describe("stale flags routed by the gateway", () => {
     await scrape();
     expect((await findStaleFlags({ flags, usage, now: now() })).flags.find((f) => f.flag === "checkout-v2")?.why).toEqual(["no evaluation for 31 days (last 2026-02-10)"]);
   });
+
+  it("counts every outcome as an evaluation: a routing kill switch left off (unassigned), refused requests and a down variant's errors", async () => {
+    let t = Date.parse("2026-01-01T00:00:00Z");
+    const now = () => new Date(t);
+    const store = createMemoryStore({ now: () => t });
+    const flags = createFlagService({ store, project: "shop", now });
+    const gateway = createGatewayMetrics({ defaultMetrics: false });
+    const metricStore = createMetricStore({ now: () => t });
+    const scrape = async () => metricStore.ingest(await gateway.registry.metrics(), { instance: "127.0.0.1:8081", at: t });
+    const usage = createFlagUsage({ store, project: "shop", flags, now, flushMs: 60_000, gateway: { metrics: metricStore } });
+    usages.push(usage);
+    await usage.read();
+    await flags.put("kill-switch", flag("kill-switch"), "ana");
+    await flags.put("down", flag("release"), "ana");
+
+    t += 40 * DAY;
+    await scrape();
+    // What the gateway counts for a disabled flag, and for a variant whose service has no replica
+    // and requests the gateway refused (RouteFlagEvaluator.decide, the proxy).
+    gateway.flagVariant("/", "kill-switch", "none").unassigned += 3;
+    const treatment = gateway.flagVariant("/", "down", "treatment");
+    treatment.error += 2;
+    treatment.rejected += 1;
+    t += 5_000;
+    await scrape();
+    t += 30_000;
+    const read = await usage.read();
+    expect([read.flags["kill-switch"]?.evaluations, read.flags["down"]?.evaluations]).toEqual([3, 3]);
+    expect((await findStaleFlags({ flags, usage, now: now() })).flags).toEqual([]);
+  });
 });

@@ -1,9 +1,12 @@
 // Routing by feature flag through a real gateway and node:http upstreams on 127.0.0.1: a
 // fractional flag on x-user-id sends each user, consistently, to another service or a version,
-// by the flag's weights; a disabled, killed or malformed flag leaves the plain route.
+// by the flag's weights; a disabled, killed or malformed flag leaves the plain route. Every
+// request or upgrade the flag decided is counted once on /metrics, whatever came of it.
 import { once } from "node:events";
 import { createServer } from "node:http";
-import type { Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
 import type { FlagDefinition, FlagSet, RouteFlag, RoutingTable } from "@keelson/protocol";
@@ -14,6 +17,7 @@ import { createGateway } from "./gateway-server.js";
 import type { GatewayLogger } from "./logger.js";
 import { createSeededRandom } from "./random.js";
 import { buildRoutingTable } from "./routing-table.js";
+import type { RouteInput } from "./routing-table.js";
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 let stateDir = "";
@@ -36,15 +40,20 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 }
 
-/** A replica answering the release it runs. */
-function startReplica(release: string): Promise<string> {
-  return listen(
-    createServer((req, res) => {
-      req.resume();
+/** A replica answering the release it runs, once it has read the request; upgrades get a 101 naming it, then the end. */
+async function startReplica(release: string): Promise<string> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ release }));
-    }),
-  );
+    });
+  });
+  server.on("upgrade", (_req: IncomingMessage, socket: Socket) => {
+    socket.on("error", () => socket.destroy());
+    socket.end(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Release: ${release}\r\n\r\n`);
+  });
+  return listen(server);
 }
 
 const warnings: string[] = [];
@@ -91,14 +100,14 @@ async function endpoints() {
   ];
 }
 
-function table(eps: Awaited<ReturnType<typeof endpoints>>, flags: Record<string, unknown>, options: { flag?: RouteFlag; drop?: string } = {}): RoutingTable {
+function table(eps: Awaited<ReturnType<typeof endpoints>>, flags: Record<string, unknown>, options: { flag?: RouteFlag; drop?: string; route?: Partial<RouteInput> } = {}): RoutingTable {
   const built = buildRoutingTable({
     project: "shop",
     version: ++version,
     services: [
       {
         name: "checkout",
-        routes: [{ path: "/", stripPrefix: false, flag: options.flag ?? routeFlag }],
+        routes: [{ path: "/", stripPrefix: false, flag: options.flag ?? routeFlag, ...options.route }],
         split: { sticky: false, weights: [{ release: "r-stable", weight: 100, label: "stable" }, { release: "r-canary", weight: 0, label: "canary" }] },
       },
       { name: "checkout-v2", routes: [] },
@@ -122,6 +131,50 @@ async function landings(gw: Gateway, ids: readonly string[] = users): Promise<Ma
     }
   };
   await Promise.all(Array.from({ length: 16 }, worker));
+  return out;
+}
+
+/** Sends a WebSocket upgrade through the gateway: the answer's status and the release that answered (`101 r-stable`). */
+async function upgrade(gw: Gateway, headers: Record<string, string>): Promise<string> {
+  const socket = connect(Number(new URL(gw.url).port), "127.0.0.1");
+  socket.on("error", () => undefined);
+  let extra = "";
+  for (const [name, value] of Object.entries(headers)) extra += `${name}: ${value}\r\n`;
+  socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${extra}\r\n`);
+  let head = "";
+  try {
+    for await (const chunk of socket) {
+      head += (chunk as Buffer).toString("latin1");
+      if (head.includes("\r\n\r\n")) break;
+    }
+  } finally {
+    socket.destroy();
+  }
+  return `${/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? "?"} ${/\r\nx-release: ([^\r]+)/i.exec(head)?.[1] ?? "-"}`;
+}
+
+/** The flag's requests on the gateway's /metrics, as "variant outcome" → count. */
+async function flagRequests(gw: Gateway): Promise<Record<string, number>> {
+  const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^keelson_gateway_flag_requests_total\{route="\/",flag="checkout-experiment",variant="([^"]+)",outcome="([^"]+)"\} (\S+)$/gm)) out[`${m[1]} ${m[2]}`] = Number(m[3]);
+  return out;
+}
+
+/** How many requests the flag timed under a variant (its duration histogram's count; 0 when absent). */
+async function timed(gw: Gateway, variant: string): Promise<number> {
+  const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+  const m = new RegExp(`^keelson_gateway_flag_request_duration_seconds_count\\{route="/",flag="checkout-experiment",variant="${variant}"\\} (\\S+)$`, "m").exec(text);
+  return m === null ? 0 : Number(m[1]);
+}
+
+const assignment = compileFlagSet({ flags: { "checkout-experiment": experiment } } as FlagSet);
+/** The variant the experiment gives a user. */
+const variantOf = (id: string) => assignment.evaluate("checkout-experiment", { targetingKey: id }).variant as keyof typeof LANDS;
+/** How many of the users get each variant. */
+function variantsOf(ids: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const id of ids) out[variantOf(id)] = (out[variantOf(id)] ?? 0) + 1;
   return out;
 }
 
@@ -223,13 +276,78 @@ describe("gateway routing by flag", () => {
     expect(Object.keys(counts(await landings(gw, sample))).sort()).toEqual(["r-canary", "r-stable", "r-v2"]);
   });
 
-  it("routes the plain way when the variant's service has no ready replica", async () => {
+  it("routes the plain way when the variant's service has no ready replica, counting each such request (and upgrade) as the variant's error", async () => {
     const gw = await startGateway();
     const eps = await endpoints();
     gw.setTable(table(eps, { "checkout-experiment": experiment }, { drop: "checkout-v2" }));
-    const landed = counts(await landings(gw, users.slice(0, 100)));
-    expect(landed["r-v2"]).toBeUndefined();
-    expect(landed["r-stable"]! + landed["r-canary"]!).toBe(100);
+    const sample = users.slice(0, 100);
+    const landed = await landings(gw, sample);
+    expect(counts(landed)["r-v2"]).toBeUndefined();
+    expect(counts(landed)["r-stable"]! + counts(landed)["r-canary"]!).toBe(100);
+    // The treatment's users were served by the plain route.
+    const treated = sample.filter((id) => variantOf(id) === "treatment");
+    expect(treated.length).toBeGreaterThan(10);
+    expect(new Set(treated.map((id) => landed.get(id)))).toEqual(new Set(["r-stable"]));
+    expect(await upgrade(gw, { "x-user-id": treated[0]! })).toBe("101 r-stable");
+
+    const expected = variantsOf(sample);
+    expect(await flagRequests(gw)).toEqual({ "control ok": expected.control, "canary ok": expected.canary, "treatment error": expected.treatment! + 1 });
+    // Not timed: the plain route's answer says nothing of the treatment.
+    expect(await timed(gw, "treatment")).toBe(0);
+    expect(await timed(gw, "control")).toBe(expected.control);
+  });
+
+  it("counts a disabled flag's requests and upgrades once each (unassigned), so a routing kill switch left off is still in use", { timeout: 30_000 }, async () => {
+    const gw = await startGateway();
+    gw.setTable(table(await endpoints(), { "checkout-experiment": { ...experiment, state: "DISABLED" } }));
+    expect(counts(await landings(gw, users.slice(0, 20)))).toEqual({ "r-stable": 20 });
+    for (const id of users.slice(0, 3)) expect(await upgrade(gw, { "x-user-id": id })).toBe("101 r-stable");
+    expect(await flagRequests(gw)).toEqual({ "none unassigned": 23 });
+    expect(await timed(gw, "none")).toBe(0);
+  });
+
+  it("counts a flag that routes only WebSocket upgrades, each under its variant, untimed", { timeout: 30_000 }, async () => {
+    const gw = await startGateway();
+    gw.setTable(table(await endpoints(), { "checkout-experiment": experiment }));
+    const sample = users.slice(0, 30);
+    for (const id of sample) expect(await upgrade(gw, { "x-user-id": id })).toBe(`101 ${LANDS[variantOf(id)]}`);
+    const expected = variantsOf(sample);
+    expect(await flagRequests(gw)).toEqual({ "control ok": expected.control, "canary ok": expected.canary, "treatment ok": expected.treatment });
+    for (const v of ["control", "canary", "treatment"]) expect(await timed(gw, v)).toBe(0);
+  });
+
+  it("counts the gateway's own 429 and 413 as rejected, not as the variant's answers, and does not time them", { timeout: 30_000 }, async () => {
+    const eps = await endpoints();
+    const user = users.find((id) => variantOf(id) === "control")!;
+
+    // A route limited to a burst of 3: the requests past it are refused with 429.
+    const limited = await startGateway();
+    limited.setTable(table(eps, { "checkout-experiment": experiment }, { route: { rateLimit: { rps: 1, burst: 3 } } }));
+    const answers: string[] = [];
+    for (let i = 0; i < 8; i++) answers.push(await get(`${limited.url}/cart`, { "x-user-id": user }));
+    const served = answers.filter((a) => a === "r-stable").length;
+    const refused = answers.filter((a) => a === "status 429").length;
+    expect(served + refused).toBe(8);
+    expect(refused).toBeGreaterThan(0);
+    expect(await flagRequests(limited)).toEqual({ "control ok": served, "control rejected": refused });
+    expect(await timed(limited, "control")).toBe(served);
+
+    // A route taking bodies of at most 1 KiB: over it by Content-Length, or chunked past it mid-stream.
+    const small = await startGateway();
+    small.setTable(table(eps, { "checkout-experiment": experiment }, { route: { maxBodyBytes: 1_024 } }));
+    const post = async (size: number) => (await request(`${small.url}/cart`, { dispatcher: client, method: "POST", headers: { "x-user-id": user }, body: Buffer.alloc(size, 1) })).statusCode;
+    expect(await post(2_000)).toBe(413);
+    expect(await post(1_000)).toBe(200);
+    const chunked = connect(Number(new URL(small.url).port), "127.0.0.1");
+    chunked.on("error", () => undefined);
+    const reply: Buffer[] = [];
+    chunked.on("data", (c: Buffer) => reply.push(c));
+    chunked.write(`POST /cart HTTP/1.1\r\nHost: x\r\nx-user-id: ${user}\r\nTransfer-Encoding: chunked\r\n\r\n`);
+    for (let i = 0; i < 8; i++) chunked.write(`200\r\n${"a".repeat(512)}\r\n`);
+    await once(chunked, "close");
+    expect(Buffer.concat(reply).toString("latin1")).toMatch(/^HTTP\/1\.1 413/);
+    expect(await flagRequests(small)).toEqual({ "control ok": 1, "control rejected": 2 });
+    expect(await timed(small, "control")).toBe(1);
   });
 
   it("serves a table whose flag is malformed, or missing, with the plain route, and keeps routing by a good flag beside it", { timeout: 30_000 }, async () => {

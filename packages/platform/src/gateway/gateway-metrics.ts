@@ -77,18 +77,27 @@ export class FlagRouteCell {
   constructor(readonly labels: { readonly route: string; readonly flag: string; readonly variant: string }) {}
 }
 
-/** What a request under a flag came to: `error` a 5xx (the service failed, did not answer in time, or none could be reached), `abandoned` the client left first (499). */
-export type FlagOutcome = "ok" | "error" | "abandoned";
+/**
+ * What a request under a flag came to: `error` a 5xx (the service failed, did not answer in time,
+ * or none could be reached, also a listed variant's service with no ready endpoint), `abandoned`
+ * the client left first (499), `rejected` the gateway refused it before proxying it (429 rate
+ * limited, 413 body too large), `unassigned` the flag gave no variant (disabled, or its evaluation
+ * failed; counted under the variant `none`). Only `ok`, `error` and `abandoned` are timed.
+ */
+export type FlagOutcome = "ok" | "error" | "abandoned" | "rejected" | "unassigned";
 
 /**
  * Requests whose route's flag gave one variant (listed on the route or not: an unlisted variant
  * takes the plain route), by outcome, and their durations: the gateway side of an experiment.
- * Bumped in O(1), exported at scrape time.
+ * Every request a route's flag decided counts in one of them, so their sum is the flag's
+ * evaluations by the gateway. Bumped in O(1), exported at scrape time.
  */
 export class FlagVariantCell {
   ok = 0;
   error = 0;
   abandoned = 0;
+  rejected = 0;
+  unassigned = 0;
   /** Per bucket of DURATION_BUCKETS_S, the last for +Inf; not cumulative (summed at scrape). */
   readonly buckets = new Float64Array(DURATION_BUCKETS_S.length + 1);
   sum = 0;
@@ -369,7 +378,7 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
   const flagVariantCells = new Map<string, FlagVariantCell>();
   new Counter({
     name: "keelson_gateway_flag_requests_total",
-    help: "Requests a route's feature flag decided, by route (path prefix), flag, variant (also a variant the route does not list, which takes the plain route) and outcome: ok, error (5xx: the service failed, did not answer in time or could not be reached) or abandoned (499: the client left first).",
+    help: "Requests (and WebSocket upgrades) a route's feature flag decided, by route (path prefix), flag, variant (also a variant the route does not list, which takes the plain route; none when the flag gave none) and outcome: ok, error (5xx: the service failed, did not answer in time or could not be reached, or the variant's service had no ready replica and the plain route served the request), abandoned (499: the client left first), rejected (the gateway refused it before proxying: 429 rate limited, 413 body too large) or unassigned (the flag was disabled or its evaluation failed: the plain route served it).",
     labelNames: ["route", "flag", "variant", "outcome"] as const,
     registers: [registry],
     collect() {
@@ -378,13 +387,15 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
         if (c.ok > 0) this.inc({ ...c.labels, outcome: "ok" }, c.ok);
         if (c.error > 0) this.inc({ ...c.labels, outcome: "error" }, c.error);
         if (c.abandoned > 0) this.inc({ ...c.labels, outcome: "abandoned" }, c.abandoned);
+        if (c.rejected > 0) this.inc({ ...c.labels, outcome: "rejected" }, c.rejected);
+        if (c.unassigned > 0) this.inc({ ...c.labels, outcome: "unassigned" }, c.unassigned);
       }
     },
   });
   new CellHistogram<"route" | "flag" | "variant">(
     {
       name: "keelson_gateway_flag_request_duration_seconds",
-      help: "Time from receiving a request to finishing its response, by route, flag and variant, for requests a route's feature flag decided.",
+      help: "Time from receiving a request to finishing its response, by route, flag and variant, for the HTTP requests a route's feature flag decided that were counted ok, error or abandoned (not WebSocket upgrades, nor the errors of a variant whose service had no ready replica).",
       registers: [registry],
       labelNames: ["route", "flag", "variant"],
     },

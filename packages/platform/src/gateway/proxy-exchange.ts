@@ -243,7 +243,10 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
   private versionPin: string | undefined = undefined;
   /** Version the route's flag pinned the request to (after an explicit x-keelson-version). */
   private flagPin: string | undefined = undefined;
-  /** Where the request's outcome is counted under the variant its route's flag gave it. */
+  /**
+   * Where the request's outcome is counted under the variant its route's flag gave it: set once
+   * the gateway has accepted the request (a 429 or 413 of its own is counted as `rejected`).
+   */
   private flagMeasure: FlagVariantCell | undefined = undefined;
   private cookies: string | undefined = undefined;
   private route: RouteRuntime | undefined = undefined;
@@ -431,6 +434,7 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
     let service: ServiceTarget | undefined;
     let route: RouteRuntime;
     let name: string;
+    let flagMeasure: FlagVariantCell | undefined;
     if (serviceName !== undefined) {
       const meshCaller = this.meshCaller;
       if (meshCaller === undefined) {
@@ -482,18 +486,19 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
       target = forwardPath(compiled, target);
       service = state.services.get(compiled.service);
       name = compiled.service;
-      if (route.flag !== undefined) {
-        const decided = route.flag.decide(state.services, service, raw, this.cookies);
-        if (decided !== undefined) {
-          this.flagMeasure = decided.measure;
-          const flagged = decided.target;
-          if (flagged !== undefined) {
-            service = flagged.service;
-            name = flagged.service.name;
-            this.flagPin = flagged.choice.version;
+      const flag = route.flag;
+      if (flag !== undefined) {
+        // Counted by the flag whatever comes of it (see RouteFlagEvaluator.decide).
+        const choice = flag.decide(state.services, service, raw, this.cookies);
+        if (choice !== undefined) {
+          flagMeasure = choice.measure;
+          if (choice.listed) {
+            service = flag.serviceOf(choice, state.services, service)!;
+            name = service.name;
+            this.flagPin = choice.version;
             if (this.span !== undefined) {
-              this.span.flagKey = route.flag.key;
-              this.span.flagVariant = flagged.choice.variant;
+              this.span.flagKey = flag.key;
+              this.span.flagVariant = choice.variant;
             }
           }
         }
@@ -513,6 +518,7 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
     const now = this.started;
 
     if (route.limiter !== undefined && !route.limiter.take(now)) {
+      if (flagMeasure !== undefined) flagMeasure.rejected++;
       metrics.rejections.inc({ service: name, reason: "rate_limited" });
       const wait = Math.max(1, Math.ceil(route.limiter.retryAfterMs(now) / 1000));
       this.fail(429, "KEELSON_ERR_RATE_LIMITED", `too many requests for this route of "${name}"; retry in ${wait} s`, { service: name }, wait);
@@ -522,6 +528,7 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
       const limit = route.maxBodyBytes;
       if (contentLength !== undefined) {
         if (Number(contentLength) > limit) {
+          if (flagMeasure !== undefined) flagMeasure.rejected++;
           metrics.rejections.inc({ service: name, reason: "body_too_large" });
           this.fail(413, "KEELSON_ERR_PAYLOAD_TOO_LARGE", `the request body (${contentLength} bytes) is larger than the ${limit} bytes this route accepts`, { limit });
           return;
@@ -531,6 +538,8 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
         this.body = req.pipe(new BodyLimit(limit));
       }
     }
+    // Accepted: from here the outcome says how the variant did (a no-endpoint 503 is its error).
+    this.flagMeasure = flagMeasure;
 
     // A service that may scale to zero holds the request below, once its deadline is known.
     if (service === undefined || (service.endpoints.length === 0 && service.activation === undefined)) {
@@ -757,6 +766,11 @@ class ProxyExchange implements BulkheadWaiter, HeldRequest {
     }
     if (err instanceof BodyTooLargeError) {
       attempt.settle(now, false);
+      // The gateway's refusal, as when the length was declared: not the variant's outcome.
+      if (this.flagMeasure !== undefined) {
+        this.flagMeasure.rejected++;
+        this.flagMeasure = undefined;
+      }
       this.ctx.metrics.rejections.inc({ service, reason: "body_too_large" });
       this.fail(413, "KEELSON_ERR_PAYLOAD_TOO_LARGE", `the request body is larger than the ${err.limit} bytes this route accepts`, { limit: err.limit });
       return;

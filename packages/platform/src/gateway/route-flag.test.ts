@@ -1,5 +1,6 @@
 // Tests for routing by flag inside the gateway: compiling a table's flags (leaving out the ones
-// it cannot use, reusing an unchanged set) and evaluating a route's flag on headers and cookies.
+// it cannot use, reusing an unchanged set), evaluating a route's flag on headers and cookies, and
+// counting every request a route's flag decides, whatever comes of it.
 import { describe, expect, it } from "vitest";
 import type { FlagDefinition, RouteFlag, RoutingTable } from "@keelson/protocol";
 import { createGatewayMetrics } from "./gateway-metrics.js";
@@ -29,8 +30,7 @@ const routeFlag: RouteFlag = {
   variants: { treatment: { service: "web-v2", version: "canary" } },
 };
 
-function evaluator(flags: Record<string, unknown>, flag: RouteFlag = routeFlag) {
-  const metrics = createGatewayMetrics({ defaultMetrics: false });
+function evaluator(flags: Record<string, unknown>, flag: RouteFlag = routeFlag, metrics = createGatewayMetrics({ defaultMetrics: false })) {
   const compiled = compileTableFlags(tableFlags(flags), undefined, recordingLog()).compiled;
   return RouteFlagEvaluator.compile({ route: "/", flag, flags: compiled, metrics });
 }
@@ -110,23 +110,61 @@ describe("RouteFlagEvaluator.decide", () => {
     ["web", { name: "web", endpoints: [1] }],
     ["web-v2", { name: "web-v2", endpoints: [1] }],
   ]);
+  const user = (id: string) => ["x-user-id", id];
+  /** The flag's requests by variant and outcome, as /metrics exports them. */
+  async function exported(metrics: ReturnType<typeof createGatewayMetrics>): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const v of (await metrics.registry.getSingleMetric("keelson_gateway_flag_requests_total")!.get()).values) out[`${v.labels.variant} ${v.labels.outcome}`] = v.value;
+    return out;
+  }
 
   it("routes a listed variant to its target and measures an unlisted one on the plain route, each in its own cell", () => {
     const flag = evaluator({ experiment })!;
-    const treated = flag.decide(services, services.get("web"), ["x-user-id", "u-1"], undefined);
-    expect(treated).toMatchObject({ variant: "treatment", target: { service: { name: "web-v2" }, choice: { version: "canary" } }, measure: { labels: { route: "/", flag: "experiment", variant: "treatment" } } });
-    expect(treated?.target?.choice.cell.count).toBe(1);
-    const control = flag.decide(services, services.get("web"), ["x-user-id", "u-2"], undefined);
-    expect(control).toMatchObject({ variant: "control", target: undefined, measure: { labels: { variant: "control" } } });
-    // The same cell for every request of the variant.
-    expect(flag.decide(services, services.get("web"), ["x-user-id", "u-3"], undefined)?.measure).toBe(control?.measure);
+    const treated = flag.decide(services, services.get("web"), user("u-1"), undefined)!;
+    expect(treated).toMatchObject({ variant: "treatment", listed: true, version: "canary", measure: { labels: { route: "/", flag: "experiment", variant: "treatment" } } });
+    expect(flag.serviceOf(treated, services, services.get("web"))?.name).toBe("web-v2");
+    expect(treated.cell.count).toBe(1);
+    const control = flag.decide(services, services.get("web"), user("u-2"), undefined)!;
+    expect(control).toMatchObject({ variant: "control", listed: false, measure: { labels: { variant: "control" } } });
+    expect(control.cell.count).toBe(0);
   });
 
-  it("decides nothing for a disabled flag, or when the listed variant's service has no ready endpoint", () => {
-    const disabled = { ...experiment, state: "DISABLED" as const };
-    expect(evaluator({ experiment: disabled })!.decide(services, services.get("web"), ["x-user-id", "u-1"], undefined)).toBeUndefined();
+  it("allocates no decision per request: the same choice object for every request of a variant", () => {
+    const flag = evaluator({ experiment })!;
+    const own = services.get("web");
+    expect(flag.decide(services, own, user("u-1"), undefined)).toBe(flag.decide(services, own, [], "plan=pro"));
+    expect(flag.decide(services, own, user("u-2"), undefined)).toBe(flag.decide(services, own, user("u-3"), undefined));
+  });
+
+  it("counts every request it decides once: a disabled flag's and a failed evaluation's as unassigned, a listed variant whose service cannot take it as that variant's error", async () => {
+    const own = services.get("web");
+    // Disabled (a kill switch left off): the plain route, counted under the variant "none".
+    const offMetrics = createGatewayMetrics({ defaultMetrics: false });
+    const off = evaluator({ experiment: { ...experiment, state: "DISABLED" } }, routeFlag, offMetrics)!;
+    expect(off.decide(services, own, user("u-1"), undefined)).toBeUndefined();
+    expect(off.decide(services, own, user("u-2"), undefined)).toBeUndefined();
+    expect(await exported(offMetrics)).toEqual({ "none unassigned": 2 });
+
+    // An evaluation that fails on the request's context: the same.
+    const failingMetrics = createGatewayMetrics({ defaultMetrics: false });
+    const failing = evaluator({ experiment: { ...experiment, targeting: { var: "plan" } } }, routeFlag, failingMetrics)!;
+    expect(failing.decide(services, own, [], "plan=bogus")).toBeUndefined();
+    expect(failing.decide(services, own, [], "plan=treatment")?.variant).toBe("treatment");
+    expect(await exported(failingMetrics)).toEqual({ "none unassigned": 1 });
+
+    // The treatment's service has no ready endpoint, then is not in the table at all: an error of
+    // the treatment each time (the plain route serves the request, unmeasured), never routed there.
+    const downMetrics = createGatewayMetrics({ defaultMetrics: false });
+    const flag = evaluator({ experiment }, routeFlag, downMetrics)!;
     const down = new Map([...services, ["web-v2", { name: "web-v2", endpoints: [] }]]);
-    expect(evaluator({ experiment })!.decide(down, down.get("web"), ["x-user-id", "u-1"], undefined)).toBeUndefined();
+    expect(flag.decide(down, down.get("web"), user("u-1"), undefined)).toBeUndefined();
+    const gone = new Map([["web", { name: "web", endpoints: [1] }]]);
+    expect(flag.decide(gone, gone.get("web"), user("u-1"), undefined)).toBeUndefined();
+    // The control (unlisted) is decided as usual; its outcome is the caller's to record.
+    const control = flag.decide(down, down.get("web"), user("u-2"), undefined)!;
+    downMetrics.recordFlag(control.measure, 200, 0.01);
+    expect(await exported(downMetrics)).toEqual({ "treatment error": 2, "control ok": 1 });
+    expect(flag.choose(user("u-1"), undefined)?.cell.count).toBe(0);
   });
 });
 
@@ -140,5 +178,16 @@ describe("GatewayMetrics.recordFlag", () => {
     expect(cell.sum).toBeCloseTo(32.223, 6);
     // 0.003 s in (0.0025, 0.005], 0.02 in (0.01, 0.025], 0.2 in (0.1, 0.25], 1 in (0.5, 1], 31 past 30 s.
     expect([...cell.buckets].map((n, i) => (n > 0 ? i : -1)).filter((i) => i >= 0)).toEqual([2, 4, 7, 9, 14]);
+  });
+
+  it("exports rejected and unassigned requests as outcomes of their own, untimed", async () => {
+    const metrics = createGatewayMetrics({ defaultMetrics: false });
+    const cell = metrics.flagVariant("/", "experiment", "treatment");
+    cell.rejected += 2;
+    metrics.flagVariant("/", "experiment", "none").unassigned += 3;
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('keelson_gateway_flag_requests_total{route="/",flag="experiment",variant="treatment",outcome="rejected"} 2');
+    expect(text).toContain('keelson_gateway_flag_requests_total{route="/",flag="experiment",variant="none",outcome="unassigned"} 3');
+    expect(text).not.toContain("keelson_gateway_flag_request_duration_seconds_count");
   });
 });

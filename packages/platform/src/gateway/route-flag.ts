@@ -5,29 +5,23 @@
 import type { CompiledFlagSet, EvaluationContext, FlagIssue, RouteFlag, RoutingTable } from "@keelson/protocol";
 import { checkFlagSet, compileFlagSet } from "@keelson/protocol";
 import type { FlagRouteCell, FlagVariantCell, GatewayMetrics } from "./gateway-metrics.js";
+import { NONE_LABEL } from "./gateway-metrics.js";
 import type { GatewayLogger } from "./logger.js";
 import { readCookie, sameHeaderName } from "./traffic-split.js";
 
-/** Where a variant sends a request. */
+/** Where a variant sends a request; made once per variant and table, so deciding allocates nothing. */
 export interface FlagRouteChoice {
   readonly variant: string;
+  /** False for a variant the route does not list: the plain route serves it (measured under the variant). */
+  readonly listed: boolean;
   /** Service instead of the route's; undefined: the route's own. */
   readonly service: string | undefined;
   /** Release id or split label to pin to; undefined: the usual release choice. */
   readonly version: string | undefined;
-  /** Counts the requests the choice was applied to. */
+  /** Counts the requests the choice was applied to (sent to a listed variant's target). */
   readonly cell: FlagRouteCell;
-  /** Measures their outcomes and durations. */
+  /** Counts their outcomes and times them (`GatewayMetrics.recordFlag`). */
   readonly measure: FlagVariantCell;
-}
-
-/** What a route's flag decided for one request. */
-export interface FlagDecision<S> {
-  readonly variant: string;
-  /** Where to count the request's outcome and duration (`GatewayMetrics.recordFlag`). */
-  readonly measure: FlagVariantCell;
-  /** Where the variant sends the request; undefined: the plain route (a variant the route does not list). */
-  readonly target: { readonly service: S; readonly choice: FlagRouteChoice } | undefined;
 }
 
 /** The compiled flags of one table, handed to the next table so an unchanged set is not compiled (or reported) again. */
@@ -92,7 +86,7 @@ function flagsAt(issues: readonly FlagIssue[]): Map<string, string> | undefined 
   return out.size === 0 ? undefined : out;
 }
 
-/** A flagged route, compiled per table. `choose` never throws. */
+/** A flagged route, compiled per table. `choose` and `decide` never throw. */
 export class RouteFlagEvaluator {
   /** Context attribute of each header source, and the header's lower-case name. */
   private readonly headerAttrs: readonly string[];
@@ -108,27 +102,40 @@ export class RouteFlagEvaluator {
   static compile(options: { route: string; flag: RouteFlag | undefined; flags: CompiledFlagSet | undefined; metrics: GatewayMetrics }): RouteFlagEvaluator | undefined {
     const { flag, flags } = options;
     if (flag === undefined || flags === undefined || !flags.keys().includes(flag.key)) return undefined;
+    const { metrics, route } = options;
     const choices = new Map<string, FlagRouteChoice>();
     for (const [variant, target] of Object.entries(flag.variants)) {
       choices.set(variant, {
         variant,
+        listed: true,
         service: target.service,
         version: target.version,
-        cell: options.metrics.flagRoute(options.route, flag.key, variant),
-        measure: options.metrics.flagVariant(options.route, flag.key, variant),
+        cell: metrics.flagRoute(route, flag.key, variant),
+        measure: metrics.flagVariant(route, flag.key, variant),
       });
     }
-    return new RouteFlagEvaluator(flag, flags, choices, (variant) => options.metrics.flagVariant(options.route, flag.key, variant));
+    // A variant the route does not list: the plain route, measured under the variant.
+    const unlisted = (variant: string): FlagRouteChoice => ({
+      variant,
+      listed: false,
+      service: undefined,
+      version: undefined,
+      cell: metrics.flagRoute(route, flag.key, variant),
+      measure: metrics.flagVariant(route, flag.key, variant),
+    });
+    return new RouteFlagEvaluator(flag, flags, choices, unlisted, metrics.flagVariant(route, flag.key, NONE_LABEL));
   }
 
-  /** Cells of the variants the route does not list (they take the plain route), made on first use. */
-  private readonly unlisted = new Map<string, FlagVariantCell>();
+  /** Choices of the variants the route does not list, made on first use. */
+  private readonly unlisted = new Map<string, FlagRouteChoice>();
 
   private constructor(
     readonly flag: RouteFlag,
     private readonly flags: CompiledFlagSet,
     choices: Map<string, FlagRouteChoice>,
-    private readonly measureCell: (variant: string) => FlagVariantCell,
+    private readonly unlistedChoice: (variant: string) => FlagRouteChoice,
+    /** Where requests the flag gave no variant are counted (`unassigned`, under the variant `none`). */
+    private readonly noVariant: FlagVariantCell,
   ) {
     const headerAttrs: string[] = [];
     const headerNames: string[] = [];
@@ -198,47 +205,49 @@ export class RouteFlagEvaluator {
   }
 
   /**
-   * `route`, and also for a variant the route does not list (the request takes the plain route,
-   * measured under that variant, as an experiment's control usually is). Undefined, neither
-   * routed nor measured, when the flag errs or is disabled, or when a listed variant's service has
-   * no ready endpoint (the plain route serves it, so its outcome says nothing of the variant).
+   * Decides one request (or WebSocket upgrade) by the flag. Every decided request counts once in
+   * the flag's `keelson_gateway_flag_requests_total`, which is also how the control plane counts
+   * the gateway's evaluations of the flag (stale flags):
+   * - a listed variant whose service has a ready endpoint: its choice, counted; the caller sends
+   *   the request to `serviceOf(choice)`, pins `choice.version` and records the outcome in
+   *   `choice.measure`;
+   * - a variant the route does not list: its choice (`listed: false`); the plain route serves
+   *   the request, measured under the variant (as an experiment's control usually is);
+   * - a listed variant whose service is unknown or has no ready endpoint: undefined, counted as an
+   *   `error` of the variant (it could not take the request; the plain route serves it, and that
+   *   outcome, which says nothing of the variant, is not measured);
+   * - no variant (the flag is disabled, or its evaluation failed): undefined, counted as
+   *   `unassigned`; the plain route serves it.
+   * Allocates nothing but the evaluation context; never throws.
    */
   decide<S extends { readonly endpoints: readonly unknown[] }>(
     services: ReadonlyMap<string, S>,
     own: S | undefined,
     rawHeaders: readonly string[],
     cookies: string | undefined,
-  ): FlagDecision<S> | undefined {
+  ): FlagRouteChoice | undefined {
     const variant = this.variantOf(rawHeaders, cookies);
-    if (variant === undefined) return undefined;
+    if (variant === undefined) {
+      this.noVariant.unassigned++;
+      return undefined;
+    }
     const choice = this.choices.get(variant);
     if (choice === undefined) {
-      let measure = this.unlisted.get(variant);
-      if (measure === undefined) this.unlisted.set(variant, (measure = this.measureCell(variant)));
-      return { variant, measure, target: undefined };
+      let other = this.unlisted.get(variant);
+      if (other === undefined) this.unlisted.set(variant, (other = this.unlistedChoice(variant)));
+      return other;
     }
-    const service = choice.service === undefined ? own : services.get(choice.service);
-    if (service === undefined || service.endpoints.length === 0) return undefined;
+    const service = this.serviceOf(choice, services, own);
+    if (service === undefined || service.endpoints.length === 0) {
+      choice.measure.error++;
+      return undefined;
+    }
     choice.cell.count++;
-    return { variant, measure: choice.measure, target: { service, choice } };
+    return choice;
   }
 
-  /**
-   * `choose`, resolved against the table's services: the service the request goes to (`own`,
-   * the route's, when the variant names none) with the version to pin, counted. Undefined, so
-   * the route acts as without a flag, also when the variant's service has no ready endpoint.
-   */
-  route<S extends { readonly endpoints: readonly unknown[] }>(
-    services: ReadonlyMap<string, S>,
-    own: S | undefined,
-    rawHeaders: readonly string[],
-    cookies: string | undefined,
-  ): { service: S; choice: FlagRouteChoice } | undefined {
-    const choice = this.choose(rawHeaders, cookies);
-    if (choice === undefined) return undefined;
-    const service = choice.service === undefined ? own : services.get(choice.service);
-    if (service === undefined || service.endpoints.length === 0) return undefined;
-    choice.cell.count++;
-    return { service, choice };
+  /** The service a choice sends requests to: the variant's, else the route's own (`own`). */
+  serviceOf<S>(choice: FlagRouteChoice, services: ReadonlyMap<string, S>, own: S | undefined): S | undefined {
+    return choice.service === undefined ? own : services.get(choice.service);
   }
 }

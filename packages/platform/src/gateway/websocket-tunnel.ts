@@ -11,7 +11,7 @@ import type { Duplex } from "node:stream";
 import { REJECTED } from "./circuit-breaker.js";
 import type { Admission } from "./circuit-breaker.js";
 import { writeRawError } from "./client-errors.js";
-import type { GatewayMetrics } from "./gateway-metrics.js";
+import type { FlagVariantCell, GatewayMetrics } from "./gateway-metrics.js";
 import type { GatewayLogger } from "./logger.js";
 import type { ProxyState } from "./proxy-exchange.js";
 import { isHopByHop, parseAbsoluteTarget, removeNominated } from "./proxy-exchange.js";
@@ -119,6 +119,8 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
   let service: ServiceTarget | undefined;
   let routeName: string;
   let flagPin: string | undefined;
+  /** The upgrade's outcome under the variant its route's flag gave it (counted, not timed: a tunnel's life is no latency). */
+  let flagMeasure: FlagVariantCell | undefined;
   if (serviceName !== undefined) {
     service = state.services.get(serviceName);
     routeName = serviceName;
@@ -138,16 +140,24 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
     routeName = route.service;
     service = state.services.get(route.service);
     const runtime = state.routes[route.index];
-    // The route's flag chooses the service and version of an upgrade as of any request.
-    const flagged = runtime?.flag?.route(state.services, service, raw, cookies);
-    if (flagged !== undefined) {
-      service = flagged.service;
-      routeName = flagged.service.name;
-      flagPin = flagged.choice.version;
+    // The route's flag chooses the service and version of an upgrade as of any request, and
+    // counts it the same way (see RouteFlagEvaluator.decide).
+    const flag = runtime?.flag;
+    if (flag !== undefined) {
+      const choice = flag.decide(state.services, service, raw, cookies);
+      if (choice !== undefined) {
+        flagMeasure = choice.measure;
+        if (choice.listed) {
+          service = flag.serviceOf(choice, state.services, service)!;
+          routeName = service.name;
+          flagPin = choice.version;
+        }
+      }
     }
     const limiter = runtime?.limiter;
     const now = ctx.now();
     if (limiter !== undefined && !limiter.take(now)) {
+      if (flagMeasure !== undefined) flagMeasure.rejected++;
       ctx.metrics.upgrades.inc({ service: route.service, outcome: "rejected" });
       const wait = String(Math.max(1, Math.ceil(limiter.retryAfterMs(now) / 1000)));
       writeRawError(client, 429, "KEELSON_ERR_RATE_LIMITED", `too many requests for this route of "${route.service}"`, { "retry-after": wait });
@@ -155,6 +165,7 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
     }
   }
   if (service === undefined || service.endpoints.length === 0) {
+    if (flagMeasure !== undefined) flagMeasure.error++;
     ctx.metrics.upgrades.inc({ service: routeName, outcome: "rejected" });
     writeRawError(client, 503, "KEELSON_ERR_NO_ENDPOINT", `service "${routeName}" has no ready replica`);
     return;
@@ -164,6 +175,7 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
   if (service.breaker !== undefined) {
     admission = service.breaker.admit(now);
     if (admission === REJECTED) {
+      if (flagMeasure !== undefined) flagMeasure.error++;
       ctx.metrics.upgrades.inc({ service: service.name, outcome: "rejected" });
       const wait = String(Math.ceil(service.breaker.retryAfterMs(now) / 1000));
       writeRawError(client, 503, "KEELSON_ERR_CIRCUIT_OPEN", `service "${service.name}" is failing; its circuit is open`, { "retry-after": wait });
@@ -178,7 +190,7 @@ function startTunnel(ctx: TunnelContext, req: IncomingMessage, client: Duplex, h
   if (host !== undefined) headers.push("x-forwarded-host", host);
   headers.push("x-request-id", requestId, "connection", "Upgrade", "upgrade", upgrade);
 
-  new Tunnel(ctx, service, admission, client, req.method ?? "GET", target, headers, head, requestId).open(service.groupFor(pin, cookies, ctx.random, raw, flagPin), undefined, now);
+  new Tunnel(ctx, service, admission, client, req.method ?? "GET", target, headers, head, requestId, flagMeasure).open(service.groupFor(pin, cookies, ctx.random, raw, flagPin), undefined, now);
 }
 
 /** One upgraded connection through the gateway. */
@@ -202,6 +214,7 @@ class Tunnel {
     private readonly headers: string[],
     private readonly head: Buffer,
     private readonly requestId: string,
+    private readonly flagMeasure: FlagVariantCell | undefined,
   ) {
     client.once("close", () => {
       if (!this.upgraded) this.abandon();
@@ -289,6 +302,10 @@ class Tunnel {
     if (code >= 500) this.failed(endpoint, now);
     else endpoint.consecutiveFailures = 0;
     this.verdict(code < 500);
+    if (this.flagMeasure !== undefined) {
+      if (code >= 500) this.flagMeasure.error++;
+      else this.flagMeasure.ok++;
+    }
     if (code !== 101) {
       // Pass the refusal on, then close: the client's next bytes must not reach the replica unrouted.
       this.settled = true;
@@ -344,6 +361,7 @@ class Tunnel {
     this.settled = true;
     clearTimeout(this.timer);
     this.verdict(false);
+    if (this.flagMeasure !== undefined) this.flagMeasure.error++;
     this.ctx.metrics.upgrades.inc({ service: this.service.name, outcome: "failed" });
     this.upstream?.destroy();
     this.ctx.log.warn({ service: this.service.name, replica: this.endpoint?.replicaId, requestId: this.requestId, message }, "upgrade failed");
@@ -355,6 +373,7 @@ class Tunnel {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.timer);
+    if (this.flagMeasure !== undefined) this.flagMeasure.abandoned++;
     if (this.admission !== REJECTED) this.service.breaker?.abandon(this.admission);
     this.upstream?.destroy();
   }
