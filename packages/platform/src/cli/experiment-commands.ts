@@ -1,7 +1,8 @@
 // `keelson experiment results <flag>`: per-variant users, conversions and rates, the lift of each
 // treatment over the control with its always-valid interval, the sample ratio check and the
 // verdict, and for requests the gateway routed by the flag, the error ratio of each variant
-// against the control's and its latency, from the control plane.
+// against the control's (descriptive only when the counts do not run from the experiment's
+// start) and its latency, from the control plane.
 import { resolve } from "node:path";
 import { InvalidArgumentError, type Command } from "commander";
 import type { ExperimentGatewayResults, ExperimentResults, Interval } from "../flags/index.js";
@@ -40,35 +41,49 @@ function errorDifference(d: Interval | undefined): string {
   return d.low > 0 ? color.red(text) : d.high < 0 ? color.green(text) : text;
 }
 
-/** A window in seconds as days, hours or minutes. */
-function span(seconds: number): string {
-  if (seconds >= 86_400 && seconds % 86_400 === 0) return `${seconds / 86_400} d`;
-  if (seconds >= 3_600) return `${Math.round(seconds / 3_600)} h`;
-  return `${Math.max(1, Math.round(seconds / 60))} min`;
+/** An ISO time as "2026-11-27 16:58:15 UTC". */
+function when(iso: string): string {
+  return `${iso.replace("T", " ").replace(/(\.\d+)?Z$/, "")} UTC`;
 }
 
-/** The gateway block: requests the flag routed per variant, error ratio against the control's, latency. */
+/**
+ * The gateway block: requests the flag routed per variant, error ratio, latency, and (when the
+ * counts run from the experiment's start) the difference against the control and a verdict.
+ */
 function formatGateway(g: ExperimentGatewayResults, control: string, confidence: string): string[] {
   const lines: string[] = [];
-  lines.push(`${color.bold("gateway")}: requests routed by the flag on ${g.routes.join(", ") || "-"} over the last ${span(g.windowSeconds)} the control plane kept`);
+  const on = g.routes.join(", ") || "-";
+  const sequential = g.mode === "sequential";
+  lines.push(
+    sequential
+      ? `${color.bold("gateway")}: requests routed by the flag on ${on} since the experiment started ${when(g.since)}`
+      : `${color.bold("gateway")} ${color.yellow("(descriptive)")}: requests routed by the flag on ${on} since ${when(g.since)}, the oldest the control plane's metric store holds`,
+  );
   const byVariant = new Map(g.comparisons.map((c) => [c.variant, c]));
+  const headers = ["VARIANT", "REQUESTS", "ERRORS", "ERROR RATIO", "P50", "P99"];
   lines.push(
     table(
-      ["VARIANT", "REQUESTS", "ERRORS", "ERROR RATIO", "P50", "P99", `ERROR RATIO vs ${control} (${confidence}, always valid)`],
-      g.variants.map((v) => [
-        v.variant,
-        String(v.requests),
-        String(v.errors),
-        v.errorRatio === undefined || v.ci === undefined ? color.dim("-") : `${pct(v.errorRatio)} ${color.dim(`(${pct(v.ci.low, 1)}-${pct(v.ci.high, 1)})`)}`,
-        latency(v.p50),
-        latency(v.p99),
-        v.variant === control ? color.dim("control") : errorDifference(byVariant.get(v.variant)?.difference),
-      ]),
+      sequential ? [...headers, `ERROR RATIO vs ${control} (${confidence}, always valid)`] : headers,
+      g.variants.map((v) => {
+        const row = [
+          v.variant,
+          String(v.requests),
+          String(v.errors),
+          v.errorRatio === undefined || v.ci === undefined ? color.dim("-") : `${pct(v.errorRatio)} ${color.dim(`(${pct(v.ci.low, 1)}-${pct(v.ci.high, 1)})`)}`,
+          latency(v.p50),
+          latency(v.p99),
+        ];
+        if (sequential) row.push(v.variant === control ? color.dim("control") : errorDifference(byVariant.get(v.variant)?.difference));
+        return row;
+      }),
     ),
   );
   const abandoned = g.variants.reduce((n, v) => n + v.abandoned, 0);
   if (abandoned > 0) lines.push(color.dim(`note: ${abandoned} requests whose client left before the answer are counted in neither requests nor errors`));
-  const verdict = g.verdict === "no difference yet" ? color.yellow(g.verdict) : color.green(`${g.verdict} (${g.winner ?? "?"}, fewer errors)`);
+  for (const note of g.notes) lines.push(color.dim(`note: ${note}`));
+  let verdict: string;
+  if (g.verdict === undefined) verdict = `${color.yellow("descriptive only")}: ${g.reason ?? "no verdict"}`;
+  else verdict = g.verdict === "no difference yet" ? color.yellow(g.verdict) : color.green(`${g.verdict} (${g.winner ?? "?"}, fewer errors)`);
   lines.push(`${color.bold("gateway verdict")} (error ratio): ${verdict}`);
   return lines;
 }
@@ -116,7 +131,7 @@ export function addExperimentCommands(program: Command): void {
 
   experiment
     .command("results")
-    .description("per-variant users, conversions, rate, lift vs the control with its interval, the sample ratio check and a verdict; for requests the gateway routed by the flag, error ratio vs the control's, p50/p99 latency and a verdict")
+    .description("per-variant users, conversions, rate, lift vs the control with its interval, the sample ratio check and a verdict; for requests the gateway routed by the flag, error ratio vs the control's, p50/p99 latency and, when the counts run from the experiment's start, a verdict")
     .argument("<flag>", "the experiment flag's key")
     .option("-C, --dir <dir>", "project folder", ".")
     .option("-m, --metric <event>", "the conversion event (client.track name); required when several were seen")

@@ -7,6 +7,7 @@ import {
   analyzeExperiment,
   chiSquaredSurvival,
   confidenceSequenceRadius,
+  describeErrorRatios,
   differenceSequence,
   logGamma,
   mixtureRho,
@@ -281,5 +282,26 @@ describe("analyzeErrorRatios", () => {
     );
     expect(early.verdict).toBe("no difference yet");
     expect(analyzeErrorRatios([{ variant: "old", requests: 10, errors: 0 }, { variant: "new", requests: 0, errors: 0 }], "old").comparisons[0]).toMatchObject({ difference: undefined, verdict: "no difference yet" });
+  });
+});
+
+describe("describeErrorRatios", () => {
+  it("gives each variant's error ratio and Wilson interval at 1 - alpha, the same as the sequential analysis shows, and nothing to compare", () => {
+    const requests = [
+      { variant: "v1", requests: 2_000, errors: 2 },
+      { variant: "v2", requests: 2_000, errors: 200 },
+      { variant: "v3", requests: 0, errors: 0 },
+    ];
+    const described = describeErrorRatios(requests, { alpha: 0.1 });
+    expect(described.map((v) => [v.variant, v.errorRatio])).toEqual([
+      ["v1", 0.001],
+      ["v2", 0.1],
+      ["v3", undefined],
+    ]);
+    expect(described[1]?.ci).toEqual(wilson(200, 2_000, normalQuantile(0.95)));
+    expect(described[2]?.ci).toBeUndefined();
+    expect(analyzeErrorRatios(requests, "v1", { alpha: 0.1 }).variants).toEqual(described);
+    // 95% by default.
+    expect(describeErrorRatios(requests)[1]?.ci).toEqual(wilson(200, 2_000, normalQuantile(0.975)));
   });
 });

@@ -6,7 +6,8 @@
 //   difference at all times at once with probability 1 - alpha, so "peeking" until the interval
 //   leaves 0 does not inflate false wins.
 // - Error ratio (the gateway side): the same confidence sequence for the difference of the
-//   variants' shares of failed requests, where lower is better.
+//   variants' shares of failed requests, where lower is better; or, where the counts are not one
+//   sample growing from the experiment's start, only each variant's Wilson interval (descriptive).
 // - Sample ratio mismatch: a chi-squared goodness-of-fit test of exposed users per variant
 //   against the split's weights; p < 0.001 means assignment or exposure logging is broken and
 //   no lift can be trusted.
@@ -357,10 +358,29 @@ export interface ErrorRatioAnalysis {
 }
 
 /**
+ * Each variant's error ratio with its Wilson interval at 1 - alpha, and nothing more: what can be
+ * said of counts that are not one sample growing from the experiment's start (a window that
+ * starts later, or one that mixes splits), where no always-valid difference or verdict holds.
+ *
+ * @example
+ * describeErrorRatios([{ variant: "v1", requests: 200, errors: 2 }])[0]?.errorRatio; // 0.01
+ */
+export function describeErrorRatios(variants: VariantRequests[], options: { alpha?: number } = {}): VariantErrorStats[] {
+  const z = normalQuantile(1 - (options.alpha ?? 0.05) / 2);
+  return variants.map((v) => ({
+    ...v,
+    errorRatio: v.requests > 0 ? v.errors / v.requests : undefined,
+    ci: v.requests > 0 ? wilson(v.errors, v.requests, z) : undefined,
+  }));
+}
+
+/**
  * Compares the variants' error ratios with the control's, as `analyzeExperiment` compares
  * conversion rates (the same always-valid confidence sequence, alpha split over the treatments),
  * but with requests for users and fewer errors better. Requests of one user are not independent,
- * so with a few heavy users the interval is narrower than it should be.
+ * so with a few heavy users the interval is narrower than it should be. Like any confidence
+ * sequence it holds only for counts that are one sample growing from the experiment's start
+ * (not a sliding window, nor counts restarted midway): otherwise use `describeErrorRatios`.
  *
  * @example
  * analyzeErrorRatios([{ variant: "v1", requests: 2000, errors: 2 }, { variant: "v2", requests: 2000, errors: 200 }], "v1").verdict; // "control wins"
@@ -368,13 +388,8 @@ export interface ErrorRatioAnalysis {
 export function analyzeErrorRatios(variants: VariantRequests[], control: string, options: Omit<AnalyzeOptions, "srmAlpha"> = {}): ErrorRatioAnalysis {
   const alpha = options.alpha ?? 0.05;
   const optimizeAt = options.optimizeAt ?? 10_000;
-  const z = normalQuantile(1 - alpha / 2);
   const counts = (v: VariantRequests): VariantCounts => ({ variant: v.variant, users: v.requests, conversions: v.errors });
-  const stats: VariantErrorStats[] = variants.map((v) => ({
-    ...v,
-    errorRatio: v.requests > 0 ? v.errors / v.requests : undefined,
-    ci: v.requests > 0 ? wilson(v.errors, v.requests, z) : undefined,
-  }));
+  const stats = describeErrorRatios(variants, { alpha });
   const base = variants.find((v) => v.variant === control) ?? { variant: control, requests: 0, errors: 0 };
   const treatments = variants.filter((v) => v.variant !== control);
   const each = alpha / Math.max(1, treatments.length);

@@ -4,9 +4,10 @@ import { describe, expect, it } from "vitest";
 import type { ExperimentEvent, FlagDefinition } from "@keelson/protocol";
 import { createGatewayMetrics } from "../gateway/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
-import { createMetricStore } from "../telemetry/index.js";
-import { createExperiments, expectedWeights } from "./experiments.js";
-import { createFlagService, type FlagService } from "./flag-service.js";
+import { createMetricStore, type RetentionTier } from "../telemetry/index.js";
+import { normalQuantile, wilson } from "./experiment-stats.js";
+import { createExperiments, expectedWeights, experimentStart } from "./experiments.js";
+import { createFlagService, type FlagChange, type FlagService } from "./flag-service.js";
 
 const checkout: FlagDefinition = { state: "ENABLED", type: "experiment", variants: { on: true, off: false }, defaultVariant: "off", targeting: { fractional: [["on", 50], ["off", 50]] } };
 
@@ -128,21 +129,61 @@ describe("expectedWeights", () => {
   });
 });
 
+/**
+ * A control plane's gateway side on one clock: a real gateway's counters, a metric store, the
+ * flags, and experiments created (the control plane's start) at `t`.
+ */
+function gatewaySetup(options: { start: number; retention?: RetentionTier[] }) {
+  let t = options.start;
+  // Flag changes are events: the store stamps them.
+  const store = createMemoryStore({ now: () => t });
+  const flags = createFlagService({ store, project: "shop", now: () => new Date(t) });
+  const metrics = createMetricStore({ now: () => t, ...(options.retention ? { retention: options.retention } : {}) });
+  let gateway = createGatewayMetrics({ defaultMetrics: false });
+  let scrapes = 0;
+  const scrape = async () => {
+    scrapes++;
+    metrics.ingest(await gateway.registry.metrics(), { instance: "127.0.0.1:8081", at: t });
+  };
+  const experiments = () => createExperiments({ store, project: "shop", flags, gateway: { metrics, refresh: scrape }, now: () => new Date(t) });
+  return {
+    flags,
+    scrape,
+    experiments,
+    get scrapes() {
+      return scrapes;
+    },
+    get gateway() {
+      return gateway;
+    },
+    /** The gateway process restarts: its counters start from zero again. */
+    restartGateway() {
+      gateway = createGatewayMetrics({ defaultMetrics: false });
+    },
+    at(ms: number) {
+      t = ms;
+    },
+    /** `n` requests of one variant on /checkout, every `errorEvery`-th a 503. */
+    record(variant: string, n: number, errorEvery = 0, seconds = 0.01) {
+      const cell = gateway.flagVariant("/checkout", "checkout", variant);
+      for (let i = 0; i < n; i++) gateway.recordFlag(cell, errorEvery > 0 && i % errorEvery === 0 ? 503 : 200, seconds);
+    },
+  };
+}
+
+const T0 = Date.parse("2026-11-20T09:00:00.000Z");
+const MIN = 60_000;
+
 describe("experiment results from the gateway's metrics", () => {
   it("adds the requests the gateway routed by the flag, summed over routes, with abandoned ones apart, after a fresh scrape", async () => {
-    const { store, flags } = await setup();
-    // A real gateway's counters, scraped as the control plane scrapes them.
-    const gateway = createGatewayMetrics({ defaultMetrics: false });
-    const metrics = createMetricStore();
-    let scrapes = 0;
-    const refresh = async () => {
-      scrapes++;
-      metrics.ingest(await gateway.registry.metrics(), { instance: "127.0.0.1:8081" });
-    };
-    const experiments = createExperiments({ store, project: "shop", flags, gateway: { metrics, refresh } });
-    await refresh(); // the baseline
+    const g0 = gatewaySetup({ start: T0 });
+    const experiments = g0.experiments();
+    await g0.scrape(); // the baseline
+    g0.at(T0 + MIN);
+    await g0.flags.put("checkout", checkout, "test");
     expect((await experiments.results("checkout")).gateway).toBeUndefined();
 
+    const { gateway } = g0;
     const on = [gateway.flagVariant("/checkout", "checkout", "on"), gateway.flagVariant("/api/checkout", "checkout", "on")];
     const off = gateway.flagVariant("/checkout", "checkout", "off");
     for (let i = 0; i < 300; i++) {
@@ -153,11 +194,13 @@ describe("experiment results from the gateway's metrics", () => {
     // Another flag's requests are not this one's.
     gateway.recordFlag(gateway.flagVariant("/", "banner", "on"), 500, 1);
 
+    g0.at(T0 + 5 * MIN);
     const r = await experiments.results("checkout");
-    expect(scrapes).toBe(3);
+    expect(g0.scrapes).toBe(3);
     const g = r.gateway!;
+    expect(g).toMatchObject({ mode: "sequential", startedAt: "2026-11-20T09:01:00.000Z", since: "2026-11-20T09:01:00.000Z" });
+    expect(g.reason).toBeUndefined();
     expect(g.routes).toEqual(["/api/checkout", "/checkout"]);
-    expect(g.windowSeconds).toBe(7 * 86_400);
     expect(g.variants.map((v) => [v.variant, v.requests, v.errors, v.abandoned])).toEqual([
       ["on", 300, 30, 0],
       ["off", 300, 0, 1],
@@ -170,5 +213,143 @@ describe("experiment results from the gateway's metrics", () => {
     expect(byVariant.off?.p50).toBeLessThanOrEqual(0.005);
     expect(g.comparisons[0]).toMatchObject({ variant: "on", control: "off", verdict: "control wins" });
     expect(g).toMatchObject({ verdict: "control wins", winner: "off" });
+    expect(g.notes.join("\n")).toMatch(/counts requests, not users/);
+  });
+
+  it("gives a verdict over every request since the experiment's start when the store holds all of it, counting only from the split's last change", async () => {
+    const g = gatewaySetup({ start: T0 });
+    const experiments = g.experiments();
+    await g.scrape();
+    g.at(T0 + MIN);
+    await g.flags.put("checkout", { ...checkout, targeting: { fractional: [["on", 10], ["off", 90]] } }, "test");
+    // Under the first split: both variants fail a lot. Not part of the experiment as it stands.
+    g.record("on", 100, 2);
+    g.record("off", 900, 2);
+    g.at(T0 + 5 * MIN);
+    await g.scrape();
+    // The ramp to 50/50 starts the experiment afresh; a later edit of the description does not.
+    g.at(T0 + 10 * MIN);
+    await g.flags.put("checkout", checkout, "test");
+    g.at(T0 + 11 * MIN);
+    await g.flags.put("checkout", { ...checkout, description: "the new checkout" }, "test");
+    g.at(T0 + 30 * MIN);
+    g.record("on", 2_000, 10); // 200 errors
+    g.record("off", 2_000); // none
+    g.at(T0 + 26 * 60 * MIN); // past a day: the store's 1-minute steps
+    const r = (await experiments.results("checkout")).gateway!;
+    expect(r).toMatchObject({ mode: "sequential", startedAt: "2026-11-20T09:10:00.000Z", since: "2026-11-20T09:10:00.000Z", verdict: "control wins", winner: "off" });
+    expect(r.variants.map((v) => [v.variant, v.requests, v.errors])).toEqual([
+      ["on", 2_000, 200],
+      ["off", 2_000, 0],
+    ]);
+    expect(r.comparisons[0]?.difference?.low).toBeGreaterThan(0);
+  });
+
+  it("is descriptive, with no comparison and no verdict, when the metric store starts after the experiment (a control plane restart)", async () => {
+    const g = gatewaySetup({ start: T0 });
+    await g.flags.put("checkout", checkout, "test");
+    // The control plane (and its in-memory store) starts an hour into the experiment.
+    g.at(T0 + 60 * MIN);
+    const experiments = g.experiments();
+    await g.scrape();
+    g.record("on", 2_000, 10);
+    g.record("off", 2_000);
+    g.at(T0 + 70 * MIN);
+    const r = (await experiments.results("checkout", { alpha: 0.1 })).gateway!;
+    expect(r.mode).toBe("descriptive");
+    expect(r.reason).toBe("the metric store holds data only since 2026-11-20T10:00:00Z (it is kept in memory from the control plane's start), after the experiment started at 2026-11-20T09:00:00Z: no verdict");
+    expect(r).toMatchObject({ startedAt: "2026-11-20T09:00:00.000Z", since: "2026-11-20T10:00:00.000Z", alpha: 0.1, comparisons: [] });
+    expect(r.verdict).toBeUndefined();
+    expect(r.winner).toBeUndefined();
+    // Per variant what the store holds, with its Wilson interval at 1 - alpha.
+    expect(r.variants.map((v) => [v.variant, v.requests, v.errors, v.errorRatio])).toEqual([
+      ["on", 2_000, 200, 0.1],
+      ["off", 2_000, 0, 0],
+    ]);
+    expect(r.variants[0]?.ci).toEqual(wilson(200, 2_000, normalQuantile(0.95)));
+  });
+
+  it("is descriptive once the experiment's start is older than the store keeps", async () => {
+    const g = gatewaySetup({ start: T0, retention: [{ stepMs: 10_000, spanMs: 60 * MIN }] });
+    const experiments = g.experiments();
+    await g.scrape();
+    g.at(T0 + MIN);
+    await g.flags.put("checkout", checkout, "test");
+    g.record("on", 500, 10);
+    g.record("off", 500);
+    g.at(T0 + 29 * MIN);
+    await g.scrape();
+    g.at(T0 + 30 * MIN);
+    expect((await experiments.results("checkout")).gateway).toMatchObject({ mode: "sequential", verdict: "control wins" });
+    g.at(T0 + 90 * MIN);
+    g.record("on", 100, 10);
+    g.record("off", 100);
+    const r = (await experiments.results("checkout")).gateway!;
+    expect(r).toMatchObject({ mode: "descriptive", reason: "the experiment started at 2026-11-20T09:01:00Z, longer ago than the metric store keeps (1 hour): no verdict", since: "2026-11-20T09:30:00.000Z" });
+    expect(r.verdict).toBeUndefined();
+    expect(r.comparisons).toEqual([]);
+    // The hour the store still holds, from 09:30: not the requests scraped at 09:29.
+    expect(r.variants.map((v) => [v.variant, v.requests, v.errors])).toEqual([
+      ["on", 100, 10],
+      ["off", 100, 0],
+    ]);
+  });
+
+  it("counts across a gateway restart in the middle: the counter going down is a reset, and what it counted since is added", async () => {
+    const g = gatewaySetup({ start: T0 });
+    const experiments = g.experiments();
+    await g.scrape();
+    g.at(T0 + MIN);
+    await g.flags.put("checkout", checkout, "test");
+    g.record("on", 1_000, 10); // 100 errors
+    g.record("off", 1_000);
+    g.at(T0 + 10 * MIN);
+    await g.scrape();
+    g.restartGateway();
+    g.record("on", 300, 10); // 30 errors: fewer than before, so the store sees a reset
+    g.record("off", 400);
+    g.at(T0 + 20 * MIN);
+    await g.scrape();
+    g.record("on", 700, 10); // 70 errors
+    g.record("off", 600);
+    g.at(T0 + 30 * MIN);
+    const r = (await experiments.results("checkout")).gateway!;
+    expect(r.mode).toBe("sequential");
+    expect(r.variants.map((v) => [v.variant, v.requests, v.errors])).toEqual([
+      ["on", 2_000, 200],
+      ["off", 2_000, 0],
+    ]);
+    expect(r).toMatchObject({ verdict: "control wins", winner: "off" });
+  });
+});
+
+describe("experimentStart", () => {
+  const change = (at: string, before: FlagDefinition | null, after: FlagDefinition | null): FlagChange => ({
+    seq: 1,
+    at,
+    actor: "test",
+    kind: before === null ? "flag.created" : after === null ? "flag.deleted" : "flag.changed",
+    revision: 1,
+    before,
+    after,
+    diff: [],
+  });
+  const release: FlagDefinition = { ...checkout, type: "release" };
+
+  it("is the newest change after which the flag was an experiment with its current assignment", () => {
+    const history = [
+      change("2026-11-20T12:00:00.000Z", { ...checkout, owner: "team-a" }, { ...checkout, owner: "team-b", metadata: { note: "x" } }),
+      change("2026-11-20T11:00:00.000Z", checkout, { ...checkout, owner: "team-a" }),
+      change("2026-11-20T10:00:00.000Z", release, checkout), // became an experiment
+      change("2026-11-20T09:00:00.000Z", null, release),
+    ];
+    expect(experimentStart(history)?.at).toBe("2026-11-20T10:00:00.000Z");
+    // A kill (state and targeting) or a changed split starts it again.
+    expect(experimentStart([change("2026-11-20T13:00:00.000Z", checkout, { ...checkout, state: "DISABLED" }), ...history])?.at).toBe("2026-11-20T13:00:00.000Z");
+    expect(experimentStart([change("2026-11-20T13:00:00.000Z", checkout, { ...checkout, targeting: { fractional: [["on", 1], ["off", 99]] } }), ...history])?.at).toBe(
+      "2026-11-20T13:00:00.000Z",
+    );
+    // Only edits that assign no one differently: the start is not in this history.
+    expect(experimentStart(history.slice(0, 2))).toBeUndefined();
   });
 });

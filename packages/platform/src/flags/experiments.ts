@@ -9,12 +9,25 @@
 //
 // The gateway side (requests routed by the flag, their errors and latency per variant) is not
 // stored here: the gateway counts it, the control plane scrapes it into its metric store, and
-// the results read it from there.
+// the results read it from there, as the increase since the experiment's start (the flag's last
+// change of who gets which variant). Only when the store holds everything since that start are
+// the counts one sample growing from it, which the always-valid interval needs; otherwise the
+// block is descriptive and says why.
 import { KeelsonError, type ExperimentEvent, type FlagDefinition } from "@keelson/protocol";
-import type { Store } from "../store/index.js";
+import { canonicalJson, type Store } from "../store/index.js";
 import { bucketQuantile, GATEWAY_FLAG_REQUEST_DURATION, GATEWAY_FLAG_REQUESTS, type Bucket, type MetricStore } from "../telemetry/index.js";
-import { analyzeErrorRatios, analyzeExperiment, type AnalyzeOptions, type ErrorRatioAnalysis, type ExperimentAnalysis, type VariantErrorStats, type VariantStats } from "./experiment-stats.js";
-import type { FlagService } from "./flag-service.js";
+import {
+  analyzeErrorRatios,
+  analyzeExperiment,
+  describeErrorRatios,
+  type AnalyzeOptions,
+  type ComparisonVerdict,
+  type ErrorRatioComparison,
+  type ExperimentAnalysis,
+  type VariantErrorStats,
+  type VariantStats,
+} from "./experiment-stats.js";
+import type { FlagChange, FlagService } from "./flag-service.js";
 
 /** What one POST of events did: counted events, and why the others did not count. */
 export interface ExperimentIngestResult {
@@ -46,12 +59,32 @@ export interface ExperimentGatewayVariant extends VariantErrorStats {
 }
 
 /** Requests the gateway routed by the experiment's flag: error ratios per variant against the control's, and latency. */
-export interface ExperimentGatewayResults extends Omit<ErrorRatioAnalysis, "variants"> {
+export interface ExperimentGatewayResults {
+  /**
+   * "sequential": the counts are every request since the experiment's start, so the always-valid
+   * difference against the control and the verdict hold however often results are read.
+   * "descriptive": the metric store does not hold everything since the start (`reason` says why):
+   * each variant's counts and Wilson interval only, no comparison and no verdict.
+   */
+  mode: "sequential" | "descriptive";
+  /** Why the block is descriptive; absent when sequential. */
+  reason?: string;
+  alpha: number;
   /** The routes (path prefixes) that routed by the flag. */
   routes: string[];
-  /** How far back the counts go: the control plane's metric store (in memory, so from its start at most). */
-  windowSeconds: number;
+  /** The experiment's start (ISO time): the flag's last change of who gets which variant; absent when its history records none. */
+  startedAt?: string;
+  /** The counts cover requests from this time (ISO): the start when sequential, else the oldest the metric store holds. */
+  since: string;
   variants: ExperimentGatewayVariant[];
+  /** Each treatment against the control, with the always-valid interval; empty when descriptive. */
+  comparisons: ErrorRatioComparison[];
+  /** Fewer errors win; absent when descriptive. */
+  verdict?: ComparisonVerdict;
+  /** The variant with the fewest errors when the verdict names one. */
+  winner?: string;
+  /** Plain-language caveats. */
+  notes: string[];
 }
 
 /** GET /v1/experiments/<flag>/results. */
@@ -102,8 +135,12 @@ export interface ExperimentsOptions {
   /**
    * The gateway's per-variant requests, as scraped into the control plane's metric store; without
    * it results have no gateway block. `refresh` scrapes the gateways first, so results are current.
+   * `since` is when the store began holding the gateways' counts (default: when `createExperiments`
+   * is called, as the control plane creates both at its start and the store lives in memory).
    */
-  gateway?: { metrics: Pick<MetricStore, "increase" | "retentionMs">; refresh?: () => Promise<unknown> };
+  gateway?: { metrics: Pick<MetricStore, "increase" | "retentionMs">; refresh?: () => Promise<unknown>; since?: Date };
+  /** Clock of the gateway block (default: the system clock). */
+  now?: () => Date;
 }
 
 /** Variants per flag the aggregates track (a user's variant and converted events share one number). */
@@ -175,6 +212,39 @@ export function expectedWeights(def: FlagDefinition): { weights: Record<string, 
   return { weights: Object.fromEntries(Object.keys(def.variants).map((v) => [v, 1])), from: "equal" };
 }
 
+/** Changes of a flag's history read to find the experiment's start. */
+const HISTORY_LIMIT = 1_000;
+
+/** What of a flag decides who gets which variant (undefined when it is not an experiment). */
+function assignmentOf(def: FlagDefinition | null): string | undefined {
+  if (def === null || def.type !== "experiment") return undefined;
+  const { state, variants, defaultVariant, targeting, prerequisites, safeVariant } = def;
+  return canonicalJson({ state, variants, defaultVariant, targeting: targeting ?? {}, prerequisites: prerequisites ?? [], safeVariant: safeVariant ?? null });
+}
+
+/**
+ * The change that started the experiment on a flag as it stands: the newest change in its history
+ * (newest first, as `FlagService.history` gives it) after which the flag was an experiment with
+ * its current assignment (created as one, made one, or its state, variants, default, targeting,
+ * prerequisites or safe variant changed). Edits of its owner, description or metadata do not
+ * restart it. Undefined when the history holds no such change.
+ *
+ * @example
+ * experimentStart(await flags.history("checkout"))?.at; // "2026-11-20T09:00:00.000Z"
+ */
+export function experimentStart(history: readonly FlagChange[]): FlagChange | undefined {
+  return history.find((c) => c.after?.type === "experiment" && assignmentOf(c.before) !== assignmentOf(c.after));
+}
+
+/** An ISO time to the second. */
+const isoSeconds = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+
+/** A span of time in whole days, hours or minutes. */
+function spanOf(ms: number): string {
+  const [n, unit] = ms >= 86_400_000 ? [Math.round(ms / 86_400_000), "day"] : ms >= 3_600_000 ? [Math.round(ms / 3_600_000), "hour"] : [Math.max(1, Math.round(ms / 60_000)), "minute"];
+  return `${n} ${unit}${n === 1 ? "" : "s"}`;
+}
+
 function invalid(message: string): KeelsonError {
   return new KeelsonError("KEELSON_ERR_INVALID_INPUT", message);
 }
@@ -191,6 +261,8 @@ export function createExperiments(options: ExperimentsOptions): Experiments {
   const { store, project, flags } = options;
   const maxUsers = options.maxUsers ?? 200_000;
   const chunkSize = options.chunkSize ?? 2_000;
+  const now = options.now ?? (() => new Date());
+  const gatewaySince = options.gateway?.since?.getTime() ?? now().getTime();
   const states = new Map<string, Promise<FlagState>>();
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -354,14 +426,33 @@ export function createExperiments(options: ExperimentsOptions): Experiments {
     return result;
   }
 
-  /** The gateway block of a flag's results: every request its routes decided, over the metric store's whole window. */
+  /**
+   * The gateway block of a flag's results: the increase of the gateway's counters since the
+   * experiment's start (the store took counter resets into account when it ingested them), or,
+   * when the store does not reach back to the start, what it holds, descriptively.
+   */
   async function gatewayResults(flag: string, names: string[], control: string, weights: Record<string, number>, alpha: number | undefined): Promise<ExperimentGatewayResults | undefined> {
     const source = options.gateway;
     if (source === undefined) return undefined;
     await source.refresh?.();
     const { metrics } = source;
-    const window = metrics.retentionMs;
-    const select = { window, where: { flag }, steps: "cover" as const };
+    const at = now().getTime();
+    const started = experimentStart(await flags.history(flag, HISTORY_LIMIT));
+    const startMs = started === undefined ? undefined : Date.parse(started.at);
+    // The store keeps the gateways' counts from its own start for its retention at most: only
+    // when that covers the experiment's start are the counts one sample growing from it.
+    const heldFrom = Math.max(gatewaySince, at - metrics.retentionMs);
+    let reason: string | undefined;
+    if (startMs === undefined) {
+      reason = `none of the flag's last ${HISTORY_LIMIT.toLocaleString("en-US")} recorded changes set who gets which variant, so the experiment's start is not known: no verdict`;
+    } else if (startMs < gatewaySince) {
+      reason = `the metric store holds data only since ${isoSeconds(gatewaySince)} (it is kept in memory from the control plane's start), after the experiment started at ${isoSeconds(startMs)}: no verdict`;
+    } else if (startMs < at - metrics.retentionMs) {
+      reason = `the experiment started at ${isoSeconds(startMs)}, longer ago than the metric store keeps (${spanOf(metrics.retentionMs)}): no verdict`;
+    }
+    const fromMs = reason === undefined && startMs !== undefined ? startMs : heldFrom;
+    // Whole store steps from the one holding `fromMs` (so up to one step before it) to now.
+    const select = { window: Math.max(1, at - fromMs), at, where: { flag }, steps: "cover" as const };
     const outcomes = metrics.increase(GATEWAY_FLAG_REQUESTS, { ...select, by: ["variant", "outcome"] });
     if (!outcomes.some((o) => o.value > 0)) return undefined;
     const counts = new Map<string, { ok: number; error: number; abandoned: number }>();
@@ -388,21 +479,34 @@ export function createExperiments(options: ExperimentsOptions): Experiments {
       .sort();
     // The variants of the split, the control, and any other the gateway saw.
     const shown = [...new Set([...names, ...counts.keys()])].filter((v) => v === control || (weights[v] ?? 0) > 0 || (counts.get(v)?.ok ?? 0) + (counts.get(v)?.error ?? 0) > 0);
-    const analysis = analyzeErrorRatios(
-      shown.map((v) => ({ variant: v, requests: (counts.get(v)?.ok ?? 0) + (counts.get(v)?.error ?? 0), errors: counts.get(v)?.error ?? 0 })),
-      control,
-      { ...options.analysis, ...(alpha !== undefined ? { alpha } : {}) },
-    );
+    const requests = shown.map((v) => ({ variant: v, requests: (counts.get(v)?.ok ?? 0) + (counts.get(v)?.error ?? 0), errors: counts.get(v)?.error ?? 0 }));
+    const analysisOptions = { ...options.analysis, ...(alpha !== undefined ? { alpha } : {}) };
     const quantile = (q: number, v: string) => {
       const b = buckets.get(v);
       const x = b === undefined ? NaN : bucketQuantile(q, b.sort((x1, x2) => x1.le - x2.le));
       return Number.isNaN(x) ? undefined : x;
     };
-    return {
-      ...analysis,
+    const withLatency = (stats: VariantErrorStats[]) =>
+      stats.map((v) => ({ ...v, abandoned: counts.get(v.variant)?.abandoned ?? 0, p50: quantile(0.5, v.variant), p99: quantile(0.99, v.variant) }));
+    const common = {
       routes,
-      windowSeconds: Math.round(window / 1000),
-      variants: analysis.variants.map((v) => ({ ...v, abandoned: counts.get(v.variant)?.abandoned ?? 0, p50: quantile(0.5, v.variant), p99: quantile(0.99, v.variant) })),
+      ...(started !== undefined ? { startedAt: started.at } : {}),
+      since: new Date(fromMs).toISOString(),
+      notes: ["counts requests, not users: one user's requests are not independent, so the intervals are narrower than they should be when users send many requests"],
+    };
+    if (reason !== undefined) {
+      const alphaUsed = analysisOptions.alpha ?? 0.05;
+      return { mode: "descriptive", reason, alpha: alphaUsed, ...common, variants: withLatency(describeErrorRatios(requests, { alpha: alphaUsed })), comparisons: [] };
+    }
+    const analysis = analyzeErrorRatios(requests, control, analysisOptions);
+    return {
+      mode: "sequential",
+      alpha: analysis.alpha,
+      ...common,
+      variants: withLatency(analysis.variants),
+      comparisons: analysis.comparisons,
+      verdict: analysis.verdict,
+      ...(analysis.winner !== undefined ? { winner: analysis.winner } : {}),
     };
   }
 

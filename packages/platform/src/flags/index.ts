@@ -13,6 +13,7 @@ export {
   analyzeExperiment,
   chiSquaredSurvival,
   confidenceSequenceRadius,
+  describeErrorRatios,
   differenceSequence,
   mixtureRho,
   normalQuantile,
