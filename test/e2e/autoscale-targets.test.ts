@@ -37,6 +37,8 @@ const SERVICES = {
   // far below that because on two shared cores under a full test run a busy replica may get
   // only a fifth of one (measured here: 20% with the load average at 11).
   busy: { env: "{ MODE: busy, WORK_MS: 10 }", target: "{ cpu: 5 }" },
+  // The same busy handler without autoscaling: what `keelson status` shows of a working replica.
+  spin: { env: "{ MODE: busy, WORK_MS: 10 }", target: undefined },
 } as const;
 type Service = keyof typeof SERVICES;
 
@@ -110,8 +112,8 @@ describe.sequential("autoscaling on rps, p95 and cpu targets", () => {
         `    routes: [{ path: /${name}, stripPrefix: true }]`,
         '    pipeline: { stages: [{ name: test, run: "node -e 0" }] }',
         `    env: ${s.env}`,
-        `    autoscale: { min: 1, max: 3, target: ${s.target}, window: 5s, interval: 1s }`,
       );
+      if (s.target !== undefined) lines.push(`    autoscale: { min: 1, max: 3, target: ${s.target}, window: 5s, interval: 1s }`);
       await mkdir(join(dir, "services", name), { recursive: true });
       await writeFile(join(dir, "services", name, "server.mjs"), SERVER);
       await writeFile(join(dir, "services", name, "package.json"), JSON.stringify({ name, version: "1.0.0", private: true, type: "module" }));
@@ -129,23 +131,24 @@ describe.sequential("autoscaling on rps, p95 and cpu targets", () => {
     await cleanup();
   });
 
-  it("shows a busy replica's CPU and memory in keelson status, and sets its CPU aside while the replica is young", async () => {
-    // Right after `up`: the busy replica is younger than the CPU initialization period, so it
-    // carries all the load alone and the autoscaler may not act on its CPU yet.
-    const startedAt = await busyStartedAt();
-    const instance = (await status()).services.find((s) => s.name === "busy")?.instances[0];
-    const load = startLoad({ base: gateway, targets: [{ label: "busy", path: "/busy/work", weight: 1 }], rps: 50, maxMs: 20_000, maxRequests: 1_000, timeoutMs: 5_000 });
+  it("shows a busy replica's CPU and memory in keelson status", async () => {
+    // A service without autoscaling, so this load moves no replica count. (That the autoscaler sets
+    // a young replica's CPU aside, as HPA's initialization period does, is hpa.test.ts's: on shared
+    // cores \`up\` alone may take longer than that period.)
+    const instance = (await status()).services.find((s) => s.name === "spin")?.instances[0];
+    expect(instance).toBeDefined();
+    const load = startLoad({ base: gateway, targets: [{ label: "spin", path: "/spin/work", weight: 1 }], rps: 50, maxMs: 20_000, maxRequests: 1_000, timeoutMs: 5_000 });
     let text: string;
     try {
       // The runtime samples every 2 s (idle, a replica uses about 1% of a core).
-      await waitFor(async () => ((await status()).services.find((s) => s.name === "busy")?.instances[0]?.usage?.cpuPercent ?? 0) >= 10 || undefined, { timeoutMs: 15_000, intervalMs: 500, what: "the busy replica's CPU sample to show it working" });
-      const r = await keelson(["status", "busy", "-C", dir]);
+      await waitFor(async () => ((await status()).services.find((s) => s.name === "spin")?.instances[0]?.usage?.cpuPercent ?? 0) >= 10 || undefined, { timeoutMs: 15_000, intervalMs: 500, what: "the busy replica's CPU sample to show it working" });
+      const r = await keelson(["status", "spin", "-C", dir]);
       expect(r.code, r.stderr).toBe(0);
       text = r.stdout;
     } finally {
       await load.stop();
     }
-    console.log(`keelson status busy:\n${text}`);
+    console.log(`keelson status spin:\n${text}`);
     expect(text).toMatch(/^REPLICA\s.*\sCPU\s+MEM\s/m);
     const line = text.split("\n").find((l) => l.startsWith(instance!.id)) ?? "";
     const m = /\s(\d+)%\s+(\d+(?:\.\d+)?) (MiB|GiB)\s/.exec(line);
@@ -158,14 +161,6 @@ describe.sequential("autoscaling on rps, p95 and cpu targets", () => {
     expect(cpuShown).toBeLessThanOrEqual(150);
     expect(memoryMiB).toBeGreaterThan(10);
     expect(memoryMiB).toBeLessThan(1024);
-    // Busy well above its target of 5, yet not scaled: its samples are set aside while it is young.
-    const res = await apiFetch(dir, `${cpUrl}/v1/services/busy/autoscale`);
-    const view = (await res.json()) as { status: { metrics: Array<{ measure: string; invalid?: string }> } | null };
-    const ageMs = Date.now() - startedAt;
-    console.log(`the busy replica was ${ageMs} ms old at the end of this case`);
-    expect(ageMs).toBeLessThan(CPU_INITIALIZATION_MS);
-    expect(await decisions("busy")).toEqual([]);
-    expect(view.status?.metrics.find((x) => x.measure === "cpu")?.invalid).toMatch(/no ready replica reported cpu \(1 not ready\)/);
   }, 60_000);
 
   it("(i) scales a service on requests per second per replica, and says so", async () => {

@@ -335,13 +335,34 @@ export type Fault = z.infer<typeof FaultSchema>;
  * Scale from zero: while the service has no endpoint, the gateway holds a request up to
  * `holdTimeoutMs`, asks the control plane once to start a replica (POST
  * /v1/services/{name}/activate), and sends the request on when an endpoint appears.
- * With `threshold`, it asks only once that many requests are held at once (absent: 1).
+ * With `threshold`, it asks only once that many requests are held at once, or have arrived
+ * within the last `windowMs` (absent: see `activationWindowMs`), in that gateway process; every
+ * gateway also reports those arrivals in its `/stats` (`held`), so the autoscaler can add up
+ * arrivals split over processes and gateways (absent threshold: 1).
  */
 export const ActivationSchema = z.strictObject({
   holdTimeoutMs: z.number().int().positive(),
   threshold: z.number().int().min(1).optional(),
+  windowMs: z.number().int().positive().optional(),
 });
 export type Activation = z.infer<typeof ActivationSchema>;
+
+/** The autoscaler's default `window`; the shortest activation window a gateway assumes when the table gives none. */
+export const DEFAULT_ACTIVATION_WINDOW_MS = 10_000;
+
+/**
+ * How far back a gateway counts a service's held arrivals: `windowMs` when the table gives it,
+ * else max(10 s, threshold × holdTimeoutMs). A client that sends one request at a time and
+ * sends it again after each 503 (one per hold timeout, plus its own pause) must see `threshold`
+ * of them fall within the window: the first is (threshold - 1) hold timeouts old when the last
+ * arrives, so the window spans one more as slack.
+ *
+ * @example
+ * activationWindowMs({ holdTimeoutMs: 30_000, threshold: 3 }); // 90_000
+ */
+export function activationWindowMs(activation: { holdTimeoutMs: number; threshold?: number | undefined; windowMs?: number | undefined }): number {
+  return activation.windowMs ?? Math.max(DEFAULT_ACTIVATION_WINDOW_MS, (activation.threshold ?? 1) * activation.holdTimeoutMs);
+}
 
 export const RoutingServiceSchema = z.strictObject({
   name: z.string(),

@@ -493,6 +493,89 @@ describe("createAutoscaler over the gateway's live stats", () => {
   });
 });
 
+describe("createAutoscaler on a window seen only in part for long", () => {
+  const warnings = (h: Harness) => h.logs.filter((l) => l.level === "warn").map((l) => [l.msg, (l.obj as { reason?: string }).reason]);
+
+  it("holds scale-down for 2 windows while a gateway worker stays missing, then acts on what it sees, warning at each step and every 5 minutes while it lasts", async () => {
+    const h = await setup(orders({ min: 1, max: 10, scaleDown: { stabilization: 0 } }, 4));
+    // A worker that never answers: every look covers none of the 10 s window, at near-zero load.
+    h.loads.set("orders", load(4, 0.2, { coveredMs: 0 }));
+    await h.autoscaler.tick();
+    await h.run(20_000, 2_000);
+    expect(await h.replicas()).toBe(4);
+    expect(h.autoscaler.status("orders")?.evaluations.at(-1)).toMatchObject({ outcome: "held", reason: "metrics-partial", inputs: { coveredMs: 0, partialForMs: 20_000 } });
+    expect(warnings(h)).toEqual([["autoscaler holds the replica count", "metrics-partial"]]);
+
+    await h.run(2_000, 2_000);
+    expect(await h.replicas()).toBe(1);
+    const scaled = await h.events("autoscale.scaled");
+    expect(scaled.map((e) => e.details)).toMatchObject([{ from: 4, to: 1, reason: "metrics-partial-expired", coveredMs: 0, partial: { coveredMs: 0, windowMs: 10_000, forMs: 22_000, expired: true } }]);
+    expect(scaled[0]!.details.message).toMatch(/4 → 1, on a partly seen window: .* for 22s, more than 2 windows in a row/);
+    expect((await h.events("autoscale.held")).map((e) => e.details.reason)).toEqual(["metrics-partial"]);
+    expect(warnings(h)).toEqual([
+      ["autoscaler holds the replica count", "metrics-partial"],
+      ["the gateways have seen only part of the window for more than 2 windows in a row; the autoscaler acts on what they saw", "metrics-partial-expired"],
+    ]);
+
+    // It lasts: one more warning 5 minutes after the last, not before.
+    h.loads.set("orders", load(1, 0.2, { coveredMs: 0 }));
+    await h.run(298_000, 2_000);
+    expect(warnings(h)).toHaveLength(2);
+    await h.run(2_000, 2_000);
+    expect(warnings(h).at(-1)).toEqual(["the gateways still see only part of the window", "metrics-partial-expired"]);
+    expect((h.logs.at(-1)!.obj as { forMs: number }).forMs).toBe(322_000);
+    // A whole window ends it; the next partial run starts over: at min nothing is held, and it is
+    // warned about once it has lasted 2 windows.
+    h.loads.set("orders", load(1, 0.2));
+    await h.run(2_000, 2_000);
+    h.loads.set("orders", load(1, 0.2, { coveredMs: 0 }));
+    // Partial looks 2 s to 22 s later: not more than 2 windows yet.
+    await h.run(22_000, 2_000);
+    expect(warnings(h)).toHaveLength(3);
+    await h.run(2_000, 2_000);
+    expect(warnings(h)).toHaveLength(4);
+    expect(warnings(h).at(-1)?.[1]).toBe("metrics-partial-expired");
+  });
+
+  it("scales an idle service to zero through partial looks that saw no request (regression: each one restarted the idle clock)", async () => {
+    const h = await setup(orders({ min: 0, max: 4, scaleToZero: { idle: "1m" } }, 1));
+    h.loads.set("orders", load(1, 0, { coveredMs: 3_000 }));
+    await h.autoscaler.tick();
+    await h.run(58_000, 2_000);
+    expect(await h.replicas()).toBe(1);
+    await h.run(2_000, 2_000);
+    expect(await h.replicas()).toBe(0);
+    expect((await h.events("autoscale.scaled")).map((e) => e.details)).toMatchObject([{ from: 1, to: 0, reason: "metrics-partial-expired", idleForMs: 60_000 }]);
+  });
+});
+
+describe("createAutoscaler waking a service at zero on held requests", () => {
+  it("activates once the requests held by two gateways add up to scaleToZero.activation, though neither held enough", async () => {
+    const at = (held: Array<{ service: string; arrivals: number; windowMs: number }>) => (nowMs: number): StatsSnapshot => ({
+      ...quietWindow([], nowMs, nowMs - 60_000),
+      ...(held.length === 0 ? {} : { held }),
+    });
+    let second: Array<{ service: string; arrivals: number; windowMs: number }> = [];
+    const gateways: Array<{ url: string; close(): Promise<void> }> = [];
+    const h = await setup(orders({ min: 0, max: 4, scaleToZero: { activation: 3 } }, 0), {
+      reader: (c) => createGatewayLoadReader({ statsUrls: () => gateways.map((g) => g.url), replicas: () => [], project: PROJECT, now: c.now, shareMs: 0 }),
+    });
+    try {
+      gateways.push(await gatewayAdmin(() => at([{ service: "orders", arrivals: 2, windowMs: 90_000 }])(h.clock.now())));
+      gateways.push(await gatewayAdmin(() => at(second)(h.clock.now())));
+      await h.autoscaler.tick();
+      expect(await h.replicas()).toBe(0);
+      expect(h.autoscaler.status("orders")?.evaluations.at(-1)).toMatchObject({ outcome: "steady", reason: "below-activation", inputs: { heldArrivals: 2 } });
+      second = [{ service: "orders", arrivals: 1, windowMs: 90_000 }];
+      await h.run(2_000, 2_000);
+      expect(await h.replicas()).toBe(1);
+      expect((await h.events("service.activated")).map((e) => e.details)).toMatchObject([{ from: 0, to: 1, reason: "activated", heldArrivals: 3, message: "3 requests arrived while at zero (3 held by the gateways): starting 1" }]);
+    } finally {
+      for (const g of gateways) await g.close();
+    }
+  });
+});
+
 describe("checkLoad", () => {
   it("keeps good values, drops bad ones with a message, and rejects what cannot be a load", () => {
     expect(checkLoad({ requests: 3, replicas: [{ replica: "a", ready: true, inflight: 2, rps: "5" }], p95Ms: -1 }, "orders", 42)).toEqual({
@@ -503,6 +586,11 @@ describe("checkLoad", () => {
     // Coverage of the window goes through; unreadable coverage counts as none (no scale-down on it).
     expect(checkLoad({ requests: 1, windowMs: 10_000, replicas: [], coveredMs: 2_500 }, "orders", 0).load?.coveredMs).toBe(2_500);
     expect(checkLoad({ requests: 1, windowMs: 10_000, replicas: [], coveredMs: "soon" }, "orders", 0)).toMatchObject({ load: { coveredMs: 0 }, problems: ["coveredMs soon is not a non-negative number"] });
+    // Held arrivals go through; unreadable ones wake nothing.
+    expect(checkLoad({ requests: 0, windowMs: 10_000, replicas: [], heldArrivals: 3 }, "orders", 0).load?.heldArrivals).toBe(3);
+    const badHeld = checkLoad({ requests: 0, windowMs: 10_000, replicas: [], heldArrivals: Number.NaN }, "orders", 0);
+    expect(badHeld.load).not.toHaveProperty("heldArrivals");
+    expect(badHeld.problems).toEqual(["heldArrivals NaN is not a non-negative number"]);
     expect(checkLoad({ requests: 1, replicas: [7, { replica: "b", ready: "yes" }] }, "orders", 0)).toMatchObject({
       load: { replicas: [{ replica: "b", ready: false }] },
       problems: ["replicas[0]: expected { replica, ready, ... }"],

@@ -6,7 +6,7 @@ import { KeelsonError } from "@keelson/protocol";
 import type { EventKind } from "@keelson/protocol";
 import { ServiceSpecSchema } from "../manifest/index.js";
 import type { ServiceRecord, Store } from "../store/index.js";
-import { decide, emptyMemory, measureValue, recordScale, resolveAutoscale } from "./hpa.js";
+import { decide, emptyMemory, measureValue, PARTIAL_WINDOWS_HELD, recordScale, resolveAutoscale } from "./hpa.js";
 import type { AutoscaleConfig, AutoscaleMemory, Decision, DecisionReason, LimitedBy, Measure, MeasureProposal, ReplicaLoad, ServiceLoad } from "./hpa.js";
 
 /** Where load comes from: the gateways' live stats in production, a simulator in benchmarks. */
@@ -50,8 +50,12 @@ export interface AutoscaleEvaluation {
   inputs: {
     requests?: number;
     windowMs?: number;
-    /** Set when the gateways saw only this much of the window (one restarted within it). */
+    /** Set when the gateways saw only this much of the window (one restarted within it, or a worker of one is missing). */
     coveredMs?: number;
+    /** With `coveredMs`: how long the looks in a row have seen only part of the window. */
+    partialForMs?: number;
+    /** Requests the gateways held for the service while it had no replica (over its activation window). */
+    heldArrivals?: number;
     replicas?: { total: number; ready: number; notReady: number };
     measures: MeasureProposal[];
     idleForMs?: number;
@@ -101,6 +105,9 @@ export interface Autoscaler {
 /** How many looks per service `status()` keeps. */
 export const EVALUATIONS_KEPT = 20;
 
+/** While the gateways see only part of the window, the warning is logged again this often. */
+export const PARTIAL_REWARN_MS = 300_000;
+
 const silent: AutoscalerLog = { info() {}, warn() {}, error() {} };
 
 interface ServiceState {
@@ -117,6 +124,8 @@ interface ServiceState {
   heldReported?: DecisionReason;
   /** The load problems last logged, so a steady stream of the same bad value logs once. */
   problemsLogged?: string;
+  /** While looks see only part of the window: when that was last warned about, and whether the warning said it expired. */
+  partialWarned?: { atMs: number; expired: boolean };
   evaluations: AutoscaleEvaluation[];
   /** Looks and activations of this service run one at a time. */
   queue: Promise<unknown>;
@@ -208,6 +217,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       inputs: {
         ...(load === undefined ? {} : { requests: load.requests, windowMs: load.windowMs, replicas: replicaTotals(load.replicas) }),
         ...(load?.coveredMs === undefined ? {} : { coveredMs: load.coveredMs }),
+        ...(decision.partial === undefined ? {} : { partialForMs: decision.partial.forMs }),
+        ...(load?.heldArrivals === undefined ? {} : { heldArrivals: load.heldArrivals }),
         measures: decision.measures,
         ...(decision.idleForMs === undefined ? {} : { idleForMs: decision.idleForMs }),
       },
@@ -233,9 +244,42 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   async function reportHold(service: string, state: ServiceState, reason: DecisionReason, details: Record<string, unknown>): Promise<void> {
     if (state.heldReported === reason) return;
     state.heldReported = reason;
-    const level = reason === "metrics-unavailable" || reason === "metrics-invalid" || reason === "metrics-partial" || reason === "scale-failed" ? "warn" : "info";
-    log[level]({ service, reason, message: details.message }, "autoscaler holds the replica count");
+    // A partly seen window is warned about by warnPartial, for as long as it lasts.
+    if (reason !== "metrics-partial") {
+      const level = reason === "metrics-unavailable" || reason === "metrics-invalid" || reason === "scale-failed" ? "warn" : "info";
+      log[level]({ service, reason, message: details.message }, "autoscaler holds the replica count");
+    }
     await event("autoscale.held", service, details);
+  }
+
+  /**
+   * Warns while looks in a row see only part of the window: when it first holds a scale-down,
+   * when it has lasted long enough that the autoscaler acts on what it sees, and every
+   * PARTIAL_REWARN_MS after either while it lasts (a worker that stays missing is a problem
+   * someone should look at, not a line logged once).
+   */
+  function warnPartial(service: string, state: ServiceState, decision: Decision, nowMs: number): void {
+    const p = decision.partial;
+    if (p === undefined) {
+      state.partialWarned = undefined;
+      return;
+    }
+    const last = state.partialWarned;
+    const fields = { service, coveredMs: p.coveredMs, windowMs: p.windowMs, forMs: p.forMs, message: decision.message };
+    if (p.expired && last?.expired !== true) {
+      state.partialWarned = { atMs: nowMs, expired: true };
+      log.warn(
+        { ...fields, reason: "metrics-partial-expired" },
+        `the gateways have seen only part of the window for more than ${PARTIAL_WINDOWS_HELD} windows in a row; the autoscaler acts on what they saw`,
+      );
+    } else if (last === undefined) {
+      if (decision.reason !== "metrics-partial") return;
+      state.partialWarned = { atMs: nowMs, expired: false };
+      log.warn({ ...fields, reason: "metrics-partial" }, "autoscaler holds the replica count");
+    } else if (nowMs - last.atMs >= PARTIAL_REWARN_MS) {
+      last.atMs = nowMs;
+      log.warn({ ...fields, reason: p.expired ? "metrics-partial-expired" : "metrics-partial" }, "the gateways still see only part of the window");
+    }
   }
 
   async function evaluate(service: string, record: ServiceRecord, state: ServiceState): Promise<void> {
@@ -265,6 +309,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     const nowMs = now();
     const decision = decide({ config, current, load, ...(unavailable === undefined ? {} : { unavailable }), nowMs, memory: state.memory });
     state.memory = decision.memory;
+    warnPartial(service, state, decision, nowMs);
     const details = eventDetails(decision, load, config);
     switch (decision.outcome) {
       case "steady":
@@ -440,6 +485,8 @@ function eventDetails(decision: Decision, load: ServiceLoad | undefined, config:
     })),
     ...(load === undefined ? {} : { replicas: { ...replicaTotals(load.replicas), missing }, requests: load.requests, windowMs: load.windowMs }),
     ...(load?.coveredMs === undefined ? {} : { coveredMs: load.coveredMs }),
+    ...(decision.partial === undefined ? {} : { partial: decision.partial }),
+    ...(load?.heldArrivals === undefined ? {} : { heldArrivals: load.heldArrivals }),
     ...(decision.recommendation === undefined ? {} : { recommendation: decision.recommendation }),
     ...(decision.stabilization === undefined ? {} : { stabilization: decision.stabilization }),
     ...(decision.limits === undefined
@@ -498,6 +545,12 @@ export function checkLoad(raw: unknown, service: string, fallbackAtMs: number): 
     // Unreadable coverage is read as none: the load may then scale up but not down.
     if (covered === undefined) problems.push(`coveredMs ${String(r.coveredMs)} is not a non-negative number`);
     load.coveredMs = covered ?? 0;
+  }
+  if (r.heldArrivals !== undefined) {
+    const held = measureValue(r.heldArrivals);
+    // Unreadable, it wakes nothing: the requests in the window still can.
+    if (held === undefined) problems.push(`heldArrivals ${String(r.heldArrivals)} is not a non-negative number`);
+    else if (held > 0) load.heldArrivals = held;
   }
   return { load, problems };
 }

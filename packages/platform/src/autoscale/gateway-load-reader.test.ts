@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { LATENCY_BOUNDS_MS, histogramQuantile, type SeriesStats, type StatsSnapshot } from "../gateway/index.js";
 import type { ReplicaInfo } from "../runtime/index.js";
 import { createGatewayLoadReader, quantileOfHistogram } from "./gateway-load-reader.js";
+import { decide, emptyMemory, resolveAutoscale } from "./hpa.js";
 
 const AT = Date.parse("2026-03-01T10:00:00.000Z");
 
@@ -205,6 +206,24 @@ describe("createGatewayLoadReader", () => {
     // What was seen is still divided by the whole window: (100 + 4) × 50 ms / 10 s.
     expect(partial?.replicas[0]?.inflight).toBeCloseTo(0.52, 9);
     expect((await read([full.url, broken.url]))?.coveredMs).toBe(0);
+  });
+
+  it("sums a service's held arrivals over gateways, so requests split between them reach the activation threshold and wake it", async () => {
+    // activation 3: one gateway (or worker) held 2 requests for orders, another 1; neither asked for a replica.
+    const a = await gateway({ ...snapshot([]), held: [{ service: "orders", arrivals: 2, windowMs: 90_000 }] });
+    const b = await gateway({ ...snapshot([]), held: [{ service: "cart", arrivals: 5, windowMs: 90_000 }, { service: "orders", arrivals: 1, windowMs: 90_000 }] });
+    const older = await gateway(snapshot([]));
+    const junk = await gateway({ ...snapshot([]), held: [null, { service: "orders", arrivals: "many" }, { service: "orders", arrivals: -2 }] });
+    const read = (urls: string[]) => createGatewayLoadReader({ statsUrls: () => urls, replicas: () => [], project: "shop", now: () => AT }).read("orders", 10_000);
+    const both = await read([a.url, b.url, older.url, junk.url]);
+    expect(both).toMatchObject({ requests: 0, heldArrivals: 3 });
+    const z = resolveAutoscale({ min: 0, max: 4, scaleToZero: { activation: 3 } });
+    expect(decide({ config: z, current: 0, load: both, nowMs: AT, memory: emptyMemory() })).toMatchObject({ outcome: "scale", reason: "activated", to: 1 });
+    // One gateway's share alone is below the threshold.
+    const one = await read([a.url, older.url]);
+    expect(one?.heldArrivals).toBe(2);
+    expect(decide({ config: z, current: 0, load: one, nowMs: AT, memory: emptyMemory() })).toMatchObject({ outcome: "steady", reason: "below-activation", to: 0 });
+    expect(await read([older.url, junk.url])).not.toHaveProperty("heldArrivals");
   });
 
   it("leaves p95 out rather than mixing histograms with different buckets", async () => {

@@ -4,7 +4,9 @@
 // summed latency histograms. Any gateway that does not answer makes the whole read undefined:
 // part of the traffic would look like less load, so the autoscaler holds instead. For the same
 // reason a gateway that started within the window (a restart) marks the load as partly covered,
-// which may scale up on what was seen but not down.
+// which may scale up on what was seen but not down. Requests held for a service at zero are
+// summed over gateways too (`heldArrivals`): they wake it even when no one gateway process
+// holds enough of them to ask for a replica itself.
 import type { StatsSnapshot } from "../gateway/index.js";
 import type { ReplicaInfo } from "../runtime/index.js";
 import type { LoadReader } from "./autoscaler.js";
@@ -18,7 +20,10 @@ export interface GatewayLoadReaderOptions {
   /** Only replicas of this project (the driver may run several). */
   project?: string;
   fetch?: typeof fetch;
-  /** Per gateway request (default 2,000 ms). */
+  /**
+   * Per gateway request (default 3,000 ms: longer than a multi-worker gateway's 2 s ask of its
+   * workers, so a silent worker reads as a partly covered window rather than no answer).
+   */
   timeoutMs?: number;
   /** Wall clock in ms, the clock of the runtime's `startedAt` (default Date.now). */
   now?: () => number;
@@ -38,7 +43,7 @@ const LIVE_STATES: ReadonlySet<string> = new Set(["starting", "ready", "unready"
  */
 export function createGatewayLoadReader(options: GatewayLoadReaderOptions): LoadReader {
   const doFetch = options.fetch ?? fetch;
-  const timeoutMs = options.timeoutMs ?? 2_000;
+  const timeoutMs = options.timeoutMs ?? 3_000;
   const now = options.now ?? Date.now;
   // One snapshot holds every service: the looks of one round (same window, same gateways) share
   // one fetch per gateway instead of asking again for each autoscaled service.
@@ -92,7 +97,8 @@ interface ReplicaSum {
  * routing table yet) has no inflight or rps: it is missing, as HPA counts a pod without metrics.
  * The window is covered as far as the least covered gateway's (`coveredSeconds`); when that is
  * less than the window, `coveredMs` says so and the values are still divided by the whole
- * window (they read low, which `decide` allows to scale up but not down).
+ * window (they read low, which `decide` allows to scale up but not down). The service's held
+ * arrivals (`held`, over its activation window) are summed over the gateways.
  */
 export function serviceLoadFromSnapshots(input: { service: string; snapshots: readonly StatsSnapshot[]; replicas: readonly ReplicaInfo[]; atMs: number; project?: string }): ServiceLoad {
   const { service, snapshots, atMs } = input;
@@ -135,6 +141,16 @@ export function serviceLoadFromSnapshots(input: { service: string; snapshots: re
   if (requests > 0 && histogram !== undefined) result.p95Ms = quantileOfHistogram(0.95, histogram, bounds);
   const covered = Math.min(...snapshots.map((s) => coveredSecondsOf(s, windowSeconds)));
   if (covered < windowSeconds) result.coveredMs = Math.round(covered * 1_000);
+  let held = 0;
+  for (const snap of snapshots) {
+    // JSON from another process: checked, not trusted.
+    const entries: unknown = snap.held;
+    if (!Array.isArray(entries)) continue;
+    for (const h of entries as unknown[]) {
+      if (typeof h === "object" && h !== null && (h as { service?: unknown }).service === service) held += finite((h as { arrivals?: unknown }).arrivals);
+    }
+  }
+  if (held > 0) result.heldArrivals = held;
   return result;
 }
 

@@ -397,11 +397,51 @@ describe("decide: one look, as HPA's reconcile", () => {
     expect(at(emptyMemory(), c, 4, loadAt(4, 0.2, { coveredMs: 10_000 }), 0)).toMatchObject({ outcome: "scale", to: 1 });
     // What was seen already asks for more: scale up.
     expect(at(emptyMemory(), c, 2, loadAt(2, 20, { coveredMs: 5_000 }), 0)).toMatchObject({ outcome: "scale", reason: "scale-up", to: 4 });
-    // Nor does an idle-looking partial window count toward scale to zero.
+  });
+
+  it("acts on a window seen only in part once that has lasted more than 2 windows in a row (regression: a missing worker blocked scale-down for good)", () => {
+    const c = config({ min: 1, max: 10, scaleDown: { stabilization: 0 } });
+    // A worker of the gateway stays missing: every look sees none of the 10 s window.
+    const missing = loadAt(4, 0.2, { coveredMs: 0 });
+    let memory = emptyMemory();
+    for (const t of [0, 2_000, 10_000, 20_000]) {
+      const d = at(memory, c, 4, missing, t);
+      expect(d).toMatchObject({ outcome: "hold", reason: "metrics-partial", to: 4, partial: { coveredMs: 0, windowMs: 10_000, forMs: t, expired: false } });
+      expect(d.message).toMatch(/no scale-down until the window is full, or it has been partial for more than 20s in a row/);
+      memory = d.memory;
+    }
+    const d = at(memory, c, 4, missing, 20_001);
+    expect(d).toMatchObject({ outcome: "scale", reason: "metrics-partial-expired", to: 1, partial: { forMs: 20_001, expired: true } });
+    expect(d.message).toMatch(/^inflight 0\.2\/10 .*: 4 → 1, on a partly seen window: the gateways saw only 0s of the 10s window .* for 20s, more than 2 windows in a row/);
+    // A scale-up on a partial window is no news: its reason stays.
+    expect(at(d.memory, c, 4, loadAt(4, 30, { coveredMs: 0 }), 22_000)).toMatchObject({ outcome: "scale", reason: "scale-up" });
+
+    // A look at a whole window, or without load, ends the run: the next partial look holds again.
+    for (const between of [loadAt(4, 10), undefined]) {
+      let m = at(emptyMemory(), c, 4, missing, 0).memory;
+      m = at(m, c, 4, missing, 19_000).memory;
+      m = at(m, c, 4, between, 20_000).memory;
+      expect(m.partialSinceMs).toBeUndefined();
+      expect(at(m, c, 4, missing, 22_000)).toMatchObject({ outcome: "hold", reason: "metrics-partial", partial: { forMs: 0 } });
+    }
+  });
+
+  it("keeps the idle clock running through partial looks that saw no request, and scales to zero on them only once they expired", () => {
     const z = config({ min: 0, max: 4, scaleDown: { stabilization: 0 }, scaleToZero: { idle: "1m" } });
-    let memory = at(emptyMemory(), z, 1, loadAt(1, 0, { requests: 0 }), 0).memory;
-    memory = at(memory, z, 1, loadAt(1, 0, { requests: 0, coveredMs: 2_000 }), 50_000).memory;
-    expect(at(memory, z, 1, loadAt(1, 0, { requests: 0 }), 70_000)).toMatchObject({ outcome: "hold", reason: "waiting-for-idle", idleForMs: 20_000 });
+    const quiet = (extra: Partial<ServiceLoad> = {}) => loadAt(1, 0, { requests: 0, ...extra });
+    let memory = at(emptyMemory(), z, 1, quiet(), 0).memory;
+    // Partial looks with no request (regression: each one restarted the idle clock).
+    memory = at(memory, z, 1, quiet({ coveredMs: 2_000 }), 50_000).memory;
+    expect(at(memory, z, 1, quiet(), 70_000)).toMatchObject({ outcome: "scale", reason: "scale-to-zero", to: 0, idleForMs: 70_000 });
+    // Idle long enough, but the window is still partial: held, not scaled to zero...
+    const held = at(memory, z, 1, quiet({ coveredMs: 2_000 }), 65_000);
+    expect(held).toMatchObject({ outcome: "hold", reason: "metrics-partial", to: 1, idleForMs: 65_000 });
+    expect(held.message).toMatch(/^no requests for 65s, but the gateways saw only 2s of the 10s window .*: no scale-down until the window is full/);
+    // ...until it has been partial for more than 2 windows.
+    expect(at(held.memory, z, 1, quiet({ coveredMs: 2_000 }), 70_001)).toMatchObject({ outcome: "scale", reason: "metrics-partial-expired", to: 0, message: expect.stringMatching(/^no requests for 70s: scaling to zero, on a partly seen window/) });
+    // A request seen by a gateway that answered still restarts it.
+    memory = at(memory, z, 1, quiet({ coveredMs: 2_000, requests: 1 }), 60_000).memory;
+    expect(at(memory, z, 1, quiet(), 70_000)).toMatchObject({ outcome: "hold", reason: "waiting-for-idle", idleForMs: 10_000 });
   });
 
   it("wakes from zero only once scaleToZero.activation requests were seen in the window", () => {
@@ -409,6 +449,22 @@ describe("decide: one look, as HPA's reconcile", () => {
     expect(at(emptyMemory(), z, 0, load([], { requests: 4 }), 0)).toMatchObject({ outcome: "steady", reason: "below-activation", to: 0, message: expect.stringMatching(/4 requests in the window, fewer than the 5 that wake it/) });
     expect(at(emptyMemory(), z, 0, load([], { requests: 5 }), 0)).toMatchObject({ outcome: "scale", reason: "activated", to: 1 });
     expect(at(emptyMemory(), config({ min: 0, max: 4 }), 0, load([], { requests: 1 }), 0)).toMatchObject({ outcome: "scale", reason: "activated", to: 1 });
+  });
+
+  it("wakes from zero on the requests the gateways held, which never reach a replica's series (regression: they were never counted)", () => {
+    const z = config({ min: 0, max: 4, scaleToZero: { activation: 3 } });
+    expect(at(emptyMemory(), z, 0, load([], { requests: 0, heldArrivals: 2 }), 0)).toMatchObject({
+      outcome: "steady",
+      reason: "below-activation",
+      message: "at zero, 2 held by the gateways, fewer than the 3 that wake it (scaleToZero.activation)",
+    });
+    expect(at(emptyMemory(), z, 0, load([], { requests: 0, heldArrivals: 3 }), 0)).toMatchObject({ outcome: "scale", reason: "activated", to: 1, message: "3 requests arrived while at zero (3 held by the gateways): starting 1" });
+    expect(at(emptyMemory(), z, 0, load([], { requests: 1, heldArrivals: 2 }), 0)).toMatchObject({ outcome: "scale", reason: "activated", message: expect.stringMatching(/\(1 requests in the window and 2 held by the gateways\)/) });
+    // Requests held while the replica is not ready yet keep the service from counting as idle.
+    const idle = config({ min: 0, max: 4, scaleDown: { stabilization: 0 }, scaleToZero: { idle: "1m" } });
+    let memory = at(emptyMemory(), idle, 1, loadAt(1, 0, { requests: 0 }), 0).memory;
+    memory = at(memory, idle, 1, loadAt(1, 0, { requests: 0, heldArrivals: 1 }), 50_000).memory;
+    expect(at(memory, idle, 1, loadAt(1, 0, { requests: 0 }), 70_000)).toMatchObject({ outcome: "hold", reason: "waiting-for-idle", idleForMs: 20_000 });
   });
 
   it("pauses at zero when min > 0 (as HPA), and at min 0 activates on requests", () => {

@@ -36,9 +36,16 @@ export interface ServiceLoad {
   requests: number;
   /**
    * How much of the window the source saw, when less than `windowMs` (a gateway started within
-   * the window). Such a load reads low: it may scale up, never down (see `decide`).
+   * the window, or a worker of one is missing). Such a load reads low: it may scale up, but not
+   * down until it has lasted more than PARTIAL_WINDOWS_HELD windows (see `decide`).
    */
   coveredMs?: number;
+  /**
+   * Requests the gateways held (or refused at their cap) for the service while it had no
+   * replica, summed over gateways and their workers, each counted over the service's activation
+   * window. They reached no replica, so `requests` does not count them.
+   */
+  heldArrivals?: number;
 }
 
 export interface ScalingPolicy {
@@ -64,7 +71,7 @@ export interface AutoscaleConfig {
   intervalMs: number;
   scaleUp: ScalingRules;
   scaleDown: ScalingRules;
-  /** Present only with min 0. `activation`: requests in the window (or held by a gateway) that wake the service from zero. */
+  /** Present only with min 0. `activation`: requests in the window, or held by the gateways within the activation window, that wake the service from zero. */
   scaleToZero: { idleMs: number; holdTimeoutMs: number; activation: number } | undefined;
   /** CPU samples of replicas started less than this ago are set aside (HPA's CPU initialization period). */
   cpuInitializationMs: number;
@@ -511,11 +518,20 @@ export interface AutoscaleMemory {
   lastRequestAtMs: number | undefined;
   /** Whether the first look happened (it records the current count as a recommendation, as HPA does). */
   initialized: boolean;
+  /** The first of the looks in a row, up to the last one, at a window seen only in part (`coveredMs`). */
+  partialSinceMs?: number | undefined;
 }
 
 export function emptyMemory(): AutoscaleMemory {
-  return { recommendations: [], scaleUps: [], scaleDowns: [], lastRequestAtMs: undefined, initialized: false };
+  return { recommendations: [], scaleUps: [], scaleDowns: [], lastRequestAtMs: undefined, initialized: false, partialSinceMs: undefined };
 }
+
+/**
+ * How many windows in a row a partly seen window may hold scale-downs. A restarted gateway
+ * fills its window within one; a worker that stays missing (crash-looping, or too slow to
+ * answer) would otherwise block scale-down and scale to zero for good.
+ */
+export const PARTIAL_WINDOWS_HELD = 2;
 
 /** Why a decision came out as it did; the first group scales, the second keeps the count, the third holds it. */
 export type DecisionReason =
@@ -531,6 +547,7 @@ export type DecisionReason =
   | "metrics-unavailable"
   | "metrics-invalid"
   | "metrics-partial"
+  | "metrics-partial-expired"
   | "stabilization"
   | "scale-up-limit"
   | "scale-down-limit"
@@ -554,6 +571,12 @@ export interface Decision {
   limits?: LimitResult & { min: number; max: number };
   /** How long no request was seen (services with min 0). */
   idleForMs?: number;
+  /**
+   * Set when the load saw only part of its window: how much, for how long in a row, and whether
+   * that has lasted more than PARTIAL_WINDOWS_HELD windows (then a scale-down goes ahead, with
+   * the reason `metrics-partial-expired`).
+   */
+  partial?: { coveredMs: number; windowMs: number; forMs: number; expired: boolean };
   /** The memory after this decision (the caller adds the scale change once it is made). */
   memory: AutoscaleMemory;
 }
@@ -566,10 +589,13 @@ function seconds(ms: number): string {
  * One look at a service, as HPA's reconcile: the current count outside min..max is moved in at
  * once; otherwise the measures propose, stabilization and policies bound, and min/max clamp.
  * Without load (`load` undefined: the source gave nothing) the count is held. A load that saw
- * only part of its window (`coveredMs`, a gateway restarted) may scale up but not down: the
- * unseen part counts as on target, as HPA counts a pod without metrics when scaling down. With
- * min 0 the last replica stops only after `scaleToZero.idle` without requests, and a service
- * at zero with `scaleToZero.activation` requests in the window is activated to max(1, min) at once.
+ * only part of its window (`coveredMs`, a gateway restarted or a worker of one is missing) may
+ * scale up but not down: the unseen part counts as on target, as HPA counts a pod without
+ * metrics when scaling down. Once looks in a row have been partial for more than
+ * PARTIAL_WINDOWS_HELD windows, the autoscaler acts on what is seen (`metrics-partial-expired`).
+ * With min 0 the last replica stops only after `scaleToZero.idle` without requests, and a
+ * service at zero with `scaleToZero.activation` requests in the window, or held by the gateways
+ * within the activation window (`heldArrivals`), is activated to max(1, min) at once.
  */
 export function decide(input: { config: AutoscaleConfig; current: number; load: ServiceLoad | undefined; unavailable?: string; nowMs: number; memory: AutoscaleMemory }): Decision {
   const { config, current, load, nowMs } = input;
@@ -578,24 +604,45 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
     memory.initialized = true;
     memory.recommendations.push({ atMs: nowMs, replicas: current });
   }
-  // Idleness is observed, never assumed: a look without load, or at a window partly unseen,
-  // restarts the idle clock too.
+  // A partly seen window holds scale-downs for PARTIAL_WINDOWS_HELD windows of looks in a row;
+  // any look at a whole window, or without load, ends the run.
   const partial = load !== undefined && load.coveredMs !== undefined && load.coveredMs < load.windowMs;
-  if (load === undefined || load.requests > 0 || partial) memory.lastRequestAtMs = nowMs;
+  if (!partial) memory.partialSinceMs = undefined;
+  else memory.partialSinceMs ??= nowMs;
+  const partialForMs = partial ? nowMs - memory.partialSinceMs! : 0;
+  const partialExpired = partial && partialForMs > PARTIAL_WINDOWS_HELD * config.windowMs;
+  const holdPartial = partial && !partialExpired;
+  // Idleness is observed, never assumed: a look without load restarts the idle clock, as does any
+  // request or held arrival. A partly seen window in which every gateway that answered saw none
+  // does not: the part unseen holds the scale to zero itself (below) while it may, and a worker
+  // that stays missing must not keep the service from ever being idle.
+  const arrivals = load === undefined ? 0 : load.requests + (load.heldArrivals ?? 0);
+  if (load === undefined || arrivals > 0) memory.lastRequestAtMs = nowMs;
   const idleForMs = nowMs - memory.lastRequestAtMs!;
-  const base = { from: current, measures: [] as MeasureProposal[], memory, ...(config.min === 0 ? { idleForMs } : {}) };
+  const base = {
+    from: current,
+    measures: [] as MeasureProposal[],
+    memory,
+    ...(config.min === 0 ? { idleForMs } : {}),
+    ...(partial ? { partial: { coveredMs: load.coveredMs!, windowMs: load.windowMs, forMs: partialForMs, expired: partialExpired } } : {}),
+  };
+  const unseen = partial ? `the gateways saw only ${seconds(load.coveredMs!)} of the ${seconds(load.windowMs)} window (one started within it, or a worker of one is missing)` : "";
+  const heldUntil = `no scale-down until the window is full, or it has been partial for more than ${seconds(PARTIAL_WINDOWS_HELD * config.windowMs)} in a row`;
+  const actingOnPartial = `, on a partly seen window: ${unseen} for ${seconds(partialForMs)}, more than ${PARTIAL_WINDOWS_HELD} windows in a row, so the autoscaler acts on what they saw`;
   const hold = (reason: DecisionReason, message: string, extra: Partial<Decision> = {}): Decision => ({ ...base, outcome: "hold", reason, message, to: current, ...extra });
 
   if (current === 0) {
     if (config.min > 0) return hold("disabled", `the service was scaled to 0 while min is ${config.min}: autoscaling is paused until it runs again (as HPA)`);
     if (load === undefined) return hold("metrics-unavailable", `at zero, and ${input.unavailable ?? "the metrics source gave nothing"}`);
     const activation = config.scaleToZero?.activation ?? AUTOSCALE_DEFAULTS.scaleToZero.activation;
-    if (load.requests > 0 && load.requests >= activation) {
+    const held = load.heldArrivals ?? 0;
+    const seen = held === 0 ? `${load.requests} requests in the window` : `${load.requests === 0 ? "" : `${load.requests} requests in the window and `}${held} held by the gateways`;
+    if (arrivals > 0 && arrivals >= activation) {
       const to = Math.max(1, config.min);
-      return { ...base, outcome: "scale", reason: "activated", message: `${load.requests} requests arrived while at zero: starting ${to}`, to };
+      return { ...base, outcome: "scale", reason: "activated", message: `${arrivals} requests arrived while at zero (${seen}): starting ${to}`, to };
     }
-    if (load.requests > 0) {
-      return { ...base, outcome: "steady", reason: "below-activation", message: `at zero, ${load.requests} requests in the window, fewer than the ${activation} that wake it (scaleToZero.activation)`, to: 0 };
+    if (arrivals > 0) {
+      return { ...base, outcome: "steady", reason: "below-activation", message: `at zero, ${seen}, fewer than the ${activation} that wake it (scaleToZero.activation)`, to: 0 };
     }
     return { ...base, outcome: "steady", reason: "idle-at-zero", message: "at zero, no requests", to: 0 };
   }
@@ -607,9 +654,11 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
   // this step's stabilization; HPA's window, meant for counts that still serve load, would keep
   // the service at one replica for another five minutes.
   const zeroAfterMs = config.scaleToZero?.idleMs ?? AUTOSCALE_DEFAULTS.scaleToZero.idleMs;
-  if (config.min === 0 && current > 0 && load.requests === 0 && idleForMs >= zeroAfterMs) {
+  if (config.min === 0 && current > 0 && arrivals === 0 && idleForMs >= zeroAfterMs) {
+    if (holdPartial) return hold("metrics-partial", `no requests for ${seconds(idleForMs)}, but ${unseen}: ${heldUntil}`);
     memory.recommendations = [];
-    return { ...base, outcome: "scale", reason: "scale-to-zero", message: `no requests for ${seconds(idleForMs)}: scaling to zero`, to: 0 };
+    const message = `no requests for ${seconds(idleForMs)}: scaling to zero${partialExpired ? actingOnPartial : ""}`;
+    return { ...base, outcome: "scale", reason: partialExpired ? "metrics-partial-expired" : "scale-to-zero", message, to: 0 };
   }
 
   const proposals = proposeReplicas(config, current, load);
@@ -618,11 +667,10 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
   // Whatever a caller passed, nothing but a count enters the stabilization history.
   if (!Number.isInteger(recommendation) || recommendation < 0) return hold("metrics-invalid", `the measures gave ${recommendation} replicas, not a count`, { measures: proposals.measures });
   const why = `${proposals.measure} ${describe(proposals.measures.find((m) => m.measure === proposals.measure))}`;
-  if (partial && recommendation < current) {
+  if (holdPartial && recommendation < current) {
     // Recorded as a recommendation of the current count (on target), which the scale-down window then remembers.
     memory.recommendations = stabilize({ history: memory.recommendations, desired: current, current, nowMs, upWindowMs: config.scaleUp.stabilizationMs, downWindowMs: config.scaleDown.stabilizationMs }).history;
-    const message = `${why} asks for ${recommendation}, but the gateways saw only ${seconds(load.coveredMs!)} of the ${seconds(load.windowMs)} window (one started within it): no scale-down until the window is full`;
-    return hold("metrics-partial", message, { measures: proposals.measures, recommendation });
+    return hold("metrics-partial", `${why} asks for ${recommendation}, but ${unseen}: ${heldUntil}`, { measures: proposals.measures, recommendation });
   }
 
   const stabilized = stabilize({ history: memory.recommendations, desired: recommendation, current, nowMs, upWindowMs: config.scaleUp.stabilizationMs, downWindowMs: config.scaleDown.stabilizationMs });
@@ -643,6 +691,8 @@ export function decide(input: { config: AutoscaleConfig; current: number; load: 
     const stab = stabilized.replicas !== recommendation ? ` (stabilized from ${recommendation})` : "";
     const reason: DecisionReason = to > current ? "scale-up" : to === 0 ? "scale-to-zero" : "scale-down";
     const message = reason === "scale-to-zero" ? `no requests for ${seconds(idleForMs)}: scaling to zero` : `${why}: ${current} → ${to}${stab}${cut}`;
+    // A scale-down that a partial window would have held says so, in its reason too.
+    if (partialExpired && to < current) return { ...base, ...detail, outcome: "scale", reason: "metrics-partial-expired", message: `${message}${actingOnPartial}`, to };
     return { ...base, ...detail, outcome: "scale", reason, message, to };
   }
   if (recommendation === current) {

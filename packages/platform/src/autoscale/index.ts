@@ -1,7 +1,7 @@
 // The autoscale domain: replica counts driven by load with Kubernetes HPA's algorithm (hpa.ts,
 // pure), the loop that applies it to a project's services (autoscaler.ts) and the LoadReader
 // over the gateways' live stats (gateway-load-reader.ts).
-export { AUTOSCALE_DEFAULTS, MEASURES, applyLimits, decide, emptyMemory, proposeReplicas, recordScale, replicaMeasureProposal, resolveAutoscale, scaleDownLimit, scaleUpLimit, serviceMeasureProposal, stabilize } from "./hpa.js";
+export { AUTOSCALE_DEFAULTS, MEASURES, PARTIAL_WINDOWS_HELD, applyLimits, decide, emptyMemory, proposeReplicas, recordScale, replicaMeasureProposal, resolveAutoscale, scaleDownLimit, scaleUpLimit, serviceMeasureProposal, stabilize } from "./hpa.js";
 export type {
   AutoscaleConfig,
   AutoscaleMemory,

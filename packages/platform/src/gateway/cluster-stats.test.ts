@@ -59,4 +59,17 @@ describe("mergeStatsSnapshots", () => {
     // No worker answered: nothing of the window was seen (not an idle service).
     expect(mergeStatsSnapshots([], 10).coveredSeconds).toBe(0);
   });
+
+  it("adds up the workers' held arrivals per service, so requests split over workers reach the activation threshold together", () => {
+    const a = { ...workerSnapshot("web-1", []), held: [{ service: "orders", arrivals: 2, windowMs: 90_000 }] };
+    const b = { ...workerSnapshot("web-1", []), held: [{ service: "billing", arrivals: 1, windowMs: 10_000 }, { service: "orders", arrivals: 1, windowMs: 60_000 }] };
+    const none = workerSnapshot("web-1", []);
+    expect(mergeStatsSnapshots([a, none, b], 10).held).toEqual([
+      { service: "billing", arrivals: 1, windowMs: 10_000 },
+      { service: "orders", arrivals: 3, windowMs: 90_000 },
+    ]);
+    // The workers' own lists are left as they were.
+    expect(a.held).toEqual([{ service: "orders", arrivals: 2, windowMs: 90_000 }]);
+    expect(mergeStatsSnapshots([none, none], 10)).not.toHaveProperty("held");
+  });
 });

@@ -1,6 +1,7 @@
 // The rolling traffic window (admin `GET /stats`) of a multi-worker gateway: each worker keeps its
 // own, and the primary sums them into the one snapshot canary analysis and the autoscaler read,
 // in the same shape a single-process gateway answers with.
+import type { HeldArrivals } from "./held-requests.js";
 import type { SeriesStats, StatsSnapshot, TrafficStats } from "./live-stats.js";
 import { FAULT_REPLICA_PREFIX } from "./fault-injection.js";
 import { LATENCY_BOUNDS_MS, histogramQuantile } from "./live-stats.js";
@@ -13,6 +14,8 @@ type Sum = { requests: number; errors: number; latencySum: number; inflight: num
  * in flight is the sum of the workers' peaks (their peaks need not fall in the same second, so it
  * is an upper bound). The window is covered as far as the least covered worker's; with a worker
  * missing (`missing`, or no snapshot at all) part of the traffic is unseen, so not at all.
+ * Held arrivals add up per service too: requests for a service at zero that the primary spread
+ * over the workers count together toward its activation threshold.
  */
 export function mergeStatsSnapshots(snapshots: readonly StatsSnapshot[], windowSeconds: number, options: { missing?: number } = {}): StatsSnapshot {
   const first = snapshots[0];
@@ -35,6 +38,18 @@ export function mergeStatsSnapshots(snapshots: readonly StatsSnapshot[], windowS
   // Sorted as a single gateway sorts them: by service, version, then replica.
   const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   const covered = (options.missing ?? 0) > 0 || snapshots.length === 0 ? 0 : Math.min(windowSeconds, ...snapshots.map((s) => s.coveredSeconds ?? windowSeconds));
+  const held = new Map<string, HeldArrivals>();
+  for (const snap of snapshots) {
+    for (const h of snap.held ?? []) {
+      const into = held.get(h.service);
+      if (into === undefined) held.set(h.service, { ...h });
+      else {
+        into.arrivals += h.arrivals;
+        // Workers on different tables (one is catching up) may count over different windows: the longest.
+        into.windowMs = Math.max(into.windowMs, h.windowMs);
+      }
+    }
+  }
   return {
     windowSeconds,
     coveredSeconds: covered,
@@ -46,6 +61,7 @@ export function mergeStatsSnapshots(snapshots: readonly StatsSnapshot[], windowS
     versions: [...versions.values()]
       .sort((a, b) => order(a.service, b.service) || order(a.version, b.version))
       .map((v) => ({ service: v.service, version: v.version, replicas: v.replicas.size, ...summarize(v.sum, windowSeconds) })),
+    ...(held.size > 0 ? { held: [...held.values()].sort((a, b) => order(a.service, b.service)) } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import { makeTempDir, waitFor } from "#test-support";
 import type { GatewayClusterOptions } from "./gateway-cluster.js";
 import { createGatewayCluster } from "./gateway-cluster.js";
 import type { Gateway, GatewayOptions, GatewayState } from "./gateway-server.js";
+import type { StatsSnapshot } from "./live-stats.js";
 import { createGateway } from "./gateway-server.js";
 import { createSeededRandom } from "./random.js";
 import { buildRoutingTable } from "./routing-table.js";
@@ -45,9 +46,16 @@ async function startUpstream(name: string): Promise<string> {
 }
 
 let version = 0;
-/** Service "orders" scaled to zero (holding requests up to `holdTimeoutMs`, asking at `threshold` held), or served by `url`. */
-function table(options: { url?: string; holdTimeoutMs?: number; threshold?: number } = {}): RoutingTable {
-  const activation = { holdTimeoutMs: options.holdTimeoutMs ?? 10_000, ...(options.threshold === undefined ? {} : { threshold: options.threshold }) };
+/**
+ * Service "orders" scaled to zero (holding requests up to `holdTimeoutMs`, asking at `threshold`
+ * held at once or arrived within `windowMs`), or served by `url`.
+ */
+function table(options: { url?: string; holdTimeoutMs?: number; threshold?: number; windowMs?: number } = {}): RoutingTable {
+  const activation = {
+    holdTimeoutMs: options.holdTimeoutMs ?? 10_000,
+    ...(options.threshold === undefined ? {} : { threshold: options.threshold }),
+    ...(options.windowMs === undefined ? {} : { windowMs: options.windowMs }),
+  };
   return buildRoutingTable({
     project: "test",
     version: ++version,
@@ -128,6 +136,11 @@ async function send(url: string, headers: Record<string, string> = {}) {
 
 const errorOf = (r: { text: string }) => (JSON.parse(r.text) as ErrorBody).error;
 
+/** The held arrivals a gateway's `/stats` reports. */
+async function heldArrivals(adminUrl: string): Promise<StatsSnapshot["held"]> {
+  return (JSON.parse((await send(`${adminUrl}/stats?window=10`)).text) as StatsSnapshot).held;
+}
+
 async function held(gw: Gateway): Promise<number> {
   const state = JSON.parse((await send(`${gw.adminUrl}/state`)).text) as GatewayState;
   return state.services.find((s) => s.name === "orders")?.activation?.held ?? -1;
@@ -177,6 +190,33 @@ describe("a service scaled to zero", () => {
     const up = await startUpstream("orders-1");
     cp.publish(table({ url: up }));
     expect((await Promise.all(pending)).map((a) => a.status)).toEqual([200, 200, 200]);
+    expect(cp.activations).toHaveLength(1);
+  });
+
+  it("with an activation threshold, wakes for a client that sends one request at a time and again after each 503 (regression: it never woke)", async () => {
+    // What the routing publisher sends for activation 3 with a 10 s autoscale window.
+    const first = table({ threshold: 3, holdTimeoutMs: 300, windowMs: 10_000 });
+    const cp = await startControlPlane(first);
+    const gw = await startGateway(cp.url);
+    await serving(gw, first.version);
+
+    for (let i = 1; i <= 2; i++) {
+      const r = await send(`${gw.url}/orders/${i}`);
+      expect(r.status).toBe(503);
+      expect(errorOf(r).code).toBe("KEELSON_ERR_NO_ENDPOINT");
+    }
+    expect(cp.activations).toHaveLength(0);
+    // Never two at once, but the autoscaler sees them in /stats (it sums every gateway's).
+    expect(await heldArrivals(gw.adminUrl)).toEqual([{ service: "orders", arrivals: 2, windowMs: 10_000 }]);
+    const third = send(`${gw.url}/orders/3`);
+    await waitFor(() => cp.activations.length === 1, { what: "the activate call" });
+    expect(await heldArrivals(gw.adminUrl)).toEqual([{ service: "orders", arrivals: 3, windowMs: 10_000 }]);
+    const up = await startUpstream("orders-1");
+    const served = table({ url: up, threshold: 3, holdTimeoutMs: 300, windowMs: 10_000 });
+    cp.publish(served);
+    expect((await third).status).toBe(200);
+    // Once it has a replica, the arrivals have done their part.
+    expect(await heldArrivals(gw.adminUrl)).toBeUndefined();
     expect(cp.activations).toHaveLength(1);
   });
 
@@ -337,5 +377,58 @@ describe("a service scaled to zero behind a multi-worker gateway", () => {
     cp.publish(table({ url: up }));
     expect(await Promise.all(pending)).toEqual(Array.from({ length: 10 }, () => 200));
     expect(cp.activations).toHaveLength(1);
+  });
+
+  it("with an activation threshold, reports in /stats the held arrivals of all workers summed, though no worker alone reached it", { timeout: 60_000 }, async () => {
+    const first = table({ threshold: 3, holdTimeoutMs: 20_000, windowMs: 60_000 });
+    const cp = await startControlPlane(first);
+    const options: GatewayClusterOptions = {
+      workers: 2,
+      host: "127.0.0.1",
+      port: 0,
+      adminPort: 0,
+      stateDir,
+      processMetrics: false,
+      controlPlaneUrl: cp.url,
+      watch: { initialBackoffMs: 20, maxBackoffMs: 100 },
+      workerExecArgv: ["--import", TS_LOADER],
+      workerLogLine: () => undefined,
+      restartBackoff: { initialMs: 50, maxMs: 1_000 },
+    };
+    const gw = createGatewayCluster(options);
+    cleanups.push(async () => {
+      await gw.stop({ drainMs: 100 }).catch(() => undefined);
+      gw.kill();
+    });
+    await gw.start();
+    await waitFor(() => gw.workers().every((w) => w.tableVersion === first.version), { what: "both workers on the table" });
+
+    // Three requests, one connection each: the primary hands them to the workers in turn (2 and 1).
+    const pending = Array.from({ length: 3 }, async (_, i) => {
+      const c = new Client(gw.url);
+      try {
+        const res = await c.request({ path: `/orders/${i}`, method: "GET", headersTimeout: 30_000 });
+        await res.body.dump();
+        return res.statusCode;
+      } finally {
+        await c.close();
+      }
+    });
+    const arrivals = await waitFor(
+      async () => {
+        const h = await heldArrivals(gw.adminUrl);
+        return h?.[0]?.arrivals === 3 ? h : undefined;
+      },
+      { what: "3 held arrivals in /stats", timeoutMs: 20_000 },
+    );
+    expect(arrivals).toEqual([{ service: "orders", arrivals: 3, windowMs: 60_000 }]);
+    const state = JSON.parse((await send(`${gw.adminUrl}/state`)).text) as { workers: Array<{ state: GatewayState }> };
+    expect(state.workers.map((w) => w.state.services.find((s) => s.name === "orders")?.activation?.held).sort()).toEqual([1, 2]);
+    // Neither worker held 3: the primary did not ask; the autoscaler's look at /stats is what wakes it.
+    expect(cp.activations).toHaveLength(0);
+
+    const up = await startUpstream("orders-1");
+    cp.publish(table({ url: up }));
+    expect(await Promise.all(pending)).toEqual([200, 200, 200]);
   });
 });

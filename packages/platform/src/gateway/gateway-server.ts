@@ -185,7 +185,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   const adminHost = options.adminHost ?? "127.0.0.1";
   const metrics = createGatewayMetrics({ defaultMetrics: options.processMetrics ?? true, now: clock });
-  const liveStats = new LiveStats({ now: clock });
+  // Held arrivals go out with the traffic window: the autoscaler wakes a service at zero on them.
+  const liveStats = new LiveStats({ now: clock, heldArrivals: () => holds.arrivals() });
   const tracing: GatewayTracing | undefined = options.tracing ? createGatewayTracing({ ...options.tracing, log, registry: metrics.registry }) : undefined;
   const wallClock = options.wallClock ?? Date.now;
   // Scale from zero: this process asks the control plane itself unless told whom to tell.
@@ -195,7 +196,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       : undefined;
   const ownActivator =
     activateCall === undefined ? undefined : createServiceActivator({ activate: activateCall.call, ...(options.activateRetryMs === undefined ? {} : { retryMs: options.activateRetryMs }), log });
-  const holds = new HeldRequests(options.maxHeldRequests ?? DEFAULT_MAX_HELD_REQUESTS, options.activator ?? ownActivator);
+  const holds = new HeldRequests(options.maxHeldRequests ?? DEFAULT_MAX_HELD_REQUESTS, options.activator ?? ownActivator, { now: clock });
 
   let current: RoutingTable | undefined;
   let endpoints = new Map<string, EndpointState>();

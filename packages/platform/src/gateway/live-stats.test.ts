@@ -89,6 +89,15 @@ describe("LiveStats", () => {
     expect(stats.snapshot(10).coveredSeconds).toBe(10);
     expect(stats.snapshot().coveredSeconds).toBe(60);
   });
+
+  it("reports the held arrivals of services at zero beside the series, and nothing when there are none", () => {
+    const c = clock(0);
+    let held = [{ service: "orders", arrivals: 2, windowMs: 90_000 }];
+    const stats = new LiveStats({ now: c.now, heldArrivals: () => held });
+    expect(stats.snapshot(10)).toMatchObject({ series: [], held: [{ service: "orders", arrivals: 2, windowMs: 90_000 }] });
+    held = [];
+    expect(stats.snapshot(10)).not.toHaveProperty("held");
+  });
 });
 
 describe("histogramQuantile", () => {

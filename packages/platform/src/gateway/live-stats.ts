@@ -2,6 +2,7 @@
 // one-second buckets of attempts, 5xx errors and a latency histogram, plus the requests in
 // flight. Canary analysis and the autoscaler read it through `snapshot()` (admin `GET /stats`).
 import { FAULT_REPLICA_PREFIX } from "./fault-injection.js";
+import type { HeldArrivals } from "./held-requests.js";
 import { RollingWindow } from "./rolling-window.js";
 
 /** Upper bounds (ms) of the latency histogram; a last bucket takes everything slower. */
@@ -94,11 +95,21 @@ export interface StatsSnapshot {
   series: SeriesStats[];
   /** The same summed per service and version (injected faults included): what canary analysis compares. `replicas` counts real replicas only. */
   versions: Array<TrafficStats & { service: string; version: string; replicas: number }>;
+  /**
+   * Services scaled to zero that requests arrived for (held, or refused at the cap), counted
+   * over each one's activation window (`windowMs`, not `windowSeconds`), since it last had an
+   * endpoint. They never reach a replica, so no series counts them; the autoscaler adds these
+   * up over gateways (and a multi-worker gateway over its workers) to wake the service. Absent
+   * when there are none, and from gateways that predate it.
+   */
+  held?: HeldArrivals[];
 }
 
 export interface LiveStatsOptions {
   /** Monotonic clock in ms. */
   now: () => number;
+  /** The held arrivals to report with each snapshot (the gateway's HeldRequests). */
+  heldArrivals?: () => HeldArrivals[];
 }
 
 export class LiveStats {
@@ -151,6 +162,7 @@ export class LiveStats {
     const byName = (a: { service: string; version: string }, b: { service: string; version: string }) =>
       a.service < b.service ? -1 : a.service > b.service ? 1 : a.version < b.version ? -1 : a.version > b.version ? 1 : 0;
     series.sort((a, b) => byName(a, b) || (a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : 0));
+    const held = this.options.heldArrivals?.() ?? [];
     return {
       windowSeconds: span,
       coveredSeconds: Math.round(Math.min(span, Math.max(0, (now - this.startedAt) / 1_000)) * 1_000) / 1_000,
@@ -160,6 +172,7 @@ export class LiveStats {
       versions: [...versions.values()]
         .map((v) => ({ service: v.service, version: v.version, replicas: v.replicas, ...summarize(v.sums, span, v.inflight, v.peak) }))
         .sort(byName),
+      ...(held.length > 0 ? { held } : {}),
     };
   }
 

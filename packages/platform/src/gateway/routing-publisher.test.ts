@@ -134,9 +134,19 @@ describe("routing publisher", () => {
 describe("activationOf", () => {
   it("carries scaleToZero's hold timeout and activation threshold, leaving the threshold out at its default", () => {
     expect(activationOf(undefined)).toEqual({ holdTimeoutMs: 30_000 });
-    expect(activationOf({ holdTimeout: 5_000, activation: 1 })).toEqual({ holdTimeoutMs: 5_000 });
+    expect(activationOf({ holdTimeout: 5_000, activation: 1 }, 20_000)).toEqual({ holdTimeoutMs: 5_000 });
     const three = activationOf({ activation: 3 });
-    expect(three).toEqual({ holdTimeoutMs: 30_000, threshold: 3 });
+    expect(three).toEqual({ holdTimeoutMs: 30_000, threshold: 3, windowMs: 90_000 });
     expect(ActivationSchema.parse(three)).toEqual(three);
+  });
+
+  it("counts arrivals over the autoscale window, or over threshold hold timeouts when longer, so a client retrying after each 503 adds up", () => {
+    // Short holds: the autoscale window (default 10 s) is longer than 3 x 2 s.
+    expect(activationOf({ holdTimeout: 2_000, activation: 3 })).toMatchObject({ windowMs: 10_000 });
+    expect(activationOf({ holdTimeout: 2_000, activation: 3 }, 45_000)).toMatchObject({ windowMs: 45_000 });
+    // A serial client's third request comes two hold timeouts (and two pauses) after its first.
+    const { windowMs } = activationOf({ holdTimeout: 30_000, activation: 3 }, 10_000);
+    expect(windowMs).toBe(90_000);
+    expect(windowMs).toBeGreaterThan(2 * (30_000 + 5_000));
   });
 });

@@ -2,7 +2,7 @@
 // ready replicas and the flags routes name after every change, versioned (the version survives restarts).
 // With several control-plane instances on one store, only the leader builds tables: it stores each
 // one, and the other instances serve the stored table to the gateways that follow them (ADR 0020).
-import { KeelsonError } from "@keelson/protocol";
+import { DEFAULT_ACTIVATION_WINDOW_MS, KeelsonError } from "@keelson/protocol";
 import type { Activation, CallerRule, Fault, FlagSet, IdentityTrust, RouteAuth, RoutingTable } from "@keelson/protocol";
 import type { RuntimeDriver } from "../runtime/index.js";
 import type { Store } from "../store/index.js";
@@ -114,7 +114,7 @@ export function createRoutingPublisher(options: {
           ...(callers.has(s.name) ? { callers: callers.get(s.name) } : {}),
           ...(faults(s.name).length > 0 ? { faults: faults(s.name) } : {}),
           // min: 0 means the service may be scaled to zero: gateways hold requests while it wakes.
-          ...(spec.autoscale?.min === 0 ? { activation: activationOf(spec.autoscale.scaleToZero) } : {}),
+          ...(spec.autoscale?.min === 0 ? { activation: activationOf(spec.autoscale.scaleToZero, spec.autoscale.window) } : {}),
         };
       }),
     );
@@ -168,12 +168,18 @@ export function createRoutingPublisher(options: {
 }
 
 /**
- * The routing table's `activation` of a service that may scale to zero. The threshold is left
- * out at its default (1), so such tables stay what gateways before it accept.
+ * The routing table's `activation` of a service that may scale to zero. With a threshold above
+ * 1 it carries the window over which gateways count held arrivals: the autoscale `window`, or
+ * longer when `threshold` hold timeouts do not fit in it, so that a client sending one request
+ * at a time and again after each 503 still adds up to the threshold. Both are left out at the
+ * default threshold (1), so such tables stay what gateways before them accept.
  */
-export function activationOf(scaleToZero: { holdTimeout?: number | undefined; activation?: number | undefined } | undefined): Activation {
+export function activationOf(scaleToZero: { holdTimeout?: number | undefined; activation?: number | undefined } | undefined, autoscaleWindowMs?: number): Activation {
   const threshold = scaleToZero?.activation ?? 1;
-  return { holdTimeoutMs: scaleToZero?.holdTimeout ?? DEFAULT_HOLD_TIMEOUT_MS, ...(threshold > 1 ? { threshold } : {}) };
+  const holdTimeoutMs = scaleToZero?.holdTimeout ?? DEFAULT_HOLD_TIMEOUT_MS;
+  if (threshold <= 1) return { holdTimeoutMs };
+  const windowMs = Math.max(autoscaleWindowMs ?? DEFAULT_ACTIVATION_WINDOW_MS, threshold * holdTimeoutMs);
+  return { holdTimeoutMs, threshold, windowMs };
 }
 
 /** Each service's allowed callers, from every service's `calls` (the manifest says who calls whom; the table, who may be called by whom). */
