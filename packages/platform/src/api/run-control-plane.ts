@@ -194,11 +194,14 @@ export async function runControlPlane(options: RunControlPlaneOptions): Promise<
   const gateways = createGatewayRegistry({ store, project, fixed: [gatewayAdmin], instance: self.id, log });
   const scraper = createGatewayScraper({ urls: () => gateways.urls(), store: metricStore, registry, log });
   const prometheusUrl = manifest?.telemetry?.prometheus?.url;
-  const source = prometheusUrl ? createPrometheusMetricsSource({ url: prometheusUrl }) : createBuiltinMetricsSource(metricStore);
+  const prometheusScrape = manifest?.telemetry?.prometheus?.scrapeInterval;
+  const source = prometheusUrl ? createPrometheusMetricsSource({ url: prometheusUrl, ...(prometheusScrape !== undefined ? { scrapeIntervalMs: prometheusScrape } : {}) }) : createBuiltinMetricsSource(metricStore);
   // Canary analysis looks every few seconds: with the built-in store it scrapes the gateways right
   // before each look, so it never judges numbers older than the look itself, and a gateway it
-  // cannot scrape makes the look a failed read rather than one with frozen counts.
-  const analysis: AnalysisProvider = prometheusUrl ? { observe: (target, settings, since) => observe(source, target, settings, since) } : createBuiltinAnalysisProvider({ scraper, source });
+  // cannot scrape makes the look a failed read rather than one with frozen counts, if it was
+  // scraped during the analysis: one failing since before (gone, but listed for the registry's
+  // 2-minute TTL) is left out and logged.
+  const analysis: AnalysisProvider = prometheusUrl ? { observe: (target, settings, since) => observe(source, target, settings, since) } : createBuiltinAnalysisProvider({ scraper, source, log });
   // Notifications follow the event log (deploys, canary rollbacks, incidents, security blocks) and
   // go to the webhooks last applied, in the background: no deploy waits for a webhook.
   const notifier = createNotifier({ store, project, log, registry });

@@ -11,6 +11,7 @@ import {
   resolveCommit,
   servicesForChanges,
   uninstallPostCommitHook,
+  waitsForGroup,
   type ApplyProgress,
   type DeployResult,
   type GitCommitBatch,
@@ -65,9 +66,11 @@ export function reportResult(r: DeployResult, what: string, started: number, pre
         print(`${prefix}${color.yellow("‖")} ${r.service}: ${r.release} takes ${r.rollout.weight}% of traffic; rollout ${r.rollout.id} waits at step ${r.rollout.step + 1} for \`keelson promote ${r.service}\` (${took})`);
         return;
       }
-      if (r.rollout?.phase === "progressing" && r.rollout.gate) {
-        // A release group member ready to go live, held back by a paused member.
-        print(`${prefix}${color.yellow("‖")} ${r.service}: ${r.release} is ready and takes ${r.rollout.weight}% of traffic; rollout ${r.rollout.id} waits for its release group (${took})`);
+      if (r.rollout?.phase === "progressing" && waitsForGroup(r.rollout)) {
+        // A release group member held back by a paused member: ready to go live, or with a fixed
+        // port not started yet (it starts once the rest of the group is at the gate).
+        const what = r.rollout.hold === "start" ? "has not started (fixed port: it replaces the old replicas once the rest of its group is ready)" : `is ready and takes ${r.rollout.weight}% of traffic`;
+        print(`${prefix}${color.yellow("‖")} ${r.service}: ${r.release} ${what}; rollout ${r.rollout.id} waits for its release group (${took})`);
         return;
       }
       print(`${prefix}${color.green("✓")} ${r.service}: ${what} ${r.release} serves all traffic (${took})${r.rollout?.phase === "switched" && r.rollout.warmUntil ? color.dim(`; ${r.previous} stays warm for rollback until ${r.rollout.warmUntil}`) : ""}`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseManifest } from "../manifest/index.js";
-import { analysisSettings, DEFAULT_ANALYSIS, judge, startAnalysis, type AnalysisRun, type AnalysisSettings, type VersionTotals } from "./analysis.js";
+import { analysisSettings, DEFAULT_ANALYSIS, judge, startAnalysis, type AnalysisObservation, type AnalysisRun, type AnalysisSettings } from "./analysis.js";
 import { logMixture, mannWhitney, normalQuantile, oneSampleRateUpdate, rejects, twoSampleRateUpdate, wilson } from "./analysis-stats.js";
 
 const BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, Infinity];
@@ -60,7 +60,7 @@ describe("analysis statistics", () => {
 describe("judge", () => {
   const settings: AnalysisSettings = { ...DEFAULT_ANALYSIS, durationMs: 30_000, intervalMs: 5_000 };
   /** Feeds looks every 5 s with totals from `at(k)`; returns the run when it stops or after `looks`. */
-  function feed(at: (k: number) => { canary?: VersionTotals; baseline?: VersionTotals; error?: string; custom?: Record<string, number | undefined> }, s = settings, looks = 20): AnalysisRun {
+  function feed(at: (k: number) => Omit<AnalysisObservation, "at">, s = settings, looks = 20): AnalysisRun {
     let run = startAnalysis(0);
     for (let k = 1; k <= looks && run.phase === "Running"; k++) run = judge(run, { at: k * 5000, ...at(k) }, s);
     return run;
@@ -139,22 +139,87 @@ describe("judge", () => {
     expect(run.reason).toBe("the analysis cannot be evaluated: Prometheus rejected it: bad_data: parse error");
   });
 
-  it("frozen counts while the canary has weight: Error after three still looks, never Successful", () => {
-    // The auditor's run: six scrapes of 200 requests a look, then the scrapes stop and the totals freeze.
+  describe("request counts that stop moving", () => {
     const s = { ...settings, durationMs: 60_000 };
-    const totals = (k: number) => ({ canary: { requests: 100 * Math.min(k, 6), errors: 0 }, baseline: { requests: 100 * Math.min(k, 6), errors: 0 } });
-    const run = feed(totals, s);
-    expect(run.phase).toBe("Error");
-    expect(run.looks).toBe(9);
-    expect(run.reason).toBe("the metrics stopped changing: neither version's request count rose in 15 s (3 looks), though they rose by 40.0/s before; is the metrics source (or its scrape of the gateway) stuck?");
-    // Frozen from the look the duration ends at: no pass on it, the next looks decide.
-    const late = feed((k) => totals(k <= 5 ? k : 5));
-    expect(late.phase).toBe("Error");
-    expect(late.looks).toBe(8);
-    // At weight 0 only match rules send requests, and they may stop: the totals judged so far pass.
-    let run0 = startAnalysis(0);
-    for (let k = 1; k <= 12 && run0.phase === "Running"; k++) run0 = judge(run0, { at: k * 5000, weight: 0, ...totals(Math.min(k, 3)) }, settings);
-    expect(run0.phase).toBe("Successful");
+    const BUILTIN = { source: "the built-in metric store (gateway scrapes)", scrapeIntervalMs: 10_000 };
+    /** 100 requests per version a look, on the looks `rising(k)` says; both versions' totals at look k. */
+    const counts = (k: number, rising: (j: number) => boolean) => {
+      let n = 0;
+      for (let j = 1; j <= k; j++) if (rising(j)) n += 100;
+      return { canary: { requests: n, errors: 0 }, baseline: { requests: n, errors: 0 } };
+    };
+    /** Every look's run, until it stops or after `looks`. */
+    function runs(at: (k: number) => Omit<AnalysisObservation, "at">, looks = 30, st = s): AnalysisRun[] {
+      const out: AnalysisRun[] = [];
+      let run = startAnalysis(0);
+      for (let k = 1; k <= looks && run.phase === "Running"; k++) out.push((run = judge(run, { at: k * 5000, ...at(k) }, st)));
+      return out;
+    }
+
+    it("frozen counts while the canary has weight: Running (no pass) for 30 s, then Error naming the source", () => {
+      // Six looks of 200 requests, then the gateway is no longer scraped and the totals freeze.
+      const all = runs((k) => ({ ...BUILTIN, ...counts(k, (j) => j <= 6) }));
+      const run = all.at(-1)!;
+      expect(run.phase).toBe("Error");
+      // Still from look 6 (30 s) to look 12 (60 s): 30 s is max(3 looks, 30 s, 2.5 x the 10 s scrape interval).
+      expect(run.looks).toBe(12);
+      // 1000 requests over the 55 s since the first look (18.2/s), 545 of them expected in 30 s.
+      expect(run.reason).toBe(
+        "the metrics stopped changing: neither version's request count rose in 30 s (6 looks), though at the 18.2/s seen since the first look about 545 requests would have come; the numbers come from the built-in metric store (gateway scrapes): is it stuck, or no longer scraping the gateway?",
+      );
+      // Before that, Running and saying why, never a pass, also past the duration.
+      expect(all.slice(6, -1).map((r) => r.phase)).toEqual(Array(5).fill("Running"));
+      expect(all[6]?.reason).toMatch(/^waiting for the metrics to move again: neither version's request count rose in 5 s \(1 look\), .*; an Error if they are still after 30 s/);
+
+      // Frozen from the look the duration ends at: no pass on it, the next looks decide.
+      const late = runs((k) => ({ ...BUILTIN, ...counts(k, (j) => j <= 11) }));
+      expect(late.map((r) => r.phase).filter((p) => p !== "Running")).toEqual(["Error"]);
+      expect(late.at(-1)?.looks).toBe(17);
+
+      // A source that does not say how often it scrapes (Prometheus) is given 2.5 x 30 s.
+      const prometheus = runs((k) => ({ source: "Prometheus at http://127.0.0.1:9090", ...counts(k, (j) => j <= 6) }), 40).at(-1)!;
+      expect(prometheus.phase).toBe("Error");
+      expect(prometheus.looks).toBe(21);
+      expect(prometheus.reason).toMatch(/rose in 75 s \(15 looks\), .*; the numbers come from Prometheus at http:\/\/127\.0\.0\.1:9090: is it stuck/);
+
+      // At weight 0 only match rules send requests, and they may stop: the totals judged so far pass.
+      const zero = runs((k) => ({ ...BUILTIN, weight: 0, ...counts(k, (j) => j <= 3) }), 12, settings).at(-1)!;
+      expect(zero.phase).toBe("Successful");
+    });
+
+    it("a 25 s flat stretch in steady traffic (a late scrape) does not Error; the run passes once the counts move again", () => {
+      // Steady for 30 s, still for 25 s (looks 7-11), steady again from look 12 (60 s).
+      const all = runs((k) => ({ ...BUILTIN, ...counts(k, (j) => j <= 6 || j >= 12) }));
+      expect(all.slice(0, -1).every((r) => r.phase === "Running")).toBe(true);
+      // Implausibly still for 5 looks (the rule before waited 3, measuring the rate to the last rise): held, not failed.
+      expect(all[10]?.reason).toMatch(/^waiting for the metrics to move again: neither version's request count rose in 25 s \(5 looks\)/);
+      expect(all.at(-1)).toMatchObject({ phase: "Successful", looks: 12 });
+    });
+
+    it("a 60 s flat stretch is an Error, once still for 2.5 scrape intervals of the source", () => {
+      // Prometheus scraping every 15 s: still for 37.5 s is an Error, at the look after (40 s).
+      const all = runs((k) => ({ source: "Prometheus at http://prometheus:9090", scrapeIntervalMs: 15_000, ...counts(k, (j) => j <= 6 || j >= 19) }));
+      const run = all.at(-1)!;
+      expect(run.phase).toBe("Error");
+      expect(run.looks).toBe(14);
+      expect(run.reason).toMatch(/^the metrics stopped changing: neither version's request count rose in 40 s \(8 looks\), .*Prometheus at http:\/\/prometheus:9090/);
+    });
+
+    it("bursty traffic (requests only in some looks) whose lulls the rate since the first look explains never Errors and passes", () => {
+      // 1 request each in the first look, then 8 each in every fourth look from the second: 3 still
+      // looks in a row after each burst. Measured from the first look to the last rise (the rule
+      // before), the first burst made 3.2/s and its lull an Error at look 5; measured to now, at
+      // most 12 requests were expected in any lull.
+      const adds = (k: number) => (k === 1 ? 1 : k % 4 === 2 ? 8 : 0);
+      const all = runs((k) => {
+        let n = 0;
+        for (let j = 1; j <= k; j++) n += adds(j);
+        return { ...BUILTIN, canary: { requests: n, errors: 0 }, baseline: { requests: n, errors: 0 } };
+      }, 30, { ...s, minRequests: 20 });
+      expect(all.map((r) => r.reason ?? "").filter((r) => r.startsWith("waiting for the metrics"))).toEqual([]);
+      expect(all.at(-1)).toMatchObject({ phase: "Successful", looks: 12 });
+      expect(all.at(-1)?.evidence?.canary.requests).toBe(25);
+    });
   });
 
   it("a quiet service whose totals rise now and then stays Inconclusive, not Error", () => {

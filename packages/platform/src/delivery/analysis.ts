@@ -125,6 +125,10 @@ export interface AnalysisObservation {
    * there; undefined is taken as above 0.
    */
   weight?: number;
+  /** Where the numbers came from, named in messages (MetricsSource.description). */
+  source?: string;
+  /** How often the source takes its numbers (its scrape interval), when known: see judge on still numbers. */
+  scrapeIntervalMs?: number;
 }
 
 export interface CheckResult {
@@ -200,14 +204,23 @@ const TAIL_MIN_REQUESTS = 200;
  * 250 ms, sees a few requests a minute at 20 requests/s, too few to decide within a minute.
  */
 const TAIL_SHARE = 0.1;
-/** Looks in a row without a new request that, at the rate seen before, make the numbers stalled. */
-const STALL_LOOKS = 3;
 /**
- * Requests the earlier rate would have brought meanwhile before stillness counts: for steady
- * Poisson traffic, 20 expected and none seen has a chance of e^-20 (2e-9), so a quiet service
- * stays Inconclusive rather than Error.
+ * Requests the rate seen so far would have brought meanwhile before still totals count as
+ * stalled: for steady Poisson traffic, 20 expected and none seen has a chance of e^-20 (2e-9), so
+ * a quiet service stays Inconclusive rather than Error.
  */
 const STALL_EXPECTED = 20;
+/**
+ * A stall becomes an Error only once it has lasted this many looks, this long, and this many of
+ * the source's scrape intervals (or of ASSUMED_SCRAPE_INTERVAL_MS when it does not say): Prometheus'
+ * increase() stands still until its next sample, so one late or missed scrape at a 30 s interval
+ * leaves the totals flat for 30-60 s; traffic that comes in bursts or pauses does the same.
+ */
+const STALL_LOOKS = 3;
+const STALL_MIN_MS = 30_000;
+const STALL_SCRAPES = 2.5;
+/** A scrape interval common with Prometheus, assumed when the source does not know its own. */
+const ASSUMED_SCRAPE_INTERVAL_MS = 30_000;
 
 /** The checks a run performs (each gets an equal share of the false-alarm budget). */
 function activeChecks(s: AnalysisSettings): string[] {
@@ -446,15 +459,27 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
     run.reason = failures.join("; ");
     return run;
   }
-  // Numbers that stop moving while the canary has weight are a source that stopped (a gateway no
-  // longer scraped, Prometheus down), not a quiet canary: never a pass.
+  // Numbers that stop moving while the canary has weight may be a source that stopped (a gateway
+  // no longer scraped, Prometheus no longer scraping it), not a quiet canary. While their stillness
+  // is implausible at the rate seen, the run never passes; once it has lasted longer than a late
+  // scrape or a lull in traffic explains, it is an Error (and the rollout pauses).
+  // Weight 0 (only `match` rules send requests, which may stop for good reasons) is exempt. Manifests
+  // refuse an analysis with no weighted step before it, but the exemption is still reachable: a
+  // service spec stored before that rule is what `keelson deploy` rolls out (it does not check the
+  // manifest again), and a rollout may have begun under an older control plane.
   const stall = obs.weight === 0 ? undefined : stalled(run.flow, obs.at);
-  if (stall !== undefined && run.flow !== undefined && run.flow.stillLooks >= STALL_LOOKS) {
-    run.phase = "Error";
-    run.reason = `the metrics stopped changing: neither version's request count rose in ${Math.round((obs.at - run.flow.movedAt) / 1000)} s (${run.flow.stillLooks} looks), though they rose by ${stall.perSecond.toFixed(1)}/s before; is the metrics source (or its scrape of the gateway) stuck?`;
-    return run;
+  if (stall !== undefined && run.flow !== undefined) {
+    const stillMs = obs.at - run.flow.movedAt;
+    const boundMs = Math.max(STALL_LOOKS * s.intervalMs, STALL_MIN_MS, STALL_SCRAPES * (obs.scrapeIntervalMs ?? ASSUMED_SCRAPE_INTERVAL_MS));
+    const still = `neither version's request count rose in ${Math.round(stillMs / 1000)} s (${run.flow.stillLooks} look${run.flow.stillLooks === 1 ? "" : "s"}), though at the ${stall.perSecond.toFixed(1)}/s seen since the first look about ${Math.round(stall.expected)} requests would have come`;
+    const from = obs.source ?? "the metrics source";
+    if (run.flow.stillLooks >= STALL_LOOKS && stillMs >= boundMs) {
+      run.phase = "Error";
+      run.reason = `the metrics stopped changing: ${still}; the numbers come from ${from}: is it stuck, or no longer scraping the gateway?`;
+      return run;
+    }
+    run.reason = `waiting for the metrics to move again: ${still}; an Error if they are still after ${Math.round(boundMs / 1000)} s (numbers from ${from})`;
   }
-  // Still for a look or two already unlikely at the rate seen: wait for the next looks rather than pass.
   if (elapsedMs >= s.durationMs && stall === undefined) {
     const short = [canary.requests < s.minRequests ? `canary ${canary.requests}` : "", baseline.requests < s.minRequests ? `baseline ${baseline.requests}` : ""].filter(Boolean);
     const silent = s.custom.filter((m) => !run.customSeen.includes(m.name)).map((m) => m.name);
@@ -482,14 +507,17 @@ function follow(flow: RequestFlow | undefined, at: number, canary: number, basel
 }
 
 /**
- * Whether the totals have been still for longer than the rate seen before makes likely: the rate
- * from the first look with requests to the last rise (the first look may hold requests from before
- * the run), and at least STALL_EXPECTED requests it would have brought since. Undefined: not stalled.
+ * Whether the totals have been still for longer than the rate seen makes likely: the rate over the
+ * time from the first look with requests to now (the first look may hold requests from before the
+ * run, so it counts from there; measured to the last rise instead, a burst right after the first
+ * look would make any lull after it look implausible), and at least STALL_EXPECTED requests it
+ * would have brought since the last rise. Undefined: not stalled.
  */
-function stalled(flow: RequestFlow | undefined, at: number): { perSecond: number } | undefined {
-  if (flow === undefined || flow.stillLooks === 0 || !(flow.movedAt > flow.firstAt)) return undefined;
-  const perMs = (flow.moved - flow.first) / (flow.movedAt - flow.firstAt);
-  return perMs * (at - flow.movedAt) >= STALL_EXPECTED ? { perSecond: perMs * 1000 } : undefined;
+function stalled(flow: RequestFlow | undefined, at: number): { perSecond: number; expected: number } | undefined {
+  if (flow === undefined || flow.stillLooks === 0 || !(flow.movedAt > flow.firstAt) || !(at > flow.movedAt)) return undefined;
+  const perMs = (flow.moved - flow.first) / (at - flow.firstAt);
+  const expected = perMs * (at - flow.movedAt);
+  return expected >= STALL_EXPECTED ? { perSecond: perMs * 1000, expected } : undefined;
 }
 
 /** Slow requests (above bound `le`) since the run began, from a version's high-water marks. */
@@ -554,7 +582,8 @@ export async function observe(source: MetricsSource, target: AnalysisTarget, set
       const query = m.query.replaceAll("{{service}}", target.service).replaceAll("{{canary}}", target.canary).replaceAll("{{baseline}}", target.baseline);
       custom[m.name] = await source.query(query, { at });
     }
-    return { at, ...(canary ? { canary } : {}), ...(baseline ? { baseline } : {}), custom };
+    const scrape = source.scrapeIntervalMs;
+    return { at, ...(canary ? { canary } : {}), ...(baseline ? { baseline } : {}), custom, source: source.description, ...(scrape !== undefined ? { scrapeIntervalMs: scrape } : {}) };
   } catch (err) {
     const fatal = err instanceof KeelsonError && err.code === "KEELSON_ERR_INVALID_INPUT";
     return { at, error: err instanceof Error ? err.message : String(err), ...(fatal ? { fatal } : {}) };
@@ -565,6 +594,8 @@ export async function observe(source: MetricsSource, target: AnalysisTarget, set
 export interface ScrapeRounds {
   /** One round over every gateway now (joining one in flight); never rejects. */
   scrapeOnce(): Promise<ScrapeTarget[]>;
+  /** Time between its own rounds, the store's scrape interval (see judge on still numbers). */
+  readonly intervalMs?: number;
 }
 
 /**
@@ -572,7 +603,11 @@ export interface ScrapeRounds {
  * the store right before each look, then reads. The store keeps answering from what it holds when
  * a scrape fails, so counts would freeze and a canary pass on stale numbers: a look after a failed
  * scrape, or with a gateway whose last good scrape is older than `maxAgeMs` before the look, is a
- * failed read instead (an Error after `errorLimit` of them in a row).
+ * failed read instead (an Error after `errorLimit` of them in a row). That holds for a gateway
+ * scraped successfully since the analysis began (it carried, or could have carried, the run's
+ * traffic, and has gone mid-run); one failing since before then (a gateway gone but still listed
+ * for the registry's TTL, an address never reachable) is left out and logged once, unless no
+ * gateway at all was scraped for the look.
  *
  * @example
  * const analysis = createBuiltinAnalysisProvider({ scraper, source: createBuiltinMetricsSource(metricStore) });
@@ -587,27 +622,55 @@ export function createBuiltinAnalysisProvider(options: {
    */
   maxAgeMs?: number;
   now?: () => number;
+  /** Told once when a gateway is left out (failing since before the analysis began). */
+  log?: { warn(o: object, m?: string): void };
 }): { observe(target: AnalysisTarget, settings: AnalysisSettings, since: number): Promise<AnalysisObservation> } {
   const now = options.now ?? Date.now;
+  /** Gateways left out and logged, until they answer again. */
+  const leftOut = new Set<string>();
   return {
     async observe(target, settings, since) {
       const lookAt = now();
       const scraped = await options.scraper.scrapeOnce();
-      const problem = scrapeProblem(scraped, lookAt - (options.maxAgeMs ?? settings.intervalMs + 5_000), lookAt);
+      const { problem, ignored } = scrapeProblems(scraped, { fresh: lookAt - (options.maxAgeMs ?? settings.intervalMs + 5_000), runStart: since, lookAt });
+      for (const url of leftOut) if (!ignored.some((i) => i.url === url)) leftOut.delete(url);
+      for (const i of ignored) {
+        if (leftOut.has(i.url)) continue;
+        leftOut.add(i.url);
+        options.log?.warn({ gateway: i.url, service: target.service, problem: i.why }, "canary analysis leaves out a gateway not scraped successfully since the analysis began (it carried none of its traffic)");
+      }
       if (problem !== undefined) return { at: now(), error: problem };
-      return observe(options.source, target, settings, since, now());
+      const obs = await observe(options.source, target, settings, since, now());
+      const interval = options.scraper.intervalMs;
+      return interval === undefined ? obs : { ...obs, scrapeIntervalMs: interval };
     },
   };
 }
 
-/** Why a scrape round's numbers are not fresh enough for a look (good scrapes must begin at `since` or later). */
-function scrapeProblem(targets: readonly ScrapeTarget[], since: number, lookAt: number): string | undefined {
-  if (targets.length === 0) return "no gateway to scrape metrics from";
-  const problems = targets.flatMap((t) => {
-    if (t.lastError !== undefined) return [`gateway metrics at ${t.url}: the scrape failed: ${t.lastError}`];
-    if (t.lastSuccessAt === undefined) return [`gateway metrics at ${t.url}: never scraped successfully`];
-    if (t.lastSuccessAt < since) return [`gateway metrics at ${t.url}: last scraped successfully ${Math.round((lookAt - t.lastSuccessAt) / 1000)} s before this look`];
-    return [];
-  });
-  return problems.length > 0 ? problems.join("; ") : undefined;
+/**
+ * Why a scrape round's numbers are not good enough for a look, if they are not (good scrapes must
+ * begin at `fresh` or later), and the gateways left out: failing, but not scraped successfully
+ * since `runStart`, so none of the run's counts are missing with them.
+ */
+function scrapeProblems(targets: readonly ScrapeTarget[], o: { fresh: number; runStart: number; lookAt: number }): { problem?: string; ignored: Array<{ url: string; why: string }> } {
+  if (targets.length === 0) return { problem: "no gateway to scrape metrics from", ignored: [] };
+  const counted: string[] = [];
+  const ignored: Array<{ url: string; why: string }> = [];
+  for (const t of targets) {
+    const why =
+      t.lastError !== undefined
+        ? `the scrape failed: ${t.lastError}`
+        : t.lastSuccessAt === undefined
+          ? "never scraped successfully"
+          : t.lastSuccessAt < o.fresh
+            ? `last scraped successfully ${Math.round((o.lookAt - t.lastSuccessAt) / 1000)} s before this look`
+            : undefined;
+    if (why === undefined) continue;
+    if (t.lastSuccessAt !== undefined && t.lastSuccessAt >= o.runStart) counted.push(`gateway metrics at ${t.url}: ${why}`);
+    else ignored.push({ url: t.url, why });
+  }
+  if (counted.length > 0) return { problem: counted.join("; "), ignored };
+  // Every gateway left out: no numbers of this run at all, a failed read rather than a quiet one.
+  if (ignored.length === targets.length) return { problem: `no gateway scraped successfully since the analysis began: ${ignored.map((i) => `gateway metrics at ${i.url}: ${i.why}`).join("; ")}`, ignored };
+  return { ignored };
 }

@@ -7,7 +7,7 @@ import { parseManifest } from "../manifest/index.js";
 import { createMemoryDriver, createMemoryHost, type MemoryDriver, type MemoryHost } from "../runtime/index.js";
 import { createMemoryStore, type Store } from "../store/index.js";
 import { createRoutingPublisher, readTrafficSplit } from "../gateway/index.js";
-import { createReconciler, type ApplyProgress, type Reconciler } from "./reconciler.js";
+import { createReconciler, type ApplyProgress, type DeployResult, type Reconciler } from "./reconciler.js";
 import type { AnalysisProvider } from "./rollout.js";
 
 const manifest = (services: Record<string, { replicas?: number; env?: string; port?: number; deploy?: string }>) =>
@@ -391,25 +391,27 @@ describe("reconciler (memory store and driver)", () => {
 
   it("canary analysis: a metrics source that fails or freezes halfway through pauses the rollout (Error), never promotes", async () => {
     // Two good looks, then the source goes away: as failed reads, or (a store no longer fed) as
-    // totals that stop rising although the canary still has its weight.
+    // totals that stop rising although the canary still has its weight. The source's clock runs
+    // 10 s a look (looks are 20 ms apart), so still totals can outlast what a late scrape explains.
     const halfway = (mode: "fail" | "freeze"): AnalysisProvider => {
       let k = 0;
       return {
-        async observe() {
+        async observe(_target, _settings, since) {
           k++;
-          if (k > 2 && mode === "fail") return { at: Date.now(), error: "gateway metrics at http://127.0.0.1:9: the scrape failed: cannot connect (ECONNREFUSED)" };
+          const at = since + k * 10_000;
+          if (k > 2 && mode === "fail") return { at, error: "gateway metrics at http://127.0.0.1:9: the scrape failed: cannot connect (ECONNREFUSED)" };
           const n = 100 * Math.min(k, 2);
-          return { at: Date.now(), canary: { requests: n, errors: 0 }, baseline: { requests: n, errors: 0 } };
+          return { at, canary: { requests: n, errors: 0 }, baseline: { requests: n, errors: 0 }, source: "the built-in metric store (gateway scrapes)", scrapeIntervalMs: 10_000 };
         },
       };
     };
     // Frozen totals (200 requests each, past minRequests) used to pass once the duration was over.
-    const deploy = "{ strategy: canary, drain: 0, steps: [{ setWeight: 20 }, { analysis: { interval: 20ms, duration: 1s, metrics: [errors] } }, { setWeight: 50 }] }";
+    const deploy = "{ strategy: canary, drain: 0, steps: [{ setWeight: 20 }, { analysis: { interval: 20ms, duration: 2m, metrics: [errors] } }, { setWeight: 50 }] }";
     await reconciler.apply(manifest({ orders: { replicas: 1, env: "1", deploy } }), { actor: "test" });
     const stable = await release();
     for (const [mode, message] of [
       ["fail", /analysis Error: the metrics source failed 3 times in a row: gateway metrics at .*ECONNREFUSED/],
-      ["freeze", /analysis Error: the metrics stopped changing: neither version's request count rose in \d+ s \(3 looks\)/],
+      ["freeze", /analysis Error: the metrics stopped changing: neither version's request count rose in 30 s \(3 looks\), .*the built-in metric store \(gateway scrapes\)/],
     ] as const) {
       await reconciler.stop();
       reconciler = withAnalysis(halfway(mode));
@@ -514,8 +516,9 @@ describe("reconciler (memory store and driver)", () => {
 
   /**
    * Two services, orders and payments, built by real pipelines (no build or test stages) from
-   * dependency-free folders, for release groups. `deploy` and `more` (extra lines, e.g. a port)
-   * per service; `version` writes a new main.js into both, so both get a new release.
+   * dependency-free folders, for release groups. `deploy`, `more` (extra lines, e.g. a port) and
+   * `startTimeout` (default 5s) per service; `version` writes a new main.js into both, so both get
+   * a new release.
    */
   async function groupProject() {
     const project = join(stateDir, "project");
@@ -526,9 +529,9 @@ describe("reconciler (memory store and driver)", () => {
       }
     };
     await version("v1");
-    const text = (services: Record<"orders" | "payments", { deploy: string; more?: string[] }>) =>
+    const text = (services: Record<"orders" | "payments", { deploy: string; more?: string[]; startTimeout?: string }>) =>
       parseManifest(
-        ["project: shop", "services:", ...(["orders", "payments"] as const).flatMap((n) => [`  ${n}:`, "    owner: web", `    path: ${n}`, "    start: node main.js", "    startTimeout: 5s", `    deploy: ${services[n].deploy}`, ...(services[n].more ?? []).map((l) => `    ${l}`)]), ""].join("\n"),
+        ["project: shop", "services:", ...(["orders", "payments"] as const).flatMap((n) => [`  ${n}:`, "    owner: web", `    path: ${n}`, "    start: node main.js", `    startTimeout: ${services[n].startTimeout ?? "5s"}`, `    deploy: ${services[n].deploy}`, ...(services[n].more ?? []).map((l) => `    ${l}`)]), ""].join("\n"),
         join(project, "keelson.yaml"),
         { checkPaths: false },
       );
@@ -666,6 +669,82 @@ describe("reconciler (memory store and driver)", () => {
     expect(at("service/orders waiting for its release group")).toBeGreaterThanOrEqual(0);
     expect(at("service/payments rolling: its release group is at its gate")).toBeGreaterThan(at("service/orders waiting for its release group"));
     expect(at("service/orders promoted to all traffic")).toBeGreaterThan(at("service/payments rolling: its release group is at its gate"));
+  });
+
+  it("keelson deploy returns when a fixed-port member waits, not yet started, behind a paused member", { timeout: 30_000 }, async () => {
+    const { text, version } = await groupProject();
+    const manualCanary = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }";
+    await reconciler.apply(text({ orders: { deploy: manualCanary }, payments: { deploy: "{ strategy: rolling, drain: 0 }", more: ["port: 9400"] } }), { actor: "test" });
+    const v1 = await release("payments");
+    reconciler.start();
+    await version("v2");
+    const progress: ApplyProgress[] = [];
+    // Payments waits before its gate until orders is promoted, and nothing times a deploy's wait
+    // out: it hung here until someone promoted orders. Bounded, to fail rather than hang.
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<"hung">((resolve) => (timer = setTimeout(() => resolve("hung"), 15_000)));
+    const results = await Promise.race([reconciler.deployTogether(["orders", "payments"], { actor: "ci", onProgress: (p) => progress.push(p) }), hung]);
+    clearTimeout(timer);
+    expect(results).not.toBe("hung");
+    const [orders, payments] = results as DeployResult[];
+    expect(orders).toMatchObject({ outcome: "deployed", rollout: { phase: "paused" } });
+    expect(payments).toMatchObject({ outcome: "deployed", rollout: { strategy: "rolling", hold: "start", phase: "progressing", weight: 0 } });
+    expect(payments?.rollout?.gate).toBeUndefined();
+    expect(progress.find((p) => p.type === "service" && p.service === "payments")).toMatchObject({
+      status: "ready",
+      message: `rollout ${payments?.rollout?.id} waits for its release group before it starts ${payments?.release} (a fixed port runs one release at a time), behind orders, which is paused; \`keelson promote orders\` goes on`,
+    });
+    expect(running("payments").map((r) => r.release)).toEqual([v1]);
+
+    await reconciler.promote("orders", "bob");
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "succeeded" && (await reconciler.rolloutOf("orders"))?.phase === "succeeded", { what: "both members live" });
+    expect(running("payments").map((r) => r.release)).toEqual([payments?.release]);
+  });
+
+  it("a held member's replica that restarts while it waits at the gate gets startTimeout from its restart, not from the rollout's start", { timeout: 30_000 }, async () => {
+    // A replica's second and later starts take 300 ms to become ready, or never do.
+    const neverReady = new Set<string>();
+    driver = createMemoryDriver({ host, readyDelayMs: 5, behavior: (spec, attempt) => (attempt === 1 ? undefined : neverReady.has(spec.id) ? { neverReady: true } : { readyDelayMs: 300 }) });
+    const { text, version } = await groupProject();
+    const manualCanary = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }";
+    const payments = (deploy: string) => ({ deploy, more: ["replicas: 2"], startTimeout: "1s" });
+    await reconciler.apply(text({ orders: { deploy: manualCanary }, payments: payments("{ strategy: rolling, drain: 0 }") }), { actor: "test" });
+    reconciler.start();
+    const atGate = async () => {
+      await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "paused" && (await reconciler.rolloutOf("payments"))?.gate === true, { what: "orders paused, payments at its gate" });
+      // Waiting at the gate for longer than payments' startTimeout (1 s), as behind a long analysis.
+      await new Promise((r) => setTimeout(r, 1_300));
+      const to = (await reconciler.rolloutOf("payments"))?.to;
+      const replica = driver.list().find((r) => r.spec.service === "payments" && r.spec.release === to);
+      expect(replica?.state).toBe("ready");
+      return replica!.spec.id;
+    };
+
+    // A held rolling member (hold: switch): its preview replica crashes and comes back 0.4 s later.
+    await version("v2");
+    await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
+    const restarted = await atGate();
+    driver.crash(restarted);
+    await waitFor(() => driver.list().some((r) => r.spec.id === restarted && r.restarts >= 1 && r.state === "ready"), { what: "the crashed replica to be ready again" });
+    expect(await reconciler.rolloutOf("payments")).toMatchObject({ strategy: "rolling", hold: "switch", phase: "progressing", gate: true });
+    await reconciler.promote("orders", "bob");
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "succeeded" && (await reconciler.rolloutOf("orders"))?.phase === "succeeded", { what: "both members live" });
+    expect((await events("payments", ["rollout.failed"])).length).toBe(0);
+
+    // A blue-green member: a preview replica whose restart never becomes ready fails it 1 s after
+    // the crash (not at once), and the group rolls back.
+    await reconciler.apply(text({ orders: { deploy: manualCanary }, payments: payments("{ strategy: blueGreen, drain: 0 }") }), { actor: "test" });
+    await version("v3");
+    await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
+    const stuck = await atGate();
+    neverReady.add(stuck);
+    const crashedAt = Date.now();
+    driver.crash(stuck);
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "rolled-back", { what: "payments to fail" });
+    const [failed] = await store.listEvents({ project: "shop", subject: "service/payments", kinds: ["rollout.failed"] });
+    expect(failed?.details.why).toBe("not ready within 1 s (services.payments.startTimeout)");
+    expect(Date.parse(failed?.at ?? "")).toBeGreaterThanOrEqual(crashedAt + 1_000);
+    await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "rolled-back", { what: "orders rolled back with its group" });
   });
 });
 

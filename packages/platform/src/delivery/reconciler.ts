@@ -17,7 +17,7 @@ import { configHash, releaseConfig, releaseId } from "./release-id.js";
 import { candidateRelease } from "./workspace.js";
 import { planReplicaSteps, replicaId, rollingLimits, type ServiceTarget } from "./replica-plan.js";
 import type { AnalysisEvidence } from "./analysis.js";
-import { createRolloutController, isActive, type AnalysisProvider, type RolloutController, type RolloutState } from "./rollout.js";
+import { createRolloutController, isActive, waitsForGroup, type AnalysisProvider, type RolloutController, type RolloutState } from "./rollout.js";
 
 /** The logging surface the reconciler needs (pino's shape). */
 export interface Log {
@@ -640,7 +640,9 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
             onProgress({ type: "rollout", service: name, rollout: state.id, strategy: state.strategy, phase: state.phase, ...(state.from ? { from: state.from } : {}), to: state.to, weight: state.weight, ready, replicas: spec.replicas, ...(message ? { message } : {}) });
           }
           const serving = state.phase === "succeeded" || state.phase === "switched" || (state.phase === "finishing" && (state.strategy === "canary" || state.strategy === "rollback"));
-          const behind = state.phase === "progressing" && state.gate && state.hold !== "start" ? await pausedMember(state) : undefined;
+          // At its release group's gate (or, with a fixed port, before it: such a member starts only
+          // once the others are at theirs), behind a member that waits for a person.
+          const behind = state.phase === "progressing" && waitsForGroup(state) ? await pausedMember(state) : undefined;
           if (serving) {
             open.delete(name);
             onProgress({ type: "service", service: name, status: "ready" });
@@ -648,10 +650,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
             open.delete(name);
             onProgress({ type: "service", service: name, status: "ready", message: `rollout ${state.id} is paused at step ${state.step + 1}; \`keelson promote ${name}\` goes on` });
           } else if (behind !== undefined) {
-            // Ready at its release group's gate, behind a member that waits for a person: as long a wait as that pause.
+            // Waiting for its release group behind a member that waits for a person: as long a wait as that pause.
             open.delete(name);
             const paused = behind;
-            onProgress({ type: "service", service: name, status: "ready", message: `rollout ${state.id} is ready and waits at its release group's gate for ${paused}, which is paused; \`keelson promote ${paused}\` goes on` });
+            const where = state.hold === "start" ? `waits for its release group before it starts ${state.to} (a fixed port runs one release at a time), behind ${paused}, which is paused` : `is ready and waits at its release group's gate for ${paused}, which is paused`;
+            onProgress({ type: "service", service: name, status: "ready", message: `rollout ${state.id} ${where}; \`keelson promote ${paused}\` goes on` });
           } else if (state.phase === "rolled-back" || state.phase === "failed") {
             open.delete(name);
             const message = await failureMessage(name, state.message ?? "rollout failed", mine.filter((r) => r.spec.release === state.to), { id: state.to, count: spec.replicas });

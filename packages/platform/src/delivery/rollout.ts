@@ -138,6 +138,16 @@ const TERMINAL: ReadonlySet<RolloutPhase> = new Set(["succeeded", "failed", "rol
 export const isActive = (s: RolloutState | undefined): boolean => s !== undefined && ACTIVE.has(s.phase);
 export const isTerminal = (s: RolloutState | undefined): boolean => s === undefined || TERMINAL.has(s.phase);
 
+/**
+ * Whether a rollout of a release group waits for the rest of its group rather than working on its
+ * own: at its gate, ready to go live; or, for a fixed-port rolling member (`hold: start`), before
+ * its gate, since it starts only once the others are at theirs and then rolls on its own.
+ */
+export function waitsForGroup(s: Pick<RolloutState, "group" | "hold" | "gate">): boolean {
+  if (s.group === undefined) return false;
+  return s.hold === "start" ? s.gate !== true : s.gate === true;
+}
+
 const now = () => new Date().toISOString();
 
 function canaryReplicas(total: number, weight: number): number {
@@ -147,6 +157,16 @@ function canaryReplicas(total: number, weight: number): number {
 /** The baseline's share at a canary weight: the same as the canary's, as far as the rest allows. */
 function baselineWeight(weight: number): number {
   return Math.min(weight, 100 - weight);
+}
+
+/**
+ * When a replica's time to become ready began: its latest start or exit (a replica in backoff
+ * after an exit waits to start again), but not before `since`. Either may be missing (not started yet).
+ */
+function replicaClock(r: ReplicaInfo, since: number): number {
+  const started = r.startedAt === undefined ? Number.NaN : Date.parse(r.startedAt);
+  const exited = r.lastExit === undefined ? Number.NaN : Date.parse(r.lastExit.at);
+  return Math.max(since, Number.isNaN(started) ? since : started, Number.isNaN(exited) ? since : exited);
 }
 
 function hasAnalysis(spec: ServiceSpec): boolean {
@@ -525,13 +545,14 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
     // Failure checks while the new release is not yet serving everything.
     if (ACTIVE.has(s.phase)) {
       const crashed = ofTo.find((r) => !r.everReady && r.exitsSinceReady >= 3);
-      const stepAge = Date.now() - Date.parse(s.stepStartedAt);
-      const slow = stepAge > spec.startTimeout && ofTo.some((r) => r.state !== "ready") && s.phase !== "paused";
+      // Each new replica gets startTimeout from its own (re)start or exit, or from the step's start
+      // if later: one that restarts (or is added) while the rollout waits at its gate, in a pause
+      // or through a long analysis is not late because the rollout is old.
+      const stepStart = Date.parse(s.stepStartedAt);
+      const slow = s.phase !== "paused" && ofTo.some((r) => r.state !== "ready" && Date.now() - replicaClock(r, stepStart) > spec.startTimeout);
       const timeout = spec.deploy?.timeout ?? 600_000;
       // Waiting for a person (a manual pause, or at a release group's gate for another member) does not count.
-      // (A fixed-port rolling member waits before its gate and rolls after it, so it is the other way round.)
-      const atGate = s.hold === "start" ? !s.gate : s.gate === true;
-      const waiting = s.phase === "paused" || atGate;
+      const waiting = s.phase === "paused" || waitsForGroup(s);
       const tooLong = !waiting && Date.now() - Date.parse(s.startedAt) - (s.pausedMs ?? 0) > timeout;
       if (ctx.startError || crashed || slow || tooLong) {
         const why = ctx.startError

@@ -218,6 +218,15 @@ describe("ServiceSpecSchema", () => {
     expect(ok.autoscale).toEqual({ min: 0, max: 3, window: 1_000, interval: 10, target: { p95: 1 }, scaleUp: { stabilization: 0 }, scaleToZero: { idle: 0, activation: 3 } });
   });
 
+  it("telemetry.prometheus.scrapeInterval: a duration above 0, read as milliseconds", () => {
+    const parse = (prometheus: object) => ManifestSchema.safeParse({ project: "shop", services: {}, telemetry: { prometheus } });
+    expect(parse({ url: "http://127.0.0.1:9090", scrapeInterval: "15s" }).data?.telemetry?.prometheus).toEqual({ url: "http://127.0.0.1:9090", scrapeInterval: 15_000 });
+    expect(parse({ url: "http://127.0.0.1:9090" }).data?.telemetry?.prometheus).toEqual({ url: "http://127.0.0.1:9090" });
+    expect(parse({ url: "http://127.0.0.1:9090", scrapeInterval: "0s" }).error?.issues.map((i) => [i.path.join("."), i.message])).toEqual([
+      ["telemetry.prometheus.scrapeInterval", "must be more than 0 (Prometheus would never take a new sample)"],
+    ]);
+  });
+
   it("reads a memory limit as bytes and refuses one under 1mb", () => {
     expect(ServiceSpecSchema.parse({ ...service, resources: { memory: "256mb" } }).resources).toEqual({ memory: 256 * 1024 * 1024 });
     expect(ServiceSpecSchema.safeParse({ ...service, resources: { memory: "512kb" } }).error?.issues.map((i) => [i.path.join("."), i.message])).toEqual([["resources.memory", "must be at least 1mb"]]);

@@ -427,7 +427,7 @@ const AutoscaleSpec = z
           .min(1)
           .max(1000)
           .optional()
-          .describe("Requests that wake the service from zero: held at once by a gateway, or seen in one window (default 1); fewer are answered 503 after holdTimeout."),
+          .describe("Requests that wake the service from zero (default 1): arrived at the gateways within max(window, activation × holdTimeout), summed over gateways by the autoscaler; until then each is answered 503 after holdTimeout."),
       })
       .optional()
       .describe("With min: 0, when to stop the last replica, how long a request waits for a new one and how many requests wake it."),
@@ -687,7 +687,12 @@ export const ManifestSchema = z.strictObject({
   telemetry: z
     .strictObject({
       prometheus: z
-        .strictObject({ url: z.url({ protocol: /^https?$/ }).describe("Base URL of the Prometheus server, e.g. http://127.0.0.1:9090.") })
+        .strictObject({
+          url: z.url({ protocol: /^https?$/ }).describe("Base URL of the Prometheus server, e.g. http://127.0.0.1:9090."),
+          scrapeInterval: positiveDuration("Prometheus would never take a new sample")
+            .optional()
+            .describe("How often this Prometheus scrapes the gateway, e.g. 15s. Canary analysis treats request counts that stand still for less than 2.5 of these (and at least 30 s) as a late scrape, not a stopped source; without it, 30s is assumed."),
+        })
         .optional()
         .describe("Read metrics (canary analysis, SLOs, autoscaling) from this Prometheus with PromQL instead of the built-in store."),
       incidentWebhooks: z

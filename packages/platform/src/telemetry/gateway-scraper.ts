@@ -42,6 +42,8 @@ export interface ScrapeTarget {
 }
 
 export interface GatewayScraper {
+  /** Time between rounds once started. */
+  readonly intervalMs: number;
   /** One round over every URL now; resolves when all have answered or failed (never rejects). */
   scrapeOnce(): Promise<ScrapeTarget[]>;
   /** Starts a round every `intervalMs` (the first at once). */
@@ -184,6 +186,7 @@ export function createGatewayScraper(options: GatewayScraperOptions): GatewayScr
   }
 
   return {
+    intervalMs,
     scrapeOnce,
     start() {
       if (running) return;

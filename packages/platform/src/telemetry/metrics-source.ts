@@ -35,6 +35,13 @@ export interface RequestCounts {
 export interface MetricsSource {
   /** "builtin" or "prometheus". */
   readonly kind: string;
+  /** Where its numbers come from, for messages: "Prometheus at http://…", "the built-in metric store (gateway scrapes)". */
+  readonly description: string;
+  /**
+   * How often the numbers behind it are taken (the scrape interval), when the source knows it:
+   * counts stand still between two samples, so a quiet stretch that short means nothing.
+   */
+  readonly scrapeIntervalMs: number | undefined;
   /** The longest window the source holds data for; undefined when it cannot tell. */
   readonly retentionMs: number | undefined;
   /** Share of requests answered 5xx (0..1). */
@@ -154,6 +161,9 @@ export function createBuiltinMetricsSource(store: MetricStore): MetricsSource {
   const hasInflight = store.metricNames().includes(GATEWAY_REQUESTS_IN_FLIGHT);
   return {
     kind: "builtin",
+    description: "the built-in metric store (gateway scrapes)",
+    // The scraper that feeds the store knows its interval; the store does not.
+    scrapeIntervalMs: undefined,
     retentionMs: store.retentionMs,
     async errorRatio(s) {
       checkSelector(s);
@@ -205,6 +215,8 @@ export interface PrometheusMetricsSourceOptions {
   url: string;
   /** Longest wait for one query (default 5 s). */
   timeoutMs?: number;
+  /** How often Prometheus scrapes the gateway, if known (canary analysis waits longer for still numbers without it). */
+  scrapeIntervalMs?: number;
   fetch?: typeof globalThis.fetch;
 }
 
@@ -335,6 +347,8 @@ export function createPrometheusMetricsSource(options: PrometheusMetricsSourceOp
 
   return {
     kind: "prometheus",
+    description: `Prometheus at ${base}`,
+    scrapeIntervalMs: options.scrapeIntervalMs,
     retentionMs: undefined,
     async errorRatio(s) {
       const ms = checkSelector(s);
