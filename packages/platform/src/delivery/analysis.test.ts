@@ -187,6 +187,24 @@ describe("judge", () => {
       expect(zero.phase).toBe("Successful");
     });
 
+    it("totals that froze soon after the first look, too few for the stall rule, never pass: Inconclusive at the end", () => {
+      // Looks every minute for 10 minutes at about 4 requests/s: the first look reads 120 per
+      // version, the source stops 3 s later (6 more each), and nothing moves after that. At the
+      // rate seen since the first look the stillness is never implausible (under 12 requests), yet
+      // the numbers have not moved for 8 minutes when the duration ends.
+      const slow = { ...s, durationMs: 600_000, intervalMs: 60_000 };
+      let run = startAnalysis(0);
+      const phases: string[] = [];
+      for (let k = 1; k <= 12 && run.phase === "Running"; k++) {
+        const n = k === 1 ? 120 : 126;
+        run = judge(run, { at: k * 60_000, ...BUILTIN, canary: { requests: n, errors: 0 }, baseline: { requests: n, errors: 0 } }, slow);
+        phases.push(run.phase);
+      }
+      expect(phases).not.toContain("Successful");
+      expect(run).toMatchObject({ phase: "Inconclusive", looks: 10 });
+      expect(run.reason).toBe("no new request of either version in the last 480 s: the traffic stopped, or the built-in metric store (gateway scrapes) did; not passing on numbers that do not move");
+    });
+
     it("a 25 s flat stretch in steady traffic (a late scrape) does not Error; the run passes once the counts move again", () => {
       // Steady for 30 s, still for 25 s (looks 7-11), steady again from look 12 (60 s).
       const all = runs((k) => ({ ...BUILTIN, ...counts(k, (j) => j <= 6 || j >= 12) }));

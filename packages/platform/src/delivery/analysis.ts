@@ -468,11 +468,11 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
   // service spec stored before that rule is what `keelson deploy` rolls out (it does not check the
   // manifest again), and a rollout may have begun under an older control plane.
   const stall = obs.weight === 0 ? undefined : stalled(run.flow, obs.at);
+  const boundMs = Math.max(STALL_LOOKS * s.intervalMs, STALL_MIN_MS, STALL_SCRAPES * (obs.scrapeIntervalMs ?? ASSUMED_SCRAPE_INTERVAL_MS));
+  const from = obs.source ?? "the metrics source";
   if (stall !== undefined && run.flow !== undefined) {
     const stillMs = obs.at - run.flow.movedAt;
-    const boundMs = Math.max(STALL_LOOKS * s.intervalMs, STALL_MIN_MS, STALL_SCRAPES * (obs.scrapeIntervalMs ?? ASSUMED_SCRAPE_INTERVAL_MS));
     const still = `neither version's request count rose in ${Math.round(stillMs / 1000)} s (${run.flow.stillLooks} look${run.flow.stillLooks === 1 ? "" : "s"}), though at the ${stall.perSecond.toFixed(1)}/s seen since the first look about ${Math.round(stall.expected)} requests would have come`;
-    const from = obs.source ?? "the metrics source";
     if (run.flow.stillLooks >= STALL_LOOKS && stillMs >= boundMs) {
       run.phase = "Error";
       run.reason = `the metrics stopped changing: ${still}; the numbers come from ${from}: is it stuck, or no longer scraping the gateway?`;
@@ -483,7 +483,14 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
   if (elapsedMs >= s.durationMs && stall === undefined) {
     const short = [canary.requests < s.minRequests ? `canary ${canary.requests}` : "", baseline.requests < s.minRequests ? `baseline ${baseline.requests}` : ""].filter(Boolean);
     const silent = s.custom.filter((m) => !run.customSeen.includes(m.name)).map((m) => m.name);
-    if (short.length > 0) {
+    // Never a pass on numbers that have not moved for longer than a late scrape explains while the
+    // canary has weight: too little traffic to call it a stalled source (see stalled), but the
+    // source may as well have stopped. The rollout pauses and says so.
+    const stillMs = run.flow !== undefined && run.flow.stillLooks > 0 ? obs.at - run.flow.movedAt : 0;
+    if (obs.weight !== 0 && stillMs >= boundMs) {
+      run.phase = "Inconclusive";
+      run.reason = `no new request of either version in the last ${Math.round(stillMs / 1000)} s: the traffic stopped, or ${from} did; not passing on numbers that do not move`;
+    } else if (short.length > 0) {
       run.phase = "Inconclusive";
       run.reason = `too little traffic to judge in ${Math.round(elapsedMs / 1000)} s: ${short.join(", ")} requests (each version needs ${s.minRequests})`;
     } else if (silent.length > 0) {

@@ -704,7 +704,12 @@ describe("reconciler (memory store and driver)", () => {
   it("a held member's replica that restarts while it waits at the gate gets startTimeout from its restart, not from the rollout's start", { timeout: 30_000 }, async () => {
     // A replica's second and later starts take 300 ms to become ready, or never do.
     const neverReady = new Set<string>();
-    driver = createMemoryDriver({ host, readyDelayMs: 5, behavior: (spec, attempt) => (attempt === 1 ? undefined : neverReady.has(spec.id) ? { neverReady: true } : { readyDelayMs: 300 }) });
+    const crashLoop = new Set<string>();
+    driver = createMemoryDriver({
+      host,
+      readyDelayMs: 5,
+      behavior: (spec, attempt) => (attempt === 1 ? undefined : crashLoop.has(spec.id) ? { neverReady: true, exitAfterMs: 20, exitCode: 3 } : neverReady.has(spec.id) ? { neverReady: true } : { readyDelayMs: 300 }),
+    });
     const { text, version } = await groupProject();
     const manualCanary = "{ strategy: canary, drain: 0, steps: [{ setWeight: 50 }, { pause: manual }] }";
     const payments = (deploy: string) => ({ deploy, more: ["replicas: 2"], startTimeout: "1s" });
@@ -745,6 +750,17 @@ describe("reconciler (memory store and driver)", () => {
     expect(failed?.details.why).toBe("not ready within 1 s (services.payments.startTimeout)");
     expect(Date.parse(failed?.at ?? "")).toBeGreaterThanOrEqual(crashedAt + 1_000);
     await waitFor(async () => (await reconciler.rolloutOf("orders"))?.phase === "rolled-back", { what: "orders rolled back with its group" });
+
+    // A replica that was ready, then exits at every start (each exit starts its readiness clock
+    // over, so only the crash-loop check can see it): the (blue-green) member fails after three exits.
+    await version("v4");
+    await reconciler.deployTogether(["orders", "payments"], { actor: "ci", wait: false });
+    const looping = await atGate();
+    crashLoop.add(looping);
+    driver.crash(looping);
+    await waitFor(async () => (await reconciler.rolloutOf("payments"))?.phase === "rolled-back", { what: "payments to fail on the crash loop" });
+    const loopFailures = await store.listEvents({ project: "shop", subject: "service/payments", kinds: ["rollout.failed"] });
+    expect(loopFailures.map((e) => e.details.why)).toContainEqual(expect.stringMatching(new RegExp(`^replica ${looping} exited 3 times before becoming ready \\(last exit code 3\\)`)));
   });
 });
 

@@ -544,6 +544,8 @@ export function createRolloutController(options: RolloutControllerOptions): Roll
 
     // Failure checks while the new release is not yet serving everything.
     if (ACTIVE.has(s.phase)) {
+      // Three exits in a row without becoming ready: a crash loop, also of a replica that was ready
+      // once (everReady is per run; its readiness clock starts over at each exit, so `slow` would never see it).
       const crashed = ofTo.find((r) => !r.everReady && r.exitsSinceReady >= 3);
       // Each new replica gets startTimeout from its own (re)start or exit, or from the step's start
       // if later: one that restarts (or is added) while the rollout waits at its gate, in a pause
