@@ -417,7 +417,8 @@ export function judge(prevRun: AnalysisRun, obs: AnalysisObservation, s: Analysi
       // Requests slower than the limit itself, the ones in the bucket holding it counted by linear
       // interpolation (as histogram_quantile assumes, and as the SLO's own burn rate counts them):
       // "at most 1% slower than 300 ms" is then "the interpolated p99 is at most 300 ms".
-      const slow = { n: dc.n, x: Math.min(dc.n, slowerThan(dc.buckets, cb, seconds)) };
+      const slowShare = fractionAbove(seconds, cumulative(dc.buckets, cb));
+      const slow = { n: dc.n, x: Number.isNaN(slowShare) ? 0 : Math.min(dc.n, slowShare * dc.n) };
       run.guardLatencyLLR = oneSampleRateUpdate(run.guardLatencyLLR, maxSlowRatio, slow);
       const above = fractionAbove(seconds, cb);
       const share = Number.isNaN(above) ? undefined : above;
@@ -533,22 +534,10 @@ function slowSoFar(mark: HighWater, bounds: Array<{ le: number }>, le: number): 
   return { n: mark.requests, x: Math.max(0, mark.requests - sumUpTo(mark.counts, bounds, le)) };
 }
 
-/**
- * Requests of an interval slower than `seconds`: the per-bucket counts (not cumulative) of the
- * buckets above it, plus the share of the bucket holding it that lies above, by linear
- * interpolation (the first bucket starts at 0; a +Inf bucket holding it counts whole).
- */
-function slowerThan(perBucket: number[], bounds: Array<{ le: number }>, seconds: number): number {
-  let slow = 0;
-  let lower = 0;
-  for (let i = 0; i < perBucket.length; i++) {
-    const upper = bounds[i]?.le ?? Infinity;
-    const c = perBucket[i] ?? 0;
-    if (lower >= seconds) slow += c;
-    else if (upper > seconds) slow += upper === Infinity ? c : (c * (upper - seconds)) / (upper - lower);
-    lower = upper;
-  }
-  return slow;
+/** An interval's per-bucket counts (not cumulative) as cumulative buckets with the bounds of `bounds`. */
+function cumulative(perBucket: number[], bounds: Array<{ le: number }>): Array<{ le: number; count: number }> {
+  let sum = 0;
+  return perBucket.map((c, i) => ({ le: bounds[i]?.le ?? Infinity, count: (sum += c) }));
 }
 
 /**
